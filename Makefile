@@ -1,0 +1,45 @@
+# hotshard: every target does its own set-up on a fresh Debian machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/hotshard/v1/*.proto)
+GENERATED := $(patsubst proto/%.proto,%_pb2.py,$(PROTOS))
+
+.PHONY: setup proto test lint unit demo bench clean
+
+setup: $(STAMP) $(GENERATED)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "hotshard needs Python 3.11")'
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+proto: $(GENERATED)
+
+hotshard/v1/%_pb2.py: proto/hotshard/v1/%.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. $<
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+unit: setup
+	$(VENV)/bin/pytest -q -m 'not integration'
+
+test: lint
+	$(VENV)/bin/pytest -q -n 2
+
+demo: setup
+	$(PY) -m engine.demo
+
+bench: setup
+	$(PY) -m bench.book
+
+clean:
+	rm -rf $(VENV) hotshard/v1/*_pb2*.py hotshard/v1/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code (from proto/hotshard/v1 by `make proto`)."""
