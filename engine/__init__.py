@@ -1,0 +1,1 @@
+"""The matching engine: the pure book (engine.book) and the shells around it."""

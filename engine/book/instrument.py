@@ -1,0 +1,31 @@
+"""What the book needs to know about a symbol: tick, lot, price band, self-trade rule."""
+
+from dataclasses import dataclass
+
+MAX_PRICE = (1 << 62) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    symbol: str
+    tick: int = 1
+    lot: int = 1
+    price_min: int = 1
+    price_max: int = MAX_PRICE
+    self_trade_prevention: bool = False
+    dedup_window: int = 100_000
+    """How many ended orders' ids are remembered to reject a reused order_id (live orders
+    are always remembered)."""
+
+    def __post_init__(self) -> None:
+        if not self.symbol:
+            raise ValueError("symbol must not be empty")
+        if self.tick < 1 or self.lot < 1:
+            raise ValueError(f"tick and lot must be >= 1, got tick={self.tick} lot={self.lot}")
+        if not 1 <= self.price_min <= self.price_max <= MAX_PRICE:
+            raise ValueError(
+                f"price band must satisfy 1 <= min <= max <= {MAX_PRICE}, "
+                f"got [{self.price_min}, {self.price_max}]"
+            )
+        if self.dedup_window < 0:
+            raise ValueError(f"dedup_window must be >= 0, got {self.dedup_window}")

@@ -1,0 +1,54 @@
+"""Reason codes: why an order was rejected or ended.
+
+Stable numbers grouped by area (1xx input, 2xx book, 3xx routing, 4xx migration). A code is
+never renumbered or reused; retired codes stay here as comments. REJECTED events, HTTP and
+WebSocket errors and gRPC statuses all carry these numbers, and proto/hotshard/v1 mirrors
+them (a test keeps both in step).
+"""
+
+from enum import IntEnum
+
+
+class Reason(IntEnum):
+    NONE = 0
+    # 1xx: the input itself is wrong
+    MALFORMED = 100
+    UNKNOWN_SYMBOL = 101
+    BAD_ACTION = 102
+    BAD_SIDE = 103
+    BAD_TYPE = 104
+    BAD_TIME_IN_FORCE = 105
+    NON_POSITIVE_QUANTITY = 106
+    NON_POSITIVE_PRICE = 107
+    MISSING_FIELD = 108
+    BAD_ID = 109
+    VALUE_OUT_OF_RANGE = 110
+    # 2xx: the book refuses it
+    DUPLICATE_ORDER_ID = 200
+    PRICE_OFF_TICK = 201
+    QUANTITY_OFF_LOT = 202
+    PRICE_OUTSIDE_BAND = 203
+    POST_ONLY_WOULD_CROSS = 204
+    UNKNOWN_ORDER = 205
+    ORDER_NOT_OPEN = 206
+    MARKET_ORDER_NOT_ALLOWED = 207
+    # 2xx, on order_status of orders that ended without a user's cancel
+    SELF_TRADE_PREVENTED = 220
+    IMMEDIATE_OR_CANCEL = 221
+    FILL_OR_KILL = 222
+    NO_LIQUIDITY = 223
+    REPLACED_TO_ZERO = 224
+    # 3xx: routing
+    STALE_ROUTE = 300
+    # 4xx: snapshots and migration
+    CORRUPT_SNAPSHOT = 400
+    UNSUPPORTED_SNAPSHOT_VERSION = 401
+
+
+class HotshardError(Exception):
+    """Base of typed errors: every one carries a Reason, callers never match on text."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason.name}: {detail}" if detail else reason.name)
+        self.reason = reason
+        self.detail = detail
