@@ -27,3 +27,19 @@ ENV_REDIS_PORT = "REDIS_PORT"
 ENV_AWS_REGION = "AWS_REGION"
 ENV_GRPC_PORT = "GRPC_PORT"
 ENV_LOG_LEVEL = "LOG_LEVEL"
+
+# Kafka consumer groups and transactional ids all start with this (IAM policies scope on it).
+KAFKA_GROUP_PREFIX = "hotshard-"
+
+# CloudWatch metrics the engine publishes; the migration alarms watch them.
+METRICS_NAMESPACE = "hotshard"
+METRIC_PROCESS_CPU = "ProcessCpu"  # percent of one core used by one engine process
+METRIC_SYMBOL_ORDER_RATE = "SymbolOrderRate"  # orders/s of one symbol, dimension DIM_SYMBOL
+DIM_SYMBOL = "Symbol"
+
+# Environment variables the Lambdas read beyond the engine's (set by infra/).
+ENV_SNAPSHOT_BUCKET = "SNAPSHOT_BUCKET"
+ENV_WEBSOCKET_ENDPOINT = "WEBSOCKET_ENDPOINT"  # https://... of the Management API
+ENV_ENGINE_ASG = "ENGINE_ASG"  # Auto Scaling group of the engine fleet
+ENV_JWT_ISSUER = "JWT_ISSUER"  # WebSocket $connect checks tokens from this Cognito pool
+ENV_JWT_AUDIENCE = "JWT_AUDIENCE"

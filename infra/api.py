@@ -1,0 +1,232 @@
+"""API: WebSocket and HTTP APIs on API Gateway, the order_router and stream_handler Lambdas.
+
+- WebSocket API: `$connect`, `$disconnect`, `order`, `cancel`, `subscribe` (route selection on
+  `$request.body.action`), all integrated with order_router.
+- HTTP API: `POST /orders`, `DELETE /orders/{id}`, `GET /orders/{id}` -> order_router, behind
+  a Cognito JWT authorizer. API Gateway offers JWT authorizers to HTTP APIs only; on the
+  WebSocket API the router checks the same Cognito token on `$connect` (JWT_ISSUER and
+  JWT_AUDIENCE are in its environment) and refuses the connection without a valid one.
+- stream_handler: MSK event sources on fills, trades, depth and order_status; allowed to
+  post to the WebSocket Management API (`@connections`) of this API's stage only.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from hotshard import names
+from infra.cache import CacheStack
+from infra.config import InfraConfig
+from infra.constructs.nag import acknowledge, acknowledge_wildcards
+from infra.constructs.python_function import HotshardFunction, deps_layer, log_group
+from infra.messaging import MessagingStack
+from infra.network import NetworkStack
+
+STAGE = "live"
+WEBSOCKET_ROUTES = ("order", "cancel", "subscribe")
+STREAM_TOPICS = (names.TOPIC_FILLS, names.TOPIC_TRADES, names.TOPIC_DEPTH, names.TOPIC_ORDER_STATUS)
+
+
+class ApiStack(Stack):
+    """The public edge: Cognito, WebSocket + HTTP APIs, router and stream handler."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        env: Environment,
+        network: NetworkStack,
+        messaging: MessagingStack,
+        cache: CacheStack,
+    ) -> None:
+        super().__init__(scope, construct_id, env=env, description="hotshard API edge")
+        self.user_pool = cognito.UserPool(
+            self,
+            "Users",
+            self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(username=True, email=True),
+            password_policy=cognito.PasswordPolicy(
+                min_length=12,
+                require_digits=True,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_symbols=True,
+            ),
+            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.client = self.user_pool.add_client(
+            "Clients",
+            auth_flows=cognito.AuthFlow(user_password=True, user_srp=True),
+            generate_secret=False,
+            access_token_validity=Duration.hours(1),
+            id_token_validity=Duration.hours(1),
+        )
+        acknowledge(
+            self.user_pool,
+            "AwsSolutions-COG2",
+            "trading clients are programs that sign in with USER_PASSWORD_AUTH; an MFA prompt "
+            "would stop them. Operators can require MFA per user",
+        )
+        acknowledge(
+            self.user_pool,
+            "AwsSolutions-COG3",
+            "threat protection needs the Cognito Plus plan; the default deployment stays on "
+            "Essentials so its cost is the one in docs/DEPLOY.md",
+        )
+        acknowledge(
+            self.user_pool,
+            "AwsSolutions-COG8",
+            "the Plus plan is not required: the pool only issues tokens for the HTTP API "
+            "authorizer and the router's $connect check",
+        )
+        issuer = f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool.user_pool_id}"
+
+        self.websocket = apigw.WebSocketApi(
+            self,
+            "WebSocket",
+            route_selection_expression="$request.body.action",
+            description="hotshard orders and market data over WebSocket",
+        )
+        ws_stage = apigw.WebSocketStage(
+            self,
+            "WebSocketStage",
+            web_socket_api=self.websocket,
+            stage_name=STAGE,
+            auto_deploy=True,
+        )
+        self.http = apigw.HttpApi(
+            self,
+            "Http",
+            description="hotshard orders over HTTP",
+            default_authorizer=authorizers.HttpUserPoolAuthorizer(
+                "Cognito", self.user_pool, user_pool_clients=[self.client]
+            ),
+        )
+        self._access_logs(config, ws_stage.node.default_child, "WebSocketAccessLogs")
+        assert self.http.default_stage is not None
+        self._access_logs(config, self.http.default_stage.node.default_child, "HttpAccessLogs")
+
+        layers = [layer] if (layer := deps_layer(self, config)) else []
+        common = {
+            names.ENV_KAFKA_BROKERS: messaging.bootstrap_brokers,
+            names.ENV_REDIS_HOST: cache.host,
+            names.ENV_REDIS_PORT: cache.port,
+        }
+        self.router = HotshardFunction(
+            self,
+            "OrderRouter",
+            config=config,
+            code_dirs=("lambdas/order_router",),
+            entry_file="lambdas/order_router/handler.py",
+            handler="lambdas.order_router.handler.handler",
+            service="order_router",
+            description="hotshard order_router: validate, route, produce to Kafka",
+            vpc=network.vpc,
+            security_group=network.router_sg,
+            environment={
+                **common,
+                names.ENV_JWT_ISSUER: issuer,
+                names.ENV_JWT_AUDIENCE: self.client.user_pool_client_id,
+            },
+            layers=layers,
+            timeout=Duration.seconds(10),
+        )
+        messaging.grant_kafka(
+            self.router.role, write=[names.TOPIC_ORDERS, names.TOPIC_PENDING_ORDERS]
+        )
+        router_ws = integrations.WebSocketLambdaIntegration("Router", self.router.function)
+        for route in ("$connect", "$disconnect", *WEBSOCKET_ROUTES):
+            self.websocket.add_route(route, integration=router_ws)
+        acknowledge(
+            self.websocket,
+            "AwsSolutions-APIG4",
+            "WebSocket APIs offer no JWT authorizer: order_router verifies the Cognito token "
+            "on $connect and refuses the connection without a valid one; the other routes "
+            "exist only on a connection that passed that check",
+        )
+        router_http = integrations.HttpLambdaIntegration("RouterHttp", self.router.function)
+        self.http.add_routes(
+            path="/orders", methods=[apigw.HttpMethod.POST], integration=router_http
+        )
+        self.http.add_routes(
+            path="/orders/{id}",
+            methods=[apigw.HttpMethod.GET, apigw.HttpMethod.DELETE],
+            integration=router_http,
+        )
+
+        self.stream = HotshardFunction(
+            self,
+            "StreamHandler",
+            config=config,
+            code_dirs=("lambdas/stream_handler",),
+            entry_file="lambdas/stream_handler/handler.py",
+            handler="lambdas.stream_handler.handler.handler",
+            service="stream_handler",
+            description="hotshard stream_handler: push fills, trades, depth, status to clients",
+            vpc=network.vpc,
+            security_group=network.stream_sg,
+            environment={**common, names.ENV_WEBSOCKET_ENDPOINT: ws_stage.callback_url},
+            layers=layers,
+            timeout=Duration.seconds(60),
+        )
+        messaging.grant_kafka(self.stream.role, read=STREAM_TOPICS)
+        connections = (
+            f"arn:{self.partition}:execute-api:{self.region}:{self.account}:"
+            f"{self.websocket.api_id}/{STAGE}/POST/@connections/*"
+        )
+        self.stream.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["execute-api:ManageConnections"], resources=[connections])
+        )
+        acknowledge_wildcards(
+            self.stream.role,
+            [connections],
+            "connection ids are created by API Gateway at run time; the grant is limited to "
+            "POST on @connections of this API's live stage",
+        )
+        # The MSK event source is an L2 EventSourceMapping: ManagedKafkaEventSource would
+        # attach the AWSLambdaMSKExecutionRole managed policy (kafka:* on "*").
+        self.stream.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"],
+                resources=[messaging.cluster_arn],
+            )
+        )
+        for topic in STREAM_TOPICS:
+            lambda_.EventSourceMapping(
+                self,
+                f"From-{topic}",
+                target=self.stream.function,
+                event_source_arn=messaging.cluster_arn,
+                kafka_topic=topic,
+                kafka_consumer_group_id=f"{names.KAFKA_GROUP_PREFIX}stream-{topic}",
+                starting_position=lambda_.StartingPosition.LATEST,
+                batch_size=500,
+            )
+
+        CfnOutput(self, "WebSocketUrl", value=ws_stage.url)
+        CfnOutput(self, "HttpUrl", value=self.http.api_endpoint)
+        CfnOutput(self, "UserPoolId", value=self.user_pool.user_pool_id)
+        CfnOutput(self, "UserPoolClientId", value=self.client.user_pool_client_id)
+
+    def _access_logs(self, config: InfraConfig, stage: object, construct_id: str) -> None:
+        """Send a stage's access logs (JSON, one line a request) to its own log group."""
+        assert isinstance(stage, apigw.CfnStage)
+        group = log_group(self, construct_id, days=config.log_retention_days)
+        stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=group.log_group_arn,
+            format=(
+                '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
+                '"route":"$context.routeKey","status":"$context.status",'
+                '"latencyMs":"$context.integrationLatency","error":"$context.error.message"}'
+            ),
+        )

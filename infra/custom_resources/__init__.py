@@ -1,0 +1,1 @@
+"""Handlers of CloudFormation custom resources; deployed as Lambda code, not CDK."""

@@ -1,0 +1,1 @@
+"""Creates the hotshard Kafka topics on MSK (IAM auth) for CloudFormation."""

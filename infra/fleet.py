@@ -1,0 +1,263 @@
+"""Engine fleet: launch template, Auto Scaling group with a Warm Pool, lifecycle hook, role.
+
+Each instance runs `engineProcessesPerInstance` engine processes (`python -m engine`), one
+systemd unit `engine@<grpc port>.service` each, installed from a CDK asset that holds the
+repository's `hotshard`, `engine` and `proto` packages with pyproject.toml and
+constraints.txt (pinned install). `hotshard-ready.service` runs at every boot and completes
+the `engine-ready` lifecycle action once every process listens on its gRPC port, so an
+instance is ready before it is InService, whether it comes from the warm pool or not.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Environment, Stack
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from hotshard import names
+from infra.cache import CacheStack
+from infra.config import InfraConfig
+from infra.constructs.nag import acknowledge, acknowledge_wildcards
+from infra.constructs.source_bundle import bundling, report_missing
+from infra.messaging import MessagingStack
+from infra.network import NetworkStack
+from infra.storage import StorageStack
+
+ASG_NAME = "hotshard-engines"
+LIFECYCLE_HOOK = "engine-ready"
+ENGINE_PATHS = ("hotshard", "engine", "proto", "pyproject.toml", "constraints.txt", "README.md")
+ENGINE_ENTRY = "engine/__main__.py"
+APP_DIR = "/opt/hotshard"
+
+
+class FleetStack(Stack):
+    """The engine instances: c5.2xlarge by default, IMDSv2, encrypted EBS, warm pool."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        env: Environment,
+        network: NetworkStack,
+        messaging: MessagingStack,
+        cache: CacheStack,
+        storage: StorageStack,
+    ) -> None:
+        super().__init__(scope, construct_id, env=env, description="hotshard engine fleet")
+        report_missing(
+            self,
+            config.source_root,
+            [ENGINE_ENTRY],
+            require=config.require_code,
+            why="`python -m engine` comes with the engine issues",
+        )
+        self.asg_name = ASG_NAME
+        self.asg_arn = (
+            f"arn:{self.partition}:autoscaling:{self.region}:{self.account}:autoScalingGroup:*:"
+            f"autoScalingGroupName/{ASG_NAME}"
+        )
+        self.role = iam.Role(
+            self,
+            "EngineRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="hotshard engine instances (least privilege)",
+        )
+        messaging.grant_kafka(
+            self.role,
+            read=[names.TOPIC_ORDERS, names.TOPIC_PENDING_ORDERS],
+            write=[
+                names.TOPIC_FILLS,
+                names.TOPIC_TRADES,
+                names.TOPIC_DEPTH,
+                names.TOPIC_ORDER_STATUS,
+            ],
+            transactions=True,
+        )
+        storage.grant_snapshots(self.role)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": names.METRICS_NAMESPACE}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
+                resources=[self.asg_arn],
+            )
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData has no resource-level permissions; the statement is "
+            "limited to the hotshard namespace by the cloudwatch:namespace condition",
+        )
+        acknowledge_wildcards(
+            self.role,
+            [self.asg_arn],
+            "the only wildcard is the Auto Scaling group's uuid, unknown before it exists; "
+            "the group is named, so the grant covers this one group",
+        )
+
+        asset = s3_assets.Asset(
+            self,
+            "EngineCode",
+            path=str(config.source_root),
+            bundling=bundling(config.source_root, ENGINE_PATHS),
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[asset.bucket.arn_for_objects(asset.s3_object_key)],
+            )
+        )
+        user_data = ec2.UserData.for_linux()
+        zip_path = user_data.add_s3_download_command(
+            bucket=asset.bucket, bucket_key=asset.s3_object_key, local_file=f"{APP_DIR}/engine.zip"
+        )
+        user_data.add_commands(
+            *engine_install_script(
+                config=config,
+                zip_path=zip_path,
+                environment={
+                    names.ENV_KAFKA_BROKERS: messaging.bootstrap_brokers,
+                    names.ENV_REDIS_HOST: cache.host,
+                    names.ENV_REDIS_PORT: cache.port,
+                    names.ENV_AWS_REGION: self.region,
+                    names.ENV_LOG_LEVEL: config.log_level,
+                },
+                region=self.region,
+            )
+        )
+
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "EngineTemplate",
+            instance_type=ec2.InstanceType(config.instance_type),
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(),
+            require_imdsv2=True,
+            http_put_response_hop_limit=1,
+            role=self.role,
+            security_group=network.engine_sg,
+            user_data=user_data,
+            detailed_monitoring=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        config.engine_volume_gib,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+        self.asg = autoscaling.AutoScalingGroup(
+            self,
+            "Engines",
+            auto_scaling_group_name=ASG_NAME,
+            vpc=network.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            launch_template=self.launch_template,
+            min_capacity=config.fleet_min_size,
+            max_capacity=config.fleet_max_size,
+            group_metrics=[autoscaling.GroupMetrics.all()],
+        )
+        self.asg.add_lifecycle_hook(
+            "EngineReady",
+            lifecycle_hook_name=LIFECYCLE_HOOK,
+            lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
+            default_result=autoscaling.DefaultResult.ABANDON,
+            heartbeat_timeout=Duration.minutes(15),
+        )
+        acknowledge(
+            self.asg,
+            "AwsSolutions-AS3",
+            "scaling events go to EventBridge and the group's CloudWatch metrics (all group "
+            "metrics are on); an SNS topic would have no subscriber in the default deployment",
+        )
+        self.warm_pool = self.asg.add_warm_pool(
+            min_size=config.warm_pool_size,
+            pool_state=autoscaling.PoolState.STOPPED,
+            reuse_on_scale_in=True,
+        )
+
+
+def engine_install_script(
+    *, config: InfraConfig, zip_path: str, environment: dict[str, str], region: str
+) -> list[str]:
+    """Bash lines that install the engine, write its systemd units and start them."""
+    ports = " ".join(str(p) for p in config.grpc_ports)
+    env_lines = [f"{key}={value}" for key, value in environment.items()]
+    return [
+        "set -euo pipefail",
+        "dnf install -y -q python3.11 python3.11-pip unzip",
+        f"mkdir -p {APP_DIR}/app /etc/hotshard",
+        f"unzip -o -q {zip_path} -d {APP_DIR}/app",
+        f"python3.11 -m venv {APP_DIR}/venv",
+        f"{APP_DIR}/venv/bin/pip install -q -c {APP_DIR}/app/constraints.txt {APP_DIR}/app",
+        "id hotshard >/dev/null 2>&1 || useradd --system --home-dir /opt/hotshard hotshard",
+        "cat > /etc/hotshard/engine.env <<'ENV'",
+        *env_lines,
+        "ENV",
+        "cat > /etc/systemd/system/engine@.service <<'UNIT'",
+        "[Unit]",
+        "Description=hotshard engine process, gRPC port %i",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "[Service]",
+        "User=hotshard",
+        "EnvironmentFile=/etc/hotshard/engine.env",
+        f"Environment={names.ENV_GRPC_PORT}=%i",
+        f"WorkingDirectory={APP_DIR}/app",
+        f"ExecStart={APP_DIR}/venv/bin/python -m engine",
+        "Restart=always",
+        "RestartSec=1",
+        "LimitNOFILE=65536",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "UNIT",
+        "cat > /usr/local/bin/hotshard-ready <<'READY'",
+        "#!/bin/bash",
+        "# Every boot: wait until each engine process listens, then let the instance go on",
+        "# (into the warm pool or into service). No pending lifecycle action (a plain",
+        "# reboot) is not an error.",
+        "set -uo pipefail",
+        f"for port in {ports}; do",
+        "  for _ in $(seq 300); do",
+        "    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 1",
+        "  done",
+        '  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "port $port not up"; exit 1; }',
+        "done",
+        "imds=http://169.254.169.254/latest",
+        'token=$(curl -sf -X PUT $imds/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
+        'iid=$(curl -sf -H "X-aws-ec2-metadata-token: $token" $imds/meta-data/instance-id)',
+        f"aws autoscaling complete-lifecycle-action --region {region}"
+        f" --auto-scaling-group-name {ASG_NAME} --lifecycle-hook-name {LIFECYCLE_HOOK}"
+        " --instance-id $iid --lifecycle-action-result CONTINUE || true",
+        "READY",
+        "chmod 755 /usr/local/bin/hotshard-ready",
+        "cat > /etc/systemd/system/hotshard-ready.service <<'UNIT'",
+        "[Unit]",
+        "Description=hotshard: complete the engine-ready lifecycle action",
+        "After=network-online.target",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=/usr/local/bin/hotshard-ready",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "UNIT",
+        "systemctl daemon-reload",
+        f"for port in {ports}; do systemctl enable --now engine@$port.service; done",
+        "systemctl enable --now hotshard-ready.service",
+    ]
