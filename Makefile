@@ -43,3 +43,28 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) hotshard/v1/*_pb2*.py hotshard/v1/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache
+
+# --- infrastructure (app.py, infra/): docs/DEPLOY.md ------------------------------------
+.PHONY: synth cdk-cli lambda-deps deploy
+CDK := node_modules/.bin/cdk
+JSII_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+
+synth: setup
+	$(JSII_ENV) $(PY) app.py
+
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(CDK)
+
+cdk-cli: $(CDK)
+
+# Third-party packages of the Lambdas as a layer: Linux x86_64 wheels for CPython 3.11.
+lambda-deps: setup
+	rm -rf build/lambda-deps
+	$(PY) -m pip install -q --target build/lambda-deps/python -c constraints.txt \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+		--only-binary=:all: aws-lambda-powertools confluent-kafka redis protobuf grpcio \
+		aws-msk-iam-sasl-signer-python
+
+deploy: setup cdk-cli lambda-deps
+	$(JSII_ENV) $(CDK) deploy --all -c hotshard:requireCode=true --require-approval broadening

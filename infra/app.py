@@ -69,6 +69,9 @@ def build(context: dict[str, Any], *, outdir: str | None = None) -> Deployment:
         key = f"availability-zones:account={account}:region={config.region}"
         if app.node.try_get_context(key) is None:
             app.node.set_context(key, list(config.availability_zones))
+    else:
+        # Environment-agnostic: what Stack.availability_zones returns instead of Fn::GetAZs.
+        app.node.set_context("aws:cdk:availability-zones:fallback", list(config.availability_zones))
     env = cdk.Environment(account=account, region=config.region)
 
     network = NetworkStack(app, "HotshardNetwork", config=config, env=env)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aws_cdk import Duration, Environment, Stack
+from aws_cdk import CfnOutput, Duration, Environment, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -240,3 +240,6 @@ class MigrationStack(Stack):
             ),
             targets=[targets.SfnStateMachine(self.state_machine)],
         )
+        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        CfnOutput(self, "CpuAlarmName", value=self.cpu_alarm.alarm_name)
+        CfnOutput(self, "RateAlarmName", value=self.rate_alarm.alarm_name)
