@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.book import Book, Instrument
 from engine.flow import Stream, liquibook_stream, zipf_stream
+from engine.runtime import tune_gc
 from hotshard.commands import ACTION, ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID
 from hotshard.domain import Action, OrderType, Side, TimeInForce
 
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     print(f"machine: {machine()}")
+    tune_gc()  # the engine's setting, for both books
     workloads = {
         "liquibook": liquibook_stream(args.orders),
         "zipf100": zipf_stream(args.orders),

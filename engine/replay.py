@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.book import Book, Instrument, Market
+from engine.runtime import tune_gc
 from hotshard.codec import InvalidOrderError, decode_order_json, depth_json, dumps, event_json
 from hotshard.domain import Status
 from hotshard.events import KIND, STATUS, STATUS_CODE, TRADE, Event, unsequenced_rejection
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--depth-levels must be >= 0")
     market = Market(load_symbols(args.symbols)) if args.symbols else Market(open_listing=True)
     stats = ReplayStats()
+    tune_gc()
     with ExitStack() as stack:
         source: IO[str] = (
             sys.stdin

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,6 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-# `infra` (and `tests.infra`) are imported from the checkout: pyproject installs only
-# hotshard and engine, and pytest runs with --import-mode=importlib.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from aws_cdk.assertions import Template
 

@@ -1,0 +1,41 @@
+"""Builders for tests: books, commands and readable views of events."""
+
+from typing import Any
+
+from engine.book import Book, Instrument
+from hotshard.codec import event_json
+from hotshard.events import Event
+
+SYMBOL = "TEST"
+
+
+def book(**rules: Any) -> Book:
+    return Book(Instrument(SYMBOL, **rules))
+
+
+def view(events: list[Event]) -> list[dict[str, Any]]:
+    """Events as client JSON without the symbol: what a reader of a test wants to see."""
+    out = []
+    for event in events:
+        shown = event_json(SYMBOL, event)
+        del shown["symbol"]
+        out.append(shown)
+    return out
+
+
+def statuses(events: list[Event]) -> list[tuple[str, str, str]]:
+    """(order_id, status, reason) of each order_status, in order."""
+    return [
+        (e["order_id"], e["status"], e.get("reason", ""))
+        for e in view(events)
+        if e["type"] == "order_status"
+    ]
+
+
+def trades(events: list[Event]) -> list[tuple[str, str, int, int]]:
+    """(maker_order_id, taker_order_id, price, quantity) of each trade."""
+    return [
+        (e["maker_order_id"], e["taker_order_id"], e["price"], e["quantity"])
+        for e in view(events)
+        if e["type"] == "trade"
+    ]

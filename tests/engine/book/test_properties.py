@@ -1,0 +1,154 @@
+"""Properties over random command streams (hypothesis), against the naive reference."""
+
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.book import Book, Instrument, snapshot
+from hotshard.codec import dumps, event_json
+from hotshard.commands import Command
+from hotshard.domain import Side
+from hotshard.events import FILL, STATUS, TRADE, Event
+from tests.reference.naive_book import NaiveBook
+
+ORDER_IDS = [str(i) for i in range(12)]
+USERS = ["alice", "bob", "carol"]
+
+instruments = st.builds(
+    Instrument,
+    symbol=st.just("P"),
+    tick=st.sampled_from([1, 1, 2]),
+    lot=st.sampled_from([1, 1, 5]),
+    price_min=st.sampled_from([1, 92]),
+    price_max=st.sampled_from([1 << 40, 108]),
+    self_trade_prevention=st.booleans(),
+    dedup_window=st.sampled_from([0, 3, 100_000]),
+)
+
+valid_adds = st.tuples(
+    st.just(1),
+    st.sampled_from(ORDER_IDS),
+    st.sampled_from(USERS),
+    st.sampled_from([1, 2]),
+    st.sampled_from([1, 1, 1, 1, 1, 1, 2]),  # LIMIT mostly, some MARKET
+    st.sampled_from([1, 1, 1, 1, 2, 3]),  # GTC mostly, IOC, FOK
+    st.sampled_from([False, False, False, True]),  # post-only sometimes
+    st.integers(96, 104),
+    st.sampled_from([5, 10, 15, 20, 30]),
+)
+invalid_adds = st.tuples(
+    st.just(1),
+    st.sampled_from(ORDER_IDS),
+    st.sampled_from(USERS),
+    st.sampled_from([0, 1, 2, 3]),
+    st.sampled_from([0, 1, 2, 7]),
+    st.sampled_from([0, 1, 2, 3, 4]),
+    st.booleans(),
+    st.integers(-2, 200),
+    st.sampled_from([0, -5, 7, 1, 5]),
+)
+amends = st.tuples(
+    st.sampled_from([2, 2, 3, 3, 9]),  # CANCEL, REPLACE, invalid action
+    st.sampled_from(ORDER_IDS),
+    st.sampled_from(USERS),
+    st.just(0),
+    st.just(0),
+    st.just(0),
+    st.just(False),
+    st.integers(96, 104),
+    st.sampled_from([5, 10, 20, 30, 0, 3]),
+)
+streams = st.lists(
+    st.one_of(valid_adds, valid_adds, valid_adds, valid_adds, amends, invalid_adds),
+    min_size=5,
+    max_size=80,
+)
+
+
+def run(book: Book, commands: list[Command]) -> list[list[Event]]:
+    return [book.apply(c) for c in commands]
+
+
+@settings(max_examples=300, deadline=None)
+@given(instruments, streams)
+def test_events_and_depth_match_the_naive_reference(instrument, commands):
+    fast, naive = Book(instrument), NaiveBook(instrument)
+    for command in commands:
+        assert fast.apply(command) == naive.apply(command), command
+        assert fast.depth(20) == naive.depth(20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(instruments, streams)
+def test_book_is_never_crossed_at_rest(instrument, commands):
+    book = Book(instrument)
+    for command in commands:
+        book.apply(command)
+        bid, ask = book.bbo()
+        assert bid is None or ask is None or bid[0] < ask[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(instruments, streams)
+def test_quantity_is_conserved_as_a_consumer_sees_it(instrument, commands):
+    """Every order's fills add up to its reported filled; every trade's two fills match;
+    what the statuses say is resting is exactly what the book shows; and no order ever
+    holds more than it was accepted or replaced with (the rest was cancelled or expired)."""
+    book = Book(instrument)
+    fills: dict[tuple[str, str], int] = defaultdict(int)
+    last: dict[tuple[str, str], tuple[int, int, int]] = {}  # status, filled, leaves
+    quantity: dict[tuple[str, str], int] = {}
+    for command in commands:
+        events = book.apply(command)
+        trade_fills: dict[int, list[int]] = defaultdict(list)
+        for event in events:
+            if event[0] == FILL:
+                fills[event[3], event[2]] += event[5]
+                trade_fills[event[7]].append(event[5])
+            elif event[0] == TRADE:
+                trade_fills.setdefault(event[7], [])
+            elif event[0] == STATUS and event[4] != 2:  # a REJECTED answers a request
+                key = (event[3], event[2])
+                last[key] = (event[4], event[6], event[7])
+                if event[4] == 1:  # ACCEPTED: a new order (ids are reusable past the window)
+                    fills[key] = 0
+                if event[4] in (1, 6):  # ACCEPTED, REPLACED: the order's new total
+                    quantity[key] = event[6] + event[7]
+        for parts in trade_fills.values():
+            assert len(parts) == 2 and parts[0] == parts[1]
+    resting: dict[tuple[int, int], int] = defaultdict(int)
+    for key, (_status, filled, leaves) in last.items():
+        assert fills[key] == filled, key
+        assert filled + leaves <= quantity.get(key, 0)
+        if leaves:
+            order = book.open_order(key[1], key[0])
+            assert order is not None
+            resting[order[4], order[5]] += leaves
+    for side in (Side.BUY, Side.SELL):
+        levels = book.depth(1000)[0 if side == Side.BUY else 1]
+        assert dict(levels) == {p: q for (s, p), q in resting.items() if s == side}
+
+
+@settings(max_examples=100, deadline=None)
+@given(instruments, streams)
+def test_event_stream_is_deterministic_byte_for_byte(instrument, commands):
+    def text() -> str:
+        book = Book(instrument)
+        return "\n".join(dumps(event_json("P", e)) for es in run(book, commands) for e in es)
+
+    assert text() == text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(instruments, streams, st.integers(0, 80))
+def test_snapshot_restore_at_any_point_continues_identically(instrument, commands, cut):
+    cut = min(cut, len(commands))
+    original = Book(instrument)
+    run(original, commands[:cut])
+    data = snapshot.dump(original, input_offset=cut)
+    restored, info = snapshot.load(data)
+    assert info.input_offset == cut and info.seq == original.seq
+    assert snapshot.dump(restored, input_offset=cut) == data
+    assert run(restored, commands[cut:]) == run(original, commands[cut:])
+    assert restored.depth(50) == original.depth(50)
