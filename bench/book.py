@@ -6,8 +6,9 @@ Two deterministic streams (bench/streams.py): (a) `liquibook`, the Liquibook
 performance-test shape, and (b) `zipf100`, 100 Zipf-skewed symbols with passive limits,
 cancels, marketable limits and market orders. Our side produces full events (statuses,
 fills, trades) and conflates depth once per 1,000 commands, as the engine does per batch;
-the peer (`liquibook` package, DepthOrderBook per symbol) collects every accept, fill and
-cancel callback into a list. Streams are generated before timing; each run starts from
+the peer (`liquibook` package: its plain OrderBook per symbol, which is faster than its
+DepthOrderBook, so the peer computes no depth at all) collects every accept, fill, cancel
+and reject callback into a list. Streams are generated before timing; each run starts from
 empty books; the median of R runs is reported. The last lines are, per workload:
 
     orders/s <workload>: N (peer M, ratio R)
@@ -25,7 +26,7 @@ from typing import Any
 from engine.book import Book, Instrument
 from engine.flow import Stream, liquibook_stream, zipf_stream
 from engine.runtime import tune_gc
-from hotshard.commands import ACTION, ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID
+from hotshard.commands import ACTION, ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID, Command
 from hotshard.domain import Action, OrderType, Side, TimeInForce
 
 DEPTH_EVERY = 1000
@@ -33,24 +34,32 @@ ACCEPT, REJECT, FILL, CANCEL, CANCEL_REJECT = range(5)
 
 
 def run_ours(stream: Stream) -> int:
-    """Apply the stream to fresh books; returns the number of events produced."""
+    """Apply the stream to fresh books as the engine does: per batch of DEPTH_EVERY
+    commands, group by symbol (order kept within a symbol), apply each group, then
+    conflate depth per touched book. Returns the number of events produced."""
     books: dict[str, Book] = {}
     for symbol, _ in stream:
         if symbol not in books:
             books[symbol] = Book(Instrument(symbol))
     events = 0
-    every = DEPTH_EVERY
-    for start in range(0, len(stream), every):
-        for symbol, command in stream[start : start + every]:
-            events += len(books[symbol].apply(command))
-        for book in books.values():
+    for start in range(0, len(stream), DEPTH_EVERY):
+        groups: dict[str, list[Command]] = {}
+        for symbol, command in stream[start : start + DEPTH_EVERY]:
+            group = groups.get(symbol)
+            if group is None:
+                groups[symbol] = [command]
+            else:
+                group.append(command)
+        for symbol, commands in groups.items():
+            book = books[symbol]
+            events += len(book.apply_all(commands))
             if book.depth_update() is not None:
                 events += 1
     return events
 
 
 def run_peer(stream: Stream) -> int:
-    """The same stream through liquibook.DepthOrderBook, one per symbol."""
+    """The same stream through liquibook's OrderBook, one per symbol."""
     import liquibook  # noqa: PLC0415 - only the benchmark needs the peer
 
     collected: list[tuple[Any, ...]] = []
@@ -75,7 +84,7 @@ def run_peer(stream: Stream) -> int:
     books: dict[str, Any] = {}
     for symbol, _ in stream:
         if symbol not in books:
-            book = liquibook.DepthOrderBook()
+            book = liquibook.liquibook_book_OrderBook()
             book.set_order_listener(listener)
             books[symbol] = book
     live: dict[tuple[Any, Any], Any] = {}
