@@ -43,3 +43,21 @@ ENV_WEBSOCKET_ENDPOINT = "WEBSOCKET_ENDPOINT"  # https://... of the Management A
 ENV_ENGINE_ASG = "ENGINE_ASG"  # Auto Scaling group of the engine fleet
 ENV_JWT_ISSUER = "JWT_ISSUER"  # WebSocket $connect checks tokens from this Cognito pool
 ENV_JWT_AUDIENCE = "JWT_AUDIENCE"
+
+# Redis keys (DESIGN §4). Operations on them live in hotshard.registry; `{}` is filled in.
+REDIS_ROUTE = "route:{}"  # hash per symbol: partition, instance, status, epoch
+REDIS_ENGINES = "engines"  # set of registered engine instance ids
+REDIS_ENGINE = "engine:{}"  # hash per instance: address, partitions, heartbeat_ms, host, pid
+REDIS_PARTITION_OWNER = "owner:orders:{}"  # string per partition: owning instance (with TTL)
+REDIS_SNAPSHOT = "snapshot:{}"  # hash per symbol: location, partition, input_offset, seq, ...
+REDIS_SNAPSHOT_DATA = "snapshot-data:{}:{}"  # bytes of a small snapshot: symbol, seq
+REDIS_CHECKPOINT = "checkpoint:orders:{}"  # JSON per partition: where a restart resumes
+
+# Environment variables of the engine beyond the fleet's common ones (all optional).
+ENV_ENGINE_PARTITIONS = "ENGINE_PARTITIONS"  # e.g. "0-3,8": owned partitions of `orders`
+ENV_ENGINE_INSTANCE_ID = "ENGINE_INSTANCE_ID"  # default: <host>-<grpc port>
+ENV_KAFKA_AUTH = "KAFKA_AUTH"  # none | msk-iam
+ENV_REDIS_TLS = "REDIS_TLS"  # true with ElastiCache encryption in transit
+ENV_S3_ENDPOINT_URL = "S3_ENDPOINT_URL"  # local S3 (moto server); empty in AWS
+ENV_SNAPSHOT_INTERVAL_S = "SNAPSHOT_INTERVAL_S"
+ENV_SNAPSHOT_S3_THRESHOLD = "SNAPSHOT_S3_THRESHOLD"  # bytes; larger snapshots go to S3

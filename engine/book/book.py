@@ -162,7 +162,7 @@ class Book:
         return out
 
     def _apply_one(self, command: Command, out: list[Event]) -> None:
-        action, order_id, user_id, side, otype, tif, post_only, price, qty = command
+        action, order_id, user_id, _, _, _, _, price, qty = command
         if action == ADD:
             self._add(command, out, False)
         elif action == CANCEL:
@@ -225,10 +225,7 @@ class Book:
         if order_id in user_orders:
             self.reject(order_id, user_id, Reason.DUPLICATE_ORDER_ID, out)
             return
-        if otype == MARKET:
-            limit_key = _ANY_KEY
-        else:
-            limit_key = -price if side == BUY else price
+        limit_key = _ANY_KEY if otype == MARKET else (-price if side == BUY else price)
         opp_keys = self.ask_keys if side == BUY else self.bid_keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if post_only and crosses:
