@@ -9,7 +9,20 @@ GENERATED := $(patsubst proto/%.proto,%_pb2.py,$(PROTOS))
 
 .PHONY: setup proto test lint unit demo bench clean
 
-setup: $(STAMP) $(GENERATED)
+setup: $(STAMP) $(GENERATED) redis-server
+
+# A real redis-server binary for the local cluster and integration tests. Installed with
+# apt-get where missing; a temporary policy-rc.d keeps the package from starting the
+# system service (hotshard starts its own on free ports).
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  created=; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && created=1; \
+	  fi; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server; \
+	  status=$$?; [ -n "$$created" ] && rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "hotshard needs Python 3.11")'

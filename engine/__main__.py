@@ -1,0 +1,142 @@
+"""`python -m engine`: one engine process (see `python -m engine --help`)."""
+
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import redis
+
+from engine.book import Market
+from engine.runtime import tune_gc
+from engine.service.control import serve
+from engine.service.core import EngineState
+from engine.service.loop import Engine, EngineFailedError
+from engine.service.settings import EngineSettings, parse_args
+from engine.service.store import SnapshotStore, s3_client
+from hotshard import kafka
+from hotshard.names import KAFKA_GROUP_PREFIX
+
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg and the record's `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def build(settings: EngineSettings) -> Engine:
+    """Connect everything the engine needs; nothing starts consuming yet."""
+    from confluent_kafka import Consumer, Producer  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    from engine.replay import load_symbols  # noqa: PLC0415
+
+    base = kafka.client_config(
+        settings.kafka_brokers, auth=settings.kafka_auth, region=settings.aws_region
+    )
+    if settings.create_topics:
+        kafka.create_topics(AdminClient(base), settings.create_topics)
+    market = (
+        Market(load_symbols(settings.symbols)) if settings.symbols else Market(open_listing=True)
+    )
+    r = redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        ssl=settings.redis_tls,
+        socket_timeout=10,
+        socket_connect_timeout=10,
+    )
+    s3 = (
+        s3_client(settings.aws_region, settings.s3_endpoint_url)
+        if settings.snapshot_bucket
+        else None
+    )
+    store = SnapshotStore(
+        r, s3, settings.snapshot_bucket, settings.snapshot_s3_threshold, settings.instance
+    )
+    consumer = Consumer(
+        kafka.consumer_config(
+            base,
+            group_id=f"{KAFKA_GROUP_PREFIX}engine-{settings.instance}",
+            fetch_wait_max_ms=settings.fetch_wait_max_ms,
+        )
+    )
+    engine = Engine(settings, EngineState(market), consumer, None, r, store)
+    engine.producer = Producer(
+        {
+            **kafka.producer_config(base, linger_ms=settings.linger_ms),
+            "delivery.report.only.error": True,
+            "on_delivery": engine.on_delivery,
+        }
+    )
+    return engine
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    configure_logging(settings.log_level)
+    log = logging.getLogger("hotshard.engine")
+    engine = build(settings)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
+        engine.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    began = time.monotonic()
+    try:
+        engine.start()
+    except EngineFailedError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 3
+    server = serve(engine, settings.grpc_bind, settings.grpc_port)
+    log.info(
+        "serving",
+        extra={
+            "grpc": settings.address,
+            "ready_s": round(time.monotonic() - began, 3),
+        },
+    )
+    tune_gc()
+    try:
+        engine.run()
+    except EngineFailedError as exc:
+        log.error(
+            "engine failed; exiting for a restart from the checkpoint", extra={"error": str(exc)}
+        )
+        server.stop(0)
+        return 1
+    engine.shutdown()
+    server.stop(1).wait(5)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""gRPC control of one engine (hotshard.v1.EngineControl): thin handlers over Engine.call.
+
+Status codes: NOT_FOUND (symbol not here, snapshot location empty), ALREADY_EXISTS
+(Restore of a symbol already here), DATA_LOSS (corrupt snapshot: checksum, truncation),
+INVALID_ARGUMENT (unknown snapshot version, symbol mismatch, bad request),
+FAILED_PRECONDITION (partition owned elsewhere), UNAVAILABLE (engine stopping, events not yet
+delivered). The reason code (hotshard.reasons) is in the trailing metadata `reason` (its
+name) and `reason-code` (its number), and the details text.
+"""
+
+import logging
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from engine.service.loop import ControlError, Engine
+from hotshard.v1 import control_pb2, control_pb2_grpc
+
+log = logging.getLogger("hotshard.engine.control")
+
+CALL_TIMEOUT_S = 60.0
+
+
+class EngineControl(control_pb2_grpc.EngineControlServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _call(self, context: grpc.ServicerContext, fn: Any) -> Any:
+        if not self.engine.serving:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "engine is not serving")
+        try:
+            return self.engine.call(fn, CALL_TIMEOUT_S)
+        except ControlError as exc:
+            context.set_trailing_metadata(
+                (("reason", exc.reason.name), ("reason-code", str(int(exc.reason))))
+            )
+            context.abort(getattr(grpc.StatusCode, exc.code), f"{exc.reason.name}: {exc.message}")
+        except TimeoutError:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "engine loop did not answer")
+        raise AssertionError("unreachable")  # context.abort raises
+
+    def Snapshot(  # noqa: N802 - generated interface
+        self, request: control_pb2.SnapshotRequest, context: grpc.ServicerContext
+    ) -> control_pb2.SnapshotReply:
+        result = self._call(context, lambda: self.engine.snapshot(request.symbol))
+        return control_pb2.SnapshotReply(
+            snapshot=result.data,
+            partition=result.partition,
+            input_offset=result.input_offset,
+            location=result.location,
+        )
+
+    def Restore(  # noqa: N802
+        self, request: control_pb2.RestoreRequest, context: grpc.ServicerContext
+    ) -> control_pb2.RestoreReply:
+        source = request.WhichOneof("source")
+        if source is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshot or location is required")
+        seq, offset = self._call(
+            context,
+            lambda: self.engine.restore(
+                request.symbol,
+                data=request.snapshot if source == "snapshot" else None,
+                location=request.location,
+                follow=request.follow,
+                partition=request.partition,
+                from_offset=request.from_offset,
+            ),
+        )
+        return control_pb2.RestoreReply(seq=seq, input_offset=offset)
+
+    def Remove(  # noqa: N802
+        self, request: control_pb2.RemoveRequest, context: grpc.ServicerContext
+    ) -> control_pb2.RemoveReply:
+        seq, offset, location, fence = self._call(
+            context, lambda: self.engine.remove(request.symbol, request.fence_epoch)
+        )
+        return control_pb2.RemoveReply(
+            seq=seq, input_offset=offset, location=location, fence_epoch=fence
+        )
+
+    def Health(  # noqa: N802
+        self, request: control_pb2.HealthRequest, context: grpc.ServicerContext
+    ) -> control_pb2.HealthReply:
+        engine = self.engine
+        if not engine.serving:
+            return control_pb2.HealthReply(serving=False, instance_id=engine.settings.instance)
+
+        def read() -> control_pb2.HealthReply:
+            return control_pb2.HealthReply(
+                serving=engine.serving,
+                instance_id=engine.settings.instance,
+                partitions=engine.partitions,
+                symbols=sorted(engine.state.market.books),
+            )
+
+        return self._call(context, read)  # type: ignore[no-any-return]
+
+    def Stats(  # noqa: N802
+        self, request: control_pb2.StatsRequest, context: grpc.ServicerContext
+    ) -> control_pb2.StatsReply:
+        engine = self.engine
+
+        def read() -> control_pb2.StatsReply:
+            metrics = engine.metrics
+            metrics.roll()
+            reply = control_pb2.StatsReply(
+                cpu_percent=metrics.cpu_percent,
+                orders_total=metrics.total,
+                orders_per_second=metrics.rate,
+                consumer_lag=engine.lag(),
+            )
+            for symbol, book in sorted(engine.state.market.books.items()):
+                meter = metrics.symbols.get(symbol)
+                reply.symbols.add(
+                    symbol=symbol,
+                    orders_per_second=meter.rate if meter else 0.0,
+                    resting_orders=book.resting(),
+                    seq=book.seq,
+                    latency_p50_ms=meter.percentile_ms(0.50) if meter else 0.0,
+                    latency_p99_ms=meter.percentile_ms(0.99) if meter else 0.0,
+                )
+            for p in engine.partitions:
+                reply.partitions.add(partition=p, next_offset=engine.state.position.get(p, 0))
+            return reply
+
+        return self._call(context, read)  # type: ignore[no-any-return]
+
+
+def serve(engine: Engine, bind: str, port: int) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    control_pb2_grpc.add_EngineControlServicer_to_server(  # type: ignore[no-untyped-call]
+        EngineControl(engine), server
+    )
+    bound = server.add_insecure_port(f"{bind}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {bind}:{port}")
+    server.start()
+    return server

@@ -1,0 +1,411 @@
+"""The engine's imperative shell: one thread consumes, matches (engine.service.core),
+publishes, snapshots and runs control requests between batches.
+
+gRPC handlers never touch the books: they `call()` a function that this loop runs between
+two batches, so every change of state happens on one thread, in a well-defined place of
+the input sequence.
+
+Durability rule: a snapshot is recorded (and a checkpoint written) only after the producer
+has delivered every event produced so far. So a restart that loads the checkpoint and
+replays `orders` from it can re-emit events (same seqs: consumers drop them,
+hotshard.dedupe) but never skips one.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+
+from engine.book import Book
+from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
+from engine.service.core import EngineState, restore_partition
+from engine.service.metrics import Metrics
+from engine.service.settings import EngineSettings
+from engine.service.store import SnapshotMissingError, SnapshotStore
+from hotshard import registry
+from hotshard.names import TOPIC_ORDERS
+from hotshard.reasons import Reason
+
+log = logging.getLogger("hotshard.engine")
+
+T = TypeVar("T")
+
+FLUSH_TIMEOUT_S = 10.0
+
+
+class ControlError(Exception):
+    """A control request that cannot be served: `code` names a grpc.StatusCode."""
+
+    def __init__(self, code: str, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class EngineFailedError(Exception):
+    """The engine cannot go on safely (lost ownership, an event not delivered): exit
+    non-zero and let the supervisor restart it from its checkpoint."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    data: bytes
+    partition: int
+    input_offset: int
+    location: str
+    seq: int
+
+
+@dataclass(slots=True)
+class Engine:
+    settings: EngineSettings
+    state: EngineState
+    consumer: Any  # confluent_kafka.Consumer
+    producer: Any  # confluent_kafka.Producer
+    redis: redis.Redis
+    store: SnapshotStore
+    metrics: Metrics = field(default_factory=Metrics)
+    emit: Callable[[str], None] = print
+    partitions: list[int] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    serving: bool = False
+    _controls: "queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]]" = field(
+        default_factory=queue.SimpleQueue
+    )
+    _failure: str = ""
+    _last_snapshot: float = 0.0
+    _last_heartbeat: float = 0.0
+    _last_metrics: float = 0.0
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Claim the partitions, load their checkpoints, assign, register."""
+        s = self.settings
+        self.partitions = sorted(s.partitions)
+        taken = registry.claim_partitions(
+            self.redis, s.instance, self.partitions, int(s.ownership_ttl_s * 1000)
+        )
+        if taken:
+            raise EngineFailedError(f"partitions {taken} are owned by another live instance")
+        began = time.monotonic()
+        for partition in self.partitions:
+            self._recover(partition)
+        self._assign()
+        self._register()
+        self.serving = True
+        log.info(
+            "engine started",
+            extra={
+                "instance": s.instance,
+                "partitions": self.partitions,
+                "symbols": len(self.state.market.books),
+                "recovery_s": round(time.monotonic() - began, 3),
+                "positions": dict(self.state.position),
+            },
+        )
+        now = time.monotonic()
+        self._last_snapshot = self._last_heartbeat = self._last_metrics = now
+
+    def _recover(self, partition: int) -> None:
+        checkpoint = registry.read_checkpoint(self.redis, partition)
+        books: dict[str, tuple[Book, SnapshotInfo]] = {}
+        if checkpoint is not None:
+            for symbol in checkpoint.symbols:
+                record = self.store.latest(symbol)
+                if record is None:
+                    raise EngineFailedError(f"checkpoint names {symbol} but it has no snapshot")
+                books[symbol] = load(self.store.fetch(record.location))
+        start = restore_partition(self.state, checkpoint, partition, books)
+        log.info(
+            "partition recovered",
+            extra={"partition": partition, "symbols": len(books), "resume_offset": start},
+        )
+
+    def _assign(self) -> None:
+        from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+        self.consumer.assign(
+            [
+                TopicPartition(TOPIC_ORDERS, p, self.state.position.get(p, 0))
+                for p in self.partitions
+            ]
+        )
+
+    def _register(self) -> None:
+        s = self.settings
+        import os  # noqa: PLC0415
+        import socket  # noqa: PLC0415
+
+        registry.register_engine(
+            self.redis,
+            registry.EngineRecord(
+                s.instance,
+                s.address,
+                tuple(self.partitions),
+                int(time.time() * 1000),
+                socket.gethostname(),
+                os.getpid(),
+            ),
+            int(s.ownership_ttl_s * 1000),
+        )
+
+    def run(self) -> None:
+        """Consume until `stopping` is set; raises EngineFailedError when it must not go on."""
+        s = self.settings
+        consume = self.consumer.consume
+        timeout = s.poll_timeout_ms / 1000
+        while not self.stopping.is_set():
+            self._run_controls()
+            messages = consume(s.batch_size, timeout)
+            if messages:
+                self._process(messages)
+            self.producer.poll(0)
+            if self._failure:
+                raise EngineFailedError(self._failure)
+            self._housekeeping()
+
+    def shutdown(self) -> None:
+        """Stop: publish what is pending, final snapshot, deregister."""
+        self.serving = False
+        self._run_controls()
+        try:
+            self.checkpoint_all("shutdown")
+        finally:
+            registry.deregister_engine(self.redis, self.settings.instance, self.partitions)
+            self.consumer.close()
+            log.info("engine stopped", extra={"instance": self.settings.instance})
+
+    # ------------------------------------------------------------------ the batch
+
+    def _process(self, messages: list[Any]) -> None:
+        records = []
+        for m in messages:
+            if m.error() is not None:
+                self._consumer_error(m.error())
+                continue
+            records.append((m.partition(), m.offset(), m.key(), m.value()))
+        if not records:
+            return
+        result = self.state.apply_batch(records)
+        produce = self.producer.produce
+        for topic, partition, key, value in result.outputs:
+            while True:
+                try:
+                    produce(topic, value, key, partition)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        self.metrics.observe(result.orders, result.client_ts, time.time_ns())
+
+    def _consumer_error(self, error: Any) -> None:
+        if error.fatal():
+            self._failure = f"consumer: {error}"
+        else:
+            log.warning("consumer error", extra={"error": str(error)})
+
+    def on_delivery(self, error: Any, message: Any) -> None:
+        """Producer callback (configured to report failures only)."""
+        if error is not None:
+            self._failure = f"event not delivered to {message.topic()}: {error}"
+            log.error("delivery failed", extra={"error": str(error), "topic": message.topic()})
+
+    # ------------------------------------------------------------------ periodic work
+
+    def _housekeeping(self) -> None:
+        s = self.settings
+        now = time.monotonic()
+        if now - self._last_heartbeat >= s.heartbeat_interval_s:
+            self._last_heartbeat = now
+            self._heartbeat()
+        if now - self._last_snapshot >= s.snapshot_interval_s:
+            self._last_snapshot = now
+            self.checkpoint_all("periodic")
+        if now - self._last_metrics >= s.metrics_interval_s:
+            self._last_metrics = now
+            self.metrics.roll()
+            for line in self.metrics.emf(s.instance, self.lag(), int(time.time() * 1000)):
+                self.emit(line)
+
+    def _heartbeat(self) -> None:
+        s = self.settings
+        taken = registry.claim_partitions(
+            self.redis, s.instance, self.partitions, int(s.ownership_ttl_s * 1000)
+        )
+        if taken:
+            self._failure = f"lost ownership of partitions {taken}"
+            return
+        self._register()
+
+    def flush(self) -> bool:
+        remaining = self.producer.flush(FLUSH_TIMEOUT_S)
+        if remaining:
+            log.warning("events not yet delivered", extra={"pending": remaining})
+        return remaining == 0 and not self._failure
+
+    def checkpoint_all(self, why: str) -> bool:
+        """Snapshot every changed book, then write every owned partition's checkpoint."""
+        if not self.flush():
+            return False
+        began = time.monotonic()
+        changed = sorted(s for s in self.state.dirty if s in self.state.market.books)
+        for symbol in changed:
+            self._store_snapshot(symbol)
+        taken_ms = int(time.time() * 1000)
+        for partition in self.partitions:
+            registry.write_checkpoint(
+                self.redis, self.state.checkpoint(partition, self.settings.instance, taken_ms)
+            )
+        log.info(
+            "checkpoint",
+            extra={
+                "why": why,
+                "snapshots": len(changed),
+                "seconds": round(time.monotonic() - began, 3),
+                "positions": dict(self.state.position),
+            },
+        )
+        return True
+
+    def _store_snapshot(self, symbol: str) -> SnapshotResult:
+        book = self.state.market.books[symbol]
+        partition = self.state.home.get(symbol, -1)
+        offset = self.state.applied_offset(symbol)
+        data = dump(book, input_offset=offset, partition=partition)
+        record = self.store.put(
+            symbol, data, partition=partition, input_offset=offset, seq=book.seq
+        )
+        self.state.dirty.discard(symbol)
+        return SnapshotResult(data, partition, offset, record.location, book.seq)
+
+    def lag(self) -> int:
+        """Records the engine has not consumed yet as far as the broker reports (exact on
+        MSK; Tansu reports a high watermark short of the log end, so a lower bound) plus
+        events not yet acknowledged."""
+        from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+        backlog = 0
+        for p in self.partitions:
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(TOPIC_ORDERS, p), timeout=1.0, cached=False
+                )
+            except Exception:
+                continue
+            backlog += max(0, high - self.state.position.get(p, 0))
+        return backlog + len(self.producer)
+
+    # ------------------------------------------------------------------ control
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run `fn` on the loop thread between batches (from any thread); its result or
+        exception comes back here."""
+        future: Future[T] = Future()
+        self._controls.put((fn, future))
+        return future.result(timeout)
+
+    def _run_controls(self) -> None:
+        while True:
+            try:
+                fn, future = self._controls.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    # These run on the loop thread (through call()).
+
+    def snapshot(self, symbol: str) -> SnapshotResult:
+        if symbol not in self.state.market.books:
+            raise ControlError("NOT_FOUND", Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
+        if not self.flush():
+            raise ControlError("UNAVAILABLE", Reason.NONE, "events not yet delivered; retry")
+        return self._store_snapshot(symbol)
+
+    def restore(
+        self,
+        symbol: str,
+        *,
+        data: bytes | None,
+        location: str,
+        follow: bool,
+        partition: int,
+        from_offset: int,
+    ) -> tuple[int, int]:
+        """Install a book from a snapshot. With `follow`, it is fed from `partition` starting
+        at `from_offset` (the partition is taken over if not yet owned); without, from its
+        snapshot's partition (which must be owned) at the current position."""
+        if symbol in self.state.market.books:
+            raise ControlError("ALREADY_EXISTS", Reason.NONE, f"{symbol} is already here")
+        if data is None:
+            try:
+                data = self.store.fetch(location)
+            except SnapshotMissingError as exc:
+                raise ControlError("NOT_FOUND", exc.reason, str(exc)) from exc
+        try:
+            book, info = load(data)
+        except SnapshotError as exc:
+            code = "DATA_LOSS" if exc.reason == Reason.CORRUPT_SNAPSHOT else "INVALID_ARGUMENT"
+            raise ControlError(code, exc.reason, str(exc)) from exc
+        if info.symbol != symbol:
+            raise ControlError(
+                "INVALID_ARGUMENT", Reason.NONE, f"snapshot is of {info.symbol}, not {symbol}"
+            )
+        target = partition if follow else info.partition
+        if target < 0:
+            raise ControlError("INVALID_ARGUMENT", Reason.NONE, "no partition to follow")
+        if target not in self.partitions:
+            if not follow:
+                raise ControlError(
+                    "FAILED_PRECONDITION",
+                    Reason.NONE,
+                    f"partition {target} is not owned here; restore with follow",
+                )
+            self._adopt(target, from_offset)
+        here = self.state.position.get(target, 0)
+        applied = from_offset - 1 if follow else here - 1
+        rewound = follow and self.state.rewind(target, from_offset)
+        self.state.add_book(book, target, applied)
+        if rewound:
+            self._assign()
+        self.checkpoint_all("restore")
+        return book.seq, applied
+
+    def _adopt(self, partition: int, from_offset: int) -> None:
+        s = self.settings
+        taken = registry.claim_partitions(
+            self.redis, s.instance, [partition], int(s.ownership_ttl_s * 1000)
+        )
+        if taken:
+            raise ControlError(
+                "FAILED_PRECONDITION", Reason.NONE, f"partition {partition} is owned elsewhere"
+            )
+        self.partitions = sorted({*self.partitions, partition})
+        self.state.position[partition] = max(from_offset, 0)
+        self._assign()
+        self._register()
+
+    def remove(self, symbol: str, fence_epoch: int) -> tuple[int, int, str, int]:
+        if symbol not in self.state.market.books:
+            raise ControlError("NOT_FOUND", Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
+        if not self.flush():
+            raise ControlError("UNAVAILABLE", Reason.NONE, "events not yet delivered; retry")
+        final = self._store_snapshot(symbol)
+        if fence_epoch <= 0:
+            route = registry.read_route(self.redis, symbol)
+            fence_epoch = (route.epoch if route is not None else 0) + 1
+        self.state.remove_book(symbol, fence_epoch)
+        self.metrics.forget(symbol)
+        self.checkpoint_all("remove")
+        return final.seq, final.input_offset, final.location, fence_epoch

@@ -1,0 +1,245 @@
+"""The engine's configuration: read once at start (environment, then command line), passed
+down as one frozen object. Library code never reads the environment."""
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from hotshard import names
+from hotshard.kafka import AUTH_MODES, AUTH_NONE
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    kafka_brokers: str = "127.0.0.1:9092"
+    kafka_auth: str = AUTH_NONE
+    aws_region: str = "us-east-1"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_tls: bool = False
+    grpc_port: int = 50051
+    grpc_bind: str = "0.0.0.0"
+    advertise_host: str = ""
+    log_level: str = "INFO"
+    partitions: tuple[int, ...] = ()
+    instance_id: str = ""
+    symbols: Path | None = None
+    create_topics: int = 0
+    snapshot_interval_s: float = 10.0
+    snapshot_s3_threshold: int = 1 << 20
+    snapshot_bucket: str = ""
+    s3_endpoint_url: str = ""
+    batch_size: int = 1000
+    poll_timeout_ms: int = 50
+    fetch_wait_max_ms: int = 20
+    linger_ms: float = 2.0
+    metrics_interval_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    ownership_ttl_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "EngineSettings":
+        """Settings from environment variables (names in hotshard.names); unset -> default."""
+        d = cls()
+
+        def get(key: str, default: str) -> str:
+            value = env.get(key, "")
+            return value if value != "" else default
+
+        return replace(
+            d,
+            kafka_brokers=get(names.ENV_KAFKA_BROKERS, d.kafka_brokers),
+            kafka_auth=get(names.ENV_KAFKA_AUTH, d.kafka_auth),
+            aws_region=get(names.ENV_AWS_REGION, d.aws_region),
+            redis_host=get(names.ENV_REDIS_HOST, d.redis_host),
+            redis_port=int(get(names.ENV_REDIS_PORT, str(d.redis_port))),
+            redis_tls=get(names.ENV_REDIS_TLS, "false").lower() in ("1", "true", "yes"),
+            grpc_port=int(get(names.ENV_GRPC_PORT, str(d.grpc_port))),
+            log_level=get(names.ENV_LOG_LEVEL, d.log_level).upper(),
+            partitions=parse_partitions(get(names.ENV_ENGINE_PARTITIONS, "")),
+            instance_id=get(names.ENV_ENGINE_INSTANCE_ID, ""),
+            snapshot_interval_s=float(
+                get(names.ENV_SNAPSHOT_INTERVAL_S, str(d.snapshot_interval_s))
+            ),
+            snapshot_s3_threshold=int(
+                get(names.ENV_SNAPSHOT_S3_THRESHOLD, str(d.snapshot_s3_threshold))
+            ),
+            snapshot_bucket=get(names.ENV_SNAPSHOT_BUCKET, ""),
+            s3_endpoint_url=get(names.ENV_S3_ENDPOINT_URL, ""),
+        )
+
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}-{self.grpc_port}"
+
+    @property
+    def address(self) -> str:
+        """The gRPC address other processes use to reach this engine."""
+        host = self.advertise_host
+        if not host:
+            host = self.grpc_bind
+            if host in ("0.0.0.0", "", "::"):
+                host = socket.gethostbyname(socket.gethostname())
+        return f"{host}:{self.grpc_port}"
+
+
+def parse_partitions(text: str) -> tuple[int, ...]:
+    """'0-3,8' -> (0, 1, 2, 3, 8); '' -> () (an idle engine: symbols come by Restore)."""
+    out: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        try:
+            first, last = int(low), int(high) if sep else int(low)
+        except ValueError as exc:
+            raise ValueError(f"bad partition list {text!r}: use e.g. 0-3,8") from exc
+        if first < 0 or last < first:
+            raise ValueError(f"bad partition range {part!r} in {text!r}")
+        out.update(range(first, last + 1))
+    return tuple(sorted(out))
+
+
+HELP = """\
+Run one engine process: own partitions of `orders`, match, publish events, snapshot, serve
+gRPC control (hotshard.v1.EngineControl).
+
+Every option defaults to its environment variable (shown in brackets), then to the value
+shown. SIGTERM or SIGINT: stop consuming, publish what is pending, take a final snapshot,
+deregister, exit 0.
+"""
+
+
+def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> EngineSettings:
+    base = EngineSettings.from_env(os.environ if env is None else env)
+    p = argparse.ArgumentParser(
+        prog="python -m engine",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    def opt(flag: str, help_text: str, env_key: str = "", **kw: Any) -> None:
+        name = flag.lstrip("-").replace("-", "_")
+        default = getattr(base, name)
+        shown = f" [{env_key}]" if env_key else ""
+        shown_default = default if not isinstance(default, tuple) else _ranges(default)
+        p.add_argument(
+            flag, default=default, help=f"{help_text}{shown} (default: {shown_default})", **kw
+        )
+
+    opt("--kafka-brokers", "Kafka bootstrap servers, host:port[,...]", names.ENV_KAFKA_BROKERS)
+    opt(
+        "--kafka-auth",
+        "Kafka auth: 'none' (plaintext, local) or 'msk-iam' (SASL_SSL OAUTHBEARER, signed "
+        "with the instance's IAM role)",
+        names.ENV_KAFKA_AUTH,
+        choices=AUTH_MODES,
+    )
+    opt("--aws-region", "AWS region (MSK IAM signing, S3)", names.ENV_AWS_REGION)
+    opt(
+        "--redis-host", "Redis host: routing table, registry, small snapshots", names.ENV_REDIS_HOST
+    )
+    opt("--redis-port", "Redis port", names.ENV_REDIS_PORT, type=int)
+    opt(
+        "--redis-tls",
+        "connect to Redis over TLS (ElastiCache with encryption in transit)",
+        names.ENV_REDIS_TLS,
+        action=argparse.BooleanOptionalAction,
+    )
+    opt("--grpc-port", "port of the gRPC control server", names.ENV_GRPC_PORT, type=int)
+    opt("--grpc-bind", "address the gRPC server listens on")
+    opt(
+        "--advertise-host",
+        "host written to the registry for others to reach the gRPC server "
+        "(default: the bind address, or this host's address when binding all)",
+    )
+    opt("--log-level", "DEBUG, INFO, WARNING or ERROR", names.ENV_LOG_LEVEL)
+    opt(
+        "--partitions",
+        "partitions of `orders` this process owns, e.g. 0-3,8; empty: none (a warm, idle "
+        "engine that gets symbols by Restore)",
+        names.ENV_ENGINE_PARTITIONS,
+        type=parse_partitions,
+    )
+    opt(
+        "--instance-id",
+        "registry id of this process (default: <hostname>-<grpc port>, stable across "
+        "restarts so a restarted process reclaims its partitions)",
+        names.ENV_ENGINE_INSTANCE_ID,
+    )
+    opt(
+        "--symbols",
+        "JSON file of listed symbols and their rules (as engine.replay); orders for other "
+        "symbols are REJECTED(UNKNOWN_SYMBOL). Without it every symbol is accepted",
+        type=Path,
+    )
+    opt(
+        "--create-topics",
+        "create the hotshard topics with this many partitions if missing (local runs; "
+        "in AWS the infrastructure creates them); 0: do not",
+        type=int,
+    )
+    opt(
+        "--snapshot-interval-s",
+        "seconds between periodic snapshots (checkpoints) of every changed book",
+        names.ENV_SNAPSHOT_INTERVAL_S,
+        type=float,
+    )
+    opt(
+        "--snapshot-s3-threshold",
+        "snapshots larger than this many bytes go to S3, smaller ones to Redis",
+        names.ENV_SNAPSHOT_S3_THRESHOLD,
+        type=int,
+    )
+    opt(
+        "--snapshot-bucket",
+        "S3 bucket for large snapshots; empty: every snapshot goes to Redis",
+        names.ENV_SNAPSHOT_BUCKET,
+    )
+    opt(
+        "--s3-endpoint-url",
+        "S3 endpoint (a local moto server); empty: AWS",
+        names.ENV_S3_ENDPOINT_URL,
+    )
+    opt("--batch-size", "records per consume() call (500-1000 is best)", type=int)
+    opt("--poll-timeout-ms", "longest wait of one consume() call", type=int)
+    opt(
+        "--fetch-wait-max-ms",
+        "broker fetch wait; on Tansu latency ~ this / 4 (it does not wake waiting fetches)",
+        type=int,
+    )
+    opt("--linger-ms", "producer linger: events wait this long to share a request", type=float)
+    opt("--metrics-interval-s", "seconds between metric reports (EMF lines on stdout)", type=float)
+    opt("--heartbeat-interval-s", "seconds between registry heartbeats", type=float)
+    opt(
+        "--ownership-ttl-s",
+        "seconds a partition stays owned without a heartbeat (after a crash, another "
+        "instance may take it after this)",
+        type=float,
+    )
+    args = p.parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in fields(EngineSettings)}
+    settings = EngineSettings(**values)
+    _check(p, settings)
+    return settings
+
+
+def _ranges(parts: tuple[int, ...]) -> str:
+    return ",".join(str(x) for x in parts) or "none"
+
+
+def _check(p: argparse.ArgumentParser, s: EngineSettings) -> None:
+    if s.kafka_auth not in AUTH_MODES:
+        p.error(f"--kafka-auth must be one of {', '.join(AUTH_MODES)}")
+    if not 1 <= s.batch_size <= 100_000:
+        p.error("--batch-size must be 1..100000")
+    if s.snapshot_interval_s <= 0 or s.metrics_interval_s <= 0 or s.heartbeat_interval_s <= 0:
+        p.error("intervals must be positive")
+    if s.ownership_ttl_s <= s.heartbeat_interval_s:
+        p.error("--ownership-ttl-s must exceed --heartbeat-interval-s")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        p.error("--log-level must be DEBUG, INFO, WARNING or ERROR")

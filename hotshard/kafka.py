@@ -1,0 +1,98 @@
+"""One Kafka client configuration for every process: plaintext locally, IAM on MSK.
+
+`client_config(brokers, auth=...)` is the only place that knows how to reach the broker;
+the engine, the router, the stream handler and the tests add their role's settings on top
+(`consumer_config`, `producer_config`). MSK IAM is a switch (`auth="msk-iam"`), not a second
+code path: it adds SASL_SSL + OAUTHBEARER with `oauth_cb`, which signs a token with
+aws-msk-iam-sasl-signer-python.
+
+The signer returns the token's expiry in MILLISECONDS since the epoch; confluent-kafka's
+oauth_cb must return it in SECONDS (a float): `msk_oauth_token` converts.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from hotshard.names import TOPICS
+
+AUTH_NONE = "none"
+AUTH_MSK_IAM = "msk-iam"
+AUTH_MODES = (AUTH_NONE, AUTH_MSK_IAM)
+
+TokenSigner = Callable[[str], tuple[str, int]]
+"""region -> (token, expiry in ms since the epoch): MSKAuthTokenProvider.generate_auth_token."""
+
+
+def msk_oauth_token(region: str, signer: TokenSigner | None = None) -> tuple[str, float]:
+    """A fresh MSK IAM token and its expiry in seconds since the epoch (for oauth_cb)."""
+    if signer is None:
+        from aws_msk_iam_sasl_signer import (  # type: ignore[import-untyped]  # noqa: PLC0415
+            MSKAuthTokenProvider,
+        )
+
+        signer = MSKAuthTokenProvider.generate_auth_token
+    token, expiry_ms = signer(region)
+    return token, expiry_ms / 1000.0
+
+
+def client_config(brokers: str, *, auth: str = AUTH_NONE, region: str = "") -> dict[str, Any]:
+    if auth not in AUTH_MODES:
+        raise ValueError(f"Kafka auth must be one of {', '.join(AUTH_MODES)}, got {auth!r}")
+    config: dict[str, Any] = {"bootstrap.servers": brokers, "client.dns.lookup": "use_all_dns_ips"}
+    if auth == AUTH_MSK_IAM:
+        if not region:
+            raise ValueError("MSK IAM auth needs an AWS region")
+        config.update(
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "OAUTHBEARER",
+                "oauth_cb": lambda _config: msk_oauth_token(region),
+            }
+        )
+    return config
+
+
+def consumer_config(
+    base: dict[str, Any], *, group_id: str, fetch_wait_max_ms: int = 20
+) -> dict[str, Any]:
+    """A consumer for manual assignment: no auto commit, no offset store, reads from the
+    start when it has no position. `fetch_wait_max_ms` bounds latency on brokers that do
+    not wake a waiting fetch (Tansu: latency ~ wait / 4)."""
+    return {
+        **base,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": fetch_wait_max_ms,
+        "fetch.min.bytes": 1,
+        "enable.partition.eof": False,
+    }
+
+
+def producer_config(base: dict[str, Any], *, linger_ms: float = 2.0) -> dict[str, Any]:
+    """Idempotent, acks=all, ordered per partition: what the engine's events need."""
+    return {
+        **base,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "compression.type": "lz4",
+    }
+
+
+def create_topics(admin: Any, partitions: int, topics: tuple[str, ...] = TOPICS) -> None:
+    """Create the missing hotshard topics, each with `partitions` partitions (a symbol keeps
+    one partition number from input to events). Producing to a missing topic on Tansu
+    creates it silently with defaults, so processes create topics explicitly first."""
+    from confluent_kafka.cimpl import NewTopic  # noqa: PLC0415 - keeps the module light
+
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]
+    if not missing:
+        return
+    for future in admin.create_topics(missing, request_timeout=10).values():
+        future.result(timeout=15)

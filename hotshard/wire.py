@@ -1,0 +1,291 @@
+"""Kafka record values <-> book commands and events: the protobuf side of the codecs.
+
+Pure functions, no I/O; the engine loop, the router, the stream handler, tests and
+benchmarks share them.
+
+- `orders` records: one hotshard.v1.OrderCommand each (key: symbol). `decode_order` turns
+  one into a `DecodedOrder`; bad bytes or fields give a reason instead of a command, and
+  never raise, so one bad record cannot stop an engine.
+- event records: per consumed batch and symbol, one OrderStatusBatch, FillBatch and
+  TradeBatch (always all three, each covering the symbol's seqs (after_seq, through_seq])
+  and, when levels changed, one DepthBatch. `encode_symbol_batch` builds them;
+  `decode_*` turn them back into the book's event tuples for consumers and tests.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from hotshard.commands import Command
+from hotshard.domain import Action
+from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
+from hotshard.reasons import Reason
+from hotshard.v1 import events_pb2, orders_pb2
+
+MAX_ID_LENGTH = 64
+_ADD, _CANCEL, _REPLACE = int(Action.ADD), int(Action.CANCEL), int(Action.REPLACE)
+_ACTIONS = frozenset((_ADD, _CANCEL, _REPLACE))
+_parse_order = orders_pb2.OrderCommand.FromString
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedOrder:
+    """One `orders` record. `command` is None when the record cannot be applied; `reason`
+    then says why and symbol / order_id / user_id hold what could be read (maybe '')."""
+
+    symbol: str
+    command: Command | None
+    route_epoch: int
+    client_ts_ns: int
+    reason: Reason = Reason.NONE
+    order_id: str = ""
+    user_id: str = ""
+
+
+def encode_order(
+    symbol: str, command: Command, *, route_epoch: int = 0, client_ts_ns: int = 0
+) -> bytes:
+    """A command as the router produces it to `orders`."""
+    action, order_id, user_id, side, otype, tif, post_only, price, quantity = command
+    fields: dict[str, Any] = {
+        "action": action,
+        "symbol": symbol,
+        "order_id": order_id,
+        "user_id": user_id,
+        "side": side,
+        "type": otype,
+        "tif": tif,
+        "post_only": post_only,
+        "price": price,
+        "quantity": quantity,
+        "route_epoch": route_epoch,
+        "client_ts_ns": client_ts_ns,
+    }
+    return orders_pb2.OrderCommand(**fields).SerializeToString()
+
+
+def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
+    """Never raises. Side, type, time in force, price and quantity are the book's to judge
+    (it rejects them with their own reasons, in its sequence); here only what no book could
+    read: unparseable bytes, a missing symbol or id, an unknown action."""
+    try:
+        msg = _parse_order(value or b"")
+    except DecodeError:
+        return DecodedOrder(_key_text(key), None, 0, 0, Reason.MALFORMED)
+    symbol = msg.symbol or _key_text(key)
+    order_id = msg.order_id
+    user_id = msg.user_id
+    epoch = msg.route_epoch
+    ts = msg.client_ts_ns
+    action = msg.action
+    if not msg.symbol:
+        return DecodedOrder(symbol, None, epoch, ts, Reason.MISSING_FIELD, order_id, user_id)
+    if not _good_id(order_id) or not _good_id(user_id) or not _good_id(symbol):
+        reason = Reason.MISSING_FIELD if not order_id or not user_id else Reason.BAD_ID
+        return DecodedOrder(symbol, None, epoch, ts, reason, order_id, user_id)
+    if action not in _ACTIONS:
+        return DecodedOrder(symbol, None, epoch, ts, Reason.BAD_ACTION, order_id, user_id)
+    if action == _ADD:
+        command: Command = (
+            action,
+            order_id,
+            user_id,
+            msg.side,
+            msg.type,
+            msg.tif,
+            msg.post_only,
+            msg.price,
+            msg.quantity,
+        )
+    elif action == _CANCEL:
+        command = (action, order_id, user_id, 0, 0, 0, False, 0, 0)
+    else:
+        command = (action, order_id, user_id, 0, 0, 0, False, msg.price, msg.quantity)
+    return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id)
+
+
+def _good_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
+def _key_text(key: bytes | None) -> str:
+    if not key:
+        return ""
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        return ""
+    return text if _good_id(text) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRecords:
+    """The serialized records of one symbol for one consumed batch; depth may be None."""
+
+    order_status: bytes
+    fills: bytes
+    trades: bytes
+    depth: bytes | None
+
+
+def encode_symbol_batch(
+    symbol: str,
+    after_seq: int,
+    through_seq: int,
+    events: list[Event],
+    ends: list[int],
+    offsets: list[int],
+    depth: DepthUpdate | None,
+    depth_offset: int,
+) -> SymbolRecords:
+    """`events`: this symbol's events of the batch in order; command i (input offset
+    `offsets[i]`) produced events[ends[i-1]:ends[i]] (Book.apply_all's `ends`). The depth
+    update (conflated over the batch) carries the offset of the batch's last command."""
+    statuses = events_pb2.OrderStatusBatch(
+        symbol=symbol, after_seq=after_seq, through_seq=through_seq
+    )
+    fills = events_pb2.FillBatch(symbol=symbol, after_seq=after_seq, through_seq=through_seq)
+    trades = events_pb2.TradeBatch(symbol=symbol, after_seq=after_seq, through_seq=through_seq)
+    add_status = statuses.events.add
+    add_fill = fills.events.add
+    add_trade = trades.events.add
+    start = 0
+    for offset, end in zip(offsets, ends, strict=True):
+        for kind, seq, a, b, c, d, e, f in events[start:end]:
+            if kind == STATUS:
+                add_status(
+                    symbol=symbol,
+                    seq=seq,
+                    input_offset=offset,
+                    order_id=a,
+                    user_id=b,
+                    status=c,
+                    reason=d,
+                    filled=e,
+                    leaves=f,
+                )
+            elif kind == FILL:
+                add_fill(
+                    symbol=symbol,
+                    seq=seq,
+                    input_offset=offset,
+                    order_id=a,
+                    user_id=b,
+                    price=c,
+                    quantity=d,
+                    liquidity=e,
+                    trade_id=f,
+                )
+            else:
+                add_trade(
+                    symbol=symbol,
+                    seq=seq,
+                    input_offset=offset,
+                    maker_order_id=a,
+                    taker_order_id=b,
+                    price=c,
+                    quantity=d,
+                    taker_side=e,
+                )
+        start = end
+    depth_bytes = None
+    if depth is not None:
+        update = events_pb2.DepthUpdate(symbol=symbol, seq=depth.seq, input_offset=depth_offset)
+        update.bids.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.bids)
+        update.asks.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.asks)
+        depth_bytes = events_pb2.DepthBatch(events=[update], symbol=symbol).SerializeToString()
+    return SymbolRecords(
+        statuses.SerializeToString(),
+        fills.SerializeToString(),
+        trades.SerializeToString(),
+        depth_bytes,
+    )
+
+
+def encode_unsequenced(symbol: str, offset: int, event: Event) -> bytes:
+    """An OrderStatusBatch for input no book numbers (seq 0): unknown symbol, unreadable
+    record, stale route of a symbol that left."""
+    _, _, order_id, user_id, status, reason, filled, leaves = event
+    batch = events_pb2.OrderStatusBatch(symbol=symbol)
+    batch.events.add(
+        symbol=symbol,
+        seq=0,
+        input_offset=offset,
+        order_id=order_id,
+        user_id=user_id,
+        status=status,
+        reason=reason,
+        filled=filled,
+        leaves=leaves,
+    )
+    return batch.SerializeToString()
+
+
+# ---------------------------------------------------------------------- reading events
+
+EventBatch = events_pb2.OrderStatusBatch | events_pb2.FillBatch | events_pb2.TradeBatch
+
+
+def parse_batch(topic_kind: int, value: bytes) -> EventBatch:
+    """Parse a record of the order_status (STATUS), fills (FILL) or trades (TRADE) topic."""
+    cls: type[EventBatch]
+    if topic_kind == STATUS:
+        cls = events_pb2.OrderStatusBatch
+    elif topic_kind == FILL:
+        cls = events_pb2.FillBatch
+    elif topic_kind == TRADE:
+        cls = events_pb2.TradeBatch
+    else:
+        raise ValueError(f"unknown event kind {topic_kind}")
+    return cls.FromString(value)
+
+
+def event_tuple(kind: int, msg: object) -> tuple[Event, int]:
+    """One protobuf event back into the book's tuple, with its input offset."""
+    if kind == STATUS:
+        s = msg
+        assert isinstance(s, events_pb2.OrderStatus)
+        return (
+            (STATUS, s.seq, s.order_id, s.user_id, s.status, s.reason, s.filled, s.leaves),
+            s.input_offset,
+        )
+    if kind == FILL:
+        f = msg
+        assert isinstance(f, events_pb2.Fill)
+        return (
+            (FILL, f.seq, f.order_id, f.user_id, f.price, f.quantity, f.liquidity, f.trade_id),
+            f.input_offset,
+        )
+    t = msg
+    assert isinstance(t, events_pb2.Trade)
+    return (
+        (
+            TRADE,
+            t.seq,
+            t.maker_order_id,
+            t.taker_order_id,
+            t.price,
+            t.quantity,
+            t.taker_side,
+            t.seq,
+        ),
+        t.input_offset,
+    )
+
+
+def decode_depth(value: bytes) -> list[tuple[str, DepthUpdate, int]]:
+    """(symbol, update, input offset) of each update in a DepthBatch record."""
+    batch = events_pb2.DepthBatch.FromString(value)
+    return [
+        (
+            u.symbol,
+            DepthUpdate(
+                u.seq,
+                [(lv.price, lv.quantity) for lv in u.bids],
+                [(lv.price, lv.quantity) for lv in u.asks],
+            ),
+            u.input_offset,
+        )
+        for u in batch.events
+    ]
