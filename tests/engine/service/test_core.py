@@ -1,0 +1,188 @@
+"""The engine's functional core: records in -> the same events the books give, as records."""
+
+import pytest
+
+from engine.book import Book, Instrument, Market, add, cancel
+from engine.book.snapshot import dump, load
+from engine.flow import zipf_stream
+from engine.service.core import EngineState, restore_partition
+from hotshard.dedupe import SequenceGuard
+from hotshard.domain import Side, Status
+from hotshard.events import FILL, STATUS, TRADE
+from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
+from hotshard.reasons import Reason
+from hotshard.registry import Checkpoint
+from hotshard.wire import encode_order, parse_batch
+
+KINDS = {TOPIC_ORDER_STATUS: STATUS, TOPIC_FILLS: FILL, TOPIC_TRADES: TRADE}
+
+
+def records(stream, partitions=2, start=0, epoch=0):
+    offsets = dict.fromkeys(range(partitions), start)
+    out = []
+    for symbol, command in stream:
+        p = sum(map(ord, symbol)) % partitions
+        out.append(
+            (p, offsets[p], symbol.encode(), encode_order(symbol, command, route_epoch=epoch))
+        )
+        offsets[p] += 1
+    return out
+
+
+def collect(outputs, guard=None):
+    guard = guard or SequenceGuard()
+    events = {}
+    for topic, partition, key, value in outputs:
+        if topic == TOPIC_DEPTH:
+            continue
+        kind = KINDS[topic]
+        batch = parse_batch(kind, value)
+        assert key == batch.symbol.encode()
+        for event, _ in guard.admit(kind, partition, batch):
+            events.setdefault(batch.symbol, []).append(event)
+    return {s: sorted(e, key=lambda ev: ev[1]) for s, e in events.items()}
+
+
+def expected(stream):
+    market = Market(open_listing=True)
+    out = {}
+    for symbol, command in stream:
+        out.setdefault(symbol, []).extend(market.apply(symbol, command))
+    return out
+
+
+def test_batches_give_exactly_the_events_of_the_in_process_books():
+    stream = zipf_stream(3000, seed=5, symbols=7)
+    recs = records(stream)
+    state = EngineState(Market(open_listing=True))
+    outputs = []
+    for start in range(0, len(recs), 250):
+        outputs.extend(state.apply_batch(recs[start : start + 250]).outputs)
+    assert collect(outputs) == expected(stream)
+
+
+def test_one_record_per_topic_per_symbol_per_batch():
+    stream = [
+        ("A", add("1", "u", Side.SELL, 10, 1)),
+        ("A", add("2", "v", Side.BUY, 10, 1)),
+        ("B", add("3", "u", Side.BUY, 5, 1)),
+    ]
+    result = EngineState(Market(open_listing=True)).apply_batch(records(stream, partitions=1))
+    topics = sorted((t, k) for t, _, k, _ in result.outputs)
+    assert topics == sorted(
+        [
+            (t, s)
+            for s in (b"A", b"B")
+            for t in (TOPIC_ORDER_STATUS, TOPIC_FILLS, TOPIC_TRADES, TOPIC_DEPTH)
+        ]
+    )
+    assert result.orders == {"A": 2, "B": 1}
+
+
+def test_garbage_with_a_known_symbol_key_is_rejected_in_that_symbols_sequence():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch(records([("A", add("1", "u", Side.BUY, 10, 1))], partitions=1))
+    result = state.apply_batch([(0, 1, b"A", b"\xff\xfe garbage")])
+    [(event, offset)] = [
+        (e, o)
+        for t, p, k, v in result.outputs
+        if t == TOPIC_ORDER_STATUS
+        for e, o in SequenceGuard().admit(STATUS, p, parse_batch(STATUS, v))
+    ]
+    assert (event[1], event[4], event[5], offset) == (2, Status.REJECTED, Reason.MALFORMED, 1)
+
+
+def test_unknown_symbol_and_keyless_garbage_get_unsequenced_rejections():
+    state = EngineState(Market({"A": Instrument("A")}))
+    result = state.apply_batch(
+        [
+            (0, 0, b"ZZZ", encode_order("ZZZ", add("1", "u", Side.BUY, 10, 1))),
+            (0, 1, None, b"\x00\x01\x02"),
+        ]
+    )
+    got = collect(result.outputs)
+    assert [(e[1], e[5]) for e in got["ZZZ"]] == [(0, Reason.UNKNOWN_SYMBOL)]
+    assert [(e[1], e[5]) for e in got[""]] == [(0, Reason.MALFORMED)]
+    assert state.position == {0: 2}
+
+
+def test_a_removed_symbol_rejects_stale_epochs_and_accepts_newer_routes():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch(records([("A", add("1", "u", Side.BUY, 10, 1))], partitions=1))
+    state.remove_book("A", fence_epoch=3)
+    stale = state.apply_batch(
+        [(0, 1, b"A", encode_order("A", add("2", "u", Side.BUY, 10, 1), route_epoch=2))]
+    )
+    assert [(e[1], e[5]) for e in collect(stale.outputs)["A"]] == [(0, Reason.STALE_ROUTE)]
+    fresh = state.apply_batch(
+        [(0, 2, b"A", encode_order("A", add("3", "u", Side.BUY, 10, 1), route_epoch=3))]
+    )
+    assert [(e[1], e[4]) for e in collect(fresh.outputs)["A"]] == [(1, Status.ACCEPTED)]
+
+
+def test_restart_from_a_checkpoint_continues_exactly_like_an_uninterrupted_run():
+    stream = zipf_stream(2000, seed=9, symbols=5)
+    recs = records(stream, partitions=1)
+    reference = collect(EngineState(Market(open_listing=True)).apply_batch(recs).outputs)
+
+    guard = SequenceGuard()
+    crashed = EngineState(Market(open_listing=True))
+    seen = collect(crashed.apply_batch(recs[:700]).outputs, guard)
+    snaps = {
+        s: load(dump(b, input_offset=crashed.applied_offset(s), partition=0))
+        for s, b in crashed.market.books.items()
+    }
+    checkpoint = crashed.checkpoint(0, "e", 0)
+    for symbol, events in collect(crashed.apply_batch(recs[700:1100]).outputs, guard).items():
+        seen.setdefault(symbol, []).extend(events)  # published, then the process dies
+
+    restarted = EngineState(Market(open_listing=True))
+    start = restore_partition(restarted, checkpoint, 0, snaps)
+    assert start == 700
+    for symbol, events in collect(restarted.apply_batch(recs[start:]).outputs, guard).items():
+        seen.setdefault(symbol, []).extend(events)
+    assert {s: sorted(e, key=lambda ev: ev[1]) for s, e in seen.items()} == reference
+    assert not guard.gaps
+    assert guard.dropped > 0
+
+
+def test_a_symbol_snapshotted_later_than_the_checkpoint_skips_what_it_holds():
+    a1, a2 = add("1", "u", Side.BUY, 10, 1), add("2", "u", Side.BUY, 11, 1)
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([(0, 0, b"A", encode_order("A", a1)), (0, 1, b"B", encode_order("B", a1))])
+    checkpoint = state.checkpoint(0, "e", 0)
+    snap_b_old = load(dump(state.market.books["B"], input_offset=1, partition=0))
+    state.apply_batch([(0, 2, b"A", encode_order("A", a2))])
+    snap_a_new = load(dump(state.market.books["A"], input_offset=2, partition=0))
+    fresh = EngineState(Market(open_listing=True))
+    start = restore_partition(fresh, checkpoint, 0, {"A": snap_a_new, "B": snap_b_old})
+    assert start == 2 and fresh.skip == {"A": 2}
+    out = fresh.apply_batch(
+        [(0, 2, b"A", encode_order("A", a2)), (0, 3, b"A", encode_order("A", cancel("1", "u")))]
+    )
+    assert [(e[1], e[4]) for e in collect(out.outputs)["A"]] == [(3, Status.CANCELLED)]
+    assert fresh.skip == {}
+
+
+def test_no_checkpoint_means_consume_from_the_start():
+    state = EngineState(Market(open_listing=True))
+    assert restore_partition(state, None, 3, {}) == 0
+    assert state.position == {3: 0}
+
+
+def test_a_checkpoint_naming_a_symbol_without_snapshot_is_an_error():
+    with pytest.raises(KeyError):
+        restore_partition(EngineState(Market(open_listing=True)), Checkpoint(0, 5, ("A",)), 0, {})
+
+
+def test_rewind_makes_other_books_skip_what_they_hold():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch(
+        [(0, i, b"A", encode_order("A", add(str(i), "u", Side.BUY, 10, 1))) for i in range(5)]
+    )
+    assert state.rewind(0, 2)
+    assert state.position[0] == 2 and state.skip == {"A": 4}
+    assert not state.rewind(0, 9)
+    book = Book(Instrument("B"))
+    state.add_book(book, 0, 1)
+    assert state.home["B"] == 0

@@ -1,0 +1,41 @@
+"""One Kafka configuration builder; MSK IAM is a switch whose token expiry is in seconds."""
+
+import pytest
+
+from hotshard import kafka
+
+
+def test_msk_token_expiry_is_converted_from_milliseconds_to_seconds():
+    token, expiry = kafka.msk_oauth_token(
+        "eu-west-1", signer=lambda region: (f"tok-{region}", 1_700_000_123_456)
+    )
+    assert token == "tok-eu-west-1"
+    assert expiry == pytest.approx(1_700_000_123.456)
+
+
+def test_plaintext_config_has_no_sasl():
+    config = kafka.client_config("b:9092")
+    assert config["bootstrap.servers"] == "b:9092"
+    assert "security.protocol" not in config
+
+
+def test_msk_iam_switch_adds_sasl_oauthbearer_with_a_callback():
+    config = kafka.client_config("b:9098", auth=kafka.AUTH_MSK_IAM, region="us-east-1")
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanisms"] == "OAUTHBEARER"
+    assert callable(config["oauth_cb"])
+
+
+def test_msk_iam_needs_a_region_and_unknown_modes_are_refused():
+    with pytest.raises(ValueError, match="region"):
+        kafka.client_config("b:9098", auth=kafka.AUTH_MSK_IAM)
+    with pytest.raises(ValueError, match="auth"):
+        kafka.client_config("b:9092", auth="scram")
+
+
+def test_role_configs_build_on_the_shared_one():
+    base = kafka.client_config("b:9092")
+    consumer = kafka.consumer_config(base, group_id="hotshard-x", fetch_wait_max_ms=15)
+    assert consumer["enable.auto.commit"] is False and consumer["fetch.wait.max.ms"] == 15
+    producer = kafka.producer_config(base)
+    assert producer["enable.idempotence"] is True and producer["acks"] == "all"

@@ -1,0 +1,100 @@
+"""Orders and events on the wire: protobuf records <-> commands and event tuples."""
+
+from engine.book import Book, Instrument, add, cancel, replace
+from hotshard.domain import OrderType, Side, TimeInForce
+from hotshard.events import FILL, STATUS, TRADE
+from hotshard.reasons import Reason
+from hotshard.v1 import events_pb2, orders_pb2
+from hotshard.wire import (
+    decode_depth,
+    decode_order,
+    encode_order,
+    encode_symbol_batch,
+    event_tuple,
+    parse_batch,
+)
+
+
+def test_an_encoded_command_decodes_to_the_same_command_epoch_and_timestamp():
+    for command in (
+        add("o1", "u1", Side.BUY, 100, 5),
+        add("o2", "u2", Side.SELL, 0, 5, order_type=OrderType.MARKET, tif=TimeInForce.IOC),
+        add("o3", "u1", Side.SELL, 101, 7, post_only=True),
+        cancel("o1", "u1"),
+        replace("o3", "u1", 102, 3),
+    ):
+        raw = encode_order("ABC", command, route_epoch=4, client_ts_ns=123)
+        decoded = decode_order(raw, b"ABC")
+        assert (decoded.symbol, decoded.command, decoded.route_epoch, decoded.client_ts_ns) == (
+            "ABC",
+            command,
+            4,
+            123,
+        )
+        assert decoded.reason == Reason.NONE
+
+
+def test_garbage_bytes_decode_to_malformed_naming_the_key_symbol():
+    decoded = decode_order(b"\xff\xff\xff not protobuf", b"ABC")
+    assert decoded.command is None
+    assert decoded.reason == Reason.MALFORMED
+    assert decoded.symbol == "ABC"
+
+
+def test_missing_symbol_ids_or_action_are_reasons_not_exceptions():
+    no_symbol = orders_pb2.OrderCommand(action=1, order_id="o", user_id="u").SerializeToString()
+    assert decode_order(no_symbol).reason == Reason.MISSING_FIELD
+    no_id = orders_pb2.OrderCommand(action=1, symbol="S", user_id="u").SerializeToString()
+    assert decode_order(no_id).reason == Reason.MISSING_FIELD
+    bad_action = orders_pb2.OrderCommand(symbol="S", order_id="o", user_id="u").SerializeToString()
+    decoded = decode_order(bad_action)
+    assert (decoded.reason, decoded.order_id, decoded.symbol) == (Reason.BAD_ACTION, "o", "S")
+    assert decode_order(None).reason == Reason.MISSING_FIELD
+
+
+def test_negative_quantity_is_left_to_the_book_which_rejects_it_in_sequence():
+    decoded = decode_order(encode_order("S", add("o", "u", Side.BUY, 10, -5)))
+    assert decoded.command is not None
+    book = Book(Instrument("S"))
+    [event] = book.apply(decoded.command)
+    assert (event[0], event[1], event[5]) == (STATUS, 1, Reason.NON_POSITIVE_QUANTITY)
+
+
+def test_symbol_batch_carries_every_event_with_its_offset_and_the_seq_range():
+    book = Book(Instrument("S"))
+    commands = [add("m", "u1", Side.SELL, 100, 5), add("t", "u2", Side.BUY, 100, 5)]
+    ends: list[int] = []
+    events = book.apply_all(commands, ends)
+    records = encode_symbol_batch("S", 0, book.seq, events, ends, [40, 41], book.depth_update(), 41)
+    back = []
+    for kind, raw in (
+        (STATUS, records.order_status),
+        (FILL, records.fills),
+        (TRADE, records.trades),
+    ):
+        batch = parse_batch(kind, raw)
+        assert (batch.symbol, batch.after_seq, batch.through_seq) == ("S", 0, book.seq)
+        back.extend(event_tuple(kind, msg) for msg in batch.events)
+    back.sort(key=lambda pair: pair[0][1])
+    assert [event for event, _ in back] == events
+    offsets = {event[1]: offset for event, offset in back}
+    assert offsets[1] == 40 and all(offsets[s] == 41 for s in range(2, book.seq + 1))
+    assert records.depth is not None
+    [(symbol, update, offset)] = decode_depth(records.depth)
+    assert (symbol, update.seq, update.asks, update.bids, offset) == (
+        "S",
+        book.seq,
+        [(100, 0)],
+        [],
+        41,
+    )
+
+
+def test_a_batch_without_trades_still_publishes_an_empty_fill_and_trade_range():
+    book = Book(Instrument("S"))
+    ends: list[int] = []
+    events = book.apply_all([add("a", "u", Side.BUY, 10, 1)], ends)
+    records = encode_symbol_batch("S", 0, 1, events, ends, [0], None, 0)
+    fills = events_pb2.FillBatch.FromString(records.fills)
+    assert (len(fills.events), fills.after_seq, fills.through_seq) == (0, 0, 1)
+    assert records.depth is None
