@@ -221,22 +221,23 @@ class Book:
         if reason:
             self.reject(order_id, user_id, reason, out)
             return
+        order: Order = [qty, 0, order_id, user_id, side, price if otype == LIMIT else 0, post_only]
         user_orders = self.orders.setdefault(user_id, {})
-        if order_id in user_orders:
+        if user_orders.setdefault(order_id, order) is not order:
             self.reject(order_id, user_id, Reason.DUPLICATE_ORDER_ID, out)
             return
         limit_key = _ANY_KEY if otype == MARKET else (-price if side == BUY else price)
         opp_keys = self.ask_keys if side == BUY else self.bid_keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if post_only and crosses:
+            del user_orders[order_id]
             self.reject(order_id, user_id, Reason.POST_ONLY_WOULD_CROSS, out)
             return
         if tif == FOK and not self._can_fill(side, user_id, limit_key, qty):
+            del user_orders[order_id]  # a killed FOK leaves no trace, not even its id
             self.seq += 1
             out.append((STATUS, self.seq, order_id, user_id, EXPIRED, Reason.FILL_OR_KILL, 0, 0))
             return
-        order: Order = [qty, 0, order_id, user_id, side, price if otype == LIMIT else 0, post_only]
-        user_orders[order_id] = order
         self.seq += 1
         out.append((STATUS, self.seq, order_id, user_id, ACCEPTED, NO_REASON, 0, qty))
         if crosses:
@@ -593,15 +594,16 @@ class Book:
         dirty.add(order[PRICE])
 
     def _forget_ended(self) -> None:
-        """Drop the oldest ended orders beyond the dedup window."""
+        """Drop the oldest ended orders beyond the dedup window. An ended order is still the
+        one its (user_id, order_id) maps to: the id can only be reused once it is dropped
+        here, and a replace that re-queues an order never puts the old object in `done`."""
         done, orders, window = self.done, self.orders, self.dedup_window
         while len(done) > window:
             order = done.popleft()
-            user_orders = orders.get(order[USER_ID])
-            if user_orders is not None and user_orders.get(order[ORDER_ID]) is order:
-                del user_orders[order[ORDER_ID]]
-                if not user_orders:
-                    del orders[order[USER_ID]]
+            user_orders = orders[order[USER_ID]]
+            del user_orders[order[ORDER_ID]]
+            if not user_orders:
+                del orders[order[USER_ID]]
 
     # ------------------------------------------------------------------ queries
 
