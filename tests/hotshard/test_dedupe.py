@@ -5,7 +5,9 @@ from hotshard.events import STATUS, DepthUpdate
 from hotshard.v1 import events_pb2
 
 
-def status_batch(symbol, after, through, seqs, offset=0):
+def status_batch(
+    symbol: str, after: int, through: int, seqs: list[int], offset: int = 0
+) -> events_pb2.OrderStatusBatch:
     batch = events_pb2.OrderStatusBatch(symbol=symbol, after_seq=after, through_seq=through)
     for seq in seqs:
         batch.events.add(
@@ -19,7 +21,7 @@ def status_batch(symbol, after, through, seqs, offset=0):
     return batch
 
 
-def seqs(guard, batch, partition=0):
+def seqs(guard: SequenceGuard, batch: events_pb2.OrderStatusBatch, partition: int = 0) -> list[int]:
     return [event[1] for event, _ in guard.admit(STATUS, partition, batch)]
 
 

@@ -2,7 +2,7 @@
 
 from engine.book import Book, Instrument, add, cancel, replace
 from hotshard.domain import OrderType, Side, TimeInForce
-from hotshard.events import FILL, STATUS, TRADE
+from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.reasons import Reason
 from hotshard.v1 import events_pb2, orders_pb2
 from hotshard.wire import (
@@ -42,9 +42,9 @@ def test_garbage_bytes_decode_to_malformed_naming_the_key_symbol():
 
 
 def test_missing_symbol_ids_or_action_are_reasons_not_exceptions():
-    no_symbol = orders_pb2.OrderCommand(action=1, order_id="o", user_id="u").SerializeToString()
+    no_symbol = orders_pb2.OrderCommand(action="ADD", order_id="o", user_id="u").SerializeToString()
     assert decode_order(no_symbol).reason == Reason.MISSING_FIELD
-    no_id = orders_pb2.OrderCommand(action=1, symbol="S", user_id="u").SerializeToString()
+    no_id = orders_pb2.OrderCommand(action="ADD", symbol="S", user_id="u").SerializeToString()
     assert decode_order(no_id).reason == Reason.MISSING_FIELD
     bad_action = orders_pb2.OrderCommand(symbol="S", order_id="o", user_id="u").SerializeToString()
     decoded = decode_order(bad_action)
@@ -66,7 +66,7 @@ def test_symbol_batch_carries_every_event_with_its_offset_and_the_seq_range():
     ends: list[int] = []
     events = book.apply_all(commands, ends)
     records = encode_symbol_batch("S", 0, book.seq, events, ends, [40, 41], book.depth_update(), 41)
-    back = []
+    back: list[tuple[Event, int]] = []
     for kind, raw in (
         (STATUS, records.order_status),
         (FILL, records.fills),

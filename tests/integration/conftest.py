@@ -4,6 +4,7 @@ free ports (they start in well under a second), so xdist workers never share sta
 import contextlib
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def engines(tmp_path, broker, redis_server):
     at the end of the test (their logs are printed if the test failed)."""
     started: list[services.EngineProcess] = []
 
-    def start(partitions: str, instance: str, *extra: str, **kw) -> services.EngineProcess:
+    def start(partitions: str, instance: str, *extra: str, **kw: Any) -> services.EngineProcess:
         engine = services.start_engine(
             workdir=tmp_path,
             brokers=kw.pop("brokers", broker.bootstrap),

@@ -31,8 +31,8 @@ def test_kill_9_then_restart_loses_and_duplicates_nothing(broker, redis_server, 
     assert reader.read_until(
         lambda rd: (
             rd.count() >= total(expected) // 4
-            and registry.read_checkpoint(r, 0) is not None
-            and registry.read_checkpoint(r, 0).offset > 0
+            and (checkpoint := registry.read_checkpoint(r, 0)) is not None
+            and checkpoint.offset > 0
         ),
         timeout=60,
     )

@@ -4,11 +4,11 @@ import pytest
 
 from engine.book import Book, Instrument, Market, add, cancel
 from engine.book.snapshot import dump, load
-from engine.flow import zipf_stream
-from engine.service.core import EngineState, restore_partition
+from engine.flow import Stream, zipf_stream
+from engine.service.core import EngineState, Output, Record, restore_partition
 from hotshard.dedupe import SequenceGuard
 from hotshard.domain import Side, Status
-from hotshard.events import FILL, STATUS, TRADE
+from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.registry import Checkpoint
@@ -17,9 +17,9 @@ from hotshard.wire import encode_order, parse_batch
 KINDS = {TOPIC_ORDER_STATUS: STATUS, TOPIC_FILLS: FILL, TOPIC_TRADES: TRADE}
 
 
-def records(stream, partitions=2, start=0, epoch=0):
+def records(stream: Stream, partitions: int = 2, start: int = 0, epoch: int = 0) -> list[Record]:
     offsets = dict.fromkeys(range(partitions), start)
-    out = []
+    out: list[Record] = []
     for symbol, command in stream:
         p = sum(map(ord, symbol)) % partitions
         out.append(
@@ -29,9 +29,9 @@ def records(stream, partitions=2, start=0, epoch=0):
     return out
 
 
-def collect(outputs, guard=None):
+def collect(outputs: list[Output], guard: SequenceGuard | None = None) -> dict[str, list[Event]]:
     guard = guard or SequenceGuard()
-    events = {}
+    events: dict[str, list[Event]] = {}
     for topic, partition, key, value in outputs:
         if topic == TOPIC_DEPTH:
             continue
@@ -43,9 +43,9 @@ def collect(outputs, guard=None):
     return {s: sorted(e, key=lambda ev: ev[1]) for s, e in events.items()}
 
 
-def expected(stream):
+def expected(stream: Stream) -> dict[str, list[Event]]:
     market = Market(open_listing=True)
-    out = {}
+    out: dict[str, list[Event]] = {}
     for symbol, command in stream:
         out.setdefault(symbol, []).extend(market.apply(symbol, command))
     return out
