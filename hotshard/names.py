@@ -61,3 +61,24 @@ ENV_REDIS_TLS = "REDIS_TLS"  # true with ElastiCache encryption in transit
 ENV_S3_ENDPOINT_URL = "S3_ENDPOINT_URL"  # local S3 (moto server); empty in AWS
 ENV_SNAPSHOT_INTERVAL_S = "SNAPSHOT_INTERVAL_S"
 ENV_SNAPSHOT_S3_THRESHOLD = "SNAPSHOT_S3_THRESHOLD"  # bytes; larger snapshots go to S3
+
+# The edge (order_router, stream_handler, local gateway): Redis keys. Operations on them live
+# in hotshard.route (routing table listing and moves) and hotshard.edge.
+REDIS_ROUTES = "routes"  # set of listed symbols
+REDIS_ROUTE_LOAD = "route-load"  # hash partition -> number of symbols routed to it
+REDIS_ORDER = "order:{}:{}"  # hash per (user, order_id): idempotency record + latest status
+REDIS_BALANCE = "balance:{}"  # hash per user: asset (CASH or a symbol) -> available amount
+REDIS_CONNECTION = "conn:{}"  # hash per WebSocket connection: user, connected_ms
+REDIS_USER_CONNECTIONS = "user-conns:{}"  # set per user: its connection ids
+REDIS_SUBSCRIBERS = "subs:{}"  # set per symbol: connection ids subscribed to depth/trades
+REDIS_CONNECTION_SUBS = "conn-subs:{}"  # set per connection: its subscribed symbols
+REDIS_DEPTH = "depth:{}"  # hash per symbol: seq of the latest depth kept
+REDIS_DEPTH_SIDE = "depth:{}:{}"  # hash per (symbol, bids|asks): price -> total quantity
+
+# Environment variables of the edge beyond the ones above (all optional).
+ENV_JWT_SECRET = "JWT_SECRET"  # local HS256 secret; AWS verifies Cognito tokens (JWT_ISSUER)
+ENV_JWT_USER_CLAIM = "JWT_USER_CLAIM"  # claim naming the user (default: sub)
+ENV_EDGE_LIMITS = "EDGE_LIMITS"  # path of the symbols config with pre-trade limits
+ENV_BALANCE_CHECK = "BALANCE_CHECK"  # true: reserve balance:{USER} for every ADD
+ENV_AUTO_LIST = "AUTO_LIST"  # true: an unrouted symbol is listed on its first order
+ENV_DELIVERY_TIMEOUT_MS = "DELIVERY_TIMEOUT_MS"  # how long the router waits for the ack

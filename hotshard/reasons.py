@@ -38,8 +38,15 @@ class Reason(IntEnum):
     FILL_OR_KILL = 222
     NO_LIQUIDITY = 223
     REPLACED_TO_ZERO = 224
-    # 3xx: routing
+    # 3xx: routing and the edge (authentication, pre-trade checks, delivery to the broker)
     STALE_ROUTE = 300
+    UNAUTHENTICATED = 301
+    USER_MISMATCH = 302
+    QUANTITY_ABOVE_MAX = 303
+    NOTIONAL_ABOVE_MAX = 304
+    INSUFFICIENT_BALANCE = 305
+    NOT_DELIVERED = 306
+    ORDER_IN_FLIGHT = 307
     # 4xx: snapshots and migration
     CORRUPT_SNAPSHOT = 400
     UNSUPPORTED_SNAPSHOT_VERSION = 401

@@ -1,0 +1,245 @@
+"""Routing-table operations beyond one read or write: listing a symbol where load is lowest,
+and the moves of a migration (pause, switch, roll back), each one atomic Lua script.
+
+`route:{SYMBOL}` (hotshard.registry.Route) maps a symbol to a partition of `orders`, the
+instance owning it, a status (ACTIVE | MIGRATING) and an epoch. The epoch grows by one each
+time the symbol's partition changes; the router stamps every order with the epoch it saw, so
+an engine that gave the symbol away rejects late orders with STALE_ROUTE. Alongside:
+`routes` (set of listed symbols) and `route-load` (hash partition -> symbols routed there),
+kept in step by the same scripts.
+
+Every transition is a compare-and-set on the epoch (and status) the caller last read: two
+migrations of one symbol, or a listing racing a listing, cannot both win; the loser gets
+`RouteConflictError` with the route as it now is.
+
+    ACTIVE  --begin_migration-->  MIGRATING  --switch-->  ACTIVE (new partition, epoch + 1)
+                                  MIGRATING  --abort--->  ACTIVE (same partition and epoch)
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from hotshard import names, registry
+from hotshard.reasons import HotshardError, Reason
+from hotshard.registry import ACTIVE, MIGRATING, Route
+
+
+class RouteError(HotshardError):
+    """A routing-table operation that cannot be done."""
+
+
+class RouteConflictError(RouteError):
+    """The route is not what the caller expected (another writer won); `current` is what it
+    is now (None: not listed)."""
+
+    def __init__(self, detail: str, current: Route | None) -> None:
+        super().__init__(Reason.STALE_ROUTE, detail)
+        self.current = current
+
+
+class NoEngineError(RouteError):
+    """No live engine owns a partition a symbol could be listed on."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.UNKNOWN_SYMBOL, detail)
+
+
+# KEYS: route, routes, route-load. ARGV: symbol, partition, instance.
+# Creates the route (epoch 1) unless it exists; returns the route's fields either way.
+_LIST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'partition', ARGV[2], 'instance', ARGV[3],
+             'status', 'ACTIVE', 'epoch', 1)
+  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: route, route-load. ARGV: expected status, expected epoch, new status, new partition
+# ('' keeps it), new instance, epoch increment. Returns {1, fields} or {0, fields}.
+_MOVE = """
+local cur = redis.call('HGETALL', KEYS[1])
+if #cur == 0 then return {0, cur} end
+local status = redis.call('HGET', KEYS[1], 'status')
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if status ~= ARGV[1] or epoch ~= ARGV[2] then return {0, cur} end
+if ARGV[4] ~= '' then
+  local old = redis.call('HGET', KEYS[1], 'partition')
+  if old ~= ARGV[4] then
+    redis.call('HINCRBY', KEYS[2], old, -1)
+    redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+  end
+  redis.call('HSET', KEYS[1], 'partition', ARGV[4], 'instance', ARGV[5])
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'epoch', tonumber(ARGV[6]))
+return {1, redis.call('HGETALL', KEYS[1])}
+"""
+
+# KEYS: route, routes, route-load. ARGV: symbol.
+_DELIST = """
+local partition = redis.call('HGET', KEYS[1], 'partition')
+if not partition then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], partition, -1)
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def route_from_fields(symbol: str, flat: list[Any]) -> Route | None:
+    """A Route from HGETALL's flat [field, value, ...] reply (as Lua returns it)."""
+    if not flat:
+        return None
+    raw = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+    return Route(
+        symbol,
+        int(raw.get("partition", -1)),
+        raw.get("instance", ""),
+        raw.get("status", ACTIVE),
+        int(raw.get("epoch", 0)),
+    )
+
+
+def lookup(r: redis.Redis, symbol: str) -> Route | None:
+    """The symbol's route: one round trip (HGETALL)."""
+    return registry.read_route(r, symbol)
+
+
+def partition_loads(r: redis.Redis) -> dict[int, int]:
+    """Symbols routed to each partition that has any."""
+    raw = r.hgetall(names.REDIS_ROUTE_LOAD)
+    return {int(_text(k)): int(_text(v)) for k, v in raw.items()}
+
+
+def partition_owners(r: redis.Redis) -> dict[int, str]:
+    """Partition -> instance, from the live engines in the registry."""
+    owners: dict[int, str] = {}
+    for engine in registry.live_engines(r):
+        for partition in engine.partitions:
+            owners.setdefault(partition, engine.instance)
+    return owners
+
+
+def choose_partition(owners: Mapping[int, str], loads: Mapping[int, float]) -> int:
+    """The owned partition with the lowest load (ties: the lowest number)."""
+    if not owners:
+        raise NoEngineError("no live engine owns a partition of orders")
+    return min(owners, key=lambda p: (loads.get(p, 0), p))
+
+
+def list_symbol(r: redis.Redis, symbol: str, *, loads: Mapping[int, float] | None = None) -> Route:
+    """Route `symbol` to the least-loaded partition owned by a live engine; returns the route
+    (an existing one unchanged: listing is idempotent and a concurrent listing wins once).
+    `loads` (partition -> load, e.g. orders/s from the engines' Stats) replaces the default
+    measure, the number of symbols already routed to each partition."""
+    owners = partition_owners(r)
+    partition = choose_partition(owners, partition_loads(r) if loads is None else loads)
+    flat = r.eval(
+        _LIST,
+        3,
+        names.REDIS_ROUTE.format(symbol),
+        names.REDIS_ROUTES,
+        names.REDIS_ROUTE_LOAD,
+        symbol,
+        partition,
+        owners[partition],
+    )
+    route = route_from_fields(symbol, flat)
+    assert route is not None
+    return route
+
+
+def list_symbol_at(r: redis.Redis, symbol: str, partition: int, instance: str) -> Route:
+    """Route `symbol` to a given partition (idempotent like `list_symbol`)."""
+    flat = r.eval(
+        _LIST,
+        3,
+        names.REDIS_ROUTE.format(symbol),
+        names.REDIS_ROUTES,
+        names.REDIS_ROUTE_LOAD,
+        symbol,
+        partition,
+        instance,
+    )
+    route = route_from_fields(symbol, flat)
+    assert route is not None
+    return route
+
+
+def listed_symbols(r: redis.Redis) -> list[str]:
+    return sorted(_text(m) for m in r.smembers(names.REDIS_ROUTES))
+
+
+def delist(r: redis.Redis, symbol: str) -> bool:
+    """Remove the symbol's route; False if it was not listed."""
+    done = r.eval(
+        _DELIST,
+        3,
+        names.REDIS_ROUTE.format(symbol),
+        names.REDIS_ROUTES,
+        names.REDIS_ROUTE_LOAD,
+        symbol,
+    )
+    return bool(done)
+
+
+def _move(
+    r: redis.Redis,
+    expected: Route,
+    *,
+    status: str,
+    partition: int | None = None,
+    instance: str = "",
+    epoch_step: int = 0,
+) -> Route:
+    ok, flat = r.eval(
+        _MOVE,
+        2,
+        names.REDIS_ROUTE.format(expected.symbol),
+        names.REDIS_ROUTE_LOAD,
+        expected.status,
+        expected.epoch,
+        status,
+        "" if partition is None else partition,
+        instance,
+        epoch_step,
+    )
+    route = route_from_fields(expected.symbol, flat)
+    if not ok:
+        raise RouteConflictError(
+            f"{expected.symbol}: expected {expected.status} at epoch {expected.epoch}, "
+            f"found {route}",
+            route,
+        )
+    assert route is not None
+    return route
+
+
+def begin_migration(r: redis.Redis, expected: Route) -> Route:
+    """ACTIVE -> MIGRATING at the same epoch: from now on the router sends the symbol's
+    orders to `pending-orders` (same partition number), to be replayed after the switch."""
+    if expected.status != ACTIVE:
+        raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
+    return _move(r, expected, status=MIGRATING)
+
+
+def switch(r: redis.Redis, expected: Route, partition: int, instance: str) -> Route:
+    """MIGRATING -> ACTIVE on `partition` owned by `instance`, epoch + 1."""
+    if expected.status != MIGRATING:
+        raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
+    return _move(r, expected, status=ACTIVE, partition=partition, instance=instance, epoch_step=1)
+
+
+def abort_migration(r: redis.Redis, expected: Route) -> Route:
+    """MIGRATING -> ACTIVE where it was, same epoch (the rollback path)."""
+    if expected.status != MIGRATING:
+        raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
+    return _move(r, expected, status=ACTIVE)

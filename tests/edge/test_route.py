@@ -1,0 +1,115 @@
+"""hotshard.route against a real redis-server: listing by load, the migration moves and
+their compare-and-set guards."""
+
+import threading
+
+import pytest
+import redis
+
+from hotshard import route
+from hotshard.registry import ACTIVE, MIGRATING, EngineRecord, Route, register_engine
+
+pytestmark = pytest.mark.integration
+
+
+def engines(r: redis.Redis, layout: dict[str, tuple[int, ...]]) -> None:
+    for instance, partitions in layout.items():
+        record = EngineRecord(instance, f"127.0.0.1:{len(instance)}", partitions, 1)
+        register_engine(r, record, 60_000)
+
+
+def test_listing_spreads_symbols_over_the_least_loaded_partitions(r):
+    engines(r, {"e1": (0, 1), "e2": (2, 3)})
+    placed = [route.list_symbol(r, f"S{i}") for i in range(8)]
+    assert sorted(p.partition for p in placed) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(p.status == ACTIVE and p.epoch == 1 for p in placed)
+    assert {p.instance for p in placed if p.partition in (2, 3)} == {"e2"}
+    assert route.partition_loads(r) == {0: 2, 1: 2, 2: 2, 3: 2}
+    assert route.listed_symbols(r) == sorted(f"S{i}" for i in range(8))
+
+
+def test_listing_follows_a_given_load_measure(r):
+    engines(r, {"e1": (0, 1), "e2": (2,)})
+    placed = route.list_symbol(r, "HOT", loads={0: 900.0, 1: 50.0, 2: 400.0})
+    assert (placed.partition, placed.instance) == (1, "e1")
+
+
+def test_listing_an_existing_symbol_returns_it_unchanged(r):
+    engines(r, {"e1": (0,), "e2": (1,)})
+    first = route.list_symbol(r, "AAPL")
+    again = route.list_symbol(r, "AAPL")
+    assert again == first
+    assert sum(route.partition_loads(r).values()) == 1
+
+
+def test_concurrent_listings_of_one_symbol_agree(r, redis_server):
+    engines(r, {"e1": (0,), "e2": (1,), "e3": (2,)})
+    results: list[Route] = []
+
+    def list_it(loads: dict[int, float]) -> None:
+        client = redis.Redis(host=redis_server.host, port=redis_server.port)
+        results.append(route.list_symbol(client, "RACE", loads=loads))
+
+    threads = [
+        threading.Thread(target=list_it, args=({p: 0.0 if p == i else 1.0 for p in range(3)},))
+        for i in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 3
+    assert len(set(results)) == 1
+    assert sum(route.partition_loads(r).values()) == 1
+
+
+def test_listing_without_engines_names_unknown_symbol(r):
+    with pytest.raises(route.NoEngineError) as info:
+        route.list_symbol(r, "AAPL")
+    assert info.value.reason.name == "UNKNOWN_SYMBOL"
+
+
+def test_a_migration_pauses_then_switches_with_a_new_epoch(r):
+    engines(r, {"e1": (0,), "e2": (1,)})
+    listed = route.list_symbol_at(r, "AAPL", 0, "e1")
+    paused = route.begin_migration(r, listed)
+    assert (paused.status, paused.epoch, paused.partition) == (MIGRATING, 1, 0)
+    moved = route.switch(r, paused, 1, "e2")
+    assert moved == Route("AAPL", 1, "e2", ACTIVE, 2)
+    assert route.lookup(r, "AAPL") == moved
+    assert route.partition_loads(r) == {0: 0, 1: 1}
+
+
+def test_an_aborted_migration_returns_the_symbol_where_it_was(r):
+    listed = route.list_symbol_at(r, "AAPL", 3, "e1")
+    paused = route.begin_migration(r, listed)
+    back = route.abort_migration(r, paused)
+    assert back == listed
+
+
+def test_a_move_from_a_stale_view_is_refused_and_shows_the_current_route(r):
+    listed = route.list_symbol_at(r, "AAPL", 0, "e1")
+    paused = route.begin_migration(r, listed)
+    moved = route.switch(r, paused, 1, "e2")
+    with pytest.raises(route.RouteConflictError) as info:
+        route.switch(r, paused, 2, "e3")
+    assert info.value.current == moved
+    with pytest.raises(route.RouteConflictError):
+        route.begin_migration(r, listed)  # epoch 1 is gone
+    assert route.lookup(r, "AAPL") == moved
+
+
+def test_two_migrations_of_one_symbol_cannot_both_begin(r):
+    listed = route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.begin_migration(r, listed)
+    with pytest.raises(route.RouteConflictError):
+        route.begin_migration(r, listed)
+
+
+def test_delisting_removes_the_route_and_its_load(r):
+    route.list_symbol_at(r, "AAPL", 2, "e1")
+    assert route.delist(r, "AAPL")
+    assert not route.delist(r, "AAPL")
+    assert route.lookup(r, "AAPL") is None
+    assert route.partition_loads(r) == {2: 0}
+    assert route.listed_symbols(r) == []
