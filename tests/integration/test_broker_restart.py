@@ -1,0 +1,51 @@
+"""The broker restarts while an engine runs (Tansu on durable s3:// storage served by
+`rclone serve s3`): the engine reconnects and nothing is lost or duplicated."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from engine.flow import zipf_stream
+from hotshard import kafka
+from hotshard.local import services
+from hotshard.local.traffic import EventReader, produce_orders, producer
+from tests.integration.conftest import PARTITIONS
+from tests.integration.helpers import expected_events, place, total
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def durable_broker() -> Iterator[services.Broker]:
+    with (
+        services.rclone_s3(["tansu"]) as s3,
+        services.tansu(storage="s3://tansu/", env=s3.env()) as broker,
+    ):
+        kafka.create_topics(broker.admin(), PARTITIONS)
+        yield broker
+
+
+def test_engine_rides_out_a_broker_restart(durable_broker, engines):
+    broker = durable_broker
+    engine = engines("0-3", "ride", brokers=broker.bootstrap)
+    stream = zipf_stream(4000, seed=31, symbols=6)
+    _, expected = expected_events(stream)
+    prod = producer(broker.bootstrap)
+    produce_orders(prod, stream[:2000], place)
+    assert prod.flush(20) == 0
+    reader = EventReader(broker.bootstrap, PARTITIONS)
+    _, first_half = expected_events(stream[:2000])
+    assert reader.read_until(lambda r: r.count() >= total(first_half), timeout=60)
+
+    broker.kill()
+    broker.start()  # same port, same durable storage
+
+    produce_orders(prod, stream[2000:], place)
+    assert prod.flush(60) == 0
+    assert reader.read_until(lambda r: r.count() >= total(expected), timeout=90)
+    reader.poll(0.5)
+    assert engine.process.alive()
+    assert not reader.guard.gaps
+    for symbol, events in expected.items():
+        assert reader.sorted_events(symbol) == events, symbol
+    reader.close()
