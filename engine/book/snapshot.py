@@ -6,12 +6,14 @@ state is consistent with, CRC-32 of the state) around a columnar hotshard.v1.Boo
 
 import zlib
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from engine.book.book import BUY, SELL, Book
 from engine.book.instrument import Instrument
-from engine.book.order import FILLED_QTY, LEAVES, ORDER_ID, POST_ONLY, PRICE, SIDE, USER_ID, Order
+from engine.book.order import FILLED_QTY, LEAVES, ORDER_ID, SIDE, USER_ID, Order
 from hotshard.reasons import HotshardError, Reason
 from hotshard.v1 import snapshot_pb2
 
@@ -45,13 +47,21 @@ def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
         )
     )
     live = _live_orders(book)
-    state.buy.extend([o[SIDE] == BUY for o in live])
-    state.price.extend([o[PRICE] for o in live])
-    state.leaves.extend([o[LEAVES] for o in live])
-    state.filled.extend([o[FILLED_QTY] for o in live])
-    state.post_only.extend([o[POST_ONLY] for o in live])
-    state.order_id.extend([o[ORDER_ID] for o in live])
-    state.user_id.extend([o[USER_ID] for o in live])
+    if live:
+        # One pass over the scattered orders (flattened in C), then columns by slicing the
+        # contiguous result: far fewer cache misses than one pass per column.
+        flat = list(chain.from_iterable(live))
+        width = len(live[0])
+        leaves, filled, order_ids, user_ids, sides, prices, post_only = (
+            flat[i::width] for i in range(width)
+        )
+        state.side = bytes(sides)
+        state.price.extend(prices)
+        state.leaves.extend(leaves)
+        state.filled.extend(filled)
+        state.post_only = bytes(post_only)
+        state.order_id.extend(order_ids)
+        state.user_id.extend(user_ids)
     state.done_order_id.extend([o[ORDER_ID] for o in book.done])
     state.done_user_id.extend([o[USER_ID] for o in book.done])
     state.done_filled.extend([o[FILLED_QTY] for o in book.done])
@@ -103,7 +113,7 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
     book.seq = state.seq
     book.last_price = state.last_price
     columns = (
-        state.buy,
+        state.side,
         state.price,
         state.leaves,
         state.filled,
@@ -111,13 +121,10 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
         state.order_id,
         state.user_id,
     )
-    if len({len(c) for c in columns}) != 1:
-        raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "order columns differ in length")
+    if len({len(c) for c in columns}) != 1 or not set(state.side) <= {BUY, SELL}:
+        raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "order columns differ in length or side")
+    _restore_levels(book, columns)
     orders = book.orders
-    for buy, price, leaves, filled, post_only, order_id, user_id in zip(*columns, strict=True):
-        order: Order = [leaves, filled, order_id, user_id, BUY if buy else SELL, price, post_only]
-        orders.setdefault(user_id, {})[order_id] = order
-        book._rest(order)
     for order_id, user_id, filled in zip(
         state.done_order_id, state.done_user_id, state.done_filled, strict=True
     ):
@@ -129,6 +136,22 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
     book.dirty_asks.clear()
     book.dirty_asks.update(state.dirty_asks)
     return book, SnapshotInfo(envelope.symbol, envelope.input_offset, envelope.partition, book.seq)
+
+
+def _restore_levels(book: Book, columns: tuple[Any, ...]) -> None:
+    """Rebuild queues level by level: the orders arrive grouped by level, in FIFO order."""
+    orders = book.orders
+    level = None
+    for side, price, leaves, filled, post_only, order_id, user_id in zip(*columns, strict=True):
+        order: Order = [leaves, filled, order_id, user_id, side, price, bool(post_only)]
+        user_orders = orders.get(user_id)
+        if user_orders is None:
+            user_orders = orders[user_id] = {}
+        user_orders[order_id] = order
+        if level is None or level.price != price or level.orders[0][SIDE] != side:
+            level = book._new_level(side, price)
+        level.orders.append(order)
+        level.total += leaves
 
 
 def _open(data: bytes) -> tuple[snapshot_pb2.Snapshot, snapshot_pb2.BookState]:
