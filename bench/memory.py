@@ -26,17 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         "--orders", type=int, default=1_000_000, help="resting orders to build (default 1,000,000)"
     )
     args = parser.parse_args(argv)
-    users = [f"user{i:03d}" for i in range(100)]
-    commands = [
-        add(
-            f"o{i:08d}",
-            users[i % 100],
-            Side.BUY if i % 2 else Side.SELL,
-            1000 - 1 - i % 50 if i % 2 else 1000 + i % 50,
-            100,
-        )
-        for i in range(args.orders)
-    ]
+    commands = resting_commands(args.orders)
     build(commands)  # warm-up: first-touch costs are not the book's
     rss_before = rss()
     book = build(commands)
@@ -53,6 +43,21 @@ def main(argv: list[str] | None = None) -> None:
     print(f"book structures: {traced / resting:.0f} bytes/order (tracemalloc)")
     print(f"with order-id strings: {(traced + id_bytes) / resting:.0f} bytes/order")
     print(f"resident memory growth: {rss_growth / resting:.0f} bytes/order (ids not included)")
+
+
+def resting_commands(count: int) -> list[Command]:
+    """`count` GTC limits that never trade: both sides, 50 levels a side, 100 users."""
+    users = [f"user{i:03d}" for i in range(100)]
+    return [
+        add(
+            f"o{i:08d}",
+            users[i % 100],
+            Side.BUY if i % 2 else Side.SELL,
+            999 - i % 50 if i % 2 else 1000 + i % 50,
+            100,
+        )
+        for i in range(count)
+    ]
 
 
 def build(commands: list[Command]) -> Book:

@@ -11,7 +11,7 @@ import argparse
 import statistics
 import time
 
-from bench.memory import build
+from bench.memory import build, resting_commands
 from engine.book import add, snapshot
 from engine.runtime import tune_gc
 from hotshard.domain import Side, TimeInForce
@@ -28,17 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     tune_gc()
-    users = [f"user{i:03d}" for i in range(100)]
-    commands = [
-        add(
-            f"o{i:08d}",
-            users[i % 100],
-            Side.BUY if i % 2 else Side.SELL,
-            999 - i % 50 if i % 2 else 1000 + i % 50,
-            100,
-        )
-        for i in range(args.orders)
-    ]
+    commands = resting_commands(args.orders)
     book = build(commands)
     ended = [add(f"e{i:08d}", "ioc", Side.BUY, 1, 1, tif=TimeInForce.IOC) for i in range(100_000)]
     book.apply_all(ended)
