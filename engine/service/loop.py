@@ -294,8 +294,10 @@ class Engine:
         backlog = 0
         for p in self.partitions:
             try:
+                # cached: the high watermark of the last fetch response, no broker round
+                # trip (the loop must not block on it)
                 _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(TOPIC_ORDERS, p), timeout=1.0, cached=False
+                    TopicPartition(TOPIC_ORDERS, p), cached=True
                 )
             except Exception:
                 continue

@@ -34,7 +34,7 @@ class EngineSettings:
     snapshot_bucket: str = ""
     s3_endpoint_url: str = ""
     batch_size: int = 1000
-    poll_timeout_ms: int = 50
+    poll_timeout_ms: int = 5
     fetch_wait_max_ms: int = 20
     linger_ms: float = 2.0
     metrics_interval_s: float = 10.0
