@@ -79,7 +79,7 @@ def _offer(bootstrap: str, count: int, rate: float, seed: int, symbols: int, out
 
 def _read_statuses(
     consumer: Consumer, first_offset: int, count: int, timeout: float
-) -> tuple[array, float, float]:
+) -> tuple["array[int]", float, float]:
     """Arrival time (ns) of the first order_status of each input offset; first/last times."""
     arrived = array("q", [0]) * count
     seen = 0
@@ -96,7 +96,7 @@ def _read_statuses(
         for m in msgs:
             if m.error() is not None:
                 continue
-            for ev in parse(m.value()).events:
+            for ev in parse(m.value() or b"").events:
                 i = ev.input_offset - first_offset
                 if 0 <= i < count and not arrived[i]:
                     arrived[i] = now_ns
