@@ -1,0 +1,270 @@
+"""API Gateway events -> router calls -> API Gateway responses: the whole of order_router
+except its Powertools decorators (lambdas/order_router/handler.py).
+
+WebSocket API (route selection `$request.body.action`):
+- `$connect`: token in `Authorization: Bearer ...` or `?token=...`; no valid token -> 401
+  (API Gateway refuses the handshake). Records connection -> user.
+- `order` (ADD), `replace`, `cancel`: the frame is the order's JSON (docs/FORMATS.md) with
+  `action` naming the route; an optional `request_id` is echoed. The route response is an
+  `ack` or an `error` frame.
+- `subscribe` / `unsubscribe`: {"action": "subscribe", "symbols": ["AAPL", ...]}: depth and
+  trades of those symbols are pushed to the connection.
+- `$disconnect`: forgets the connection and its subscriptions.
+
+HTTP API (payload format 2.0, JWT authorizer in front): POST /orders, DELETE /orders/{id}
+(?symbol= optional), GET /orders/{id}, GET /depth/{symbol}.
+
+Every refusal is a JSON error with the reason's name and number and a detail; an input
+problem is a 4xx, never a 500 or a stack trace.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+
+from hotshard.codec import InvalidOrderError
+from hotshard.domain import Action
+from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
+from hotshard.edge.connections import Connections
+from hotshard.edge.depth import DepthStore
+from hotshard.edge.limits import LimitBook
+from hotshard.edge.router import OrderRouter, RefusedError
+from hotshard.edge.settings import EdgeSettings, order_producer, redis_client
+from hotshard.reasons import HotshardError, Reason
+
+JSON = "application/json"
+ORDER_ROUTES = {"order": Action.ADD, "replace": Action.REPLACE, "cancel": Action.CANCEL}
+ROUTES = ("$connect", "$disconnect", *ORDER_ROUTES, "subscribe", "unsubscribe")
+MAX_SUBSCRIPTIONS = 100
+
+_STATUS = {
+    Reason.UNAUTHENTICATED: 401,
+    Reason.USER_MISMATCH: 403,
+    Reason.UNKNOWN_ORDER: 404,
+    Reason.DUPLICATE_ORDER_ID: 409,
+    Reason.ORDER_IN_FLIGHT: 409,
+    Reason.STALE_ROUTE: 409,
+    Reason.PRICE_OUTSIDE_BAND: 422,
+    Reason.QUANTITY_ABOVE_MAX: 422,
+    Reason.NOTIONAL_ABOVE_MAX: 422,
+    Reason.INSUFFICIENT_BALANCE: 422,
+    Reason.NOT_DELIVERED: 503,
+}
+
+
+def http_status(reason: Reason) -> int:
+    return _STATUS.get(reason, 400)
+
+
+def error_json(exc: HotshardError) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "error",
+        "reason": exc.reason.name,
+        "code": int(exc.reason),
+        "detail": exc.detail,
+    }
+    if isinstance(exc, InvalidOrderError | RefusedError):
+        if exc.symbol:
+            out["symbol"] = exc.symbol
+        if exc.order_id:
+            out["order_id"] = exc.order_id
+    return out
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class EdgeApi:
+    def __init__(
+        self,
+        router: OrderRouter,
+        connections: Connections,
+        verifier: TokenVerifier,
+        depth: DepthStore,
+        *,
+        logger: Logger | None = None,
+        count: Callable[[str], None] = lambda _name: None,
+    ) -> None:
+        self.router = router
+        self.connections = connections
+        self.verifier = verifier
+        self.depth = depth
+        self.log = logger or Logger(service="order_router")
+        self.count = count
+        self.http = self._http_app()
+
+    def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event.get("version") == "2.0":
+            return self.http.resolve(event, context)
+        if "eventType" in event.get("requestContext", {}):
+            return self.websocket(APIGatewayWebSocketEvent(event))
+        self.log.warning("unknown event shape", extra={"keys": sorted(event)[:10]})
+        return {"statusCode": 400, "body": _dumps({"type": "error", "detail": "unknown event"})}
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def websocket(self, event: APIGatewayWebSocketEvent) -> dict[str, Any]:
+        ctx = event.request_context
+        route, connection = ctx.route_key, ctx.connection_id
+        if route == "$connect":
+            return self._connect(event, connection)
+        if route == "$disconnect":
+            self.connections.disconnect(connection)
+            return {"statusCode": 200}
+        request_id: Any = None
+        try:
+            frame = self._frame(event)
+            request_id = frame.pop("request_id", None)
+            name = frame.pop("action", None)
+            user = self.connections.user_of(connection)
+            if user is None:
+                raise AuthError("connection is not authenticated; reconnect")
+            if not isinstance(name, str):
+                name = ""
+            if name in ORDER_ROUTES:
+                reply = self._order(user, ORDER_ROUTES[name], frame)
+            elif name in ("subscribe", "unsubscribe"):
+                reply = self._subscription(connection, name, frame)
+            else:
+                raise InvalidOrderError(
+                    Reason.MALFORMED, f"action must be one of {', '.join(ROUTES[2:])}"
+                )
+            status = 200
+        except HotshardError as exc:
+            reply, status = error_json(exc), http_status(exc.reason)
+            self.count("Refused")
+        except Exception:
+            self.log.exception("request failed", extra={"connection_id": connection})
+            reply, status = {"type": "error", "reason": "INTERNAL", "detail": "internal error"}, 500
+        if request_id is not None:
+            reply["request_id"] = request_id
+        return {"statusCode": status, "body": _dumps(reply)}
+
+    def _connect(self, event: APIGatewayWebSocketEvent, connection: str) -> dict[str, Any]:
+        try:
+            user = self.verifier.user(bearer(event.headers, event.query_string_parameters))
+        except AuthError as exc:
+            self.count("ConnectRefused")
+            return {"statusCode": 401, "body": _dumps(error_json(exc))}
+        self.connections.connect(connection, user, time.time_ns() // 1_000_000)
+        self.log.info("connected", extra={"connection_id": connection, "user_id": user})
+        return {"statusCode": 200}
+
+    @staticmethod
+    def _frame(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
+        try:
+            frame = json.loads(event.decoded_body or "")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidOrderError(Reason.MALFORMED, "a frame must be a JSON object") from exc
+        if not isinstance(frame, dict):
+            raise InvalidOrderError(Reason.MALFORMED, "a frame must be a JSON object")
+        return frame
+
+    def _order(self, user: str, action: Action, payload: dict[str, Any]) -> dict[str, Any]:
+        ack = self.router.submit(user, payload, action)
+        self.count("Duplicates" if ack.duplicate else "Accepted")
+        return ack.json()
+
+    def _subscription(self, connection: str, name: str, frame: dict[str, Any]) -> dict[str, Any]:
+        symbols = frame.get("symbols", [frame["symbol"]] if "symbol" in frame else None)
+        if (
+            not isinstance(symbols, list)
+            or not symbols
+            or len(symbols) > MAX_SUBSCRIPTIONS
+            or not all(isinstance(s, str) and 0 < len(s) <= 64 and s.isprintable() for s in symbols)
+        ):
+            raise InvalidOrderError(
+                Reason.MALFORMED,
+                f"symbols must be a list of 1-{MAX_SUBSCRIPTIONS} symbol names",
+            )
+        if name == "unsubscribe":
+            return {
+                "type": "unsubscribed",
+                "symbols": self.connections.unsubscribe(connection, symbols),
+            }
+        done = self.connections.subscribe(connection, symbols)
+        return {
+            "type": "subscribed",
+            "symbols": done,
+            "depth": [self.depth.read(symbol) for symbol in done],
+        }
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _http_app(self) -> APIGatewayHttpResolver:
+        app = APIGatewayHttpResolver()
+
+        def user() -> str:
+            authorizer = app.current_event.request_context.authorizer
+            claims = authorizer.jwt_claim if authorizer is not None else None
+            return user_of(claims or {}, self.verifier.user_claim)
+
+        def body() -> Any:
+            try:
+                return json.loads(app.current_event.decoded_body or "")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InvalidOrderError(Reason.MALFORMED, "the body must be JSON") from exc
+
+        def reply(status: int, obj: dict[str, Any]) -> Response[str]:
+            return Response(status_code=status, content_type=JSON, body=_dumps(obj))
+
+        @app.post("/orders")
+        def post_order() -> Response[str]:
+            ack = self.router.submit(user(), body())
+            self.count("Duplicates" if ack.duplicate else "Accepted")
+            return reply(202, ack.json())
+
+        @app.delete("/orders/<order_id>")
+        def delete_order(order_id: str) -> Response[str]:
+            symbol = app.current_event.get_query_string_value("symbol", "") or ""
+            return reply(202, self.router.cancel(user(), order_id, symbol).json())
+
+        @app.get("/orders/<order_id>")
+        def get_order(order_id: str) -> Response[str]:
+            return reply(200, self.router.status(user(), order_id))
+
+        @app.get("/depth/<symbol>")
+        def get_depth(symbol: str) -> Response[str]:
+            return reply(200, self.depth.read(symbol))
+
+        @app.exception_handler(HotshardError)  # type: ignore[untyped-decorator]
+        def refused(exc: HotshardError) -> Response[str]:
+            self.count("Refused")
+            return reply(http_status(exc.reason), error_json(exc))
+
+        @app.not_found
+        def not_found(_exc: Exception) -> Response[str]:
+            return reply(404, {"type": "error", "reason": "NOT_FOUND", "detail": "no such route"})
+
+        return app
+
+
+def build(
+    settings: EdgeSettings,
+    *,
+    logger: Logger | None = None,
+    count: Callable[[str], None] = lambda _n: None,
+) -> EdgeApi:
+    """Everything order_router needs, from its settings (once per cold start)."""
+    r = redis_client(settings)
+    router = OrderRouter(
+        r,
+        order_producer(settings),
+        limits=LimitBook.load(settings.limits_path),
+        balance_check=settings.balance_check,
+        auto_list=settings.auto_list,
+        delivery_timeout_s=settings.delivery_timeout_ms / 1000,
+    )
+    verifier = TokenVerifier(
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        user_claim=settings.jwt_user_claim,
+    )
+    return EdgeApi(router, Connections(r), verifier, DepthStore(r), logger=logger, count=count)

@@ -1,0 +1,120 @@
+"""WebSocket connections in Redis: connection -> user, user -> connections, and symbol
+subscriptions (depth and trades) both ways. Written by order_router ($connect, $disconnect,
+subscribe), read by stream_handler to fan out, cleaned by both (a 410 from the Management
+API means the connection is gone)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from hotshard import names
+
+CONNECTION_TTL_S = 3 * 3600  # API Gateway closes a connection after 2 hours at most
+
+# KEYS: conn, conn-subs. ARGV: conn id, user-conns key format prefix, subs key prefix.
+_DISCONNECT = """
+local user = redis.call('HGET', KEYS[1], 'user')
+if user then redis.call('SREM', ARGV[2] .. user, ARGV[1]) end
+for _, symbol in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('SREM', ARGV[3] .. symbol, ARGV[1])
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return user
+"""
+
+
+def _t(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _prefix(fmt: str) -> str:
+    assert fmt.endswith("{}") and fmt.count("{}") == 1
+    return fmt[:-2]
+
+
+class Connections:
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self._disconnect = r.register_script(_DISCONNECT)
+        self._users: dict[str, str] = {}  # a connection's user never changes: safe to cache
+
+    def connect(self, connection_id: str, user_id: str, now_ms: int) -> None:
+        conn = names.REDIS_CONNECTION.format(connection_id)
+        mine = names.REDIS_USER_CONNECTIONS.format(user_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(conn, mapping={"user": user_id, "connected_ms": now_ms})
+            pipe.expire(conn, CONNECTION_TTL_S)
+            pipe.sadd(mine, connection_id)
+            pipe.expire(mine, CONNECTION_TTL_S)
+            pipe.execute()
+        self._users[connection_id] = user_id
+
+    def disconnect(self, connection_id: str) -> str | None:
+        """Forget the connection and its subscriptions; returns its user (None: unknown)."""
+        self._users.pop(connection_id, None)
+        user = self._disconnect(
+            keys=[
+                names.REDIS_CONNECTION.format(connection_id),
+                names.REDIS_CONNECTION_SUBS.format(connection_id),
+            ],
+            args=[
+                connection_id,
+                _prefix(names.REDIS_USER_CONNECTIONS),
+                _prefix(names.REDIS_SUBSCRIBERS),
+            ],
+        )
+        return None if user is None else _t(user)
+
+    def user_of(self, connection_id: str) -> str | None:
+        user = self._users.get(connection_id)
+        if user is None:
+            raw = self.r.hget(names.REDIS_CONNECTION.format(connection_id), "user")
+            if raw is None:
+                return None
+            user = self._users[connection_id] = _t(raw)
+            if len(self._users) > 100_000:
+                self._users.clear()
+        return user
+
+    def subscribe(self, connection_id: str, symbols: Iterable[str]) -> list[str]:
+        wanted = sorted(set(symbols))
+        if not wanted:
+            return []
+        mine = names.REDIS_CONNECTION_SUBS.format(connection_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            for symbol in wanted:
+                pipe.sadd(names.REDIS_SUBSCRIBERS.format(symbol), connection_id)
+            pipe.sadd(mine, *wanted)
+            pipe.expire(mine, CONNECTION_TTL_S)
+            pipe.execute()
+        return wanted
+
+    def unsubscribe(self, connection_id: str, symbols: Iterable[str]) -> list[str]:
+        gone = sorted(set(symbols))
+        if not gone:
+            return []
+        with self.r.pipeline(transaction=True) as pipe:
+            for symbol in gone:
+                pipe.srem(names.REDIS_SUBSCRIBERS.format(symbol), connection_id)
+            pipe.srem(names.REDIS_CONNECTION_SUBS.format(connection_id), *gone)
+            pipe.execute()
+        return gone
+
+    def of_users(self, users: Iterable[str]) -> dict[str, list[str]]:
+        """user -> its connection ids (one round trip)."""
+        wanted = sorted(set(users))
+        with self.r.pipeline(transaction=False) as pipe:
+            for user in wanted:
+                pipe.smembers(names.REDIS_USER_CONNECTIONS.format(user))
+            replies = pipe.execute()
+        return {u: sorted(_t(c) for c in ids) for u, ids in zip(wanted, replies, strict=True)}
+
+    def of_symbols(self, symbols: Iterable[str]) -> dict[str, list[str]]:
+        """symbol -> subscribed connection ids (one round trip)."""
+        wanted = sorted(set(symbols))
+        with self.r.pipeline(transaction=False) as pipe:
+            for symbol in wanted:
+                pipe.smembers(names.REDIS_SUBSCRIBERS.format(symbol))
+            replies = pipe.execute()
+        return {s: sorted(_t(c) for c in ids) for s, ids in zip(wanted, replies, strict=True)}

@@ -1,0 +1,287 @@
+"""Order records in Redis, `order:{USER}:{ORDER_ID}`: what makes the router idempotent, holds
+a balance reservation, and keeps the order's latest status for GET /orders/{id}.
+
+One hash per (user, order_id), written by two parties, each step one Lua script:
+- the router: `claim` (route lookup + idempotency + reservation in ONE round trip), then
+  `confirm` once the broker acknowledged the record, or `abandon` if it definitely failed;
+- the stream handler: `apply_status` and `apply_fill` as events arrive (at least once, in
+  any interleaving of the two topics: each keeps its own per-order sequence guard).
+
+Routing states (`state`): PENDING (claimed, not yet acknowledged; after `inflight_ms` a
+retry may take over: the engine's own DUPLICATE_ORDER_ID check is the backstop), ACCEPTED
+(acknowledged by the broker: a retry gets the same answer, nothing is produced), RETRY (the
+engine answered STALE_ROUTE: a resubmission produces again). A resubmission with different
+contents under the same order_id is DUPLICATE_ORDER_ID.
+
+Reservations (balance checks on): an ADD BUY reserves price x quantity of CASH (a MARKET buy
+at the band's max price), a SELL reserves quantity of the symbol, taken from
+`balance:{USER}` atomically with the claim. Fills consume it (a BUY filled below its price
+gets the difference back, a SELL gets CASH); when the order ends (leaves 0) what no fill
+will consume returns to the balance. Amounts are Redis integers (Lua compares them as
+doubles: exact below 2^53).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from hotshard import names
+from hotshard.domain import Side, Status
+from hotshard.reasons import Reason
+from hotshard.registry import Route
+from hotshard.route import route_from_fields
+
+CASH = "CASH"
+
+# KEYS: route, order, balance.
+# ARGV: fp, now_ms, inflight_ms, ttl_ms, asset, unit, symbol, side, price, quantity, type.
+_CLAIM = """
+local route = redis.call('HGETALL', KEYS[1])
+if #route == 0 then return {'NO_ROUTE'} end
+local rec = redis.call('HMGET', KEYS[2], 'fp', 'state', 'claimed_ms',
+                       'topic', 'partition', 'offset', 'epoch')
+if rec[1] then
+  if rec[1] ~= ARGV[1] then return {'DUPLICATE'} end
+  if rec[2] == 'ACCEPTED' then return {'ACCEPTED', rec[4], rec[5], rec[6], rec[7]} end
+  if rec[2] == 'PENDING' and tonumber(ARGV[2]) - tonumber(rec[3]) < tonumber(ARGV[3]) then
+    return {'IN_FLIGHT'}
+  end
+else
+  if ARGV[5] ~= '' then
+    local need = tonumber(ARGV[6]) * tonumber(ARGV[10])
+    local have = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')
+    if have < need then return {'INSUFFICIENT', tostring(have), tostring(need)} end
+    redis.call('HINCRBY', KEYS[3], ARGV[5], -need)
+    redis.call('HSET', KEYS[2], 'asset', ARGV[5], 'unit', ARGV[6], 'reserved', need)
+  end
+  redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'symbol', ARGV[7], 'side', ARGV[8],
+             'price', ARGV[9], 'quantity', ARGV[10], 'type', ARGV[11],
+             'filled', 0, 'leaves', ARGV[10], 'fill_qty', 0, 'status_seq', 0, 'fill_seq', 0)
+end
+redis.call('HSET', KEYS[2], 'state', 'PENDING', 'claimed_ms', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local out = {'GO'}
+for i = 1, #route do out[#out + 1] = route[i] end
+return out
+"""
+
+# KEYS: order, balance. ARGV: fp. A claim whose record definitely never reached the broker.
+_ABANDON = """
+if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'PENDING' then return 0 end
+local asset = redis.call('HGET', KEYS[1], 'asset')
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+if asset and reserved > 0 then redis.call('HINCRBY', KEYS[2], asset, reserved) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# Release what no fill will consume once the order has ended (leaves 0). KEYS: order, balance.
+_RELEASE_FN = """
+local function release_rest(filled)
+  local asset = redis.call('HGET', KEYS[1], 'asset')
+  if not asset then return end
+  local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+  local unit = tonumber(redis.call('HGET', KEYS[1], 'unit') or '0')
+  local fill_qty = tonumber(redis.call('HGET', KEYS[1], 'fill_qty') or '0')
+  local owed = (filled - fill_qty) * unit
+  if owed < 0 then owed = 0 end
+  local give = reserved - owed
+  if give > 0 then
+    redis.call('HINCRBY', KEYS[2], asset, give)
+    redis.call('HSET', KEYS[1], 'reserved', reserved - give)
+  end
+end
+"""
+
+# KEYS: order, balance. ARGV: seq, status, reason, filled, leaves, stale_code, rejected_code.
+_STATUS = (
+    _RELEASE_FN
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local seq = tonumber(ARGV[1])
+if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[1], 'status_seq') or '0') then
+  return 0
+end
+local leaves = tonumber(ARGV[5])
+if ARGV[2] == ARGV[7] and ARGV[3] == ARGV[6] then
+  redis.call('HSET', KEYS[1], 'state', 'RETRY', 'status', ARGV[2], 'reason', ARGV[3])
+  return 1
+end
+if seq > 0 then redis.call('HSET', KEYS[1], 'status_seq', seq) end
+if ARGV[2] == ARGV[7] and leaves > 0 then
+  redis.call('HSET', KEYS[1], 'last_reject', ARGV[3])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'reason', ARGV[3], 'filled', ARGV[4],
+           'leaves', ARGV[5], 'seq', seq)
+if leaves == 0 then release_rest(tonumber(ARGV[4])) end
+return 1
+"""
+)
+
+# KEYS: order, balance. ARGV: seq, price, quantity, the BUY side's number, cash asset, symbol.
+_FILL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local seq = tonumber(ARGV[1])
+if seq <= tonumber(redis.call('HGET', KEYS[1], 'fill_seq') or '0') then return 0 end
+local qty = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'fill_seq', seq)
+redis.call('HINCRBY', KEYS[1], 'fill_qty', qty)
+local asset = redis.call('HGET', KEYS[1], 'asset')
+if not asset then return 1 end
+local unit = tonumber(redis.call('HGET', KEYS[1], 'unit'))
+local price = tonumber(ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'reserved', -(qty * unit))
+if redis.call('HGET', KEYS[1], 'side') == ARGV[4] then
+  if unit > price then redis.call('HINCRBY', KEYS[2], ARGV[5], (unit - price) * qty) end
+  redis.call('HINCRBY', KEYS[2], ARGV[6], qty)
+else
+  redis.call('HINCRBY', KEYS[2], ARGV[5], price * qty)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim` found. outcome: GO (produce to `route`), ACCEPTED (already acknowledged:
+    answer with topic/partition/offset/epoch again), NO_ROUTE, DUPLICATE, IN_FLIGHT,
+    INSUFFICIENT (have/need in `detail`)."""
+
+    outcome: str
+    route: Route | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    epoch: int = 0
+    detail: str = ""
+
+
+def _t(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def order_key(user_id: str, order_id: str) -> str:
+    return names.REDIS_ORDER.format(user_id, order_id)
+
+
+def balance_key(user_id: str) -> str:
+    return names.REDIS_BALANCE.format(user_id)
+
+
+class OrderRecords:
+    """The scripts, registered once per Redis client."""
+
+    def __init__(self, r: redis.Redis, *, ttl_ms: int = 7 * 86_400_000) -> None:
+        self.r = r
+        self.ttl_ms = ttl_ms
+        self._claim = r.register_script(_CLAIM)
+        self._abandon = r.register_script(_ABANDON)
+        self._status = r.register_script(_STATUS)
+        self._fill = r.register_script(_FILL)
+
+    def claim(
+        self,
+        *,
+        symbol: str,
+        user_id: str,
+        order_id: str,
+        fingerprint: str,
+        now_ms: int,
+        inflight_ms: int,
+        side: int,
+        price: int,
+        quantity: int,
+        order_type: int,
+        reserve_asset: str = "",
+        reserve_unit: int = 0,
+    ) -> Claim:
+        reply = self._claim(
+            keys=[
+                names.REDIS_ROUTE.format(symbol),
+                order_key(user_id, order_id),
+                balance_key(user_id),
+            ],
+            args=[
+                fingerprint,
+                now_ms,
+                inflight_ms,
+                self.ttl_ms,
+                reserve_asset,
+                reserve_unit,
+                symbol,
+                side,
+                price,
+                quantity,
+                order_type,
+            ],
+        )
+        outcome = _t(reply[0])
+        if outcome == "GO":
+            return Claim(outcome, route_from_fields(symbol, list(reply[1:])))
+        if outcome == "ACCEPTED":
+            topic, partition, offset, epoch = (_t(v) for v in reply[1:5])
+            return Claim(outcome, None, topic, int(partition), int(offset), int(epoch))
+        if outcome == "INSUFFICIENT":
+            return Claim(outcome, detail=f"available {_t(reply[1])}, needed {_t(reply[2])}")
+        return Claim(outcome)
+
+    def confirm(
+        self, user_id: str, order_id: str, topic: str, partition: int, offset: int, epoch: int
+    ) -> None:
+        self.r.hset(
+            order_key(user_id, order_id),
+            mapping={
+                "state": "ACCEPTED",
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "epoch": epoch,
+            },
+        )
+
+    def abandon(self, user_id: str, order_id: str, fingerprint: str) -> bool:
+        done = self._abandon(
+            keys=[order_key(user_id, order_id), balance_key(user_id)], args=[fingerprint]
+        )
+        return bool(done)
+
+    def apply_status(
+        self,
+        user_id: str,
+        order_id: str,
+        *,
+        seq: int,
+        status: int,
+        reason: int,
+        filled: int,
+        leaves: int,
+    ) -> bool:
+        done = self._status(
+            keys=[order_key(user_id, order_id), balance_key(user_id)],
+            args=[
+                seq,
+                Status(status).name,
+                Reason(reason).name,
+                filled,
+                leaves,
+                Reason.STALE_ROUTE.name,
+                Status.REJECTED.name,
+            ],
+        )
+        return bool(done)
+
+    def apply_fill(
+        self, user_id: str, order_id: str, *, symbol: str, seq: int, price: int, quantity: int
+    ) -> bool:
+        done = self._fill(
+            keys=[order_key(user_id, order_id), balance_key(user_id)],
+            args=[seq, price, quantity, int(Side.BUY), CASH, symbol],
+        )
+        return bool(done)
+
+    def read(self, user_id: str, order_id: str) -> dict[str, str] | None:
+        raw = self.r.hgetall(order_key(user_id, order_id))
+        return {_t(k): _t(v) for k, v in raw.items()} or None

@@ -1,0 +1,106 @@
+"""The edge's configuration: read once from the environment (names in hotshard.names) at a
+Lambda's cold start or the gateway's start, passed down as one frozen object."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from hotshard import kafka, names
+from hotshard.kafka import AUTH_NONE
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    kafka_brokers: str = "127.0.0.1:9092"
+    kafka_auth: str = AUTH_NONE
+    aws_region: str = "us-east-1"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_tls: bool = False
+    jwt_secret: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_user_claim: str = "sub"
+    limits_path: Path | None = None
+    balance_check: bool = False
+    auto_list: bool = False
+    delivery_timeout_ms: int = 5000
+    websocket_endpoint: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "EdgeSettings":
+        d = cls()
+
+        def get(key: str, default: str) -> str:
+            value = env.get(key, "")
+            return value if value != "" else default
+
+        limits = get(names.ENV_EDGE_LIMITS, "")
+        return replace(
+            d,
+            kafka_brokers=get(names.ENV_KAFKA_BROKERS, d.kafka_brokers),
+            kafka_auth=get(names.ENV_KAFKA_AUTH, d.kafka_auth),
+            aws_region=get(names.ENV_AWS_REGION, d.aws_region),
+            redis_host=get(names.ENV_REDIS_HOST, d.redis_host),
+            redis_port=int(get(names.ENV_REDIS_PORT, str(d.redis_port))),
+            redis_tls=get(names.ENV_REDIS_TLS, "false").lower() in _TRUE,
+            jwt_secret=get(names.ENV_JWT_SECRET, ""),
+            jwt_issuer=get(names.ENV_JWT_ISSUER, ""),
+            jwt_audience=get(names.ENV_JWT_AUDIENCE, ""),
+            jwt_user_claim=get(names.ENV_JWT_USER_CLAIM, d.jwt_user_claim),
+            limits_path=Path(limits) if limits else None,
+            balance_check=get(names.ENV_BALANCE_CHECK, "false").lower() in _TRUE,
+            auto_list=get(names.ENV_AUTO_LIST, "false").lower() in _TRUE,
+            delivery_timeout_ms=int(get(names.ENV_DELIVERY_TIMEOUT_MS, str(d.delivery_timeout_ms))),
+            websocket_endpoint=get(names.ENV_WEBSOCKET_ENDPOINT, ""),
+        )
+
+    def env(self) -> dict[str, str]:
+        """The environment that reproduces these settings (the gateway hands it on)."""
+        return {
+            names.ENV_KAFKA_BROKERS: self.kafka_brokers,
+            names.ENV_KAFKA_AUTH: self.kafka_auth,
+            names.ENV_AWS_REGION: self.aws_region,
+            names.ENV_REDIS_HOST: self.redis_host,
+            names.ENV_REDIS_PORT: str(self.redis_port),
+            names.ENV_REDIS_TLS: str(self.redis_tls).lower(),
+            names.ENV_JWT_SECRET: self.jwt_secret,
+            names.ENV_JWT_ISSUER: self.jwt_issuer,
+            names.ENV_JWT_AUDIENCE: self.jwt_audience,
+            names.ENV_JWT_USER_CLAIM: self.jwt_user_claim,
+            names.ENV_EDGE_LIMITS: str(self.limits_path or ""),
+            names.ENV_BALANCE_CHECK: str(self.balance_check).lower(),
+            names.ENV_AUTO_LIST: str(self.auto_list).lower(),
+            names.ENV_DELIVERY_TIMEOUT_MS: str(self.delivery_timeout_ms),
+            names.ENV_WEBSOCKET_ENDPOINT: self.websocket_endpoint,
+        }
+
+
+def redis_client(settings: EdgeSettings) -> redis.Redis:
+    return redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        ssl=settings.redis_tls,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def kafka_base(settings: EdgeSettings) -> dict[str, Any]:
+    return kafka.client_config(
+        settings.kafka_brokers, auth=settings.kafka_auth, region=settings.aws_region
+    )
+
+
+def order_producer(settings: EdgeSettings) -> Any:
+    """The router's producer: idempotent, acks=all, no lingering (every order waits for
+    its own acknowledgement)."""
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    return Producer(kafka.producer_config(kafka_base(settings), linger_ms=0))

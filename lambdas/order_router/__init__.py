@@ -1,0 +1,1 @@
+"""order_router: API Gateway (WebSocket + HTTP) -> validate, route, produce."""

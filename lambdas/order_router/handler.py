@@ -1,0 +1,35 @@
+"""order_router Lambda: API Gateway WebSocket routes and HTTP API -> hotshard.edge.api.
+
+Configuration comes from the environment once per cold start (hotshard.edge.settings);
+every request is one call into EdgeApi, which turns refusals into 4xx / error frames.
+"""
+
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from hotshard.edge.api import EdgeApi, build
+from hotshard.edge.settings import EdgeSettings
+from hotshard.names import METRICS_NAMESPACE
+
+logger = Logger(service="order_router")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="order_router")
+
+
+def count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+@cache
+def api() -> EdgeApi:
+    return build(EdgeSettings.from_env(os.environ), logger=logger, count=count)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return api().handle(event, context)

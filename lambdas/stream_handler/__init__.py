@@ -1,0 +1,1 @@
+"""stream_handler: MSK event source -> pushes through the API Gateway Management API."""

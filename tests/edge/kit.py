@@ -1,0 +1,96 @@
+"""Builders shared by the edge and Lambda tests: tokens, events from tests/events, a
+producer that counts what it sends, reading one record back from the broker."""
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from hotshard import kafka
+from hotshard.edge.api import EdgeApi
+from hotshard.edge.auth import TokenVerifier, mint_token
+from hotshard.edge.connections import Connections
+from hotshard.edge.depth import DepthStore
+from hotshard.edge.limits import LimitBook
+from hotshard.edge.router import OrderRouter
+from hotshard.wire import DecodedOrder, decode_order
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+SECRET = "test-secret-of-32-characters-or-more!"
+
+
+def event(name: str) -> dict[str, Any]:
+    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+def token(user: str, **claims: Any) -> str:
+    return mint_token(SECRET, user, **claims)
+
+
+class CountingProducer:
+    """A real producer that counts produce() calls (the fuzz test's 'reached Kafka')."""
+
+    def __init__(self, bootstrap: str) -> None:
+        base = kafka.client_config(bootstrap)
+        self.real = Producer(kafka.producer_config(base, linger_ms=0))
+        self.produced = 0
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        self.produced += 1
+        self.real.produce(*args, **kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return int(self.real.poll(timeout))
+
+
+def read_record(bootstrap: str, topic: str, partition: int, offset: int) -> DecodedOrder:
+    consumer = Consumer(
+        kafka.consumer_config({"bootstrap.servers": bootstrap}, group_id="hotshard-test-read")
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        for _ in range(50):
+            for msg in consumer.consume(10, 0.2):
+                if msg.error() is None and msg.offset() == offset:
+                    return decode_order(msg.value(), msg.key())
+        raise AssertionError(f"no record at {topic}/{partition}@{offset}")
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Edge:
+    api: EdgeApi
+    router: OrderRouter
+    producer: CountingProducer
+
+
+def edge(r: Any, bootstrap: str, *, limits: LimitBook | None = None, **router_kw: Any) -> Edge:
+    producer = CountingProducer(bootstrap)
+    router = OrderRouter(r, producer, limits=limits, delivery_timeout_s=5.0, **router_kw)
+    api = EdgeApi(router, Connections(r), TokenVerifier(secret=SECRET), DepthStore(r))
+    return Edge(api, router, producer)
+
+
+def ws_message(api: EdgeApi, connection: str, frame: Any) -> tuple[int, dict[str, Any]]:
+    """Send one WebSocket frame (an object is JSON-encoded, a str sent as is) through
+    EdgeApi as API Gateway would; returns (statusCode, body)."""
+    from aws_lambda_powertools.utilities.data_classes import (  # noqa: PLC0415
+        APIGatewayWebSocketEvent,
+    )
+
+    from hotshard.edge.shapes import websocket_event  # noqa: PLC0415
+
+    text = frame if isinstance(frame, str) else json.dumps(frame)
+    route = frame.get("action") if isinstance(frame, dict) else None
+    route_key = (
+        route if route in ("order", "cancel", "replace", "subscribe", "unsubscribe") else "$default"
+    )
+    evt = websocket_event(
+        route_key, connection, domain="localhost", stage="live", connected_at_ms=1, body=text
+    )
+    reply = api.websocket(APIGatewayWebSocketEvent(evt))
+    return reply["statusCode"], json.loads(reply["body"])

@@ -1,0 +1,3 @@
+from tests.edge.conftest import broker, r, redis_server
+
+__all__ = ["broker", "r", "redis_server"]
