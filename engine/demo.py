@@ -108,11 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--top", type=int, default=10, help="symbols shown in the summary (default 10)"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="replay through in-process books only (no broker, Redis or engine processes)",
+    )
     args = parser.parse_args(argv)
     if args.orders <= 0 or args.symbols <= 0:
         parser.error("--orders and --symbols must be positive")
 
     console = Console(width=None if Console().is_terminal else 120)
+    if not args.in_process:
+        from engine.cluster_demo import run  # noqa: PLC0415 - starts real services
+
+        console.rule("[bold]hotshard demo: Tansu, Redis and two engine processes")
+        return run(args.orders, args.symbols, args.seed, args.top, console)
     console.rule("[bold]hotshard demo: the matching core")
     with Progress(
         TextColumn("{task.description:>10}"),
