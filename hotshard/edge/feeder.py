@@ -1,0 +1,131 @@
+"""The local MSK event source mapping: reads fills, trades, depth and order_status from the
+broker and invokes the stream handler with MSK-shaped batches (hotshard.edge.shapes),
+one topic per invocation like one event source mapping per topic in AWS, up to
+`batch_size` records or `window_s` of waiting. Offsets are committed (group
+hotshard-stream-{topic}) after the handler returned; a failing batch is retried, then
+skipped with an error log, so one poison record cannot stall the stream.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hotshard.edge.gateway import LambdaContext
+from hotshard.edge.shapes import msk_event, msk_record
+from hotshard.kafka import consumer_config
+from hotshard.names import (
+    KAFKA_GROUP_PREFIX,
+    TOPIC_DEPTH,
+    TOPIC_FILLS,
+    TOPIC_ORDER_STATUS,
+    TOPIC_TRADES,
+)
+
+log = logging.getLogger("hotshard.feeder")
+
+STREAM_TOPICS = (TOPIC_ORDER_STATUS, TOPIC_FILLS, TOPIC_TRADES, TOPIC_DEPTH)
+GROUP = KAFKA_GROUP_PREFIX + "stream"
+ATTEMPTS = 3
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class Feeder:
+    def __init__(
+        self,
+        base: dict[str, Any],
+        handler: Handler,
+        *,
+        topics: tuple[str, ...] = STREAM_TOPICS,
+        batch_size: int = 500,
+        window_s: float = 0.02,
+        fetch_wait_max_ms: int = 10,
+    ) -> None:
+        from confluent_kafka import Consumer  # noqa: PLC0415
+
+        self.base = base
+        self.handler = handler
+        self.topics = topics
+        self.batch_size = batch_size
+        self.window_s = window_s
+        self.consumer = Consumer(
+            consumer_config(base, group_id=GROUP, fetch_wait_max_ms=fetch_wait_max_ms)
+        )
+        self.stopping = threading.Event()
+        self.invocations = 0
+        self.failures = 0
+        self._thread: threading.Thread | None = None
+
+    def _assign(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition  # noqa: PLC0415
+
+        meta = self.consumer.list_topics(timeout=10)
+        wanted = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            if topic in meta.topics
+            for p in sorted(meta.topics[topic].partitions)
+        ]
+        committed = self.consumer.committed(wanted, timeout=10)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+        self.consumer.assign(committed)
+
+    def start(self) -> None:
+        self._assign()
+        self._thread = threading.Thread(target=self.run, name="feeder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.consumer.close()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.step()
+
+    def step(self) -> int:
+        """One read and the invocations it makes; returns records delivered."""
+        messages: list[Any] = self.consumer.consume(self.batch_size, self.window_s)
+        by_topic: dict[str, list[Any]] = {}
+        for msg in messages:
+            if msg.error() is not None:
+                continue
+            by_topic.setdefault(msg.topic(), []).append(msg)
+        delivered = 0
+        for topic, batch in by_topic.items():
+            records = [
+                msk_record(topic, m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value())
+                for m in batch
+            ]
+            self._invoke(msk_event(records, bootstrap=self.base["bootstrap.servers"]))
+            delivered += len(batch)
+        if by_topic:
+            from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+            last: dict[tuple[str, int], int] = {}
+            for msg in messages:
+                if msg.error() is None:
+                    last[(msg.topic(), msg.partition())] = msg.offset()
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                asynchronous=True,
+            )
+        return delivered
+
+    def _invoke(self, event: dict[str, Any]) -> None:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                self.invocations += 1
+                self.handler(event, LambdaContext("stream_handler"))
+                return
+            except Exception:
+                self.failures += 1
+                log.exception("stream handler failed", extra={"attempt": attempt})
+                time.sleep(0.05 * attempt)
+        log.error("batch skipped after %d attempts", ATTEMPTS)

@@ -1,0 +1,451 @@
+"""The local API Gateway: a real WebSocket endpoint, the HTTP API and the Management API
+on 127.0.0.1, invoking the same Lambda handlers in-process with the event shapes AWS sends.
+
+- WebSocket (`ws://127.0.0.1:PORT/`): the handshake becomes `$connect` (headers and query
+  string as API Gateway passes them; a non-2xx answer refuses the handshake with that
+  status); each text frame is routed on its JSON `action` (`$request.body.action`) to a
+  configured route, else answered like API Gateway does without a `$default` route; the
+  route's response body is sent back (a two-way route); closing sends `$disconnect`.
+- HTTP API (`http://127.0.0.1:PORT/`): POST /orders, GET|DELETE /orders/{id},
+  GET /depth/{symbol}, behind a local JWT authorizer that puts the token's claims where
+  API Gateway's JWT authorizer does (401 {"message": "Unauthorized"} otherwise).
+- Management API (same HTTP port): POST /@connections/{id} (post_to_connection),
+  DELETE /@connections/{id} (delete_connection), GET /@connections/{id}; an unknown
+  connection answers 410 GoneException. boto3's `apigatewaymanagementapi` client works
+  against it with `endpoint_url`.
+
+`python -m hotshard.edge.gateway` runs it with the feeder (hotshard.edge.feeder) as one
+process for the embedded cluster; tests start `LocalGateway` in-process or that process.
+"""
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from hotshard.edge.auth import AuthError, TokenVerifier, bearer
+from hotshard.edge.shapes import http_event, websocket_event
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+WS_ROUTES = ("order", "replace", "cancel", "subscribe", "unsubscribe")
+HTTP_ROUTES = (
+    ("POST", "/orders"),
+    ("GET", "/orders/{id}"),
+    ("DELETE", "/orders/{id}"),
+    ("GET", "/depth/{symbol}"),
+)
+STAGE = "live"
+SEND_TIMEOUT_S = 5.0
+MAX_BODY = 1 << 20
+
+
+@dataclass
+class LambdaContext:
+    """What a handler may read of its context (Powertools' logger does)."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    deadline_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000 + 30_000)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - time.time_ns() // 1_000_000)
+
+
+def connection_id() -> str:
+    """An id like API Gateway's (12 base64 characters, ending in '=')."""
+    return base64.b64encode(secrets.token_bytes(10)).decode()[:15] + "="
+
+
+@dataclass
+class _Client:
+    connection: ServerConnection
+    connected_at_ms: int
+    source_ip: str
+    user_agent: str
+    last_active_ms: int = 0
+
+
+class LocalGateway:
+    def __init__(
+        self,
+        router: Handler,
+        verifier: TokenVerifier,
+        *,
+        host: str = "127.0.0.1",
+        ws_port: int = 0,
+        http_port: int = 0,
+    ) -> None:
+        self.router = router
+        self.verifier = verifier
+        self.host = host
+        self._ws_port = ws_port
+        self._http_port = http_port
+        self._clients: dict[str, _Client] = {}
+        self._ids: dict[int, str] = {}  # id(ServerConnection) -> connection id
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self.ws_port = 0
+        self.http_port = 0
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}/"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def management_url(self) -> str:
+        """endpoint_url for boto3's apigatewaymanagementapi client."""
+        return self.http_url
+
+    def start(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start_ws())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        thread = threading.Thread(target=run, name="gateway-ws", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        if not ready.wait(10) or failure:
+            raise RuntimeError(f"WebSocket server did not start: {failure}")
+        self._http = ThreadingHTTPServer((self.host, self._http_port), self._http_handler())
+        self._http.daemon_threads = True
+        self.http_port = int(self._http.server_address[1])
+        http_thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        http_thread.start()
+        self._threads.append(http_thread)
+
+    async def _start_ws(self) -> None:
+        self._server = await serve(
+            self._session,
+            self.host,
+            self._ws_port,
+            process_request=self._handshake,
+            ping_interval=20,
+            max_size=128 * 1024,
+        )
+        sockets = list(self._server.sockets)
+        self.ws_port = int(sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        loop = self._loop
+        if loop is not None and self._server is not None:
+            server = self._server
+
+            async def close() -> None:
+                server.close()
+                await server.wait_closed()
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+        for thread in self._threads:
+            thread.join(10)
+
+    def __enter__(self) -> "LocalGateway":
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def _invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.router(event, LambdaContext("order_router"))
+        except Exception as exc:  # a crashed invocation: API Gateway answers 502/500
+            return {"statusCode": 502, "body": json.dumps({"message": f"{type(exc).__name__}"})}
+
+    async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        conn_id = connection_id()
+        now_ms = time.time_ns() // 1_000_000
+        query = dict(parse_qsl(urlsplit(request.path).query))
+        headers = dict(request.headers.raw_items())
+        peer = connection.remote_address[0] if connection.remote_address else "127.0.0.1"
+        event = websocket_event(
+            "$connect",
+            conn_id,
+            domain=f"{self.host}:{self.ws_port}",
+            stage=STAGE,
+            connected_at_ms=now_ms,
+            headers=headers,
+            query=query,
+            source_ip=str(peer),
+        )
+        reply = await asyncio.to_thread(self._invoke, event)
+        status = int(reply.get("statusCode", 200))
+        if not 200 <= status < 300:
+            body = (reply.get("body") or HTTPStatus(status).phrase).encode()
+            hdrs = Headers(
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return Response(status, HTTPStatus(status).phrase, hdrs, body)
+        self._ids[id(connection)] = conn_id
+        self._clients[conn_id] = _Client(
+            connection, now_ms, str(peer), headers.get("User-Agent", ""), now_ms
+        )
+        return None
+
+    async def _session(self, connection: ServerConnection) -> None:
+        conn_id = self._ids.pop(id(connection), None)
+        if conn_id is None:
+            return
+        client = self._clients[conn_id]
+        try:
+            async for message in connection:
+                client.last_active_ms = time.time_ns() // 1_000_000
+                text = message if isinstance(message, str) else message.decode(errors="replace")
+                await self._message(conn_id, client, text)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.pop(conn_id, None)
+            code = connection.close_code or 1006
+            event = websocket_event(
+                "$disconnect",
+                conn_id,
+                domain=f"{self.host}:{self.ws_port}",
+                stage=STAGE,
+                connected_at_ms=client.connected_at_ms,
+                disconnect_status=code,
+            )
+            await asyncio.to_thread(self._invoke, event)
+
+    async def _message(self, conn_id: str, client: _Client, text: str) -> None:
+        route_key = "$default"
+        with contextlib.suppress(ValueError):
+            frame = json.loads(text)
+            action = frame.get("action") if isinstance(frame, dict) else None
+            if isinstance(action, str) and action in WS_ROUTES:
+                route_key = action
+        event = websocket_event(
+            route_key,
+            conn_id,
+            domain=f"{self.host}:{self.ws_port}",
+            stage=STAGE,
+            connected_at_ms=client.connected_at_ms,
+            body=text,
+            source_ip=client.source_ip,
+        )
+        if route_key == "$default":  # no $default route: what API Gateway answers
+            reply = {
+                "message": "Forbidden",
+                "connectionId": conn_id,
+                "requestId": event["requestContext"]["requestId"],
+            }
+            await client.connection.send(json.dumps(reply))
+            return
+        response = await asyncio.to_thread(self._invoke, event)
+        body = response.get("body")
+        if body:
+            await client.connection.send(body)
+
+    # ------------------------------------------------------------------ Management API
+
+    def post_to_connection(self, conn_id: str, data: bytes) -> bool:
+        """False if the connection is gone."""
+        client = self._clients.get(conn_id)
+        if client is None or self._loop is None:
+            return False
+        try:
+            payload: str | bytes = data.decode()
+        except UnicodeDecodeError:
+            payload = data
+        future = asyncio.run_coroutine_threadsafe(client.connection.send(payload), self._loop)
+        try:
+            future.result(SEND_TIMEOUT_S)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def delete_connection(self, conn_id: str) -> bool:
+        client = self._clients.get(conn_id)
+        if client is None or self._loop is None:
+            return False
+        asyncio.run_coroutine_threadsafe(client.connection.close(1000), self._loop).result(
+            SEND_TIMEOUT_S
+        )
+        return True
+
+    def connection_info(self, conn_id: str) -> dict[str, Any] | None:
+        client = self._clients.get(conn_id)
+        if client is None:
+            return None
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(client.connected_at_ms / 1000))
+        last = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(client.last_active_ms / 1000))
+        return {
+            "connectedAt": iso,
+            "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent},
+            "lastActiveAt": last,
+        }
+
+    # ------------------------------------------------------------------ HTTP
+
+    def http_request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request to the HTTP API or the Management API: (status, headers, body)."""
+        split = urlsplit(target)
+        path = unquote(split.path)
+        if path.startswith("/@connections/"):
+            return self._management(method, path[len("/@connections/") :], body)
+        match = _match(method, path)
+        if match is None:
+            return _json(404, {"message": "Not Found"})
+        route_key, params = match
+        try:
+            claims = self.verifier.claims(bearer(headers, None))
+        except AuthError:
+            return _json(401, {"message": "Unauthorized"})
+        query = dict(parse_qsl(split.query))
+        event = http_event(
+            method,
+            path,
+            route_key,
+            domain=f"{self.host}:{self.http_port}",
+            headers=headers,
+            query=query,
+            raw_query=split.query,
+            path_parameters=params,
+            body=body,
+            claims=claims,
+        )
+        reply = self._invoke(event)
+        status = int(reply.get("statusCode", 200))
+        out_headers = {str(k): str(v) for k, v in (reply.get("headers") or {}).items()}
+        raw = reply.get("body") or ""
+        data = base64.b64decode(raw) if reply.get("isBase64Encoded") else str(raw).encode()
+        return status, out_headers, data
+
+    def _management(
+        self, method: str, conn_id: str, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if method == "POST":
+            if self.post_to_connection(conn_id, body):
+                return 200, {}, b""
+        elif method == "DELETE":
+            if self.delete_connection(conn_id):
+                return 204, {}, b""
+        elif method == "GET":
+            info = self.connection_info(conn_id)
+            if info is not None:
+                return _json(200, info)
+        else:
+            return _json(405, {"message": "Method Not Allowed"})
+        status, headers, data = _json(410, {"message": f"connection {conn_id} is gone"})
+        headers["x-amzn-ErrorType"] = "GoneException"
+        return status, headers, data
+
+    def _http_handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class HttpHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    status, headers, data = _json(413, {"message": "Request Entity Too Large"})
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    hdrs = dict(self.headers.items())
+                    status, headers, data = gateway.http_request(
+                        self.command, self.path, hdrs, body
+                    )
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return HttpHandler
+
+
+def _json(status: int, obj: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(obj).encode()
+
+
+def _match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    parts = path.strip("/").split("/")
+    for route_method, template in HTTP_ROUTES:
+        if route_method != method:
+            continue
+        want = template.strip("/").split("/")
+        if len(want) != len(parts):
+            continue
+        params: dict[str, str] = {}
+        for w, p in zip(want, parts, strict=True):
+            if w.startswith("{") and w.endswith("}"):
+                if not p:
+                    break
+                params[w[1:-1]] = p
+            elif w != p:
+                break
+        else:
+            return f"{method} {template}", params
+    return None
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the handlers' cold start, restore afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

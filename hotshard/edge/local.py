@@ -1,0 +1,124 @@
+"""The local edge as one process: gateway + order_router + stream_handler + feeder.
+
+    python -m hotshard.edge.local --kafka-brokers 127.0.0.1:PORT --redis-port PORT \\
+        --jwt-secret SECRET [--auto-list] [--limits FILE] [--ws-port N] [--http-port N]
+
+Prints one JSON line {"ws_url", "http_url", "management_url"} when it serves, then runs
+until SIGTERM/SIGINT. The handlers are the Lambda modules themselves, configured through
+the environment exactly as in AWS (WEBSOCKET_ENDPOINT points at this gateway).
+"""
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hotshard.edge.auth import TokenVerifier
+from hotshard.edge.feeder import Feeder
+from hotshard.edge.gateway import LocalGateway, environment
+from hotshard.edge.settings import EdgeSettings, kafka_base
+
+LOCAL_AWS = {  # boto3 signs requests even to a local endpoint
+    "AWS_ACCESS_KEY_ID": "hotshard-local",
+    "AWS_SECRET_ACCESS_KEY": "hotshard-local",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class LocalEdge:
+    gateway: LocalGateway
+    feeder: Feeder | None
+
+
+@contextlib.contextmanager
+def local_edge(
+    settings: EdgeSettings, *, ws_port: int = 0, http_port: int = 0, feed: bool = True
+) -> Iterator[LocalEdge]:
+    """Gateway (+ feeder) in this process, handlers imported from lambdas/."""
+    router_module = importlib.import_module("lambdas.order_router.handler")
+    stream_module = importlib.import_module("lambdas.stream_handler.handler")
+    verifier = TokenVerifier(
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        user_claim=settings.jwt_user_claim,
+    )
+    gateway = LocalGateway(router_module.handler, verifier, ws_port=ws_port, http_port=http_port)
+    gateway.start()
+    settings = replace(settings, websocket_endpoint=gateway.management_url)
+    env = {**{k: v for k, v in LOCAL_AWS.items() if k not in os.environ}, **settings.env()}
+    feeder = None
+    try:
+        with environment(env):
+            router_module.api.cache_clear()
+            stream_module.pusher.cache_clear()
+            if feed:
+                feeder = Feeder(kafka_base(settings), stream_module.handler)
+                feeder.start()
+            yield LocalEdge(gateway, feeder)
+    finally:
+        if feeder is not None:
+            feeder.stop()
+        gateway.stop()
+        router_module.api.cache_clear()
+        stream_module.pusher.cache_clear()
+
+
+def parse_args(argv: Sequence[str]) -> tuple[EdgeSettings, Any]:
+    p = argparse.ArgumentParser(prog="python -m hotshard.edge.local", description=__doc__)
+    base = EdgeSettings.from_env(os.environ)
+    p.add_argument("--kafka-brokers", default=base.kafka_brokers)
+    p.add_argument("--redis-host", default=base.redis_host)
+    p.add_argument("--redis-port", type=int, default=base.redis_port)
+    p.add_argument("--jwt-secret", default=base.jwt_secret)
+    p.add_argument("--limits", type=Path, default=base.limits_path)
+    p.add_argument("--auto-list", action="store_true", default=base.auto_list)
+    p.add_argument("--balance-check", action="store_true", default=base.balance_check)
+    p.add_argument("--ws-port", type=int, default=0)
+    p.add_argument("--http-port", type=int, default=0)
+    args = p.parse_args(argv)
+    settings = replace(
+        base,
+        kafka_brokers=args.kafka_brokers,
+        redis_host=args.redis_host,
+        redis_port=args.redis_port,
+        jwt_secret=args.jwt_secret,
+        limits_path=args.limits,
+        auto_list=args.auto_list,
+        balance_check=args.balance_check,
+    )
+    if not settings.jwt_secret and not settings.jwt_issuer:
+        p.error("--jwt-secret (or JWT_SECRET) is required locally")
+    return settings, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with local_edge(settings, ws_port=args.ws_port, http_port=args.http_port) as edge:
+        urls = {
+            "ws_url": edge.gateway.ws_url,
+            "http_url": edge.gateway.http_url,
+            "management_url": edge.gateway.management_url,
+        }
+        print(json.dumps(urls), flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

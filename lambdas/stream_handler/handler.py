@@ -1,0 +1,51 @@
+"""stream_handler Lambda: MSK event source (fills, trades, depth, order_status) -> pushes to
+WebSocket connections through the API Gateway Management API (hotshard.edge.push).
+
+Configuration comes from the environment once per cold start; WEBSOCKET_ENDPOINT is the
+Management API's https://... (locally the gateway's http://127.0.0.1:PORT).
+"""
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from hotshard.edge.connections import Connections
+from hotshard.edge.depth import DepthStore
+from hotshard.edge.orders import OrderRecords
+from hotshard.edge.push import Pusher, management_poster
+from hotshard.edge.settings import EdgeSettings, redis_client
+from hotshard.names import METRICS_NAMESPACE
+
+logger = Logger(service="stream_handler")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="stream_handler")
+
+
+@cache
+def pusher() -> Pusher:
+    settings = EdgeSettings.from_env(os.environ)
+    r = redis_client(settings)
+    management = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=settings.websocket_endpoint,
+        region_name=settings.aws_region,
+    )
+    poster = management_poster(management)
+    return Pusher(Connections(r), OrderRecords(r), DepthStore(r), poster)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@event_source(data_class=KafkaEvent)
+def handler(event: KafkaEvent, context: LambdaContext) -> dict[str, Any]:
+    records = ((rec.topic, rec.partition, rec.decoded_value) for rec in event.records)
+    stats = pusher().handle(records)
+    metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=stats.pushes)
+    metrics.add_metric(name="GoneConnections", unit=MetricUnit.Count, value=stats.gone)
+    logger.info("batch pushed", extra={"records": stats.records, "pushes": stats.pushes})
+    return {"records": stats.records, "events": stats.events, "pushes": stats.pushes}
