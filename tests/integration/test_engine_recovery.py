@@ -17,9 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_kill_9_then_restart_loses_and_duplicates_nothing(broker, redis_server, engines):
-    extra = ("--snapshot-interval-s", "0.3", "--batch-size", "200")
+    extra = ("--snapshot-interval-s", "0.5", "--batch-size", "200")
     engine = engines("0-3", "crash", *extra)
-    stream = zipf_stream(40_000, seed=21, symbols=10)
+    stream = zipf_stream(100_000, seed=21, symbols=10)
     market, expected = expected_events(stream)
     prod = producer(broker.bootstrap)
     produce_orders(prod, stream, place)
@@ -27,18 +27,16 @@ def test_kill_9_then_restart_loses_and_duplicates_nothing(broker, redis_server, 
 
     reader = EventReader(broker.bootstrap, PARTITIONS)
     r = redis_server.client()
-    # Mid-stream: some events out, at least one checkpoint written, far from the end.
+    # Mid-stream: as soon as the first checkpoint covers some orders.
     assert reader.read_until(
         lambda rd: (
-            rd.count() >= total(expected) // 4
-            and (checkpoint := registry.read_checkpoint(r, 0)) is not None
-            and checkpoint.offset > 0
+            (checkpoint := registry.read_checkpoint(r, 0)) is not None and checkpoint.offset > 0
         ),
         timeout=60,
     )
     engine.process.kill()
-    seen_before = reader.count()
-    assert seen_before < total(expected)
+    # The kill lands between checkpoints: events after the last one were published and
+    # are published again after the restart (asserted below: the guard drops them).
 
     began = time.monotonic()
     engine = engines("0-3", "crash", *extra)
