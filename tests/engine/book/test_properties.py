@@ -10,6 +10,7 @@ from hotshard.codec import dumps, event_json
 from hotshard.commands import Command
 from hotshard.domain import Side
 from hotshard.events import FILL, STATUS, TRADE, Event
+from hotshard.reasons import Reason
 from tests.reference.naive_book import NaiveBook
 
 ORDER_IDS = [str(i) for i in range(12)]
@@ -111,7 +112,9 @@ def test_quantity_is_conserved_as_a_consumer_sees_it(instrument, commands):
             elif event[0] == STATUS and event[4] != 2:  # a REJECTED answers a request
                 key = (event[3], event[2])
                 last[key] = (event[4], event[6], event[7])
-                if event[4] == 1:  # ACCEPTED: a new order (ids are reusable past the window)
+                if event[4] == 1 or event[5] == Reason.FILL_OR_KILL:
+                    # a new order (ids are reusable past the window): ACCEPTED, or a FOK
+                    # killed before it was ever accepted
                     fills[key] = 0
                 if event[4] in (1, 6):  # ACCEPTED, REPLACED: the order's new total
                     quantity[key] = event[6] + event[7]
