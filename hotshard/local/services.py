@@ -171,6 +171,18 @@ class Broker:
             self.process.kill()
             self.process.stop()
 
+    def restart(self, attempts: int = 3) -> None:
+        """Kill and start again on the same port and storage, retrying a start that does
+        not come up (seen under heavy load: the new process never answers)."""
+        for attempt in range(attempts):
+            self.kill()
+            try:
+                self.start()
+                return
+            except ServiceError:
+                if attempt == attempts - 1:
+                    raise
+
     def admin(self) -> Any:
         from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
