@@ -1,11 +1,17 @@
 """API: WebSocket and HTTP APIs on API Gateway, the order_router and stream_handler Lambdas.
 
-- WebSocket API: `$connect`, `$disconnect`, `order`, `cancel`, `subscribe` (route selection on
-  `$request.body.action`), all integrated with order_router.
-- HTTP API: `POST /orders`, `DELETE /orders/{id}`, `GET /orders/{id}` -> order_router, behind
-  a Cognito JWT authorizer. API Gateway offers JWT authorizers to HTTP APIs only; on the
-  WebSocket API the router checks the same Cognito token on `$connect` (JWT_ISSUER and
-  JWT_AUDIENCE are in its environment) and refuses the connection without a valid one.
+- WebSocket API: `$connect`, `$disconnect`, `order`, `replace`, `cancel`, `subscribe`,
+  `unsubscribe` (route selection on `$request.body.action`, hotshard.edge.api.ROUTES), all
+  integrated with order_router. The frame routes return the router's reply (an `ack`,
+  `subscribed`/`unsubscribed` or `error` frame) to the client as the route response.
+- HTTP API: `POST /orders`, `DELETE /orders/{id}`, `GET /orders/{id}`, `GET /depth/{symbol}`
+  -> order_router, behind a Cognito JWT authorizer. API Gateway offers JWT authorizers to
+  HTTP APIs only; on the WebSocket API the router checks the same Cognito token on
+  `$connect` (JWT_ISSUER and JWT_AUDIENCE are in its environment) and refuses the
+  connection without a valid one. That check fetches the pool's JWKS
+  (https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json, cached an hour
+  per cold start) through the VPC's NAT gateway: Cognito has no VPC endpoint for it.
+- The user is the token's `sub` claim (JWT_USER_CLAIM, see USER_CLAIM below).
 - stream_handler: MSK event sources on fills, trades, depth and order_status; allowed to
   post to the WebSocket Management API (`@connections`) of this API's stage only.
 """
@@ -30,7 +36,19 @@ from infra.messaging import MessagingStack
 from infra.network import NetworkStack
 
 STAGE = "live"
-WEBSOCKET_ROUTES = ("order", "cancel", "subscribe")
+# Frame routes: each one's reply goes back to the client (route response).
+WEBSOCKET_ROUTES = ("order", "replace", "cancel", "subscribe", "unsubscribe")
+HTTP_ROUTES = (
+    ("/orders", (apigw.HttpMethod.POST,)),
+    ("/orders/{id}", (apigw.HttpMethod.GET, apigw.HttpMethod.DELETE)),
+    ("/depth/{symbol}", (apigw.HttpMethod.GET,)),
+)
+# The claim that names the user, on the WebSocket ($connect token) and on HTTP (the JWT
+# authorizer's claims) alike. Both accept Cognito ID tokens (`aud`) and access tokens
+# (`client_id`, hotshard.edge.auth); `sub` is the one user claim both kinds carry
+# (`cognito:username` is on ID tokens only, `username` on access tokens only), and it is
+# never reused for another user. So a user is the same whichever token a client sends.
+USER_CLAIM = "sub"
 STREAM_TOPICS = (names.TOPIC_FILLS, names.TOPIC_TRADES, names.TOPIC_DEPTH, names.TOPIC_ORDER_STATUS)
 
 
@@ -117,11 +135,7 @@ class ApiStack(Stack):
         self._access_logs(config, self.http.default_stage.node.default_child, "HttpAccessLogs")
 
         layers = [layer] if (layer := deps_layer(self, config)) else []
-        common = {
-            names.ENV_KAFKA_BROKERS: messaging.bootstrap_brokers,
-            names.ENV_REDIS_HOST: cache.host,
-            names.ENV_REDIS_PORT: cache.port,
-        }
+        common = {**messaging.client_environment, **cache.client_environment}
         self.router = HotshardFunction(
             self,
             "OrderRouter",
@@ -137,6 +151,7 @@ class ApiStack(Stack):
                 **common,
                 names.ENV_JWT_ISSUER: issuer,
                 names.ENV_JWT_AUDIENCE: self.client.user_pool_client_id,
+                names.ENV_JWT_USER_CLAIM: USER_CLAIM,
             },
             layers=layers,
             timeout=Duration.seconds(10),
@@ -145,8 +160,10 @@ class ApiStack(Stack):
             self.router.role, write=[names.TOPIC_ORDERS, names.TOPIC_PENDING_ORDERS]
         )
         router_ws = integrations.WebSocketLambdaIntegration("Router", self.router.function)
-        for route in ("$connect", "$disconnect", *WEBSOCKET_ROUTES):
+        for route in ("$connect", "$disconnect"):
             self.websocket.add_route(route, integration=router_ws)
+        for route in WEBSOCKET_ROUTES:
+            self.websocket.add_route(route, integration=router_ws, return_response=True)
         acknowledge(
             self.websocket,
             "AwsSolutions-APIG4",
@@ -155,14 +172,8 @@ class ApiStack(Stack):
             "exist only on a connection that passed that check",
         )
         router_http = integrations.HttpLambdaIntegration("RouterHttp", self.router.function)
-        self.http.add_routes(
-            path="/orders", methods=[apigw.HttpMethod.POST], integration=router_http
-        )
-        self.http.add_routes(
-            path="/orders/{id}",
-            methods=[apigw.HttpMethod.GET, apigw.HttpMethod.DELETE],
-            integration=router_http,
-        )
+        for path, methods in HTTP_ROUTES:
+            self.http.add_routes(path=path, methods=list(methods), integration=router_http)
 
         self.stream = HotshardFunction(
             self,

@@ -11,6 +11,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
 from constructs import Construct
 
+from hotshard import names
 from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge
 from infra.network import REDIS_PORT, NetworkStack
@@ -58,6 +59,12 @@ class CacheStack(Stack):
         )
         self.host = self.redis.attr_primary_end_point_address
         self.port = self.redis.attr_primary_end_point_port
+        # What a Redis client needs: in-transit encryption is required, so TLS is on.
+        self.client_environment: dict[str, str] = {
+            names.ENV_REDIS_HOST: self.host,
+            names.ENV_REDIS_PORT: self.port,
+            names.ENV_REDIS_TLS: "true",
+        }
         acknowledge(
             self.redis,
             "AwsSolutions-AEC5",
@@ -67,7 +74,7 @@ class CacheStack(Stack):
         acknowledge(
             self.redis,
             "AwsSolutions-AEC6",
-            "no Redis AUTH yet: the engine and the Lambdas read only REDIS_HOST/REDIS_PORT "
-            "(DESIGN section 1); access is limited by security group and TLS. An AUTH token "
+            "no Redis AUTH yet: the engine and the Lambdas connect with REDIS_HOST, REDIS_PORT "
+            "and REDIS_TLS only; access is limited by security group and TLS. An AUTH token "
             "from Secrets Manager needs client support first (follow-up)",
         )

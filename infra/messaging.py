@@ -21,6 +21,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from hotshard import names
+from hotshard.kafka import AUTH_MSK_IAM
 from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge, acknowledge_wildcards
 from infra.constructs.python_function import HotshardFunction, deps_layer, log_group
@@ -94,6 +95,12 @@ class MessagingStack(Stack):
             install_latest_aws_sdk=False,
         )
         self.bootstrap_brokers = brokers.get_response_field("BootstrapBrokerStringSaslIam")
+        # What a Kafka client needs (hotshard.kafka.client_config): the IAM brokers on 9098
+        # and auth=msk-iam (SASL_SSL, OAUTHBEARER signed with the caller's role).
+        self.client_environment: dict[str, str] = {
+            names.ENV_KAFKA_BROKERS: self.bootstrap_brokers,
+            names.ENV_KAFKA_AUTH: AUTH_MSK_IAM,
+        }
         acknowledge(
             self,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -117,9 +117,8 @@ class MigrationStack(Stack):
 
         layers = [layer] if (layer := deps_layer(self, config)) else []
         environment = {
-            names.ENV_KAFKA_BROKERS: messaging.bootstrap_brokers,
-            names.ENV_REDIS_HOST: cache.host,
-            names.ENV_REDIS_PORT: cache.port,
+            **messaging.client_environment,
+            **cache.client_environment,
             names.ENV_SNAPSHOT_BUCKET: storage.snapshots.bucket_name,
             names.ENV_ENGINE_ASG: fleet.asg_name,
         }

@@ -1,8 +1,14 @@
 import json
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from hotshard import names
+from hotshard.edge import api as edge_api
+from hotshard.edge.settings import EdgeSettings
+from hotshard.kafka import AUTH_MSK_IAM
+from infra.api import USER_CLAIM, WEBSOCKET_ROUTES
 from tests.infra.iam import actions_of, role_statements
 
 
@@ -11,14 +17,35 @@ def api(templates: dict[str, Template]) -> Template:
     return templates["HotshardApi"]
 
 
-def test_websocket_routes_all_reach_the_router(api: Template) -> None:
+def _websocket_routes(api: Template) -> dict[str, dict[str, Any]]:
     routes = api.find_resources("AWS::ApiGatewayV2::Route")
-    keys = {r["Properties"]["RouteKey"] for r in routes.values()}
-    assert {"$connect", "$disconnect", "order", "cancel", "subscribe"} <= keys
+    return {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in routes.values()
+        if "AuthorizationType" not in r["Properties"]
+        or r["Properties"]["AuthorizationType"] != "JWT"
+    }
+
+
+def test_websocket_routes_are_the_routers_routes(api: Template) -> None:
+    assert set(_websocket_routes(api)) == set(edge_api.ROUTES)
+    assert set(WEBSOCKET_ROUTES) == {*edge_api.ORDER_ROUTES, "subscribe", "unsubscribe"}
     api.has_resource_properties(
         "AWS::ApiGatewayV2::Api",
         {"ProtocolType": "WEBSOCKET", "RouteSelectionExpression": "$request.body.action"},
     )
+
+
+def test_frame_routes_return_the_routers_reply_to_the_client(api: Template) -> None:
+    routes = _websocket_routes(api)
+    for key in ("order", "replace", "cancel", "subscribe", "unsubscribe"):
+        assert routes[key]["RouteResponseSelectionExpression"] == "$default", key
+    for key in ("$connect", "$disconnect"):
+        assert "RouteResponseSelectionExpression" not in routes[key], key
+    responses = api.find_resources("AWS::ApiGatewayV2::RouteResponse")
+    assert len(responses) == len(WEBSOCKET_ROUTES)
+    for response in responses.values():
+        assert response["Properties"]["RouteResponseKey"] == "$default"
 
 
 def test_http_routes_use_the_cognito_jwt_authorizer(api: Template) -> None:
@@ -26,7 +53,12 @@ def test_http_routes_use_the_cognito_jwt_authorizer(api: Template) -> None:
         "AWS::ApiGatewayV2::Route", {"Properties": {"AuthorizationType": "JWT"}}
     )
     keys = {r["Properties"]["RouteKey"] for r in routes.values()}
-    assert keys == {"POST /orders", "GET /orders/{id}", "DELETE /orders/{id}"}
+    assert keys == {
+        "POST /orders",
+        "GET /orders/{id}",
+        "DELETE /orders/{id}",
+        "GET /depth/{symbol}",
+    }
     api.has_resource_properties(
         "AWS::ApiGatewayV2::Authorizer",
         {
@@ -49,6 +81,23 @@ def test_lambdas_run_in_the_vpc_with_powertools_settings(api: Template) -> None:
         variables = props["Environment"]["Variables"]
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "hotshard"
         assert {"KAFKA_BROKERS", "REDIS_HOST", "REDIS_PORT"} <= set(variables)
+        settings = EdgeSettings.from_env({k: v for k, v in variables.items() if isinstance(v, str)})
+        assert settings.kafka_auth == AUTH_MSK_IAM, handler
+        assert settings.redis_tls is True, handler
+
+
+def test_router_names_the_user_by_sub_and_checks_cognito_tokens(api: Template) -> None:
+    functions = api.find_resources("AWS::Lambda::Function")
+    (router,) = [
+        f["Properties"]
+        for f in functions.values()
+        if f["Properties"]["Handler"] == "lambdas.order_router.handler.handler"
+    ]
+    variables = router["Environment"]["Variables"]
+    assert variables[names.ENV_JWT_USER_CLAIM] == USER_CLAIM == "sub"
+    assert "cognito-idp" in json.dumps(variables[names.ENV_JWT_ISSUER])
+    assert names.ENV_JWT_AUDIENCE in variables
+    assert names.ENV_JWT_SECRET not in variables
 
 
 def test_stream_handler_consumes_the_event_topics_from_msk(api: Template) -> None:
