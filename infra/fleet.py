@@ -4,11 +4,21 @@ Each instance runs `engineProcessesPerInstance` engine processes (`python -m eng
 systemd unit `engine@<grpc port>.service` each, installed from a CDK asset that holds the
 repository's `hotshard`, `engine` and `proto` packages with pyproject.toml and
 constraints.txt (pinned install). `hotshard-ready.service` runs at every boot and completes
-the `engine-ready` lifecycle action once every process listens on its gRPC port, so an
-instance is ready before it is InService, whether it comes from the warm pool or not.
+the `engine-ready` lifecycle action once every process answers the gRPC Health call with
+serving=true, so an instance is ready before it is InService, whether it comes from the
+warm pool or not.
+
+Partitions: each unit starts through `infra/engine_host.py start`, which sets
+ENGINE_PARTITIONS. The `orders` partitions are cut into one group per process of the
+minimum fleet (`partition_groups`); an in-service process takes a group no other live
+instance owns in the registry, a process in the warm pool or beyond the minimum fleet
+starts idle and gets symbols by Restore (see engine_host.py). The instance id is the
+engine's default, `<hostname>-<grpc port>`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from aws_cdk import Duration, Environment, Stack
 from aws_cdk import aws_autoscaling as autoscaling
@@ -18,6 +28,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from hotshard import names
+from infra import engine_host
 from infra.cache import CacheStack
 from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge, acknowledge_wildcards
@@ -31,6 +42,8 @@ LIFECYCLE_HOOK = "engine-ready"
 ENGINE_PATHS = ("hotshard", "engine", "proto", "pyproject.toml", "constraints.txt", "README.md")
 ENGINE_ENTRY = "engine/__main__.py"
 APP_DIR = "/opt/hotshard"
+HOST_SCRIPT = f"{APP_DIR}/engine_host.py"
+USER_DATA_LIMIT = 16 * 1024  # EC2: bytes of user data before base64
 
 
 class FleetStack(Stack):
@@ -129,11 +142,11 @@ class FleetStack(Stack):
                 config=config,
                 zip_path=zip_path,
                 environment={
-                    names.ENV_KAFKA_BROKERS: messaging.bootstrap_brokers,
-                    names.ENV_REDIS_HOST: cache.host,
-                    names.ENV_REDIS_PORT: cache.port,
+                    **messaging.client_environment,
+                    **cache.client_environment,
                     names.ENV_AWS_REGION: self.region,
                     names.ENV_LOG_LEVEL: config.log_level,
+                    names.ENV_SNAPSHOT_BUCKET: storage.bucket_name,
                 },
                 region=self.region,
             )
@@ -193,12 +206,28 @@ class FleetStack(Stack):
         )
 
 
+def partition_groups(config: InfraConfig) -> list[str]:
+    """`orders` partitions cut into one group per engine process of the minimum fleet
+    (ENGINE_PARTITIONS syntax, e.g. "0" or "0-1"): the in-service fleet owns them all."""
+    slots = config.fleet_min_size * config.engine_processes_per_instance
+    count = config.orders_partitions
+    size = -(-count // slots)
+    groups = []
+    for first in range(0, count, size):
+        last = min(first + size, count) - 1
+        groups.append(str(first) if first == last else f"{first}-{last}")
+    return groups
+
+
 def engine_install_script(
     *, config: InfraConfig, zip_path: str, environment: dict[str, str], region: str
 ) -> list[str]:
     """Bash lines that install the engine, write its systemd units and start them."""
     ports = " ".join(str(p) for p in config.grpc_ports)
+    groups = " ".join(partition_groups(config))
     env_lines = [f"{key}={value}" for key, value in environment.items()]
+    host_script = Path(engine_host.__file__).read_text().splitlines()
+    python = f"{APP_DIR}/venv/bin/python"
     return [
         "set -euo pipefail",
         "dnf install -y -q python3.11 python3.11-pip unzip",
@@ -207,6 +236,9 @@ def engine_install_script(
         f"python3.11 -m venv {APP_DIR}/venv",
         f"{APP_DIR}/venv/bin/pip install -q -c {APP_DIR}/app/constraints.txt {APP_DIR}/app",
         "id hotshard >/dev/null 2>&1 || useradd --system --home-dir /opt/hotshard hotshard",
+        f"cat > {HOST_SCRIPT} <<'PY'",
+        *host_script,
+        "PY",
         "cat > /etc/hotshard/engine.env <<'ENV'",
         *env_lines,
         "ENV",
@@ -215,12 +247,15 @@ def engine_install_script(
         "Description=hotshard engine process, gRPC port %i",
         "After=network-online.target",
         "Wants=network-online.target",
+        "# Keep restarting: a start that lost a partition race exits and chooses again.",
+        "StartLimitIntervalSec=0",
         "[Service]",
         "User=hotshard",
         "EnvironmentFile=/etc/hotshard/engine.env",
         f"Environment={names.ENV_GRPC_PORT}=%i",
         f"WorkingDirectory={APP_DIR}/app",
-        f"ExecStart={APP_DIR}/venv/bin/python -m engine",
+        "# engine_host.py chooses ENGINE_PARTITIONS, then execs python -m engine",
+        f"ExecStart={python} {HOST_SCRIPT} start {config.grpc_base_port} {groups}",
         "Restart=always",
         "RestartSec=1",
         "LimitNOFILE=65536",
@@ -229,16 +264,11 @@ def engine_install_script(
         "UNIT",
         "cat > /usr/local/bin/hotshard-ready <<'READY'",
         "#!/bin/bash",
-        "# Every boot: wait until each engine process listens, then let the instance go on",
-        "# (into the warm pool or into service). No pending lifecycle action (a plain",
-        "# reboot) is not an error.",
+        "# Every boot: wait until each engine process answers the gRPC Health call with",
+        "# serving=true, then let the instance go on (into the warm pool or into service).",
+        "# No pending lifecycle action (a plain reboot) is not an error.",
         "set -uo pipefail",
-        f"for port in {ports}; do",
-        "  for _ in $(seq 300); do",
-        "    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 1",
-        "  done",
-        '  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "port $port not up"; exit 1; }',
-        "done",
+        f"{python} {HOST_SCRIPT} ready {ports} || exit 1",
         "imds=http://169.254.169.254/latest",
         'token=$(curl -sf -X PUT $imds/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
         'iid=$(curl -sf -H "X-aws-ec2-metadata-token: $token" $imds/meta-data/instance-id)',

@@ -1,12 +1,19 @@
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
 
+from engine.service.settings import EngineSettings, parse_partitions
+from engine.service.store import S3_PREFIX
 from hotshard import names
+from hotshard.kafka import AUTH_MSK_IAM
+from infra import engine_host
 from infra.config import InfraConfig
-from infra.fleet import engine_install_script
+from infra.fleet import USER_DATA_LIMIT, engine_install_script, partition_groups
+from infra.storage import SNAPSHOT_PREFIX
 from tests.infra.iam import actions_of, role_statements
 
 
@@ -50,14 +57,56 @@ def test_asg_has_a_stopped_warm_pool_and_a_launch_hook(fleet: Template) -> None:
     )
 
 
+def _user_data_lines(fleet: Template) -> list[str]:
+    """The user data's lines, with CloudFormation tokens shown as <token>."""
+    join = _launch_data(fleet)["UserData"]["Fn::Base64"]["Fn::Join"]
+    text = "".join(part if isinstance(part, str) else "<token>" for part in join[1])
+    return text.splitlines()
+
+
 def test_user_data_runs_one_engine_unit_per_grpc_port(fleet: Template) -> None:
-    user_data = json.dumps(_launch_data(fleet)["UserData"])
-    assert "python -m engine" in user_data
-    assert "Environment=GRPC_PORT=%i" in user_data
-    assert "for port in 50051 50052 50053 50054 50055 50056" in user_data
-    for key in (names.ENV_KAFKA_BROKERS, names.ENV_REDIS_HOST, names.ENV_REDIS_PORT):
-        assert f"{key}=" in user_data
-    assert "complete-lifecycle-action" in user_data
+    lines = _user_data_lines(fleet)
+    assert "Environment=GRPC_PORT=%i" in lines
+    groups = " ".join(str(p) for p in range(12))
+    start = f"/opt/hotshard/venv/bin/python /opt/hotshard/engine_host.py start 50051 {groups}"
+    assert f"ExecStart={start}" in lines
+    assert "StartLimitIntervalSec=0" in lines
+    assert (
+        "for port in 50051 50052 50053 50054 50055 50056; do "
+        "systemctl enable --now engine@$port.service; done"
+    ) in lines
+    assert "complete-lifecycle-action" in "\n".join(lines)
+    # The launcher is written out verbatim and ends up exec-ing the engine.
+    body = lines[lines.index("cat > /opt/hotshard/engine_host.py <<'PY'") + 1 :]
+    assert "\n".join(body[: body.index("PY")]) + "\n" == Path(engine_host.__file__).read_text()
+    assert len("\n".join(lines).encode()) < USER_DATA_LIMIT - 2048  # room for the tokens
+
+
+def test_engine_environment_matches_the_engine_settings(fleet: Template) -> None:
+    lines = _user_data_lines(fleet)
+    env = lines[lines.index("cat > /etc/hotshard/engine.env <<'ENV'") + 1 :]
+    env = env[: env.index("ENV")]
+    values = dict(line.split("=", 1) for line in env)
+    assert values[names.ENV_KAFKA_AUTH] == AUTH_MSK_IAM
+    assert values[names.ENV_REDIS_TLS] == "true"
+    assert values[names.ENV_SNAPSHOT_BUCKET] == "hotshard-snapshots-123456789012-ap-northeast-2"
+    assert names.ENV_ENGINE_INSTANCE_ID not in values  # default: <hostname>-<grpc port>
+    assert names.ENV_ENGINE_PARTITIONS not in values  # engine_host.py chooses them
+    literal = {k: v for k, v in values.items() if "<token>" not in v}  # brokers, Redis host/port
+    settings = EngineSettings.from_env({**literal, names.ENV_GRPC_PORT: "50052"})
+    assert settings.kafka_auth == AUTH_MSK_IAM
+    assert settings.redis_tls is True
+    assert settings.snapshot_bucket == values[names.ENV_SNAPSHOT_BUCKET]
+    assert settings.instance == f"{socket.gethostname()}-50052"
+
+
+def test_ready_check_calls_grpc_health_not_tcp(fleet: Template) -> None:
+    lines = _user_data_lines(fleet)
+    ports = "50051 50052 50053 50054 50055 50056"
+    assert (
+        f"/opt/hotshard/venv/bin/python /opt/hotshard/engine_host.py ready {ports} || exit 1"
+    ) in lines
+    assert not any("/dev/tcp" in line for line in lines)
 
 
 def test_engine_role_is_least_privilege(fleet: Template) -> None:
@@ -69,6 +118,10 @@ def test_engine_role_is_least_privilege(fleet: Template) -> None:
     assert "Fn::ImportValue" in json.dumps(connect["Resource"])  # the cluster ARN only
     (snapshots,) = [s for s in stmts if "s3:PutObject" in s["Action"]]
     assert json.dumps(snapshots["Resource"]).endswith('/snapshots/*"]]}')
+    # The engine writes s3://<bucket>/snapshots/<symbol>/... (engine.service.store).
+    assert S3_PREFIX == SNAPSHOT_PREFIX
+    (listing,) = [s for s in stmts if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["snapshots/*"]}}
     (code,) = [s for s in stmts if s["Action"] == "s3:GetObject"]
     assert "*" not in json.dumps(code["Resource"])
 
@@ -80,3 +133,24 @@ def test_install_script_writes_the_engine_environment() -> None:
     )
     assert "REDIS_HOST=r" in lines
     assert "for port in 50051 50052; do systemctl enable --now engine@$port.service; done" in lines
+
+
+@pytest.mark.parametrize(
+    ("partitions", "min_size", "groups"),
+    [
+        (12, 2, [str(p) for p in range(12)]),
+        (24, 2, [f"{p}-{p + 1}" for p in range(0, 24, 2)]),
+        (12, 1, [f"{p}-{p + 1}" for p in range(0, 12, 2)]),
+        (13, 2, [f"{p}-{p + 1}" for p in range(0, 12, 2)] + ["12"]),
+        (4, 2, ["0", "1", "2", "3"]),
+    ],
+)
+def test_partition_groups_cover_every_partition_once(
+    partitions: int, min_size: int, groups: list[str]
+) -> None:
+    config = InfraConfig.from_context(
+        {"hotshard:ordersPartitions": partitions, "hotshard:fleetMinSize": min_size}
+    )
+    assert partition_groups(config) == groups
+    covered = [p for g in groups for p in parse_partitions(g)]
+    assert covered == list(range(partitions))
