@@ -77,7 +77,7 @@ lambda-deps: setup
 	$(PY) -m pip install -q --target build/lambda-deps/python -c constraints.txt \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
 		--only-binary=:all: aws-lambda-powertools confluent-kafka redis protobuf grpcio \
-		aws-msk-iam-sasl-signer-python
+		aws-msk-iam-sasl-signer-python pyjwt cryptography
 
 deploy: setup cdk-cli lambda-deps
 	$(JSII_ENV) $(CDK) deploy --all -c hotshard:requireCode=true --require-approval broadening
