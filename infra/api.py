@@ -152,6 +152,7 @@ class ApiStack(Stack):
                 names.ENV_JWT_ISSUER: issuer,
                 names.ENV_JWT_AUDIENCE: self.client.user_pool_client_id,
                 names.ENV_JWT_USER_CLAIM: USER_CLAIM,
+                names.ENV_AUTO_LIST: "true" if config.auto_list else "false",
             },
             layers=layers,
             timeout=Duration.seconds(10),

@@ -46,6 +46,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "snapshotRetentionDays": (7, "days before a snapshot object expires"),
     "logRetentionDays": (30, "CloudWatch Logs retention of every log group"),
     "logLevel": ("INFO", "LOG_LEVEL of the engine and the Lambdas"),
+    "autoList": (
+        False,
+        "AUTO_LIST of order_router: list an unrouted symbol on its first order",
+    ),
     "sourceRoot": (
         "",
         "directory holding hotshard/, engine/, lambdas/, statemachine/; empty = repo",
@@ -96,6 +100,7 @@ class InfraConfig:
     snapshot_retention_days: int
     log_retention_days: int
     log_level: str
+    auto_list: bool
     source_root: Path
     lambda_deps_dir: Path
     require_code: bool
@@ -142,6 +147,7 @@ class InfraConfig:
             snapshot_retention_days=_int(raw, "snapshotRetentionDays", low=1),
             log_retention_days=_int(raw, "logRetentionDays", low=1),
             log_level=_text(raw, "logLevel").upper(),
+            auto_list=_bool(raw, "autoList"),
             source_root=source_root,
             lambda_deps_dir=deps if deps.is_absolute() else source_root / deps,
             require_code=_bool(raw, "requireCode"),

@@ -98,6 +98,7 @@ def test_router_names_the_user_by_sub_and_checks_cognito_tokens(api: Template) -
     assert "cognito-idp" in json.dumps(variables[names.ENV_JWT_ISSUER])
     assert names.ENV_JWT_AUDIENCE in variables
     assert names.ENV_JWT_SECRET not in variables
+    assert variables[names.ENV_AUTO_LIST] == "false"  # symbols are listed on purpose by default
 
 
 def test_stream_handler_consumes_the_event_topics_from_msk(api: Template) -> None:

@@ -35,6 +35,7 @@ def test_command_line_strings_are_parsed() -> None:
         {
             "hotshard:warmPoolSize": "3",
             "hotshard:nag": "false",
+            "hotshard:autoList": "true",
             "hotshard:availabilityZones": "ap-northeast-2a,ap-northeast-2c",
             "hotshard:mskBrokerCount": "2",
             "hotshard:topicReplication": "2",
@@ -42,6 +43,7 @@ def test_command_line_strings_are_parsed() -> None:
     )
     assert config.warm_pool_size == 3
     assert config.nag is False
+    assert config.auto_list is True
     assert config.availability_zones == ("ap-northeast-2a", "ap-northeast-2c")
 
 
