@@ -1,0 +1,238 @@
+"""hotshard.edge.client: the retry policy and bookkeeping as pure functions, then the client
+and its CLI against the real local gateway, Redis, Tansu and an engine process, including
+a STALE_ROUTE provoked for real (the engine removed the symbol with a fence epoch, then the
+route switched) and retried transparently."""
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hotshard import route
+from hotshard.edge.client import (
+    Client,
+    ClientError,
+    Outstanding,
+    RetryPolicy,
+    describe,
+    is_stale,
+    main,
+    parser,
+)
+from hotshard.edge.local import LocalEdge, local_edge
+from hotshard.edge.settings import EdgeSettings
+from hotshard.local import services
+from hotshard.v1 import control_pb2
+from tests.edge.kit import SECRET, token
+
+
+def stale_push(order_id: str) -> dict[str, Any]:
+    data = {"order_id": order_id, "status": "REJECTED", "reason": "STALE_ROUTE", "seq": 0}
+    return {"type": "ORDER_STATUS", "data": data}
+
+
+# ---------------------------------------------------------------------- pure
+
+
+def test_retry_policy_backs_off_exponentially_up_to_a_cap_and_a_count():
+    policy = RetryPolicy(max_retries=5, base_s=0.05, cap_s=0.3)
+    assert [policy.delay(n) for n in range(1, 7)] == [0.05, 0.1, 0.2, 0.3, 0.3, None]
+    assert policy.delay(0) is None
+    assert RetryPolicy(max_retries=0).delay(1) is None
+
+
+def test_is_stale_recognises_the_engines_rejection_and_the_error_reply_only():
+    assert is_stale(stale_push("o-1"))
+    assert is_stale({"type": "error", "reason": "STALE_ROUTE", "code": 300})
+    assert not is_stale({"type": "error", "reason": "MALFORMED"})
+    other = stale_push("o-1")
+    other["data"] = {**other["data"], "reason": "UNKNOWN_SYMBOL"}
+    assert not is_stale(other)
+    assert not is_stale({"type": "FILL", "data": {"reason": "STALE_ROUTE"}})
+
+
+def test_outstanding_matches_rejections_to_the_oldest_unanswered_frame():
+    now = [0.0]
+    book = Outstanding(ttl_s=10, clock=lambda: now[0])
+    add = {"action": "order", "order_id": "o-1", "symbol": "X"}
+    cancel = {"action": "cancel", "order_id": "o-1", "symbol": "X"}
+    book.sent(add, request_id=1)
+    book.sent(cancel, request_id=2)
+    assert book.answered("o-1", "PARTIALLY_FILLED") is None  # answers no frame
+    stale = book.stale("o-1")
+    assert stale is not None and stale.frame is add
+    assert book.answered("o-1", "CANCELLED") is not None
+    assert len(book) == 0 and book.stale("o-1") is None
+
+    book.sent(add, request_id=3)
+    book.sent(cancel, request_id=4)
+    book.refused("o-1", 3)  # the router refused the ADD: only the CANCEL is out
+    stale = book.stale("o-1")
+    assert stale is not None and stale.frame is cancel
+
+    book.sent(add, retries=2, request_id=5)
+    now[0] = 11.0  # never answered: forgotten
+    assert book.stale("o-1") is None and len(book) == 0
+
+
+def test_describe_prints_every_frame_on_one_readable_line():
+    fill = {"symbol": "X", "order_id": "o-1", "price": 10, "quantity": 3, "liquidity": "MAKER"}
+    lines = [
+        describe({"type": "ack", "action": "ADD", "symbol": "X", "order_id": "o-1"}),
+        describe({"type": "error", "reason": "MALFORMED", "code": 100, "detail": "bad"}),
+        describe({"type": "FILL", "data": fill}),
+        describe(stale_push("o-1")),
+        describe({"type": "TRADE", "data": {"symbol": "X", "price": 10, "quantity": 3}}),
+        describe({"type": "DEPTH", "data": {"symbol": "X", "bids": [[10, 2]], "asks": []}}),
+        describe({"type": "subscribed", "symbols": ["X", "Y"]}),
+    ]
+    assert all("\n" not in line for line in lines)
+    assert lines[2].startswith("FILL") and "3 @ 10 MAKER" in lines[2]
+    assert "REJECTED STALE_ROUTE" in lines[3]
+    assert "bids 10x2 | asks -" in lines[5]
+
+
+def test_help_explains_every_option():
+    p = parser()
+    actions = list(p._actions)
+    for sub in p._subparsers._group_actions:  # type: ignore[union-attr]
+        for command in sub.choices.values():  # type: ignore[union-attr]
+            actions += command._actions
+    undocumented = [
+        a.option_strings
+        for a in actions
+        if a.dest not in ("help", "command") and not (a.help or "").strip()
+    ]
+    assert undocumented == [], undocumented
+    for word in ("place", "replace", "cancel", "subscribe", "send", "STALE_ROUTE"):
+        assert word in p.format_help()
+
+
+# ---------------------------------------------------------------------- real gateway
+
+
+@pytest.fixture
+def cluster(r: Any, redis_server: Any, broker: Any, tmp_path: Any) -> Iterator[LocalEdge]:
+    """The edge with two engines: client-e1 owns partition 0, client-e2 partitions 1-3."""
+    engines = [
+        services.start_engine(
+            workdir=tmp_path,
+            brokers=broker.bootstrap,
+            redis_port=redis_server.port,
+            partitions=partitions,
+            instance=instance,
+            extra_args=["--fetch-wait-max-ms", "10"],
+        )
+        for instance, partitions in (("client-e1", "0"), ("client-e2", "1-3"))
+    ]
+    settings = EdgeSettings(
+        kafka_brokers=broker.bootstrap, redis_port=redis_server.port, jwt_secret=SECRET
+    )
+    try:
+        with local_edge(settings) as running:
+            running.engines = engines  # type: ignore[attr-defined]
+            yield running
+    finally:
+        for engine in engines:
+            engine.process.stop(signal.SIGKILL)
+
+
+async def until(client: Client, done: Any, timeout: float = 20.0) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not done(got) and time.monotonic() < deadline:
+        async for push in client.pushes(timeout=0.2):
+            got.append(push)
+            if done(got):
+                break
+    return got
+
+
+def statuses(pushes: list[dict[str, Any]], order_id: str) -> list[str]:
+    return [
+        p["data"]["status"]
+        for p in pushes
+        if p["type"] == "ORDER_STATUS" and p["data"]["order_id"] == order_id
+    ]
+
+
+@pytest.mark.integration
+def test_client_trades_and_retries_a_real_stale_route_transparently(cluster, r):
+    edge, (e1, e2) = cluster, cluster.engines
+    route.list_symbol_at(r, "IBM", 0, "client-e1")
+    policy = RetryPolicy(max_retries=8, base_s=0.05, cap_s=0.4)
+    retried: list[tuple[str, int]] = []
+
+    async def go() -> None:
+        with pytest.raises(ClientError, match="401"):
+            await Client.connect(edge.gateway.ws_url, "not-a-token")
+        async with (
+            await Client.connect(edge.gateway.ws_url, token("ann"), policy=policy) as ann,
+            await Client.connect(
+                edge.gateway.ws_url,
+                token("ben"),
+                policy=policy,
+                on_retry=lambda frame, n, _d: retried.append((frame["order_id"], n)),
+            ) as ben,
+        ):
+            assert (await ann.subscribe(["IBM"]))["type"] == "subscribed"
+            ack = await ann.place("IBM", "a-1", "sell", 5, price=100)
+            assert ack["type"] == "ack" and ack["route_epoch"] == 1
+            bad = await ann.place("IBM", "a-2", "sell", 0, price=100)
+            assert bad["type"] == "error" and bad["reason"] == "NON_POSITIVE_QUANTITY"
+            assert (await ben.place("IBM", "b-1", "buy", 2, price=100))["type"] == "ack"
+            kinds = {"FILL", "TRADE", "ORDER_STATUS", "DEPTH"}
+            got = await until(ann, lambda g: kinds <= {p["type"] for p in g})
+            assert kinds <= {p["type"] for p in got}, got
+
+            # IBM moves from client-e1 (partition 0) to client-e2 (partition 1): e1 removes
+            # it with fence epoch 2 while the route still says epoch 1, so the next order
+            # reaches e1 stamped 1 and is refused STALE_ROUTE; once the client has retried
+            # at least once, e2 restores the book and the route switches (epoch 2).
+            removed = await asyncio.to_thread(
+                e1.stub().Remove,
+                control_pb2.RemoveRequest(symbol="IBM", fence_epoch=2),
+                timeout=20,
+            )
+            assert removed.fence_epoch == 2 and removed.location
+            ack = await ben.place("IBM", "b-2", "buy", 4, price=90)
+            assert ack["type"] == "ack" and ack["route_epoch"] == 1
+            for _ in range(200):
+                if retried:
+                    break
+                await asyncio.sleep(0.05)
+            assert retried, "the engine never answered STALE_ROUTE"
+            restore = control_pb2.RestoreRequest(
+                symbol="IBM", location=removed.location, follow=True, partition=1, from_offset=0
+            )
+            await asyncio.to_thread(e2.stub().Restore, restore, timeout=20)
+            now = route.begin_migration(r, route.lookup(r, "IBM"))  # type: ignore[arg-type]
+            assert route.switch(r, now, 1, "client-e2").epoch == 2
+            pushes = await until(ben, lambda g: "ACCEPTED" in statuses(g, "b-2"))
+            assert "ACCEPTED" in statuses(pushes, "b-2"), pushes
+            assert not any(is_stale(p) for p in pushes)  # the rejections never surfaced
+            assert ben.stats.retries >= 1 and ben.stats.gave_up == 0
+            assert all(order_id == "b-2" for order_id, _ in retried)
+
+    asyncio.run(go())
+    record = r.hgetall("order:ben:b-2")
+    assert record[b"state"] == b"ACCEPTED" and record[b"epoch"] == b"2"
+    assert record[b"partition"] == b"1"
+
+
+@pytest.mark.integration
+def test_cli_places_and_cancels_through_the_gateway(cluster, r, capsys):
+    route.list_symbol_at(r, "ORCL", 2, "client-e2")
+    common = ["--url", cluster.gateway.ws_url, "--secret", SECRET, "--user", "cli", "--wait"]
+    assert main([*common, "1", "place", "ORCL", "buy", "3", "50", "--order-id", "k-1"]) == 0
+    out = capsys.readouterr().out
+    assert "ack     ADD ORCL k-1 -> orders[2]" in out and "STATUS  ORCL k-1 ACCEPTED" in out
+    assert main(["cancel", "ORCL", "k-1", *common, "1"]) == 0  # options after the command
+    assert "STATUS  ORCL k-1 CANCELLED" in capsys.readouterr().out
+    assert main([*common, "0.1", "place", "ORCL", "buy", "0", "50"]) == 1
+    assert "error   NON_POSITIVE_QUANTITY" in capsys.readouterr().out
+    bad = ["--url", cluster.gateway.ws_url, "--token", "nope", "cancel", "ORCL", "k-1"]
+    assert main(bad) == 2
