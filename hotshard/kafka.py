@@ -75,6 +75,9 @@ def producer_config(base: dict[str, Any], *, linger_ms: float = 2.0) -> dict[str
     return {
         **base,
         "enable.idempotence": True,
+        # a record that times out must fail the producer, not leave a hole that later
+        # records jump over (readers would take the hole for a gap, the replay for repeats)
+        "enable.gapless.guarantee": True,
         "acks": "all",
         "linger.ms": linger_ms,
         "batch.num.messages": 10_000,

@@ -59,6 +59,7 @@ class Book:
         "instrument",
         "last_price",
         "lot",
+        "max_quantity",
         "orders",
         "price_max",
         "price_min",
@@ -74,6 +75,7 @@ class Book:
         # The instrument's rules, copied into slots the hot path reads directly.
         self.tick = instrument.tick
         self.lot = instrument.lot
+        self.max_quantity = instrument.max_quantity
         self.price_min = instrument.price_min
         self.price_max = instrument.price_max
         self.stp = instrument.self_trade_prevention
@@ -110,6 +112,7 @@ class Book:
         bids, asks, bid_keys, ask_keys = self.bids, self.asks, self.bid_keys, self.ask_keys
         dirty_bids, dirty_asks = self.dirty_bids, self.dirty_asks
         lot, tick, price_min, price_max = self.lot, self.tick, self.price_min, self.price_max
+        max_quantity = self.max_quantity
         seq = self.seq
         for command in commands:
             action, order_id, user_id, side, otype, tif, post_only, price, qty = command
@@ -117,7 +120,7 @@ class Book:
                 action == ADD
                 and otype == LIMIT
                 and tif == GTC
-                and qty > 0
+                and 0 < qty <= max_quantity
                 and price_min <= price <= price_max
                 and not qty % lot
                 and not price % tick
@@ -195,6 +198,8 @@ class Book:
     def _check_size(self, qty: int) -> Reason:
         if qty <= 0:
             return Reason.NON_POSITIVE_QUANTITY
+        if qty > self.max_quantity:
+            return Reason.VALUE_OUT_OF_RANGE
         if qty % self.lot:
             return Reason.QUANTITY_OFF_LOT
         return NO_REASON

@@ -13,6 +13,9 @@ class Instrument:
     price_min: int = 1
     price_max: int = MAX_PRICE
     self_trade_prevention: bool = False
+    max_quantity: int = (1 << 31) - 1
+    """Largest order quantity (lots) accepted; above it VALUE_OUT_OF_RANGE. Keeps every
+    level's total far inside the wire format's int64."""
     dedup_window: int = 100_000
     """How many ended orders' ids are remembered to reject a reused order_id (live orders
     are always remembered)."""
@@ -27,5 +30,7 @@ class Instrument:
                 f"price band must satisfy 1 <= min <= max <= {MAX_PRICE}, "
                 f"got [{self.price_min}, {self.price_max}]"
             )
+        if not 1 <= self.max_quantity <= MAX_PRICE:
+            raise ValueError(f"max_quantity must be in [1, {MAX_PRICE}], got {self.max_quantity}")
         if self.dedup_window < 0:
             raise ValueError(f"dedup_window must be >= 0, got {self.dedup_window}")

@@ -44,6 +44,7 @@ def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
             price_max=inst.price_max,
             self_trade_prevention=inst.self_trade_prevention,
             dedup_window=inst.dedup_window,
+            max_quantity=inst.max_quantity,
         )
     )
     live = _live_orders(book)
@@ -106,6 +107,7 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
             price_max=pi.price_max,
             self_trade_prevention=pi.self_trade_prevention,
             dedup_window=pi.dedup_window,
+            max_quantity=pi.max_quantity,
         )
     except ValueError as exc:
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, str(exc)) from exc

@@ -17,11 +17,15 @@ from dataclasses import dataclass, field
 from engine.book import Book, Market
 from engine.book.snapshot import SnapshotInfo
 from hotshard.commands import Command
-from hotshard.events import Event, unsequenced_rejection
+from hotshard.events import SEQ, Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.registry import Checkpoint
 from hotshard.wire import decode_order, encode_symbol_batch, encode_unsequenced
+
+MAX_EVENTS_PER_RECORD = 4000
+"""A record of one symbol's events holds at most this many (~100 bytes each): well under
+the broker's 1 MB message limit even when one order sweeps thousands of makers."""
 
 Record = tuple[int, int, bytes | None, bytes | None]
 """A consumed `orders` record: (partition, offset, key, value)."""
@@ -102,7 +106,6 @@ class EngineState:
         market = self.market
         books = market.books
         skip = self.skip
-        fences = self.fences
         position = self.position
         touched: dict[tuple[int, str], _Touched] = {}
         unsequenced: list[Output] = []
@@ -113,24 +116,22 @@ class EngineState:
             symbol = decoded.symbol
             if skip and offset <= skip.get(symbol, -1):
                 continue
-            if fences and symbol in fences:
-                if decoded.route_epoch < fences[symbol]:
-                    event = unsequenced_rejection(
-                        decoded.order_id, decoded.user_id, Reason.STALE_ROUTE
-                    )
-                    unsequenced.append(self._unsequenced(symbol, partition, offset, event))
-                    continue
-                del fences[symbol]  # routed here again, with a newer epoch
-            book = books.get(symbol) or market.book(symbol)
+            command = decoded.command
+            reason = self._refusal(symbol, partition, command is not None)
+            book = None if reason else books.get(symbol)
+            if book is None and not reason:
+                # only a readable order may list a symbol: junk never creates a book
+                book = market.book(symbol) if command is not None else None
+                if book is None:
+                    reason = Reason.UNKNOWN_SYMBOL if command is not None else decoded.reason
             if book is None:
-                reason = Reason.UNKNOWN_SYMBOL if decoded.command is not None else decoded.reason
                 event = unsequenced_rejection(decoded.order_id, decoded.user_id, reason)
                 unsequenced.append(self._unsequenced(symbol, partition, offset, event))
                 continue
             entry = touched.get((partition, symbol))
             if entry is None:
                 entry = touched[(partition, symbol)] = _Touched(book, book.seq)
-            command = decoded.command
+                self.home.setdefault(symbol, partition)
             if command is None:
                 entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
             else:
@@ -149,31 +150,47 @@ class EngineState:
             entry.apply_pending()
             book = entry.book
             key_bytes = self._key(symbol)
-            out = encode_symbol_batch(
-                symbol,
-                entry.after_seq,
-                book.seq,
-                entry.events,
-                entry.ends,
-                entry.offsets,
-                book.depth_update(),
-                entry.last_offset,
-            )
-            outputs.append((TOPIC_ORDER_STATUS, partition, key_bytes, out.order_status))
-            outputs.append((TOPIC_FILLS, partition, key_bytes, out.fills))
-            outputs.append((TOPIC_TRADES, partition, key_bytes, out.trades))
-            if out.depth is not None:
-                outputs.append((TOPIC_DEPTH, partition, key_bytes, out.depth))
+            depth = book.depth_update()
+            chunks = split_events(entry.events, entry.ends, entry.offsets, MAX_EVENTS_PER_RECORD)
+            for i, (events, ends, offsets) in enumerate(chunks):
+                out = encode_symbol_batch(
+                    symbol,
+                    int(events[0][SEQ]) - 1,
+                    int(events[-1][SEQ]),
+                    events,
+                    ends,
+                    offsets,
+                    depth if i == len(chunks) - 1 else None,
+                    entry.last_offset,
+                )
+                outputs.append((TOPIC_ORDER_STATUS, partition, key_bytes, out.order_status))
+                outputs.append((TOPIC_FILLS, partition, key_bytes, out.fills))
+                outputs.append((TOPIC_TRADES, partition, key_bytes, out.trades))
+                if out.depth is not None:
+                    outputs.append((TOPIC_DEPTH, partition, key_bytes, out.depth))
             orders[symbol] = orders.get(symbol, 0) + len(entry.offsets)
             if entry.client_ts:
                 client_ts.setdefault(symbol, []).extend(entry.client_ts)
             self.dirty.add(symbol)
-            if symbol not in self.home:
-                self.home[symbol] = partition
         if skip:
             self._forget_skips()
         outputs.extend(unsequenced)
         return BatchResult(outputs, orders, client_ts, last_offsets)
+
+    def _refusal(self, symbol: str, partition: int, readable: bool) -> Reason:
+        """Why an order for `symbol` from `partition` is refused before any book sees it
+        (NONE if it is not). A symbol that left this engine is fenced whatever the order's
+        epoch: only a Restore brings it back (a fresh book would restart its sequence). A
+        symbol is matched from one partition only: its orders arriving on another one were
+        routed by a stale table."""
+        if not readable:
+            return Reason.NONE
+        if symbol in self.fences:
+            return Reason.STALE_ROUTE
+        home = self.home.get(symbol)
+        if home is not None and home != partition and symbol in self.market.books:
+            return Reason.STALE_ROUTE
+        return Reason.NONE
 
     def _unsequenced(self, symbol: str, partition: int, offset: int, event: Event) -> Output:
         return (
@@ -248,6 +265,33 @@ class EngineState:
         resume = {s: self.skip[s] for s in symbols if self.skip.get(s, offset) < offset}
         fences = dict(sorted(self.fences.items()))
         return Checkpoint(partition, offset, tuple(symbols), resume, fences, instance, taken_ms)
+
+
+def split_events(
+    events: list[Event], ends: list[int], offsets: list[int], limit: int
+) -> list[tuple[list[Event], list[int], list[int]]]:
+    """Cut one symbol's events of a batch into pieces of at most `limit` events, each with
+    the `ends` and input `offsets` of the commands it holds (a command whose events span
+    a cut appears in both pieces). Each piece becomes its own records covering a contiguous
+    seq range, so no record outgrows the broker's size limit however far one order sweeps."""
+    if len(events) <= limit:
+        return [(events, ends, offsets)]
+    pieces = []
+    command = 0
+    for start in range(0, len(events), limit):
+        stop = min(start + limit, len(events))
+        piece_ends: list[int] = []
+        piece_offsets: list[int] = []
+        while command < len(ends) and ends[command] <= stop:
+            if ends[command] > start:
+                piece_ends.append(ends[command] - start)
+                piece_offsets.append(offsets[command])
+            command += 1
+        if command < len(ends) and (not piece_ends or piece_ends[-1] < stop - start):
+            piece_ends.append(stop - start)  # the command goes on in the next piece
+            piece_offsets.append(offsets[command])
+        pieces.append((events[start:stop], piece_ends, piece_offsets))
+    return pieces
 
 
 def restore_partition(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
+from confluent_kafka import KafkaException
 
 from engine.book import Book
 from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
@@ -203,6 +204,8 @@ class Engine:
                     break
                 except BufferError:
                     self.producer.poll(0.05)
+                except KafkaException as exc:  # e.g. a record the broker would refuse
+                    raise EngineFailedError(f"cannot publish to {topic}: {exc}") from exc
         self.metrics.observe(result.orders, result.client_ts, time.time_ns())
 
     def _consumer_error(self, error: Any) -> None:

@@ -75,6 +75,8 @@ class NaiveBook:
     def size_reason(self, qty: int) -> Reason:
         if qty <= 0:
             return Reason.NON_POSITIVE_QUANTITY
+        if qty > self.inst.max_quantity:
+            return Reason.VALUE_OUT_OF_RANGE
         return Reason.QUANTITY_OFF_LOT if qty % self.inst.lot else Reason.NONE
 
     def price_reason(self, price: int) -> Reason:

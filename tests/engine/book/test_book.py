@@ -344,3 +344,14 @@ def test_many_cancels_in_one_level_keep_queue_bounded():
         b.apply(cancel(str(i), "u"))
     assert len(b.bids[100].orders) < 100
     assert [o[2] for o in b.queue(BUY, 100)] == ["999"]
+
+
+def test_quantity_above_the_instrument_maximum_is_out_of_range():
+    b = book(max_quantity=1000)
+    assert statuses(b.apply(add("big", "u", BUY, 100, 1001))) == [
+        ("big", "REJECTED", "VALUE_OUT_OF_RANGE")
+    ]
+    b.apply(add("ok", "u", BUY, 100, 1000))
+    assert statuses(b.apply(replace("ok", "u", 100, 5000))) == [
+        ("ok", "REJECTED", "VALUE_OUT_OF_RANGE")
+    ]

@@ -25,6 +25,7 @@ instruments = st.builds(
     price_max=st.sampled_from([1 << 40, 108]),
     self_trade_prevention=st.booleans(),
     dedup_window=st.sampled_from([0, 3, 100_000]),
+    max_quantity=st.sampled_from([(1 << 31) - 1, 20]),
 )
 
 valid_adds = st.tuples(

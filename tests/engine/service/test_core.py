@@ -7,7 +7,7 @@ from engine.book.snapshot import dump, load
 from engine.flow import Stream, zipf_stream
 from engine.service.core import EngineState, Output, Record, restore_partition
 from hotshard.dedupe import SequenceGuard
-from hotshard.domain import Side, Status
+from hotshard.domain import Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
@@ -106,18 +106,67 @@ def test_unknown_symbol_and_keyless_garbage_get_unsequenced_rejections():
     assert state.position == {0: 2}
 
 
-def test_a_removed_symbol_rejects_stale_epochs_and_accepts_newer_routes():
+def test_a_removed_symbol_stays_fenced_whatever_the_epoch_until_restored():
+    """A newer epoch must not bring the symbol back as a fresh book: its sequence would
+    restart at 1 under numbers consumers have already seen. Only a Restore brings it back."""
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch(records([("A", add("1", "u", Side.BUY, 10, 1))], partitions=1))
+    book = state.remove_book("A", fence_epoch=3)
+    assert book is not None
+    for offset, epoch in ((1, 2), (2, 3), (3, 9)):
+        order = encode_order("A", add(str(offset + 1), "u", Side.BUY, 10, 1), route_epoch=epoch)
+        out = state.apply_batch([(0, offset, b"A", order)])
+        assert [(e[1], e[5]) for e in collect(out.outputs)["A"]] == [(0, Reason.STALE_ROUTE)]
+    assert "A" not in state.market.books
+    state.add_book(book, 0, 3)
+    back = state.apply_batch(
+        [(0, 4, b"A", encode_order("A", add("9", "u", Side.BUY, 10, 1), route_epoch=9))]
+    )
+    assert [(e[1], e[4]) for e in collect(back.outputs)["A"]] == [(2, Status.ACCEPTED)]
+
+
+def test_junk_for_a_fenced_or_unknown_symbol_is_malformed_and_creates_no_book():
     state = EngineState(Market(open_listing=True))
     state.apply_batch(records([("A", add("1", "u", Side.BUY, 10, 1))], partitions=1))
     state.remove_book("A", fence_epoch=3)
-    stale = state.apply_batch(
-        [(0, 1, b"A", encode_order("A", add("2", "u", Side.BUY, 10, 1), route_epoch=2))]
-    )
-    assert [(e[1], e[5]) for e in collect(stale.outputs)["A"]] == [(0, Reason.STALE_ROUTE)]
-    fresh = state.apply_batch(
-        [(0, 2, b"A", encode_order("A", add("3", "u", Side.BUY, 10, 1), route_epoch=3))]
-    )
-    assert [(e[1], e[4]) for e in collect(fresh.outputs)["A"]] == [(1, Status.ACCEPTED)]
+    out = state.apply_batch([(0, 1, b"A", b"\xff garbage"), (0, 2, b"B\nC", b"\x00")])
+    reasons = {s: [e[5] for e in evs] for s, evs in collect(out.outputs).items()}
+    assert reasons == {"A": [Reason.MALFORMED], "": [Reason.MALFORMED]}  # a bad key is no symbol
+    assert set(state.market.books) == set()
+
+
+def test_a_symbol_is_matched_from_one_partition_only():
+    state = EngineState(Market(open_listing=True))
+    first = encode_order("A", add("1", "u", Side.BUY, 10, 1))
+    other = encode_order("A", add("2", "u", Side.BUY, 10, 1))
+    out = collect(state.apply_batch([(0, 0, b"A", first), (1, 0, b"A", other)]).outputs)["A"]
+    assert sorted((e[1], e[2], e[5]) for e in out) == [
+        (0, "2", Reason.STALE_ROUTE),
+        (1, "1", Reason.NONE),
+    ]
+
+
+def test_a_sweep_too_large_for_one_record_is_cut_into_contiguous_records():
+    state = EngineState(Market(open_listing=True))
+    resting = [("A", add(str(i), "maker", Side.SELL, 10, 1)) for i in range(3000)]
+    guard = SequenceGuard()
+    collect(state.apply_batch(records(resting, partitions=1)).outputs, guard)
+    sweep = encode_order("A", add("taker", "t", Side.BUY, 10, 3000, tif=TimeInForce.IOC))
+    out = state.apply_batch([(0, 3000, b"A", sweep)])
+    statuses = [parse_batch(STATUS, v) for t, _, _, v in out.outputs if t == TOPIC_ORDER_STATUS]
+    # 12,002 events (ACCEPTED, 3,000 x trade + 2 fills + maker status, FILLED) in pieces
+    # of at most 4,000, the taker's one command spanning all of them
+    assert [(b.after_seq, b.through_seq) for b in statuses] == [
+        (3000, 7000),
+        (7000, 11000),
+        (11000, 15000),
+        (15000, 15002),
+    ]
+    assert {e.input_offset for b in statuses for e in b.events} == {3000}
+    assert all(len(v) < 1_000_000 for _, _, _, v in out.outputs)
+    events = collect(out.outputs, guard)["A"]
+    assert len(events) == 12_002 and not guard.gaps
+    assert {e[0] for e in events} == {1, 2, 3}  # statuses, fills, trades
 
 
 def test_restart_from_a_checkpoint_continues_exactly_like_an_uninterrupted_run():
@@ -186,3 +235,10 @@ def test_rewind_makes_other_books_skip_what_they_hold():
     book = Book(Instrument("B"))
     state.add_book(book, 0, 1)
     assert state.home["B"] == 0
+
+
+def test_quantities_that_would_overflow_a_level_are_rejected_not_a_crash():
+    state = EngineState(Market(open_listing=True))
+    huge = [("A", add(user, user, Side.BUY, 10, 1 << 62)) for user in ("u", "v")]
+    out = collect(state.apply_batch(records(huge, partitions=1)).outputs)["A"]
+    assert [(e[4], e[5]) for e in out] == [(Status.REJECTED, Reason.VALUE_OUT_OF_RANGE)] * 2
