@@ -125,13 +125,15 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
     )
     if len({len(c) for c in columns}) != 1 or not set(state.side) <= {BUY, SELL}:
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "order columns differ in length or side")
+    done = (state.done_order_id, state.done_user_id, state.done_filled)
+    if len({len(c) for c in done}) != 1:
+        raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "ended-order columns differ in length")
     _restore_levels(book, columns)
     orders = book.orders
-    for order_id, user_id, filled in zip(
-        state.done_order_id, state.done_user_id, state.done_filled, strict=True
-    ):
+    for order_id, user_id, filled in zip(*done, strict=True):
         ended: Order = [0, filled, order_id, user_id, 0, 0, False]
-        orders.setdefault(user_id, {})[order_id] = ended
+        if orders.setdefault(user_id, {}).setdefault(order_id, ended) is not ended:
+            raise SnapshotError(Reason.CORRUPT_SNAPSHOT, f"order {user_id}/{order_id} twice")
         book.done.append(ended)
     book.dirty_bids.clear()
     book.dirty_bids.update(state.dirty_bids)
@@ -141,16 +143,20 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
 
 
 def _restore_levels(book: Book, columns: tuple[Any, ...]) -> None:
-    """Rebuild queues level by level: the orders arrive grouped by level, in FIFO order."""
+    """Rebuild queues level by level: the orders arrive grouped by level, in FIFO order.
+    Checksums catch accident, not a wrong writer: the state must also make sense."""
     orders = book.orders
     level = None
     for side, price, leaves, filled, post_only, order_id, user_id in zip(*columns, strict=True):
+        if leaves <= 0 or filled < 0 or book._check_price(price):
+            raise SnapshotError(Reason.CORRUPT_SNAPSHOT, f"order {user_id}/{order_id} invalid")
         order: Order = [leaves, filled, order_id, user_id, side, price, bool(post_only)]
-        user_orders = orders.get(user_id)
-        if user_orders is None:
-            user_orders = orders[user_id] = {}
-        user_orders[order_id] = order
+        if orders.setdefault(user_id, {}).setdefault(order_id, order) is not order:
+            raise SnapshotError(Reason.CORRUPT_SNAPSHOT, f"order {user_id}/{order_id} twice")
         if level is None or level.price != price or level.orders[0][SIDE] != side:
+            levels = book.bids if side == BUY else book.asks
+            if (price if side == BUY else -price) in levels:
+                raise SnapshotError(Reason.CORRUPT_SNAPSHOT, f"level {price} split in two")
             level = book._new_level(side, price)
         level.orders.append(order)
         level.total += leaves

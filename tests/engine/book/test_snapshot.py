@@ -1,5 +1,8 @@
 """Snapshots: versioned, checksummed, and the restored book behaves as the original."""
 
+import zlib
+from collections.abc import Callable
+
 import pytest
 
 from engine.book import add, snapshot
@@ -56,3 +59,36 @@ def test_unknown_format_version_is_refused_with_its_own_reason():
     with pytest.raises(SnapshotError) as caught:
         snapshot.load(envelope.SerializeToString())
     assert caught.value.reason == Reason.UNSUPPORTED_SNAPSHOT_VERSION
+
+
+def corrupted(change: Callable[[snapshot_pb2.BookState], object]) -> bytes:
+    """A snapshot whose state `change` edits, re-checksummed: a wrong writer, not noise."""
+    b = book()
+    b.apply(add("1", "alice", Side.BUY, 100, 3))
+    b.apply(add("2", "bob", Side.BUY, 99, 4))
+    b.apply(add("3", "carol", Side.BUY, 100, 5))
+    envelope = snapshot_pb2.Snapshot()
+    envelope.ParseFromString(snapshot.dump(b))
+    state = snapshot_pb2.BookState()
+    state.ParseFromString(envelope.state)
+    change(state)
+    envelope.state = state.SerializeToString()
+    envelope.crc32 = zlib.crc32(envelope.state)
+    return envelope.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.leaves.__setitem__(0, 0),
+        lambda s: s.price.__setitem__(1, -5),
+        lambda s: s.order_id.__setitem__(1, "1") or s.user_id.__setitem__(1, "alice"),
+        lambda s: s.price.__setitem__(slice(None), [100, 99, 100]),  # 100 again after 99
+        lambda s: s.done_order_id.append("x"),
+        lambda s: s.user_id.pop(),
+    ],
+)
+def test_a_state_that_makes_no_sense_is_corrupt_even_with_a_good_checksum(change):
+    with pytest.raises(SnapshotError) as caught:
+        snapshot.load(corrupted(change))
+    assert caught.value.reason == Reason.CORRUPT_SNAPSHOT
