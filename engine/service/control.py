@@ -103,8 +103,9 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
         engine = self.engine
 
         def read() -> control_pb2.StatsReply:
+            # rates of the last closed metrics window (--metrics-interval-s): reading them
+            # must not close a window, or a polling monitor would skew the CloudWatch rates
             metrics = engine.metrics
-            metrics.roll()
             reply = control_pb2.StatsReply(
                 cpu_percent=metrics.cpu_percent,
                 orders_total=metrics.total,
