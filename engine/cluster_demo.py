@@ -1,37 +1,251 @@
-"""The demo through real services: Tansu, redis-server and two engine processes on free
-127.0.0.1 ports; the generated flow goes through Kafka and the summary is built from the
-consumed (de-duplicated) events. Everything is stopped at the end.
+"""The demo through real services and the edge: Tansu, redis-server, two engine processes
+and the local API Gateway (order_router, stream_handler and the feeder, in this process),
+all on free 127.0.0.1 ports. Symbols are listed through hotshard.route (the router and the
+engines agree on partitions); the generated flow is sent by several WebSocket clients
+(hotshard.edge.client), one per group of the flow's users; every reply and push is counted.
+Sending stops after `duration` seconds (or when the flow is done), pushes are drained for
+a few seconds, and everything is stopped.
 
-    python -m engine.demo [--orders N] [--symbols K] [--seed S] [--top T]
+    python -m engine.demo [--orders N] [--symbols K] [--clients C] [--duration S] ...
 """
 
+import asyncio
+import functools
+import json
+import secrets
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.flow import zipf_stream
-from hotshard import kafka
-from hotshard.domain import Status
-from hotshard.events import KIND, STATUS, STATUS_CODE, TRADE
+from engine.flow import Stream, zipf_stream
+from hotshard import kafka, route
+from hotshard.commands import ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID
+from hotshard.domain import Action, OrderType, Side, TimeInForce
+from hotshard.edge.client import Client, ClientError, Message, RetryPolicy, local_token
 from hotshard.local import services
-from hotshard.local.traffic import EventReader, partition_of, produce_orders, producer
+from hotshard.registry import Route
 
 PARTITIONS = 4
+ENGINES = (("demo-0", "0-1"), ("demo-1", "2-3"))
+WATCHED = 5  # the watcher subscribes to the hottest symbols
+WINDOW = 8  # requests in flight per connection
+DRAIN_IDLE_S = 2.0  # pushes are drained until none came for this long ...
+DRAIN_MAX_S = 20.0  # ... or this long after the last reply
+QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # gateway
 
 
 @dataclass
-class Tally:
-    offsets: set[int] = field(default_factory=set)
-    trades: int = 0
-    volume: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
+class ClientTally:
+    user: str
+    sent: int = 0
+    acks: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    lost: int = 0  # no reply (timeout, connection closed)
+    pushes: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
 
 
-def run(orders: int, symbols: int, seed: int, top: int, console: Console) -> int:
+@dataclass
+class SymbolTally:
+    sent: int = 0
+    acks: int = 0
+    fills: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class Run:
+    clients: list[ClientTally]
+    symbols: dict[str, SymbolTally]
+    send_s: float
+    drain_s: float
+    last_push: float = 0.0
+
+
+def frame_of(symbol: str, command: Any, user: str) -> Message:
+    """A generated command as the WebSocket frame a client sends (as `user`)."""
+    action = Action(command[0])
+    if action == Action.CANCEL:
+        return {"action": "cancel", "symbol": symbol, "order_id": command[ORDER_ID]}
+    if action == Action.REPLACE:
+        return {
+            "action": "replace",
+            "symbol": symbol,
+            "order_id": command[ORDER_ID],
+            "price": command[PRICE],
+            "quantity": command[QUANTITY],
+        }
+    frame: Message = {
+        "action": "order",
+        "symbol": symbol,
+        "order_id": command[ORDER_ID],
+        "user_id": user,
+        "side": Side(command[SIDE]).name,
+        "type": OrderType(command[TYPE]).name,
+        "tif": TimeInForce(command[TIF]).name,
+        "quantity": command[QUANTITY],
+    }
+    if command[PRICE] > 0:
+        frame["price"] = command[PRICE]
+    return frame
+
+
+def lanes(stream: Stream, clients: int) -> list[list[tuple[str, Message]]]:
+    """The flow split by user: the flow's user uK trades through client K mod `clients`
+    (so an order and its cancel travel the same connection, in order)."""
+    out: list[list[tuple[str, Message]]] = [[] for _ in range(clients)]
+    for symbol, command in stream:
+        k = int(str(command[USER_ID]).lstrip("u") or 0) % clients
+        out[k].append((symbol, frame_of(symbol, command, trader(k))))
+    return out
+
+
+def trader(k: int) -> str:
+    return f"trader-{k}"
+
+
+def list_symbols(r: Any, stream: Stream) -> dict[str, Route]:
+    """List every symbol of the flow through the routing table (least-loaded partition
+    owned by a live engine), hottest first."""
+    heat = Counter(symbol for symbol, _ in stream)
+    return {symbol: route.list_symbol(r, symbol) for symbol, _ in heat.most_common()}
+
+
+async def drive(
+    ws_url: str,
+    secret: str,
+    stream: Stream,
+    hottest: list[str],
+    *,
+    clients: int,
+    duration: float,
+    progress: Progress,
+) -> Run:
+    work = lanes(stream, clients)
+    tallies = [ClientTally(trader(k)) for k in range(clients)] + [ClientTally("watcher")]
+    symbols: dict[str, SymbolTally] = {}
+    run = Run(tallies, symbols, 0.0, 0.0, time.monotonic())
+    task = progress.add_task("orders", total=sum(len(lane) for lane in work), pushes=0)
+    pushed = [0]
+
+    def on_push(tally: ClientTally) -> Callable[[Message], None]:
+        def count(push: Message) -> None:
+            kind = str(push.get("type", push.get("message", "?")))
+            tally.pushes[kind] += 1
+            pushed[0] += 1
+            run.last_push = time.monotonic()
+            data = push.get("data") or {}
+            sym = symbols.get(str(data.get("symbol")))
+            if kind == "FILL" and sym is not None and tally.user != "watcher":
+                sym.fills += 1
+            if kind == "ORDER_STATUS" and data.get("status") == "REJECTED":
+                tally.rejected[str(data.get("reason"))] += 1
+                if sym is not None:
+                    sym.rejected += 1
+
+        return count
+
+    def on_retry(tally: ClientTally) -> Callable[[Message, int, float], None]:
+        def count(_frame: Message, _n: int, _delay: float) -> None:
+            tally.retries += 1
+
+        return count
+
+    conns = [
+        await Client.connect(
+            ws_url,
+            local_token(secret, tally.user),
+            policy=RetryPolicy(),
+            on_push=on_push(tally),
+            on_retry=on_retry(tally),
+            queue_pushes=False,
+        )
+        for tally in tallies
+    ]
+    began = time.monotonic()
+    deadline = began + duration
+
+    async def lane(client: Client, tally: ClientTally, frames: list[tuple[str, Message]]) -> None:
+        pending: set[asyncio.Future[Message]] = set()
+
+        def record(symbol: str, future: "asyncio.Future[Message]") -> None:
+            progress.advance(task)
+            sym = symbols.setdefault(symbol, SymbolTally())
+            if future.exception() is not None:
+                tally.lost += 1
+                return
+            reply = future.result()
+            if reply.get("type") == "ack":
+                tally.acks += 1
+                sym.acks += 1
+            else:
+                tally.errors[str(reply.get("reason", reply.get("message")))] += 1
+
+        for symbol, frame in frames:
+            if time.monotonic() > deadline:
+                break
+            if len(pending) >= WINDOW:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                future = await client.send(frame)
+            except ClientError:
+                tally.lost += 1
+                break
+            tally.sent += 1
+            symbols.setdefault(symbol, SymbolTally()).sent += 1
+            future.add_done_callback(functools.partial(record, symbol))
+            pending.add(future)
+        if pending:
+            await asyncio.wait(pending)
+
+    async def show_pushes() -> None:
+        while True:
+            progress.update(task, pushes=pushed[0])
+            await asyncio.sleep(0.25)
+
+    ticker = asyncio.create_task(show_pushes())
+    try:
+        watcher = conns[-1]
+        await watcher.subscribe(hottest)
+        await asyncio.gather(
+            *(lane(c, t, w) for c, t, w in zip(conns, tallies, work, strict=False))
+        )
+        run.send_s = time.monotonic() - began
+        drained = time.monotonic()
+        while time.monotonic() - drained < DRAIN_MAX_S:
+            if time.monotonic() - max(run.last_push, drained) > DRAIN_IDLE_S:
+                break
+            await asyncio.sleep(0.1)
+        run.drain_s = time.monotonic() - drained
+    finally:
+        ticker.cancel()
+        progress.update(task, pushes=pushed[0])
+        for conn in conns:
+            await conn.close()
+    return run
+
+
+def run(
+    orders: int,
+    symbols: int,
+    seed: int,
+    top: int,
+    console: Console,
+    *,
+    clients: int = 8,
+    duration: float = 30.0,
+) -> int:
     stream = zipf_stream(orders, seed=seed, symbols=symbols)
+    secret = secrets.token_urlsafe(32)
     with (
         services.tansu() as broker,
         services.redis_server() as redis_srv,
@@ -39,66 +253,176 @@ def run(orders: int, symbols: int, seed: int, top: int, console: Console) -> int
     ):
         console.print(f"broker [bold]{broker.bootstrap}[/], redis [bold]{redis_srv.port}[/]")
         kafka.create_topics(broker.admin(), PARTITIONS)
-        engines = [
-            services.start_engine(
-                workdir=wd,
-                brokers=broker.bootstrap,
-                redis_port=redis_srv.port,
-                partitions=parts,
-                instance=f"demo-{i}",
-            )
-            for i, parts in enumerate(("0-1", "2-3"))
-        ]
-        for e in engines:
-            console.print(f"engine {e.instance}: gRPC {e.address}")
+        processes: list[services.Process] = []
         try:
-            reader = EventReader(broker.bootstrap, PARTITIONS, group="hotshard-demo")
-            began = time.monotonic()
-            prod = producer(broker.bootstrap)
-            produce_orders(prod, stream, lambda s: partition_of(s, PARTITIONS))
-            prod.flush(60)
-            expected_orders = len(stream)
-            tallies: dict[str, Tally] = {}
-
-            def done(r: EventReader) -> bool:
-                return sum(len(set(v)) for v in r.offsets.values()) >= expected_orders
-
-            with console.status("streaming orders through Kafka and the engines"):
-                finished = reader.read_until(done, timeout=300)
-            elapsed = time.monotonic() - began
-            for symbol, events in reader.events.items():
-                tally = tallies.setdefault(symbol, Tally())
-                tally.offsets.update(reader.offsets[symbol])
-                for event in events:
-                    if event[KIND] == TRADE:
-                        tally.trades += 1
-                        tally.volume += event[5]
-                    elif event[KIND] == STATUS:
-                        tally.statuses[Status(int(event[STATUS_CODE])).name] += 1
-            reader.close()
+            for instance, parts in ENGINES:
+                e = services.start_engine(
+                    workdir=wd,
+                    brokers=broker.bootstrap,
+                    redis_port=redis_srv.port,
+                    partitions=parts,
+                    instance=instance,
+                    extra_args=["--fetch-wait-max-ms", "10"],
+                )
+                processes.append(e.process)
+                console.print(f"engine {e.instance}: gRPC {e.address}")
+            routes = list_symbols(redis_srv.client(), stream)
+            console.print(placement(routes))
+            edge = start_gateway(wd, broker.bootstrap, redis_srv.port, secret)
+            processes.append(edge.process)
+            console.print(
+                f"gateway: WebSocket [bold]{edge.ws_url}[/], HTTP {edge.http_url}; "
+                f"{clients} trading clients + 1 watcher, at most {duration:.0f} s of sending"
+            )
+            with Progress(
+                TextColumn("{task.description:>8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("replies, {task.fields[pushes]:,} pushes"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                result = asyncio.run(
+                    drive(
+                        edge.ws_url,
+                        secret,
+                        stream,
+                        list(routes)[:WATCHED],
+                        clients=clients,
+                        duration=duration,
+                        progress=progress,
+                    )
+                )
+            died = [p for p in processes if not p.alive()]
+            for process in died:
+                console.print(f"[red]{process.name} exited:[/]\n{process.log_tail(20)}")
         finally:
-            for e in engines:
-                e.process.stop()
-    table = Table(title=f"hottest {top} symbols of {len(tallies)}", title_justify="left")
-    for column in ("symbol", "orders", "trades", "volume", "accepted", "filled", "cancelled"):
-        table.add_column(column, justify="left" if column == "symbol" else "right")
-    ranked = sorted(tallies.items(), key=lambda item: (-len(item[1].offsets), item[0]))[:top]
+            for process in reversed(processes):
+                process.stop()
+    console.print(client_table(result))
+    console.print(symbol_table(result, routes, top))
+    console.print(reason_table(result))
+    sent = sum(t.sent for t in result.clients)
+    acks = sum(t.acks for t in result.clients)
+    pushes = sum(sum(t.pushes.values()) for t in result.clients)
+    lost = sum(t.lost for t in result.clients)
+    stopped = f" (sending stopped after {duration:.0f} s)" if sent < len(stream) else ""
+    console.print(
+        f"[bold]{sent:,}[/] of {len(stream):,} generated orders{stopped} sent through the "
+        f"gateway by "
+        f"{clients} WebSocket clients in {result.send_s:.1f} s "
+        f"([bold]{acks / max(result.send_s, 1e-9):,.0f}[/] acks/s); {acks:,} acknowledged, "
+        f"{pushes:,} pushes received (drained for {result.drain_s:.1f} s), "
+        f"{sum(t.retries for t in result.clients)} STALE_ROUTE retries, {lost} lost."
+    )
+    return 0 if acks > 0 and pushes > 0 and lost == 0 and not died else 1
+
+
+@dataclass
+class Gateway:
+    ws_url: str
+    http_url: str
+    process: services.Process
+
+
+def start_gateway(workdir: Path, brokers: str, redis_port: int, secret: str) -> Gateway:
+    """`python -m hotshard.edge.local` (gateway + order_router + stream_handler + feeder)
+    as a child process; its URLs are the JSON line it prints once it serves."""
+    repo = Path(__file__).resolve().parents[1]
+    argv = [
+        sys.executable,
+        "-m",
+        "hotshard.edge.local",
+        "--kafka-brokers",
+        brokers,
+        "--redis-port",
+        str(redis_port),
+    ]
+    env = {"PYTHONPATH": str(repo), "JWT_SECRET": secret, **QUIET}
+    process = services.spawn("gateway", argv, workdir, env)
+    urls: dict[str, str] = {}
+
+    def serving() -> bool:
+        if not process.alive():
+            raise services.ServiceError(f"gateway exited:\n{process.log_tail()}")
+        for line in process.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"ws_url"' in line:
+                urls.update(json.loads(line))
+                return True
+        return False
+
+    try:
+        services.wait_for(serving, services.READY_TIMEOUT_S, "the local gateway", interval=0.05)
+    except services.ServiceError:
+        process.stop()
+        raise
+    return Gateway(urls["ws_url"], urls["http_url"], process)
+
+
+def placement(routes: dict[str, Route]) -> Table:
+    table = Table(title="symbols listed through hotshard.route", title_justify="left")
+    for column in ("partition", "engine", "symbols", "hottest"):
+        table.add_column(column, justify="left" if column in ("engine", "hottest") else "right")
+    by_partition: dict[int, list[str]] = {}
+    owner: dict[int, str] = {}
+    for symbol, found in routes.items():
+        by_partition.setdefault(found.partition, []).append(symbol)
+        owner[found.partition] = found.instance
+    for partition in sorted(by_partition):
+        listed = by_partition[partition]
+        table.add_row(str(partition), owner[partition], str(len(listed)), ", ".join(listed[:4]))
+    return table
+
+
+def client_table(result: Run) -> Table:
+    table = Table(title="per client", title_justify="left")
+    columns = ("client", "sent", "acks", "refused", "ORDER_STATUS", "FILL", "TRADE", "DEPTH")
+    for column in (*columns, "rejected", "retries"):
+        table.add_column(column, justify="left" if column == "client" else "right")
+    for t in result.clients:
+        table.add_row(
+            t.user,
+            f"{t.sent:,}",
+            f"{t.acks:,}",
+            f"{sum(t.errors.values()):,}",
+            *(f"{t.pushes[kind]:,}" for kind in columns[4:]),
+            f"{sum(t.rejected.values()):,}",
+            f"{t.retries:,}",
+        )
+    return table
+
+
+def symbol_table(result: Run, routes: dict[str, Route], top: int) -> Table:
+    table = Table(title=f"hottest {top} symbols of {len(routes)}", title_justify="left")
+    for column in ("symbol", "partition", "engine", "sent", "acks", "acks/s", "fills", "rejected"):
+        table.add_column(column, justify="left" if column in ("symbol", "engine") else "right")
+    ranked = sorted(result.symbols.items(), key=lambda item: (-item[1].sent, item[0]))[:top]
     for symbol, t in ranked:
+        found = routes[symbol]
         table.add_row(
             symbol,
-            f"{len(t.offsets):,}",
-            f"{t.trades:,}",
-            f"{t.volume:,}",
-            f"{t.statuses['ACCEPTED']:,}",
-            f"{t.statuses['FILLED']:,}",
-            f"{t.statuses['CANCELLED']:,}",
+            str(found.partition),
+            found.instance,
+            f"{t.sent:,}",
+            f"{t.acks:,}",
+            f"{t.acks / max(result.send_s, 1e-9):,.1f}",
+            f"{t.fills:,}",
+            f"{t.rejected:,}",
         )
-    console.print(table)
-    trades = sum(t.trades for t in tallies.values())
-    console.print(
-        f"[bold]{len(stream):,}[/] orders through Kafka and 2 engine processes in "
-        f"{elapsed:.1f} s ([bold]{len(stream) / elapsed:,.0f}[/] orders/s end to end): "
-        f"{trades:,} trades; {reader.guard.dropped} duplicate events dropped, "
-        f"{len(reader.guard.gaps)} gaps."
-    )
-    return 0 if finished and not reader.guard.gaps else 1
+    return table
+
+
+def reason_table(result: Run) -> Table:
+    refused: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for t in result.clients:
+        refused.update(t.errors)
+        rejected.update(t.rejected)
+    table = Table(title="rejects by reason", title_justify="left")
+    for column in ("reason", "refused by the router", "rejected by the engine"):
+        table.add_column(column, justify="left" if column == "reason" else "right")
+    for reason in sorted(set(refused) | set(rejected)):
+        table.add_row(reason, f"{refused[reason]:,}", f"{rejected[reason]:,}")
+    if not refused and not rejected:
+        table.add_row("(none)", "0", "0")
+    return table

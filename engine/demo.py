@@ -1,7 +1,9 @@
-"""The demo as it stands today: generate a realistic multi-symbol order flow, replay it
-through the books, and show what happened.
+"""The demo: generate a realistic multi-symbol order flow and send it through a local
+cluster (Tansu, Redis, two engine processes, the local API Gateway) with several WebSocket
+clients, then show what happened (engine/cluster_demo.py). `--in-process` replays the flow
+through in-process books only.
 
-    python -m engine.demo [--orders N] [--symbols K] [--seed S] [--top T]
+    python -m engine.demo [--orders N] [--symbols K] [--clients C] [--duration S] [--seed S]
 
 The flow is Zipf-skewed across symbols (the hottest takes ~40%): passive limits near the
 touch, cancels of live orders, marketable limits and market orders (engine/flow.py).
@@ -99,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--orders", type=int, default=500_000, help="commands to generate (default 500,000)"
+        "--orders",
+        type=int,
+        default=None,
+        help="commands to generate (default 20,000; 500,000 with --in-process)",
     )
     parser.add_argument("--symbols", type=int, default=100, help="number of symbols (default 100)")
     parser.add_argument(
@@ -109,20 +114,41 @@ def main(argv: list[str] | None = None) -> int:
         "--top", type=int, default=10, help="symbols shown in the summary (default 10)"
     )
     parser.add_argument(
+        "--clients", type=int, default=8, help="WebSocket clients sending the flow (default 8)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=30.0,
+        help="stop sending after this many seconds (default 30)",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="replay through in-process books only (no broker, Redis or engine processes)",
     )
     args = parser.parse_args(argv)
-    if args.orders <= 0 or args.symbols <= 0:
-        parser.error("--orders and --symbols must be positive")
+    if args.orders is None:
+        args.orders = 500_000 if args.in_process else 20_000
+    if args.orders <= 0 or args.symbols <= 0 or args.clients <= 0 or args.duration <= 0:
+        parser.error("--orders, --symbols, --clients and --duration must be positive")
 
     console = Console(width=None if Console().is_terminal else 120)
     if not args.in_process:
         from engine.cluster_demo import run  # noqa: PLC0415 - starts real services
 
-        console.rule("[bold]hotshard demo: Tansu, Redis and two engine processes")
-        return run(args.orders, args.symbols, args.seed, args.top, console)
+        console.rule(
+            "[bold]hotshard demo: WebSocket clients, the local gateway, Tansu, Redis, two engines"
+        )
+        return run(
+            args.orders,
+            args.symbols,
+            args.seed,
+            args.top,
+            console,
+            clients=args.clients,
+            duration=args.duration,
+        )
     console.rule("[bold]hotshard demo: the matching core")
     with Progress(
         TextColumn("{task.description:>10}"),

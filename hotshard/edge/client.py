@@ -175,7 +175,9 @@ class Client:
     """One WebSocket connection. Use `await Client.connect(...)`; close with `close()` or
     `async with`. Request methods return the reply frame (`ack`, `error`, `subscribed`,
     `unsubscribed`, or API Gateway's `{"message": "Forbidden", ...}`); they raise
-    ClientError only when no reply can come (connection lost, timeout)."""
+    ClientError only when no reply can come (connection lost, timeout). Pushes go to
+    `on_push` and, unless `queue_pushes` is False (a caller that only counts them), to
+    `pushes()`."""
 
     def __init__(
         self,
@@ -185,8 +187,10 @@ class Client:
         reply_timeout_s: float = 15.0,
         on_push: Callable[[Message], None] | None = None,
         on_retry: Callable[[Message, int, float], None] | None = None,
+        queue_pushes: bool = True,
     ) -> None:
         self.ws = ws
+        self.queue_pushes = queue_pushes
         self.policy = policy or RetryPolicy()
         self.reply_timeout_s = reply_timeout_s
         self.on_push = on_push
@@ -390,7 +394,8 @@ class Client:
 
     def _deliver(self, message: Message) -> None:
         self.stats.pushes[str(message.get("type", message.get("message", "?")))] += 1
-        self._queue.put_nowait(message)
+        if self.queue_pushes:
+            self._queue.put_nowait(message)
         if self.on_push is not None:
             self.on_push(message)
 
