@@ -314,7 +314,15 @@ class Engine:
         exception comes back here."""
         future: Future[T] = Future()
         self._controls.put((fn, future))
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            # A caller that gave up must not see its change happen later (a Remove after
+            # the migration rolled back would leave nobody holding the symbol). If the loop
+            # already started it, it completes and the caller's timeout was a lie: wait.
+            if future.cancel():
+                raise
+            return future.result()
 
     def _run_controls(self) -> None:
         while True:
