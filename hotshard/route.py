@@ -142,19 +142,7 @@ def list_symbol(r: redis.Redis, symbol: str, *, loads: Mapping[int, float] | Non
     measure, the number of symbols already routed to each partition."""
     owners = partition_owners(r)
     partition = choose_partition(owners, partition_loads(r) if loads is None else loads)
-    flat = r.eval(
-        _LIST,
-        3,
-        names.REDIS_ROUTE.format(symbol),
-        names.REDIS_ROUTES,
-        names.REDIS_ROUTE_LOAD,
-        symbol,
-        partition,
-        owners[partition],
-    )
-    route = route_from_fields(symbol, flat)
-    assert route is not None
-    return route
+    return list_symbol_at(r, symbol, partition, owners[partition])
 
 
 def list_symbol_at(r: redis.Redis, symbol: str, partition: int, instance: str) -> Route:
