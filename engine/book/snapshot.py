@@ -5,7 +5,7 @@ state is consistent with, CRC-32 of the state) around a columnar hotshard.v1.Boo
 """
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from itertools import chain
 from typing import Any
 
@@ -34,19 +34,8 @@ class SnapshotInfo:
 
 def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
     state = snapshot_pb2.BookState(seq=book.seq, last_price=book.last_price)
-    inst = book.instrument
-    state.instrument.CopyFrom(
-        snapshot_pb2.Instrument(
-            symbol=inst.symbol,
-            tick=inst.tick,
-            lot=inst.lot,
-            price_min=inst.price_min,
-            price_max=inst.price_max,
-            self_trade_prevention=inst.self_trade_prevention,
-            dedup_window=inst.dedup_window,
-            max_quantity=inst.max_quantity,
-        )
-    )
+    # hotshard.v1.Instrument has the Instrument dataclass's fields, by the same names
+    state.instrument.CopyFrom(snapshot_pb2.Instrument(**asdict(book.instrument)))
     live = _live_orders(book)
     if live:
         # One pass over the scattered orders (flattened in C), then columns by slicing the
@@ -97,17 +86,9 @@ def info(data: bytes) -> SnapshotInfo:
 
 def load(data: bytes) -> tuple[Book, SnapshotInfo]:
     envelope, state = _open(data)
-    pi = state.instrument
     try:
         instrument = Instrument(
-            symbol=pi.symbol,
-            tick=pi.tick,
-            lot=pi.lot,
-            price_min=pi.price_min,
-            price_max=pi.price_max,
-            self_trade_prevention=pi.self_trade_prevention,
-            dedup_window=pi.dedup_window,
-            max_quantity=pi.max_quantity,
+            **{f.name: getattr(state.instrument, f.name) for f in fields(Instrument)}
         )
     except ValueError as exc:
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, str(exc)) from exc
