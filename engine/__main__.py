@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-import redis
-
 from engine.book import Market
 from engine.runtime import tune_gc
 from engine.service.control import serve
@@ -18,7 +16,7 @@ from engine.service.core import EngineState
 from engine.service.loop import Engine, EngineFailedError
 from engine.service.settings import EngineSettings, parse_args
 from engine.service.store import SnapshotStore, s3_client
-from hotshard import kafka
+from hotshard import connections, kafka
 from hotshard.names import KAFKA_GROUP_PREFIX
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -57,21 +55,13 @@ def build(settings: EngineSettings) -> Engine:
 
     from engine.replay import load_symbols  # noqa: PLC0415
 
-    base = kafka.client_config(
-        settings.kafka_brokers, auth=settings.kafka_auth, region=settings.aws_region
-    )
+    base = connections.kafka_base(settings)
     if settings.create_topics:
         kafka.create_topics(AdminClient(base), settings.create_topics)
     market = (
         Market(load_symbols(settings.symbols)) if settings.symbols else Market(open_listing=True)
     )
-    r = redis.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        ssl=settings.redis_tls,
-        socket_timeout=10,
-        socket_connect_timeout=10,
-    )
+    r = connections.redis_client(settings, timeout_s=10)
     s3 = (
         s3_client(settings.aws_region, settings.s3_endpoint_url)
         if settings.snapshot_bucket

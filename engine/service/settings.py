@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hotshard import names
+from hotshard import connections, names
 from hotshard.kafka import AUTH_MODES, AUTH_NONE
 
 
@@ -47,17 +47,11 @@ class EngineSettings:
         d = cls()
 
         def get(key: str, default: str) -> str:
-            value = env.get(key, "")
-            return value if value != "" else default
+            return connections.env_value(env, key, default)
 
         return replace(
             d,
-            kafka_brokers=get(names.ENV_KAFKA_BROKERS, d.kafka_brokers),
-            kafka_auth=get(names.ENV_KAFKA_AUTH, d.kafka_auth),
-            aws_region=get(names.ENV_AWS_REGION, d.aws_region),
-            redis_host=get(names.ENV_REDIS_HOST, d.redis_host),
-            redis_port=int(get(names.ENV_REDIS_PORT, str(d.redis_port))),
-            redis_tls=get(names.ENV_REDIS_TLS, "false").lower() in ("1", "true", "yes"),
+            **connections.from_env(env, d),
             grpc_port=int(get(names.ENV_GRPC_PORT, str(d.grpc_port))),
             log_level=get(names.ENV_LOG_LEVEL, d.log_level).upper(),
             partitions=parse_partitions(get(names.ENV_ENGINE_PARTITIONS, "")),

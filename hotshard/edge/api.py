@@ -28,13 +28,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from hotshard.codec import InvalidOrderError
+from hotshard.connections import redis_client
 from hotshard.domain import Action
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.limits import LimitBook
 from hotshard.edge.router import OrderRouter, RefusedError
-from hotshard.edge.settings import EdgeSettings, order_producer, redis_client
+from hotshard.edge.settings import EdgeSettings, order_producer
 from hotshard.reasons import HotshardError, Reason
 
 JSON = "application/json"

@@ -22,10 +22,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hotshard.connections import kafka_base
 from hotshard.edge.auth import TokenVerifier
 from hotshard.edge.feeder import Feeder
 from hotshard.edge.gateway import LocalGateway, environment
-from hotshard.edge.settings import EdgeSettings, kafka_base
+from hotshard.edge.settings import EdgeSettings
 
 LOCAL_AWS = {  # boto3 signs requests even to a local endpoint
     "AWS_ACCESS_KEY_ID": "hotshard-local",

@@ -6,12 +6,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from hotshard import kafka, names
+from hotshard import connections, kafka, names
+from hotshard.connections import kafka_base
 from hotshard.kafka import AUTH_NONE
-
-_TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +34,19 @@ class EdgeSettings:
         d = cls()
 
         def get(key: str, default: str) -> str:
-            value = env.get(key, "")
-            return value if value != "" else default
+            return connections.env_value(env, key, default)
 
         limits = get(names.ENV_EDGE_LIMITS, "")
         return replace(
             d,
-            kafka_brokers=get(names.ENV_KAFKA_BROKERS, d.kafka_brokers),
-            kafka_auth=get(names.ENV_KAFKA_AUTH, d.kafka_auth),
-            aws_region=get(names.ENV_AWS_REGION, d.aws_region),
-            redis_host=get(names.ENV_REDIS_HOST, d.redis_host),
-            redis_port=int(get(names.ENV_REDIS_PORT, str(d.redis_port))),
-            redis_tls=get(names.ENV_REDIS_TLS, "false").lower() in _TRUE,
+            **connections.from_env(env, d),
             jwt_secret=get(names.ENV_JWT_SECRET, ""),
             jwt_issuer=get(names.ENV_JWT_ISSUER, ""),
             jwt_audience=get(names.ENV_JWT_AUDIENCE, ""),
             jwt_user_claim=get(names.ENV_JWT_USER_CLAIM, d.jwt_user_claim),
             limits_path=Path(limits) if limits else None,
-            balance_check=get(names.ENV_BALANCE_CHECK, "false").lower() in _TRUE,
-            auto_list=get(names.ENV_AUTO_LIST, "false").lower() in _TRUE,
+            balance_check=get(names.ENV_BALANCE_CHECK, "false").lower() in connections.TRUE,
+            auto_list=get(names.ENV_AUTO_LIST, "false").lower() in connections.TRUE,
             delivery_timeout_ms=int(get(names.ENV_DELIVERY_TIMEOUT_MS, str(d.delivery_timeout_ms))),
             websocket_endpoint=get(names.ENV_WEBSOCKET_ENDPOINT, ""),
         )
@@ -63,12 +54,7 @@ class EdgeSettings:
     def env(self) -> dict[str, str]:
         """The environment that reproduces these settings (the gateway hands it on)."""
         return {
-            names.ENV_KAFKA_BROKERS: self.kafka_brokers,
-            names.ENV_KAFKA_AUTH: self.kafka_auth,
-            names.ENV_AWS_REGION: self.aws_region,
-            names.ENV_REDIS_HOST: self.redis_host,
-            names.ENV_REDIS_PORT: str(self.redis_port),
-            names.ENV_REDIS_TLS: str(self.redis_tls).lower(),
+            **connections.to_env(self),
             names.ENV_JWT_SECRET: self.jwt_secret,
             names.ENV_JWT_ISSUER: self.jwt_issuer,
             names.ENV_JWT_AUDIENCE: self.jwt_audience,
@@ -79,23 +65,6 @@ class EdgeSettings:
             names.ENV_DELIVERY_TIMEOUT_MS: str(self.delivery_timeout_ms),
             names.ENV_WEBSOCKET_ENDPOINT: self.websocket_endpoint,
         }
-
-
-def redis_client(settings: EdgeSettings) -> redis.Redis:
-    return redis.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        ssl=settings.redis_tls,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
-
-
-def kafka_base(settings: EdgeSettings) -> dict[str, Any]:
-    return kafka.client_config(
-        settings.kafka_brokers, auth=settings.kafka_auth, region=settings.aws_region
-    )
 
 
 def order_producer(settings: EdgeSettings) -> Any:

@@ -15,11 +15,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from hotshard.connections import redis_client
 from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, management_poster
-from hotshard.edge.settings import EdgeSettings, redis_client
+from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
 logger = Logger(service="stream_handler")

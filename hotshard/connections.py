@@ -1,0 +1,74 @@
+"""Where the shared services are: the Kafka and Redis settings every process reads the same
+way (the engine, the Lambdas, the local gateway), and the clients built from them."""
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import redis
+
+from hotshard import kafka, names
+
+TRUE = ("1", "true", "yes", "on")
+
+
+class ServiceSettings(Protocol):
+    @property
+    def kafka_brokers(self) -> str: ...
+    @property
+    def kafka_auth(self) -> str: ...
+    @property
+    def aws_region(self) -> str: ...
+    @property
+    def redis_host(self) -> str: ...
+    @property
+    def redis_port(self) -> int: ...
+    @property
+    def redis_tls(self) -> bool: ...
+
+
+def env_value(env: Mapping[str, str], key: str, default: str) -> str:
+    """The variable's value; unset or empty -> `default`."""
+    value = env.get(key, "")
+    return value if value != "" else default
+
+
+def from_env(env: Mapping[str, str], defaults: ServiceSettings) -> dict[str, Any]:
+    """The service fields read from `env` (names in hotshard.names), else `defaults`'."""
+    return {
+        "kafka_brokers": env_value(env, names.ENV_KAFKA_BROKERS, defaults.kafka_brokers),
+        "kafka_auth": env_value(env, names.ENV_KAFKA_AUTH, defaults.kafka_auth),
+        "aws_region": env_value(env, names.ENV_AWS_REGION, defaults.aws_region),
+        "redis_host": env_value(env, names.ENV_REDIS_HOST, defaults.redis_host),
+        "redis_port": int(env_value(env, names.ENV_REDIS_PORT, str(defaults.redis_port))),
+        "redis_tls": env_value(env, names.ENV_REDIS_TLS, str(defaults.redis_tls)).lower() in TRUE,
+    }
+
+
+def to_env(settings: ServiceSettings) -> dict[str, str]:
+    """The environment that reproduces the service fields of `settings`."""
+    return {
+        names.ENV_KAFKA_BROKERS: settings.kafka_brokers,
+        names.ENV_KAFKA_AUTH: settings.kafka_auth,
+        names.ENV_AWS_REGION: settings.aws_region,
+        names.ENV_REDIS_HOST: settings.redis_host,
+        names.ENV_REDIS_PORT: str(settings.redis_port),
+        names.ENV_REDIS_TLS: str(settings.redis_tls).lower(),
+    }
+
+
+def redis_client(settings: ServiceSettings, timeout_s: float = 5.0) -> redis.Redis:
+    return redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        ssl=settings.redis_tls,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=30,
+    )
+
+
+def kafka_base(settings: ServiceSettings) -> dict[str, Any]:
+    """The Kafka client configuration every client of these settings starts from."""
+    return kafka.client_config(
+        settings.kafka_brokers, auth=settings.kafka_auth, region=settings.aws_region
+    )
