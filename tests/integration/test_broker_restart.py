@@ -57,7 +57,7 @@ def test_engine_rides_out_a_broker_restart(durable_broker, engines):
             engine = engines("0-3", "ride", brokers=broker.bootstrap)
         return r.count() >= total(expected)
 
-    assert reader.read_until(done, timeout=40)
+    assert reader.read_until(done, timeout=90)
     reader.poll(0.5)
     print(f"engine restarts after the broker restart: {restarts}")
     assert not reader.guard.gaps
