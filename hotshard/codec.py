@@ -197,7 +197,11 @@ def depth_json(
 
 
 def depth_update_json(symbol: str, update: DepthUpdate) -> dict[str, Any]:
-    return depth_json(symbol, update.seq, update.bids, update.asks)
+    """Changed levels; a periodic top-N snapshot says so (`snapshot`: replace, not merge)."""
+    out = depth_json(symbol, update.seq, update.bids, update.asks)
+    if update.snapshot:
+        out["snapshot"] = True
+    return out
 
 
 def dumps(obj: dict[str, Any]) -> str:

@@ -24,8 +24,9 @@ de-duplicated on their input offset per (topic, partition): the engine replays a
 in offset order, so an offset not beyond the last one seen is a repeat.
 
 Depth is state: `DepthGuard.admit` keeps an update only if its seq is beyond the last one
-applied for the symbol; its levels are absolute quantities, so applying a later update
-after a replay is always correct.
+applied for the symbol (a periodic top-N snapshot also at the same seq); its levels are
+absolute quantities, so applying a later update after a replay is always correct, and a
+snapshot replaces what the reader held.
 
 The guard's state is small (two ints per symbol and topic): a reader that restarts keeps it
 with its own committed offsets.
@@ -98,7 +99,9 @@ class DepthGuard:
     def admit(self, symbol: str, update: DepthUpdate) -> bool:
         """True if the update is newer than what was applied for the symbol (then it is
         recorded as applied)."""
-        if update.seq <= self.applied.get(symbol, 0):
+        applied = self.applied.get(symbol, 0)
+        # a snapshot at the seq already applied agrees with it; a change does not repeat
+        if update.seq < applied or (update.seq == applied and not update.snapshot):
             self.dropped += 1
             return False
         self.applied[symbol] = update.seq

@@ -46,6 +46,10 @@ class DepthUpdate:
     seq: int
     bids: list[Level]
     asks: list[Level]
+    snapshot: bool = False
+    """False: the levels changed (0 = gone), to merge. True: the whole top N of each side,
+    to replace what a reader holds (the engine publishes one per symbol periodically, so a
+    reader that starts late or lost updates converges)."""
 
 
 def unsequenced_rejection(order_id: str, user_id: str, reason: Reason) -> Event:

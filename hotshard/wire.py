@@ -191,16 +191,23 @@ def encode_symbol_batch(
         start = end
     depth_bytes = None
     if depth is not None:
-        update = events_pb2.DepthUpdate(symbol=symbol, seq=depth.seq, input_offset=depth_offset)
-        update.bids.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.bids)
-        update.asks.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.asks)
-        depth_bytes = events_pb2.DepthBatch(events=[update], symbol=symbol).SerializeToString()
+        depth_bytes = encode_depth(symbol, depth, depth_offset)
     return SymbolRecords(
         statuses.SerializeToString(),
         fills.SerializeToString(),
         trades.SerializeToString(),
         depth_bytes,
     )
+
+
+def encode_depth(symbol: str, depth: DepthUpdate, input_offset: int) -> bytes:
+    """A DepthBatch record of one update (changed levels, or a top-N snapshot)."""
+    update = events_pb2.DepthUpdate(
+        symbol=symbol, seq=depth.seq, input_offset=input_offset, snapshot=depth.snapshot
+    )
+    update.bids.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.bids)
+    update.asks.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.asks)
+    return events_pb2.DepthBatch(events=[update], symbol=symbol).SerializeToString()
 
 
 def encode_unsequenced(symbol: str, offset: int, event: Event) -> bytes:
@@ -284,6 +291,7 @@ def decode_depth(value: bytes) -> list[tuple[str, DepthUpdate, int]]:
                 u.seq,
                 [(lv.price, lv.quantity) for lv in u.bids],
                 [(lv.price, lv.quantity) for lv in u.asks],
+                u.snapshot,
             ),
             u.input_offset,
         )

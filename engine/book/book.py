@@ -642,6 +642,11 @@ class Book:
         self.dirty_asks.clear()
         return DepthUpdate(self.seq, bids, asks)
 
+    def depth_snapshot(self, levels: int) -> DepthUpdate:
+        """The top `levels` per side as a DepthUpdate that replaces, not merges."""
+        bids, asks = self.depth(levels)
+        return DepthUpdate(self.seq, bids, asks, snapshot=True)
+
     def resting(self) -> int:
         """Number of live resting orders."""
         return sum(level.live() for level in self.bids.values()) + sum(

@@ -21,7 +21,7 @@ from hotshard.events import SEQ, Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.registry import Checkpoint
-from hotshard.wire import decode_order, encode_symbol_batch, encode_unsequenced
+from hotshard.wire import decode_order, encode_depth, encode_symbol_batch, encode_unsequenced
 
 MAX_EVENTS_PER_RECORD = 4000
 """A record of one symbol's events holds at most this many (~100 bytes each): well under
@@ -176,6 +176,17 @@ class EngineState:
             self._forget_skips()
         outputs.extend(unsequenced)
         return BatchResult(outputs, orders, client_ts, last_offsets)
+
+    def depth_snapshots(self, levels: int) -> list[Output]:
+        """A top-`levels` DepthUpdate snapshot of every book, on its home partition."""
+        outputs: list[Output] = []
+        for symbol, book in sorted(self.market.books.items()):
+            partition = self.home.get(symbol)
+            if partition is None:
+                continue
+            value = encode_depth(symbol, book.depth_snapshot(levels), self.applied_offset(symbol))
+            outputs.append((TOPIC_DEPTH, partition, self._key(symbol), value))
+        return outputs
 
     def _refusal(self, symbol: str, partition: int, readable: bool) -> Reason:
         """Why an order for `symbol` from `partition` is refused before any book sees it

@@ -25,7 +25,7 @@ from confluent_kafka import KafkaException
 
 from engine.book import Book
 from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
-from engine.service.core import EngineState, restore_partition
+from engine.service.core import EngineState, Output, restore_partition
 from engine.service.metrics import Metrics
 from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotMissingError, SnapshotStore
@@ -84,6 +84,7 @@ class Engine:
     _last_snapshot: float = 0.0
     _last_heartbeat: float = 0.0
     _last_metrics: float = 0.0
+    _last_depth: float = 0.0
 
     # ------------------------------------------------------------------ life cycle
 
@@ -114,6 +115,7 @@ class Engine:
         )
         now = time.monotonic()
         self._last_snapshot = self._last_heartbeat = self._last_metrics = now
+        self._last_depth = now
 
     def _recover(self, partition: int) -> None:
         checkpoint = registry.read_checkpoint(self.redis, partition)
@@ -196,8 +198,12 @@ class Engine:
         if not records:
             return
         result = self.state.apply_batch(records)
+        self._publish(result.outputs)
+        self.metrics.observe(result.orders, result.client_ts, time.time_ns())
+
+    def _publish(self, outputs: list[Output]) -> None:
         produce = self.producer.produce
-        for topic, partition, key, value in result.outputs:
+        for topic, partition, key, value in outputs:
             while True:
                 try:
                     produce(topic, value, key, partition)
@@ -206,7 +212,6 @@ class Engine:
                     self.producer.poll(0.05)
                 except KafkaException as exc:  # e.g. a record the broker would refuse
                     raise EngineFailedError(f"cannot publish to {topic}: {exc}") from exc
-        self.metrics.observe(result.orders, result.client_ts, time.time_ns())
 
     def _consumer_error(self, error: Any) -> None:
         if error.fatal():
@@ -231,6 +236,9 @@ class Engine:
         if now - self._last_snapshot >= s.snapshot_interval_s:
             self._last_snapshot = now
             self.checkpoint_all("periodic")
+        if now - self._last_depth >= s.depth_snapshot_interval_s:
+            self._last_depth = now
+            self._publish(self.state.depth_snapshots(s.depth_levels))
         if now - self._last_metrics >= s.metrics_interval_s:
             self._last_metrics = now
             self.metrics.roll()

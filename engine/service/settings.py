@@ -38,6 +38,8 @@ class EngineSettings:
     fetch_wait_max_ms: int = 20
     linger_ms: float = 2.0
     metrics_interval_s: float = 10.0
+    depth_snapshot_interval_s: float = 5.0
+    depth_levels: int = 10
     heartbeat_interval_s: float = 1.0
     ownership_ttl_s: float = 10.0
 
@@ -208,6 +210,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
     )
     opt("--linger-ms", "producer linger: events wait this long to share a request", type=float)
     opt("--metrics-interval-s", "seconds between metric reports (EMF lines on stdout)", type=float)
+    opt(
+        "--depth-snapshot-interval-s",
+        "seconds between top-of-book snapshots on `depth` (every symbol's whole top "
+        "--depth-levels per side, so a reader that starts late or lost updates converges)",
+        type=float,
+    )
+    opt("--depth-levels", "levels per side in a depth snapshot", type=int)
     opt("--heartbeat-interval-s", "seconds between registry heartbeats", type=float)
     opt(
         "--ownership-ttl-s",
@@ -231,8 +240,16 @@ def _check(p: argparse.ArgumentParser, s: EngineSettings) -> None:
         p.error(f"--kafka-auth must be one of {', '.join(AUTH_MODES)}")
     if not 1 <= s.batch_size <= 100_000:
         p.error("--batch-size must be 1..100000")
-    if s.snapshot_interval_s <= 0 or s.metrics_interval_s <= 0 or s.heartbeat_interval_s <= 0:
+    intervals = (
+        s.snapshot_interval_s,
+        s.metrics_interval_s,
+        s.heartbeat_interval_s,
+        s.depth_snapshot_interval_s,
+    )
+    if min(intervals) <= 0:
         p.error("intervals must be positive")
+    if s.depth_levels < 1:
+        p.error("--depth-levels must be >= 1")
     if s.ownership_ttl_s <= s.heartbeat_interval_s:
         p.error("--ownership-ttl-s must exceed --heartbeat-interval-s")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -1,9 +1,10 @@
 """The latest depth per symbol in Redis, for polling clients and new subscribers.
 
 The engine publishes changed levels with absolute quantities (0: level gone) and the seq
-they are consistent with (hotshard.wire DepthBatch). `apply` keeps an update only if its seq
-is beyond the one stored (one Lua script, so replays and out-of-order deliveries are
-harmless); `read` returns the top levels as client JSON (hotshard.codec.depth_json).
+they are consistent with (hotshard.wire DepthBatch), and periodically the whole top N as a
+snapshot. `apply` keeps a change only if its seq is beyond the one stored, and a snapshot
+also at the same seq, replacing both sides (one Lua script, so replays and out-of-order
+deliveries are harmless); `read` returns the top levels as client JSON (hotshard.codec.depth_json).
 """
 
 from typing import Any
@@ -14,16 +15,19 @@ from hotshard import names
 from hotshard.codec import depth_json
 from hotshard.events import DepthUpdate
 
-# KEYS: depth, bids, asks. ARGV: seq, number of bid values, bid price, qty, ..., ask price, qty, ...
+# KEYS: depth, bids, asks. ARGV: seq, snapshot (1: replace both sides), number of bid values,
+# bid price, qty, ..., ask price, qty, ...
 _APPLY = """
 local seq = tonumber(ARGV[1])
-if seq <= tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1') then return 0 end
+local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+if seq < stored or (seq == stored and ARGV[2] ~= '1') then return 0 end
 redis.call('HSET', KEYS[1], 'seq', seq)
-local nb = tonumber(ARGV[2])
-local i = 3
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2], KEYS[3]) end
+local nb = tonumber(ARGV[3])
+local i = 4
 while i < #ARGV do
   local side = KEYS[3]
-  if i < 3 + nb then side = KEYS[2] end
+  if i < 4 + nb then side = KEYS[2] end
   if ARGV[i + 1] == '0' then redis.call('HDEL', side, ARGV[i])
   else redis.call('HSET', side, ARGV[i], ARGV[i + 1]) end
   i = i + 2
@@ -47,7 +51,7 @@ class DepthStore:
                 names.REDIS_DEPTH_SIDE.format(symbol, "bids"),
                 names.REDIS_DEPTH_SIDE.format(symbol, "asks"),
             ],
-            args=[update.seq, len(bids), *bids, *asks],
+            args=[update.seq, int(update.snapshot), len(bids), *bids, *asks],
         )
         return bool(done)
 

@@ -74,3 +74,11 @@ def test_depth_updates_not_newer_than_the_applied_one_are_dropped():
     assert not guard.admit("A", DepthUpdate(5, [(10, 1)], []))
     assert not guard.admit("A", DepthUpdate(3, [], []))
     assert guard.admit("A", DepthUpdate(9, [], [(11, 2)]))
+
+
+def test_depth_guard_takes_a_snapshot_at_the_applied_seq_but_not_a_repeated_change():
+    guard = DepthGuard()
+    assert guard.admit("A", DepthUpdate(5, [(10, 1)], []))
+    assert not guard.admit("A", DepthUpdate(5, [(10, 1)], []))
+    assert guard.admit("A", DepthUpdate(5, [(10, 1)], [], snapshot=True))
+    assert not guard.admit("A", DepthUpdate(4, [], [], snapshot=True))

@@ -12,7 +12,7 @@ from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.registry import Checkpoint
-from hotshard.wire import encode_order, parse_batch
+from hotshard.wire import decode_depth, encode_order, parse_batch
 
 KINDS = {TOPIC_ORDER_STATUS: STATUS, TOPIC_FILLS: FILL, TOPIC_TRADES: TRADE}
 
@@ -242,3 +242,23 @@ def test_quantities_that_would_overflow_a_level_are_rejected_not_a_crash():
     huge = [("A", add(user, user, Side.BUY, 10, 1 << 62)) for user in ("u", "v")]
     out = collect(state.apply_batch(records(huge, partitions=1)).outputs)["A"]
     assert [(e[4], e[5]) for e in out] == [(Status.REJECTED, Reason.VALUE_OUT_OF_RANGE)] * 2
+
+
+def test_depth_snapshots_give_every_book_its_top_levels_on_its_partition():
+    state = EngineState(Market(open_listing=True))
+    flow = [
+        ("A", add("1", "u", Side.BUY, 10, 1)),
+        ("A", add("2", "u", Side.BUY, 9, 2)),
+        ("A", add("3", "v", Side.SELL, 12, 3)),
+        ("B", add("4", "u", Side.SELL, 50, 1)),
+    ]
+    recs = records(flow, partitions=2)
+    state.apply_batch(recs)
+    outputs = state.depth_snapshots(levels=1)
+    assert [(t, p) for t, p, _, _ in outputs] == [
+        (TOPIC_DEPTH, next(p for p, _, k, _ in recs if k == b"A")),
+        (TOPIC_DEPTH, next(p for p, _, k, _ in recs if k == b"B")),
+    ]
+    ((symbol, update, offset),) = decode_depth(outputs[0][3])
+    assert (symbol, update.snapshot, update.seq) == ("A", True, 3)
+    assert (update.bids, update.asks, offset) == ([(10, 1)], [(12, 3)], 2)
