@@ -386,6 +386,15 @@ class Engine:
         target = partition if follow else info.partition
         if target < 0:
             raise ControlError("INVALID_ARGUMENT", Reason.NONE, "no partition to follow")
+        if follow and target == info.partition and from_offset <= info.input_offset:
+            # the snapshot already holds the orders up to its offset: applying them again
+            # would emit their events a second time under new sequence numbers
+            raise ControlError(
+                "INVALID_ARGUMENT",
+                Reason.NONE,
+                f"follow from {from_offset}: the snapshot already includes offsets up to "
+                f"{info.input_offset} of partition {target}",
+            )
         if target not in self.partitions:
             if not follow:
                 raise ControlError(
@@ -400,7 +409,11 @@ class Engine:
         self.state.add_book(book, target, applied)
         if rewound:
             self._assign()
-        self.checkpoint_all("restore")
+        if not self.checkpoint_all("restore"):
+            # not durable here: give the book back rather than report a restore that a
+            # crash would undo (the caller retries or rolls back)
+            self.state.remove_book(symbol, 0)
+            raise ControlError("UNAVAILABLE", Reason.NONE, "restore not checkpointed; retry")
         return book.seq, applied
 
     def _adopt(self, partition: int, from_offset: int) -> None:
@@ -426,7 +439,14 @@ class Engine:
         if fence_epoch <= 0:
             route = registry.read_route(self.redis, symbol)
             fence_epoch = (route.epoch if route is not None else 0) + 1
-        self.state.remove_book(symbol, fence_epoch)
+        home = self.state.home.get(symbol, -1)
+        applied = self.state.applied_offset(symbol)
+        book = self.state.remove_book(symbol, fence_epoch)
+        if not self.checkpoint_all("remove"):
+            # a crash now would restart with the symbol still listed here: keep it, and
+            # let the caller retry the Remove
+            if book is not None:
+                self.state.add_book(book, home, applied)
+            raise ControlError("UNAVAILABLE", Reason.NONE, "remove not checkpointed; retry")
         self.metrics.forget(symbol)
-        self.checkpoint_all("remove")
         return final.seq, final.input_offset, final.location, fence_epoch

@@ -86,6 +86,16 @@ def test_snapshot_remove_restore_move_a_symbol_between_running_engines(
     [late] = [e for e in reader.events["MOVE"] if e[2] == "late"]
     assert (late[1], late[4], late[5]) == (0, Status.REJECTED, Reason.STALE_ROUTE)
 
+    # Following the snapshot's own partition from an offset it already includes would
+    # apply those orders twice: refused.
+    assert code_of(
+        lambda: dst.Restore(
+            control_pb2.RestoreRequest(
+                symbol="MOVE", location=removed.location, follow=True, partition=0, from_offset=0
+            ),
+            timeout=10,
+        )
+    ) == (grpc.StatusCode.INVALID_ARGUMENT, "NONE")
     # Restore on the target from the S3 location, following partition 1 from its start.
     restored = dst.Restore(
         control_pb2.RestoreRequest(
