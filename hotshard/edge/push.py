@@ -16,6 +16,7 @@ warm Lambda container; the Redis writes have their own sequence guards).
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,10 @@ Post = Callable[[str, bytes], bool]
 """(connection id, data) -> False if the connection is gone (410)."""
 
 
+POST_THREADS = 16
+"""Connections posted to at once (boto3 clients are thread-safe)."""
+
+
 @dataclass
 class PushStats:
     records: int = 0
@@ -54,6 +59,9 @@ class Pusher:
     post: Post
     guard: SequenceGuard = field(default_factory=SequenceGuard)
     depth_guard: DepthGuard = field(default_factory=DepthGuard)
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(POST_THREADS, thread_name_prefix="push")
+    )
 
     def handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
         """records: (topic, partition, value) in the order the event source delivered."""
@@ -96,20 +104,32 @@ class Pusher:
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
         users = self.connections.of_users(u for u, _ in to_users) if to_users else {}
         subs = self.connections.of_symbols(s for s, _ in to_symbols) if to_symbols else {}
-        gone: set[str] = set()
+        # Each connection's pushes in order, connections side by side: one post is an HTTP
+        # round trip to the Management API, so posting one at a time caps the whole stream.
+        queues: dict[str, list[bytes]] = {}
         for targets, pushes in ((users, to_users), (subs, to_symbols)):
             for owner, payload in pushes:
                 for conn in targets.get(owner, ()):
-                    if conn in gone:
-                        continue
-                    if self._post(conn, payload):
-                        stats.pushes += 1
-                    else:
-                        gone.add(conn)
+                    queues.setdefault(conn, []).append(payload)
+        gone: list[str] = []
+        for conn, (posted, alive) in zip(
+            queues, self._pool.map(self._deliver, queues.items()), strict=True
+        ):
+            stats.pushes += posted
+            if not alive:
+                gone.append(conn)
         for conn in gone:
             self.connections.disconnect(conn)
         stats.gone = len(gone)
         return stats
+
+    def _deliver(self, queue: tuple[str, list[bytes]]) -> tuple[int, bool]:
+        """Post a connection's pushes in order; stop at the first 'gone'."""
+        conn, payloads = queue
+        for posted, payload in enumerate(payloads):
+            if not self._post(conn, payload):
+                return posted, False
+        return len(payloads), True
 
     def _post(self, conn: str, data: bytes) -> bool:
         try:
