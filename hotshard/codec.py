@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from hotshard import commands
 from hotshard.commands import Command
 from hotshard.domain import Action, Liquidity, OrderType, Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
@@ -69,13 +70,11 @@ def decode_order(obj: Any) -> OrderRequest:
             raise fail(reason, f"{name} is required: 1-{MAX_ID_LENGTH} printable characters")
     action = _enum(obj, "action", Action, Action.ADD, Reason.BAD_ACTION, fail)
     if action == Action.CANCEL:
-        return OrderRequest(symbol, (int(action), order_id, user_id, 0, 0, 0, False, 0, 0))
+        return OrderRequest(symbol, commands.cancel(order_id, user_id))
     if action == Action.REPLACE:
         price = _int(obj, "price", fail)
         quantity = _int(obj, "quantity", fail)
-        return OrderRequest(
-            symbol, (int(action), order_id, user_id, 0, 0, 0, False, price, quantity)
-        )
+        return OrderRequest(symbol, commands.replace(order_id, user_id, price, quantity))
     if "side" not in obj:
         raise fail(Reason.MISSING_FIELD, "side is required")
     side = _enum(obj, "side", Side, None, Reason.BAD_SIDE, fail)
@@ -86,16 +85,15 @@ def decode_order(obj: Any) -> OrderRequest:
         raise fail(Reason.MALFORMED, "post_only must be true or false")
     price = 0 if order_type == OrderType.MARKET and "price" not in obj else _int(obj, "price", fail)
     quantity = _int(obj, "quantity", fail)
-    command = (
-        int(action),
+    command = commands.add(
         order_id,
         user_id,
-        int(side),
-        int(order_type),
-        int(tif),
-        post_only,
+        side,
         price,
         quantity,
+        order_type=order_type,
+        tif=tif,
+        post_only=post_only,
     )
     return OrderRequest(symbol, command)
 

@@ -182,6 +182,22 @@ class Book:
         self.seq += 1
         out.append((STATUS, self.seq, order_id, user_id, REJECTED, reason, 0, 0))
 
+    def _status(self, order: Order, status: int, reason: int, out: list[Event]) -> None:
+        """Emit `status` for `order` as it stands now (its filled and leaves)."""
+        self.seq += 1
+        out.append(
+            (
+                STATUS,
+                self.seq,
+                order[ORDER_ID],
+                order[USER_ID],
+                status,
+                reason,
+                order[FILLED_QTY],
+                order[LEAVES],
+            )
+        )
+
     def _add_reason(self, command: Command) -> Reason:
         """Why an ADD is invalid (NONE if it is not): the first failed rule, in a fixed order."""
         _, _, _, side, otype, tif, post_only, price, qty = command
@@ -255,34 +271,11 @@ class Book:
 
     def _end_taker(self, order: Order, reason: Reason, out: list[Event]) -> None:
         """A taker that may not rest: FILLED, or EXPIRED with what is left cancelled."""
-        self.seq += 1
         if order[LEAVES]:
             order[LEAVES] = 0
-            out.append(
-                (
-                    STATUS,
-                    self.seq,
-                    order[ORDER_ID],
-                    order[USER_ID],
-                    EXPIRED,
-                    reason,
-                    order[FILLED_QTY],
-                    0,
-                )
-            )
+            self._status(order, EXPIRED, reason, out)
         else:
-            out.append(
-                (
-                    STATUS,
-                    self.seq,
-                    order[ORDER_ID],
-                    order[USER_ID],
-                    FILLED,
-                    NO_REASON,
-                    order[FILLED_QTY],
-                    0,
-                )
-            )
+            self._status(order, FILLED, NO_REASON, out)
         self.done.append(order)
 
     def _rest_remainder(self, order: Order, filled_before: int, out: list[Event]) -> None:
@@ -293,19 +286,7 @@ class Book:
             return
         self._rest(order)
         if order[FILLED_QTY] != filled_before:
-            self.seq += 1
-            out.append(
-                (
-                    STATUS,
-                    self.seq,
-                    order[ORDER_ID],
-                    order[USER_ID],
-                    PARTIALLY_FILLED,
-                    NO_REASON,
-                    order[FILLED_QTY],
-                    order[LEAVES],
-                )
-            )
+            self._status(order, PARTIALLY_FILLED, NO_REASON, out)
 
     def _new_level(self, side: int, price: int) -> Level:
         if side == BUY:
@@ -462,10 +443,7 @@ class Book:
             return
         self._unlink(order)
         self.done.append(order)
-        self.seq += 1
-        out.append(
-            (STATUS, self.seq, order_id, user_id, CANCELLED, NO_REASON, order[FILLED_QTY], 0)
-        )
+        self._status(order, CANCELLED, NO_REASON, out)
 
     def _replace(self, order_id: str, user_id: str, price: int, qty: int, out: list[Event]) -> None:
         """FIX-style amend: `qty` is the new total quantity, leaves = qty - filled. Lowering
@@ -475,33 +453,16 @@ class Book:
             return
         reason = self._check_size(qty) or self._check_price(price)
         if reason:
-            self.seq += 1
-            out.append(
-                (
-                    STATUS,
-                    self.seq,
-                    order_id,
-                    user_id,
-                    REJECTED,
-                    reason,
-                    order[FILLED_QTY],
-                    order[LEAVES],
-                )
-            )
+            self._status(order, REJECTED, reason, out)
             return
-        filled = order[FILLED_QTY]
-        leaves = qty - filled
+        leaves = qty - order[FILLED_QTY]
         if leaves <= 0:
             self._unlink(order)
             self.done.append(order)
-            self.seq += 1
-            out.append(
-                (STATUS, self.seq, order_id, user_id, CANCELLED, Reason.REPLACED_TO_ZERO, filled, 0)
-            )
+            self._status(order, CANCELLED, Reason.REPLACED_TO_ZERO, out)
         elif price == order[PRICE] and leaves <= order[LEAVES]:
             self._reduce(order, order[LEAVES] - leaves)
-            self.seq += 1
-            out.append((STATUS, self.seq, order_id, user_id, REPLACED, NO_REASON, filled, leaves))
+            self._status(order, REPLACED, NO_REASON, out)
         else:
             self._requeue(order, price, leaves, out)
 
@@ -513,19 +474,7 @@ class Book:
         limit_key = -price if side == BUY else price
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if order[POST_ONLY] and crosses:
-            self.seq += 1
-            out.append(
-                (
-                    STATUS,
-                    self.seq,
-                    order[ORDER_ID],
-                    order[USER_ID],
-                    REJECTED,
-                    Reason.POST_ONLY_WOULD_CROSS,
-                    order[FILLED_QTY],
-                    order[LEAVES],
-                )
-            )
+            self._status(order, REJECTED, Reason.POST_ONLY_WOULD_CROSS, out)
             return
         self._unlink(order)
         # A fresh object: the old one may still sit, dead, in its former queue.
@@ -540,10 +489,7 @@ class Book:
         ]
         filled = order[FILLED_QTY]
         self.orders[order[USER_ID]][order[ORDER_ID]] = moved
-        self.seq += 1
-        out.append(
-            (STATUS, self.seq, order[ORDER_ID], order[USER_ID], REPLACED, NO_REASON, filled, leaves)
-        )
+        self._status(moved, REPLACED, NO_REASON, out)
         if crosses:
             self._take(moved, limit_key, out)
         self._rest_remainder(moved, filled, out)
@@ -556,19 +502,7 @@ class Book:
             self.reject(order_id, user_id, Reason.UNKNOWN_ORDER, out)
             return None
         if not order[LEAVES]:
-            self.seq += 1
-            out.append(
-                (
-                    STATUS,
-                    self.seq,
-                    order_id,
-                    user_id,
-                    REJECTED,
-                    Reason.ORDER_NOT_OPEN,
-                    order[FILLED_QTY],
-                    0,
-                )
-            )
+            self._status(order, REJECTED, Reason.ORDER_NOT_OPEN, out)
             return None
         return order
 
