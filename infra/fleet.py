@@ -14,10 +14,19 @@ minimum fleet (`partition_groups`); an in-service process takes a group no other
 instance owns in the registry, a process in the warm pool or beyond the minimum fleet
 starts idle and gets symbols by Restore (see engine_host.py). The instance id is the
 engine's default, `<hostname>-<grpc port>`.
+
+Metrics: the engine writes its metrics as CloudWatch embedded metric format (EMF) JSON lines
+on stdout (engine/service/metrics.py). Each unit appends its stdout to
+/var/log/hotshard/engine-<grpc port>.log (stderr, the engine's logs, stays in journald) and
+the Amazon CloudWatch agent (AL2023 package `amazon-cloudwatch-agent`) ships each file to the
+log group `/hotshard/engines`, one stream per instance and port; CloudWatch Logs extracts the
+`hotshard` metrics the migration alarms watch from those events. logrotate keeps the files
+small (copytruncate: the unit's file stays open in append mode).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aws_cdk import Duration, Environment, Stack
@@ -32,6 +41,7 @@ from infra import engine_host
 from infra.cache import CacheStack
 from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge, acknowledge_wildcards
+from infra.constructs.python_function import log_group
 from infra.constructs.source_bundle import bundling, report_missing
 from infra.messaging import MessagingStack
 from infra.network import NetworkStack
@@ -44,6 +54,11 @@ ENGINE_ENTRY = "engine/__main__.py"
 APP_DIR = "/opt/hotshard"
 HOST_SCRIPT = f"{APP_DIR}/engine_host.py"
 USER_DATA_LIMIT = 16 * 1024  # EC2: bytes of user data before base64
+ENGINE_LOG_GROUP = "/hotshard/engines"
+ENGINE_LOG_DIR = "/var/log/hotshard"
+CW_AGENT_DIR = "/opt/aws/amazon-cloudwatch-agent"
+CW_AGENT_CONFIG = f"{CW_AGENT_DIR}/etc/hotshard.json"
+CW_AGENT_LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")
 
 
 class FleetStack(Stack):
@@ -92,6 +107,12 @@ class FleetStack(Stack):
             transactions=True,
         )
         storage.grant_snapshots(self.role)
+        # The CloudWatch agent ships the engines' stdout (EMF metric lines) here; the group
+        # exists before any instance, so the agent needs no logs:CreateLogGroup.
+        self.engine_logs = log_group(
+            self, "EngineLogs", days=config.log_retention_days, name=ENGINE_LOG_GROUP
+        )
+        self.engine_logs.grant(self.role, *CW_AGENT_LOG_ACTIONS)
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
@@ -219,6 +240,27 @@ def partition_groups(config: InfraConfig) -> list[str]:
     return groups
 
 
+def engine_log_file(port: int | str) -> str:
+    """Where `engine@<port>.service` appends its stdout (the EMF metric lines)."""
+    return f"{ENGINE_LOG_DIR}/engine-{port}.log"
+
+
+def cloudwatch_agent_config(config: InfraConfig) -> str:
+    """The CloudWatch agent's configuration: each engine's stdout file to its own stream of
+    ENGINE_LOG_GROUP. One entry per port rather than a glob (a glob ships only the most
+    recently written file). The region comes from the instance metadata."""
+    files = [
+        {
+            "file_path": engine_log_file(port),
+            "log_group_name": ENGINE_LOG_GROUP,
+            "log_stream_name": f"{{instance_id}}-{port}",
+        }
+        for port in config.grpc_ports
+    ]
+    document = {"logs": {"logs_collected": {"files": {"collect_list": files}}}}
+    return json.dumps(document, separators=(",", ":"))
+
+
 def engine_install_script(
     *, config: InfraConfig, zip_path: str, environment: dict[str, str], region: str
 ) -> list[str]:
@@ -230,8 +272,8 @@ def engine_install_script(
     python = f"{APP_DIR}/venv/bin/python"
     return [
         "set -euo pipefail",
-        "dnf install -y -q python3.11 python3.11-pip unzip",
-        f"mkdir -p {APP_DIR}/app /etc/hotshard",
+        "dnf install -y -q python3.11 python3.11-pip unzip amazon-cloudwatch-agent logrotate",
+        f"mkdir -p {APP_DIR}/app /etc/hotshard {ENGINE_LOG_DIR}",
         f"unzip -o -q {zip_path} -d {APP_DIR}/app",
         f"python3.11 -m venv {APP_DIR}/venv",
         f"{APP_DIR}/venv/bin/pip install -q -c {APP_DIR}/app/constraints.txt {APP_DIR}/app",
@@ -259,9 +301,27 @@ def engine_install_script(
         "Restart=always",
         "RestartSec=1",
         "LimitNOFILE=65536",
+        "# stdout: EMF metric lines, shipped by the CloudWatch agent; stderr: logs, journald",
+        "Environment=PYTHONUNBUFFERED=1",
+        f"StandardOutput=append:{engine_log_file('%i')}",
+        "StandardError=journal",
         "[Install]",
         "WantedBy=multi-user.target",
         "UNIT",
+        "cat > /etc/logrotate.d/hotshard <<'ROTATE'",
+        f"{ENGINE_LOG_DIR}/engine-*.log {{",
+        "daily",
+        "maxsize 200M",
+        "rotate 2",
+        "compress",
+        "missingok",
+        "notifempty",
+        "copytruncate",
+        "}",
+        "ROTATE",
+        f"cat > {CW_AGENT_CONFIG} <<'JSON'",
+        cloudwatch_agent_config(config),
+        "JSON",
         "cat > /usr/local/bin/hotshard-ready <<'READY'",
         "#!/bin/bash",
         "# Every boot: wait until each engine process answers the gRPC Health call with",
@@ -289,5 +349,9 @@ def engine_install_script(
         "UNIT",
         "systemctl daemon-reload",
         f"for port in {ports}; do systemctl enable --now engine@$port.service; done",
+        "systemctl enable --now logrotate.timer",
+        # fetch-config translates the JSON, enables the agent's unit and (-s) restarts it.
+        f"{CW_AGENT_DIR}/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s"
+        f" -c file:{CW_AGENT_CONFIG}",
         "systemctl enable --now hotshard-ready.service",
     ]

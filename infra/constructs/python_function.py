@@ -26,9 +26,14 @@ RUNTIME = lambda_.Runtime.PYTHON_3_11
 SHARED_PACKAGE = "hotshard"
 
 
-def log_group(scope: Construct, construct_id: str, *, days: int) -> logs.LogGroup:
-    """A log group deleted with its stack and kept `days` days (validated by InfraConfig)."""
-    group = logs.LogGroup(scope, construct_id, removal_policy=RemovalPolicy.DESTROY)
+def log_group(
+    scope: Construct, construct_id: str, *, days: int, name: str | None = None
+) -> logs.LogGroup:
+    """A log group deleted with its stack and kept `days` days (validated by InfraConfig);
+    named `name` when something outside CloudFormation must find it, else generated."""
+    group = logs.LogGroup(
+        scope, construct_id, log_group_name=name, removal_policy=RemovalPolicy.DESTROY
+    )
     cfn = group.node.default_child
     assert isinstance(cfn, logs.CfnLogGroup)
     cfn.retention_in_days = days

@@ -12,9 +12,16 @@ from hotshard import names
 from hotshard.kafka import AUTH_MSK_IAM
 from infra import engine_host
 from infra.config import InfraConfig
-from infra.fleet import USER_DATA_LIMIT, engine_install_script, partition_groups
+from infra.fleet import (
+    CW_AGENT_CONFIG,
+    CW_AGENT_LOG_ACTIONS,
+    ENGINE_LOG_GROUP,
+    USER_DATA_LIMIT,
+    engine_install_script,
+    partition_groups,
+)
 from infra.storage import SNAPSHOT_PREFIX
-from tests.infra.iam import actions_of, role_statements
+from tests.infra.iam import actions_of, as_list, role_statements
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +131,65 @@ def test_engine_role_is_least_privilege(fleet: Template) -> None:
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["snapshots/*"]}}
     (code,) = [s for s in stmts if s["Action"] == "s3:GetObject"]
     assert "*" not in json.dumps(code["Resource"])
+
+
+def _engine_log_group_id(fleet: Template) -> str:
+    groups = fleet.find_resources(
+        "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": ENGINE_LOG_GROUP}}
+    )
+    (logical_id,) = groups
+    return logical_id
+
+
+def test_engine_log_group_has_a_retention(fleet: Template) -> None:
+    fleet.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": ENGINE_LOG_GROUP, "RetentionInDays": 30}
+    )
+
+
+def test_engine_role_may_only_write_streams_of_the_engine_log_group(fleet: Template) -> None:
+    stmts = role_statements(fleet, "EngineRole")
+    logs = [s for s in stmts if any(a.startswith("logs:") for a in as_list(s["Action"]))]
+    (statement,) = logs
+    assert sorted(as_list(statement["Action"])) == sorted(CW_AGENT_LOG_ACTIONS)
+    # The group's ARN attribute is arn:...:log-group:/hotshard/engines:* (its streams).
+    assert statement["Resource"] == {"Fn::GetAtt": [_engine_log_group_id(fleet), "Arn"]}
+    assert "Condition" not in statement
+
+
+def test_user_data_ships_engine_stdout_with_the_cloudwatch_agent(fleet: Template) -> None:
+    lines = _user_data_lines(fleet)
+    (install,) = [line for line in lines if line.startswith("dnf install")]
+    assert "amazon-cloudwatch-agent" in install.split()  # AL2023's own package repository
+    assert "logrotate" in install.split()
+    # stdout (EMF metric lines) goes to a file per unit; logs stay in journald.
+    unit = lines[lines.index("cat > /etc/systemd/system/engine@.service <<'UNIT'") + 1 :]
+    unit = unit[: unit.index("UNIT")]
+    assert "StandardOutput=append:/var/log/hotshard/engine-%i.log" in unit
+    assert "StandardError=journal" in unit
+    assert "Environment=PYTHONUNBUFFERED=1" in unit  # a line reaches the file when printed
+    assert "mkdir -p /opt/hotshard/app /etc/hotshard /var/log/hotshard" in lines
+    # The agent reads exactly those files, one stream per port, into the stack's group.
+    body = lines[lines.index(f"cat > {CW_AGENT_CONFIG} <<'JSON'") + 1 :]
+    agent = json.loads("\n".join(body[: body.index("JSON")]))
+    collect = agent["logs"]["logs_collected"]["files"]["collect_list"]
+    ports = range(50051, 50057)
+    assert [c["file_path"] for c in collect] == [f"/var/log/hotshard/engine-{p}.log" for p in ports]
+    assert {c["log_group_name"] for c in collect} == {ENGINE_LOG_GROUP}
+    assert [c["log_stream_name"] for c in collect] == [f"{{instance_id}}-{p}" for p in ports]
+    assert "retention_in_days" not in json.dumps(agent)  # the stack owns the retention
+    # fetch-config translates the file, enables the agent and (-s) starts it.
+    start = (
+        "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config"
+        f" -m ec2 -s -c file:{CW_AGENT_CONFIG}"
+    )
+    assert start in lines
+    # logrotate keeps the files bounded without reopening them (append mode).
+    rotate = lines[lines.index("cat > /etc/logrotate.d/hotshard <<'ROTATE'") + 1 :]
+    rotate = rotate[: rotate.index("ROTATE")]
+    assert rotate[0] == "/var/log/hotshard/engine-*.log {"
+    assert "copytruncate" in rotate
+    assert "systemctl enable --now logrotate.timer" in lines
 
 
 def test_install_script_writes_the_engine_environment() -> None:
