@@ -75,7 +75,7 @@ class MigrationStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, env=env, description="hotshard migration")
         # Tasks name the fleet's group by its fixed name; deploy them after the group exists.
-        self.add_dependency(fleet)
+        self.add_stack_dependency(fleet)
         orders, pending = names.TOPIC_ORDERS, names.TOPIC_PENDING_ORDERS
         access = {
             "DetectHotSymbol": TaskAccess(
