@@ -287,8 +287,26 @@ class Checkpoint:
         )
 
 
-def write_checkpoint(r: redis.Redis, checkpoint: Checkpoint) -> None:
-    r.set(names.REDIS_CHECKPOINT.format(checkpoint.partition), checkpoint.to_json())
+_WRITE_CHECKPOINT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def write_checkpoint(r: redis.Redis, checkpoint: Checkpoint) -> bool:
+    """Write the partition's checkpoint only while `checkpoint.instance` owns the
+    partition (atomically): a paused or zombie owner must not overwrite the checkpoint of
+    the instance that took over. False if it no longer owns it."""
+    written = r.eval(
+        _WRITE_CHECKPOINT,
+        2,
+        names.REDIS_PARTITION_OWNER.format(checkpoint.partition),
+        names.REDIS_CHECKPOINT.format(checkpoint.partition),
+        checkpoint.instance,
+        checkpoint.to_json(),
+    )
+    return bool(written)
 
 
 def read_checkpoint(r: redis.Redis, partition: int) -> Checkpoint | None:

@@ -271,9 +271,11 @@ class Engine:
             self._store_snapshot(symbol)
         taken_ms = int(time.time() * 1000)
         for partition in self.partitions:
-            registry.write_checkpoint(
-                self.redis, self.state.checkpoint(partition, self.settings.instance, taken_ms)
-            )
+            checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
+            if not registry.write_checkpoint(self.redis, checkpoint):
+                self._failure = f"partition {partition} is no longer owned here"
+                log.error("checkpoint refused: ownership lost", extra={"partition": partition})
+                return False
         log.info(
             "checkpoint",
             extra={

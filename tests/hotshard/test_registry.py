@@ -1,0 +1,35 @@
+"""Ownership fences the records an engine writes (real redis-server on a free port)."""
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from hotshard import registry
+from hotshard.local import services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def r() -> Iterator[redis.Redis]:
+    with services.redis_server() as server:
+        client = redis.Redis(host=server.host, port=server.port)
+        yield client
+        client.close()
+
+
+def test_only_the_partitions_owner_writes_its_checkpoint(r: redis.Redis) -> None:
+    assert registry.claim_partitions(r, "new-owner", [3], ttl_ms=10_000) == []
+    ours = registry.Checkpoint(partition=3, offset=41, symbols=("A",), instance="new-owner")
+    assert registry.write_checkpoint(r, ours)
+    zombie = registry.Checkpoint(partition=3, offset=7, symbols=("A",), instance="old-owner")
+    assert not registry.write_checkpoint(r, zombie)
+    kept = registry.read_checkpoint(r, 3)
+    assert kept is not None and (kept.offset, kept.instance) == (41, "new-owner")
+
+
+def test_a_lapsed_ownership_writes_nothing(r: redis.Redis) -> None:
+    checkpoint = registry.Checkpoint(partition=5, offset=9, instance="gone")
+    assert not registry.write_checkpoint(r, checkpoint)
+    assert registry.read_checkpoint(r, 5) is None
