@@ -123,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         server.stop(0)
         return 1
+    except Exception:
+        # a bug: exit (non-zero, gRPC threads stopped) rather than linger without consuming
+        log.exception("engine crashed; exiting for a restart from the checkpoint")
+        server.stop(0)
+        return 1
     engine.shutdown()
     server.stop(1).wait(5)
     return 0
