@@ -200,27 +200,39 @@ class SnapshotRecord:
     taken_ms: int = 0
 
 
+# KEYS: owner of the record's partition, the record[, the data]. ARGV: instance, data,
+# then the record's field/value pairs.
+_WRITE_SNAPSHOT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[2]) end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+return 1
+"""
+
+
 def write_snapshot_record(
     r: redis.Redis, record: SnapshotRecord, *, data_key: str = "", data: bytes = b""
-) -> None:
-    """Record the symbol's latest snapshot; with `data_key`, store the bytes in Redis in the
-    same transaction (small snapshots)."""
-    with r.pipeline(transaction=True) as pipe:
-        if data_key:
-            pipe.set(data_key, data)
-        pipe.hset(
-            names.REDIS_SNAPSHOT.format(record.symbol),
-            mapping={
-                "location": record.location,
-                "partition": record.partition,
-                "input_offset": record.input_offset,
-                "seq": record.seq,
-                "size": record.size,
-                "instance": record.instance,
-                "taken_ms": record.taken_ms,
-            },
-        )
-        pipe.execute()
+) -> bool:
+    """Record the symbol's latest snapshot; with `data_key`, store the bytes in Redis too
+    (small snapshots). Atomic, and only while `record.instance` owns the record's partition
+    (a zombie must not replace the snapshot a new owner recovers from). False if not."""
+    fields = {
+        "location": record.location,
+        "partition": record.partition,
+        "input_offset": record.input_offset,
+        "seq": record.seq,
+        "size": record.size,
+        "instance": record.instance,
+        "taken_ms": record.taken_ms,
+    }
+    keys = [
+        names.REDIS_PARTITION_OWNER.format(record.partition),
+        names.REDIS_SNAPSHOT.format(record.symbol),
+    ]
+    if data_key:
+        keys.append(data_key)
+    pairs = [str(v) for item in fields.items() for v in item]
+    return bool(r.eval(_WRITE_SNAPSHOT, len(keys), *keys, record.instance, data, *pairs))
 
 
 def read_snapshot_record(r: redis.Redis, symbol: str) -> SnapshotRecord | None:

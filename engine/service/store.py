@@ -21,6 +21,10 @@ REDIS_RETAIN_S = 600
 S3_PREFIX = "snapshots/"
 
 
+class SnapshotRefusedError(HotshardError):
+    """The snapshot record was not written: this instance no longer owns the partition."""
+
+
 class SnapshotMissingError(HotshardError):
     """A snapshot location that holds nothing (expired, never written, wrong bucket)."""
 
@@ -52,14 +56,21 @@ class SnapshotStore:
             key = f"{S3_PREFIX}{symbol}/{seq:020d}-{input_offset}.snap"
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
             record = SnapshotRecord(location=f"s3://{self.bucket}/{key}", **common)  # type: ignore[arg-type]
-            write_snapshot_record(self.redis, record)
+            self._record(record)
         else:
             key = names.REDIS_SNAPSHOT_DATA.format(symbol, f"{seq}-{input_offset}")
             record = SnapshotRecord(location=f"redis:{key}", **common)  # type: ignore[arg-type]
-            write_snapshot_record(self.redis, record, data_key=key, data=data)
+            self._record(record, data_key=key, data=data)
         if previous is not None and previous.location != record.location:
             self._retire(previous.location)
         return record
+
+    def _record(self, record: SnapshotRecord, *, data_key: str = "", data: bytes = b"") -> None:
+        if not write_snapshot_record(self.redis, record, data_key=data_key, data=data):
+            raise SnapshotRefusedError(
+                Reason.STALE_ROUTE,
+                f"{record.symbol}: partition {record.partition} is no longer owned here",
+            )
 
     def latest(self, symbol: str) -> SnapshotRecord | None:
         return read_snapshot_record(self.redis, symbol)

@@ -33,3 +33,25 @@ def test_a_lapsed_ownership_writes_nothing(r: redis.Redis) -> None:
     checkpoint = registry.Checkpoint(partition=5, offset=9, instance="gone")
     assert not registry.write_checkpoint(r, checkpoint)
     assert registry.read_checkpoint(r, 5) is None
+
+
+def test_only_the_partitions_owner_records_a_snapshot(r: redis.Redis) -> None:
+    assert registry.claim_partitions(r, "owner", [7], ttl_ms=10_000) == []
+
+    def record(instance: str, seq: int) -> registry.SnapshotRecord:
+        return registry.SnapshotRecord(
+            symbol="S",
+            location=f"redis:snap-{seq}",
+            partition=7,
+            input_offset=seq,
+            seq=seq,
+            size=3,
+            instance=instance,
+            taken_ms=1,
+        )
+
+    assert registry.write_snapshot_record(r, record("owner", 5), data_key="snap-5", data=b"abc")
+    assert not registry.write_snapshot_record(r, record("zombie", 2), data_key="snap-2", data=b"x")
+    kept = registry.read_snapshot_record(r, "S")
+    assert kept is not None and (kept.seq, kept.instance) == (5, "owner")
+    assert r.get("snap-5") == b"abc" and r.get("snap-2") is None
