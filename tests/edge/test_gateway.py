@@ -175,6 +175,11 @@ def test_crossing_orders_push_each_user_only_its_own_events(
                     "quantity": 5,
                 }
                 await alice.send(json.dumps(sell))
+                # The sell must be the resting order: wait for its ack before the buy goes
+                # out on another connection (the gateway serves connections side by side).
+                early: list[dict[str, Any]] = []
+                while not any(p["type"] == "ack" for p in early):
+                    early.extend(await frames(alice, 1))
                 buy = {
                     "action": "order",
                     "symbol": "MSFT",
@@ -201,10 +206,11 @@ def test_crossing_orders_push_each_user_only_its_own_events(
                     return got
 
                 a, b, c = await asyncio.gather(
-                    collect(alice, wanted),
+                    collect(alice, lambda got: wanted([*early, *got])),
                     collect(bob, wanted),
                     collect(carol, lambda got: {"TRADE", "DEPTH"} <= {p["type"] for p in got}),
                 )
+                a = [*early, *a]
                 for got, user, order_id in ((a, "dave", "a-1"), (b, "erin", "b-1")):
                     assert wanted(got), got
                     pushes = [p for p in got if p["type"] != "ack"]
