@@ -192,40 +192,20 @@ class MigrationStack(Stack):
             "the ${...} in the definition are DefinitionSubstitutions that CloudFormation "
             "fills in; they are meant to be outside Fn::Sub",
         )
-        self.cpu_alarm = cloudwatch.Alarm(
-            self,
+        self.cpu_alarm = self._hot_alarm(
             "EngineCpuHigh",
-            alarm_description="an engine process runs hot: move its hottest symbol",
-            metric=cloudwatch.MathExpression(
-                expression=(
-                    f"SELECT MAX({names.METRIC_PROCESS_CPU}) FROM {names.METRICS_NAMESPACE}"
-                ),
-                period=Duration.minutes(1),
-                label="max engine process CPU %",
-            ),
-            threshold=config.cpu_alarm_threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "an engine process runs hot: move its hottest symbol",
+            f"SELECT MAX({names.METRIC_PROCESS_CPU}) FROM {names.METRICS_NAMESPACE}",
+            "max engine process CPU %",
+            config.cpu_alarm_threshold,
         )
-        self.rate_alarm = cloudwatch.Alarm(
-            self,
+        self.rate_alarm = self._hot_alarm(
             "SymbolRateHigh",
-            alarm_description="one symbol's order rate is above what a shared engine should carry",
-            metric=cloudwatch.MathExpression(
-                expression=(
-                    f"SELECT MAX({names.METRIC_SYMBOL_ORDER_RATE}) "
-                    f"FROM SCHEMA({names.METRICS_NAMESPACE}, {names.DIM_SYMBOL})"
-                ),
-                period=Duration.minutes(1),
-                label="max per-symbol orders/s",
-            ),
-            threshold=config.symbol_rate_alarm_threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "one symbol's order rate is above what a shared engine should carry",
+            f"SELECT MAX({names.METRIC_SYMBOL_ORDER_RATE}) "
+            f"FROM SCHEMA({names.METRICS_NAMESPACE}, {names.DIM_SYMBOL})",
+            "max per-symbol orders/s",
+            config.symbol_rate_alarm_threshold,
         )
         self.rule = events.Rule(
             self,
@@ -242,3 +222,21 @@ class MigrationStack(Stack):
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "CpuAlarmName", value=self.cpu_alarm.alarm_name)
         CfnOutput(self, "RateAlarmName", value=self.rate_alarm.alarm_name)
+
+    def _hot_alarm(
+        self, construct_id: str, description: str, query: str, label: str, threshold: float
+    ) -> cloudwatch.Alarm:
+        """An alarm on a Metrics Insights query: 2 of 3 one-minute maxima above threshold."""
+        return cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=cloudwatch.MathExpression(
+                expression=query, period=Duration.minutes(1), label=label
+            ),
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
