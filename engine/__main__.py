@@ -16,7 +16,7 @@ from engine.service.core import EngineState
 from engine.service.loop import Engine, EngineFailedError
 from engine.service.settings import EngineSettings, parse_args
 from engine.service.store import SnapshotStore, s3_client
-from hotshard import connections, kafka
+from hotshard import clients, kafka
 from hotshard.names import KAFKA_GROUP_PREFIX
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -55,13 +55,13 @@ def build(settings: EngineSettings) -> Engine:
 
     from engine.replay import load_symbols  # noqa: PLC0415
 
-    base = connections.kafka_base(settings)
+    base = clients.kafka_base(settings)
     if settings.create_topics:
         kafka.create_topics(AdminClient(base), settings.create_topics)
     market = (
         Market(load_symbols(settings.symbols)) if settings.symbols else Market(open_listing=True)
     )
-    r = connections.redis_client(settings, timeout_s=10)
+    r = clients.redis_client(settings, timeout_s=10)
     s3 = (
         s3_client(settings.aws_region, settings.s3_endpoint_url)
         if settings.snapshot_bucket

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hotshard import connections, names
+from hotshard import clients, names
 from hotshard.kafka import AUTH_MODES, AUTH_NONE
 
 
@@ -49,11 +49,11 @@ class EngineSettings:
         d = cls()
 
         def get(key: str, default: str) -> str:
-            return connections.env_value(env, key, default)
+            return clients.env_value(env, key, default)
 
         return replace(
             d,
-            **connections.from_env(env, d),
+            **clients.from_env(env, d),
             grpc_port=int(get(names.ENV_GRPC_PORT, str(d.grpc_port))),
             log_level=get(names.ENV_LOG_LEVEL, d.log_level).upper(),
             partitions=parse_partitions(get(names.ENV_ENGINE_PARTITIONS, "")),

@@ -27,8 +27,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
+from hotshard.clients import redis_client
 from hotshard.codec import InvalidOrderError
-from hotshard.connections import redis_client
 from hotshard.domain import Action
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.connections import Connections

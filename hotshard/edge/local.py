@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hotshard.connections import kafka_base
+from hotshard.clients import kafka_base
 from hotshard.edge.auth import TokenVerifier
 from hotshard.edge.feeder import Feeder
 from hotshard.edge.gateway import LocalGateway, environment

@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hotshard import connections, kafka, names
-from hotshard.connections import kafka_base
+from hotshard import clients, kafka, names
+from hotshard.clients import kafka_base
 from hotshard.kafka import AUTH_NONE
 
 
@@ -34,19 +34,19 @@ class EdgeSettings:
         d = cls()
 
         def get(key: str, default: str) -> str:
-            return connections.env_value(env, key, default)
+            return clients.env_value(env, key, default)
 
         limits = get(names.ENV_EDGE_LIMITS, "")
         return replace(
             d,
-            **connections.from_env(env, d),
+            **clients.from_env(env, d),
             jwt_secret=get(names.ENV_JWT_SECRET, ""),
             jwt_issuer=get(names.ENV_JWT_ISSUER, ""),
             jwt_audience=get(names.ENV_JWT_AUDIENCE, ""),
             jwt_user_claim=get(names.ENV_JWT_USER_CLAIM, d.jwt_user_claim),
             limits_path=Path(limits) if limits else None,
-            balance_check=get(names.ENV_BALANCE_CHECK, "false").lower() in connections.TRUE,
-            auto_list=get(names.ENV_AUTO_LIST, "false").lower() in connections.TRUE,
+            balance_check=get(names.ENV_BALANCE_CHECK, "false").lower() in clients.TRUE,
+            auto_list=get(names.ENV_AUTO_LIST, "false").lower() in clients.TRUE,
             delivery_timeout_ms=int(get(names.ENV_DELIVERY_TIMEOUT_MS, str(d.delivery_timeout_ms))),
             websocket_endpoint=get(names.ENV_WEBSOCKET_ENDPOINT, ""),
         )
@@ -54,7 +54,7 @@ class EdgeSettings:
     def env(self) -> dict[str, str]:
         """The environment that reproduces these settings (the gateway hands it on)."""
         return {
-            **connections.to_env(self),
+            **clients.to_env(self),
             names.ENV_JWT_SECRET: self.jwt_secret,
             names.ENV_JWT_ISSUER: self.jwt_issuer,
             names.ENV_JWT_AUDIENCE: self.jwt_audience,

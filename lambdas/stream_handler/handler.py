@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from hotshard.connections import redis_client
+from hotshard.clients import redis_client
 from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
