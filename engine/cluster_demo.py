@@ -31,7 +31,7 @@ from hotshard.commands import ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_I
 from hotshard.domain import Action, OrderType, Side, TimeInForce
 from hotshard.edge.client import Client, ClientError, Message, RetryPolicy, local_token
 from hotshard.local import services
-from hotshard.registry import Route
+from hotshard.route import Route
 
 PARTITIONS = 4
 ENGINES = (("demo-0", "0-1"), ("demo-1", "2-3"))

@@ -1,5 +1,6 @@
 """Where the shared services are: the Kafka and Redis settings every process reads the same
-way (the engine, the Lambdas, the local gateway), and the clients built from them."""
+way (the engine, the Lambdas, the local gateway), the clients built from them, and `text`,
+the one way to read strings out of a Redis reply."""
 
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -72,3 +73,14 @@ def kafka_base(settings: ServiceSettings) -> dict[str, Any]:
     return kafka.client_config(
         settings.kafka_brokers, auth=settings.kafka_auth, region=settings.aws_region
     )
+
+
+def text(reply: Any) -> str:
+    """A Redis reply as a string. The clients built here keep replies as bytes (snapshots
+    are binary), so every string read back from Redis goes through this."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A Redis hash reply (HGETALL) as strings."""
+    return {text(k): text(v) for k, v in raw.items()}

@@ -44,7 +44,8 @@ ENV_ENGINE_ASG = "ENGINE_ASG"  # Auto Scaling group of the engine fleet
 ENV_JWT_ISSUER = "JWT_ISSUER"  # WebSocket $connect checks tokens from this Cognito pool
 ENV_JWT_AUDIENCE = "JWT_AUDIENCE"
 
-# Redis keys (DESIGN §4). Operations on them live in hotshard.registry; `{}` is filled in.
+# Redis keys; `{}` is filled in. Operations on them live in hotshard.route (routing table),
+# hotshard.registry (engines, ownership) and hotshard.recovery (snapshot records, checkpoints).
 REDIS_ROUTE = "route:{}"  # hash per symbol: partition, instance, status, epoch
 REDIS_ENGINES = "engines"  # set of registered engine instance ids
 REDIS_ENGINE = "engine:{}"  # hash per instance: address, partitions, heartbeat_ms, host, pid

@@ -1,12 +1,12 @@
-"""Routing-table operations beyond one read or write: listing a symbol where load is lowest,
-and the moves of a migration (pause, switch, roll back), each one atomic Lua script.
+"""The routing table: `route:{SYMBOL}` maps a symbol to a partition of `orders`, the
+instance owning it, a status (ACTIVE | MIGRATING) and an epoch. This module is its one home:
+the `Route` record, reading it (one round trip, one parser), listing a symbol where load is
+lowest, and the moves of a migration (pause, switch, roll back), each one atomic Lua script.
 
-`route:{SYMBOL}` (hotshard.registry.Route) maps a symbol to a partition of `orders`, the
-instance owning it, a status (ACTIVE | MIGRATING) and an epoch. The epoch grows by one each
-time the symbol's partition changes; the router stamps every order with the epoch it saw, so
-an engine that gave the symbol away rejects late orders with STALE_ROUTE. Alongside:
-`routes` (set of listed symbols) and `route-load` (hash partition -> symbols routed there),
-kept in step by the same scripts.
+The epoch grows by one each time the symbol's partition changes; the router stamps every
+order with the epoch it saw, so an engine that gave the symbol away rejects late orders with
+STALE_ROUTE. Alongside: `routes` (set of listed symbols) and `route-load` (hash partition ->
+symbols routed there), kept in step by the same scripts.
 
 Every transition is a compare-and-set on the epoch (and status) the caller last read: two
 migrations of one symbol, or a listing racing a listing, cannot both win; the loser gets
@@ -17,13 +17,26 @@ migrations of one symbol, or a listing racing a listing, cannot both win; the lo
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from hotshard import names, registry
+from hotshard.clients import text, text_fields
 from hotshard.reasons import HotshardError, Reason
-from hotshard.registry import ACTIVE, MIGRATING, Route
+
+ACTIVE = "ACTIVE"
+MIGRATING = "MIGRATING"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    symbol: str
+    partition: int
+    instance: str
+    status: str = ACTIVE
+    epoch: int = 0
 
 
 class RouteError(HotshardError):
@@ -90,33 +103,34 @@ return 1
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def parse_route(symbol: str, raw: Mapping[Any, Any]) -> Route | None:
+    """A Route from the hash's fields as Redis returns them (None: no route)."""
+    if not raw:
+        return None
+    fields = text_fields(raw)
+    return Route(
+        symbol,
+        int(fields.get("partition", -1)),
+        fields.get("instance", ""),
+        fields.get("status", ACTIVE),
+        int(fields.get("epoch", 0)),
+    )
 
 
 def route_from_fields(symbol: str, flat: list[Any]) -> Route | None:
     """A Route from HGETALL's flat [field, value, ...] reply (as Lua returns it)."""
-    if not flat:
-        return None
-    raw = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-    return Route(
-        symbol,
-        int(raw.get("partition", -1)),
-        raw.get("instance", ""),
-        raw.get("status", ACTIVE),
-        int(raw.get("epoch", 0)),
-    )
+    return parse_route(symbol, dict(zip(flat[::2], flat[1::2], strict=False)))
 
 
 def lookup(r: redis.Redis, symbol: str) -> Route | None:
     """The symbol's route: one round trip (HGETALL)."""
-    return registry.read_route(r, symbol)
+    return parse_route(symbol, r.hgetall(names.REDIS_ROUTE.format(symbol)))
 
 
 def partition_loads(r: redis.Redis) -> dict[int, int]:
     """Symbols routed to each partition that has any."""
     raw = r.hgetall(names.REDIS_ROUTE_LOAD)
-    return {int(_text(k)): int(_text(v)) for k, v in raw.items()}
+    return {int(text(k)): int(text(v)) for k, v in raw.items()}
 
 
 def partition_owners(r: redis.Redis) -> dict[int, str]:
@@ -163,7 +177,7 @@ def list_symbol_at(r: redis.Redis, symbol: str, partition: int, instance: str) -
 
 
 def listed_symbols(r: redis.Redis) -> list[str]:
-    return sorted(_text(m) for m in r.smembers(names.REDIS_ROUTES))
+    return sorted(text(m) for m in r.smembers(names.REDIS_ROUTES))
 
 
 def delist(r: redis.Redis, symbol: str) -> bool:

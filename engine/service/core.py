@@ -20,7 +20,7 @@ from hotshard.commands import Command
 from hotshard.events import SEQ, Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
-from hotshard.registry import Checkpoint
+from hotshard.recovery import Checkpoint
 from hotshard.wire import decode_order, encode_depth, encode_symbol_batch, encode_unsequenced
 
 MAX_EVENTS_PER_RECORD = 4000

@@ -29,7 +29,7 @@ from engine.service.core import EngineState, Output, restore_partition
 from engine.service.metrics import Metrics
 from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotMissingError, SnapshotStore
-from hotshard import registry
+from hotshard import recovery, registry, route
 from hotshard.names import TOPIC_ORDERS
 from hotshard.reasons import Reason
 
@@ -118,7 +118,7 @@ class Engine:
         self._last_depth = now
 
     def _recover(self, partition: int) -> None:
-        checkpoint = registry.read_checkpoint(self.redis, partition)
+        checkpoint = recovery.read_checkpoint(self.redis, partition)
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
         if checkpoint is not None:
             for symbol in checkpoint.symbols:
@@ -272,7 +272,7 @@ class Engine:
         taken_ms = int(time.time() * 1000)
         for partition in self.partitions:
             checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
-            if not registry.write_checkpoint(self.redis, checkpoint):
+            if not recovery.write_checkpoint(self.redis, checkpoint):
                 self._failure = f"partition {partition} is no longer owned here"
                 log.error("checkpoint refused: ownership lost", extra={"partition": partition})
                 return False
@@ -439,8 +439,8 @@ class Engine:
             raise ControlError("UNAVAILABLE", Reason.NONE, "events not yet delivered; retry")
         final = self._store_snapshot(symbol)
         if fence_epoch <= 0:
-            route = registry.read_route(self.redis, symbol)
-            fence_epoch = (route.epoch if route is not None else 0) + 1
+            current = route.lookup(self.redis, symbol)
+            fence_epoch = (current.epoch if current is not None else 0) + 1
         home = self.state.home.get(symbol, -1)
         applied = self.state.applied_offset(symbol)
         book = self.state.remove_book(symbol, fence_epoch)

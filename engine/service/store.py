@@ -1,5 +1,5 @@
 """Where snapshots live: small ones in Redis, large ones in S3, the latest location of each
-symbol recorded in Redis (`snapshot:{SYMBOL}`, hotshard.registry).
+symbol recorded in Redis (`snapshot:{SYMBOL}`, hotshard.recovery).
 
 Locations are `redis:<key>` or `s3://<bucket>/<key>`; `fetch` reads either. Each snapshot
 is stored under its own key (symbol and seq), so a location handed out (to a migration,
@@ -15,7 +15,7 @@ import redis
 
 from hotshard import names
 from hotshard.reasons import HotshardError, Reason
-from hotshard.registry import SnapshotRecord, read_snapshot_record, write_snapshot_record
+from hotshard.recovery import SnapshotRecord, read_snapshot_record, write_snapshot_record
 
 REDIS_RETAIN_S = 600
 S3_PREFIX = "snapshots/"

@@ -4,11 +4,11 @@ subscribe), read by stream_handler to fan out, cleaned by both (a 410 from the M
 API means the connection is gone)."""
 
 from collections.abc import Iterable
-from typing import Any
 
 import redis
 
 from hotshard import names
+from hotshard.clients import text
 
 CONNECTION_TTL_S = 3 * 3600  # API Gateway closes a connection after 2 hours at most
 
@@ -22,10 +22,6 @@ end
 redis.call('DEL', KEYS[1], KEYS[2])
 return user
 """
-
-
-def _t(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _prefix(fmt: str) -> str:
@@ -64,7 +60,7 @@ class Connections:
                 _prefix(names.REDIS_SUBSCRIBERS),
             ],
         )
-        return None if user is None else _t(user)
+        return None if user is None else text(user)
 
     def user_of(self, connection_id: str) -> str | None:
         user = self._users.get(connection_id)
@@ -72,7 +68,7 @@ class Connections:
             raw = self.r.hget(names.REDIS_CONNECTION.format(connection_id), "user")
             if raw is None:
                 return None
-            user = self._users[connection_id] = _t(raw)
+            user = self._users[connection_id] = text(raw)
             if len(self._users) > 100_000:
                 self._users.clear()
         return user
@@ -108,7 +104,7 @@ class Connections:
             for user in wanted:
                 pipe.smembers(names.REDIS_USER_CONNECTIONS.format(user))
             replies = pipe.execute()
-        return {u: sorted(_t(c) for c in ids) for u, ids in zip(wanted, replies, strict=True)}
+        return {u: sorted(text(c) for c in ids) for u, ids in zip(wanted, replies, strict=True)}
 
     def of_symbols(self, symbols: Iterable[str]) -> dict[str, list[str]]:
         """symbol -> subscribed connection ids (one round trip)."""
@@ -117,4 +113,4 @@ class Connections:
             for symbol in wanted:
                 pipe.smembers(names.REDIS_SUBSCRIBERS.format(symbol))
             replies = pipe.execute()
-        return {s: sorted(_t(c) for c in ids) for s, ids in zip(wanted, replies, strict=True)}
+        return {s: sorted(text(c) for c in ids) for s, ids in zip(wanted, replies, strict=True)}

@@ -22,15 +22,14 @@ doubles: exact below 2^53).
 """
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
 from hotshard import names
+from hotshard.clients import text
 from hotshard.domain import Side, Status
 from hotshard.reasons import Reason
-from hotshard.registry import Route
-from hotshard.route import route_from_fields
+from hotshard.route import Route, route_from_fields
 
 CASH = "CASH"
 
@@ -159,10 +158,6 @@ class Claim:
     detail: str = ""
 
 
-def _t(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def order_key(user_id: str, order_id: str) -> str:
     return names.REDIS_ORDER.format(user_id, order_id)
 
@@ -218,14 +213,14 @@ class OrderRecords:
                 order_type,
             ],
         )
-        outcome = _t(reply[0])
+        outcome = text(reply[0])
         if outcome == "GO":
             return Claim(outcome, route_from_fields(symbol, list(reply[1:])))
         if outcome == "ACCEPTED":
-            topic, partition, offset, epoch = (_t(v) for v in reply[1:5])
+            topic, partition, offset, epoch = (text(v) for v in reply[1:5])
             return Claim(outcome, None, topic, int(partition), int(offset), int(epoch))
         if outcome == "INSUFFICIENT":
-            return Claim(outcome, detail=f"available {_t(reply[1])}, needed {_t(reply[2])}")
+            return Claim(outcome, detail=f"available {text(reply[1])}, needed {text(reply[2])}")
         return Claim(outcome)
 
     def confirm(
@@ -284,4 +279,4 @@ class OrderRecords:
 
     def read(self, user_id: str, order_id: str) -> dict[str, str] | None:
         raw = self.r.hgetall(order_key(user_id, order_id))
-        return {_t(k): _t(v) for k, v in raw.items()} or None
+        return {text(k): text(v) for k, v in raw.items()} or None

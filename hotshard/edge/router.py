@@ -28,7 +28,7 @@ from hotshard.edge.limits import LimitBook
 from hotshard.edge.orders import CASH, OrderRecords
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import HotshardError, Reason
-from hotshard.registry import MIGRATING, Route
+from hotshard.route import MIGRATING, Route
 from hotshard.wire import encode_order
 
 

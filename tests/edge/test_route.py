@@ -7,7 +7,8 @@ import pytest
 import redis
 
 from hotshard import route
-from hotshard.registry import ACTIVE, MIGRATING, EngineRecord, Route, register_engine
+from hotshard.registry import EngineRecord, register_engine
+from hotshard.route import ACTIVE, MIGRATING, Route
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from engine.book import Book, Instrument, add, cancel
 from engine.book.snapshot import dump
-from hotshard import registry
+from hotshard import recovery
 from hotshard.domain import Side, Status
 from hotshard.local import services
 from hotshard.local.traffic import EventReader, produce_orders, producer
@@ -117,7 +117,7 @@ def test_snapshot_remove_restore_move_a_symbol_between_running_engines(
     assert not reader.guard.gaps
     # Sequence numbers continue on the target as if the symbol had never moved.
     assert [e for e in reader.sorted_events("MOVE") if e[1] > 0] == expected["MOVE"]
-    record = registry.read_snapshot_record(redis_server.client(), "MOVE")
+    record = recovery.read_snapshot_record(redis_server.client(), "MOVE")
     assert record is not None and record.partition == 1
     reader.close()
 

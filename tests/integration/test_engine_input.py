@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from engine.book import add
-from hotshard import registry
+from hotshard import recovery, registry
 from hotshard.domain import Side, Status
 from hotshard.local.traffic import EventReader, produce_orders, produce_raw, producer
 from hotshard.reasons import Reason
@@ -55,9 +55,9 @@ def test_garbage_unknown_symbol_and_negative_quantity_are_rejected_and_matching_
     assert engine.process.stop(signal.SIGTERM, timeout=20) == 0
     assert registry.read_engine(r, "input") is None
     assert registry.partition_owner(r, 0) is None
-    record = registry.read_snapshot_record(r, "AAA")
+    record = recovery.read_snapshot_record(r, "AAA")
     assert record is not None and record.seq == reader.sorted_events("AAA")[-1][1]
-    checkpoint = registry.read_checkpoint(r, 0)
+    checkpoint = recovery.read_checkpoint(r, 0)
     assert checkpoint is not None and checkpoint.offset == 6 and "AAA" in checkpoint.symbols
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine.book.snapshot import dump
 from engine.flow import zipf_stream
-from hotshard import registry
+from hotshard import recovery
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS
@@ -23,7 +23,7 @@ def beyond_checkpoints(reader: EventReader, r: Any) -> bool:
     """Has the reader seen events of an order after its partition's last checkpoint? Those
     are exactly the events a restart publishes again."""
     for partition in range(PARTITIONS):
-        checkpoint = registry.read_checkpoint(r, partition)
+        checkpoint = recovery.read_checkpoint(r, partition)
         covered = checkpoint.offset if checkpoint is not None else -1
         for symbol, offsets in reader.offsets.items():
             if place(symbol) == partition and offsets and max(offsets) > covered:
@@ -52,7 +52,7 @@ def test_kill_9_then_restart_loses_and_duplicates_nothing(broker, redis_server, 
     # ran ahead of a slow reader), feed it more and look again.
     assert reader.read_until(
         lambda rd: (
-            (checkpoint := registry.read_checkpoint(r, 0)) is not None and checkpoint.offset > 0
+            (checkpoint := recovery.read_checkpoint(r, 0)) is not None and checkpoint.offset > 0
         ),
         timeout=60,
     )

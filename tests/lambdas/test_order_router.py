@@ -13,7 +13,8 @@ from hotshard import names, route
 from hotshard.domain import Action, Side
 from hotshard.edge.limits import LimitBook
 from hotshard.edge.router import RefusedError
-from hotshard.registry import MIGRATING, EngineRecord, register_engine
+from hotshard.registry import EngineRecord, register_engine
+from hotshard.route import MIGRATING
 from lambdas.order_router import handler as module
 from tests.edge.kit import SECRET, edge, event, read_record, token, ws_message
 

@@ -11,7 +11,7 @@ from hotshard.domain import Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
-from hotshard.registry import Checkpoint
+from hotshard.recovery import Checkpoint
 from hotshard.wire import decode_depth, encode_order, parse_batch
 
 KINDS = {TOPIC_ORDER_STATUS: STATUS, TOPIC_FILLS: FILL, TOPIC_TRADES: TRADE}
