@@ -12,11 +12,19 @@ from typing import Any
 
 from hotshard import commands
 from hotshard.commands import Command
-from hotshard.domain import Action, Liquidity, OrderType, Side, Status, TimeInForce
+from hotshard.domain import (
+    MAX_ID_LENGTH,
+    Action,
+    Liquidity,
+    OrderType,
+    Side,
+    Status,
+    TimeInForce,
+    is_id,
+)
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
 from hotshard.reasons import HotshardError, Reason
 
-MAX_ID_LENGTH = 64
 MAX_VALUE = (1 << 62) - 1
 
 
@@ -104,9 +112,7 @@ def _text(obj: dict[str, Any], name: str) -> str:
     value = obj.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable():
-        return value
-    return ""
+    return value if isinstance(value, str) and is_id(value) else ""
 
 
 def _enum(

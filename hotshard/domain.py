@@ -1,11 +1,21 @@
-"""The order vocabulary shared by every part: actions, sides, types, time in force, status.
+"""The order vocabulary shared by every part: actions, sides, types, time in force, status,
+and what makes an id (symbol, order id, user id) acceptable.
 
 Plain IntEnums whose numbers equal the enums of proto/hotshard/v1 (0 is "unspecified" there
-and never a valid value here). The book stores the members themselves in its event tuples,
-so codecs can print `.name` without a lookup.
+and never a valid value here). The book's event tuples hold the plain numbers (cheaper to
+build on the hot path); codecs turn them back into members to print `.name`.
 """
 
 from enum import IntEnum
+
+MAX_ID_LENGTH = 64
+"""Symbols, order ids and user ids are 1 to MAX_ID_LENGTH printable characters."""
+
+
+def is_id(value: str) -> bool:
+    """A usable symbol, order id or user id (MAX_ID_LENGTH). On the engine's hot path: the
+    caller checks that it is a str."""
+    return 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
 
 
 class Action(IntEnum):

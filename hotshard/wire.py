@@ -18,12 +18,11 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from hotshard.commands import Command
-from hotshard.domain import Action
+from hotshard.domain import Action, is_id
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
 from hotshard.reasons import Reason
 from hotshard.v1 import events_pb2, orders_pb2
 
-MAX_ID_LENGTH = 64
 _ADD, _CANCEL, _REPLACE = int(Action.ADD), int(Action.CANCEL), int(Action.REPLACE)
 _ACTIONS = frozenset((_ADD, _CANCEL, _REPLACE))
 _parse_order = orders_pb2.OrderCommand.FromString
@@ -81,7 +80,7 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     action = msg.action
     if not msg.symbol:
         return DecodedOrder(symbol, None, epoch, ts, Reason.MISSING_FIELD, order_id, user_id)
-    if not _good_id(order_id) or not _good_id(user_id) or not _good_id(symbol):
+    if not is_id(order_id) or not is_id(user_id) or not is_id(symbol):
         reason = Reason.MISSING_FIELD if not order_id or not user_id else Reason.BAD_ID
         return DecodedOrder(symbol, None, epoch, ts, reason, order_id, user_id)
     if action not in _ACTIONS:
@@ -105,10 +104,6 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id)
 
 
-def _good_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
-
-
 def _key_text(key: bytes | None) -> str:
     if not key:
         return ""
@@ -116,7 +111,7 @@ def _key_text(key: bytes | None) -> str:
         text = key.decode()
     except UnicodeDecodeError:
         return ""
-    return text if _good_id(text) else ""
+    return text if is_id(text) else ""
 
 
 @dataclass(frozen=True, slots=True)

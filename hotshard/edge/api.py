@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 
 from hotshard.clients import redis_client
 from hotshard.codec import InvalidOrderError
-from hotshard.domain import Action
+from hotshard.domain import Action, is_id
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
@@ -178,7 +178,7 @@ class EdgeApi:
             not isinstance(symbols, list)
             or not symbols
             or len(symbols) > MAX_SUBSCRIPTIONS
-            or not all(isinstance(s, str) and 0 < len(s) <= 64 and s.isprintable() for s in symbols)
+            or not all(isinstance(s, str) and is_id(s) for s in symbols)
         ):
             raise InvalidOrderError(
                 Reason.MALFORMED,
