@@ -31,10 +31,10 @@ from hotshard.clients import redis_client
 from hotshard.codec import InvalidOrderError
 from hotshard.domain import Action, is_id
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
-from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
-from hotshard.edge.limits import LimitBook
+from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import OrderRouter, RefusedError
+from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
 from hotshard.reasons import HotshardError, Reason
 
@@ -85,7 +85,7 @@ class EdgeApi:
     def __init__(
         self,
         router: OrderRouter,
-        connections: Connections,
+        sessions: Sessions,
         verifier: TokenVerifier,
         depth: DepthStore,
         *,
@@ -93,7 +93,7 @@ class EdgeApi:
         count: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self.router = router
-        self.connections = connections
+        self.sessions = sessions
         self.verifier = verifier
         self.depth = depth
         self.log = logger or Logger(service="order_router")
@@ -116,14 +116,14 @@ class EdgeApi:
         if route == "$connect":
             return self._connect(event, connection)
         if route == "$disconnect":
-            self.connections.disconnect(connection)
+            self.sessions.disconnect(connection)
             return {"statusCode": 200}
         request_id: Any = None
         try:
             frame = self._frame(event)
             request_id = frame.pop("request_id", None)
             name = frame.pop("action", None)
-            user = self.connections.user_of(connection)
+            user = self.sessions.user_of(connection)
             if user is None:
                 raise AuthError("connection is not authenticated; reconnect")
             if not isinstance(name, str):
@@ -153,7 +153,7 @@ class EdgeApi:
         except AuthError as exc:
             self.count("ConnectRefused")
             return {"statusCode": 401, "body": _dumps(error_json(exc))}
-        self.connections.connect(connection, user, time.time_ns() // 1_000_000)
+        self.sessions.connect(connection, user, time.time_ns() // 1_000_000)
         self.log.info("connected", extra={"connection_id": connection, "user_id": user})
         return {"statusCode": 200}
 
@@ -187,9 +187,9 @@ class EdgeApi:
         if name == "unsubscribe":
             return {
                 "type": "unsubscribed",
-                "symbols": self.connections.unsubscribe(connection, symbols),
+                "symbols": self.sessions.unsubscribe(connection, symbols),
             }
-        done = self.connections.subscribe(connection, symbols)
+        done = self.sessions.subscribe(connection, symbols)
         return {
             "type": "subscribed",
             "symbols": done,
@@ -257,7 +257,7 @@ def build(
     router = OrderRouter(
         r,
         order_producer(settings),
-        limits=LimitBook.load(settings.limits_path),
+        limits=PreTradeLimits.load(settings.limits_path),
         balance_check=settings.balance_check,
         auto_list=settings.auto_list,
         delivery_timeout_s=settings.delivery_timeout_ms / 1000,
@@ -268,4 +268,4 @@ def build(
         audience=settings.jwt_audience,
         user_claim=settings.jwt_user_claim,
     )
-    return EdgeApi(router, Connections(r), verifier, DepthStore(r), logger=logger, count=count)
+    return EdgeApi(router, Sessions(r), verifier, DepthStore(r), logger=logger, count=count)

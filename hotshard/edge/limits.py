@@ -46,14 +46,15 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
-class LimitBook:
-    """Limits per symbol, with a default."""
+class PreTradeLimits:
+    """The pre-trade limits of every symbol (a default for the unnamed ones), and the check
+    the router applies before an order reaches Kafka."""
 
     by_symbol: Mapping[str, Limits]
     default: Limits = Limits()
 
     @classmethod
-    def from_json(cls, raw: Any) -> "LimitBook":
+    def from_json(cls, raw: Any) -> "PreTradeLimits":
         if not isinstance(raw, dict):
             raise ValueError("limits must be a JSON object keyed by symbol")
         table = {}
@@ -66,7 +67,7 @@ class LimitBook:
         return cls(table, default)
 
     @classmethod
-    def load(cls, path: Path | None) -> "LimitBook":
+    def load(cls, path: Path | None) -> "PreTradeLimits":
         if path is None:
             return cls({})
         return cls.from_json(json.loads(path.read_text()))

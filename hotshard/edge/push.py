@@ -9,7 +9,7 @@ read (order records, latest depth).
 - trades, depth -> the symbol's subscribers ({"type": "TRADE" | "DEPTH", "data": ...});
   depth is the levels changed (absolute quantities, 0 = gone) and also updates the latest
   depth kept in Redis (hotshard.edge.depth).
-- A connection that answers 410 (GoneException) is forgotten (hotshard.edge.connections).
+- A connection that answers 410 (GoneException) is forgotten (hotshard.edge.sessions).
 Records re-emitted after an engine restart are dropped (hotshard.dedupe guards, kept per
 warm Lambda container; the Redis writes have their own sequence guards).
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 from hotshard.codec import depth_update_json, dumps, event_json
 from hotshard.dedupe import DepthGuard, SequenceGuard
-from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
+from hotshard.edge.sessions import Sessions
 from hotshard.events import FILL, STATUS, TRADE
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.wire import decode_depth, parse_batch
@@ -53,7 +53,7 @@ class PushStats:
 
 @dataclass
 class Pusher:
-    connections: Connections
+    sessions: Sessions
     records: OrderRecords
     depth: DepthStore
     post: Post
@@ -102,8 +102,8 @@ class Pusher:
                     )
                 to_users.append((user_id, text.encode()))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
-        users = self.connections.of_users(u for u, _ in to_users) if to_users else {}
-        subs = self.connections.of_symbols(s for s, _ in to_symbols) if to_symbols else {}
+        users = self.sessions.of_users(u for u, _ in to_users) if to_users else {}
+        subs = self.sessions.of_symbols(s for s, _ in to_symbols) if to_symbols else {}
         # Each connection's pushes in order, connections side by side: one post is an HTTP
         # round trip to the Management API, so posting one at a time caps the whole stream.
         queues: dict[str, list[bytes]] = {}
@@ -119,7 +119,7 @@ class Pusher:
             if not alive:
                 gone.append(conn)
         for conn in gone:
-            self.connections.disconnect(conn)
+            self.sessions.disconnect(conn)
         stats.gone = len(gone)
         return stats
 

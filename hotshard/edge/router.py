@@ -1,7 +1,7 @@
 """The order path (DESIGN §6): validate, pre-trade checks, route lookup, epoch stamp,
 produce to the symbol's partition with delivery confirmed, then answer.
 
-    router = OrderRouter(redis_client, producer, limits=LimitBook.load(path))
+    router = OrderRouter(redis_client, producer, limits=PreTradeLimits.load(path))
     ack = router.submit("alice", {"symbol": "AAPL", "order_id": "o-1", "side": "BUY",
                                   "price": 18950, "quantity": 10})
 
@@ -24,7 +24,7 @@ from hotshard import route
 from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
 from hotshard.domain import Action, OrderType, Side
-from hotshard.edge.limits import LimitBook
+from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.orders import CASH, OrderRecords
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import HotshardError, Reason
@@ -134,7 +134,7 @@ class OrderRouter:
         r: redis.Redis,
         producer: Any,
         *,
-        limits: LimitBook | None = None,
+        limits: PreTradeLimits | None = None,
         balance_check: bool = False,
         auto_list: bool = False,
         delivery_timeout_s: float = 5.0,
@@ -143,7 +143,7 @@ class OrderRouter:
         self.r = r
         self.producer = producer
         self.records = OrderRecords(r)
-        self.limits = limits or LimitBook({})
+        self.limits = limits or PreTradeLimits({})
         self.balance_check = balance_check
         self.auto_list = auto_list
         self.delivery_timeout_s = delivery_timeout_s

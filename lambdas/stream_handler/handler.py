@@ -16,10 +16,10 @@ from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_sourc
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hotshard.clients import redis_client
-from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, management_poster
+from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
@@ -37,7 +37,7 @@ def pusher() -> Pusher:
         region_name=settings.aws_region,
     )
     poster = management_poster(management)
-    return Pusher(Connections(r), OrderRecords(r), DepthStore(r), poster)
+    return Pusher(Sessions(r), OrderRecords(r), DepthStore(r), poster)
 
 
 @logger.inject_lambda_context

@@ -12,10 +12,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from hotshard import kafka
 from hotshard.edge.api import EdgeApi
 from hotshard.edge.auth import TokenVerifier, mint_token
-from hotshard.edge.connections import Connections
 from hotshard.edge.depth import DepthStore
-from hotshard.edge.limits import LimitBook
+from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import OrderRouter
+from hotshard.edge.sessions import Sessions
 from hotshard.wire import DecodedOrder, decode_order
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -68,10 +68,10 @@ class Edge:
     producer: CountingProducer
 
 
-def edge(r: Any, bootstrap: str, *, limits: LimitBook | None = None, **router_kw: Any) -> Edge:
+def edge(r: Any, bootstrap: str, *, limits: PreTradeLimits | None = None, **router_kw: Any) -> Edge:
     producer = CountingProducer(bootstrap)
     router = OrderRouter(r, producer, limits=limits, delivery_timeout_s=5.0, **router_kw)
-    api = EdgeApi(router, Connections(r), TokenVerifier(secret=SECRET), DepthStore(r))
+    api = EdgeApi(router, Sessions(r), TokenVerifier(secret=SECRET), DepthStore(r))
     return Edge(api, router, producer)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hotshard import names, route
 from hotshard.domain import Action, Side
-from hotshard.edge.limits import LimitBook
+from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import RefusedError
 from hotshard.registry import EngineRecord, register_engine
 from hotshard.route import MIGRATING
@@ -186,12 +186,12 @@ def test_a_reused_order_id_with_other_contents_is_refused(r, broker):
     ],
 )
 def test_a_refused_order_gets_its_reason_and_never_reaches_kafka(r, broker, change, reason):
-    limits = LimitBook.from_json(
+    limits = PreTradeLimits.from_json(
         {"*": {"price_max": 100_000, "max_quantity": 1000, "max_notional": 50_000_000}}
     )
     e = edge(r, broker.bootstrap, limits=limits)
     route.list_symbol_at(r, "AAPL", 0, "e1")
-    e.api.connections.connect("c1", "alice", 1)
+    e.api.sessions.connect("c1", "alice", 1)
     status, body = ws_message(e.api, "c1", {"action": "order", **ORDER, **change})
     assert body["type"] == "error" and body["reason"] == reason, body
     assert 400 <= status < 500
@@ -294,9 +294,9 @@ FRAMES = st.one_of(
 
 
 def test_fuzzed_frames_never_crash_and_only_accepted_orders_reach_kafka(r, broker):
-    e = edge(r, broker.bootstrap, limits=LimitBook.from_json({"*": {"max_quantity": 150}}))
+    e = edge(r, broker.bootstrap, limits=PreTradeLimits.from_json({"*": {"max_quantity": 150}}))
     route.list_symbol_at(r, "AAPL", 0, "e1")
-    e.api.connections.connect("c1", "alice", 1)
+    e.api.sessions.connect("c1", "alice", 1)
     acks: set[tuple[int, int]] = set()
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,4 +1,4 @@
-"""WebSocket connections in Redis: connection -> user, user -> connections, and symbol
+"""WebSocket sessions in Redis: connection -> user, user -> connections, and symbol
 subscriptions (depth and trades) both ways. Written by order_router ($connect, $disconnect,
 subscribe), read by stream_handler to fan out, cleaned by both (a 410 from the Management
 API means the connection is gone)."""
@@ -29,7 +29,7 @@ def _prefix(fmt: str) -> str:
     return fmt[:-2]
 
 
-class Connections:
+class Sessions:
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
         self._disconnect = r.register_script(_DISCONNECT)
