@@ -2,7 +2,7 @@
 and the local API Gateway (order_router, stream_handler and the feeder, in this process),
 all on free 127.0.0.1 ports. Symbols are listed through hotshard.route (the router and the
 engines agree on partitions); the generated flow is sent by several WebSocket clients
-(hotshard.edge.client), one per group of the flow's users; every reply and push is counted.
+(hotshard.client), one per group of the flow's users; every reply and push is counted.
 Sending stops after `duration` seconds (or when the flow is done), pushes are drained for
 a few seconds, and everything is stopped.
 
@@ -27,9 +27,11 @@ from rich.table import Table
 
 from engine.flow import Stream, zipf_stream
 from hotshard import kafka, route
+from hotshard.client.frames import Message
+from hotshard.client.retry import RetryPolicy
+from hotshard.client.session import Client, ClientError, local_token
 from hotshard.commands import ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID
 from hotshard.domain import Action, OrderType, Side, TimeInForce
-from hotshard.edge.client import Client, ClientError, Message, RetryPolicy, local_token
 from hotshard.local import services
 from hotshard.route import Route
 

@@ -1,4 +1,4 @@
-"""hotshard.edge.client: the retry policy and bookkeeping as pure functions, then the client
+"""hotshard.client: the retry policy and bookkeeping as pure functions, then the client
 and its CLI against the real local gateway, Redis, Tansu and an engine process, including
 a STALE_ROUTE provoked for real (the engine removed the symbol with a fence epoch, then the
 route switched) and retried transparently."""
@@ -12,16 +12,10 @@ from typing import Any
 import pytest
 
 from hotshard import route
-from hotshard.edge.client import (
-    Client,
-    ClientError,
-    Outstanding,
-    RetryPolicy,
-    describe,
-    is_stale,
-    main,
-    parser,
-)
+from hotshard.client.cli import main, parser
+from hotshard.client.frames import describe, is_stale
+from hotshard.client.retry import Outstanding, RetryPolicy
+from hotshard.client.session import Client, ClientError
 from hotshard.edge.local import LocalEdge, local_edge
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local import services

@@ -1,0 +1,75 @@
+"""The frames of the WebSocket API (docs/asyncapi.yaml) as the client sees them: which
+statuses answer a request, what a STALE_ROUTE refusal looks like, and one readable line
+per frame (`describe`, what hotshard-client prints)."""
+
+import json
+from typing import Any
+
+Message = dict[str, Any]
+
+STALE_ROUTE = "STALE_ROUTE"
+# Statuses that answer a frame of each action (fills and the fill statuses answer nothing).
+ANSWERS = {
+    "order": frozenset({"ACCEPTED", "REJECTED", "EXPIRED"}),
+    "replace": frozenset({"REPLACED", "REJECTED", "CANCELLED"}),
+    "cancel": frozenset({"CANCELLED", "REJECTED"}),
+}
+
+
+def is_stale(message: Message) -> bool:
+    """A STALE_ROUTE refusal: an error reply, or the engine's REJECTED order_status push."""
+    if message.get("type") == "error":
+        return message.get("reason") == STALE_ROUTE
+    if message.get("type") == "ORDER_STATUS":
+        data = message.get("data") or {}
+        return data.get("status") == "REJECTED" and data.get("reason") == STALE_ROUTE
+    return False
+
+
+def _levels(levels: Any) -> str:
+    return " ".join(f"{p}x{q}" for p, q in levels) if levels else "-"
+
+
+def describe(message: Message) -> str:
+    """One readable line for a reply or a push."""
+    kind = message.get("type")
+    data = message.get("data") or {}
+    if kind == "ack":
+        dup = " (duplicate)" if message.get("duplicate") else ""
+        return (
+            f"ack     {message.get('action')} {message.get('symbol')} {message.get('order_id')}"
+            f" -> {message.get('topic')}[{message.get('partition')}]@{message.get('offset')}"
+            f" epoch {message.get('route_epoch')}{dup}"
+        )
+    if kind == "error":
+        ids = "".join(f" {message[k]}" for k in ("symbol", "order_id") if k in message)
+        return (
+            f"error   {message.get('reason')} ({message.get('code')}){ids}: "
+            f"{message.get('detail', '')}"
+        )
+    if kind in ("subscribed", "unsubscribed"):
+        return f"{kind} {', '.join(message.get('symbols') or [])}"
+    if kind == "FILL":
+        return (
+            f"FILL    {data.get('symbol')} {data.get('order_id')} {data.get('quantity')} @ "
+            f"{data.get('price')} {data.get('liquidity')} trade {data.get('trade_id')}"
+            f" seq {data.get('seq')}"
+        )
+    if kind == "ORDER_STATUS":
+        reason = f" {data['reason']}" if data.get("reason") else ""
+        return (
+            f"STATUS  {data.get('symbol')} {data.get('order_id')} {data.get('status')}{reason}"
+            f" filled {data.get('filled')} leaves {data.get('leaves')} seq {data.get('seq')}"
+        )
+    if kind == "TRADE":
+        return (
+            f"TRADE   {data.get('symbol')} {data.get('quantity')} @ {data.get('price')} "
+            f"maker {data.get('maker_order_id')} taker {data.get('taker_order_id')} "
+            f"({data.get('taker_side')}) seq {data.get('seq')}"
+        )
+    if kind == "DEPTH":
+        return (
+            f"DEPTH   {data.get('symbol')} bids {_levels(data.get('bids'))} | "
+            f"asks {_levels(data.get('asks'))} seq {data.get('seq')}"
+        )
+    return json.dumps(message, separators=(",", ":"))

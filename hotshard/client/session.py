@@ -1,0 +1,305 @@
+"""One WebSocket connection to the API (docs/asyncapi.yaml), as a library.
+
+    async with await Client.connect(ws_url, token) as client:
+        await client.subscribe(["AAPL"])
+        ack = await client.place("AAPL", "o-1", "BUY", 10, price=18950)
+        async for push in client.pushes(timeout=2):
+            print(describe(push))
+
+Replies are matched to requests by `request_id` (the client numbers its frames); pushes
+(FILL, ORDER_STATUS, TRADE, DEPTH) go to `pushes()` and the `on_push` callback.
+STALE_ROUTE is retried transparently (hotshard.client.retry).
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from hotshard.client.frames import ANSWERS, Message, is_stale
+from hotshard.client.retry import Outstanding, RetryPolicy, Sent
+from hotshard.edge.auth import mint_token
+
+
+class ClientError(RuntimeError):
+    """The connection failed or was refused (no reply frame to return)."""
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    acks: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    pushes: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    gave_up: int = 0
+
+
+def local_token(secret: str, user: str, ttl_s: int = 3600) -> str:
+    """An HS256 token the local gateway accepts (JWT_SECRET): what Cognito issues in AWS."""
+    return mint_token(secret, user, ttl_s)
+
+
+class Client:
+    """One WebSocket connection. Use `await Client.connect(...)`; close with `close()` or
+    `async with`. Request methods return the reply frame (`ack`, `error`, `subscribed`,
+    `unsubscribed`, or API Gateway's `{"message": "Forbidden", ...}`); they raise
+    ClientError only when no reply can come (connection lost, timeout). Pushes go to
+    `on_push` and, unless `queue_pushes` is False (a caller that only counts them), to
+    `pushes()`."""
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        *,
+        policy: RetryPolicy | None = None,
+        reply_timeout_s: float = 15.0,
+        on_push: Callable[[Message], None] | None = None,
+        on_retry: Callable[[Message, int, float], None] | None = None,
+        queue_pushes: bool = True,
+    ) -> None:
+        self.ws = ws
+        self.queue_pushes = queue_pushes
+        self.policy = policy or RetryPolicy()
+        self.reply_timeout_s = reply_timeout_s
+        self.on_push = on_push
+        self.on_retry = on_retry
+        self.stats = ClientStats()
+        self.outstanding = Outstanding()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Message]] = {}
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        token: str,
+        *,
+        open_timeout_s: float = 10.0,
+        **kwargs: Any,
+    ) -> "Client":
+        """Open the connection ($connect with `Authorization: Bearer <token>`). A refused
+        handshake (401: no valid token) raises ClientError."""
+        try:
+            ws = await connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                open_timeout=open_timeout_s,
+                proxy=None,
+                max_size=1 << 20,
+                max_queue=1024,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode(errors="replace") if exc.response.body else ""
+            raise ClientError(f"connection refused: HTTP {status} {body}".strip()) from exc
+        except (OSError, TimeoutError) as exc:
+            raise ClientError(f"cannot connect to {url}: {exc}") from exc
+        return cls(ws, **kwargs)
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.ws.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    # ------------------------------------------------------------------ requests
+
+    async def place(
+        self,
+        symbol: str,
+        order_id: str,
+        side: str,
+        quantity: int,
+        *,
+        price: int | None = None,
+        order_type: str = "LIMIT",
+        tif: str = "GTC",
+        post_only: bool = False,
+    ) -> Message:
+        frame: Message = {
+            "action": "order",
+            "symbol": symbol,
+            "order_id": order_id,
+            "side": side.upper(),
+            "type": order_type.upper(),
+            "tif": tif.upper(),
+            "quantity": quantity,
+        }
+        if price is not None:
+            frame["price"] = price
+        if post_only:
+            frame["post_only"] = True
+        return await self.request(frame)
+
+    async def replace(self, symbol: str, order_id: str, price: int, quantity: int) -> Message:
+        frame = {
+            "action": "replace",
+            "symbol": symbol,
+            "order_id": order_id,
+            "price": price,
+            "quantity": quantity,
+        }
+        return await self.request(frame)
+
+    async def cancel(self, symbol: str, order_id: str) -> Message:
+        return await self.request({"action": "cancel", "symbol": symbol, "order_id": order_id})
+
+    async def subscribe(self, symbols: Sequence[str]) -> Message:
+        return await self.request({"action": "subscribe", "symbols": list(symbols)})
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> Message:
+        return await self.request({"action": "unsubscribe", "symbols": list(symbols)})
+
+    async def request(self, frame: Message, *, retries: int = 0) -> Message:
+        """Send one frame and wait for its reply; a STALE_ROUTE error reply is retried."""
+        while True:
+            reply = await (await self.send(frame, retries=retries))
+            if not (is_stale(reply) and frame.get("action") in ANSWERS):
+                return reply
+            retries += 1
+            delay = self.policy.delay(retries)
+            if delay is None:
+                self.stats.gave_up += 1
+                return reply
+            self._retrying(frame, retries, delay)
+            await asyncio.sleep(delay)
+
+    async def send(self, frame: Message, *, retries: int = 0) -> "asyncio.Future[Message]":
+        """Send without waiting (pipelining): the future resolves with the reply."""
+        request_id = next(self._ids)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        body = {k: v for k, v in frame.items() if k != "request_id"}
+        if body.get("action") in ANSWERS:
+            self.outstanding.sent(body, retries, request_id)
+        try:
+            await self.ws.send(json.dumps({**body, "request_id": request_id}))
+        except ConnectionClosed as exc:
+            self._waiting.pop(request_id, None)
+            raise ClientError(f"connection closed: {exc}") from exc
+        self.stats.requests += 1
+        return asyncio.ensure_future(self._reply(request_id, future))
+
+    async def _reply(self, request_id: int, future: "asyncio.Future[Message]") -> Message:
+        try:
+            async with asyncio.timeout(self.reply_timeout_s):
+                return await future
+        except TimeoutError as exc:
+            raise ClientError(f"no reply to request {request_id}") from exc
+        finally:
+            self._waiting.pop(request_id, None)
+
+    # ------------------------------------------------------------------ pushes
+
+    async def pushes(self, timeout: float | None = None) -> AsyncIterator[Message]:
+        """Pushes as they arrive; ends when the connection closes or, with `timeout`, once
+        that many seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return
+            try:
+                async with asyncio.timeout(wait):
+                    push = await self._queue.get()
+            except TimeoutError:
+                return
+            if push is None:
+                self._queue.put_nowait(None)  # stays closed for later readers
+                return
+            yield push
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(message, dict):
+                    self._dispatch(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ClientError("connection closed"))
+            self._queue.put_nowait(None)
+
+    def _dispatch(self, message: Message) -> None:
+        request_id = message.get("request_id")
+        future = self._waiting.get(request_id) if isinstance(request_id, int) else None
+        if future is not None and isinstance(request_id, int):
+            if message.get("type") == "ack":
+                self.stats.acks += 1
+            elif message.get("type") == "error":
+                self.stats.errors[str(message.get("reason"))] += 1
+                if message.get("order_id") is not None:
+                    self.outstanding.refused(str(message["order_id"]), request_id)
+            if not future.done():
+                future.set_result(message)
+            return
+        if message.get("type") == "ORDER_STATUS":
+            data = message.get("data") or {}
+            order_id = str(data.get("order_id", ""))
+            if is_stale(message):
+                sent = self.outstanding.stale(order_id)
+                if sent is not None and self._retry_later(sent):
+                    return
+            else:
+                self.outstanding.answered(order_id, str(data.get("status")))
+        self._deliver(message)
+
+    def _deliver(self, message: Message) -> None:
+        self.stats.pushes[str(message.get("type", message.get("message", "?")))] += 1
+        if self.queue_pushes:
+            self._queue.put_nowait(message)
+        if self.on_push is not None:
+            self.on_push(message)
+
+    def _retry_later(self, sent: Sent) -> bool:
+        """Schedule a resend of a frame the engine refused as STALE_ROUTE; False if its
+        retries are used up."""
+        retry = sent.retries + 1
+        delay = self.policy.delay(retry)
+        if delay is None:
+            self.stats.gave_up += 1
+            return False
+        self._retrying(sent.frame, retry, delay)
+        task = asyncio.get_running_loop().create_task(self._resend(sent.frame, retry, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def _retrying(self, frame: Message, retry: int, delay: float) -> None:
+        self.stats.retries += 1
+        if self.on_retry is not None:
+            self.on_retry(frame, retry, delay)
+
+    async def _resend(self, frame: Message, retry: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            reply = await self.request(frame, retries=retry)
+        except ClientError:
+            return
+        if reply.get("type") != "ack":  # the resubmission itself was refused: show it
+            self._deliver({**reply, "retry_of": frame.get("order_id")})
