@@ -25,7 +25,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from engine.flow import zipf_stream
 from hotshard import kafka
-from hotshard.local import services
+from hotshard.local.services.broker import tansu
+from hotshard.local.services.engine import start_engine
+from hotshard.local.services.process import workdir
+from hotshard.local.services.redis import redis_server
 from hotshard.local.traffic import producer
 from hotshard.names import TOPIC_ORDER_STATUS, TOPIC_ORDERS
 from hotshard.v1 import events_pb2
@@ -135,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     values = [encode_order(s, c, client_ts_ns=1) for s, c in stream]
     keys = [s.encode() for s, _ in stream]
     with (
-        services.tansu() as broker,
-        services.redis_server() as redis_srv,
-        services.workdir("hotshard-bench-") as wd,
+        tansu() as broker,
+        redis_server() as redis_srv,
+        workdir("hotshard-bench-") as wd,
     ):
         # Partition 0: the pre-loaded throughput run; partition 1: the paced latency run
         # (fresh partitions: Tansu fetches slow down as a partition's batch count grows).
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka.create_topics(broker.admin(), 1, (WARMUP_TOPIC,))
         _preload(broker.bootstrap, values, keys)
         consumer = _reader(broker.bootstrap, 0)
-        engine = services.start_engine(
+        engine = start_engine(
             workdir=wd,
             brokers=broker.bootstrap,
             redis_port=redis_srv.port,

@@ -19,7 +19,8 @@ import redis
 from hotshard import kafka, route
 from hotshard.edge.router import OrderRouter
 from hotshard.edge.settings import EdgeSettings, order_producer
-from hotshard.local import services
+from hotshard.local.services.broker import tansu
+from hotshard.local.services.redis import redis_server
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -27,7 +28,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 def run(orders: int, warmup: int, balance: bool) -> dict[str, object]:
-    with services.redis_server() as rs, services.tansu() as broker:
+    with redis_server() as rs, tansu() as broker:
         kafka.create_topics(broker.admin(), 4)
         r = redis.Redis(host=rs.host, port=rs.port)
         route.list_symbol_at(r, "AAPL", 0, "bench")

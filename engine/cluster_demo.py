@@ -11,14 +11,11 @@ a few seconds, and everything is stopped.
 
 import asyncio
 import functools
-import json
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -32,7 +29,14 @@ from hotshard.client.retry import RetryPolicy
 from hotshard.client.session import Client, ClientError, local_token
 from hotshard.commands import ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID
 from hotshard.domain import Action, OrderType, Side, TimeInForce
-from hotshard.local import services
+from hotshard.local.services.broker import tansu
+from hotshard.local.services.engine import start_engine
+from hotshard.local.services.gateway import start_gateway
+from hotshard.local.services.process import (
+    Process,
+    workdir,
+)
+from hotshard.local.services.redis import redis_server
 from hotshard.route import Route
 
 PARTITIONS = 4
@@ -41,7 +45,6 @@ WATCHED = 5  # the watcher subscribes to the hottest symbols
 WINDOW = 8  # requests in flight per connection
 DRAIN_IDLE_S = 2.0  # pushes are drained until none came for this long ...
 DRAIN_MAX_S = 20.0  # ... or this long after the last reply
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # gateway
 
 
 @dataclass
@@ -249,16 +252,16 @@ def run(
     stream = zipf_stream(orders, seed=seed, symbols=symbols)
     secret = secrets.token_urlsafe(32)
     with (
-        services.tansu() as broker,
-        services.redis_server() as redis_srv,
-        services.workdir("hotshard-demo-") as wd,
+        tansu() as broker,
+        redis_server() as redis_srv,
+        workdir("hotshard-demo-") as wd,
     ):
         console.print(f"broker [bold]{broker.bootstrap}[/], redis [bold]{redis_srv.port}[/]")
         kafka.create_topics(broker.admin(), PARTITIONS)
-        processes: list[services.Process] = []
+        processes: list[Process] = []
         try:
             for instance, parts in ENGINES:
-                e = services.start_engine(
+                e = start_engine(
                     workdir=wd,
                     brokers=broker.bootstrap,
                     redis_port=redis_srv.port,
@@ -318,47 +321,6 @@ def run(
         f"{sum(t.retries for t in result.clients)} STALE_ROUTE retries, {lost} lost."
     )
     return 0 if acks > 0 and pushes > 0 and lost == 0 and not died else 1
-
-
-@dataclass
-class Gateway:
-    ws_url: str
-    http_url: str
-    process: services.Process
-
-
-def start_gateway(workdir: Path, brokers: str, redis_port: int, secret: str) -> Gateway:
-    """`python -m hotshard.edge.local` (gateway + order_router + stream_handler + feeder)
-    as a child process; its URLs are the JSON line it prints once it serves."""
-    repo = Path(__file__).resolve().parents[1]
-    argv = [
-        sys.executable,
-        "-m",
-        "hotshard.edge.local",
-        "--kafka-brokers",
-        brokers,
-        "--redis-port",
-        str(redis_port),
-    ]
-    env = {"PYTHONPATH": str(repo), "JWT_SECRET": secret, **QUIET}
-    process = services.spawn("gateway", argv, workdir, env)
-    urls: dict[str, str] = {}
-
-    def serving() -> bool:
-        if not process.alive():
-            raise services.ServiceError(f"gateway exited:\n{process.log_tail()}")
-        for line in process.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{") and '"ws_url"' in line:
-                urls.update(json.loads(line))
-                return True
-        return False
-
-    try:
-        services.wait_for(serving, services.READY_TIMEOUT_S, "the local gateway", interval=0.05)
-    except services.ServiceError:
-        process.stop()
-        raise
-    return Gateway(urls["ws_url"], urls["http_url"], process)
 
 
 def placement(routes: dict[str, Route]) -> Table:

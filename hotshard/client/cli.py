@@ -23,7 +23,7 @@ ENV_USER = "HOTSHARD_USER"
 ENV_SECRET = "JWT_SECRET"
 
 EXAMPLES = """\
-examples (a local gateway: `python -m hotshard.edge.local ...` prints its ws_url):
+examples (a local gateway: `python -m hotshard.local.edge ...` prints its ws_url):
   export HOTSHARD_WS_URL=ws://127.0.0.1:PORT/ JWT_SECRET=... HOTSHARD_USER=alice
   hotshard-client place AAPL buy 10 18950            limit buy 10 lots at 18950 ticks
   hotshard-client place AAPL sell 5 --type market --tif ioc

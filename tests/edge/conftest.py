@@ -7,19 +7,21 @@ import pytest
 import redis
 
 from hotshard import kafka
-from hotshard.local import services
+from hotshard.local.services.broker import Broker, tansu
+from hotshard.local.services.redis import RedisServer
+from hotshard.local.services.redis import redis_server as start_redis
 
 PARTITIONS = 4
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[services.RedisServer]:
-    with services.redis_server() as server:
+def redis_server() -> Iterator[RedisServer]:
+    with start_redis() as server:
         yield server
 
 
 @pytest.fixture
-def r(redis_server: services.RedisServer) -> Iterator[redis.Redis]:
+def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     client.flushdb()
     yield client
@@ -27,7 +29,7 @@ def r(redis_server: services.RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[services.Broker]:
-    with services.tansu() as b:
+def broker() -> Iterator[Broker]:
+    with tansu() as b:
         kafka.create_topics(b.admin(), PARTITIONS)
         yield b

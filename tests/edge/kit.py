@@ -82,7 +82,7 @@ def ws_message(api: EdgeApi, connection: str, frame: Any) -> tuple[int, dict[str
         APIGatewayWebSocketEvent,
     )
 
-    from hotshard.edge.shapes import websocket_event  # noqa: PLC0415
+    from hotshard.local.shapes import websocket_event  # noqa: PLC0415
 
     text = frame if isinstance(frame, str) else json.dumps(frame)
     route = frame.get("action") if isinstance(frame, dict) else None

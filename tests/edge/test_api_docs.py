@@ -11,9 +11,10 @@ from openapi_spec_validator import validate
 
 from hotshard.codec import depth_json, event_json
 from hotshard.domain import Liquidity, Side, Status
-from hotshard.edge import api, gateway, push
+from hotshard.edge import api, push
 from hotshard.edge.router import Ack, RefusedError
 from hotshard.events import FILL, STATUS, TRADE
+from hotshard.local import gateway
 from hotshard.reasons import Reason
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -16,9 +16,9 @@ from hotshard.client.cli import main, parser
 from hotshard.client.frames import describe, is_stale
 from hotshard.client.retry import Outstanding, RetryPolicy
 from hotshard.client.session import Client, ClientError
-from hotshard.edge.local import LocalEdge, local_edge
 from hotshard.edge.settings import EdgeSettings
-from hotshard.local import services
+from hotshard.local.edge import LocalEdge, local_edge
+from hotshard.local.services.engine import start_engine
 from hotshard.v1 import control_pb2
 from tests.edge.kit import SECRET, token
 
@@ -112,7 +112,7 @@ def test_help_explains_every_option():
 def cluster(r: Any, redis_server: Any, broker: Any, tmp_path: Any) -> Iterator[LocalEdge]:
     """The edge with two engines: client-e1 owns partition 0, client-e2 partitions 1-3."""
     engines = [
-        services.start_engine(
+        start_engine(
             workdir=tmp_path,
             brokers=broker.bootstrap,
             redis_port=redis_server.port,

@@ -17,9 +17,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from hotshard import route
-from hotshard.edge.local import LocalEdge, local_edge
 from hotshard.edge.settings import EdgeSettings
-from hotshard.local import services
+from hotshard.local.edge import LocalEdge, local_edge
+from hotshard.local.services.engine import start_engine
 from tests.edge.kit import SECRET, token
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def test_http_api_posts_and_reads_orders_behind_the_local_authorizer(edge, r):
 def test_crossing_orders_push_each_user_only_its_own_events(
     edge, r, redis_server, broker, tmp_path
 ):
-    engine = services.start_engine(
+    engine = start_engine(
         workdir=tmp_path,
         brokers=broker.bootstrap,
         redis_port=redis_server.port,

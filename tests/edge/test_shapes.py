@@ -3,7 +3,7 @@ from AWS (tests/events), so the handlers see in tests what they see in AWS."""
 
 from typing import Any
 
-from hotshard.edge.shapes import http_event, msk_event, msk_record, websocket_event
+from hotshard.local.shapes import http_event, msk_event, msk_record, websocket_event
 from tests.edge.kit import event
 
 

@@ -7,14 +7,14 @@ import pytest
 import redis
 
 from hotshard import recovery, registry
-from hotshard.local import services
+from hotshard.local.services.redis import redis_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def r() -> Iterator[redis.Redis]:
-    with services.redis_server() as server:
+    with redis_server() as server:
         client = redis.Redis(host=server.host, port=server.port)
         yield client
         client.close()

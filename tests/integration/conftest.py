@@ -9,21 +9,24 @@ from typing import Any
 import pytest
 
 from hotshard import kafka
-from hotshard.local import services
+from hotshard.local.services.broker import Broker, tansu
+from hotshard.local.services.engine import EngineProcess, start_engine
+from hotshard.local.services.redis import RedisServer
+from hotshard.local.services.redis import redis_server as start_redis
 
 PARTITIONS = 4
 
 
 @pytest.fixture
-def broker() -> Iterator[services.Broker]:
-    with services.tansu() as b:
+def broker() -> Iterator[Broker]:
+    with tansu() as b:
         kafka.create_topics(b.admin(), PARTITIONS)
         yield b
 
 
 @pytest.fixture
-def redis_server() -> Iterator[services.RedisServer]:
-    with services.redis_server() as r:
+def redis_server() -> Iterator[RedisServer]:
+    with start_redis() as r:
         yield r
 
 
@@ -31,10 +34,10 @@ def redis_server() -> Iterator[services.RedisServer]:
 def engines(tmp_path, broker, redis_server):
     """Start engine processes: engines(partitions, instance, *extra_args); all are killed
     at the end of the test (their logs are printed if the test failed)."""
-    started: list[services.EngineProcess] = []
+    started: list[EngineProcess] = []
 
-    def start(partitions: str, instance: str, *extra: str, **kw: Any) -> services.EngineProcess:
-        engine = services.start_engine(
+    def start(partitions: str, instance: str, *extra: str, **kw: Any) -> EngineProcess:
+        engine = start_engine(
             workdir=tmp_path,
             brokers=kw.pop("brokers", broker.bootstrap),
             redis_port=redis_server.port,

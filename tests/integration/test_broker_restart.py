@@ -13,7 +13,8 @@ import pytest
 
 from engine.flow import zipf_stream
 from hotshard import kafka
-from hotshard.local import services
+from hotshard.local.services.broker import Broker, tansu
+from hotshard.local.services.rclone import rclone_s3
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from tests.integration.conftest import PARTITIONS
 from tests.integration.helpers import expected_events, place, total
@@ -22,10 +23,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def durable_broker() -> Iterator[services.Broker]:
+def durable_broker() -> Iterator[Broker]:
     with (
-        services.rclone_s3(["tansu"]) as s3,
-        services.tansu(storage="s3://tansu/", env=s3.env()) as broker,
+        rclone_s3(["tansu"]) as s3,
+        tansu(storage="s3://tansu/", env=s3.env()) as broker,
     ):
         kafka.create_topics(broker.admin(), PARTITIONS)
         yield broker

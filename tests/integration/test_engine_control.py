@@ -11,7 +11,8 @@ from engine.book import Book, Instrument, add, cancel
 from engine.book.snapshot import dump
 from hotshard import recovery
 from hotshard.domain import Side, Status
-from hotshard.local import services
+from hotshard.local.services.aws import AwsEndpoint
+from hotshard.local.services.moto import moto_server
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def moto() -> Iterator[services.S3Endpoint]:
-    with services.moto_server() as endpoint:
+def moto() -> Iterator[AwsEndpoint]:
+    with moto_server() as endpoint:
         endpoint.client().create_bucket(Bucket="snaps")
         yield endpoint
 

@@ -1,6 +1,6 @@
 """The local edge as one process: gateway + order_router + stream_handler + feeder.
 
-    python -m hotshard.edge.local --kafka-brokers 127.0.0.1:PORT --redis-port PORT \\
+    python -m hotshard.local.edge --kafka-brokers 127.0.0.1:PORT --redis-port PORT \\
         --jwt-secret SECRET [--auto-list] [--limits FILE] [--ws-port N] [--http-port N]
 
 Prints one JSON line {"ws_url", "http_url", "management_url"} when it serves, then runs
@@ -10,7 +10,6 @@ the environment exactly as in AWS (WEBSOCKET_ENDPOINT points at this gateway).
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -24,9 +23,11 @@ from typing import Any
 
 from hotshard.clients import kafka_base
 from hotshard.edge.auth import TokenVerifier
-from hotshard.edge.feeder import Feeder
-from hotshard.edge.gateway import LocalGateway, environment
 from hotshard.edge.settings import EdgeSettings
+from hotshard.local.feeder import Feeder
+from hotshard.local.gateway import LocalGateway, environment
+from lambdas.order_router import handler as order_router
+from lambdas.stream_handler import handler as stream_handler
 
 LOCAL_AWS = {  # boto3 signs requests even to a local endpoint
     "AWS_ACCESS_KEY_ID": "hotshard-local",
@@ -47,37 +48,35 @@ def local_edge(
     settings: EdgeSettings, *, ws_port: int = 0, http_port: int = 0, feed: bool = True
 ) -> Iterator[LocalEdge]:
     """Gateway (+ feeder) in this process, handlers imported from lambdas/."""
-    router_module = importlib.import_module("lambdas.order_router.handler")
-    stream_module = importlib.import_module("lambdas.stream_handler.handler")
     verifier = TokenVerifier(
         secret=settings.jwt_secret,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         user_claim=settings.jwt_user_claim,
     )
-    gateway = LocalGateway(router_module.handler, verifier, ws_port=ws_port, http_port=http_port)
+    gateway = LocalGateway(order_router.handler, verifier, ws_port=ws_port, http_port=http_port)
     gateway.start()
     settings = replace(settings, websocket_endpoint=gateway.management_url)
     env = {**{k: v for k, v in LOCAL_AWS.items() if k not in os.environ}, **settings.env()}
     feeder = None
     try:
         with environment(env):
-            router_module.api.cache_clear()
-            stream_module.pusher.cache_clear()
+            order_router.api.cache_clear()
+            stream_handler.pusher.cache_clear()
             if feed:
-                feeder = Feeder(kafka_base(settings), stream_module.handler)
+                feeder = Feeder(kafka_base(settings), stream_handler.handler)
                 feeder.start()
             yield LocalEdge(gateway, feeder)
     finally:
         if feeder is not None:
             feeder.stop()
         gateway.stop()
-        router_module.api.cache_clear()
-        stream_module.pusher.cache_clear()
+        order_router.api.cache_clear()
+        stream_handler.pusher.cache_clear()
 
 
 def parse_args(argv: Sequence[str]) -> tuple[EdgeSettings, Any]:
-    p = argparse.ArgumentParser(prog="python -m hotshard.edge.local", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m hotshard.local.edge", description=__doc__)
     base = EdgeSettings.from_env(os.environ)
     p.add_argument("--kafka-brokers", default=base.kafka_brokers)
     p.add_argument("--redis-host", default=base.redis_host)

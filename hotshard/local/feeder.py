@@ -1,5 +1,5 @@
 """The local MSK event source mapping: reads fills, trades, depth and order_status from the
-broker and invokes the stream handler with MSK-shaped batches (hotshard.edge.shapes),
+broker and invokes the stream handler with MSK-shaped batches (hotshard.local.shapes),
 one topic per invocation like one event source mapping per topic in AWS, up to
 `batch_size` records or `window_s` of waiting. Offsets are committed (group
 hotshard-stream-{topic}) after the handler returned; a failing batch is retried, then
@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hotshard.edge.gateway import LambdaContext
-from hotshard.edge.shapes import msk_event, msk_record
 from hotshard.kafka import consumer_config
+from hotshard.local.gateway import LambdaContext
+from hotshard.local.shapes import msk_event, msk_record
 from hotshard.names import (
     KAFKA_GROUP_PREFIX,
     TOPIC_DEPTH,

@@ -14,8 +14,9 @@ on 127.0.0.1, invoking the same Lambda handlers in-process with the event shapes
   connection answers 410 GoneException. boto3's `apigatewaymanagementapi` client works
   against it with `endpoint_url`.
 
-`python -m hotshard.edge.gateway` runs it with the feeder (hotshard.edge.feeder) as one
-process for the embedded cluster; tests start `LocalGateway` in-process or that process.
+hotshard.local.edge runs it with the Lambda handlers and the feeder (hotshard.local.feeder)
+in one process (`python -m hotshard.local.edge`, what `hotshard demo` starts); tests start
+`LocalGateway` in-process or that process.
 """
 
 import asyncio
@@ -40,7 +41,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer
-from hotshard.edge.shapes import http_event, websocket_event
+from hotshard.local.shapes import http_event, websocket_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -1,0 +1,57 @@
+"""The local edge (`python -m hotshard.local.edge`: gateway, order_router, stream_handler and
+the feeder) as a child process; its URLs are the JSON line it prints once it serves."""
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotshard.local.services.process import (
+    READY_TIMEOUT_S,
+    Process,
+    ServiceError,
+    spawn,
+    wait_for,
+)
+
+QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+
+@dataclass
+class GatewayProcess:
+    ws_url: str
+    http_url: str
+    process: Process
+
+
+def start_gateway(workdir: Path, brokers: str, redis_port: int, secret: str) -> GatewayProcess:
+    """Start the local edge with JWT secret `secret`; returns once it serves."""
+    repo = Path(__file__).resolve().parents[3]
+    argv = [
+        sys.executable,
+        "-m",
+        "hotshard.local.edge",
+        "--kafka-brokers",
+        brokers,
+        "--redis-port",
+        str(redis_port),
+    ]
+    env = {"PYTHONPATH": str(repo), "JWT_SECRET": secret, **QUIET}
+    process = spawn("gateway", argv, workdir, env)
+    urls: dict[str, str] = {}
+
+    def serving() -> bool:
+        if not process.alive():
+            raise ServiceError(f"gateway exited:\n{process.log_tail()}")
+        for line in process.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"ws_url"' in line:
+                urls.update(json.loads(line))
+                return True
+        return False
+
+    try:
+        wait_for(serving, READY_TIMEOUT_S, "the local gateway", interval=0.05)
+    except ServiceError:
+        process.stop()
+        raise
+    return GatewayProcess(urls["ws_url"], urls["http_url"], process)

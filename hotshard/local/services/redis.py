@@ -1,0 +1,75 @@
+"""A redis-server of our own on a free port (never the machine's 6379); redis reports its pid,
+so a port taken by another server is noticed."""
+
+import contextlib
+import shutil
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hotshard.local.services.process import (
+    READY_TIMEOUT_S,
+    Process,
+    ServiceError,
+    free_port,
+    spawn,
+    wait_for,
+    workdir,
+)
+
+
+@dataclass
+class RedisServer:
+    host: str
+    port: int
+    process: Process
+
+    def client(self) -> Any:
+        import redis  # noqa: PLC0415
+
+        return redis.Redis(host=self.host, port=self.port)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        raise ServiceError("redis-server is not installed (make setup installs it)")
+    with workdir("hotshard-redis-") as path:
+        for _ in range(3):
+            port = free_port()
+            argv = [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(path),
+            ]
+            process = spawn("redis", argv, path)
+            server = RedisServer("127.0.0.1", port, process)
+
+            def ours(server: RedisServer = server) -> bool:
+                if not server.process.alive():
+                    raise ServiceError("redis-server exited")
+                info = server.client().info("server")
+                return bool(info["process_id"] == server.process.popen.pid)
+
+            try:
+                wait_for(ours, READY_TIMEOUT_S, f"redis-server on {port}")
+            except ServiceError:
+                process.stop(signal.SIGKILL)
+                continue
+            try:
+                yield server
+            finally:
+                process.stop(signal.SIGKILL)
+            return
+        raise ServiceError("could not start redis-server")
