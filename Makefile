@@ -49,7 +49,7 @@ test: lint
 	$(VENV)/bin/pytest -q -n 2
 
 demo: setup
-	$(PY) -m engine.demo
+	$(VENV)/bin/hotshard demo
 
 bench: setup
 	$(PY) -m bench.book

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.book import Book, Instrument
-from engine.flow import Stream, liquibook_stream, zipf_stream
 from engine.runtime import tune_gc
 from hotshard.commands import ACTION, ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID, Command
 from hotshard.domain import Action, OrderType, Side, TimeInForce
+from hotshard.local.flow import Stream, liquibook_stream, zipf_stream
 
 DEPTH_EVERY = 1000
 ACCEPT, REJECT, FILL, CANCEL, CANCEL_REJECT = range(5)

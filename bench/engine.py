@@ -2,7 +2,7 @@
 
     python -m bench.engine [--orders N] [--rate R] [--symbols K]
 
-1. Throughput: N orders (engine.flow.zipf_stream) are pre-loaded into partition 0 of
+1. Throughput: N orders (hotshard.local.flow.zipf_stream) are pre-loaded into partition 0 of
    `orders`; then the engine starts and the benchmark reads order_status until every
    order's events are out: orders/s = N / (last event - first event), as seen by a reader.
 2. Latency: a separate producer process offers orders to partition 1 at R/s (default
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from engine.flow import zipf_stream
 from hotshard import kafka
+from hotshard.local.flow import zipf_stream
 from hotshard.local.services.broker import tansu
 from hotshard.local.services.engine import start_engine
 from hotshard.local.services.process import workdir

@@ -2,6 +2,7 @@
 
     python -m engine.replay --input orders.jsonl --output events.jsonl
                             [--depth-levels N] [--symbols symbols.json]
+    hotshard replay ...      (the same tool and options)
 
 Input: one JSON order per line in the client format (docs/FORMATS.md). Output: one JSON
 event per line; all events of an input line come before those of the next. A malformed
@@ -90,12 +91,15 @@ def replay_lines(
             yield depth_json(symbol, book.seq if book is not None else 0, bids, asks)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m engine.replay",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _levels(value: str) -> int:
+    levels = int(value)
+    if levels < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return levels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The replay's options (`python -m engine.replay` and `hotshard replay` share them)."""
     parser.add_argument(
         "--input", required=True, help="orders, one JSON object per line ('-' for stdin)"
     )
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--depth-levels",
-        type=int,
+        type=_levels,
         default=0,
         metavar="N",
         help="after each input line, write one depth event with the top N levels per side "
@@ -119,9 +123,20 @@ def main(argv: list[str] | None = None) -> int:
         "UNKNOWN_SYMBOL. Without it every symbol is accepted with tick 1, lot 1, no band",
     )
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
-    args = parser.parse_args(argv)
-    if args.depth_levels < 0:
-        parser.error("--depth-levels must be >= 0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.replay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay as `args` (parsed by a parser given `add_arguments`) says."""
     market = Market(load_symbols(args.symbols)) if args.symbols else Market(open_listing=True)
     stats = ReplayStats()
     tune_gc()

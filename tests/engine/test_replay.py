@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine import replay
-from engine.flow import zipf_stream
 from hotshard.commands import Command
 from hotshard.domain import Action, OrderType, Side, TimeInForce
+from hotshard.local.flow import zipf_stream
 
 ORDERS = [
     {

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.flow import zipf_stream
 from hotshard import kafka
+from hotshard.local.flow import zipf_stream
 from hotshard.local.services.broker import Broker, tansu
 from hotshard.local.services.rclone import rclone_s3
 from hotshard.local.traffic import EventReader, produce_orders, producer

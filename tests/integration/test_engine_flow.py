@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.flow import zipf_stream
+from hotshard.local.flow import zipf_stream
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from tests.integration.conftest import PARTITIONS
 from tests.integration.helpers import expected_events, place, total

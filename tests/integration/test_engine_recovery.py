@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from engine.book.snapshot import dump
-from engine.flow import zipf_stream
 from hotshard import recovery
+from hotshard.local.flow import zipf_stream
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS

@@ -7,8 +7,8 @@ import pytest
 
 from engine.book import add, snapshot
 from engine.book.snapshot import SnapshotError
-from engine.flow import zipf_stream
 from hotshard.domain import Side
+from hotshard.local.flow import zipf_stream
 from hotshard.reasons import Reason
 from hotshard.v1 import snapshot_pb2
 from tests.builders import book

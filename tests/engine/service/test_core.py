@@ -4,11 +4,11 @@ import pytest
 
 from engine.book import Book, Instrument, Market, add, cancel
 from engine.book.snapshot import dump, load
-from engine.flow import Stream, zipf_stream
 from engine.service.core import EngineState, Output, Record, restore_partition
 from hotshard.dedupe import SequenceGuard
 from hotshard.domain import Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, Event
+from hotshard.local.flow import Stream, zipf_stream
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.recovery import Checkpoint

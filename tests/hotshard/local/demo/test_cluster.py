@@ -1,4 +1,4 @@
-"""engine/cluster_demo.py: the generated flow as WebSocket frames, and a short run of the
+"""hotshard.local.demo.cluster: the generated flow as WebSocket frames, and a short run of the
 demo through real services (Tansu, Redis, two engines, the gateway process)."""
 
 import io
@@ -6,10 +6,10 @@ import io
 import pytest
 from rich.console import Console
 
-from engine.cluster_demo import frame_of, lanes, run
-from engine.flow import zipf_stream
 from hotshard.commands import add, cancel, replace
 from hotshard.domain import OrderType, Side, TimeInForce
+from hotshard.local.demo.cluster import frame_of, lanes, run
+from hotshard.local.flow import zipf_stream
 
 
 def test_commands_become_the_frames_a_client_sends():

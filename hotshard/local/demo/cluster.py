@@ -1,17 +1,16 @@
-"""The demo through real services and the edge: Tansu, redis-server, two engine processes
-and the local API Gateway (order_router, stream_handler and the feeder, in this process),
-all on free 127.0.0.1 ports. Symbols are listed through hotshard.route (the router and the
-engines agree on partitions); the generated flow is sent by several WebSocket clients
+"""The demo through real services and the edge: a local cluster (hotshard.local.cluster:
+Tansu, redis-server, two engine processes and the local edge), all on free 127.0.0.1
+ports. Symbols are listed through hotshard.route (the router and the engines agree on
+partitions); the generated flow is sent by several WebSocket clients
 (hotshard.client), one per group of the flow's users; every reply and push is counted.
 Sending stops after `duration` seconds (or when the flow is done), pushes are drained for
 a few seconds, and everything is stopped.
 
-    python -m engine.demo [--orders N] [--symbols K] [--clients C] [--duration S] ...
+    hotshard demo [--orders N] [--symbols K] [--clients C] [--duration S] ...
 """
 
 import asyncio
 import functools
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,25 +21,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.flow import Stream, zipf_stream
-from hotshard import kafka, route
+from hotshard import route
 from hotshard.client.frames import Message
 from hotshard.client.retry import RetryPolicy
 from hotshard.client.session import Client, ClientError, local_token
 from hotshard.commands import ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID
 from hotshard.domain import Action, OrderType, Side, TimeInForce
-from hotshard.local.services.broker import tansu
-from hotshard.local.services.engine import start_engine
-from hotshard.local.services.gateway import start_gateway
-from hotshard.local.services.process import (
-    Process,
-    workdir,
-)
-from hotshard.local.services.redis import redis_server
+from hotshard.local.cluster import local_cluster
+from hotshard.local.flow import Stream, zipf_stream
 from hotshard.route import Route
 
-PARTITIONS = 4
-ENGINES = (("demo-0", "0-1"), ("demo-1", "2-3"))
 WATCHED = 5  # the watcher subscribes to the hottest symbols
 WINDOW = 8  # requests in flight per connection
 DRAIN_IDLE_S = 2.0  # pushes are drained until none came for this long ...
@@ -250,60 +240,33 @@ def run(
     duration: float = 30.0,
 ) -> int:
     stream = zipf_stream(orders, seed=seed, symbols=symbols)
-    secret = secrets.token_urlsafe(32)
-    with (
-        tansu() as broker,
-        redis_server() as redis_srv,
-        workdir("hotshard-demo-") as wd,
-    ):
-        console.print(f"broker [bold]{broker.bootstrap}[/], redis [bold]{redis_srv.port}[/]")
-        kafka.create_topics(broker.admin(), PARTITIONS)
-        processes: list[Process] = []
-        try:
-            for instance, parts in ENGINES:
-                e = start_engine(
-                    workdir=wd,
-                    brokers=broker.bootstrap,
-                    redis_port=redis_srv.port,
-                    partitions=parts,
-                    instance=instance,
-                    extra_args=["--fetch-wait-max-ms", "10"],
+    with local_cluster(say=console.print) as cluster:
+        assert cluster.gateway is not None
+        routes = list_symbols(cluster.redis.client(), stream)
+        console.print(placement(routes))
+        console.print(f"{clients} trading clients + 1 watcher, at most {duration:.0f} s of sending")
+        with Progress(
+            TextColumn("{task.description:>8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("replies, {task.fields[pushes]:,} pushes"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            result = asyncio.run(
+                drive(
+                    cluster.gateway.ws_url,
+                    cluster.secret,
+                    stream,
+                    list(routes)[:WATCHED],
+                    clients=clients,
+                    duration=duration,
+                    progress=progress,
                 )
-                processes.append(e.process)
-                console.print(f"engine {e.instance}: gRPC {e.address}")
-            routes = list_symbols(redis_srv.client(), stream)
-            console.print(placement(routes))
-            edge = start_gateway(wd, broker.bootstrap, redis_srv.port, secret)
-            processes.append(edge.process)
-            console.print(
-                f"gateway: WebSocket [bold]{edge.ws_url}[/], HTTP {edge.http_url}; "
-                f"{clients} trading clients + 1 watcher, at most {duration:.0f} s of sending"
             )
-            with Progress(
-                TextColumn("{task.description:>8}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("replies, {task.fields[pushes]:,} pushes"),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                result = asyncio.run(
-                    drive(
-                        edge.ws_url,
-                        secret,
-                        stream,
-                        list(routes)[:WATCHED],
-                        clients=clients,
-                        duration=duration,
-                        progress=progress,
-                    )
-                )
-            died = [p for p in processes if not p.alive()]
-            for process in died:
-                console.print(f"[red]{process.name} exited:[/]\n{process.log_tail(20)}")
-        finally:
-            for process in reversed(processes):
-                process.stop()
+        died = cluster.died()
+        for process in died:
+            console.print(f"[red]{process.name} exited:[/]\n{process.log_tail(20)}")
     console.print(client_table(result))
     console.print(symbol_table(result, routes, top))
     console.print(reason_table(result))

@@ -1,0 +1,127 @@
+"""`hotshard`: the user's entry point to a local hotshard (docs/ARCHITECTURE.md).
+
+    hotshard demo [--orders N] [--symbols K] [--clients C] [--duration S] [--in-process]
+    hotshard replay --input orders.jsonl --output events.jsonl [--depth-levels N] ...
+
+Each command has its own --help. Trading against a running gateway is `hotshard-client`.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from engine import replay
+
+EPILOG = """\
+commands:
+  demo     a local cluster (Tansu, Redis, two engines, the local API Gateway) and WebSocket
+           clients sending a generated flow; a summary of acks, pushes, rates and rejects
+  replay   client orders from a file through the books, every event to a file (a backtest)
+see `hotshard COMMAND --help`; `hotshard-client --help` trades against a running gateway.
+"""
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError("must be positive")
+        return number
+
+    return parse
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--orders",
+        type=_positive(int),
+        default=None,
+        help="commands to generate (default 20,000; 500,000 with --in-process)",
+    )
+    p.add_argument(
+        "--symbols", type=_positive(int), default=100, help="number of symbols (default 100)"
+    )
+    p.add_argument("--seed", type=int, default=7, help="seed of the generated flow (default 7)")
+    p.add_argument(
+        "--top", type=_positive(int), default=10, help="symbols shown in the summary (default 10)"
+    )
+    p.add_argument(
+        "--clients",
+        type=_positive(int),
+        default=8,
+        help="WebSocket clients sending the flow (default 8)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=30.0,
+        help="stop sending after this many seconds (default 30)",
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="replay through in-process books only (no broker, Redis or engine processes)",
+    )
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`hotshard demo`: the cluster demo, or the in-process one."""
+    console = Console(width=None if Console().is_terminal else 120)
+    if args.in_process:
+        from hotshard.local.demo import matching  # noqa: PLC0415
+
+        orders = args.orders or 500_000
+        return matching.run(orders, args.symbols, args.seed, args.top, console)
+    from hotshard.local.demo import cluster  # noqa: PLC0415 - starts real services
+
+    console.rule(
+        "[bold]hotshard demo: WebSocket clients, the local gateway, Tansu, Redis, two engines"
+    )
+    return cluster.run(
+        args.orders or 20_000,
+        args.symbols,
+        args.seed,
+        args.top,
+        console,
+        clients=args.clients,
+        duration=args.duration,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hotshard",
+        description="Run hotshard on this machine: the demo cluster and the backtest tool.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = sub.add_parser(
+        "demo",
+        help="a local cluster trading a generated flow (what `make demo` runs)",
+        description="Start Tansu, Redis, two engine processes and the local API Gateway on "
+        "free ports, send a generated 100-symbol Zipf flow through WebSocket clients, and "
+        "summarise acks, pushes, rates and rejects. Stops by itself (--duration).",
+    )
+    _demo_arguments(d)
+    d.set_defaults(run=demo)
+    r = sub.add_parser(
+        "replay",
+        help="replay client orders through the books, write every event (a backtest)",
+        description=replay.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_arguments(r)
+    r.set_defaults(run=replay.run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
