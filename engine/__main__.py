@@ -13,7 +13,8 @@ from engine.book import Market
 from engine.runtime import tune_gc
 from engine.service.control import serve
 from engine.service.core import EngineState
-from engine.service.loop import Engine, EngineFailedError
+from engine.service.errors import EngineFailedError
+from engine.service.loop import Engine
 from engine.service.settings import EngineSettings, parse_args
 from engine.service.store import SnapshotStore, s3_client
 from hotshard import clients, kafka

@@ -47,9 +47,16 @@ class Reason(IntEnum):
     INSUFFICIENT_BALANCE = 305
     NOT_DELIVERED = 306
     ORDER_IN_FLIGHT = 307
-    # 4xx: snapshots and migration
+    # 4xx: snapshots and migration (the engine's control operations)
     CORRUPT_SNAPSHOT = 400
     UNSUPPORTED_SNAPSHOT_VERSION = 401
+    SYMBOL_ALREADY_HERE = 402
+    SNAPSHOT_OF_ANOTHER_SYMBOL = 403
+    NO_PARTITION_TO_FOLLOW = 404
+    FOLLOW_OVERLAPS_SNAPSHOT = 405
+    PARTITION_NOT_OWNED = 406
+    PARTITION_OWNED_ELSEWHERE = 407
+    NOT_DURABLE = 408
 
 
 class HotshardError(Exception):

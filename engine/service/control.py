@@ -1,11 +1,13 @@
-"""gRPC control of one engine (hotshard.v1.EngineControl): thin handlers over Engine.call.
+"""gRPC control of one engine (hotshard.v1.EngineControl): thin handlers that run
+engine.service.operations on the loop thread (Engine.call) and read Health and Stats.
 
-Status codes: NOT_FOUND (symbol not here, snapshot location empty), ALREADY_EXISTS
-(Restore of a symbol already here), DATA_LOSS (corrupt snapshot: checksum, truncation),
-INVALID_ARGUMENT (unknown snapshot version, symbol mismatch, bad request),
-FAILED_PRECONDITION (partition owned elsewhere), UNAVAILABLE (engine stopping, events not yet
-delivered). The reason code (hotshard.reasons) is in the trailing metadata `reason` (its
-name) and `reason-code` (its number), and the details text.
+Status codes come from the ControlError raised (engine.service.errors): NOT_FOUND (symbol
+not here, snapshot location empty), ALREADY_EXISTS (Restore of a symbol already here),
+DATA_LOSS (corrupt snapshot: checksum, truncation), INVALID_ARGUMENT (unknown snapshot
+version, symbol mismatch, bad request), FAILED_PRECONDITION (partition not owned here or
+owned elsewhere), UNAVAILABLE (engine stopping, events not yet delivered, not
+checkpointed). The reason code (hotshard.reasons) is in the trailing metadata `reason`
+(its name) and `reason-code` (its number), and the details text.
 """
 
 import logging
@@ -14,7 +16,9 @@ from typing import Any
 
 import grpc
 
-from engine.service.loop import ControlError, Engine
+from engine.service.errors import ControlError
+from engine.service.loop import Engine
+from engine.service.operations import Operations
 from hotshard.v1 import control_pb2, control_pb2_grpc
 
 log = logging.getLogger("hotshard.engine.control")
@@ -25,6 +29,7 @@ CALL_TIMEOUT_S = 60.0
 class EngineControl(control_pb2_grpc.EngineControlServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.operations = Operations(engine)
 
     def _call(self, context: grpc.ServicerContext, fn: Any) -> Any:
         if not self.engine.serving:
@@ -35,7 +40,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
             context.set_trailing_metadata(
                 (("reason", exc.reason.name), ("reason-code", str(int(exc.reason))))
             )
-            context.abort(getattr(grpc.StatusCode, exc.code), f"{exc.reason.name}: {exc.message}")
+            context.abort(getattr(grpc.StatusCode, exc.status), str(exc))
         except TimeoutError:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "engine loop did not answer")
         raise AssertionError("unreachable")  # context.abort raises
@@ -43,7 +48,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
     def Snapshot(  # noqa: N802 - generated interface
         self, request: control_pb2.SnapshotRequest, context: grpc.ServicerContext
     ) -> control_pb2.SnapshotReply:
-        result = self._call(context, lambda: self.engine.snapshot(request.symbol))
+        result = self._call(context, lambda: self.operations.snapshot(request.symbol))
         return control_pb2.SnapshotReply(
             snapshot=result.data,
             partition=result.partition,
@@ -57,9 +62,9 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
         source = request.WhichOneof("source")
         if source is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshot or location is required")
-        seq, offset = self._call(
+        restored = self._call(
             context,
-            lambda: self.engine.restore(
+            lambda: self.operations.restore(
                 request.symbol,
                 data=request.snapshot if source == "snapshot" else None,
                 location=request.location,
@@ -68,16 +73,19 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
                 from_offset=request.from_offset,
             ),
         )
-        return control_pb2.RestoreReply(seq=seq, input_offset=offset)
+        return control_pb2.RestoreReply(seq=restored.seq, input_offset=restored.applied_through)
 
     def Remove(  # noqa: N802
         self, request: control_pb2.RemoveRequest, context: grpc.ServicerContext
     ) -> control_pb2.RemoveReply:
-        seq, offset, location, fence = self._call(
-            context, lambda: self.engine.remove(request.symbol, request.fence_epoch)
+        removed = self._call(
+            context, lambda: self.operations.remove(request.symbol, request.fence_epoch)
         )
         return control_pb2.RemoveReply(
-            seq=seq, input_offset=offset, location=location, fence_epoch=fence
+            seq=removed.seq,
+            input_offset=removed.input_offset,
+            location=removed.location,
+            fence_epoch=removed.fence_epoch,
         )
 
     def Health(  # noqa: N802

@@ -1,9 +1,10 @@
-"""The engine's imperative shell: one thread consumes, matches (engine.service.core),
-publishes, snapshots and runs control requests between batches.
+"""The engine's Kafka loop: one thread consumes, matches (engine.service.core), publishes,
+does its housekeeping (heartbeat, snapshots and checkpoints, depth snapshots, metrics) and
+runs control requests between batches.
 
-gRPC handlers never touch the books: they `call()` a function that this loop runs between
-two batches, so every change of state happens on one thread, in a well-defined place of
-the input sequence.
+gRPC handlers never touch the books: they `call()` a function (engine.service.operations)
+that this loop runs between two batches, so every change of state happens on one thread,
+in a well-defined place of the input sequence.
 
 Durability rule: a snapshot is recorded (and a checkpoint written) only after the producer
 has delivered every event produced so far. So a restart that loads the checkpoint and
@@ -24,35 +25,20 @@ import redis
 from confluent_kafka import KafkaException
 
 from engine.book import Book
-from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
+from engine.book.snapshot import SnapshotInfo, dump, load
 from engine.service.core import EngineState, Output, restore_partition
+from engine.service.errors import EngineFailedError
 from engine.service.metrics import Metrics
 from engine.service.settings import EngineSettings
-from engine.service.store import SnapshotMissingError, SnapshotStore
-from hotshard import recovery, registry, route
+from engine.service.store import SnapshotStore
+from hotshard import recovery, registry
 from hotshard.names import TOPIC_ORDERS
-from hotshard.reasons import Reason
 
 log = logging.getLogger("hotshard.engine")
 
 T = TypeVar("T")
 
 FLUSH_TIMEOUT_S = 10.0
-
-
-class ControlError(Exception):
-    """A control request that cannot be served: `code` names a grpc.StatusCode."""
-
-    def __init__(self, code: str, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-
-
-class EngineFailedError(Exception):
-    """The engine cannot go on safely (lost ownership, an event not delivered): exit
-    non-zero and let the supervisor restart it from its checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +86,8 @@ class Engine:
         began = time.monotonic()
         for partition in self.partitions:
             self._recover(partition)
-        self._assign()
-        self._register()
+        self.assign()
+        self.register()
         self.serving = True
         log.info(
             "engine started",
@@ -132,7 +118,7 @@ class Engine:
             extra={"partition": partition, "symbols": len(books), "resume_offset": start},
         )
 
-    def _assign(self) -> None:
+    def assign(self) -> None:
         from confluent_kafka import TopicPartition  # noqa: PLC0415
 
         self.consumer.assign(
@@ -142,7 +128,7 @@ class Engine:
             ]
         )
 
-    def _register(self) -> None:
+    def register(self) -> None:
         s = self.settings
         import os  # noqa: PLC0415
         import socket  # noqa: PLC0415
@@ -253,7 +239,7 @@ class Engine:
         if taken:
             self._failure = f"lost ownership of partitions {taken}"
             return
-        self._register()
+        self.register()
 
     def flush(self) -> bool:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)
@@ -268,7 +254,7 @@ class Engine:
         began = time.monotonic()
         changed = sorted(s for s in self.state.dirty if s in self.state.market.books)
         for symbol in changed:
-            self._store_snapshot(symbol)
+            self.store_snapshot(symbol)
         taken_ms = int(time.time() * 1000)
         for partition in self.partitions:
             checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
@@ -287,7 +273,7 @@ class Engine:
         )
         return True
 
-    def _store_snapshot(self, symbol: str) -> SnapshotResult:
+    def store_snapshot(self, symbol: str) -> SnapshotResult:
         book = self.state.market.books[symbol]
         partition = self.state.home.get(symbol, -1)
         offset = self.state.applied_offset(symbol)
@@ -346,109 +332,3 @@ class Engine:
                 future.set_result(fn())
             except BaseException as exc:
                 future.set_exception(exc)
-
-    # These run on the loop thread (through call()).
-
-    def snapshot(self, symbol: str) -> SnapshotResult:
-        if symbol not in self.state.market.books:
-            raise ControlError("NOT_FOUND", Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
-        if not self.flush():
-            raise ControlError("UNAVAILABLE", Reason.NONE, "events not yet delivered; retry")
-        return self._store_snapshot(symbol)
-
-    def restore(
-        self,
-        symbol: str,
-        *,
-        data: bytes | None,
-        location: str,
-        follow: bool,
-        partition: int,
-        from_offset: int,
-    ) -> tuple[int, int]:
-        """Install a book from a snapshot. With `follow`, it is fed from `partition` starting
-        at `from_offset` (the partition is taken over if not yet owned); without, from its
-        snapshot's partition (which must be owned) at the current position."""
-        if symbol in self.state.market.books:
-            raise ControlError("ALREADY_EXISTS", Reason.NONE, f"{symbol} is already here")
-        if data is None:
-            try:
-                data = self.store.fetch(location)
-            except SnapshotMissingError as exc:
-                raise ControlError("NOT_FOUND", exc.reason, str(exc)) from exc
-        try:
-            book, info = load(data)
-        except SnapshotError as exc:
-            code = "DATA_LOSS" if exc.reason == Reason.CORRUPT_SNAPSHOT else "INVALID_ARGUMENT"
-            raise ControlError(code, exc.reason, str(exc)) from exc
-        if info.symbol != symbol:
-            raise ControlError(
-                "INVALID_ARGUMENT", Reason.NONE, f"snapshot is of {info.symbol}, not {symbol}"
-            )
-        target = partition if follow else info.partition
-        if target < 0:
-            raise ControlError("INVALID_ARGUMENT", Reason.NONE, "no partition to follow")
-        if follow and target == info.partition and from_offset <= info.input_offset:
-            # the snapshot already holds the orders up to its offset: applying them again
-            # would emit their events a second time under new sequence numbers
-            raise ControlError(
-                "INVALID_ARGUMENT",
-                Reason.NONE,
-                f"follow from {from_offset}: the snapshot already includes offsets up to "
-                f"{info.input_offset} of partition {target}",
-            )
-        if target not in self.partitions:
-            if not follow:
-                raise ControlError(
-                    "FAILED_PRECONDITION",
-                    Reason.NONE,
-                    f"partition {target} is not owned here; restore with follow",
-                )
-            self._adopt(target, from_offset)
-        here = self.state.position.get(target, 0)
-        applied = from_offset - 1 if follow else here - 1
-        rewound = follow and self.state.rewind(target, from_offset)
-        self.state.add_book(book, target, applied)
-        if rewound:
-            self._assign()
-        if not self.checkpoint_all("restore"):
-            # not durable here: give the book back rather than report a restore that a
-            # crash would undo (the caller retries or rolls back)
-            self.state.remove_book(symbol, 0)
-            raise ControlError("UNAVAILABLE", Reason.NONE, "restore not checkpointed; retry")
-        return book.seq, applied
-
-    def _adopt(self, partition: int, from_offset: int) -> None:
-        s = self.settings
-        taken = registry.claim_partitions(
-            self.redis, s.instance, [partition], int(s.ownership_ttl_s * 1000)
-        )
-        if taken:
-            raise ControlError(
-                "FAILED_PRECONDITION", Reason.NONE, f"partition {partition} is owned elsewhere"
-            )
-        self.partitions = sorted({*self.partitions, partition})
-        self.state.position[partition] = max(from_offset, 0)
-        self._assign()
-        self._register()
-
-    def remove(self, symbol: str, fence_epoch: int) -> tuple[int, int, str, int]:
-        if symbol not in self.state.market.books:
-            raise ControlError("NOT_FOUND", Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
-        if not self.flush():
-            raise ControlError("UNAVAILABLE", Reason.NONE, "events not yet delivered; retry")
-        final = self._store_snapshot(symbol)
-        if fence_epoch <= 0:
-            current = route.lookup(self.redis, symbol)
-            fence_epoch = (current.epoch if current is not None else 0) + 1
-        home = self.state.home.get(symbol, -1)
-        applied = self.state.applied_offset(symbol)
-        book = self.state.remove_book(symbol, fence_epoch)
-        if not self.checkpoint_all("remove"):
-            # a crash now would restart with the symbol still listed here: keep it, and
-            # let the caller retry the Remove
-            if book is not None:
-                self.state.add_book(book, home, applied)
-            raise ControlError("UNAVAILABLE", Reason.NONE, "remove not checkpointed; retry")
-        self.metrics.forget(symbol)
-        return final.seq, final.input_offset, final.location, fence_epoch

@@ -13,20 +13,13 @@ from typing import Any
 
 import redis
 
+from engine.service.errors import SnapshotMissingError, SnapshotRefusedError
 from hotshard import names
-from hotshard.reasons import HotshardError, Reason
+from hotshard.reasons import Reason
 from hotshard.recovery import SnapshotRecord, read_snapshot_record, write_snapshot_record
 
 REDIS_RETAIN_S = 600
 S3_PREFIX = "snapshots/"
-
-
-class SnapshotRefusedError(HotshardError):
-    """The snapshot record was not written: this instance no longer owns the partition."""
-
-
-class SnapshotMissingError(HotshardError):
-    """A snapshot location that holds nothing (expired, never written, wrong bucket)."""
 
 
 @dataclass(slots=True)
@@ -68,7 +61,7 @@ class SnapshotStore:
     def _record(self, record: SnapshotRecord, *, data_key: str = "", data: bytes = b"") -> None:
         if not write_snapshot_record(self.redis, record, data_key=data_key, data=data):
             raise SnapshotRefusedError(
-                Reason.STALE_ROUTE,
+                Reason.PARTITION_NOT_OWNED,
                 f"{record.symbol}: partition {record.partition} is no longer owned here",
             )
 
