@@ -2,9 +2,11 @@
 
 from typing import Any
 
-from engine.book import Book, Instrument
+from engine.book import Book, Instrument, snapshot
 from hotshard.codec import event_json
+from hotshard.domain import Side
 from hotshard.events import Event
+from hotshard.v1 import snapshot_pb2
 
 SYMBOL = "TEST"
 
@@ -39,3 +41,17 @@ def trades(events: list[Event]) -> list[tuple[str, str, int, int]]:
         for e in view(events)
         if e["type"] == "trade"
     ]
+
+
+def resting(b: Book) -> dict[tuple[Side, int], list[tuple[str, str, int]]]:
+    """(order_id, user_id, leaves) of the live orders per (side, price), each list in time
+    priority, as the book's snapshot lists them (one dump, whatever the book's size)."""
+    state = snapshot_pb2.BookState.FromString(
+        snapshot_pb2.Snapshot.FromString(snapshot.dump(b)).state
+    )
+    out: dict[tuple[Side, int], list[tuple[str, str, int]]] = {}
+    for side, price, order_id, user_id, leaves in zip(
+        state.side, state.price, state.order_id, state.user_id, state.leaves, strict=True
+    ):
+        out.setdefault((Side(side), price), []).append((order_id, user_id, leaves))
+    return out

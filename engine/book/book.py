@@ -591,8 +591,3 @@ class Book:
         user_orders = self.orders.get(user_id)
         order = user_orders.get(order_id) if user_orders is not None else None
         return order if order is not None and order[LEAVES] else None
-
-    def queue(self, side: Side, price: int) -> list[Order]:
-        """Live orders resting at `price` on `side`, in time priority."""
-        level = self.bids.get(price) if side == BUY else self.asks.get(-price)
-        return [o for o in level.orders if o[LEAVES]] if level is not None else []

@@ -2,7 +2,7 @@
 
 from engine.book import add, cancel, replace
 from hotshard.domain import OrderType, Side, TimeInForce
-from tests.builders import book, statuses, trades, view
+from tests.builders import book, resting, statuses, trades, view
 
 BUY, SELL = Side.BUY, Side.SELL
 IOC, FOK = TimeInForce.IOC, TimeInForce.FOK
@@ -343,7 +343,7 @@ def test_many_cancels_in_one_level_keep_queue_bounded():
     for i in range(999):
         b.apply(cancel(str(i), "u"))
     assert len(b.bids[100].orders) < 100
-    assert [o[2] for o in b.queue(BUY, 100)] == ["999"]
+    assert resting(b) == {(BUY, 100): [("999", "u", 1)]}
 
 
 def test_quantity_above_the_instrument_maximum_is_out_of_range():

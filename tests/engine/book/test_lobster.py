@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.book import Book, Instrument, add, cancel, replace
-from engine.book.order import FILLED_QTY, LEAVES
+from engine.book.order import FILLED_QTY, LEAVES, Order
 from hotshard.domain import Side, TimeInForce
 from hotshard.events import TRADE
 
@@ -57,6 +57,14 @@ def opening_book(levels: list[int]) -> Book:
     return book
 
 
+def queue(book: Book, side: Side, price: int) -> list[Order]:
+    """The live orders resting at `price` on `side`, in time priority, read from the book's
+    levels (asks are keyed by -price). Not tests.builders.resting: a snapshot dump per
+    reconcile made this test take ~10x as long (271 s against 22 s, under load)."""
+    level = book.bids.get(price) if side == Side.BUY else book.asks.get(-price)
+    return [o for o in level.orders if o[LEAVES]] if level is not None else []
+
+
 def reconcile(book: Book, levels: list[int], serial: list[int]) -> int:
     """Make the book's top 10 levels per side equal to Nasdaq's row: orders that left or
     entered the book beyond level 10 have no message. Stale orders (oldest first) are
@@ -80,7 +88,7 @@ def reconcile(book: Book, levels: list[int], serial: list[int]) -> int:
             if have == want:
                 continue
             fixed += 1
-            for order in book.queue(side, price):
+            for order in queue(book, side, price):
                 if have <= want:
                     break
                 book.apply(cancel(order[2], order[3]))
