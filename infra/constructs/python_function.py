@@ -24,6 +24,8 @@ from infra.constructs.source_bundle import bundling, report_missing
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 SHARED_PACKAGE = "hotshard"
+NOT_IN_LAMBDAS = ("hotshard/local", "hotshard/client", "hotshard/cli.py")
+"""Parts of the shared package for one machine or for users, never shipped in a Lambda."""
 
 
 def log_group(
@@ -127,7 +129,7 @@ class HotshardFunction(Construct):
             handler=handler,
             code=lambda_.Code.from_asset(
                 str(config.source_root),
-                bundling=bundling(config.source_root, (SHARED_PACKAGE, *code_dirs)),
+                bundling=bundling(config.source_root, (SHARED_PACKAGE, *code_dirs), NOT_IN_LAMBDAS),
             ),
             description=description,
             role=self.role,

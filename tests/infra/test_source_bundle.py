@@ -1,9 +1,12 @@
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Annotations, Match
+from aws_cdk.assertions import Annotations, Match, Template
 
+from infra.app import Deployment
+from infra.constructs.python_function import NOT_IN_LAMBDAS
 from infra.constructs.source_bundle import CopyPaths, report_missing
 
 
@@ -17,6 +20,49 @@ def test_copy_keeps_repository_layout_and_skips_bytecode(tmp_path: Path) -> None
     assert CopyPaths(src, ["hotshard", "lambdas/order_router", "absent"]).try_bundle(str(out))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["hotshard/names.py", "lambdas/order_router/handler.py"]
+
+
+def test_excluded_paths_are_left_out_wherever_they_sit(tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    for rel in ("hotshard/names.py", "hotshard/local/gateway.py", "hotshard/cli.py", "x.py"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("")
+    exclude = ["hotshard/local", "hotshard/cli.py", "x.py"]
+    assert CopyPaths(src, ["hotshard", "x.py"], exclude).try_bundle(str(out))
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["hotshard/names.py"]
+
+
+def test_each_lambda_ships_its_handler_and_the_package_without_local_client_or_cli(
+    deployment: Deployment, templates: dict[str, Template]
+) -> None:
+    """Every project Lambda of the synthesized app (built from a copy of the whole hotshard
+    package, local/ and client/ included) gets its own asset: its handler, the shared
+    package, nothing that runs only on one machine or for users. (All bundles once hashed
+    alike, so every function and the engine fleet got the first asset bundled.)"""
+    out = Path(deployment.app.outdir)
+    checked = 0
+    for template in templates.values():
+        functions = template.find_resources("AWS::Lambda::Function")
+        for name, function in functions.items():
+            props = function["Properties"]
+            module, _, _ = props["Handler"].rpartition(".")
+            asset = out / f"asset.{props['Code']['S3Key'].removesuffix('.zip')}"
+            if not (asset / "hotshard").is_dir():
+                continue  # a handler aws-cdk-lib ships itself (index.js)
+            assert (asset / f"{module.replace('.', '/')}.py").is_file(), name
+            assert (asset / "hotshard" / "names.py").is_file(), name
+            for rel in NOT_IN_LAMBDAS:
+                assert not (asset / rel).exists(), (name, rel)
+            checked += 1
+    assert checked >= 12  # order_router, stream_handler, the topics handler, 9 task handlers
+
+
+def test_the_engine_fleet_gets_the_engines_code(deployment: Deployment) -> None:
+    manifest = json.loads((Path(deployment.app.outdir) / "HotshardFleet.assets.json").read_text())
+    paths = [f["source"]["path"] for f in manifest["files"].values()]
+    staged = [Path(deployment.app.outdir) / p for p in paths if p.startswith("asset.")]
+    assert any((d / "engine" / "__main__.py").is_file() for d in staged), staged
 
 
 @pytest.mark.parametrize("require", [False, True])
