@@ -16,7 +16,7 @@ from hotshard.edge.router import RefusedError
 from hotshard.registry import EngineRecord, register_engine
 from hotshard.route import MIGRATING
 from lambdas.order_router import handler as module
-from tests.edge.kit import SECRET, edge, event, read_record, token, ws_message
+from tests.hotshard.edge.kit import SECRET, edge, event, read_record, token, ws_message
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from hotshard.events import FILL, STATUS, TRADE
 from hotshard.local import gateway
 from hotshard.reasons import Reason
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from hotshard import route
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.services.engine import start_engine
-from tests.edge.kit import SECRET, token
+from tests.hotshard.edge.kit import SECRET, token
 
 pytestmark = pytest.mark.integration
 

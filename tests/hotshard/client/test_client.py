@@ -20,7 +20,7 @@ from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.services.engine import start_engine
 from hotshard.v1 import control_pb2
-from tests.edge.kit import SECRET, token
+from tests.hotshard.edge.kit import SECRET, token
 
 
 def stale_push(order_id: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from AWS (tests/events), so the handlers see in tests what they see in AWS."""
 from typing import Any
 
 from hotshard.local.shapes import http_event, msk_event, msk_record, websocket_event
-from tests.edge.kit import event
+from tests.hotshard.edge.kit import event
 
 
 def keys(obj: Any, prefix: str = "") -> set[str]:

@@ -1,4 +1,5 @@
-"""Real services for the edge tests: one redis-server per test module (flushed before each
+"""Real services for the tests of hotshard/ (edge, local, client, routing table) and
+tests/lambdas: one redis-server per test module (flushed before each
 test), Tansu where a test needs the broker. Ports are free ones on 127.0.0.1."""
 
 from collections.abc import Iterator

@@ -18,7 +18,7 @@ from hotshard.edge.router import OrderRouter
 from hotshard.edge.sessions import Sessions
 from hotshard.wire import DecodedOrder, decode_order
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 SECRET = "test-secret-of-32-characters-or-more!"
 
 
