@@ -5,7 +5,7 @@ i.e. OrderRouter.submit, against a local redis-server and Tansu started on free 
     python -m bench.router [--orders N] [--warmup N] [--balance]
 
 Orders are sent one at a time (each waits for its own acknowledgement, as a Lambda does).
-Prints p50/p90/p99/max in ms and the rate; DESIGN §10 target: p99 <= 2 ms.
+Prints p50/p90/p99/max in ms and the rate; target: p99 <= 2 ms of its own work per order.
 """
 
 import argparse

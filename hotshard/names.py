@@ -1,10 +1,10 @@
 """Names shared by the runtime and the infrastructure: Kafka topics, environment keys, metrics.
 
 Constants only, no imports: `infra/` reads these so the CDK app and the code it deploys
-agree on one spelling. Redis key formats belong here too (DESIGN §4).
+agree on one spelling. Redis key formats belong here too.
 """
 
-# Kafka topics (DESIGN §1).
+# Kafka topics (docs/ARCHITECTURE.md).
 TOPIC_ORDERS = "orders"
 TOPIC_PENDING_ORDERS = "pending-orders"
 TOPIC_FILLS = "fills"

@@ -1,4 +1,4 @@
-"""Cache: ElastiCache Redis (L1), the routing table, registry and connections (DESIGN §4).
+"""Cache: ElastiCache Redis (L1), the routing table, registry and connections.
 
 A replication group with one primary and `redisReplicas` replicas across AZs, automatic
 failover and Multi-AZ, encryption at rest and in transit (clients connect with TLS).

@@ -1,6 +1,6 @@
 """Network: the VPC, its endpoints, and one security group per kind of caller.
 
-Only what flows in DESIGN.md is allowed in: the Lambdas (router, stream handler, migration
+Only what flows between the parts is allowed in: the Lambdas (router, stream handler, migration
 tasks, topic bootstrap) and the engines reach MSK on 9098 (IAM auth over TLS) and Redis on
 6379 (TLS); migration tasks reach the engines' gRPC ports. Nothing is reachable from the
 internet: clients come in only through API Gateway, which is not in the VPC.

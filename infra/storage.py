@@ -1,4 +1,4 @@
-"""Storage: the S3 bucket that holds engine snapshots (DESIGN §3), and its access logs."""
+"""Storage: the S3 bucket that holds engine snapshots, and its access logs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The order path (DESIGN §6): validate, pre-trade checks, route lookup, epoch stamp,
+"""The order path (docs/ARCHITECTURE.md): validate, pre-trade checks, route lookup, epoch stamp,
 produce to the symbol's partition with delivery confirmed, then answer.
 
     router = OrderRouter(redis_client, producer, limits=PreTradeLimits.load(path))
