@@ -45,6 +45,7 @@ def make_source_root(root: Path) -> Path:
         REPO / "hotshard", root / "hotshard", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(REPO / "infra" / "custom_resources", root / "infra" / "custom_resources")
+    shutil.copy(REPO / "infra" / "engine_host.py", root / "infra" / "engine_host.py")
     for rel in (
         "lambdas/order_router/handler.py",
         "lambdas/stream_handler/handler.py",
