@@ -18,6 +18,7 @@ UNSCOPABLE = {
     "xray:GetSamplingTargets",
     "cloudwatch:PutMetricData",
     "cloudwatch:GetMetricData",
+    "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeWarmPool",
     "logs:CreateLogDelivery",
