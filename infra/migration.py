@@ -9,10 +9,10 @@ placeholder is substituted with its ARN. Choice, Pass, Wait, Succeed and Fail st
 nothing; states nested in Parallel branches and Map iterators count too; a Task with any
 other Resource is refused at synth (nothing here would grant what it calls).
 
-Least privilege per task (TASK_ACCESS): every task reaches Redis and the engines' gRPC ports
-through its security group and nothing else in the VPC; IAM grants only what its row names
-(Kafka topics, snapshot objects, metrics, the fleet's Auto Scaling group). A task the table
-does not know (a new state) gets no IAM grant beyond its logs and a synth warning.
+Least privilege per task (TASK_ACCESS): every task reaches Redis, MSK and the engines' gRPC
+ports through its security group and nothing else in the VPC; IAM grants only what its row
+names (Kafka topics, Auto Scaling actions on the fleet's group). A task the table does not
+know (a new state) gets no IAM grant beyond its logs and a synth warning.
 
 Alarms: two on the engines' own metrics (process CPU, per-symbol order rate, Metrics
 Insights) feed one EventBridge rule that starts the state machine with the alarm event as
@@ -28,7 +28,6 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -148,45 +147,40 @@ def fail_errors(asl: Mapping[str, Any]) -> set[str]:
     }
 
 
-class Snapshots(Enum):
-    NONE = "none"
-    READ_WRITE = "read-write"
-    READ_DELETE = "read-delete"
-
-
 @dataclass(frozen=True)
 class TaskAccess:
     """What one task may touch beyond Redis and the engines' gRPC (network only)."""
 
     kafka_read: tuple[str, ...] = ()
     kafka_write: tuple[str, ...] = ()
-    snapshots: Snapshots = Snapshots.NONE
-    metrics: bool = False  # cloudwatch:GetMetricData (which symbol is hot)
-    fleet: bool = False  # Auto Scaling on the fleet's group, to take an engine from the pool
+    fleet: tuple[str, ...] = ()  # Auto Scaling actions on the fleet's group (+ its Describe)
 
 
+# What each task's code (hotshard/migration, statemachine/tasks) calls beyond Redis and the
+# engines: snapshots move between engines by reference (the engines read and write S3),
+# and the hottest symbol comes from the engines' Stats, so no task reads S3 or CloudWatch.
+_PENDING = (names.TOPIC_PENDING_ORDERS,)
 TASK_ACCESS: dict[str, TaskAccess] = {
-    "DetectHotSymbol": TaskAccess(metrics=True),
-    "ProvisionNewInstance": TaskAccess(fleet=True),
-    "PauseRouting": TaskAccess(),
-    "WaitForDrain": TaskAccess(kafka_read=(names.TOPIC_ORDERS,)),
-    "TransferSnapshot": TaskAccess(snapshots=Snapshots.READ_WRITE),
+    "DetectHotSymbol": TaskAccess(),
+    "ProvisionNewInstance": TaskAccess(
+        fleet=("autoscaling:SetDesiredCapacity", "autoscaling:CompleteLifecycleAction")
+    ),
+    "PauseRouting": TaskAccess(kafka_write=_PENDING),  # the begin marker
+    "WaitForDrain": TaskAccess(),
+    "TransferSnapshot": TaskAccess(),
+    "CatchUp": TaskAccess(),
     "SwitchRouting": TaskAccess(),
-    "ReplayPendingOrders": TaskAccess(
-        kafka_read=(names.TOPIC_PENDING_ORDERS,), kafka_write=(names.TOPIC_ORDERS,)
-    ),
-    "Cleanup": TaskAccess(snapshots=Snapshots.READ_DELETE),
+    "ReplayPendingOrders": TaskAccess(kafka_read=_PENDING, kafka_write=_PENDING),  # end marker
+    "Cleanup": TaskAccess(),
+    # The end marker, and the warm-pool instance given back (scaled in, desired - 1).
     "Rollback": TaskAccess(
-        kafka_read=(names.TOPIC_PENDING_ORDERS,), kafka_write=(names.TOPIC_ORDERS,)
+        kafka_read=_PENDING,
+        kafka_write=_PENDING,
+        fleet=("autoscaling:TerminateInstanceInAutoScalingGroup",),
     ),
+    "ReportFailure": TaskAccess(),  # its metric is an EMF line in its own log
 }
-FLEET_ACTIONS = ("autoscaling:SetDesiredCapacity", "autoscaling:CompleteLifecycleAction")
-FLEET_DESCRIBE_ACTIONS = (
-    "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:DescribeAutoScalingInstances",
-    "autoscaling:DescribeWarmPool",
-    "ec2:DescribeInstances",
-)
+FLEET_DESCRIBE_ACTIONS = ("autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances")
 
 
 class MigrationStack(Stack):
@@ -243,7 +237,7 @@ class MigrationStack(Stack):
                     "and the engines' gRPC only; add a row if it needs more",
                 )
             self.tasks[fn.name] = self._task(config, fn, access, network, environment, layers)
-            self._grant(self.tasks[fn.name].role, access, messaging, storage, fleet)
+            self._grant(self.tasks[fn.name].role, access, messaging, fleet)
 
         self.logs = log_group(self, "MigrationLogs", days=config.log_retention_days)
         self.state_machine = sfn.StateMachine(
@@ -371,11 +365,7 @@ class MigrationStack(Stack):
         environment: dict[str, str],
         layers: list[Any],
     ) -> HotshardFunction:
-        reasons = []
-        if access.metrics:
-            reasons.append("cloudwatch:GetMetricData has none either")
-        if access.fleet:
-            reasons.append("nor do autoscaling:Describe* and ec2:DescribeInstances")
+        reason = "; nor do autoscaling:Describe* and ec2:DescribeInstances" if access.fleet else ""
         return HotshardFunction(
             self,
             fn.name,
@@ -390,7 +380,7 @@ class MigrationStack(Stack):
             environment=environment,
             layers=layers,
             timeout=Duration.seconds(fn.timeout_s),
-            wildcard_reason="".join(f"; {r}" for r in reasons),
+            wildcard_reason=reason,
         )
 
     def _grant(
@@ -398,24 +388,13 @@ class MigrationStack(Stack):
         role: iam.IRole,
         access: TaskAccess,
         messaging: MessagingStack,
-        storage: StorageStack,
         fleet: FleetStack,
     ) -> None:
         if access.kafka_read or access.kafka_write:
             messaging.grant_kafka(role, read=access.kafka_read, write=access.kafka_write)
-        if access.snapshots is not Snapshots.NONE:
-            storage.grant_snapshots(
-                role,
-                write=access.snapshots is Snapshots.READ_WRITE,
-                delete=access.snapshots is Snapshots.READ_DELETE,
-            )
-        if access.metrics:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"])
-            )
         if access.fleet:
             role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(FLEET_ACTIONS), resources=[fleet.asg_arn])
+                iam.PolicyStatement(actions=list(access.fleet), resources=[fleet.asg_arn])
             )
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=list(FLEET_DESCRIBE_ACTIONS), resources=["*"])

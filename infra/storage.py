@@ -59,14 +59,20 @@ class StorageStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def grant_snapshots(self, role: iam.IRole, *, write: bool = True, delete: bool = True) -> None:
-        """Read objects under snapshots/ (and list only that prefix); write and delete there
-        when asked. Nothing outside the prefix."""
+    def grant_snapshots(self, role: iam.IRole) -> None:
+        """Read, write and delete objects under snapshots/ only; list only that prefix."""
         objects = f"arn:{self.partition}:s3:::{self.bucket_name}/{SNAPSHOT_PREFIX}*"
-        actions = ["s3:GetObject"]
-        actions += ["s3:PutObject", "s3:AbortMultipartUpload"] if write else []
-        actions += ["s3:DeleteObject"] if delete else []
-        role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[objects]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
+                resources=[objects],
+            )
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],

@@ -18,7 +18,6 @@ UNSCOPABLE = {
     "xray:GetSamplingTargets",
     "cloudwatch:PutMetricData",
     "cloudwatch:GetMetricData",
-    "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeWarmPool",
     "logs:CreateLogDelivery",

@@ -10,7 +10,8 @@ from infra.app import build
 from infra.migration import (
     ASL_FILE,
     ASL_PATH,
-    FLEET_ACTIONS,
+    FLEET_DESCRIBE_ACTIONS,
+    TASK_ACCESS,
     AslError,
     fail_errors,
     placeholders,
@@ -208,33 +209,44 @@ def _task_role(migration: Template, task: str) -> list[dict[str, Any]]:
     return role_statements(migration, f"{task}Role")
 
 
-def test_only_the_provisioning_task_touches_the_fleet(migration: Template) -> None:
+def test_only_provisioning_and_rollback_touch_the_fleet(migration: Template) -> None:
+    for fn in TASKS.values():
+        statements = _task_role(migration, fn.name)
+        fleet = {a for a in actions_of(statements) if a.startswith("autoscaling:")}
+        wanted = set(TASK_ACCESS[fn.name].fleet)
+        if not wanted:
+            assert not fleet, fn.name
+            continue
+        assert fleet == wanted | {"autoscaling:DescribeAutoScalingGroups"}, fn.name
+        (scoped,) = [s for s in statements if set(as_list(s["Action"])) == wanted]
+        assert "autoScalingGroupName/hotshard-engines" in json.dumps(scoped["Resource"])
+        # Describe* have no resource-level permissions (merged with the other "*" actions).
+        on_any = actions_of([s for s in statements if s["Resource"] == "*"])
+        assert set(FLEET_DESCRIBE_ACTIONS) <= on_any
+    assert set(TASK_ACCESS["ProvisionNewInstance"].fleet) == {
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:CompleteLifecycleAction",
+    }
+    assert TASK_ACCESS["Rollback"].fleet == ("autoscaling:TerminateInstanceInAutoScalingGroup",)
+
+
+def test_tasks_touch_no_snapshot_object_and_no_metric(migration: Template) -> None:
+    # Snapshots move between engines by reference; the hot symbol comes from engine Stats.
     for fn in TASKS.values():
         actions = actions_of(_task_role(migration, fn.name))
-        fleet = {a for a in actions if a.startswith("autoscaling:")}
-        if fn.name == "ProvisionNewInstance":
-            assert set(FLEET_ACTIONS) <= fleet
-            (scoped,) = [
-                s
-                for s in _task_role(migration, fn.name)
-                if "autoscaling:SetDesiredCapacity" in as_list(s["Action"])
-            ]
-            assert sorted(as_list(scoped["Action"])) == sorted(FLEET_ACTIONS)
-            assert "autoScalingGroupName/hotshard-engines" in json.dumps(scoped["Resource"])
-        else:
-            assert not fleet, fn.name
+        assert not {a for a in actions if a.startswith(("s3:", "cloudwatch:"))}, fn.name
 
 
-def test_snapshot_objects_only_for_the_tasks_that_move_or_drop_them(migration: Template) -> None:
-    s3 = {
-        fn.name: {a for a in actions_of(_task_role(migration, fn.name)) if a.startswith("s3:")}
-        for fn in TASKS.values()
-    }
-    assert {name for name, actions in s3.items() if actions} == {"TransferSnapshot", "Cleanup"}
-    assert "s3:PutObject" in s3["TransferSnapshot"]
-    assert "s3:DeleteObject" not in s3["TransferSnapshot"]
-    assert "s3:DeleteObject" in s3["Cleanup"]
-    assert "s3:PutObject" not in s3["Cleanup"]
+def test_only_the_pending_markers_are_written(migration: Template) -> None:
+    for fn in TASKS.values():
+        statements = _task_role(migration, fn.name)
+        written = [s for s in statements if "kafka-cluster:WriteData" in as_list(s["Action"])]
+        topics = json.dumps([s["Resource"] for s in written])
+        assert ("/orders" not in topics) and (
+            bool(written) == bool(TASK_ACCESS[fn.name].kafka_write)
+        )
+        if written:
+            assert "/pending-orders" in topics, fn.name
 
 
 def test_tasks_reach_only_kafka_redis_the_engines_and_https(
