@@ -83,3 +83,29 @@ ENV_EDGE_LIMITS = "EDGE_LIMITS"  # path of the symbols config with pre-trade lim
 ENV_BALANCE_CHECK = "BALANCE_CHECK"  # true: reserve balance:{USER} for every ADD
 ENV_AUTO_LIST = "AUTO_LIST"  # true: an unrouted symbol is listed on its first order
 ENV_DELIVERY_TIMEOUT_MS = "DELIVERY_TIMEOUT_MS"  # how long the router waits for the ack
+
+# Spare partitions (infra/engine_host.py, docs/DEPLOY.md "Partitions"). `orders` (and every
+# topic, which mirror its partition numbers) has regular partitions, served by the minimum
+# fleet, and spare ones reserved for migration targets: warm-pool engines own them empty.
+ENV_SPARE_PARTITIONS = "SPARE_PARTITIONS"  # e.g. "12-47": never list a symbol there
+REDIS_PARTITION_HOME = "home:orders:{}"  # string per partition: the engine whose claim on it
+# survives restarts and stopped warm-pool instances (no TTL; the lease is owner:orders:{})
+
+# Metrics beyond the two the alarms watch (namespace METRICS_NAMESPACE). The engine's
+# process-level metrics carry DIM_INSTANCE (the engine instance id).
+DIM_INSTANCE = "Instance"
+METRIC_ORDER_RATE = "OrderRate"  # orders/s of one engine process
+METRIC_CONSUMER_LAG = "ConsumerLag"  # records of owned partitions not yet consumed
+METRIC_ORDER_TO_EVENT_P50 = "OrderToEventP50"  # ms, per symbol (DIM_SYMBOL)
+METRIC_ORDER_TO_EVENT_P99 = "OrderToEventP99"  # ms, per symbol (DIM_SYMBOL)
+# stream_handler (Powertools Metrics: dimension DIM_SERVICE = its service name).
+DIM_SERVICE = "service"
+METRIC_PUSHES = "Pushes"  # pushes posted in one batch
+METRIC_PUSH_LATENCY = "PushLatency"  # ms from the event's Kafka timestamp to its push posted
+
+# Migration outcomes. Each is the `Error` of one terminal Fail state of the migration ASL and
+# the name of the metric CloudWatch Logs counts from the state machine's execution log
+# (infra/migration.py); nothing at run time emits these metrics itself.
+MIGRATION_ROLLED_BACK = "MigrationRolledBack"  # a step before the switch failed; rolled back
+MIGRATION_FAILED_AFTER_SWITCH = "MigrationFailedAfterSwitch"  # replay or cleanup failed
+MIGRATION_ROLLBACK_FAILED = "MigrationRollbackFailed"  # Rollback itself failed: may be MIGRATING

@@ -14,6 +14,10 @@
 - The user is the token's `sub` claim (JWT_USER_CLAIM, see USER_CLAIM below).
 - stream_handler: MSK event sources on fills, trades, depth and order_status; allowed to
   post to the WebSocket Management API (`@connections`) of this API's stage only.
+- Throttling: each stage caps steady requests (messages on the WebSocket) per second and
+  the burst above it (`httpThrottle*`, `webSocketThrottle*`); past them API Gateway answers
+  429 without calling the router. Both stay below the account's regional quota (10,000/s,
+  burst 5,000 by default), which all APIs of the account share.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from infra.cache import CacheStack
 from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge, acknowledge_wildcards
 from infra.constructs.python_function import HotshardFunction, deps_layer, log_group
+from infra.dashboard import STREAM_SERVICE
 from infra.messaging import MessagingStack
 from infra.network import NetworkStack
 
@@ -121,6 +126,10 @@ class ApiStack(Stack):
             web_socket_api=self.websocket,
             stage_name=STAGE,
             auto_deploy=True,
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.websocket_throttle_rate,
+                burst_limit=config.websocket_throttle_burst,
+            ),
         )
         self.http = apigw.HttpApi(
             self,
@@ -129,10 +138,19 @@ class ApiStack(Stack):
             default_authorizer=authorizers.HttpUserPoolAuthorizer(
                 "Cognito", self.user_pool, user_pool_clients=[self.client]
             ),
+            create_default_stage=False,
+        )
+        # The $default stage, as HttpApi would create it, plus throttling.
+        http_stage = self.http.add_stage(
+            "DefaultStage",
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.http_throttle_rate, burst_limit=config.http_throttle_burst
+            ),
         )
         self._access_logs(config, ws_stage.node.default_child, "WebSocketAccessLogs")
-        assert self.http.default_stage is not None
-        self._access_logs(config, self.http.default_stage.node.default_child, "HttpAccessLogs")
+        self._access_logs(config, http_stage.node.default_child, "HttpAccessLogs")
 
         layers = [layer] if (layer := deps_layer(self, config)) else []
         common = {**messaging.client_environment, **cache.client_environment}
@@ -153,6 +171,8 @@ class ApiStack(Stack):
                 names.ENV_JWT_AUDIENCE: self.client.user_pool_client_id,
                 names.ENV_JWT_USER_CLAIM: USER_CLAIM,
                 names.ENV_AUTO_LIST: "true" if config.auto_list else "false",
+                # Auto-listing must never put a symbol on a spare partition.
+                names.ENV_SPARE_PARTITIONS: config.spare_partition_list,
             },
             layers=layers,
             timeout=Duration.seconds(10),
@@ -183,7 +203,7 @@ class ApiStack(Stack):
             code_dirs=("lambdas/stream_handler",),
             entry_file="lambdas/stream_handler/handler.py",
             handler="lambdas.stream_handler.handler.handler",
-            service="stream_handler",
+            service=STREAM_SERVICE,
             description="hotshard stream_handler: push fills, trades, depth, status to clients",
             vpc=network.vpc,
             security_group=network.stream_sg,

@@ -3,17 +3,18 @@
 Each instance runs `engineProcessesPerInstance` engine processes (`python -m engine`), one
 systemd unit `engine@<grpc port>.service` each, installed from a CDK asset that holds the
 repository's `hotshard`, `engine` and `proto` packages with pyproject.toml and
-constraints.txt (pinned install). `hotshard-ready.service` runs at every boot and completes
-the `engine-ready` lifecycle action once every process answers the gRPC Health call with
-serving=true, so an instance is ready before it is InService, whether it comes from the
-warm pool or not.
+constraints.txt (pinned install), and infra/engine_host.py. `hotshard-ready.service` runs at
+every boot and completes the `engine-ready` lifecycle action once every process answers the
+gRPC Health call with serving=true, so an instance is ready before it is InService, whether
+it comes from the warm pool or not.
 
 Partitions: each unit starts through `infra/engine_host.py start`, which sets
-ENGINE_PARTITIONS. The `orders` partitions are cut into one group per process of the
-minimum fleet (`partition_groups`); an in-service process takes a group no other live
-instance owns in the registry, a process in the warm pool or beyond the minimum fleet
-starts idle and gets symbols by Restore (see engine_host.py). The instance id is the
-engine's default, `<hostname>-<grpc port>`.
+ENGINE_PARTITIONS and ENGINE_INSTANCE_ID (`<EC2 instance id>-<grpc port>`). `orders` has
+regular partitions, cut into one group per process of the minimum fleet
+(`partition_groups`), and spare ones after them, one group per process that can run beyond
+it (`spare_groups`). An in-service process takes a regular group (or its own partitions
+back), a warm-pool process a spare group, so an engine taken from the warm pool already
+owns a partition with nothing routed to it; see engine_host.py for the rules.
 
 Metrics: the engine writes its metrics as CloudWatch embedded metric format (EMF) JSON lines
 on stdout (engine/service/metrics.py). Each unit appends its stdout to
@@ -27,7 +28,6 @@ small (copytruncate: the unit's file stays open in append mode).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from aws_cdk import Duration, Environment, Stack
 from aws_cdk import aws_autoscaling as autoscaling
@@ -37,7 +37,6 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from hotshard import names
-from infra import engine_host
 from infra.cache import CacheStack
 from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge, acknowledge_wildcards
@@ -49,16 +48,26 @@ from infra.storage import StorageStack
 
 ASG_NAME = "hotshard-engines"
 LIFECYCLE_HOOK = "engine-ready"
-ENGINE_PATHS = ("hotshard", "engine", "proto", "pyproject.toml", "constraints.txt", "README.md")
+HOST_ENTRY = "infra/engine_host.py"
+ENGINE_PATHS = (
+    "hotshard",
+    "engine",
+    "proto",
+    "pyproject.toml",
+    "constraints.txt",
+    "README.md",
+    HOST_ENTRY,
+)
 ENGINE_ENTRY = "engine/__main__.py"
 APP_DIR = "/opt/hotshard"
-HOST_SCRIPT = f"{APP_DIR}/engine_host.py"
+HOST_SCRIPT = f"{APP_DIR}/app/{HOST_ENTRY}"  # shipped in the engine asset, run as a script
 USER_DATA_LIMIT = 16 * 1024  # EC2: bytes of user data before base64
 ENGINE_LOG_GROUP = "/hotshard/engines"
 ENGINE_LOG_DIR = "/var/log/hotshard"
 CW_AGENT_DIR = "/opt/aws/amazon-cloudwatch-agent"
 CW_AGENT_CONFIG = f"{CW_AGENT_DIR}/etc/hotshard.json"
 CW_AGENT_LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")
+GROUP_DESCRIBE_ACTIONS = ("autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeWarmPool")
 
 
 class FleetStack(Stack):
@@ -80,7 +89,7 @@ class FleetStack(Stack):
         report_missing(
             self,
             config.source_root,
-            [ENGINE_ENTRY],
+            [ENGINE_ENTRY, HOST_ENTRY],
             require=config.require_code,
             why="`python -m engine` comes with the engine issues",
         )
@@ -129,11 +138,20 @@ class FleetStack(Stack):
                 resources=[self.asg_arn],
             )
         )
+        # engine_host.py: which instances are still in the group (a partition's home holds
+        # only while its instance is).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=list(GROUP_DESCRIBE_ACTIONS),
+                resources=["*"],
+            )
+        )
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData has no resource-level permissions; the statement is "
-            "limited to the hotshard namespace by the cloudwatch:namespace condition",
+            "cloudwatch:PutMetricData has no resource-level permissions (the statement is "
+            "limited to the hotshard namespace by the cloudwatch:namespace condition), nor "
+            "do the read-only autoscaling:DescribeAutoScalingGroups and DescribeWarmPool",
         )
         acknowledge_wildcards(
             self.role,
@@ -168,6 +186,8 @@ class FleetStack(Stack):
                     names.ENV_AWS_REGION: self.region,
                     names.ENV_LOG_LEVEL: config.log_level,
                     names.ENV_SNAPSHOT_BUCKET: storage.bucket_name,
+                    names.ENV_SNAPSHOT_INTERVAL_S: str(config.snapshot_interval_s),
+                    names.ENV_SPARE_PARTITIONS: config.spare_partition_list,
                 },
                 region=self.region,
             )
@@ -220,24 +240,42 @@ class FleetStack(Stack):
             "scaling events go to EventBridge and the group's CloudWatch metrics (all group "
             "metrics are on); an SNS topic would have no subscriber in the default deployment",
         )
+        # Without a prepared capacity the pool would hold fleetMaxSize - desired instances
+        # (4 by default); with it, warmPoolSize at every desired capacity (min_size keeps it
+        # there once desired grows), which is what the spare partitions are counted for.
         self.warm_pool = self.asg.add_warm_pool(
             min_size=config.warm_pool_size,
+            max_group_prepared_capacity=config.fleet_min_size + config.warm_pool_size,
             pool_state=autoscaling.PoolState.STOPPED,
             reuse_on_scale_in=True,
         )
 
 
-def partition_groups(config: InfraConfig) -> list[str]:
-    """`orders` partitions cut into one group per engine process of the minimum fleet
-    (ENGINE_PARTITIONS syntax, e.g. "0" or "0-1"): the in-service fleet owns them all."""
-    slots = config.fleet_min_size * config.engine_processes_per_instance
-    count = config.orders_partitions
-    size = -(-count // slots)
+def _cut(partitions: range, slots: int) -> list[str]:
+    """`partitions` cut into at most `slots` consecutive groups (ENGINE_PARTITIONS syntax,
+    e.g. "0" or "0-1"), as even as possible: each covers ceil(len / slots)."""
+    if not partitions or slots < 1:
+        return []
+    size = -(-len(partitions) // slots)
     groups = []
-    for first in range(0, count, size):
-        last = min(first + size, count) - 1
+    for first in range(partitions.start, partitions.stop, size):
+        last = min(first + size, partitions.stop) - 1
         groups.append(str(first) if first == last else f"{first}-{last}")
     return groups
+
+
+def partition_groups(config: InfraConfig) -> list[str]:
+    """Regular `orders` partitions cut into one group per engine process of the minimum
+    fleet: the in-service fleet owns them all."""
+    return _cut(
+        config.regular_partitions, config.fleet_min_size * config.engine_processes_per_instance
+    )
+
+
+def spare_groups(config: InfraConfig) -> list[str]:
+    """Spare partitions, `sparePartitionsPerWarmEngine` per group: one group for each engine
+    process that can run beyond the minimum fleet (InfraConfig.spare_engines)."""
+    return _cut(config.spare_partitions, config.spare_engines)
 
 
 def engine_log_file(port: int | str) -> str:
@@ -267,8 +305,8 @@ def engine_install_script(
     """Bash lines that install the engine, write its systemd units and start them."""
     ports = " ".join(str(p) for p in config.grpc_ports)
     groups = " ".join(partition_groups(config))
+    spares = " ".join(spare_groups(config))
     env_lines = [f"{key}={value}" for key, value in environment.items()]
-    host_script = Path(engine_host.__file__).read_text().splitlines()
     python = f"{APP_DIR}/venv/bin/python"
     return [
         "set -euo pipefail",
@@ -278,9 +316,6 @@ def engine_install_script(
         f"python3.11 -m venv {APP_DIR}/venv",
         f"{APP_DIR}/venv/bin/pip install -q -c {APP_DIR}/app/constraints.txt {APP_DIR}/app",
         "id hotshard >/dev/null 2>&1 || useradd --system --home-dir /opt/hotshard hotshard",
-        f"cat > {HOST_SCRIPT} <<'PY'",
-        *host_script,
-        "PY",
         "cat > /etc/hotshard/engine.env <<'ENV'",
         *env_lines,
         "ENV",
@@ -297,7 +332,8 @@ def engine_install_script(
         f"Environment={names.ENV_GRPC_PORT}=%i",
         f"WorkingDirectory={APP_DIR}/app",
         "# engine_host.py chooses ENGINE_PARTITIONS, then execs python -m engine",
-        f"ExecStart={python} {HOST_SCRIPT} start {config.grpc_base_port} {groups}",
+        f"ExecStart={python} {HOST_SCRIPT} start --base-port {config.grpc_base_port}"
+        f" --asg {ASG_NAME} --regular {groups} --spare {spares}",
         "Restart=always",
         "RestartSec=1",
         "LimitNOFILE=65536",

@@ -1,17 +1,24 @@
 """Messaging: the MSK cluster (IAM auth on 9098, TLS everywhere) and its topics.
 
-MSK is an L1 construct (CfnCluster) in stable aws-cdk-lib. CloudFormation does not return
-bootstrap brokers, so a small AWS SDK custom resource reads them (GetBootstrapBrokers).
-Topics are created by a custom resource whose handler is code in this repository
+MSK is an L1 construct (CfnCluster) in stable aws-cdk-lib. Durability matches what the code
+assumes (acks=all producers): an MSK configuration sets min.insync.replicas (2) and turns
+unclean leader election off, every topic has replication factor `topicReplication` (3), and
+`orders` / `pending-orders` keep their records long enough to replay from the oldest
+checkpoint an engine may resume from (InfraConfig.orders_retention_ms).
+
+CloudFormation does not return bootstrap brokers, so a small AWS SDK custom resource reads
+them (GetBootstrapBrokers). Topics are a custom resource behind the CDK custom-resources
+Provider framework, whose on-event handler is code in this repository
 (`infra/custom_resources/kafka_topics/handler.py`): it runs in the VPC with the IAM identity
-it is granted here, creates missing topics and grows `orders` when its partition count rises.
-Other stacks get Kafka access through `grant_kafka`, which names topic, group and
+it is granted here, creates missing topics, adds partitions and sets topic configs. Other
+stacks get Kafka access through `grant_kafka`, which names topic, group and
 transactional-id ARNs instead of `*`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import CustomResource, Duration, Environment, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -29,6 +36,35 @@ from infra.network import NetworkStack
 
 CLUSTER_NAME = "hotshard"
 TOPICS_HANDLER_DIR = "infra/custom_resources/kafka_topics"
+# Topics whose records a restart or a migration replays (retention from InfraConfig).
+REPLAYED_TOPICS = (names.TOPIC_ORDERS, names.TOPIC_PENDING_ORDERS)
+
+
+def server_properties(config: InfraConfig) -> str:
+    """The cluster configuration (server.properties) every broker runs with."""
+    settings = {
+        "min.insync.replicas": config.msk_min_insync_replicas,
+        "unclean.leader.election.enable": "false",
+        "default.replication.factor": config.topic_replication,
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def topic_specs(config: InfraConfig) -> list[dict[str, Any]]:
+    """The Topics property of Custom::KafkaTopics (parsed by the handler's parse_topics)."""
+    retention = {"retention.ms": str(config.orders_retention_ms)}
+    return [
+        {
+            "Name": topic,
+            # Every topic is partitioned like `orders` (regular + spare partitions): a symbol
+            # keeps one partition number from input to events.
+            "Partitions": str(config.topic_partitions),
+            "ReplicationFactor": str(config.topic_replication),
+            "Config": retention if topic in REPLAYED_TOPICS else {},
+        }
+        for topic in names.TOPICS
+    ]
 
 
 class MessagingStack(Stack):
@@ -46,6 +82,14 @@ class MessagingStack(Stack):
         super().__init__(scope, construct_id, env=env, description="hotshard Kafka (MSK)")
         private = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         broker_logs = log_group(self, "BrokerLogs", days=config.log_retention_days)
+        self.configuration = msk.CfnConfiguration(
+            self,
+            "Durability",
+            name=f"{CLUSTER_NAME}-durability",
+            description="hotshard: acknowledged records on min.insync.replicas brokers",
+            kafka_versions_list=[config.msk_kafka_version],
+            server_properties=server_properties(config),
+        )
         self.cluster = msk.CfnCluster(
             self,
             "Cluster",
@@ -79,6 +123,10 @@ class MessagingStack(Stack):
                 )
             ),
             enhanced_monitoring="PER_TOPIC_PER_BROKER",
+            configuration_info=msk.CfnCluster.ConfigurationInfoProperty(
+                arn=self.configuration.attr_arn,
+                revision=self.configuration.attr_latest_revision_revision,
+            ),
         )
         self.cluster_arn = self.cluster.attr_arn
 
@@ -117,7 +165,7 @@ class MessagingStack(Stack):
             entry_file=f"{TOPICS_HANDLER_DIR}/handler.py",
             handler="infra.custom_resources.kafka_topics.handler.handler",
             service="kafka-topics",
-            description="hotshard: creates the Kafka topics (CloudFormation custom resource)",
+            description="hotshard: keeps the Kafka topics as configured (custom resource)",
             vpc=network.vpc,
             security_group=network.admin_sg,
             environment={},
@@ -125,24 +173,33 @@ class MessagingStack(Stack):
             timeout=Duration.minutes(5),
         )
         self.grant_kafka(topics_fn.role, admin=names.TOPICS)
+        provider = cr.Provider(
+            self,
+            "TopicsProvider",
+            on_event_handler=topics_fn.function,
+            log_group=log_group(self, "TopicsProviderLogs", days=config.log_retention_days),
+        )
+        acknowledge(
+            provider,
+            "AwsSolutions-L1",
+            "the Provider framework's Lambda (Node.js) belongs to aws-cdk-lib, which picks and "
+            "updates its runtime; it only relays the handler's answer to CloudFormation",
+        )
+        acknowledge_wildcards(
+            provider,
+            [f"{topics_fn.function.function_arn}:*"],
+            "the Provider framework may invoke any version of the one topics handler; "
+            "the grant names that function",
+        )
         self.topics = CustomResource(
             self,
             "Topics",
-            service_token=topics_fn.function.function_arn,
+            service_token=provider.service_token,
             resource_type="Custom::KafkaTopics",
             properties={
                 "BootstrapServers": self.bootstrap_brokers,
                 "Region": self.region,
-                "Topics": [
-                    {
-                        "Name": topic,
-                        # Every topic is partitioned like `orders`: a symbol keeps one
-                        # partition number from input to events.
-                        "Partitions": str(config.orders_partitions),
-                        "ReplicationFactor": str(config.topic_replication),
-                    }
-                    for topic in names.TOPICS
-                ],
+                "Topics": topic_specs(config),
             },
         )
         self.topics.node.add_dependency(self.cluster)
@@ -226,6 +283,7 @@ class MessagingStack(Stack):
                         "kafka-cluster:DescribeTopic",
                         "kafka-cluster:AlterTopic",
                         "kafka-cluster:DescribeTopicDynamicConfiguration",
+                        "kafka-cluster:AlterTopicDynamicConfiguration",
                     ],
                     resources=[self.topic_arn(t) for t in admin],
                 )

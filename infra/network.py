@@ -2,8 +2,9 @@
 
 Only what flows between the parts is allowed in: the Lambdas (router, stream handler, migration
 tasks, topic bootstrap) and the engines reach MSK on 9098 (IAM auth over TLS) and Redis on
-6379 (TLS); migration tasks reach the engines' gRPC ports. Nothing is reachable from the
-internet: clients come in only through API Gateway, which is not in the VPC.
+6379 (TLS); migration tasks reach the engines' gRPC ports, and their group allows outbound
+only those three and HTTPS (AWS APIs). Nothing is reachable from the internet: clients come
+in only through API Gateway, which is not in the VPC.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class NetworkStack(Stack):
         self.engine_sg = group("EngineSg", "hotshard engine instances")
         self.router_sg = group("RouterSg", "order_router Lambda")
         self.stream_sg = group("StreamSg", "stream_handler Lambda")
-        self.tasks_sg = group("TasksSg", "migration task Lambdas")
+        self.tasks_sg = group("TasksSg", "migration task Lambdas", outbound=False)
         self.admin_sg = group("AdminSg", "Kafka topic bootstrap custom resource")
         self.msk_sg = group("MskSg", "MSK brokers: IAM auth over TLS only", outbound=False)
         self.redis_sg = group("RedisSg", "ElastiCache Redis: TLS only", outbound=False)
@@ -98,8 +99,20 @@ class NetworkStack(Stack):
             (self.tasks_sg, "routing table changes during migration"),
         ):
             self.redis_sg.add_ingress_rule(client, redis, f"Redis TLS: {why}")
+        grpc = ec2.Port.tcp_range(config.grpc_ports.start, config.grpc_ports.stop - 1)
         self.engine_sg.add_ingress_rule(
-            self.tasks_sg,
-            ec2.Port.tcp_range(config.grpc_ports.start, config.grpc_ports.stop - 1),
-            "gRPC control: migration tasks call Snapshot/Restore/Remove",
+            self.tasks_sg, grpc, "gRPC control: migration tasks call Snapshot/Restore/Remove"
         )
+        # The tasks may go where they have business and nowhere else in the VPC.
+        for peer, port, why in (
+            (self.msk_sg, kafka, "Kafka IAM/TLS: pending orders"),
+            (self.redis_sg, redis, "Redis TLS: routing table and registry"),
+            (self.engine_sg, grpc, "gRPC control of the engines"),
+            (
+                ec2.Peer.any_ipv4(),
+                ec2.Port.tcp(443),
+                "HTTPS to AWS APIs (Auto Scaling, EC2, CloudWatch, S3, STS) through the VPC "
+                "endpoints and the NAT gateway",
+            ),
+        ):
+            self.tasks_sg.add_egress_rule(peer, port, why)

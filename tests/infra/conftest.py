@@ -8,6 +8,7 @@ putting placeholder handlers into the repository.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,22 +22,13 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from aws_cdk.assertions import Template
 
 from infra.app import Deployment, build, cdk_json_context
-from infra.migration import ASL_PATH, snake
+from infra.migration import ASL_PATH, task_functions
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 ENTRY = "def handler(event, context):\n    return None\n"
-TASK_STATES = (
-    "DetectHotSymbol",
-    "ProvisionNewInstance",
-    "PauseRouting",
-    "WaitForDrain",
-    "TransferSnapshot",
-    "SwitchRouting",
-    "ReplayPendingOrders",
-    "Cleanup",
-    "Rollback",
-)
+# The task Lambdas the repository's ASL asks for (whatever its Task states are today).
+TASKS = task_functions(json.loads(ASL_PATH.read_text()))
 
 
 def make_source_root(root: Path) -> Path:
@@ -45,11 +37,12 @@ def make_source_root(root: Path) -> Path:
         REPO / "hotshard", root / "hotshard", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(REPO / "infra" / "custom_resources", root / "infra" / "custom_resources")
+    shutil.copy(REPO / "infra" / "engine_host.py", root / "infra" / "engine_host.py")
     for rel in (
         "lambdas/order_router/handler.py",
         "lambdas/stream_handler/handler.py",
         "engine/__main__.py",
-        *(f"statemachine/tasks/{snake(state)}.py" for state in TASK_STATES),
+        *(f"statemachine/tasks/{fn.module}.py" for fn in TASKS.values()),
     ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(ENTRY)

@@ -9,6 +9,7 @@ from hotshard.edge import api as edge_api
 from hotshard.edge.settings import EdgeSettings
 from hotshard.kafka import AUTH_MSK_IAM
 from infra.api import USER_CLAIM, WEBSOCKET_ROUTES
+from infra.config import InfraConfig
 from tests.infra.iam import actions_of, role_statements
 
 
@@ -120,3 +121,35 @@ def test_router_writes_orders_and_reads_nothing(api: Template) -> None:
     actions = actions_of(role_statements(api, "OrderRouter"))
     assert "kafka-cluster:WriteData" in actions
     assert "kafka-cluster:ReadData" not in actions
+
+
+def test_both_stages_are_throttled_as_configured(api: Template) -> None:
+    config = InfraConfig.from_context({})
+    stages = {
+        s["Properties"]["StageName"]: s["Properties"]
+        for s in api.find_resources("AWS::ApiGatewayV2::Stage").values()
+    }
+    assert set(stages) == {"$default", "live"}
+    assert stages["$default"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": config.http_throttle_rate,
+        "ThrottlingBurstLimit": config.http_throttle_burst,
+    }
+    assert stages["live"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": config.websocket_throttle_rate,
+        "ThrottlingBurstLimit": config.websocket_throttle_burst,
+    }
+    assert (config.http_throttle_rate, config.http_throttle_burst) == (5000, 2500)
+    # Still one HTTP stage, deployed on every change, with its access logs.
+    assert stages["$default"]["AutoDeploy"] is True
+    assert "AccessLogSettings" in stages["$default"]
+    assert "AccessLogSettings" in stages["live"]
+
+
+def test_auto_listing_knows_the_spare_partitions(api: Template) -> None:
+    functions = api.find_resources("AWS::Lambda::Function")
+    (router,) = [
+        f["Properties"]
+        for f in functions.values()
+        if f["Properties"]["Handler"] == "lambdas.order_router.handler.handler"
+    ]
+    assert router["Environment"]["Variables"][names.ENV_SPARE_PARTITIONS] == "12-47"

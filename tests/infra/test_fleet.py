@@ -1,5 +1,4 @@
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,13 @@ from infra.fleet import (
     CW_AGENT_CONFIG,
     CW_AGENT_LOG_ACTIONS,
     ENGINE_LOG_GROUP,
+    ENGINE_PATHS,
+    GROUP_DESCRIBE_ACTIONS,
+    HOST_ENTRY,
     USER_DATA_LIMIT,
     engine_install_script,
     partition_groups,
+    spare_groups,
 )
 from infra.storage import SNAPSHOT_PREFIX
 from tests.infra.iam import actions_of, as_list, role_statements
@@ -50,9 +53,16 @@ def test_asg_has_a_stopped_warm_pool_and_a_launch_hook(fleet: Template) -> None:
         "AWS::AutoScaling::AutoScalingGroup",
         {"AutoScalingGroupName": "hotshard-engines", "MinSize": "2", "MaxSize": "6"},
     )
+    # MaxGroupPreparedCapacity = fleetMinSize + warmPoolSize: the pool holds warmPoolSize
+    # instances at any desired capacity (without it, fleetMaxSize - desired: 4).
     fleet.has_resource_properties(
         "AWS::AutoScaling::WarmPool",
-        {"PoolState": "Stopped", "MinSize": 2, "InstanceReusePolicy": {"ReuseOnScaleIn": True}},
+        {
+            "PoolState": "Stopped",
+            "MinSize": 2,
+            "MaxGroupPreparedCapacity": 4,
+            "InstanceReusePolicy": {"ReuseOnScaleIn": True},
+        },
     )
     fleet.has_resource_properties(
         "AWS::AutoScaling::LifecycleHook",
@@ -74,8 +84,12 @@ def _user_data_lines(fleet: Template) -> list[str]:
 def test_user_data_runs_one_engine_unit_per_grpc_port(fleet: Template) -> None:
     lines = _user_data_lines(fleet)
     assert "Environment=GRPC_PORT=%i" in lines
-    groups = " ".join(str(p) for p in range(12))
-    start = f"/opt/hotshard/venv/bin/python /opt/hotshard/engine_host.py start 50051 {groups}"
+    regular = " ".join(str(p) for p in range(12))
+    spare = " ".join(str(p) for p in range(12, 48))
+    start = (
+        "/opt/hotshard/venv/bin/python /opt/hotshard/app/infra/engine_host.py start"
+        f" --base-port 50051 --asg hotshard-engines --regular {regular} --spare {spare}"
+    )
     assert f"ExecStart={start}" in lines
     assert "StartLimitIntervalSec=0" in lines
     assert (
@@ -83,10 +97,23 @@ def test_user_data_runs_one_engine_unit_per_grpc_port(fleet: Template) -> None:
         "systemctl enable --now engine@$port.service; done"
     ) in lines
     assert "complete-lifecycle-action" in "\n".join(lines)
-    # The launcher is written out verbatim and ends up exec-ing the engine.
-    body = lines[lines.index("cat > /opt/hotshard/engine_host.py <<'PY'") + 1 :]
-    assert "\n".join(body[: body.index("PY")]) + "\n" == Path(engine_host.__file__).read_text()
     assert len("\n".join(lines).encode()) < USER_DATA_LIMIT - 2048  # room for the tokens
+
+
+def test_the_engine_asset_ships_the_host_script() -> None:
+    # engine_host.py is not inlined (user data is 16 KiB at most): the asset carries it.
+    assert HOST_ENTRY in ENGINE_PATHS
+    assert Path(HOST_ENTRY).name == "engine_host.py"
+
+
+def test_the_execstart_arguments_parse_into_the_layout() -> None:
+    config = InfraConfig.from_context({})
+    argv = ["start", "--base-port", "50051", "--asg", "g", "--regular", *partition_groups(config)]
+    args = engine_host.parser().parse_args([*argv, "--spare", *spare_groups(config)])
+    regular = [p for g in args.regular for p in parse_partitions(g)]
+    spare = [p for g in args.spare for p in parse_partitions(g)]
+    assert regular == list(config.regular_partitions)
+    assert spare == list(config.spare_partitions)
 
 
 def test_engine_environment_matches_the_engine_settings(fleet: Template) -> None:
@@ -97,21 +124,25 @@ def test_engine_environment_matches_the_engine_settings(fleet: Template) -> None
     assert values[names.ENV_KAFKA_AUTH] == AUTH_MSK_IAM
     assert values[names.ENV_REDIS_TLS] == "true"
     assert values[names.ENV_SNAPSHOT_BUCKET] == "hotshard-snapshots-123456789012-ap-northeast-2"
-    assert names.ENV_ENGINE_INSTANCE_ID not in values  # default: <hostname>-<grpc port>
-    assert names.ENV_ENGINE_PARTITIONS not in values  # engine_host.py chooses them
+    assert values[names.ENV_SPARE_PARTITIONS] == "12-47"
+    # engine_host.py sets both per process: <EC2 instance id>-<grpc port>, and the partitions.
+    assert names.ENV_ENGINE_INSTANCE_ID not in values
+    assert names.ENV_ENGINE_PARTITIONS not in values
     literal = {k: v for k, v in values.items() if "<token>" not in v}  # brokers, Redis host/port
     settings = EngineSettings.from_env({**literal, names.ENV_GRPC_PORT: "50052"})
     assert settings.kafka_auth == AUTH_MSK_IAM
     assert settings.redis_tls is True
     assert settings.snapshot_bucket == values[names.ENV_SNAPSHOT_BUCKET]
-    assert settings.instance == f"{socket.gethostname()}-50052"
+    # The interval the orders retention is derived from is the one the engines run with.
+    assert settings.snapshot_interval_s == InfraConfig.from_context({}).snapshot_interval_s
 
 
 def test_ready_check_calls_grpc_health_not_tcp(fleet: Template) -> None:
     lines = _user_data_lines(fleet)
     ports = "50051 50052 50053 50054 50055 50056"
     assert (
-        f"/opt/hotshard/venv/bin/python /opt/hotshard/engine_host.py ready {ports} || exit 1"
+        "/opt/hotshard/venv/bin/python /opt/hotshard/app/infra/engine_host.py ready"
+        f" {ports} || exit 1"
     ) in lines
     assert not any("/dev/tcp" in line for line in lines)
 
@@ -131,6 +162,9 @@ def test_engine_role_is_least_privilege(fleet: Template) -> None:
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["snapshots/*"]}}
     (code,) = [s for s in stmts if s["Action"] == "s3:GetObject"]
     assert "*" not in json.dumps(code["Resource"])
+    # engine_host.py asks Auto Scaling which instances are still in the group (read-only).
+    (describe,) = [s for s in stmts if "autoscaling:DescribeWarmPool" in as_list(s["Action"])]
+    assert sorted(as_list(describe["Action"])) == sorted(GROUP_DESCRIBE_ACTIONS)
 
 
 def _engine_log_group_id(fleet: Template) -> str:
@@ -211,7 +245,7 @@ def test_install_script_writes_the_engine_environment() -> None:
         (4, 2, ["0", "1", "2", "3"]),
     ],
 )
-def test_partition_groups_cover_every_partition_once(
+def test_partition_groups_cover_every_regular_partition_once(
     partitions: int, min_size: int, groups: list[str]
 ) -> None:
     config = InfraConfig.from_context(
@@ -220,3 +254,26 @@ def test_partition_groups_cover_every_partition_once(
     assert partition_groups(config) == groups
     covered = [p for g in groups for p in parse_partitions(g)]
     assert covered == list(range(partitions))
+
+
+@pytest.mark.parametrize(
+    ("context", "first", "count", "size"),
+    [
+        ({}, 12, 36, 1),  # (6 - 2 + 2) instances x 6 processes, one partition each
+        ({"hotshard:sparePartitionsPerWarmEngine": 2}, 12, 36, 2),
+        ({"hotshard:fleetMaxSize": 2, "hotshard:warmPoolSize": 1}, 12, 6, 1),
+        ({"hotshard:ordersPartitions": 24, "hotshard:fleetMinSize": 6}, 24, 12, 1),
+    ],
+)
+def test_every_engine_beyond_the_minimum_fleet_has_its_spare_group(
+    context: dict[str, int], first: int, count: int, size: int
+) -> None:
+    config = InfraConfig.from_context(
+        {f"hotshard:{k}" if ":" not in k else k: v for k, v in context.items()}
+    )
+    groups = [parse_partitions(g) for g in spare_groups(config)]
+    assert len(groups) == count == config.spare_engines
+    assert {len(g) for g in groups} == {size}
+    covered = [p for g in groups for p in g]
+    assert covered == list(range(first, first + count * size)) == list(config.spare_partitions)
+    assert config.topic_partitions == first + count * size
