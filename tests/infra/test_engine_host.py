@@ -14,7 +14,7 @@ import redis
 from moto import mock_aws
 
 from hotshard import names
-from hotshard.local import services
+from hotshard.local.services import redis as redis_service
 from infra import engine_host
 from infra.engine_host import (
     Layout,
@@ -218,7 +218,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.fixture(scope="module")
 def r() -> Iterator[redis.Redis]:
-    with services.redis_server() as server:
+    with redis_service.redis_server() as server:
         client = redis.Redis(host=server.host, port=server.port)
         yield client
         client.close()

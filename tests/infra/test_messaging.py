@@ -6,7 +6,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from hotshard import names
-from hotshard.local import services
+from hotshard.local.services import broker as broker_service
 from infra.config import InfraConfig
 from infra.custom_resources.kafka_topics import handler
 from infra.custom_resources.kafka_topics.handler import (
@@ -195,14 +195,14 @@ def test_delete_keeps_the_topics_and_connects_to_nothing() -> None:
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[services.Broker]:
-    with services.tansu() as b:
+def broker() -> Iterator[broker_service.Broker]:
+    with broker_service.tansu() as b:
         yield b
 
 
 @pytest.mark.integration
 def test_topics_are_created_configured_and_left_alone_on_a_real_broker(
-    broker: services.Broker,
+    broker: broker_service.Broker,
 ) -> None:
     # Tansu cannot add partitions (shared/notes/local-kafka.md); everything else is real.
     admin = broker.admin()
