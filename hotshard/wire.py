@@ -10,6 +10,9 @@ benchmarks share them.
   TradeBatch (always all three, each covering the symbol's seqs (after_seq, through_seq])
   and, when levels changed, one DepthBatch. `encode_symbol_batch` builds them;
   `decode_*` turn them back into the book's event tuples for consumers and tests.
+- handoff markers: when a symbol leaves a partition at its final seq F, one record per
+  sequenced topic with after_seq = through_seq = F, no events and `handoff` set (where the
+  symbol continues). `encode_handoff` builds them, `handoff_of` reads one back.
 """
 
 from dataclasses import dataclass
@@ -196,6 +199,26 @@ def encode_symbol_batch(
     )
 
 
+def encode_handoff(symbol: str, final_seq: int, partition: int, epoch: int) -> SymbolRecords:
+    """The handoff marker of a symbol leaving this partition at seq `final_seq`: its events
+    continue after `final_seq` on `partition` of the same topics, from route `epoch`.
+    One record per sequenced topic (after_seq = through_seq = final_seq, no events); no
+    depth record (depth is state: the next owner's updates replace it)."""
+    handoff = events_pb2.Handoff(partition=partition, epoch=epoch)
+    fields: dict[str, Any] = {
+        "symbol": symbol,
+        "after_seq": final_seq,
+        "through_seq": final_seq,
+        "handoff": handoff,
+    }
+    return SymbolRecords(
+        events_pb2.OrderStatusBatch(**fields).SerializeToString(),
+        events_pb2.FillBatch(**fields).SerializeToString(),
+        events_pb2.TradeBatch(**fields).SerializeToString(),
+        None,
+    )
+
+
 def encode_depth(symbol: str, depth: DepthUpdate, input_offset: int) -> bytes:
     """A DepthBatch record of one update (changed levels, or a top-N snapshot)."""
     update = events_pb2.DepthUpdate(
@@ -242,6 +265,23 @@ def parse_batch(topic_kind: int, value: bytes) -> EventBatch:
     else:
         raise ValueError(f"unknown event kind {topic_kind}")
     return cls.FromString(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A handoff marker's target: the symbol's events continue on `partition` of the same
+    topic, from route `epoch`."""
+
+    partition: int
+    epoch: int
+
+
+def handoff_of(batch: EventBatch) -> Handoff | None:
+    """The handoff a parsed record carries, None for an ordinary record (all but markers).
+    Cheap for those: a marker has after_seq == through_seq, no ordinary record does."""
+    if batch.after_seq != batch.through_seq or not batch.HasField("handoff"):
+        return None
+    return Handoff(batch.handoff.partition, batch.handoff.epoch)
 
 
 def event_tuple(kind: int, msg: object) -> tuple[Event, int]:

@@ -6,11 +6,15 @@ from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.reasons import Reason
 from hotshard.v1 import events_pb2, orders_pb2
 from hotshard.wire import (
+    Handoff,
     decode_depth,
     decode_order,
+    encode_handoff,
     encode_order,
     encode_symbol_batch,
+    encode_unsequenced,
     event_tuple,
+    handoff_of,
     parse_batch,
 )
 
@@ -98,3 +102,40 @@ def test_a_batch_without_trades_still_publishes_an_empty_fill_and_trade_range():
     fills = events_pb2.FillBatch.FromString(records.fills)
     assert (len(fills.events), fills.after_seq, fills.through_seq) == (0, 0, 1)
     assert records.depth is None
+
+
+def test_a_handoff_marker_is_an_empty_record_at_the_final_seq_on_each_sequenced_topic():
+    records = encode_handoff("S", 41, partition=3, epoch=7)
+    assert records.depth is None
+    for kind, raw in (
+        (STATUS, records.order_status),
+        (FILL, records.fills),
+        (TRADE, records.trades),
+    ):
+        batch = parse_batch(kind, raw)
+        assert (batch.symbol, batch.after_seq, batch.through_seq, len(batch.events)) == (
+            "S",
+            41,
+            41,
+            0,
+        )
+        assert handoff_of(batch) == Handoff(3, 7)
+
+
+def test_records_without_a_handoff_read_as_before():
+    book = Book(Instrument("S"))
+    ends: list[int] = []
+    events = book.apply_all([add("a", "u", Side.BUY, 10, 1)], ends)
+    records = encode_symbol_batch("S", 0, 1, events, ends, [0], None, 0)
+    for kind, raw in (
+        (STATUS, records.order_status),
+        (FILL, records.fills),
+        (TRADE, records.trades),
+    ):
+        assert handoff_of(parse_batch(kind, raw)) is None
+    rejected = (STATUS, 0, "o", "u", 3, int(Reason.MALFORMED), 0, 0)
+    assert handoff_of(parse_batch(STATUS, encode_unsequenced("S", 5, rejected))) is None
+    # a marker to partition 0 at epoch 0 is still a marker (the field is present, not zero)
+    assert handoff_of(parse_batch(STATUS, encode_handoff("S", 9, 0, 0).order_status)) == Handoff(
+        0, 0
+    )
