@@ -1,4 +1,5 @@
-"""Exactly-once on the reading side: drop re-emitted events, report lost ones.
+"""Exactly-once on the reading side: drop re-emitted events, report lost ones, and follow a
+symbol across partitions.
 
 The engine publishes at least once: after a crash it replays `orders` from its last
 snapshot and publishes the events of the replayed range again, with the SAME per-symbol
@@ -14,11 +15,32 @@ trades or order_status passes records through a `SequenceGuard`:
     assert not guard.gaps        # or alert: a record was lost
 
 Each record covers one symbol's sequence numbers (after_seq, through_seq] on its topic
-(hotshard.wire). Per (topic, symbol) the guard remembers how far it has covered:
-- through_seq <= covered: the whole record was seen before: dropped;
-- after_seq > covered: the records covering (covered, after_seq] are missing: a `Gap`
-  is recorded (the events that follow are still delivered);
-- otherwise events with seq <= covered are dropped and the rest delivered.
+(hotshard.wire). A symbol that moves from partition p to partition q ends on p with a
+handoff marker (after_seq = through_seq = F, `handoff.partition` = q); a reader of both
+may see q's first records (after_seq = F) before p's last ones. Per (topic, symbol) the
+guard keeps how far it has covered and the partition it expects the next record from: the
+partition of the last record it delivered, or none after a marker (the stream left that
+partition, and only a contiguous record shows where it went on: a move rolled back and
+retried to q puts records on q beyond F while p still owes (F, F'], so a record on q
+beyond F proves nothing):
+- through_seq <= covered: seen before (a replay, or a replayed marker): dropped; except a
+  marker at exactly `covered`, which only clears the expected partition;
+- after_seq <= covered < through_seq: the events beyond `covered` are delivered, whatever
+  partition the record comes from (a rolled-back move continues on p, and just works);
+- after_seq > covered from another partition than the expected one (or after a marker):
+  the record is HELD, never dropped; held records are released in seq order as soon as
+  they are contiguous;
+- after_seq > covered from the expected partition: Kafka keeps one partition's order, so
+  the missing records cannot come later from there: a `Gap` is recorded and the record
+  delivered (first any held record ordered before it, with a Gap before each hole);
+- nothing known of the symbol yet and after_seq > 0: a Gap from 0 and delivered, as a
+  reader that joins mid-stream must; a reader that reads every partition from its start
+  passes `from_start=True`, and such a record is held (its history may be on another
+  partition) - losing a symbol's very first record then shows only at the hold bound;
+- at most `max_held` records are held: a record that would be one too many makes its own
+  symbol stop waiting (its lowest held record is delivered after a Gap), so memory stays
+  bounded and `admit` only ever yields events of the record's own topic and symbol.
+`held` and `pending()` show what is waiting.
 Events no book numbers (seq 0: unreadable input, unknown symbol, stale route) are
 de-duplicated on their input offset per (topic, partition): the engine replays a partition
 in offset order, so an offset not beyond the last one seen is a repeat.
@@ -28,15 +50,29 @@ applied for the symbol (a periodic top-N snapshot also at the same seq); its lev
 absolute quantities, so applying a later update after a replay is always correct, and a
 snapshot replaces what the reader held.
 
-The guard's state is small (two ints per symbol and topic): a reader that restarts keeps it
-with its own committed offsets.
+The guard's state is small (two ints per symbol and topic, plus what is held): a reader
+that restarts keeps it with its own committed offsets. Held records live only in memory: a
+reader that commits offsets must not commit past a held record's (or must keep the held
+records too), or a restart loses them.
 """
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from hotshard.events import DepthUpdate, Event
-from hotshard.wire import EventBatch, event_tuple
+from hotshard.wire import EventBatch, event_tuple, handoff_of
+
+AWAY = -1
+"""The expected partition after a handoff marker: no partition's records are contiguous
+by position any more, only by seq."""
+MAX_HELD = 10_000
+"""Records one guard holds at most (each is one parsed record, at most a few thousand events)."""
+
+Key = tuple[int, str]
+_Hold = tuple[int, int, int, int, EventBatch]
+"""(after_seq, through_seq, arrival, partition, record): heap order is seq order, then
+arrival (unique, so records are never compared)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,26 +87,103 @@ class Gap:
 
 @dataclass(slots=True)
 class SequenceGuard:
-    covered: dict[tuple[int, str], int] = field(default_factory=dict)
+    max_held: int = MAX_HELD
+    from_start: bool = False
+    covered: dict[Key, int] = field(default_factory=dict)
+    expected: dict[Key, int] = field(default_factory=dict)
     unsequenced: dict[tuple[int, int], int] = field(default_factory=dict)
     gaps: list[Gap] = field(default_factory=list)
     dropped: int = 0
+    held: int = 0
+    """Records held back, waiting for the records before them."""
+    _held: dict[Key, list[_Hold]] = field(default_factory=dict)
+    _arrivals: int = 0
+
+    def pending(self) -> dict[Key, list[tuple[int, int, int]]]:
+        """Per (kind, symbol) with held records: their (after_seq, through_seq, partition)
+        in seq order."""
+        return {
+            key: [(a, t, p) for a, t, _, p, _ in sorted(heap)] for key, heap in self._held.items()
+        }
 
     def admit(self, kind: int, partition: int, batch: EventBatch) -> Iterator[tuple[Event, int]]:
-        """The events of one record not seen before, in order, with their input offsets."""
-        symbol = batch.symbol
+        """The events not seen before, in seq order, with their input offsets: this record's
+        and those of held records it made contiguous."""
         after, through = batch.after_seq, batch.through_seq
         if through == 0:
             yield from self._admit_unsequenced(kind, partition, batch)
             return
-        key = (kind, symbol)
+        key = (kind, batch.symbol)
         covered = self.covered.get(key, 0)
-        if through <= covered:
+        if not after <= covered < through:
+            yield from self._admit_other(key, partition, batch, covered, after, through)
+            return
+        # the hot path: the next record of the symbol (a marker never takes it: after == through)
+        self.covered[key] = through
+        self.expected[key] = partition
+        for msg in batch.events:
+            if msg.seq <= covered:
+                self.dropped += 1
+                continue
+            yield event_tuple(kind, msg)
+        if self._held and key in self._held:
+            yield from self._drain(key, None)
+
+    def _admit_other(
+        self, key: Key, partition: int, batch: EventBatch, covered: int, after: int, through: int
+    ) -> Iterator[tuple[Event, int]]:
+        """A repeat, a marker, or a record beyond what is covered."""
+        if after <= covered:  # through <= covered: a repeat, or a marker at `covered`
+            yield from self._take(key, partition, batch, covered)
+            if key in self._held:
+                yield from self._drain(key, None)
+            return
+        hold: _Hold = (after, through, self._arrivals, partition, batch)
+        self._arrivals += 1
+        heap = self._held.setdefault(key, [])
+        heapq.heappush(heap, hold)
+        self.held += 1
+        expected = self.expected.get(key)
+        if expected == partition or (expected is None and not self.from_start):
+            yield from self._drain(key, hold)
+        elif self.held > self.max_held:  # one too many: this symbol stops waiting
+            yield from self._drain(key, heap[0])
+
+    def _drain(self, key: Key, upto: _Hold | None) -> Iterator[tuple[Event, int]]:
+        """Release `key`'s held records that can go, in seq order: contiguous ones, ones
+        from the expected partition (after a Gap), and every one ordered up to `upto`."""
+        heap = self._held[key]
+        while heap:
+            first = heap[0]
+            after, _, _, partition, batch = first
+            covered = self.covered.get(key, 0)
+            if (
+                after > covered
+                and partition != self.expected.get(key)
+                and (upto is None or first > upto)
+            ):
+                break
+            heapq.heappop(heap)
+            self.held -= 1
+            yield from self._take(key, partition, batch, covered)
+        if not heap:
+            del self._held[key]
+
+    def _take(
+        self, key: Key, partition: int, batch: EventBatch, covered: int
+    ) -> Iterator[tuple[Event, int]]:
+        """Deliver one record against `covered`: drop it as a repeat, follow a marker, or
+        deliver its new events (after a Gap if it starts beyond `covered`)."""
+        after, through = batch.after_seq, batch.through_seq
+        handoff = handoff_of(batch)
+        if through < covered or (through == covered and handoff is None):
             self.dropped += len(batch.events)
             return
+        kind, symbol = key
         if after > covered:
             self.gaps.append(Gap(kind, symbol, covered, after + 1))
         self.covered[key] = through
+        self.expected[key] = partition if handoff is None else AWAY
         for msg in batch.events:
             if msg.seq <= covered:
                 self.dropped += 1
