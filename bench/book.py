@@ -1,17 +1,23 @@
 """Benchmark of the book alone, one core, against C++ Liquibook through its PyPI wrapper.
 
-    python -m bench.book [--orders N] [--repeat R] [--profile FILE]
+    python -m bench.book [--orders N] [--repeat R] [--workloads a,b] [--profile FILE]
 
-Two deterministic streams (bench/streams.py): (a) `liquibook`, the Liquibook
-performance-test shape, and (b) `zipf100`, 100 Zipf-skewed symbols with passive limits,
-cancels, marketable limits and market orders. Our side produces full events (statuses,
-fills, trades) and conflates depth once per 1,000 commands, as the engine does per batch;
-the peer (`liquibook` package: its plain OrderBook per symbol, which is faster than its
-DepthOrderBook, so the peer computes no depth at all) collects every accept, fill, cancel
-and reject callback into a list. Streams are generated before timing; each run starts from
-empty books; the median of R runs is reported. The last lines are, per workload:
+Three deterministic streams (engine/flow.py): `liquibook`, the Liquibook performance-test
+shape; `zipf100`, 100 Zipf-skewed symbols whose levels grow to thousands of orders; and
+`short100`, the same symbols with levels that stay short. Ours is measured two ways, both
+with full events (statuses, fills, trades): `stream`, as the engine feeds it (per batch of
+1,000 commands, grouped by symbol, one `Book.apply_all` per symbol, then depth conflated per
+book), and `call`, one `Book.apply` per command returning that command's events (depth
+conflated every 1,000 commands). The peer (`liquibook` package: its plain OrderBook per
+symbol, faster than its DepthOrderBook, so the peer computes no depth at all) is called
+once per command and collects every accept, fill, cancel and reject callback into a list.
+Streams are generated before timing; each run starts from empty books; runs of ours and the
+peer alternate; the median of R runs is reported. Rates are per second of this process's CPU
+time, not of the wall clock: on a shared machine the wall clock also counts the time other
+processes held the core. The build of the book (compiled or pure
+Python, engine.native) is printed first. The last lines are, per workload and mode:
 
-    orders/s <workload>: N (peer M, ratio R)
+    orders/s <workload> <mode>: N (peer M, ratio R)
 """
 
 import argparse
@@ -23,11 +29,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import engine.book
 from engine.book import Book, Instrument
 from engine.runtime import tune_gc
 from hotshard.commands import ACTION, ORDER_ID, PRICE, QUANTITY, SIDE, TIF, TYPE, USER_ID, Command
 from hotshard.domain import Action, OrderType, Side, TimeInForce
-from hotshard.local.flow import Stream, liquibook_stream, zipf_stream
+from hotshard.local.flow import Stream, liquibook_stream, short_stream, zipf_stream
 
 DEPTH_EVERY = 1000
 ACCEPT, REJECT, FILL, CANCEL, CANCEL_REJECT = range(5)
@@ -53,6 +60,24 @@ def run_ours(stream: Stream) -> int:
         for symbol, commands in groups.items():
             book = books[symbol]
             events += len(book.apply_all(commands))
+            if book.depth_update() is not None:
+                events += 1
+    return events
+
+
+def run_ours_per_call(stream: Stream) -> int:
+    """The stream one command per `Book.apply` call, each returning its events; depth is
+    conflated for every book once per DEPTH_EVERY commands."""
+    books: dict[str, Book] = {}
+    for symbol, _ in stream:
+        if symbol not in books:
+            books[symbol] = Book(Instrument(symbol))
+    all_books = list(books.values())
+    events = 0
+    for start in range(0, len(stream), DEPTH_EVERY):
+        for symbol, command in stream[start : start + DEPTH_EVERY]:
+            events += len(books[symbol].apply(command))
+        for book in all_books:
             if book.depth_update() is not None:
                 events += 1
     return events
@@ -104,16 +129,25 @@ def run_peer(stream: Stream) -> int:
     return len(collected)
 
 
-def timed(run: Callable[[Stream], int], stream: Stream, repeat: int) -> tuple[float, int]:
-    """Median orders/s over `repeat` runs, and the event count of the last run."""
-    rates = []
-    events = 0
+def timed(
+    runs: dict[str, Callable[[Stream], int]], stream: Stream, repeat: int
+) -> dict[str, tuple[float, int]]:
+    """Per run: median orders/s over `repeat` rounds (the runs alternate within a round, so
+    a change in the machine's load hits all of them), and the event count."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    events: dict[str, int] = {}
     for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        events = run(stream)
-        rates.append(len(stream) / (time.perf_counter() - start))
-    return statistics.median(rates), events
+        for name, run in runs.items():
+            gc.collect()
+            start = time.process_time()
+            events[name] = run(stream)
+            rates[name].append(len(stream) / (time.process_time() - start))
+    return {name: (statistics.median(rates[name]), events[name]) for name in runs}
+
+
+def load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def machine() -> str:
@@ -123,6 +157,13 @@ def machine() -> str:
     except (OSError, StopIteration):
         model = platform.processor() or "unknown CPU"
     return f"{model}; Python {platform.python_version()}; {platform.system()} {platform.release()}"
+
+
+WORKLOADS: dict[str, Callable[[int], Stream]] = {
+    "liquibook": liquibook_stream,
+    "zipf100": zipf_stream,
+    "short100": short_stream,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,35 +182,57 @@ def main(argv: list[str] | None = None) -> None:
         help="runs per measurement; the median is reported (default 3)",
     )
     parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated, of {', '.join(WORKLOADS)} (default all)",
+    )
+    parser.add_argument(
+        "--orders-zipf",
+        type=int,
+        help="commands of the zipf100 stream, if not --orders: the peer's cancel is linear "
+        "in its level's length, so a long zipf100 run is mostly the peer's",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="also write a cProfile of one run of ours per workload to FILE.<workload>",
+        help="also write a cProfile of one stream run of ours per workload to FILE.<workload>",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip the liquibook peer")
     args = parser.parse_args(argv)
+    names = [n for n in args.workloads.split(",") if n]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(unknown)}")
 
     print(f"machine: {machine()}")
+    print(f"book build: {engine.book.BUILD}")
+    print(f"load average at start: {load()}")
     tune_gc()  # the engine's setting, for both books
-    workloads = {
-        "liquibook": liquibook_stream(args.orders),
-        "zipf100": zipf_stream(args.orders),
-    }
+    runs: dict[str, Callable[[Stream], int]] = {"stream": run_ours, "call": run_ours_per_call}
+    if not args.no_peer:
+        runs["peer"] = run_peer
     results = []
-    for name, stream in workloads.items():
-        ours, events = timed(run_ours, stream, args.repeat)
-        peer, peer_events = timed(run_peer, stream, args.repeat) if not args.no_peer else (0.0, 0)
+    for name in names:
+        count = args.orders_zipf if name == "zipf100" and args.orders_zipf else args.orders
+        stream = WORKLOADS[name](count)
+        measured = timed(runs, stream, args.repeat)
         print(
-            f"{name}: {len(stream):,} commands, ours {events:,} events, "
-            f"peer {peer_events:,} callbacks"
+            f"{name}: {len(stream):,} commands; events: ours {measured['stream'][1]:,} "
+            f"(per call {measured['call'][1]:,}), peer callbacks "
+            f"{measured['peer'][1] if 'peer' in measured else 0:,}; load {load()}"
         )
         if args.profile:
             cProfile.runctx(
                 "run_ours(stream)", globals(), {"stream": stream}, f"{args.profile}.{name}"
             )
-        results.append((name, ours, peer))
-    for name, ours, peer in results:
-        ratio = ours / peer if peer else float("nan")
-        print(f"orders/s {name}: {ours:,.0f} (peer {peer:,.0f}, ratio {ratio:.2f})")
+        results.append((name, measured))
+    print(f"load average at end: {load()}")
+    for name, measured in results:
+        peer = measured["peer"][0] if "peer" in measured else 0.0
+        for mode in ("stream", "call"):
+            ours = measured[mode][0]
+            ratio = ours / peer if peer else float("nan")
+            print(f"orders/s {name} {mode}: {ours:,.0f} (peer {peer:,.0f}, ratio {ratio:.2f})")
 
 
 if __name__ == "__main__":

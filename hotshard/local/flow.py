@@ -8,6 +8,13 @@ orders and the rest build a large book.
 `zipf_stream`: many symbols, Zipf-skewed (the hottest ~40% of the flow), ~60% passive limits
 near the touch, ~25% cancels of live orders, ~10% marketable limits, ~5% market orders.
 Cancels name orders that are live at that point: a shadow book follows the stream.
+
+`short_stream`: the same 100 Zipf-skewed symbols, but levels stay short: passive limits
+1-12 ticks from the touch, and each symbol's cancels come at a rate proportional to its
+resting orders (25% of its flow at its target depth), as when every resting order has the
+same chance of being cancelled at any moment. ~60% passive, ~25% cancels, ~10% marketable
+IOC limits, ~5% market orders; on 1,000,000 commands about 3,000 orders rest on the hot
+symbol, ~10,000 in all, at most a few hundred in one level.
 """
 
 import random
@@ -63,6 +70,66 @@ def zipf_stream(
         shadow[symbol].apply(command)
         out.append((symbol, command))
     return out
+
+
+def short_stream(
+    count: int,
+    seed: int = 3,
+    symbols: int = 100,
+    top_share: float = 0.40,
+    users: int = 50,
+    resting: int = 9000,
+) -> Stream:
+    """`resting`: the depth all symbols together hover around, shared by flow weight."""
+    rng = random.Random(seed)
+    names = symbol_names(symbols)
+    weights = zipf_weights(symbols, top_share)
+    total = sum(weights)
+    target = {name: max(20.0, resting * w / total) for name, w in zip(names, weights, strict=True)}
+    shadow = {name: Book(Instrument(name)) for name in names}
+    mid = {name: 10_000 + 100 * i for i, name in enumerate(names)}
+    live: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
+    out: Stream = []
+    for i, symbol in enumerate(rng.choices(names, weights, k=count)):
+        book = shadow[symbol]
+        command = None
+        if rng.random() < 0.25 * book.resting() / target[symbol]:
+            victim = _live_order(rng, book, live[symbol])
+            if victim is not None:
+                command = cancel(*victim)
+        if command is None:
+            command = _short_order(rng, str(i), book, mid, live[symbol], users)
+        book.apply(command)
+        out.append((symbol, command))
+    return out
+
+
+def _short_order(
+    rng: random.Random,
+    order_id: str,
+    book: Book,
+    mid: dict[str, int],
+    live: list[tuple[str, str]],
+    users: int,
+) -> Command:
+    """A new order: 80% passive 1-12 ticks out, 13.3% IOC limits 0-5 ticks through the
+    centre, 6.7% market orders; takers are ~4x the size of a passive order."""
+    user = f"u{rng.randrange(users)}"
+    side = Side.BUY if rng.random() < 0.5 else Side.SELL
+    roll = rng.random()
+    bid, ask = book.bbo()
+    centre = mid[book.symbol] = _centre(mid[book.symbol], bid, ask)
+    if roll < 0.8:
+        offset = rng.randint(1, 12)
+        price = centre - offset if side == Side.BUY else centre + offset
+        live.append((order_id, user))
+        return add(order_id, user, side, price, rng.randrange(1, 11) * 10)
+    qty = rng.randrange(1, 45) * 10
+    if roll < 0.9333:
+        through = rng.randint(0, 5)
+        price = centre + through if side == Side.BUY else centre - through
+        return add(order_id, user, side, price, qty, tif=TimeInForce.IOC)
+    return add(order_id, user, side, 0, qty, order_type=OrderType.MARKET, tif=TimeInForce.IOC)
 
 
 def _next_command(
