@@ -7,9 +7,25 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/hotshard/v1/*.proto)
 GENERATED := $(patsubst proto/%.proto,%_pb2.py,$(PROTOS))
 
-.PHONY: setup proto test lint unit demo bench clean
+.PHONY: setup proto native test lint unit demo bench clean
 
-setup: $(STAMP) $(GENERATED) redis-server
+setup: $(STAMP) $(GENERATED) native redis-server
+
+# The book compiled by mypyc from its own source (engine/native.py): extension files next to
+# the source, used by default; HOTSHARD_BOOK=python runs the source. Needs gcc and Python's
+# headers (python3.11-dev on Debian's own Python), installed where missing.
+NATIVE_FROM := engine/book/order.py engine/book/level.py engine/book/book.py \
+	engine/book/instrument.py hotshard/commands.py hotshard/events.py hotshard/domain.py \
+	hotshard/reasons.py engine/native.py engine/build.py
+NATIVE_STAMP := engine/book/book$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+
+native: $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(NATIVE_FROM) $(STAMP)
+	@command -v gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	@$(PY) -c 'import sysconfig, pathlib, sys; sys.exit(not pathlib.Path(sysconfig.get_paths()["include"], "Python.h").exists())' \
+	  || (apt-get update -qq && apt-get install -y -qq python3.11-dev)
+	$(PY) -m engine.build
 
 # A real redis-server binary for the local cluster and integration tests. Installed with
 # apt-get where missing; a temporary policy-rc.d keeps the package from starting the
@@ -45,8 +61,11 @@ lint: setup
 unit: setup
 	$(VENV)/bin/pytest -q -m 'not integration'
 
+# Everything against the compiled book, then the book's own tests against the pure-Python
+# source (tests/engine/book/test_builds.py also checks that both give identical bytes).
 test: lint
-	$(VENV)/bin/pytest -q -n 2
+	HOTSHARD_BOOK=native $(VENV)/bin/pytest -q -n 2
+	HOTSHARD_BOOK=python $(VENV)/bin/pytest -q -n 2 tests/engine/book
 
 demo: setup
 	$(VENV)/bin/hotshard demo
@@ -55,7 +74,8 @@ bench: setup
 	$(PY) -m bench.book
 
 clean:
-	rm -rf $(VENV) hotshard/v1/*_pb2*.py hotshard/v1/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) hotshard/v1/*_pb2*.py hotshard/v1/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache \
+		build/native engine/book/*.so
 
 # --- infrastructure (app.py, infra/): docs/DEPLOY.md ------------------------------------
 .PHONY: synth cdk-cli lambda-deps deploy

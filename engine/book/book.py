@@ -8,59 +8,109 @@ Both sides share one matching loop through a comparable key: a bid rests under k
 `price`, an ask under key `-price`, so on either side the best level is the largest key,
 kept last in an ascending list (`keys[-1]`), and a taker with limit price L crosses every
 level whose key is >= its limit key (`-L` for a buy taking asks, `L` for a sell taking bids).
+
+This module is the source of the compiled build too (mypyc, `make native`): the types are
+exact (`i64` fields, `Final` constants, `@final` classes), and the hot path avoids what
+compiles to slow generic calls (enum members, closures, generators).
 """
 
 from bisect import bisect_left, insort
-from collections import deque
 from collections.abc import Iterable
+from typing import Final, cast, final
+
+from mypy_extensions import i64
 
 from engine.book.instrument import MAX_PRICE, Instrument
-from engine.book.level import Level
-from engine.book.order import FILLED_QTY, LEAVES, ORDER_ID, POST_ONLY, PRICE, SIDE, USER_ID, Order
+from engine.book.level import COMPACT_SLACK, Level
+from engine.book.order import Order
 from hotshard.commands import Command
 from hotshard.domain import Action, Liquidity, OrderType, Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
 from hotshard.reasons import Reason
 
-# Plain ints on the hot path: CPython compares exact ints much faster than IntEnum members.
-# Events therefore carry plain ints; codecs turn them back into names.
-ADD, CANCEL, REPLACE = int(Action.ADD), int(Action.CANCEL), int(Action.REPLACE)
-BUY, SELL = int(Side.BUY), int(Side.SELL)
-LIMIT, MARKET = int(OrderType.LIMIT), int(OrderType.MARKET)
-GTC, IOC, FOK = int(TimeInForce.GTC), int(TimeInForce.IOC), int(TimeInForce.FOK)
-MAKER, TAKER = int(Liquidity.MAKER), int(Liquidity.TAKER)
-ACCEPTED = int(Status.ACCEPTED)
-REJECTED = int(Status.REJECTED)
-PARTIALLY_FILLED = int(Status.PARTIALLY_FILLED)
-FILLED = int(Status.FILLED)
-CANCELLED = int(Status.CANCELLED)
-REPLACED = int(Status.REPLACED)
-EXPIRED = int(Status.EXPIRED)
-NO_REASON = Reason.NONE
+# Plain ints on the hot path: CPython compares exact ints much faster than IntEnum members,
+# and the compiled build reads Final ints as C constants. Events carry plain ints; codecs
+# turn them back into names.
+ADD: Final = int(Action.ADD)
+CANCEL: Final = int(Action.CANCEL)
+REPLACE: Final = int(Action.REPLACE)
+BUY: Final = int(Side.BUY)
+SELL: Final = int(Side.SELL)
+LIMIT: Final = int(OrderType.LIMIT)
+MARKET: Final = int(OrderType.MARKET)
+GTC: Final = int(TimeInForce.GTC)
+IOC: Final = int(TimeInForce.IOC)
+FOK: Final = int(TimeInForce.FOK)
+MAKER: Final = int(Liquidity.MAKER)
+TAKER: Final = int(Liquidity.TAKER)
+_STATUS: Final = STATUS
+_FILL: Final = FILL
+_TRADE: Final = TRADE
+ACCEPTED: Final = int(Status.ACCEPTED)
+REJECTED: Final = int(Status.REJECTED)
+PARTIALLY_FILLED: Final = int(Status.PARTIALLY_FILLED)
+FILLED: Final = int(Status.FILLED)
+CANCELLED: Final = int(Status.CANCELLED)
+REPLACED: Final = int(Status.REPLACED)
+EXPIRED: Final = int(Status.EXPIRED)
+NO_REASON: Final = int(Reason.NONE)
+_BAD_ACTION: Final = int(Reason.BAD_ACTION)
+_BAD_SIDE: Final = int(Reason.BAD_SIDE)
+_BAD_TYPE: Final = int(Reason.BAD_TYPE)
+_BAD_TIF: Final = int(Reason.BAD_TIME_IN_FORCE)
+_MARKET_NOT_ALLOWED: Final = int(Reason.MARKET_ORDER_NOT_ALLOWED)
+_NON_POSITIVE_QUANTITY: Final = int(Reason.NON_POSITIVE_QUANTITY)
+_OUT_OF_RANGE: Final = int(Reason.VALUE_OUT_OF_RANGE)
+_OFF_LOT: Final = int(Reason.QUANTITY_OFF_LOT)
+_NON_POSITIVE_PRICE: Final = int(Reason.NON_POSITIVE_PRICE)
+_OFF_TICK: Final = int(Reason.PRICE_OFF_TICK)
+_OUTSIDE_BAND: Final = int(Reason.PRICE_OUTSIDE_BAND)
+_DUPLICATE: Final = int(Reason.DUPLICATE_ORDER_ID)
+_POST_ONLY_WOULD_CROSS: Final = int(Reason.POST_ONLY_WOULD_CROSS)
+_FILL_OR_KILL: Final = int(Reason.FILL_OR_KILL)
+_NO_LIQUIDITY: Final = int(Reason.NO_LIQUIDITY)
+_IMMEDIATE_OR_CANCEL: Final = int(Reason.IMMEDIATE_OR_CANCEL)
+_SELF_TRADE_PREVENTED: Final = int(Reason.SELF_TRADE_PREVENTED)
+_UNKNOWN_ORDER: Final = int(Reason.UNKNOWN_ORDER)
+_ORDER_NOT_OPEN: Final = int(Reason.ORDER_NOT_OPEN)
+_REPLACED_TO_ZERO: Final = int(Reason.REPLACED_TO_ZERO)
 
-_ANY_KEY = -MAX_PRICE - 1
+_ANY_KEY: Final[i64] = -MAX_PRICE - 1
 """Limit key of a market order: at or below every level's key, so it crosses all of them."""
 
-# A level whose queue is more than half dead entries (plus this slack) is compacted on
-# cancel: memory stays bounded while cancel stays amortised O(1).
-_COMPACT_SLACK = 32
+OrderColumns = tuple[list[int], list[int], list[int], list[int], list[bool], list[str], list[str]]
+"""Live orders as columns (side, price, leaves, filled, post_only, order_id, user_id), in
+snapshot order: bids best level first, then asks best level first, FIFO within a level."""
 
 
+def _hashed_dict() -> dict[str, Order]:
+    """An empty dict whose table keeps each key's hash beside it. CPython gives a dict of
+    only exact-str keys a compact table without the hashes, so every probe reads the key
+    string itself: in an index of a million order ids that is one more cache miss per
+    probe (~25% of an insert, measured). One other key, added and removed, switches the
+    table to the general layout for good; the dict then holds only str keys again."""
+    table: dict[object, Order] = {0: Order(0, 0, "", "", 0, 0, False)}
+    del table[0]
+    return cast(dict[str, Order], table)
+
+
+@final
 class Book:
     __slots__ = (
         "ask_keys",
         "asks",
         "bid_keys",
         "bids",
+        "clashes",
         "dedup_window",
-        "dirty_asks",
-        "dirty_bids",
+        "dirty",
         "done",
+        "done_next",
+        "index",
         "instrument",
         "last_price",
         "lot",
         "max_quantity",
-        "orders",
         "price_max",
         "price_min",
         "seq",
@@ -71,280 +121,261 @@ class Book:
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
-        self.symbol = instrument.symbol
+        self.symbol: str = instrument.symbol
         # The instrument's rules, copied into slots the hot path reads directly.
-        self.tick = instrument.tick
-        self.lot = instrument.lot
-        self.max_quantity = instrument.max_quantity
-        self.price_min = instrument.price_min
-        self.price_max = instrument.price_max
-        self.stp = instrument.self_trade_prevention
-        self.dedup_window = instrument.dedup_window
-        self.seq = 0
-        self.last_price = 0
+        self.tick: i64 = instrument.tick
+        self.lot: i64 = instrument.lot
+        self.max_quantity: i64 = instrument.max_quantity
+        self.price_min: i64 = instrument.price_min
+        self.price_max: i64 = instrument.price_max
+        self.stp: bool = instrument.self_trade_prevention
+        self.dedup_window: i64 = instrument.dedup_window
+        self.seq: i64 = 0
+        self.last_price: i64 = 0
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
         self.bid_keys: list[int] = []
         self.ask_keys: list[int] = []
-        # user_id -> order_id -> Order: live orders and the last `dedup_window` ended ones.
-        self.orders: dict[str, dict[str, Order]] = {}
-        self.done: deque[Order] = deque()
-        self.dirty_bids: set[int] = set()
-        self.dirty_asks: set[int] = set()
+        # Live orders and the last `dedup_window` ended ones, by (user_id, order_id): in
+        # `index` by order_id alone, unless another user's order holds that id there; then
+        # in `clashes` by (user_id, order_id).
+        self.index: dict[str, Order] = _hashed_dict()
+        self.clashes: dict[tuple[str, str], Order] = {}
+        # The ended orders still remembered, a ring: once full, `done[done_next]` is the
+        # oldest, the next to forget.
+        self.done: list[Order] = []
+        self.done_next: i64 = 0
+        self.dirty: list[Level] = []
 
     # ------------------------------------------------------------------ commands
 
     def apply(self, command: Command) -> list[Event]:
         """Apply one command; return its events in order. Never raises on bad values."""
-        return self.apply_all((command,))
+        out: list[Event] = []
+        self._apply(command, out)
+        return out
 
     def apply_all(self, commands: Iterable[Command], ends: list[int] | None = None) -> list[Event]:
         """Apply commands in order; return all their events in one list. If `ends` is given,
-        the position just past each command's events is appended to it.
-
-        The passive GTC limit, most of any real flow, is written out inline with the book's
-        state in locals: at a million commands a second each Python call or attribute load
-        is a measurable share of the budget. Everything else goes through `_apply_one`.
-        """
+        the position just past each command's events is appended to it."""
         out: list[Event] = []
-        append = out.append
-        orders = self.orders
-        bids, asks, bid_keys, ask_keys = self.bids, self.asks, self.bid_keys, self.ask_keys
-        dirty_bids, dirty_asks = self.dirty_bids, self.dirty_asks
-        lot, tick, price_min, price_max = self.lot, self.tick, self.price_min, self.price_max
-        max_quantity = self.max_quantity
-        seq = self.seq
-        for command in commands:
-            action, order_id, user_id, side, otype, tif, post_only, price, qty = command
-            fast = (
-                action == ADD
-                and otype == LIMIT
-                and tif == GTC
-                and 0 < qty <= max_quantity
-                and price_min <= price <= price_max
-                and not qty % lot
-                and not price % tick
-            )
-            checked = fast  # valid; it may still cross, be a duplicate or have a bad side
-            if fast:
-                if side == BUY:
-                    fast = not ask_keys or ask_keys[-1] < -price
-                    levels, key, dirty = bids, price, dirty_bids
-                else:
-                    fast = side == SELL and (not bid_keys or bid_keys[-1] < price)
-                    levels, key, dirty = asks, -price, dirty_asks
-                if fast:
-                    order = [qty, 0, order_id, user_id, side, price, post_only]
-                    user_orders = orders.get(user_id)
-                    if user_orders is None:
-                        user_orders = orders[user_id] = {}
-                    # one hash lookup both checks for a duplicate and indexes the order
-                    fast = user_orders.setdefault(order_id, order) is order
-            if fast:
-                seq += 1
-                append((STATUS, seq, order_id, user_id, ACCEPTED, NO_REASON, 0, qty))
-                level = levels.get(key)
-                if level is None:
-                    level = self._new_level(side, price)
-                level.orders.append(order)
-                level.total += qty
-                dirty.add(price)
-            elif action == ADD:
-                self.seq = seq
-                self._add(command, out, checked)
-                if len(self.done) > self.dedup_window:
-                    self._forget_ended()
-                seq = self.seq
-            else:
-                self.seq = seq
-                self._apply_one(command, out)
-                seq = self.seq
-            if ends is not None:
+        if ends is None:
+            for command in commands:
+                self._apply(command, out)
+        else:
+            for command in commands:
+                self._apply(command, out)
                 ends.append(len(out))
-        self.seq = seq
         return out
 
-    def _apply_one(self, command: Command, out: list[Event]) -> None:
-        action, order_id, user_id, _, _, _, _, price, qty = command
+    def _apply(self, command: Command, out: list[Event]) -> None:
+        action, order_id, user_id, side, otype, tif, post_only, price, qty = command
         if action == ADD:
-            self._add(command, out, False)
+            self._add(order_id, user_id, side, otype, tif, post_only, price, qty, out)
         elif action == CANCEL:
             self._cancel(order_id, user_id, out)
         elif action == REPLACE:
             self._replace(order_id, user_id, price, qty, out)
         else:
-            self.reject(order_id, user_id, Reason.BAD_ACTION, out)
-        if len(self.done) > self.dedup_window:
-            self._forget_ended()
+            self.reject(order_id, user_id, _BAD_ACTION, out)
 
-    def reject(self, order_id: str, user_id: str, reason: Reason, out: list[Event]) -> None:
+    def reject(self, order_id: str, user_id: str, reason: int, out: list[Event]) -> None:
         """Emit REJECTED for input refused before or by the book; the book is unchanged."""
-        self.seq += 1
-        out.append((STATUS, self.seq, order_id, user_id, REJECTED, reason, 0, 0))
+        seq = self.seq + 1
+        self.seq = seq
+        out.append((_STATUS, seq, order_id, user_id, REJECTED, int(reason), 0, 0))
 
     def _status(self, order: Order, status: int, reason: int, out: list[Event]) -> None:
         """Emit `status` for `order` as it stands now (its filled and leaves)."""
-        self.seq += 1
+        seq = self.seq + 1
+        self.seq = seq
         out.append(
             (
-                STATUS,
-                self.seq,
-                order[ORDER_ID],
-                order[USER_ID],
+                _STATUS,
+                seq,
+                order.order_id,
+                order.user_id,
                 status,
                 reason,
-                order[FILLED_QTY],
-                order[LEAVES],
+                order.filled,
+                order.leaves,
             )
         )
 
-    def _add_reason(self, command: Command) -> Reason:
+    def _add_reason(
+        self, side: int, otype: int, tif: int, post_only: bool, price: int, qty: int
+    ) -> int:
         """Why an ADD is invalid (NONE if it is not): the first failed rule, in a fixed order."""
-        _, _, _, side, otype, tif, post_only, price, qty = command
         if side != BUY and side != SELL:  # noqa: PLR1714 - cheaper than a set lookup
-            return Reason.BAD_SIDE
+            return _BAD_SIDE
         if otype != LIMIT and otype != MARKET:  # noqa: PLR1714
-            return Reason.BAD_TYPE
+            return _BAD_TYPE
         if tif != GTC and tif != IOC and tif != FOK:  # noqa: PLR1714
-            return Reason.BAD_TIME_IN_FORCE
+            return _BAD_TIF
         if otype == MARKET and post_only:
-            return Reason.MARKET_ORDER_NOT_ALLOWED
-        return self._check_size(qty) or (self._check_price(price) if otype == LIMIT else NO_REASON)
+            return _MARKET_NOT_ALLOWED
+        reason = self._check_size(qty)
+        if reason or otype != LIMIT:
+            return reason
+        return self._check_price(price)
 
-    def _check_size(self, qty: int) -> Reason:
+    def _check_size(self, qty: int) -> int:
         if qty <= 0:
-            return Reason.NON_POSITIVE_QUANTITY
+            return _NON_POSITIVE_QUANTITY
         if qty > self.max_quantity:
-            return Reason.VALUE_OUT_OF_RANGE
+            return _OUT_OF_RANGE
         if qty % self.lot:
-            return Reason.QUANTITY_OFF_LOT
+            return _OFF_LOT
         return NO_REASON
 
-    def _check_price(self, price: int) -> Reason:
+    def _check_price(self, price: int) -> int:
         if price <= 0:
-            return Reason.NON_POSITIVE_PRICE
+            return _NON_POSITIVE_PRICE
         if price % self.tick:
-            return Reason.PRICE_OFF_TICK
+            return _OFF_TICK
         if price < self.price_min or price > self.price_max:
-            return Reason.PRICE_OUTSIDE_BAND
+            return _OUTSIDE_BAND
         return NO_REASON
 
-    def _add(self, command: Command, out: list[Event], checked: bool) -> None:
-        """Any ADD: validation (unless `checked` says the size, price, type and tif rules
-        already passed), duplicate, post-only and FOK checks, matching, then the remainder
-        rests (GTC limit) or expires."""
-        _, order_id, user_id, side, otype, tif, post_only, price, qty = command
-        reason = (
-            self._add_reason(command)
-            if not checked or (side != BUY and side != SELL)  # noqa: PLR1714
-            else NO_REASON
-        )
+    def _add(
+        self,
+        order_id: str,
+        user_id: str,
+        side: int,
+        otype: int,
+        tif: int,
+        post_only: bool,
+        price: int,
+        qty: int,
+        out: list[Event],
+    ) -> None:
+        """Any ADD: validation, duplicate, post-only and FOK checks, matching, then the
+        remainder rests (GTC limit) or expires."""
+        reason = self._add_reason(side, otype, tif, post_only, price, qty)
         if reason:
             self.reject(order_id, user_id, reason, out)
             return
-        order: Order = [qty, 0, order_id, user_id, side, price if otype == LIMIT else 0, post_only]
-        user_orders = self.orders.setdefault(user_id, {})
-        if user_orders.setdefault(order_id, order) is not order:
-            self.reject(order_id, user_id, Reason.DUPLICATE_ORDER_ID, out)
+        limit = otype == LIMIT
+        order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
+        if not self._insert(order):
+            self.reject(order_id, user_id, _DUPLICATE, out)
             return
-        limit_key = _ANY_KEY if otype == MARKET else (-price if side == BUY else price)
-        opp_keys = self.ask_keys if side == BUY else self.bid_keys
-        crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
-        if post_only and crosses:
-            del user_orders[order_id]
-            self.reject(order_id, user_id, Reason.POST_ONLY_WOULD_CROSS, out)
+        buy = side == BUY
+        limit_key: i64 = (-price if buy else price) if limit else _ANY_KEY
+        opp_keys = self.ask_keys if buy else self.bid_keys
+        crosses = len(opp_keys) > 0 and opp_keys[-1] >= limit_key
+        if crosses and post_only:
+            self._forget(order)
+            self.reject(order_id, user_id, _POST_ONLY_WOULD_CROSS, out)
             return
-        if tif == FOK and not self._can_fill(side, user_id, limit_key, qty):
-            del user_orders[order_id]  # a killed FOK leaves no trace, not even its id
-            self.seq += 1
-            out.append((STATUS, self.seq, order_id, user_id, EXPIRED, Reason.FILL_OR_KILL, 0, 0))
+        if tif == FOK and not self._can_fill(buy, user_id, limit_key, qty):
+            self._forget(order)  # a killed FOK leaves no trace, not even its id
+            seq = self.seq + 1
+            self.seq = seq
+            out.append((_STATUS, seq, order_id, user_id, EXPIRED, _FILL_OR_KILL, 0, 0))
             return
-        self.seq += 1
-        out.append((STATUS, self.seq, order_id, user_id, ACCEPTED, NO_REASON, 0, qty))
+        seq = self.seq + 1
+        self.seq = seq
+        out.append((_STATUS, seq, order_id, user_id, ACCEPTED, NO_REASON, 0, qty))
         if crosses:
             self._take(order, limit_key, out)
-        if order[LEAVES] and otype == LIMIT and tif == GTC:
+        if limit and tif == GTC:
             self._rest_remainder(order, 0, out)
         else:
-            why = Reason.NO_LIQUIDITY if otype == MARKET else Reason.IMMEDIATE_OR_CANCEL
-            self._end_taker(order, why, out)
+            self._end_taker(order, _NO_LIQUIDITY if not limit else _IMMEDIATE_OR_CANCEL, out)
 
-    def _end_taker(self, order: Order, reason: Reason, out: list[Event]) -> None:
+    def _end_taker(self, order: Order, reason: int, out: list[Event]) -> None:
         """A taker that may not rest: FILLED, or EXPIRED with what is left cancelled."""
-        if order[LEAVES]:
-            order[LEAVES] = 0
+        if order.leaves:
+            order.leaves = 0
             self._status(order, EXPIRED, reason, out)
         else:
             self._status(order, FILLED, NO_REASON, out)
-        self.done.append(order)
+        self._ended(order)
 
-    def _rest_remainder(self, order: Order, filled_before: int, out: list[Event]) -> None:
+    def _rest_remainder(self, order: Order, filled_before: i64, out: list[Event]) -> None:
         """A GTC limit after matching: rests what is left (PARTIALLY_FILLED if it traded
         just now) or is FILLED."""
-        if not order[LEAVES]:
-            self._end_taker(order, NO_REASON, out)
+        if not order.leaves:
+            self._status(order, FILLED, NO_REASON, out)
+            self._ended(order)
             return
         self._rest(order)
-        if order[FILLED_QTY] != filled_before:
+        if order.filled != filled_before:
             self._status(order, PARTIALLY_FILLED, NO_REASON, out)
 
-    def _new_level(self, side: int, price: int) -> Level:
+    def _new_level(self, side: i64, price: i64) -> Level:
+        level = Level(price, side)
         if side == BUY:
-            levels, keys, key = self.bids, self.bid_keys, price
+            self.bids[price] = level
+            keys = self.bid_keys
+            key = price
         else:
-            levels, keys, key = self.asks, self.ask_keys, -price
-        level = levels[key] = Level(price)
+            self.asks[-price] = level
+            keys = self.ask_keys
+            key = -price
         if not keys or key > keys[-1]:
             keys.append(key)
         else:
             insort(keys, key)
         return level
 
-    def _rest(self, order: Order) -> None:
-        price = order[PRICE]
-        if order[SIDE] == BUY:
-            level = self.bids.get(price)
-            self.dirty_bids.add(price)
-        else:
-            level = self.asks.get(-price)
-            self.dirty_asks.add(price)
-        if level is None:
-            level = self._new_level(order[SIDE], price)
-        level.orders.append(order)
-        level.total += order[LEAVES]
+    def _touch(self, level: Level) -> None:
+        if not level.dirty:
+            level.dirty = True
+            self.dirty.append(level)
 
-    def _can_fill(self, side: int, user_id: str, limit_key: int, qty: int) -> bool:
+    def _rest(self, order: Order) -> None:
+        price = order.price
+        level = self.bids.get(price) if order.side == BUY else self.asks.get(-price)
+        if level is None:
+            level = self._new_level(order.side, price)
+        level.orders.append(order)
+        level.total += order.leaves
+        if not level.dirty:
+            level.dirty = True
+            self.dirty.append(level)
+
+    def _can_fill(self, buy: bool, user_id: str, limit_key: i64, qty: i64) -> bool:
         """Would a FOK of `qty` fill completely? Own orders don't count under self-trade
         prevention, since matching would cancel them instead of filling against them."""
-        keys, levels = (self.ask_keys, self.asks) if side == BUY else (self.bid_keys, self.bids)
-        for key in reversed(keys):
+        keys = self.ask_keys if buy else self.bid_keys
+        levels = self.asks if buy else self.bids
+        i = len(keys) - 1
+        while i >= 0:
+            key = keys[i]
             if key < limit_key:
                 return False
             level = levels[key]
             if self.stp:
-                qty -= sum(o[LEAVES] for o in level.orders if o[USER_ID] != user_id)
+                queue = level.orders
+                for j in range(level.head, len(queue)):
+                    maker = queue[j]
+                    if maker.user_id != user_id:
+                        qty -= maker.leaves
             else:
                 qty -= level.total
             if qty <= 0:
                 return True
+            i -= 1
         return False
 
-    def _take(self, taker: Order, limit_key: int, out: list[Event]) -> None:
+    def _take(self, taker: Order, limit_key: i64, out: list[Event]) -> None:
         """Match `taker` against the opposite side while it crosses; updates taker in place.
 
         Per match: TRADE (its seq is the trade id), the maker's FILL, the taker's FILL, the
         maker's status. The taker's own final status is its caller's to emit."""
-        if taker[SIDE] == BUY:
-            keys, levels, dirty = self.ask_keys, self.asks, self.dirty_asks
+        if taker.side == BUY:
+            keys = self.ask_keys
+            levels = self.asks
         else:
-            keys, levels, dirty = self.bid_keys, self.bids, self.dirty_bids
-        rem = taker[LEAVES]
-        taker_id = taker[ORDER_ID]
-        taker_user = taker[USER_ID]
-        taker_side = taker[SIDE]
+            keys = self.bid_keys
+            levels = self.bids
+        rem = taker.leaves
+        taker_id = taker.order_id
+        taker_user = taker.user_id
+        taker_side = taker.side
         stp = self.stp
-        done = self.done
-        append = out.append
         seq = self.seq
         last_price = self.last_price
         while rem and keys:
@@ -353,97 +384,91 @@ class Book:
                 break
             level = levels[key]
             queue = level.orders
+            head = level.head
             price = level.price
-            traded = 0
-            while queue:
-                maker = queue[0]
-                left = maker[LEAVES]
+            traded: i64 = 0
+            while head < len(queue):
+                maker = queue[head]
+                left = maker.leaves
                 if not left:
-                    queue.popleft()
+                    head += 1
                     level.dead -= 1
                     continue
-                if stp and maker[USER_ID] == taker_user:
-                    queue.popleft()
+                if stp and maker.user_id == taker_user:
+                    head += 1
                     level.total -= left
-                    maker[LEAVES] = 0
+                    maker.leaves = 0
                     seq += 1
-                    append(
+                    out.append(
                         (
-                            STATUS,
+                            _STATUS,
                             seq,
-                            maker[ORDER_ID],
-                            maker[USER_ID],
+                            maker.order_id,
+                            maker.user_id,
                             CANCELLED,
-                            Reason.SELF_TRADE_PREVENTED,
-                            maker[FILLED_QTY],
+                            _SELF_TRADE_PREVENTED,
+                            maker.filled,
                             0,
                         )
                     )
-                    done.append(maker)
+                    self._ended(maker)
                     continue
                 qty = left if left <= rem else rem
                 rem -= qty
                 left -= qty
                 traded += qty
-                maker[LEAVES] = left
-                maker[FILLED_QTY] += qty
+                maker.leaves = left
+                filled = maker.filled + qty
+                maker.filled = filled
+                maker_id = maker.order_id
+                maker_user = maker.user_id
                 trade_id = seq + 1
-                append(
-                    (TRADE, trade_id, maker[ORDER_ID], taker_id, price, qty, taker_side, trade_id)
-                )
-                append(
-                    (FILL, seq + 2, maker[ORDER_ID], maker[USER_ID], price, qty, MAKER, trade_id)
-                )
-                append((FILL, seq + 3, taker_id, taker_user, price, qty, TAKER, trade_id))
+                out.append((_TRADE, trade_id, maker_id, taker_id, price, qty, taker_side, trade_id))
+                out.append((_FILL, seq + 2, maker_id, maker_user, price, qty, MAKER, trade_id))
+                out.append((_FILL, seq + 3, taker_id, taker_user, price, qty, TAKER, trade_id))
                 seq += 4
                 last_price = price
                 if left:
-                    append(
+                    out.append(
                         (
-                            STATUS,
+                            _STATUS,
                             seq,
-                            maker[ORDER_ID],
-                            maker[USER_ID],
+                            maker_id,
+                            maker_user,
                             PARTIALLY_FILLED,
                             NO_REASON,
-                            maker[FILLED_QTY],
+                            filled,
                             left,
                         )
                     )
                     break
-                append(
-                    (
-                        STATUS,
-                        seq,
-                        maker[ORDER_ID],
-                        maker[USER_ID],
-                        FILLED,
-                        NO_REASON,
-                        maker[FILLED_QTY],
-                        0,
-                    )
-                )
-                queue.popleft()
-                done.append(maker)
+                out.append((_STATUS, seq, maker_id, maker_user, FILLED, NO_REASON, filled, 0))
+                head += 1
+                self._ended(maker)
                 if not rem:
                     break
+            level.head = head
             level.total -= traded
-            dirty.add(price)
+            if not level.dirty:
+                level.dirty = True
+                self.dirty.append(level)
             if not level.total:
                 keys.pop()
                 del levels[key]
-        self.last_price = last_price
-        taker[FILLED_QTY] += taker[LEAVES] - rem
-        taker[LEAVES] = rem
+            else:
+                level.drop_head()
         self.seq = seq
+        self.last_price = last_price
+        taker.filled += taker.leaves - rem
+        taker.leaves = rem
 
     def _cancel(self, order_id: str, user_id: str, out: list[Event]) -> None:
         order = self._find(order_id, user_id, out)
         if order is None:
             return
         self._unlink(order)
-        self.done.append(order)
         self._status(order, CANCELLED, NO_REASON, out)
+        self._ended(order)
 
     def _replace(self, order_id: str, user_id: str, price: int, qty: int, out: list[Event]) -> None:
         """FIX-style amend: `qty` is the new total quantity, leaves = qty - filled. Lowering
@@ -451,44 +476,40 @@ class Book:
         order = self._find(order_id, user_id, out)
         if order is None:
             return
-        reason = self._check_size(qty) or self._check_price(price)
+        reason = self._check_size(qty)
+        if not reason:
+            reason = self._check_price(price)
         if reason:
             self._status(order, REJECTED, reason, out)
             return
-        leaves = qty - order[FILLED_QTY]
+        leaves: i64 = qty - order.filled
         if leaves <= 0:
             self._unlink(order)
-            self.done.append(order)
-            self._status(order, CANCELLED, Reason.REPLACED_TO_ZERO, out)
-        elif price == order[PRICE] and leaves <= order[LEAVES]:
-            self._reduce(order, order[LEAVES] - leaves)
+            self._status(order, CANCELLED, _REPLACED_TO_ZERO, out)
+            self._ended(order)
+        elif price == order.price and leaves <= order.leaves:
+            self._reduce(order, order.leaves - leaves)
             self._status(order, REPLACED, NO_REASON, out)
         else:
             self._requeue(order, price, leaves, out)
 
-    def _requeue(self, order: Order, price: int, leaves: int, out: list[Event]) -> None:
+    def _requeue(self, order: Order, price: i64, leaves: i64, out: list[Event]) -> None:
         """Replace that loses priority: the order leaves its queue and enters again at
         `price` as a new arrival, matching first if it now crosses."""
-        side = order[SIDE]
-        opp_keys = self.ask_keys if side == BUY else self.bid_keys
-        limit_key = -price if side == BUY else price
-        crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
-        if order[POST_ONLY] and crosses:
-            self._status(order, REJECTED, Reason.POST_ONLY_WOULD_CROSS, out)
+        buy = order.side == BUY
+        opp_keys = self.ask_keys if buy else self.bid_keys
+        limit_key: i64 = -price if buy else price
+        crosses = len(opp_keys) > 0 and opp_keys[-1] >= limit_key
+        if order.post_only and crosses:
+            self._status(order, REJECTED, _POST_ONLY_WOULD_CROSS, out)
             return
         self._unlink(order)
         # A fresh object: the old one may still sit, dead, in its former queue.
-        moved = [
-            leaves,
-            order[FILLED_QTY],
-            order[ORDER_ID],
-            order[USER_ID],
-            side,
-            price,
-            order[POST_ONLY],
-        ]
-        filled = order[FILLED_QTY]
-        self.orders[order[USER_ID]][order[ORDER_ID]] = moved
+        filled = order.filled
+        moved = Order(
+            leaves, filled, order.order_id, order.user_id, order.side, price, order.post_only
+        )
+        self._reindex(order, moved)
         self._status(moved, REPLACED, NO_REASON, out)
         if crosses:
             self._take(moved, limit_key, out)
@@ -496,62 +517,117 @@ class Book:
 
     def _find(self, order_id: str, user_id: str, out: list[Event]) -> Order | None:
         """The live order (user_id, order_id), or None after emitting why not."""
-        user_orders = self.orders.get(user_id)
-        order = user_orders.get(order_id) if user_orders is not None else None
+        order = self._lookup(order_id, user_id)
         if order is None:
-            self.reject(order_id, user_id, Reason.UNKNOWN_ORDER, out)
+            self.reject(order_id, user_id, _UNKNOWN_ORDER, out)
             return None
-        if not order[LEAVES]:
-            self._status(order, REJECTED, Reason.ORDER_NOT_OPEN, out)
+        if not order.leaves:
+            self._status(order, REJECTED, _ORDER_NOT_OPEN, out)
             return None
         return order
 
-    def _level_of(self, order: Order) -> tuple[dict[int, Level], list[int], int, set[int]]:
-        if order[SIDE] == BUY:
-            return self.bids, self.bid_keys, order[PRICE], self.dirty_bids
-        return self.asks, self.ask_keys, -order[PRICE], self.dirty_asks
+    def _level_of(self, order: Order) -> Level:
+        return self.bids[order.price] if order.side == BUY else self.asks[-order.price]
 
     def _unlink(self, order: Order) -> None:
         """Take a live order off its level (lazily: it stays queued with leaves 0)."""
-        levels, keys, key, dirty = self._level_of(order)
-        level = levels[key]
-        level.total -= order[LEAVES]
-        order[LEAVES] = 0
-        dirty.add(order[PRICE])
+        level = self._level_of(order)
+        level.total -= order.leaves
+        order.leaves = 0
+        self._touch(level)
         if not level.total:
+            if order.side == BUY:
+                keys = self.bid_keys
+                key: i64 = order.price
+                del self.bids[key]
+            else:
+                keys = self.ask_keys
+                key = -order.price
+                del self.asks[key]
             del keys[bisect_left(keys, key)]
-            del levels[key]
         else:
             level.dead += 1
-            if level.dead > len(level.orders) // 2 + _COMPACT_SLACK:
+            if level.dead > (len(level.orders) - level.head) // 2 + COMPACT_SLACK:
                 level.compact()
 
-    def _reduce(self, order: Order, by: int) -> None:
-        levels, _, key, dirty = self._level_of(order)
-        levels[key].total -= by
-        order[LEAVES] -= by
-        dirty.add(order[PRICE])
+    def _reduce(self, order: Order, by: i64) -> None:
+        level = self._level_of(order)
+        level.total -= by
+        order.leaves -= by
+        self._touch(level)
 
-    def _forget_ended(self) -> None:
-        """Drop the oldest ended orders beyond the dedup window. An ended order is still the
-        one its (user_id, order_id) maps to: the id can only be reused once it is dropped
-        here, and a replace that re-queues an order never puts the old object in `done`."""
-        done, orders, window = self.done, self.orders, self.dedup_window
-        while len(done) > window:
-            order = done.popleft()
-            user_orders = orders[order[USER_ID]]
-            del user_orders[order[ORDER_ID]]
-            if not user_orders:
-                del orders[order[USER_ID]]
+    def _ended(self, order: Order) -> None:
+        """Remember an ended order for duplicate rejection, forgetting the oldest beyond the
+        window. An ended order is still the one its (user_id, order_id) maps to: the id can
+        only be reused once it is forgotten, and a replace that re-queues an order never
+        ends the old object."""
+        done = self.done
+        window = self.dedup_window
+        if len(done) < window:
+            done.append(order)
+            return
+        if window == 0:
+            self._forget(order)
+            return
+        at = self.done_next
+        self._forget(done[at])
+        done[at] = order
+        at += 1
+        self.done_next = at if at < window else 0
+
+    # ------------------------------------------------------------------ the order index
+
+    def _lookup(self, order_id: str, user_id: str) -> Order | None:
+        order = self.index.get(order_id)
+        if order is not None and order.user_id == user_id:
+            return order
+        if self.clashes:
+            return self.clashes.get((user_id, order_id))
+        return None
+
+    def _insert(self, order: Order) -> bool:
+        """Index `order`; False if its (user_id, order_id) is already known. One hash
+        lookup both checks for a duplicate and indexes the order."""
+        known = self.index.setdefault(order.order_id, order)
+        if known is order:
+            if self.clashes and (order.user_id, order.order_id) in self.clashes:
+                # the id's former holder is gone but this user's clash remains
+                del self.index[order.order_id]
+                return False
+            return True
+        if known.user_id == order.user_id:
+            return False
+        return self.clashes.setdefault((order.user_id, order.order_id), order) is order
+
+    def _forget(self, order: Order) -> None:
+        """Drop `order` from the index (its id may then be used again)."""
+        index = self.index
+        known = index.pop(order.order_id, None)
+        if known is not order:  # `order` is a clash: put the holder of the id back
+            if known is not None:
+                index[order.order_id] = known
+            del self.clashes[(order.user_id, order.order_id)]
+
+    def _reindex(self, old: Order, new: Order) -> None:
+        if self.index.get(old.order_id) is old:
+            self.index[old.order_id] = new
+        else:
+            self.clashes[(old.user_id, old.order_id)] = new
 
     # ------------------------------------------------------------------ queries
 
     def depth(self, levels: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Top `levels` per side as (price, total quantity), best first."""
+        bids: list[tuple[int, int]] = []
+        asks: list[tuple[int, int]] = []
         if levels <= 0:
-            return [], []
-        bids = [(self.bids[k].price, self.bids[k].total) for k in reversed(self.bid_keys[-levels:])]
-        asks = [(self.asks[k].price, self.asks[k].total) for k in reversed(self.ask_keys[-levels:])]
+            return bids, asks
+        for key in reversed(self.bid_keys[-levels:]):
+            level = self.bids[key]
+            bids.append((level.price, level.total))
+        for key in reversed(self.ask_keys[-levels:]):
+            level = self.asks[key]
+            asks.append((level.price, level.total))
         return bids, asks
 
     def bbo(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
@@ -559,21 +635,39 @@ class Book:
         bids, asks = self.depth(1)
         return (bids[0] if bids else None, asks[0] if asks else None)
 
+    def dirty_prices(self) -> tuple[list[int], list[int]]:
+        """Prices of the levels changed since the last depth update: bids, asks, ascending."""
+        bids: set[int] = set()
+        asks: set[int] = set()
+        for level in self.dirty:
+            if level.side == BUY:
+                bids.add(level.price)
+            else:
+                asks.add(level.price)
+        return sorted(bids), sorted(asks)
+
+    def mark_dirty(self, side: i64, price: i64) -> None:
+        """Record `price` on `side` as changed (restoring a snapshot's pending depth)."""
+        level = self.bids.get(price) if side == BUY else self.asks.get(-price)
+        self._touch(level if level is not None else Level(price, side))
+
     def depth_update(self) -> DepthUpdate | None:
         """Levels changed since the last call (quantity 0: level gone), best first; None if
         nothing changed. Conflates any number of commands into one update."""
-        if not self.dirty_bids and not self.dirty_asks:
+        if not self.dirty:
             return None
-        bids = [
-            (p, level.total if (level := self.bids.get(p)) is not None else 0)
-            for p in sorted(self.dirty_bids, reverse=True)
-        ]
-        asks = [
-            (p, level.total if (level := self.asks.get(-p)) is not None else 0)
-            for p in sorted(self.dirty_asks)
-        ]
-        self.dirty_bids.clear()
-        self.dirty_asks.clear()
+        dirty_bids, dirty_asks = self.dirty_prices()
+        for level in self.dirty:
+            level.dirty = False
+        self.dirty = []
+        bids: list[tuple[int, int]] = []
+        asks: list[tuple[int, int]] = []
+        for price in reversed(dirty_bids):
+            bid = self.bids.get(price)
+            bids.append((price, bid.total if bid is not None else 0))
+        for price in dirty_asks:
+            ask = self.asks.get(-price)
+            asks.append((price, ask.total if ask is not None else 0))
         return DepthUpdate(self.seq, bids, asks)
 
     def depth_snapshot(self, levels: int) -> DepthUpdate:
@@ -583,11 +677,92 @@ class Book:
 
     def resting(self) -> int:
         """Number of live resting orders."""
-        return sum(level.live() for level in self.bids.values()) + sum(
-            level.live() for level in self.asks.values()
-        )
+        count: i64 = 0
+        for level in self.bids.values():
+            count += level.live()
+        for level in self.asks.values():
+            count += level.live()
+        return count
 
     def open_order(self, order_id: str, user_id: str) -> Order | None:
-        user_orders = self.orders.get(user_id)
-        order = user_orders.get(order_id) if user_orders is not None else None
-        return order if order is not None and order[LEAVES] else None
+        order = self._lookup(order_id, user_id)
+        return order if order is not None and order.leaves else None
+
+    # ------------------------------------------------------------------ state
+
+    def live_orders(self) -> list[Order]:
+        """Bids best level first, then asks best level first; FIFO within a level."""
+        out: list[Order] = []
+        for key in reversed(self.bid_keys):
+            out.extend(self.bids[key].live_orders())
+        for key in reversed(self.ask_keys):
+            out.extend(self.asks[key].live_orders())
+        return out
+
+    def order_columns(self) -> OrderColumns:
+        """The live orders (as `live_orders`) one column per attribute, for snapshots."""
+        live = self.live_orders()
+        return (
+            [o.side for o in live],
+            [o.price for o in live],
+            [o.leaves for o in live],
+            [o.filled for o in live],
+            [o.post_only for o in live],
+            [o.order_id for o in live],
+            [o.user_id for o in live],
+        )
+
+    def ended_orders(self) -> list[Order]:
+        """The ended orders remembered for duplicate rejection, oldest first."""
+        at = self.done_next
+        return self.done[at:] + self.done[:at]
+
+    def restore_orders(self, columns: OrderColumns) -> None:
+        """Rebuild queues from `order_columns` output. Raises ValueError naming the first
+        order that makes no sense (checksums catch accident, not a wrong writer)."""
+        sides, prices, leaves, filled, post_only, order_ids, user_ids = columns
+        count = len(sides)
+        if not (
+            len(prices) == len(leaves) == len(filled) == len(post_only) == count
+            and len(order_ids) == len(user_ids) == count
+        ):
+            raise ValueError("order columns differ in length")
+        level: Level | None = None
+        for i in range(count):
+            side = sides[i]
+            price = prices[i]
+            qty = leaves[i]
+            done = filled[i]
+            order_id = order_ids[i]
+            user_id = user_ids[i]
+            if side != BUY and side != SELL:  # noqa: PLR1714
+                raise ValueError(f"order {user_id}/{order_id} has side {side}")
+            if qty <= 0 or qty > MAX_PRICE or done < 0 or done > MAX_PRICE:
+                raise ValueError(f"order {user_id}/{order_id} invalid")
+            if self._check_price(price):
+                raise ValueError(f"order {user_id}/{order_id} invalid")
+            order = Order(qty, done, order_id, user_id, side, price, post_only[i])
+            if not self._insert(order):
+                raise ValueError(f"order {user_id}/{order_id} twice")
+            if level is None or level.price != price or level.side != side:
+                known = self.bids.get(price) if side == BUY else self.asks.get(-price)
+                if known is not None:
+                    raise ValueError(f"level {price} split in two")
+                level = self._new_level(side, price)
+            level.orders.append(order)
+            level.total += qty
+
+    def restore_ended(self, order_ids: list[str], user_ids: list[str], filled: list[int]) -> None:
+        """Remember ended orders, oldest first (from `ended_orders`). Raises ValueError."""
+        if not len(order_ids) == len(user_ids) == len(filled):
+            raise ValueError("ended-order columns differ in length")
+        for i in range(len(order_ids)):
+            order_id = order_ids[i]
+            user_id = user_ids[i]
+            done = filled[i]
+            if done < 0 or done > MAX_PRICE:
+                raise ValueError(f"ended order {user_id}/{order_id} invalid")
+            ended = Order(0, done, order_id, user_id, 0, 0, False)
+            if not self._insert(ended):
+                raise ValueError(f"order {user_id}/{order_id} twice")
+            self._ended(ended)

@@ -355,3 +355,18 @@ def test_quantity_above_the_instrument_maximum_is_out_of_range():
     assert statuses(b.apply(replace("ok", "u", 100, 5000))) == [
         ("ok", "REJECTED", "VALUE_OUT_OF_RANGE")
     ]
+
+
+def test_an_id_two_users_share_stays_each_users_own_after_the_first_holder_ends():
+    b = book(dedup_window=0)
+    b.apply(add("7", "alice", BUY, 100, 1))
+    b.apply(add("7", "bob", BUY, 99, 1))
+    b.apply(cancel("7", "alice"))  # alice's "7" is forgotten at once (window 0)
+    assert statuses(b.apply(add("7", "bob", BUY, 98, 1))) == [
+        ("7", "REJECTED", "DUPLICATE_ORDER_ID")
+    ]
+    assert statuses(b.apply(add("7", "carol", BUY, 97, 1)))[0] == ("7", "ACCEPTED", "")
+    assert statuses(b.apply(cancel("7", "bob"))) == [("7", "CANCELLED", "")]
+    assert statuses(b.apply(cancel("7", "carol"))) == [("7", "CANCELLED", "")]
+    assert statuses(b.apply(add("7", "bob", BUY, 98, 1)))[0] == ("7", "ACCEPTED", "")
+    assert b.depth(5) == ([(98, 1)], [])

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.book import Book, Instrument, add, cancel, replace
-from engine.book.order import FILLED_QTY, LEAVES, Order
+from engine.book.order import Order
 from hotshard.domain import Side, TimeInForce
 from hotshard.events import TRADE
 
@@ -62,7 +62,7 @@ def queue(book: Book, side: Side, price: int) -> list[Order]:
     levels (asks are keyed by -price). Not tests.builders.resting: a snapshot dump per
     reconcile made this test take ~10x as long (271 s against 22 s, under load)."""
     level = book.bids.get(price) if side == Side.BUY else book.asks.get(-price)
-    return [o for o in level.orders if o[LEAVES]] if level is not None else []
+    return level.live_orders() if level is not None else []
 
 
 def reconcile(book: Book, levels: list[int], serial: list[int]) -> int:
@@ -91,8 +91,8 @@ def reconcile(book: Book, levels: list[int], serial: list[int]) -> int:
             for order in queue(book, side, price):
                 if have <= want:
                     break
-                book.apply(cancel(order[2], order[3]))
-                have -= order[LEAVES]
+                book.apply(cancel(order.order_id, order.user_id))
+                have -= order.leaves
             if have < want:
                 serial[0] += 1
                 book.apply(add(f"recon-{serial[0]}", USER, side, price, want - have))
@@ -103,8 +103,8 @@ def reduce(book: Book, order_id: str, by: int) -> bool:
     order = book.open_order(order_id, USER)
     if order is None:
         return False
-    total = order[LEAVES] + order[FILLED_QTY] - by
-    book.apply(replace(order_id, USER, order[5], total))
+    total = order.leaves + order.filled - by
+    book.apply(replace(order_id, USER, order.price, total))
     return True
 
 
@@ -126,7 +126,7 @@ def test_a_real_day_keeps_nasdaq_priority_and_top_of_book(day):
                 book.apply(
                     cancel(oid, USER)
                     if kind == 3
-                    else replace(oid, USER, price, known[LEAVES] + known[FILLED_QTY] - size)
+                    else replace(oid, USER, price, known.leaves + known.filled - size)
                 )
             else:  # an opening-book order: it is part of the level's synthetic order
                 prefix = "open-bid-" if side == Side.BUY else "open-ask-"

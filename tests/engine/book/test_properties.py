@@ -128,7 +128,7 @@ def test_quantity_is_conserved_as_a_consumer_sees_it(instrument, commands):
         if leaves:
             order = book.open_order(key[1], key[0])
             assert order is not None
-            resting[order[4], order[5]] += leaves
+            resting[order.side, order.price] += leaves
     for side in (Side.BUY, Side.SELL):
         levels = book.depth(1000)[0 if side == Side.BUY else 1]
         assert dict(levels) == {p: q for (s, p), q in resting.items() if s == side}
