@@ -47,6 +47,7 @@ class Reason(IntEnum):
     INSUFFICIENT_BALANCE = 305
     NOT_DELIVERED = 306
     ORDER_IN_FLIGHT = 307
+    DEDUP_BUDGET_FULL = 308
     # 4xx: snapshots and migration (the engine's control operations)
     CORRUPT_SNAPSHOT = 400
     UNSUPPORTED_SNAPSHOT_VERSION = 401

@@ -3,7 +3,7 @@
 from engine.book import book as _book
 from engine.book.book import Book
 from engine.book.instrument import Instrument
-from engine.book.market import Market
+from engine.book.market import DedupBudget, DedupBudgetError, Market
 from hotshard.commands import Command, add, cancel, replace
 from hotshard.events import DepthUpdate, Event, EventKind
 
@@ -15,6 +15,8 @@ __all__ = [
     "BUILD",
     "Book",
     "Command",
+    "DedupBudget",
+    "DedupBudgetError",
     "DepthUpdate",
     "Event",
     "EventKind",

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 MAX_PRICE = (1 << 62) - 1
+DEFAULT_DEDUP_WINDOW = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,9 +17,10 @@ class Instrument:
     max_quantity: int = (1 << 31) - 1
     """Largest order quantity (lots) accepted; above it VALUE_OUT_OF_RANGE. Keeps every
     level's total far inside the wire format's int64."""
-    dedup_window: int = 100_000
-    """How many ended orders' ids are remembered to reject a reused order_id (live orders
-    are always remembered)."""
+    dedup_window: int = DEFAULT_DEDUP_WINDOW
+    """How many ended orders' ids the book remembers to reject a reused order_id (live
+    orders are always remembered); the book reserves this many from its Market's
+    DedupBudget (engine.book.market)."""
 
     def __post_init__(self) -> None:
         if not self.symbol:
