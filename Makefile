@@ -14,7 +14,7 @@ setup: $(STAMP) $(GENERATED) native redis-server
 # The book compiled by mypyc from its own source (engine/native.py): extension files next to
 # the source, used by default; HOTSHARD_BOOK=python runs the source. Needs gcc and Python's
 # headers (python3.11-dev on Debian's own Python), installed where missing.
-NATIVE_FROM := engine/book/order.py engine/book/level.py engine/book/book.py \
+NATIVE_FROM := engine/book/order.py engine/book/index.py engine/book/level.py engine/book/book.py \
 	engine/book/instrument.py hotshard/commands.py hotshard/events.py hotshard/domain.py \
 	hotshard/reasons.py engine/native.py engine/build.py
 NATIVE_STAMP := engine/book/book$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
@@ -70,8 +70,13 @@ test: lint
 demo: setup
 	$(VENV)/bin/hotshard demo
 
+# The book's benchmarks in a few minutes (docs/BENCHMARKS.md); the last lines are the
+# ratios against the liquibook peer. zipf100 is cut to 300,000 commands here: the peer's
+# cancel is linear in its level, so at 1,000,000 it alone takes minutes a run.
 bench: setup
-	$(PY) -m bench.book
+	$(PY) -m bench.memory
+	$(PY) -m bench.snapshot
+	$(PY) -m bench.book --orders 1000000 --orders-zipf 300000 --repeat 3
 
 clean:
 	rm -rf $(VENV) hotshard/v1/*_pb2*.py hotshard/v1/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache \

@@ -16,10 +16,11 @@ compiles to slow generic calls (enum members, closures, generators).
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable
-from typing import Final, cast, final
+from typing import Any, Final, final
 
 from mypy_extensions import i64
 
+from engine.book.index import OrderIndex
 from engine.book.instrument import MAX_PRICE, Instrument
 from engine.book.level import COMPACT_SLACK, Level
 from engine.book.order import Order
@@ -83,17 +84,6 @@ OrderColumns = tuple[list[int], list[int], list[int], list[int], list[bool], lis
 snapshot order: bids best level first, then asks best level first, FIFO within a level."""
 
 
-def _hashed_dict() -> dict[str, Order]:
-    """An empty dict whose table keeps each key's hash beside it. CPython gives a dict of
-    only exact-str keys a compact table without the hashes, so every probe reads the key
-    string itself: in an index of a million order ids that is one more cache miss per
-    probe (~25% of an insert, measured). One other key, added and removed, switches the
-    table to the general layout for good; the dict then holds only str keys again."""
-    table: dict[object, Order] = {0: Order(0, 0, "", "", 0, 0, False)}
-    del table[0]
-    return cast(dict[str, Order], table)
-
-
 @final
 class Book:
     __slots__ = (
@@ -101,14 +91,14 @@ class Book:
         "asks",
         "bid_keys",
         "bids",
-        "clashes",
         "dedup_window",
         "dirty",
         "done",
         "done_next",
-        "index",
+        "ended",
         "instrument",
         "last_price",
+        "live",
         "lot",
         "max_quantity",
         "price_max",
@@ -136,11 +126,11 @@ class Book:
         self.asks: dict[int, Level] = {}
         self.bid_keys: list[int] = []
         self.ask_keys: list[int] = []
-        # Live orders and the last `dedup_window` ended ones, by (user_id, order_id): in
-        # `index` by order_id alone, unless another user's order holds that id there; then
-        # in `clashes` by (user_id, order_id).
-        self.index: dict[str, Order] = _hashed_dict()
-        self.clashes: dict[tuple[str, str], Order] = {}
+        # Live orders by (user_id, order_id), and apart from them the last `dedup_window`
+        # ended ones: an order leaves the big index when it ends (while it is in cache)
+        # and is forgotten from the small one, which stays in cache too.
+        self.live = OrderIndex()
+        self.ended = OrderIndex()
         # The ended orders still remembered, a ring: once full, `done[done_next]` is the
         # oldest, the next to forget.
         self.done: list[Order] = []
@@ -256,8 +246,15 @@ class Book:
             self.reject(order_id, user_id, reason, out)
             return
         limit = otype == LIMIT
+        rests = limit and tif == GTC
         order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
-        if not self._insert(order):
+        # Only an order that may rest enters the live index; a taker that may not is never
+        # looked up by id during its own command, so it is only checked against it.
+        if (
+            (self.ended.by_id and self.ended.get(order_id, user_id) is not None)
+            or (rests and not self.live.insert(order))
+            or (not rests and self.live.get(order_id, user_id) is not None)
+        ):
             self.reject(order_id, user_id, _DUPLICATE, out)
             return
         buy = side == BUY
@@ -265,11 +262,12 @@ class Book:
         opp_keys = self.ask_keys if buy else self.bid_keys
         crosses = len(opp_keys) > 0 and opp_keys[-1] >= limit_key
         if crosses and post_only:
-            self._forget(order)
+            if rests:
+                self.live.remove(order)
             self.reject(order_id, user_id, _POST_ONLY_WOULD_CROSS, out)
             return
         if tif == FOK and not self._can_fill(buy, user_id, limit_key, qty):
-            self._forget(order)  # a killed FOK leaves no trace, not even its id
+            # a killed FOK leaves no trace, not even its id (and it never entered the index)
             seq = self.seq + 1
             self.seq = seq
             out.append((_STATUS, seq, order_id, user_id, EXPIRED, _FILL_OR_KILL, 0, 0))
@@ -279,19 +277,20 @@ class Book:
         out.append((_STATUS, seq, order_id, user_id, ACCEPTED, NO_REASON, 0, qty))
         if crosses:
             self._take(order, limit_key, out)
-        if limit and tif == GTC:
+        if rests:
             self._rest_remainder(order, 0, out)
         else:
             self._end_taker(order, _NO_LIQUIDITY if not limit else _IMMEDIATE_OR_CANCEL, out)
 
     def _end_taker(self, order: Order, reason: int, out: list[Event]) -> None:
-        """A taker that may not rest: FILLED, or EXPIRED with what is left cancelled."""
+        """A taker that may not rest (never in the live index): FILLED, or EXPIRED with
+        what is left cancelled."""
         if order.leaves:
             order.leaves = 0
             self._status(order, EXPIRED, reason, out)
         else:
             self._status(order, FILLED, NO_REASON, out)
-        self._ended(order)
+        self._keep(order)
 
     def _rest_remainder(self, order: Order, filled_before: i64, out: list[Event]) -> None:
         """A GTC limit after matching: rests what is left (PARTIALLY_FILLED if it traded
@@ -386,6 +385,7 @@ class Book:
             queue = level.orders
             head = level.head
             price = level.price
+            boxed_price: Any = price
             traded: i64 = 0
             while head < len(queue):
                 maker = queue[head]
@@ -422,10 +422,18 @@ class Book:
                 maker.filled = filled
                 maker_id = maker.order_id
                 maker_user = maker.user_id
-                trade_id = seq + 1
-                out.append((_TRADE, trade_id, maker_id, taker_id, price, qty, taker_side, trade_id))
-                out.append((_FILL, seq + 2, maker_id, maker_user, price, qty, MAKER, trade_id))
-                out.append((_FILL, seq + 3, taker_id, taker_user, price, qty, TAKER, trade_id))
+                # Boxed once for the three events that carry them (Any: no unboxing)
+                trade_id: Any = seq + 1
+                size: Any = qty
+                out.append(
+                    (_TRADE, trade_id, maker_id, taker_id, boxed_price, size, taker_side, trade_id)
+                )
+                out.append(
+                    (_FILL, seq + 2, maker_id, maker_user, boxed_price, size, MAKER, trade_id)
+                )
+                out.append(
+                    (_FILL, seq + 3, taker_id, taker_user, boxed_price, size, TAKER, trade_id)
+                )
                 seq += 4
                 last_price = price
                 if left:
@@ -509,7 +517,7 @@ class Book:
         moved = Order(
             leaves, filled, order.order_id, order.user_id, order.side, price, order.post_only
         )
-        self._reindex(order, moved)
+        self.live.swap(order, moved)
         self._status(moved, REPLACED, NO_REASON, out)
         if crosses:
             self._take(moved, limit_key, out)
@@ -517,14 +525,15 @@ class Book:
 
     def _find(self, order_id: str, user_id: str, out: list[Event]) -> Order | None:
         """The live order (user_id, order_id), or None after emitting why not."""
-        order = self._lookup(order_id, user_id)
-        if order is None:
+        order = self.live.get(order_id, user_id)
+        if order is not None:
+            return order
+        ended = self.ended.get(order_id, user_id) if self.ended.by_id else None
+        if ended is None:
             self.reject(order_id, user_id, _UNKNOWN_ORDER, out)
-            return None
-        if not order.leaves:
-            self._status(order, REJECTED, _ORDER_NOT_OPEN, out)
-            return None
-        return order
+        else:
+            self._status(ended, REJECTED, _ORDER_NOT_OPEN, out)
+        return None
 
     def _level_of(self, order: Order) -> Level:
         return self.bids[order.price] if order.side == BUY else self.asks[-order.price]
@@ -557,62 +566,29 @@ class Book:
         self._touch(level)
 
     def _ended(self, order: Order) -> None:
-        """Remember an ended order for duplicate rejection, forgetting the oldest beyond the
-        window. An ended order is still the one its (user_id, order_id) maps to: the id can
-        only be reused once it is forgotten, and a replace that re-queues an order never
-        ends the old object."""
+        """An order has ended: it leaves the live index and is remembered for duplicate
+        rejection within the window. A replace that re-queues an order never ends the old
+        object (the new one takes its place in the index)."""
+        self.live.remove(order)
+        self._keep(order)
+
+    def _keep(self, order: Order) -> None:
+        """Remember an ended order (not in the live index) within the window."""
+        if self.dedup_window:
+            self.ended.insert(order)
+            self._remember(order)
+
+    def _remember(self, order: Order) -> None:
+        """Put `order`, in `ended`, in the ring, forgetting the oldest beyond the window."""
         done = self.done
-        window = self.dedup_window
-        if len(done) < window:
+        if len(done) < self.dedup_window:
             done.append(order)
             return
-        if window == 0:
-            self._forget(order)
-            return
         at = self.done_next
-        self._forget(done[at])
+        self.ended.remove(done[at])
         done[at] = order
         at += 1
-        self.done_next = at if at < window else 0
-
-    # ------------------------------------------------------------------ the order index
-
-    def _lookup(self, order_id: str, user_id: str) -> Order | None:
-        order = self.index.get(order_id)
-        if order is not None and order.user_id == user_id:
-            return order
-        if self.clashes:
-            return self.clashes.get((user_id, order_id))
-        return None
-
-    def _insert(self, order: Order) -> bool:
-        """Index `order`; False if its (user_id, order_id) is already known. One hash
-        lookup both checks for a duplicate and indexes the order."""
-        known = self.index.setdefault(order.order_id, order)
-        if known is order:
-            if self.clashes and (order.user_id, order.order_id) in self.clashes:
-                # the id's former holder is gone but this user's clash remains
-                del self.index[order.order_id]
-                return False
-            return True
-        if known.user_id == order.user_id:
-            return False
-        return self.clashes.setdefault((order.user_id, order.order_id), order) is order
-
-    def _forget(self, order: Order) -> None:
-        """Drop `order` from the index (its id may then be used again)."""
-        index = self.index
-        known = index.pop(order.order_id, None)
-        if known is not order:  # `order` is a clash: put the holder of the id back
-            if known is not None:
-                index[order.order_id] = known
-            del self.clashes[(order.user_id, order.order_id)]
-
-    def _reindex(self, old: Order, new: Order) -> None:
-        if self.index.get(old.order_id) is old:
-            self.index[old.order_id] = new
-        else:
-            self.clashes[(old.user_id, old.order_id)] = new
+        self.done_next = at if at < self.dedup_window else 0
 
     # ------------------------------------------------------------------ queries
 
@@ -685,7 +661,7 @@ class Book:
         return count
 
     def open_order(self, order_id: str, user_id: str) -> Order | None:
-        order = self._lookup(order_id, user_id)
+        order = self.live.get(order_id, user_id)
         return order if order is not None and order.leaves else None
 
     # ------------------------------------------------------------------ state
@@ -742,7 +718,7 @@ class Book:
             if self._check_price(price):
                 raise ValueError(f"order {user_id}/{order_id} invalid")
             order = Order(qty, done, order_id, user_id, side, price, post_only[i])
-            if not self._insert(order):
+            if not self.live.insert(order):
                 raise ValueError(f"order {user_id}/{order_id} twice")
             if level is None or level.price != price or level.side != side:
                 known = self.bids.get(price) if side == BUY else self.asks.get(-price)
@@ -756,6 +732,8 @@ class Book:
         """Remember ended orders, oldest first (from `ended_orders`). Raises ValueError."""
         if not len(order_ids) == len(user_ids) == len(filled):
             raise ValueError("ended-order columns differ in length")
+        if len(order_ids) > self.dedup_window:
+            raise ValueError(f"{len(order_ids)} ended orders, the window is {self.dedup_window}")
         for i in range(len(order_ids)):
             order_id = order_ids[i]
             user_id = user_ids[i]
@@ -763,6 +741,6 @@ class Book:
             if done < 0 or done > MAX_PRICE:
                 raise ValueError(f"ended order {user_id}/{order_id} invalid")
             ended = Order(0, done, order_id, user_id, 0, 0, False)
-            if not self._insert(ended):
+            if self.live.get(order_id, user_id) is not None or not self.ended.insert(ended):
                 raise ValueError(f"order {user_id}/{order_id} twice")
-            self._ended(ended)
+            self._remember(ended)
