@@ -2,7 +2,7 @@
 
     python -m bench.book [--orders N] [--repeat R] [--workloads a,b] [--profile FILE]
 
-Three deterministic streams (engine/flow.py): `liquibook`, the Liquibook performance-test
+Three deterministic streams (hotshard/local/flow.py): `liquibook`, the Liquibook performance-test
 shape; `zipf100`, 100 Zipf-skewed symbols whose levels grow to thousands of orders; and
 `short100`, the same symbols with levels that stay short. Ours is measured two ways, both
 with full events (statuses, fills, trades): `stream`, as the engine feeds it (per batch of

@@ -59,8 +59,13 @@ def allowed(module: str, name: str) -> str | None:
         return "only hotshard.local imports lambdas/ and statemachine/"
     if within(module, "engine.book"):
         pure = [f"hotshard.{m}" for m in PURE] + ["hotshard.v1", "engine.book", "google.protobuf"]
+        # mypy_extensions: i64 and mypyc_attr, plain int and a no-op decorator when not
+        # compiled (the compiled build, engine/native.py)
+        pure.append("mypy_extensions")
         if not (stdlib(name) or within(name, *pure) or name == "hotshard"):
-            return "engine/book imports only the stdlib and hotshard's pure modules"
+            return (
+                "engine/book imports only the stdlib, hotshard's pure modules and mypy_extensions"
+            )
     if within(module, *(f"hotshard.{m}" for m in PURE)):
         pure = [f"hotshard.{m}" for m in PURE] + ["hotshard.v1", "google.protobuf"]
         if not (stdlib(name) or within(name, *pure) or name == "hotshard"):

@@ -12,9 +12,9 @@ import random
 
 import engine.book
 from engine.book import Book, Command, Instrument, snapshot
-from engine.flow import liquibook_stream, short_stream, zipf_stream
 from hotshard.commands import add, cancel, replace
 from hotshard.domain import OrderType, Side, TimeInForce
+from hotshard.local.flow import liquibook_stream, short_stream, zipf_stream
 
 SNAPSHOT_EVERY = 997
 
