@@ -113,11 +113,12 @@ class Book:
         self.instrument = instrument
         self.symbol: str = instrument.symbol
         # The instrument's rules, copied into slots the hot path reads directly.
-        self.tick: i64 = instrument.tick
-        self.lot: i64 = instrument.lot
-        self.max_quantity: i64 = instrument.max_quantity
-        self.price_min: i64 = instrument.price_min
-        self.price_max: i64 = instrument.price_max
+        # (ints, not i64: commands are Python ints of any size, and these check them)
+        self.tick: int = instrument.tick
+        self.lot: int = instrument.lot
+        self.max_quantity: int = instrument.max_quantity
+        self.price_min: int = instrument.price_min
+        self.price_max: int = instrument.price_max
         self.stp: bool = instrument.self_trade_prevention
         self.dedup_window: i64 = instrument.dedup_window
         self.seq: i64 = 0

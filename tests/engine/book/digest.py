@@ -55,8 +55,8 @@ def mixed_stream(count: int, seed: int = 7) -> list[Command]:
                     rng.choice([0, 1, 2, 7]),
                     rng.choice([0, 1, 2, 3, 4]),
                     rng.random() < 0.5,
-                    rng.randint(-3, 300),
-                    rng.choice([-5, 0, 3, 7, 1 << 40]),
+                    rng.choice([rng.randint(-3, 300), 1 << 70, -(1 << 70)]),
+                    rng.choice([-5, 0, 3, 7, 1 << 40, 1 << 70]),
                 )
             )
     return out

@@ -370,3 +370,22 @@ def test_an_id_two_users_share_stays_each_users_own_after_the_first_holder_ends(
     assert statuses(b.apply(cancel("7", "carol"))) == [("7", "CANCELLED", "")]
     assert statuses(b.apply(add("7", "bob", BUY, 98, 1)))[0] == ("7", "ACCEPTED", "")
     assert b.depth(5) == ([(98, 1)], [])
+
+
+def test_values_beyond_64_bits_are_rejected_with_reasons_not_raised():
+    b = book(tick=5)
+    huge = 5 << 70  # on the tick, so the band is what it breaks
+    assert statuses(b.apply(add("p", "u", BUY, huge, 1))) == [
+        ("p", "REJECTED", "PRICE_OUTSIDE_BAND")
+    ]
+    assert statuses(b.apply(add("q", "u", BUY, 100, huge))) == [
+        ("q", "REJECTED", "VALUE_OUT_OF_RANGE")
+    ]
+    assert statuses(b.apply(add("m", "u", SELL, -huge, 5, order_type=MARKET)))[0][1] == "ACCEPTED"
+    b.apply(add("r", "u", BUY, 100, 5))
+    assert statuses(b.apply(replace("r", "u", huge + 1, 5))) == [
+        ("r", "REJECTED", "PRICE_OFF_TICK")
+    ]
+    assert statuses(b.apply(replace("r", "u", 100, -huge))) == [
+        ("r", "REJECTED", "NON_POSITIVE_QUANTITY")
+    ]
