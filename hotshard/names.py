@@ -109,3 +109,4 @@ METRIC_PUSH_LATENCY = "PushLatency"  # ms from the event's Kafka timestamp to it
 MIGRATION_ROLLED_BACK = "MigrationRolledBack"  # a step before the switch failed; rolled back
 MIGRATION_FAILED_AFTER_SWITCH = "MigrationFailedAfterSwitch"  # replay or cleanup failed
 MIGRATION_ROLLBACK_FAILED = "MigrationRollbackFailed"  # Rollback itself failed: may be MIGRATING
+MIGRATION_NOT_STARTED = "MigrationNotStarted"  # the input named nothing movable; no change

@@ -160,25 +160,27 @@ class TaskAccess:
 # engines: snapshots move between engines by reference (the engines read and write S3),
 # and the hottest symbol comes from the engines' Stats, so no task reads S3 or CloudWatch.
 _PENDING = (names.TOPIC_PENDING_ORDERS,)
+_ORDERS = (names.TOPIC_ORDERS,)
 TASK_ACCESS: dict[str, TaskAccess] = {
     "DetectHotSymbol": TaskAccess(),
     "ProvisionNewInstance": TaskAccess(
         fleet=("autoscaling:SetDesiredCapacity", "autoscaling:CompleteLifecycleAction")
     ),
-    "PauseRouting": TaskAccess(kafka_write=_PENDING),  # the begin marker
+    "PauseRouting": TaskAccess(kafka_read=_PENDING),  # pending-orders' end offset on p
     "WaitForDrain": TaskAccess(),
     "TransferSnapshot": TaskAccess(),
-    "CatchUp": TaskAccess(),
-    "SwitchRouting": TaskAccess(),
-    "ReplayPendingOrders": TaskAccess(kafka_read=_PENDING, kafka_write=_PENDING),  # end marker
+    "WaitForCatchUp": TaskAccess(),
+    "SwitchRouting": TaskAccess(kafka_write=_PENDING),  # stop-and-copy's PENDING_END marker
+    "ReplayPendingOrders": TaskAccess(),  # a Promote: the engine reads pending-orders
     "Cleanup": TaskAccess(),
-    # The end marker, and the warm-pool instance given back (scaled in, desired - 1).
+    # The PENDING_END markers (pending-orders; `orders` q when the route had already moved,
+    # so the source replays what was routed to q), q's end offset, and the warm-pool
+    # instance given back (scaled in, desired - 1).
     "Rollback": TaskAccess(
-        kafka_read=_PENDING,
-        kafka_write=_PENDING,
+        kafka_read=(*_PENDING, *_ORDERS),
+        kafka_write=(*_PENDING, *_ORDERS),
         fleet=("autoscaling:TerminateInstanceInAutoScalingGroup",),
     ),
-    "ReportFailure": TaskAccess(),  # its metric is an EMF line in its own log
 }
 FLEET_DESCRIBE_ACTIONS = ("autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances")
 
