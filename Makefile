@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-venv)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,cli]'
 	touch $(STAMP)
 
 proto: $(GENERATED)
@@ -101,8 +101,8 @@ lambda-deps: setup
 	rm -rf build/lambda-deps
 	$(PY) -m pip install -q --target build/lambda-deps/python -c constraints.txt \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
-		--only-binary=:all: aws-lambda-powertools confluent-kafka redis protobuf grpcio \
-		aws-msk-iam-sasl-signer-python pyjwt cryptography
+		--only-binary=:all: 'aws-lambda-powertools[tracer]' confluent-kafka redis protobuf grpcio \
+		aws-msk-iam-sasl-signer-python 'pyjwt[crypto]'
 
 deploy: setup cdk-cli lambda-deps
 	$(JSII_ENV) $(CDK) deploy --all -c hotshard:requireCode=true --require-approval broadening

@@ -1,13 +1,14 @@
 """`python -m engine`: one engine process (see `python -m engine --help`)."""
 
-import json
 import logging
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import IO
+
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from engine.book import Market
 from engine.runtime import tune_gc
@@ -20,30 +21,19 @@ from engine.service.store import SnapshotStore, s3_client
 from hotshard import clients, kafka
 from hotshard.names import KAFKA_GROUP_PREFIX
 
-_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+SERVICE = "engine"  # the `service` field of every log line (the Lambdas name theirs)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg and the record's `extra` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+def configure_logging(level: str, instance: str = "", stream: IO[str] | None = None) -> None:
+    """JSON log lines on stderr through Powertools' formatter, the one the Lambdas' Logger
+    uses: the same fields (level, location, message, timestamp, service, and each record's
+    `extra`), plus the engine's `instance`. The engine's modules log with the standard
+    `logging.getLogger(...)`; the root handler formats them all."""
+    formatter = LambdaPowertoolsFormatter(json_default=str, service=SERVICE)
+    if instance:
+        formatter.append_keys(instance=instance)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -91,7 +81,7 @@ def build(settings: EngineSettings) -> Engine:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.instance)
     log = logging.getLogger("hotshard.engine")
     engine = build(settings)
 

@@ -10,8 +10,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from rich.console import Console
-
 from engine import replay
 
 EPILOG = """\
@@ -67,7 +65,13 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """`hotshard demo`: the cluster demo, or the in-process one."""
+    """`hotshard demo`: the cluster demo, or the in-process one (their live views need the
+    `cli` extra: rich)."""
+    try:
+        from rich.console import Console  # noqa: PLC0415
+    except ImportError:
+        print("hotshard demo needs its extra: pip install 'hotshard[cli]'", file=sys.stderr)
+        return 2
     console = Console(width=None if Console().is_terminal else 120)
     if args.in_process:
         from hotshard.local.demo import matching  # noqa: PLC0415

@@ -91,7 +91,7 @@ def create_topics(admin: Any, partitions: int, topics: tuple[str, ...] = TOPICS)
     """Create the missing hotshard topics, each with `partitions` partitions (a symbol keeps
     one partition number from input to events). Producing to a missing topic on Tansu
     creates it silently with defaults, so processes create topics explicitly first."""
-    from confluent_kafka.cimpl import NewTopic  # noqa: PLC0415 - keeps the module light
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # noqa: PLC0415
 
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]

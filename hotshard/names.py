@@ -96,8 +96,9 @@ REDIS_PARTITION_HOME = "home:orders:{}"  # string per partition: the engine whos
 DIM_INSTANCE = "Instance"
 METRIC_ORDER_RATE = "OrderRate"  # orders/s of one engine process
 METRIC_CONSUMER_LAG = "ConsumerLag"  # records of owned partitions not yet consumed
-METRIC_ORDER_TO_EVENT_P50 = "OrderToEventP50"  # ms, per symbol (DIM_SYMBOL)
-METRIC_ORDER_TO_EVENT_P99 = "OrderToEventP99"  # ms, per symbol (DIM_SYMBOL)
+# ms, per symbol (DIM_SYMBOL): an EMF histogram (Values/Counts) of every order, so p50/p99
+# are CloudWatch statistics over all instances (engine/service/metrics.py)
+METRIC_ORDER_TO_EVENT = "OrderToEvent"
 # stream_handler (Powertools Metrics: dimension DIM_SERVICE = its service name).
 DIM_SERVICE = "service"
 METRIC_PUSHES = "Pushes"  # pushes posted in one batch

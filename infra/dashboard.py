@@ -119,9 +119,9 @@ class OperatorDashboard(Construct):
                         title=f"Slowest symbols: order -> event p99, ms (top {TOP_SYMBOLS})",
                         left=[
                             per(
-                                names.METRIC_ORDER_TO_EVENT_P99,
+                                names.METRIC_ORDER_TO_EVENT,
                                 names.DIM_SYMBOL,
-                                "Maximum",
+                                "p99",
                                 "",
                                 TOP_SYMBOLS,
                             )

@@ -18,10 +18,11 @@ owns a partition with nothing routed to it; see engine_host.py for the rules.
 
 Metrics: the engine writes its metrics as CloudWatch embedded metric format (EMF) JSON lines
 on stdout (engine/service/metrics.py). Each unit appends its stdout to
-/var/log/hotshard/engine-<grpc port>.log (stderr, the engine's logs, stays in journald) and
-the Amazon CloudWatch agent (AL2023 package `amazon-cloudwatch-agent`) ships each file to the
-log group `/hotshard/engines`, one stream per instance and port; CloudWatch Logs extracts the
-`hotshard` metrics the migration alarms watch from those events. logrotate keeps the files
+/var/log/hotshard/engine-<grpc port>.log and its stderr (the engine's Powertools JSON logs)
+to /var/log/hotshard/engine-<grpc port>.logs.log; the Amazon CloudWatch agent (AL2023 package
+`amazon-cloudwatch-agent`) ships each file to the log group `/hotshard/engines`, one stream
+per instance, port and kind; CloudWatch Logs extracts the `hotshard` metrics the migration
+alarms watch from the EMF events. logrotate keeps the files
 small (copytruncate: the unit's file stays open in append mode).
 """
 
@@ -283,15 +284,28 @@ def engine_log_file(port: int | str) -> str:
     return f"{ENGINE_LOG_DIR}/engine-{port}.log"
 
 
+def engine_stderr_file(port: int | str) -> str:
+    """Where `engine@<port>.service` appends its stderr (its JSON log lines)."""
+    return f"{ENGINE_LOG_DIR}/engine-{port}.logs.log"
+
+
 def cloudwatch_agent_config(config: InfraConfig) -> str:
-    """The CloudWatch agent's configuration: each engine's stdout file to its own stream of
-    ENGINE_LOG_GROUP. One entry per port rather than a glob (a glob ships only the most
-    recently written file). The region comes from the instance metadata."""
+    """The CloudWatch agent's configuration: each engine's stdout file (EMF) and stderr file
+    (logs) to its own stream of ENGINE_LOG_GROUP. One entry per file rather than a glob (a
+    glob ships only the most recently written file). The region comes from the instance
+    metadata."""
     files = [
         {
             "file_path": engine_log_file(port),
             "log_group_name": ENGINE_LOG_GROUP,
             "log_stream_name": f"{{instance_id}}-{port}",
+        }
+        for port in config.grpc_ports
+    ] + [
+        {
+            "file_path": engine_stderr_file(port),
+            "log_group_name": ENGINE_LOG_GROUP,
+            "log_stream_name": f"{{instance_id}}-{port}-logs",
         }
         for port in config.grpc_ports
     ]
@@ -337,10 +351,10 @@ def engine_install_script(
         "Restart=always",
         "RestartSec=1",
         "LimitNOFILE=65536",
-        "# stdout: EMF metric lines, shipped by the CloudWatch agent; stderr: logs, journald",
+        "# stdout: EMF metric lines; stderr: JSON logs; the CloudWatch agent ships both",
         "Environment=PYTHONUNBUFFERED=1",
         f"StandardOutput=append:{engine_log_file('%i')}",
-        "StandardError=journal",
+        f"StandardError=append:{engine_stderr_file('%i')}",
         "[Install]",
         "WantedBy=multi-user.target",
         "UNIT",

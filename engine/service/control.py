@@ -8,6 +8,10 @@ version, symbol mismatch, bad request), FAILED_PRECONDITION (partition not owned
 owned elsewhere), UNAVAILABLE (engine stopping, events not yet delivered, not
 checkpointed). The reason code (hotshard.reasons) is in the trailing metadata `reason`
 (its name) and `reason-code` (its number), and the details text.
+
+Beside EngineControl the server speaks the standard grpc.health.v1 (SERVING while the loop
+serves; overall "" and per service) and server reflection, so grpc_health_probe and
+grpcurl work without the project's protos.
 """
 
 import logging
@@ -15,6 +19,8 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from engine.service.errors import ControlError
 from engine.service.loop import Engine
@@ -137,10 +143,39 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
         return self._call(context, read)  # type: ignore[no-any-return]
 
 
+class EngineHealth(health.HealthServicer):
+    """grpc.health.v1 answering from the engine's own state at each Check."""
+
+    SERVICES = ("", control_pb2.DESCRIPTOR.services_by_name["EngineControl"].full_name)
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def refresh(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.engine.serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in self.SERVICES:
+            self.set(service, status)
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self.refresh()
+        return super().Check(request, context)
+
+
 def serve(engine: Engine, bind: str, port: int) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     control_pb2_grpc.add_EngineControlServicer_to_server(  # type: ignore[no-untyped-call]
         EngineControl(engine), server
+    )
+    checker = EngineHealth(engine)
+    checker.refresh()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    reflection.enable_server_reflection(
+        (*EngineHealth.SERVICES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     bound = server.add_insecure_port(f"{bind}:{port}")
     if bound == 0:

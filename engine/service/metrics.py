@@ -4,7 +4,12 @@ one per report and symbol, which the CloudWatch agent (or Lambda-style log inges
 turns into metrics in the `hotshard` namespace.
 
 Latency is client_ts_ns (set by the client or router) -> the moment the engine hands the
-batch's events to the producer, so it includes queueing in Kafka and in the engine.
+batch's events to the producer, so it includes queueing in Kafka and in the engine. Stats
+answers p50/p99 of the last LATENCY_SAMPLES orders; EMF carries every order of the window
+as a histogram (`OrderToEvent`: {"Values": [...], "Counts": [...], "Min", "Max", "Sum",
+"Count"}, values in ms quantised to `HISTOGRAM_SUBBUCKETS` buckets per doubling, <= 100
+values a document), so CloudWatch computes percentiles across every instance and period
+instead of averaging per-process percentiles.
 """
 
 import json
@@ -16,6 +21,24 @@ from dataclasses import dataclass, field
 from hotshard import names
 
 LATENCY_SAMPLES = 4096
+HISTOGRAM_SUBBUCKETS = 4  # buckets per doubling: a value is off by < 1/8 of itself
+HISTOGRAM_MIN_BITS = 14  # latencies below 2^14 ns (16 us) share the lowest bucket
+HISTOGRAM_MAX_BITS = 38  # ... above 2^38 ns (~275 s) the highest: <= 96 buckets in all
+
+
+def bucket_of(latency_ns: int) -> int:
+    """The histogram bucket of a latency: 4 per power of two (mantissa's top two bits)."""
+    bits = min(max(latency_ns.bit_length(), HISTOGRAM_MIN_BITS), HISTOGRAM_MAX_BITS)
+    clamped = min(max(latency_ns, 1 << (bits - 1)), (1 << bits) - 1)
+    return bits * HISTOGRAM_SUBBUCKETS + ((clamped >> (bits - 3)) & 3)
+
+
+def bucket_value_ms(bucket: int) -> float:
+    """The middle of a bucket, in ms (what the histogram reports for its values)."""
+    bits, sub = divmod(bucket, HISTOGRAM_SUBBUCKETS)
+    low = (4 + sub) << (bits - 3)
+    width = 1 << (bits - 3)
+    return round((low + width / 2) / 1e6, 6)
 
 
 @dataclass(slots=True)
@@ -24,6 +47,42 @@ class SymbolMeter:
     window: int = 0
     rate: float = 0.0
     latencies_ns: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    histogram: dict[int, int] = field(default_factory=dict)  # bucket -> orders, since last EMF
+    latency_sum_ns: int = 0
+    latency_min_ns: int = 0
+    latency_max_ns: int = 0
+
+    def record(self, latencies: list[int]) -> None:
+        self.latencies_ns.extend(latencies)
+        hist = self.histogram
+        fresh = not hist
+        for latency in latencies:
+            b = bucket_of(latency)
+            hist[b] = hist.get(b, 0) + 1
+        low, high = min(latencies), max(latencies)
+        if fresh:
+            self.latency_min_ns, self.latency_max_ns = low, high
+        else:
+            self.latency_min_ns = min(self.latency_min_ns, low)
+            self.latency_max_ns = max(self.latency_max_ns, high)
+        self.latency_sum_ns += sum(latencies)
+
+    def drain_histogram(self) -> dict[str, object] | None:
+        """The window's latencies as an EMF histogram value (ms), and a fresh window."""
+        if not self.histogram:
+            return None
+        buckets = sorted(self.histogram)
+        out: dict[str, object] = {
+            "Values": [bucket_value_ms(b) for b in buckets],
+            "Counts": [self.histogram[b] for b in buckets],
+            "Min": round(self.latency_min_ns / 1e6, 6),
+            "Max": round(self.latency_max_ns / 1e6, 6),
+            "Sum": round(self.latency_sum_ns / 1e6, 6),
+            "Count": sum(self.histogram.values()),
+        }
+        self.histogram = {}
+        self.latency_sum_ns = self.latency_min_ns = self.latency_max_ns = 0
+        return out
 
     def percentile_ms(self, q: float) -> float:
         if not self.latencies_ns:
@@ -60,7 +119,8 @@ class Metrics:
         self.total += n
         self._window += n
         for symbol, stamps in client_ts.items():
-            self.symbols[symbol].latencies_ns.extend(now_ns - ts for ts in stamps)
+            if stamps:
+                self.symbols[symbol].record([max(now_ns - ts, 0) for ts in stamps])
 
     def roll(self) -> float:
         """Close the current window: rates and CPU over it. Returns its length (s)."""
@@ -106,26 +166,30 @@ class Metrics:
             ((s, m) for s, m in self.symbols.items() if m.rate > 0), key=lambda sm: -sm[1].rate
         )
         for symbol, meter in busy[:top]:
-            doc = {
-                "_aws": {
-                    "Timestamp": timestamp_ms,
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": names.METRICS_NAMESPACE,
-                            "Dimensions": [[names.DIM_SYMBOL]],
-                            "Metrics": [
-                                {"Name": names.METRIC_SYMBOL_ORDER_RATE, "Unit": "Count/Second"},
-                                {"Name": "OrderToEventP50", "Unit": "Milliseconds"},
-                                {"Name": "OrderToEventP99", "Unit": "Milliseconds"},
-                            ],
-                        }
-                    ],
-                },
+            histogram = meter.drain_histogram()
+            metrics: list[dict[str, str]] = [
+                {"Name": names.METRIC_SYMBOL_ORDER_RATE, "Unit": "Count/Second"}
+            ]
+            doc: dict[str, object] = {
                 names.DIM_SYMBOL: symbol,
                 "Instance": instance,
                 names.METRIC_SYMBOL_ORDER_RATE: round(meter.rate, 1),
-                "OrderToEventP50": round(meter.percentile_ms(0.50), 3),
-                "OrderToEventP99": round(meter.percentile_ms(0.99), 3),
+            }
+            if histogram is not None:
+                metrics.append({"Name": names.METRIC_ORDER_TO_EVENT, "Unit": "Milliseconds"})
+                doc[names.METRIC_ORDER_TO_EVENT] = histogram
+            doc["_aws"] = {
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": names.METRICS_NAMESPACE,
+                        "Dimensions": [[names.DIM_SYMBOL]],
+                        "Metrics": metrics,
+                    }
+                ],
             }
             out.append(json.dumps(doc, separators=(",", ":")))
+        for meter in self.symbols.values():  # quiet symbols' leftovers start a fresh window
+            if meter.rate == 0 and meter.histogram:
+                meter.drain_histogram()
         return out

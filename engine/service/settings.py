@@ -45,28 +45,13 @@ class EngineSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "EngineSettings":
-        """Settings from environment variables (names in hotshard.names); unset -> default."""
-        d = cls()
-
-        def get(key: str, default: str) -> str:
-            return clients.env_value(env, key, default)
-
-        return replace(
-            d,
-            **clients.from_env(env, d),
-            grpc_port=int(get(names.ENV_GRPC_PORT, str(d.grpc_port))),
-            log_level=get(names.ENV_LOG_LEVEL, d.log_level).upper(),
-            partitions=parse_partitions(get(names.ENV_ENGINE_PARTITIONS, "")),
-            instance_id=get(names.ENV_ENGINE_INSTANCE_ID, ""),
-            snapshot_interval_s=float(
-                get(names.ENV_SNAPSHOT_INTERVAL_S, str(d.snapshot_interval_s))
-            ),
-            snapshot_s3_threshold=int(
-                get(names.ENV_SNAPSHOT_S3_THRESHOLD, str(d.snapshot_s3_threshold))
-            ),
-            snapshot_bucket=get(names.ENV_SNAPSHOT_BUCKET, ""),
-            s3_endpoint_url=get(names.ENV_S3_ENDPOINT_URL, ""),
-        )
+        """Settings from environment variables (`ENV`, one per option); unset -> default."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = clients.env_value(env, ENV[f.name], "")
+            if raw:
+                values[f.name] = _from_text(f.name, raw)
+        return replace(cls(), **values)
 
     @property
     def instance(self) -> str:
@@ -81,6 +66,47 @@ class EngineSettings:
             if host in ("0.0.0.0", "", "::"):
                 host = socket.gethostbyname(socket.gethostname())
         return f"{host}:{self.grpc_port}"
+
+
+# The environment variable of every option, derived in one place: the names shared with the
+# Lambdas and the fleet (hotshard.names), and ENGINE_<OPTION> for the engine's own tuning.
+_SHARED_ENV = {
+    "kafka_brokers": names.ENV_KAFKA_BROKERS,
+    "kafka_auth": names.ENV_KAFKA_AUTH,
+    "aws_region": names.ENV_AWS_REGION,
+    "redis_host": names.ENV_REDIS_HOST,
+    "redis_port": names.ENV_REDIS_PORT,
+    "redis_tls": names.ENV_REDIS_TLS,
+    "grpc_port": names.ENV_GRPC_PORT,
+    "log_level": names.ENV_LOG_LEVEL,
+    "partitions": names.ENV_ENGINE_PARTITIONS,
+    "instance_id": names.ENV_ENGINE_INSTANCE_ID,
+    "snapshot_interval_s": names.ENV_SNAPSHOT_INTERVAL_S,
+    "snapshot_s3_threshold": names.ENV_SNAPSHOT_S3_THRESHOLD,
+    "snapshot_bucket": names.ENV_SNAPSHOT_BUCKET,
+    "s3_endpoint_url": names.ENV_S3_ENDPOINT_URL,
+}
+ENV: dict[str, str] = {
+    f.name: _SHARED_ENV.get(f.name, f"ENGINE_{f.name.upper()}") for f in fields(EngineSettings)
+}
+
+
+def _from_text(name: str, raw: str) -> Any:
+    """One option's value from its environment variable's text, typed as its default."""
+    default = getattr(EngineSettings(), name)
+    if name == "partitions":
+        return parse_partitions(raw)
+    if name == "symbols":
+        return Path(raw)
+    if name == "log_level":
+        return raw.upper()
+    if isinstance(default, bool):
+        return raw.lower() in clients.TRUE
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
 
 
 def parse_partitions(text: str) -> tuple[int, ...]:
@@ -104,9 +130,9 @@ HELP = """\
 Run one engine process: own partitions of `orders`, match, publish events, snapshot, serve
 gRPC control (hotshard.v1.EngineControl).
 
-Every option defaults to its environment variable (shown in brackets), then to the value
-shown. SIGTERM or SIGINT: stop consuming, publish what is pending, take a final snapshot,
-deregister, exit 0.
+Every option has an environment variable (shown in brackets): the option's value when the
+flag is not given, else the default shown. SIGTERM or SIGINT: stop consuming, publish what
+is pending, take a final snapshot, deregister, exit 0.
 """
 
 
@@ -121,7 +147,8 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
     def opt(flag: str, help_text: str, env_key: str = "", **kw: Any) -> None:
         name = flag.lstrip("-").replace("-", "_")
         default = getattr(base, name)
-        shown = f" [{env_key}]" if env_key else ""
+        assert env_key in ("", ENV[name]), f"{flag}: its variable is {ENV[name]}"
+        shown = f" [{ENV[name]}]"
         shown_default = default if not isinstance(default, tuple) else _ranges(default)
         p.add_argument(
             flag, default=default, help=f"{help_text}{shown} (default: {shown_default})", **kw

@@ -8,7 +8,7 @@ import os
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,6 +17,9 @@ from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
 logger = Logger(service="order_router")
+# X-Ray (the function has tracing ACTIVE): the handler and boto3 calls become subsegments;
+# off outside Lambda (Powertools detects it), so tests and the local gateway trace nothing.
+tracer = Tracer(service="order_router", patch_modules=("botocore",))
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="order_router")
 
 
@@ -29,6 +32,7 @@ def api() -> EdgeApi:
     return build(EdgeSettings.from_env(os.environ), logger=logger, count=count)
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

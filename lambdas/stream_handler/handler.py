@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,6 +24,9 @@ from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
 logger = Logger(service="stream_handler")
+# X-Ray (the function has tracing ACTIVE): the handler and boto3 calls become subsegments;
+# off outside Lambda (Powertools detects it), so tests and the local gateway trace nothing.
+tracer = Tracer(service="stream_handler", patch_modules=("botocore",))
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="stream_handler")
 
 
@@ -40,6 +43,7 @@ def pusher() -> Pusher:
     return Pusher(Sessions(r), OrderRecords(r), DepthStore(r), poster)
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context
 @metrics.log_metrics
 @event_source(data_class=KafkaEvent)

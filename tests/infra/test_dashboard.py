@@ -65,7 +65,7 @@ def test_engines_get_one_line_per_process(body: tuple[dict[str, Any], list[str]]
 def test_symbols_show_their_rate_and_latency(body: tuple[dict[str, Any], list[str]]) -> None:
     widgets = _widgets(body[0])
     rate = search(names.METRIC_SYMBOL_ORDER_RATE, names.DIM_SYMBOL, "Maximum")
-    latency = search(names.METRIC_ORDER_TO_EVENT_P99, names.DIM_SYMBOL, "Maximum")
+    latency = search(names.METRIC_ORDER_TO_EVENT, names.DIM_SYMBOL, "p99")
     assert _expressions(widgets["Busiest symbols: orders/s (top 20)"]) == [
         f"SORT({rate}, MAX, DESC, 20)"
     ]

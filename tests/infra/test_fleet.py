@@ -196,11 +196,11 @@ def test_user_data_ships_engine_stdout_with_the_cloudwatch_agent(fleet: Template
     (install,) = [line for line in lines if line.startswith("dnf install")]
     assert "amazon-cloudwatch-agent" in install.split()  # AL2023's own package repository
     assert "logrotate" in install.split()
-    # stdout (EMF metric lines) goes to a file per unit; logs stay in journald.
+    # stdout (EMF metric lines) and stderr (JSON logs) go to files per unit.
     unit = lines[lines.index("cat > /etc/systemd/system/engine@.service <<'UNIT'") + 1 :]
     unit = unit[: unit.index("UNIT")]
     assert "StandardOutput=append:/var/log/hotshard/engine-%i.log" in unit
-    assert "StandardError=journal" in unit
+    assert "StandardError=append:/var/log/hotshard/engine-%i.logs.log" in unit
     assert "Environment=PYTHONUNBUFFERED=1" in unit  # a line reaches the file when printed
     assert "mkdir -p /opt/hotshard/app /etc/hotshard /var/log/hotshard" in lines
     # The agent reads exactly those files, one stream per port, into the stack's group.
@@ -208,9 +208,15 @@ def test_user_data_ships_engine_stdout_with_the_cloudwatch_agent(fleet: Template
     agent = json.loads("\n".join(body[: body.index("JSON")]))
     collect = agent["logs"]["logs_collected"]["files"]["collect_list"]
     ports = range(50051, 50057)
-    assert [c["file_path"] for c in collect] == [f"/var/log/hotshard/engine-{p}.log" for p in ports]
+    assert [c["file_path"] for c in collect] == [
+        *(f"/var/log/hotshard/engine-{p}.log" for p in ports),
+        *(f"/var/log/hotshard/engine-{p}.logs.log" for p in ports),
+    ]
     assert {c["log_group_name"] for c in collect} == {ENGINE_LOG_GROUP}
-    assert [c["log_stream_name"] for c in collect] == [f"{{instance_id}}-{p}" for p in ports]
+    assert [c["log_stream_name"] for c in collect] == [
+        *(f"{{instance_id}}-{p}" for p in ports),
+        *(f"{{instance_id}}-{p}-logs" for p in ports),
+    ]
     assert "retention_in_days" not in json.dumps(agent)  # the stack owns the retention
     # fetch-config translates the file, enables the agent and (-s) starts it.
     start = (

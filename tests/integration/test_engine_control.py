@@ -6,6 +6,8 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from engine.book import Book, Instrument, add, cancel
 from engine.book.snapshot import dump
@@ -163,3 +165,31 @@ def test_bad_control_requests_get_clear_status_codes(engines, moto):
         == grpc.StatusCode.INVALID_ARGUMENT
     )
     assert stub.Health(control_pb2.HealthRequest(), timeout=5).serving
+
+
+def test_standard_health_and_reflection_beside_the_engines_own_calls(engines):
+    """grpc.health.v1 (what grpc_health_probe asks) and server reflection (what grpcurl
+    uses to list and describe services) on the engine's gRPC port."""
+    engine = engines("0", "std")
+    with grpc.insecure_channel(engine.address) as channel:
+        checker: Any = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "hotshard.v1.EngineControl"):
+            reply = checker.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            checker.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        reflector: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (answer,) = reflector.ServerReflectionInfo(iter([request]), timeout=5)
+        listed = {s.name for s in answer.list_services_response.service}
+        assert {
+            "hotshard.v1.EngineControl",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        } <= listed
+        request = reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="hotshard.v1.EngineControl"
+        )
+        (answer,) = reflector.ServerReflectionInfo(iter([request]), timeout=5)
+        assert answer.file_descriptor_response.file_descriptor_proto

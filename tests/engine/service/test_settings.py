@@ -1,8 +1,10 @@
 """Configuration: environment first, then flags; --help explains every option."""
 
+from dataclasses import fields as dc_fields
+
 import pytest
 
-from engine.service.settings import EngineSettings, parse_args, parse_partitions
+from engine.service.settings import ENV, EngineSettings, parse_args, parse_partitions
 
 
 def test_partition_lists_and_ranges():
@@ -73,3 +75,29 @@ def test_bad_values_are_refused(capsys):
         parse_args(["--batch-size", "0"], {})
     with pytest.raises(SystemExit):
         parse_args(["--kafka-auth", "scram"], {})
+
+
+def test_every_option_has_an_environment_variable(capsys):
+    """Each field of EngineSettings is a flag and has its own variable, shown in --help, and
+    setting the variable alone changes the setting."""
+    names = [f.name for f in dc_fields(EngineSettings)]
+    assert sorted(ENV) == sorted(names)
+    assert len(set(ENV.values())) == len(ENV)
+    with pytest.raises(SystemExit):
+        parse_args(["--help"], {})
+    text = capsys.readouterr().out
+    samples = {str: "x-1", int: "7", float: "2.5", bool: "true"}
+    default = EngineSettings()
+    for name in names:
+        assert f"--{name.replace('_', '-')}" in text
+        assert f"[{ENV[name]}]" in text
+        value = getattr(default, name)
+        raw = {"partitions": "3-4", "symbols": "/tmp/s.json", "kafka_auth": "msk-iam"}.get(
+            name, samples.get(type(value), "x-1")
+        )
+        if name == "log_level":
+            raw = "debug"
+        if name == "ownership_ttl_s":
+            raw = "30"
+        got = getattr(EngineSettings.from_env({ENV[name]: raw}), name)
+        assert got != value, name

@@ -1,0 +1,86 @@
+"""Cognito-style RS256 tokens checked against a JWKS served over HTTP (pyjwt[crypto]), and the
+local HS256 secret."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from hotshard.edge.auth import AuthError, TokenVerifier, mint_token
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    return _key(), _key()
+
+
+@pytest.fixture
+def issuer(keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]) -> Iterator[str]:
+    """A user pool stand-in: /.well-known/jwks.json with the first key (kid k1)."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(keys[0].public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/.well-known/jwks.json":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _rs256(key: rsa.RSAPrivateKey, issuer: str, kid: str = "k1", **claims: object) -> str:
+    now = int(time.time())
+    payload = {"sub": "alice", "iss": issuer, "iat": now, "exp": now + 300, **claims}
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_rs256_tokens_are_checked_against_the_pools_jwks(keys, issuer):
+    verifier = TokenVerifier(issuer=issuer, audience="app-1")
+    # access tokens name the app client in client_id, ID tokens in aud
+    assert verifier.user(_rs256(keys[0], issuer, client_id="app-1")) == "alice"
+    assert verifier.user(_rs256(keys[0], issuer, aud="app-1")) == "alice"
+    for token in (
+        _rs256(keys[1], issuer, client_id="app-1"),  # signed by a key not in the JWKS
+        _rs256(keys[0], issuer, kid="k9", client_id="app-1"),  # unknown key id
+        _rs256(keys[0], "http://elsewhere", client_id="app-1"),  # another issuer
+        _rs256(keys[0], issuer, client_id="app-2"),  # another app client
+        _rs256(keys[0], issuer, client_id="app-1", exp=int(time.time()) - 60),
+        mint_token("s", "alice"),  # HS256 where RS256 is expected
+    ):
+        with pytest.raises(AuthError):
+            verifier.user(token)
+
+
+def test_hs256_with_the_local_secret():
+    verifier = TokenVerifier(secret="s")
+    assert verifier.user(mint_token("s", "bob")) == "bob"
+    with pytest.raises(AuthError):
+        verifier.user(mint_token("other", "bob"))
+    with pytest.raises(AuthError):
+        TokenVerifier().user(mint_token("s", "bob"))

@@ -1,0 +1,62 @@
+"""Both edge Lambdas have tracing ACTIVE (tests/infra): each handler runs under Powertools'
+Tracer, whose X-Ray SDK ships with the package (aws-lambda-powertools[tracer])."""
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aws_xray_sdk
+from aws_lambda_powertools import Tracer
+
+from lambdas.order_router import handler as order_router
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "order_router"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:order_router"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+class Subsegment:
+    def __init__(self) -> None:
+        self.annotations: dict[str, object] = {}
+
+    def put_annotation(self, key: str, value: object) -> None:
+        self.annotations[key] = value
+
+    def put_metadata(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+class Provider:
+    """Stands in for the X-Ray recorder: records the subsegments the Tracer opens."""
+
+    def __init__(self) -> None:
+        self.opened: list[tuple[str, Subsegment]] = []
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: str) -> Iterator[Subsegment]:
+        segment = Subsegment()
+        self.opened.append((name, segment))
+        yield segment
+
+
+def test_the_router_handler_runs_in_an_xray_subsegment(monkeypatch):
+    assert aws_xray_sdk.__name__ == "aws_xray_sdk"  # shipped: the tracer can record
+    assert isinstance(order_router.tracer, Tracer)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    provider = Provider()
+    monkeypatch.setattr(order_router.tracer, "provider", provider)
+
+    class Api:  # the handler's work itself is tested in test_order_router.py
+        def handle(self, event, context):
+            return {"statusCode": 400, "body": "{}"}
+
+    monkeypatch.setattr(order_router, "api", Api)
+    reply = order_router.handler({"unknown": "shape"}, FakeContext())
+    assert reply["statusCode"] == 400
+    ((name, segment),) = provider.opened
+    assert name == "## handler"
+    assert segment.annotations["Service"] == "order_router"
