@@ -53,6 +53,14 @@ REDIS_PARTITION_OWNER = "owner:orders:{}"  # string per partition: owning instan
 REDIS_SNAPSHOT = "snapshot:{}"  # hash per symbol: location, partition, input_offset, seq, ...
 REDIS_SNAPSHOT_DATA = "snapshot-data:{}:{}"  # bytes of a small snapshot: symbol, seq
 REDIS_CHECKPOINT = "checkpoint:orders:{}"  # JSON per partition: where a restart resumes
+# Migration (hotshard.migration): set once the PENDING_END marker for (symbol, epoch) is on
+# pending-orders; a router that produced there for that epoch and then sees it answers
+# STALE_ROUTE (its record may be after the marker). The fleet's claims on warm engines.
+REDIS_PENDING_END = "pending-end:{}:{}"  # string: symbol, epoch -> "topic/partition/offset"
+REDIS_FLEET_CLAIM = "fleet-claim:{}"  # string per engine instance: the migration that took it
+REDIS_FLEET_SCALED = "fleet-scaled:{}"  # string per execution: it raised the desired capacity
+REDIS_PENDING_FROM = "pending-from:{}:{}"  # symbol, epoch: pending-orders' start of the replay
+REDIS_MOVE = "move:{}:{}"  # symbol, epoch: JSON of the switch (target's start offset, time)
 
 # Environment variables of the engine beyond the fleet's common ones (all optional).
 ENV_ENGINE_PARTITIONS = "ENGINE_PARTITIONS"  # e.g. "0-3,8": owned partitions of `orders`

@@ -58,6 +58,15 @@ class Reason(IntEnum):
     PARTITION_NOT_OWNED = 406
     PARTITION_OWNED_ELSEWHERE = 407
     NOT_DURABLE = 408
+    # 5xx: the migration's orchestration (statemachine/tasks over hotshard.migration)
+    NO_HOT_SYMBOL = 500
+    BAD_MIGRATION_INPUT = 501
+    INSTANCE_NOT_READY = 502
+    NOT_CAUGHT_UP = 503
+    ENGINE_UNAVAILABLE = 504
+    STORE_UNAVAILABLE = 505
+    ENGINE_CALL_FAILED = 506
+    NO_TARGET = 507
 
 
 class HotshardError(Exception):

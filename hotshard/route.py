@@ -14,6 +14,7 @@ migrations of one symbol, or a listing racing a listing, cannot both win; the lo
 
     ACTIVE  --begin_migration-->  MIGRATING  --switch-->  ACTIVE (new partition, epoch + 1)
                                   MIGRATING  --abort--->  ACTIVE (same partition and epoch)
+    ACTIVE  --move-->  ACTIVE (new partition, epoch + 1; pre-copy, no pause)
 """
 
 from collections.abc import Mapping
@@ -236,6 +237,15 @@ def begin_migration(r: redis.Redis, expected: Route) -> Route:
 def switch(r: redis.Redis, expected: Route, partition: int, instance: str) -> Route:
     """MIGRATING -> ACTIVE on `partition` owned by `instance`, epoch + 1."""
     if expected.status != MIGRATING:
+        raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
+    return _move(r, expected, status=ACTIVE, partition=partition, instance=instance, epoch_step=1)
+
+
+def move(r: redis.Redis, expected: Route, partition: int, instance: str) -> Route:
+    """ACTIVE -> ACTIVE on `partition` owned by `instance`, epoch + 1, with no pause: the
+    pre-copy switch (the target already holds the book as a shadow), and a rollback that
+    routes a symbol back after its route had moved."""
+    if expected.status != ACTIVE:
         raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
     return _move(r, expected, status=ACTIVE, partition=partition, instance=instance, epoch_step=1)
 

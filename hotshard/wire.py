@@ -67,6 +67,31 @@ def encode_order(
     return orders_pb2.OrderCommand(**fields).SerializeToString()
 
 
+PENDING_BEGIN = orders_pb2.PENDING_BEGIN
+PENDING_END = orders_pb2.PENDING_END
+
+
+def encode_pending_marker(symbol: str, epoch: int, marker: int = PENDING_END) -> bytes:
+    """A migration's control record on `pending-orders` (orders.proto PendingMarker): no
+    order, just the symbol and the epoch of the buffered orders it begins or ends."""
+    return orders_pb2.OrderCommand(
+        symbol=symbol,
+        route_epoch=epoch,
+        marker=marker,  # type: ignore[arg-type]
+    ).SerializeToString()
+
+
+def pending_marker_of(value: bytes) -> tuple[str, int, int] | None:
+    """(symbol, epoch, marker) of a marker record, None for an order (or bad bytes)."""
+    try:
+        msg = _parse_order(value)
+    except DecodeError:
+        return None
+    if msg.marker == orders_pb2.PENDING_MARKER_NONE:
+        return None
+    return msg.symbol, msg.route_epoch, int(msg.marker)
+
+
 def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     """Never raises. Side, type, time in force, price and quantity are the book's to judge
     (it rejects them with their own reasons, in its sequence); here only what no book could

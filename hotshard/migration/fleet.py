@@ -1,0 +1,173 @@
+"""Where a migration's target engine comes from, and where it goes back to.
+
+`Fleet` is the interface the tasks use. `AutoScalingFleet` is the one implementation, for
+AWS and for one machine alike: the engines' registry in Redis says which engines are live
+and which partitions they own; an idle warm engine owns only spare partitions, none of
+them routed. `take` claims one for the execution (a Redis key, so two migrations never
+share a target); with none idle it raises the Auto Scaling group's desired capacity once
+(an instance leaves the warm pool, its engine registers) and answers InstanceNotReady
+until the new engine serves. `give_back` (a rollback) drops the claim and, for an engine
+the execution scaled out for, terminates its instance with the desired capacity
+decremented, which returns it to the warm pool (ReuseOnScaleIn). Locally the same calls
+go to moto's Auto Scaling API and hotshard.local.fleet plays the warm pool.
+
+Engine instance ids are `<EC2 instance id>-<gRPC port>` (infra/engine_host.py; locally
+the fleet manager names its engines the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import redis
+
+from hotshard import names, registry, route
+from hotshard.clients import text
+from hotshard.migration import plan
+from hotshard.migration.engines import EngineClient
+from hotshard.migration.errors import (
+    EngineUnavailable,
+    InstanceNotReady,
+    MigrationError,
+    NoTarget,
+)
+
+CLAIM_TTL_S = 6 * 3600
+
+
+@dataclass(frozen=True)
+class Target:
+    instance: str
+    address: str
+    partition: int
+    scaled_out: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Fleet(Protocol):
+    def take(self, *, execution: str, source: str, requested: str | None) -> Target: ...
+
+    def give_back(self, target: Target, *, execution: str) -> None: ...
+
+    def release(self, target: Target, *, execution: str) -> None: ...
+
+
+def ec2_instance_of(engine: str) -> str | None:
+    """The EC2 instance id in an engine's id (`i-0abc-50051` -> `i-0abc`), None if none."""
+    head, _, port = engine.rpartition("-")
+    return head if head.startswith("i-") and port.isdigit() else None
+
+
+class AutoScalingFleet:
+    def __init__(
+        self,
+        r: redis.Redis,
+        *,
+        spare: Iterable[int],
+        asg_name: str = "",
+        autoscaling: Callable[[], Any] | None = None,
+        serving: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.r = r
+        self.spare = tuple(spare)
+        self.asg_name = asg_name
+        self._autoscaling = autoscaling
+        self._serving = serving or _serving
+
+    # ------------------------------------------------------------------ take
+
+    def take(self, *, execution: str, source: str, requested: str | None) -> Target:
+        live = registry.live_engines(self.r)
+        mine = [e for e in live if self._claimant(e.instance) == execution]
+        scaled = self.r.get(names.REDIS_FLEET_SCALED.format(execution)) is not None
+        if mine:  # a retry of this task: the engine it already took
+            chosen, q = mine[0], min(mine[0].partitions)
+            return self._ready(chosen.instance, chosen.address, q, scaled)
+        candidates = [plan.Candidate(e.instance, e.address, e.partitions) for e in live]
+        routed = [p for p, n in route.partition_loads(self.r).items() if n > 0]
+        try:
+            found, q = plan.choose_target(
+                candidates,
+                source=source,
+                spare=self.spare,
+                routed=routed,
+                claimed=self._claimed(),
+                requested=requested,
+            )
+        except NoTarget:
+            if requested is not None or not self.asg_name:
+                raise
+            self._scale_out(execution)
+            raise InstanceNotReady(f"no idle warm engine yet; {self.asg_name} scaled out") from None
+        claim = names.REDIS_FLEET_CLAIM.format(found.instance)
+        if not self.r.set(claim, execution, nx=True, ex=CLAIM_TTL_S):
+            raise InstanceNotReady(f"{found.instance} was taken by another migration: try again")
+        return self._ready(found.instance, found.address, q, scaled)
+
+    def _ready(self, instance: str, address: str, q: int, scaled: bool) -> Target:
+        if not self._serving(address):
+            raise InstanceNotReady(f"{instance} at {address} is not serving yet")
+        return Target(instance, address, q, scaled)
+
+    def _claimant(self, instance: str) -> str | None:
+        value = self.r.get(names.REDIS_FLEET_CLAIM.format(instance))
+        return None if value is None else text(value)
+
+    def _claimed(self) -> list[str]:
+        prefix = names.REDIS_FLEET_CLAIM.format("")
+        return [text(k)[len(prefix) :] for k in self.r.scan_iter(match=prefix + "*", count=500)]
+
+    def _scale_out(self, execution: str) -> None:
+        if not self.r.set(names.REDIS_FLEET_SCALED.format(execution), "1", nx=True, ex=CLAIM_TTL_S):
+            return  # this execution asked already
+        client = self._client()
+        group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[self.asg_name])
+        (asg,) = group["AutoScalingGroups"]
+        desired = int(asg["DesiredCapacity"])
+        if desired >= int(asg["MaxSize"]):
+            self.r.delete(names.REDIS_FLEET_SCALED.format(execution))
+            raise NoTarget(f"{self.asg_name} is at its maximum size {desired}")
+        client.set_desired_capacity(
+            AutoScalingGroupName=self.asg_name, DesiredCapacity=desired + 1, HonorCooldown=False
+        )
+
+    def _client(self) -> Any:
+        if self._autoscaling is not None:
+            return self._autoscaling()
+        import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        return boto3.client("autoscaling")
+
+    # ------------------------------------------------------------------ back
+
+    def release(self, target: Target, *, execution: str) -> None:
+        """The migration is done with the target (it now carries the symbol): drop the claim."""
+        if self._claimant(target.instance) == execution:
+            self.r.delete(names.REDIS_FLEET_CLAIM.format(target.instance))
+        self.r.delete(names.REDIS_FLEET_SCALED.format(execution))
+
+    def give_back(self, target: Target, *, execution: str) -> None:
+        """A rollback: the target is idle again. One the execution scaled out for goes back
+        to the warm pool (terminated with the desired capacity decremented)."""
+        ec2_id = ec2_instance_of(target.instance)
+        if target.scaled_out and self.asg_name and ec2_id is not None:
+            try:
+                self._client().terminate_instance_in_auto_scaling_group(
+                    InstanceId=ec2_id, ShouldDecrementDesiredCapacity=True
+                )
+            except Exception as exc:  # already gone: nothing to give back
+                if "not found" not in str(exc).lower() and "ValidationError" not in str(exc):
+                    raise
+        self.release(target, execution=execution)
+
+
+def _serving(address: str) -> bool:
+    try:
+        with EngineClient(address, timeout_s=5.0) as client:
+            return bool(client.health().serving)
+    except (EngineUnavailable, MigrationError):
+        return False

@@ -1,0 +1,233 @@
+"""The migration's pure decisions: what the input asks for, which symbol is hottest, which
+engine takes it, whether a shadow has caught up, what a Rollback must undo, and the
+summary of a finished move. No I/O: hotshard.migration.steps feeds them what it read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hotshard.migration.errors import BadInput, NoHotSymbol, NoTarget, RollbackImpossible
+from hotshard.route import ACTIVE, MIGRATING, Route
+
+PRE_COPY = "pre-copy"
+STOP_AND_COPY = "stop-and-copy"
+STRATEGIES = (PRE_COPY, STOP_AND_COPY)
+DEFAULT_STRATEGY = PRE_COPY
+CATCH_UP_LAG = 64  # records of the source partition a shadow may still have to read
+ALARM_SOURCE = "aws.cloudwatch"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an execution was started with: a symbol, or the hottest symbol of an engine
+    (None: of the hottest engine, as after an alarm); a target engine or the warm pool."""
+
+    strategy: str
+    symbol: str | None = None
+    engine: str | None = None
+    target: str | None = None
+    alarm: str = ""  # the alarm's name when CloudWatch (EventBridge) started it
+
+
+def parse_request(event: Mapping[str, Any]) -> Request:
+    """The execution input: `{"symbol": "AAPL", "strategy": "pre-copy", "target": "e-2"}`,
+    `{"engine": "e-0"}` (its hottest symbol) or an EventBridge CloudWatch alarm event."""
+    if event.get("source") == ALARM_SOURCE:
+        detail = event.get("detail") or {}
+        return Request(DEFAULT_STRATEGY, alarm=str(detail.get("alarmName", "alarm")))
+    strategy = str(event.get("strategy") or DEFAULT_STRATEGY)
+    if strategy not in STRATEGIES:
+        raise BadInput(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+    symbol, engine, target = (event.get(k) or None for k in ("symbol", "engine", "target"))
+    for key, value in (("symbol", symbol), ("engine", engine), ("target", target)):
+        if value is not None and not isinstance(value, str):
+            raise BadInput(f"{key} must be a string, not {value!r}")
+    if symbol is None and engine is None:
+        raise BadInput("the input names neither a symbol nor an engine")
+    return Request(strategy, symbol, engine, target)
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """One live engine as its Stats show it."""
+
+    instance: str
+    address: str
+    partitions: tuple[int, ...]
+    cpu_percent: float
+    symbols: Mapping[str, float]  # symbol -> orders/s (active books only)
+
+
+def hottest(engines: Iterable[EngineLoad], engine: str | None = None) -> tuple[EngineLoad, str]:
+    """The engine to relieve (`engine`, else the highest CPU, then orders/s) and its busiest
+    symbol. Moving an engine's only symbol relieves nothing: NoHotSymbol."""
+    pool = list(engines)
+    if engine is not None:
+        pool = [e for e in pool if e.instance == engine]
+        if not pool:
+            raise BadInput(f"engine {engine!r} is not live")
+    busy = [e for e in pool if e.symbols]
+    if not busy:
+        raise NoHotSymbol("no engine has an active symbol")
+    source = max(busy, key=lambda e: (e.cpu_percent, sum(e.symbols.values()), e.instance))
+    if len(source.symbols) < 2:
+        raise NoHotSymbol(f"{source.instance} trades one symbol only: moving it relieves nothing")
+    symbol = max(source.symbols, key=lambda s: (source.symbols[s], s))
+    return source, symbol
+
+
+@dataclass(frozen=True)
+class Candidate:
+    instance: str
+    address: str
+    partitions: tuple[int, ...]
+
+
+def choose_target(
+    candidates: Iterable[Candidate],
+    *,
+    source: str,
+    spare: Iterable[int],
+    routed: Iterable[int],
+    claimed: Iterable[str],
+    requested: str | None,
+) -> tuple[Candidate, int]:
+    """The engine that takes the symbol and its partition q. `requested`: that engine, on
+    its least-numbered partition; else an idle warm engine: it owns only spare partitions,
+    none routed, and no other migration claimed it."""
+    pool = [c for c in candidates if c.instance != source and c.partitions]
+    if requested is not None:
+        found = [c for c in pool if c.instance == requested]
+        if not found:
+            raise NoTarget(f"{requested!r} is not a live engine other than the source")
+        return found[0], min(found[0].partitions)
+    spare_set, routed_set, claimed_set = set(spare), set(routed), set(claimed)
+    idle = [
+        c
+        for c in pool
+        if set(c.partitions) <= spare_set
+        and not set(c.partitions) & routed_set
+        and c.instance not in claimed_set
+    ]
+    if not idle:
+        raise NoTarget("no idle warm engine")
+    chosen = min(idle, key=lambda c: c.instance)
+    return chosen, min(chosen.partitions)
+
+
+def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
+    return 0 <= lag <= threshold
+
+
+# ---------------------------------------------------------------------- rollback
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a Rollback does, in order (every part idempotent)."""
+
+    route: str  # "none" | "switch-back" (MIGRATING -> source) | "move-back" (target -> source)
+    expected: Route | None  # the route the route change compares against
+    end_markers: tuple[tuple[str, int, int], ...]  # (topic, partition, epoch) PENDING_END
+    unfence_epoch: int  # Unfence(S, this) on the source
+    pending: tuple[str, int, int, int] | None  # (topic, partition, from_offset, epoch)
+    remove_shadow: bool
+
+
+def rollback_plan(
+    *,
+    strategy: str,
+    current: Route | None,
+    source_partition: int,
+    source_instance: str,
+    epoch: int,
+    target_partition: int | None,
+    target_instance: str | None,
+    pending_from: int | None,
+    target_from: int | None,
+    pending_topic: str,
+    orders_topic: str,
+) -> RollbackPlan:
+    """Where the route is now decides it. `epoch` is the route's epoch before the move (e),
+    the move's is e + 1. `pending_from`: pending-orders' start on p (stop-and-copy paused);
+    `target_from`: `orders` q's end offset recorded before the route moved to q."""
+    remove = target_instance is not None
+    if current is None:
+        raise RollbackImpossible("the symbol has no route any more")
+    on_source = current.partition == source_partition and current.instance == source_instance
+    if current.status == MIGRATING:
+        if current.epoch != epoch or not on_source:
+            raise RollbackImpossible(f"route is {current}, not this migration's pause")
+        # Back to the source at e + 1: the pending records (stamped e + 1) replay first,
+        # then what the router sends to p from now on (held while the book is fenced).
+        return RollbackPlan(
+            "switch-back",
+            current,
+            ((pending_topic, source_partition, epoch + 1),),
+            epoch + 1,
+            None
+            if pending_from is None
+            else (pending_topic, source_partition, pending_from, epoch + 1),
+            remove,
+        )
+    if current.status != ACTIVE:
+        raise RollbackImpossible(f"route status {current.status!r}")
+    if on_source:
+        # Nothing moved (pre-copy before its switch, or a rollback that is run again).
+        return RollbackPlan("none", None, (), current.epoch, None, remove)
+    if (
+        current.partition == target_partition
+        and current.instance == target_instance
+        and current.epoch == epoch + 1
+    ):
+        if strategy == STOP_AND_COPY:
+            raise RollbackImpossible(
+                "stop-and-copy after the route moved: its pending and target records cannot "
+                "both be replayed on the source; promote the target again"
+            )
+        if target_from is None:
+            raise RollbackImpossible("the route moved but the target's start offset is unknown")
+        # The target's partition holds what was routed there at e + 1 since the move.
+        return RollbackPlan(
+            "move-back",
+            current,
+            ((orders_topic, current.partition, epoch + 1),),
+            epoch + 2,
+            (orders_topic, current.partition, target_from, epoch + 1),
+            remove,
+        )
+    raise RollbackImpossible(f"route is {current}: neither this move's source nor its target")
+
+
+# ---------------------------------------------------------------------- the summary
+
+
+def summary(state: Mapping[str, Any], status: str, now_ms: int) -> dict[str, Any]:
+    """The line `hotshard migrate --json` prints (DESIGN section 8), from the execution's
+    state: pause = first order delayed (pause or route switch) -> matching resumed."""
+    migration = state.get("migration") or {}
+    target = state.get("target") or {}
+    switch = state.get("switch") or {}
+    pause = state.get("pause") or {}
+    replay = state.get("replay") or {}
+    snapshot = state.get("snapshot") or {}
+    delayed = pause.get("paused_ms") or switch.get("switched_ms")
+    resumed = switch.get("resumed_ms")
+    promoted = switch.get("promote") or {}
+    buffered = max(
+        int(replay.get("replayed", 0)) + int(replay.get("held", 0)),
+        int(promoted.get("replayed", 0)) + int(promoted.get("held", 0)),
+    )
+    return {
+        "status": status,
+        "symbol": migration.get("symbol"),
+        "from": (migration.get("source") or {}).get("instance"),
+        "to": target.get("instance"),
+        "strategy": migration.get("strategy"),
+        "pause_ms": None if not (delayed and resumed) else max(0, int(resumed) - int(delayed)),
+        "duration_ms": max(0, now_ms - int(migration.get("started_ms", now_ms))),
+        "orders_buffered": buffered,
+        "snapshot_bytes": int(snapshot.get("size_bytes", 0)),
+    }

@@ -1,0 +1,448 @@
+"""Each migration task's work: `STEP(ctx, state) -> result`, `state` being the execution's
+JSON state when the Task runs (statemachine/migration.asl.json: the input plus every earlier
+step's result under its ResultPath) and the result what the ASL stores under the task's
+own ResultPath. HANDOVER.md gives the sequences. Every step can run again after a failure
+or a lost reply (Step Functions retries): the engine RPCs are idempotent, and what a step
+must remember across a retry (an offset read before a route change) is kept in Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from hotshard import names, registry, route
+from hotshard.clients import text
+from hotshard.migration import plan
+from hotshard.migration.engines import EngineClient
+from hotshard.migration.errors import (
+    BadInput,
+    EngineCallFailed,
+    EngineUnavailable,
+    NoHotSymbol,
+    NotCaughtUp,
+    StoreUnavailable,
+)
+from hotshard.migration.fleet import Fleet, Target
+from hotshard.migration.markers import Broker
+from hotshard.migration.settings import MigrationSettings
+from hotshard.reasons import Reason
+from hotshard.route import ACTIVE, MIGRATING, Route
+from hotshard.v1 import control_pb2
+
+State = Mapping[str, Any]
+Result = dict[str, Any]
+KEY_TTL_S = 24 * 3600
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Context:
+    settings: MigrationSettings
+    redis: redis.Redis
+    fleet: Fleet
+    broker: Broker
+    execution: str = ""
+    clock_ms: Callable[[], int] = now_ms
+    engine: Callable[[str], EngineClient] = EngineClient
+    sleep: Callable[[float], None] = time.sleep
+    _clients: dict[str, EngineClient] = field(default_factory=dict)
+
+    def client(self, address: str) -> EngineClient:
+        if address not in self._clients:
+            self._clients[address] = self.engine(address)
+        return self._clients[address]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        self.broker.close()
+
+
+# ---------------------------------------------------------------------- the state
+
+
+@dataclass(frozen=True)
+class Move:
+    """What every step after DetectHotSymbol knows: S moves from (A, p) at epoch e."""
+
+    symbol: str
+    strategy: str
+    source: str
+    source_address: str
+    p: int
+    epoch: int
+    execution: str
+
+    @classmethod
+    def of(cls, state: State) -> Move:
+        m = state.get("migration")
+        if not isinstance(m, Mapping):
+            raise BadInput("the state has no $.migration (DetectHotSymbol did not run)")
+        src = m["source"]
+        return cls(
+            str(m["symbol"]),
+            str(m["strategy"]),
+            str(src["instance"]),
+            str(src["address"]),
+            int(src["partition"]),
+            int(m["epoch"]),
+            str(m.get("execution", "")),
+        )
+
+    @property
+    def next_epoch(self) -> int:
+        return self.epoch + 1
+
+
+def target_of(state: State) -> Target:
+    t = state.get("target")
+    if not isinstance(t, Mapping):
+        raise BadInput("the state has no $.target (ProvisionNewInstance did not run)")
+    return Target(str(t["instance"]), str(t["address"]), int(t["partition"]), bool(t["scaled_out"]))
+
+
+def _engine_address(r: redis.Redis, instance: str) -> str:
+    record = registry.read_engine(r, instance)
+    if record is None:
+        raise EngineUnavailable(f"{instance} is not in the registry (restarting?)")
+    return record.address
+
+
+def _loads(ctx: Context) -> list[plan.EngineLoad]:
+    out = []
+    for engine in registry.live_engines(ctx.redis):
+        try:
+            stats = ctx.client(engine.address).stats()
+        except (EngineUnavailable, EngineCallFailed):
+            continue
+        owned = set(engine.partitions)
+        symbols = {
+            s.symbol: s.orders_per_second
+            for s in stats.symbols
+            if s.partition in owned or not s.partition
+        }
+        fenced = {f.symbol for f in stats.fences}
+        symbols = {s: rate for s, rate in symbols.items() if s not in fenced}
+        out.append(
+            plan.EngineLoad(
+                engine.instance, engine.address, engine.partitions, stats.cpu_percent, symbols
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- the steps
+
+
+def detect_hot_symbol(ctx: Context, state: State) -> Result:
+    request = plan.parse_request(state)
+    symbol = request.symbol
+    if symbol is None:
+        _, symbol = plan.hottest(_loads(ctx), request.engine)
+    found = route.lookup(ctx.redis, symbol)
+    if found is None:
+        raise BadInput(f"{symbol} is not listed")
+    if found.status != ACTIVE:
+        raise BadInput(f"{symbol} is {found.status} (another migration is moving it)")
+    if request.target is not None and request.target == found.instance:
+        raise NoHotSymbol(f"{symbol} is on {found.instance} already")
+    return {
+        "symbol": symbol,
+        "strategy": request.strategy,
+        "source": {
+            "instance": found.instance,
+            "address": _engine_address(ctx.redis, found.instance),
+            "partition": found.partition,
+        },
+        "epoch": found.epoch,
+        "requested_target": request.target,
+        "alarm": request.alarm,
+        "execution": ctx.execution,
+        "started_ms": ctx.clock_ms(),
+    }
+
+
+def provision_new_instance(ctx: Context, state: State) -> Result:
+    move = Move.of(state)
+    requested = (state.get("migration") or {}).get("requested_target")
+    target = ctx.fleet.take(execution=move.execution, source=move.source, requested=requested)
+    return target.as_dict()
+
+
+def pause_routing(ctx: Context, state: State) -> Result:
+    """stop-and-copy: MIGRATING. pending-orders' end offset on p is read before the pause
+    and kept in Redis (a retry after the pause must not read a later one)."""
+    move = Move.of(state)
+    key = names.REDIS_PENDING_FROM.format(move.symbol, move.next_epoch)
+    current = route.lookup(ctx.redis, move.symbol)
+    paused = Route(move.symbol, move.p, move.source, MIGRATING, move.epoch)
+    if current != paused:
+        start = ctx.broker.end_offset(names.TOPIC_PENDING_ORDERS, move.p)
+        record = json.dumps({"from_offset": start, "paused_ms": ctx.clock_ms()})
+        ctx.redis.set(key, record, nx=True, ex=KEY_TTL_S)
+        active = Route(move.symbol, move.p, move.source, ACTIVE, move.epoch)
+        route.begin_migration(ctx.redis, active)
+    raw = ctx.redis.get(key)
+    if raw is None:
+        raise StoreUnavailable(f"{key} is gone")
+    kept = json.loads(text(raw))
+    return {
+        "from_offset": int(kept["from_offset"]),
+        "paused_ms": int(kept["paused_ms"]),
+        "epoch": move.next_epoch,
+    }
+
+
+def _fence_result(reply: control_pb2.FenceReply, at_ms: int) -> Result:
+    return {
+        "fence_offset": reply.fence_offset,
+        "final_seq": reply.final_seq,
+        "state_hash": reply.state_hash,
+        "owner_epoch": reply.owner_epoch,
+        "partition": reply.partition,
+        "location": reply.location,
+        "fenced_ms": at_ms,
+    }
+
+
+def wait_for_drain(ctx: Context, state: State) -> Result:
+    """stop-and-copy: Fence(S, e+1, q) on the source."""
+    move, target = Move.of(state), target_of(state)
+    reply = ctx.client(move.source_address).fence(move.symbol, move.next_epoch, target.partition)
+    return _fence_result(reply, ctx.clock_ms())
+
+
+def transfer_snapshot(ctx: Context, state: State) -> Result:
+    """The target follows p as a shadow from a snapshot of the source (by reference)."""
+    move, target = Move.of(state), target_of(state)
+    source = ctx.client(move.source_address)
+    snap = source.snapshot(move.symbol)  # on a fenced book: the fence's snapshot, once stored
+    if move.strategy == plan.STOP_AND_COPY:
+        drain = state["drain"]
+        location, offset = str(drain["location"] or snap.location), int(drain["fence_offset"])
+    else:
+        location, offset = snap.location, snap.input_offset
+    follow = ctx.client(target.address).follow(move.symbol, location, move.p, offset + 1)
+    return {
+        "location": location,
+        "input_offset": offset,
+        "seq": follow.seq,
+        "next_offset": follow.next_offset,
+        "size_bytes": snap.size_bytes,
+    }
+
+
+def wait_for_catch_up(ctx: Context, state: State) -> Result:
+    """pre-copy: the shadow's lag on p, polled until small (else NotCaughtUp, retried)."""
+    move, target = Move.of(state), target_of(state)
+    deadline = time.monotonic() + ctx.settings.catch_up_wait_s
+    lag = -1
+    while True:
+        stats = ctx.client(target.address).stats()
+        shadows = [s for s in stats.shadows if s.symbol == move.symbol]
+        if not shadows:
+            raise EngineCallFailed("Stats", Reason.NONE, f"{target.instance}: no shadow of S")
+        lag = shadows[0].lag
+        if plan.caught_up(lag, ctx.settings.catch_up_lag):
+            return {"lag": lag, "next_offset": shadows[0].next_offset}
+        if time.monotonic() > deadline:
+            raise NotCaughtUp(f"{move.symbol} on {target.instance}: lag {lag}")
+        ctx.sleep(0.05)
+
+
+def _promote_request(
+    move: Move,
+    target: Target,
+    fence: Mapping[str, Any],
+    pending: Mapping[str, Any] | None,
+    *,
+    wait_durable: bool,
+) -> control_pb2.PromoteRequest:
+    request = control_pb2.PromoteRequest(
+        symbol=move.symbol,
+        through_offset=int(fence["fence_offset"]),
+        expect_seq=int(fence["final_seq"]),
+        expect_hash=str(fence["state_hash"]),
+        owner_epoch=move.next_epoch,
+        partition=target.partition,
+        fallback_location=str(fence["location"]),
+        wait_durable=wait_durable,
+    )
+    if pending is not None:
+        request.pending.CopyFrom(
+            control_pb2.PendingReplay(
+                topic=names.TOPIC_PENDING_ORDERS,
+                partition=move.p,
+                from_offset=int(pending["from_offset"]),
+                epoch=move.next_epoch,
+            )
+        )
+    return request
+
+
+def _promote_result(reply: control_pb2.PromoteReply) -> Result:
+    return {
+        "seq": reply.seq,
+        "replayed": reply.replayed,
+        "held": reply.held,
+        "location": reply.location,
+        "durable": reply.durable,
+    }
+
+
+def switch_routing(ctx: Context, state: State) -> Result:
+    move, target = Move.of(state), target_of(state)
+    switched = Route(move.symbol, target.partition, target.instance, ACTIVE, move.next_epoch)
+    key = names.REDIS_MOVE.format(move.symbol, move.next_epoch)
+    current = route.lookup(ctx.redis, move.symbol)
+    if current != switched:
+        # Before the route changes: q's end offset (where a move-back replays from) and when.
+        record = {
+            "target_from": ctx.broker.end_offset(names.TOPIC_ORDERS, target.partition),
+            "switched_ms": ctx.clock_ms(),
+        }
+        ctx.redis.set(key, json.dumps(record), nx=True, ex=KEY_TTL_S)
+        if move.strategy == plan.STOP_AND_COPY:
+            paused = Route(move.symbol, move.p, move.source, MIGRATING, move.epoch)
+            route.switch(ctx.redis, paused, target.partition, target.instance)
+        else:
+            active = Route(move.symbol, move.p, move.source, ACTIVE, move.epoch)
+            route.move(ctx.redis, active, target.partition, target.instance)
+    kept = json.loads(text(ctx.redis.get(key) or b"{}"))
+    pending = None
+    if move.strategy == plan.STOP_AND_COPY:
+        pending = state["pause"]
+        fence = dict(state["drain"])
+        end_marker(ctx, names.TOPIC_PENDING_ORDERS, move.p, move.symbol, move.next_epoch)
+    else:
+        reply = ctx.client(move.source_address).fence(
+            move.symbol, move.next_epoch, target.partition
+        )
+        fence = _fence_result(reply, ctx.clock_ms())
+    promoted = ctx.client(target.address).promote(
+        _promote_request(move, target, fence, pending, wait_durable=False)
+    )
+    return {
+        "epoch": move.next_epoch,
+        "switched_ms": int(kept.get("switched_ms", ctx.clock_ms())),
+        "target_from": kept.get("target_from"),
+        "resumed_ms": ctx.clock_ms(),
+        "fence": fence,
+        "promote": _promote_result(promoted),
+    }
+
+
+def end_marker(ctx: Context, topic: str, partition: int, symbol: str, epoch: int) -> None:
+    """PENDING_END for (symbol, epoch) on topic/partition, then `pending-end:{S}:{E}` (the
+    router's race closure reads it): once, however often it is retried."""
+    key = names.REDIS_PENDING_END.format(symbol, epoch)
+    if ctx.redis.get(key) is not None:
+        return
+    offset = ctx.broker.write_end_marker(topic, partition, symbol, epoch)
+    ctx.redis.set(key, f"{topic}/{partition}/{offset}", ex=KEY_TTL_S)
+
+
+def replay_pending_orders(ctx: Context, state: State) -> Result:
+    """The same Promote with wait_durable=true."""
+    move, target = Move.of(state), target_of(state)
+    switch = state["switch"]
+    pending = state.get("pause") if move.strategy == plan.STOP_AND_COPY else None
+    reply = ctx.client(target.address).promote(
+        _promote_request(move, target, switch["fence"], pending, wait_durable=True)
+    )
+    if not reply.durable:
+        raise StoreUnavailable(f"{move.symbol} on {target.instance} is not durable yet")
+    return _promote_result(reply)
+
+
+def _gone(exc: EngineCallFailed) -> bool:
+    return exc.status == "NOT_FOUND"
+
+
+def cleanup(ctx: Context, state: State) -> Result:
+    """Remove(S) on the source; the target keeps the symbol (its claim is released)."""
+    move, target = Move.of(state), target_of(state)
+    try:
+        address = _engine_address(ctx.redis, move.source)
+        ctx.client(address).remove(move.symbol)
+    except EngineCallFailed as exc:
+        if not _gone(exc):
+            raise
+    ctx.fleet.release(target, execution=move.execution)
+    return plan.summary(state, "SUCCEEDED", ctx.clock_ms())
+
+
+def rollback(ctx: Context, state: State) -> Result:
+    """Route back, PENDING_END markers, Unfence on the source, drop the shadow, give the
+    target back. rollback_plan decides from where the route is now."""
+    if not isinstance(state.get("migration"), Mapping):
+        return {"route": "none", "detail": "nothing had started"}
+    move = Move.of(state)
+    target = target_of(state) if isinstance(state.get("target"), Mapping) else None
+    current = route.lookup(ctx.redis, move.symbol)
+    pending_raw = ctx.redis.get(names.REDIS_PENDING_FROM.format(move.symbol, move.next_epoch))
+    move_raw = ctx.redis.get(names.REDIS_MOVE.format(move.symbol, move.next_epoch))
+    decided = plan.rollback_plan(
+        strategy=move.strategy,
+        current=current,
+        source_partition=move.p,
+        source_instance=move.source,
+        epoch=move.epoch,
+        target_partition=None if target is None else target.partition,
+        target_instance=None if target is None else target.instance,
+        pending_from=None if pending_raw is None else json.loads(text(pending_raw))["from_offset"],
+        target_from=None if move_raw is None else json.loads(text(move_raw)).get("target_from"),
+        pending_topic=names.TOPIC_PENDING_ORDERS,
+        orders_topic=names.TOPIC_ORDERS,
+    )
+    if decided.route == "switch-back" and decided.expected is not None:
+        route.switch(ctx.redis, decided.expected, move.p, move.source)
+    elif decided.route == "move-back" and decided.expected is not None:
+        route.move(ctx.redis, decided.expected, move.p, move.source)
+    for topic, partition, epoch in decided.end_markers:
+        end_marker(ctx, topic, partition, move.symbol, epoch)
+    pending = None
+    if decided.pending is not None:
+        topic, partition, start, epoch = decided.pending
+        pending = control_pb2.PendingReplay(
+            topic=topic, partition=partition, from_offset=start, epoch=epoch
+        )
+    source = ctx.client(_engine_address(ctx.redis, move.source))
+    unfenced = source.unfence(move.symbol, decided.unfence_epoch, pending)
+    if target is not None:
+        try:
+            ctx.client(_engine_address(ctx.redis, target.instance)).remove(move.symbol)
+        except EngineCallFailed as exc:
+            if not _gone(exc):
+                raise
+        ctx.fleet.give_back(target, execution=move.execution)
+    return {
+        "route": decided.route,
+        "epoch": decided.unfence_epoch,
+        "replayed": unfenced.replayed,
+        "held": unfenced.held,
+        "error": (state.get("error") or {}).get("Error"),
+    }
+
+
+STEPS: dict[str, Callable[[Context, State], Result]] = {
+    "DetectHotSymbol": detect_hot_symbol,
+    "ProvisionNewInstance": provision_new_instance,
+    "PauseRouting": pause_routing,
+    "WaitForDrain": wait_for_drain,
+    "TransferSnapshot": transfer_snapshot,
+    "WaitForCatchUp": wait_for_catch_up,
+    "SwitchRouting": switch_routing,
+    "ReplayPendingOrders": replay_pending_orders,
+    "Cleanup": cleanup,
+    "Rollback": rollback,
+}

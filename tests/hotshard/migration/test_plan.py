@@ -1,0 +1,184 @@
+"""The migration's pure decisions (hotshard.migration.plan)."""
+# mypy: disable-error-code="arg-type"
+
+import pytest
+
+from hotshard.migration import plan
+from hotshard.migration.errors import BadInput, NoHotSymbol, NoTarget, RollbackImpossible
+from hotshard.migration.settings import MigrationSettings, parse_partitions
+from hotshard.route import ACTIVE, MIGRATING, Route
+
+
+def test_a_request_names_a_symbol_or_an_engine() -> None:
+    assert plan.parse_request({"symbol": "HOT"}) == plan.Request("pre-copy", symbol="HOT")
+    assert plan.parse_request(
+        {"engine": "e-0", "strategy": "stop-and-copy", "target": "w-1"}
+    ) == plan.Request("stop-and-copy", engine="e-0", target="w-1")
+    with pytest.raises(BadInput):
+        plan.parse_request({"strategy": "pre-copy"})
+    with pytest.raises(BadInput, match="strategy"):
+        plan.parse_request({"symbol": "HOT", "strategy": "teleport"})
+    with pytest.raises(BadInput):
+        plan.parse_request({"symbol": 7})
+
+
+def test_an_alarm_event_asks_for_the_hottest_engine() -> None:
+    event = {
+        "source": "aws.cloudwatch",
+        "detail-type": "CloudWatch Alarm State Change",
+        "detail": {"alarmName": "EngineCpuHigh", "state": {"value": "ALARM"}},
+    }
+    assert plan.parse_request(event) == plan.Request("pre-copy", alarm="EngineCpuHigh")
+
+
+def _load(name: str, cpu: float, **symbols: float) -> plan.EngineLoad:
+    return plan.EngineLoad(name, f"{name}:1", (0,), cpu, symbols)
+
+
+def test_hottest_is_the_busiest_symbol_of_the_hottest_engine() -> None:
+    engines = [_load("a", 40, X=10, Y=5), _load("b", 90, P=100, Q=300, R=1)]
+    source, symbol = plan.hottest(engines)
+    assert (source.instance, symbol) == ("b", "Q")
+    assert plan.hottest(engines, "a")[1] == "X"
+    with pytest.raises(BadInput):
+        plan.hottest(engines, "zz")
+
+
+def test_a_lone_symbol_is_not_worth_moving() -> None:
+    with pytest.raises(NoHotSymbol):
+        plan.hottest([_load("a", 99, ONLY=1000)])
+    with pytest.raises(NoHotSymbol):
+        plan.hottest([_load("a", 0)])
+
+
+C = plan.Candidate
+
+
+def test_target_is_an_idle_warm_engine_not_claimed() -> None:
+    pool = [C("src", "s", (0, 1)), C("w-1", "w1", (4,)), C("w-0", "w0", (5,)), C("reg", "r", (2,))]
+    kwargs = {"source": "src", "spare": [4, 5], "routed": [0, 1, 2], "requested": None}
+    assert plan.choose_target(pool, claimed=[], **kwargs) == (pool[2], 5)
+    assert plan.choose_target(pool, claimed=["w-0"], **kwargs) == (pool[1], 4)
+    with pytest.raises(NoTarget):
+        plan.choose_target(pool, claimed=["w-0", "w-1"], **kwargs)
+    # A spare partition something is routed to is not idle.
+    with pytest.raises(NoTarget):
+        plan.choose_target(pool, claimed=[], **{**kwargs, "routed": [4, 5]})
+
+
+def test_a_requested_target_is_used_if_live_and_not_the_source() -> None:
+    pool = [C("src", "s", (0,)), C("reg", "r", (3, 2))]
+    args = {"spare": [], "routed": [0, 2, 3], "claimed": []}
+    assert plan.choose_target(pool, source="src", requested="reg", **args) == (pool[1], 2)
+    with pytest.raises(NoTarget):
+        plan.choose_target(pool, source="src", requested="src", **args)
+
+
+def test_caught_up_below_the_threshold() -> None:
+    assert plan.caught_up(0) and plan.caught_up(64)
+    assert not plan.caught_up(65) and not plan.caught_up(-1)
+
+
+def _plan(
+    current: Route | None, strategy: str = "stop-and-copy", **kw: object
+) -> plan.RollbackPlan:
+    args: dict[str, object] = {
+        "strategy": strategy,
+        "current": current,
+        "source_partition": 1,
+        "source_instance": "A",
+        "epoch": 5,
+        "target_partition": 9,
+        "target_instance": "B",
+        "pending_from": 40,
+        "target_from": 70,
+        "pending_topic": "pending-orders",
+        "orders_topic": "orders",
+    }
+    args.update(kw)
+    return plan.rollback_plan(**args)
+
+
+def test_rollback_of_a_pause_routes_back_at_the_new_epoch_and_replays_the_buffer() -> None:
+    paused = Route("S", 1, "A", MIGRATING, 5)
+    decided = _plan(paused)
+    assert decided.route == "switch-back" and decided.expected == paused
+    assert decided.end_markers == (("pending-orders", 1, 6),)
+    assert decided.unfence_epoch == 6
+    assert decided.pending == ("pending-orders", 1, 40, 6)
+    assert decided.remove_shadow
+
+
+def test_rollback_before_anything_moved_only_drops_the_shadow() -> None:
+    decided = _plan(Route("S", 1, "A", ACTIVE, 5), "pre-copy")
+    assert (decided.route, decided.end_markers, decided.pending) == ("none", (), None)
+    assert decided.unfence_epoch == 5
+    # Run again after a switch-back: nothing more to route.
+    assert _plan(Route("S", 1, "A", ACTIVE, 6)).route == "none"
+    assert not _plan(Route("S", 1, "A", ACTIVE, 5), target_instance=None).remove_shadow
+
+
+def test_rollback_after_a_pre_copy_switch_replays_the_target_partition_on_the_source() -> None:
+    moved = Route("S", 9, "B", ACTIVE, 6)
+    decided = _plan(moved, "pre-copy")
+    assert decided.route == "move-back" and decided.expected == moved
+    assert decided.end_markers == (("orders", 9, 6),)
+    assert decided.unfence_epoch == 7
+    assert decided.pending == ("orders", 9, 70, 6)
+
+
+@pytest.mark.parametrize(
+    ("current", "strategy", "extra"),
+    [
+        (None, "pre-copy", {}),
+        (Route("S", 9, "B", ACTIVE, 6), "stop-and-copy", {}),
+        (Route("S", 9, "B", ACTIVE, 6), "pre-copy", {"target_from": None}),
+        (Route("S", 3, "C", ACTIVE, 6), "pre-copy", {}),
+        (Route("S", 1, "A", MIGRATING, 8), "stop-and-copy", {}),
+    ],
+)
+def test_rollback_refuses_what_it_cannot_put_back(
+    current: Route | None, strategy: str, extra: dict[str, object]
+) -> None:
+    with pytest.raises(RollbackImpossible):
+        _plan(current, strategy, **extra)
+
+
+def test_summary_measures_the_pause_from_the_first_delayed_order() -> None:
+    state = {
+        "migration": {
+            "symbol": "S",
+            "strategy": "stop-and-copy",
+            "source": {"instance": "A"},
+            "started_ms": 1_000,
+        },
+        "target": {"instance": "B"},
+        "pause": {"paused_ms": 2_000},
+        "switch": {"switched_ms": 2_400, "resumed_ms": 2_450, "promote": {"replayed": 3}},
+        "replay": {"replayed": 3, "held": 2},
+        "snapshot": {"size_bytes": 1234},
+    }
+    assert plan.summary(state, "SUCCEEDED", 5_000) == {
+        "status": "SUCCEEDED",
+        "symbol": "S",
+        "from": "A",
+        "to": "B",
+        "strategy": "stop-and-copy",
+        "pause_ms": 450,
+        "duration_ms": 4_000,
+        "orders_buffered": 5,
+        "snapshot_bytes": 1234,
+    }
+    del state["pause"]
+    assert plan.summary(state, "SUCCEEDED", 5_000)["pause_ms"] == 50  # pre-copy: from the switch
+
+
+def test_settings_read_spare_partitions_and_the_fleet() -> None:
+    assert parse_partitions("12-14, 20,13") == (12, 13, 14, 20)
+    assert parse_partitions("") == ()
+    with pytest.raises(ValueError):
+        parse_partitions("5-3")
+    s = MigrationSettings.from_env(
+        {"SPARE_PARTITIONS": "4-5", "ENGINE_ASG": "g", "REDIS_PORT": "7"}
+    )
+    assert (s.spare_partitions, s.engine_asg, s.redis_port) == ((4, 5), "g", 7)
