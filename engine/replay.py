@@ -36,9 +36,15 @@ class ReplayStats:
     statuses: Counter[str] = field(default_factory=Counter)
 
 
+EDGE_DEFAULT = "*"
+EDGE_ONLY = ("max_notional",)
+
+
 def load_symbols(path: Path) -> dict[str, Instrument]:
     """Read a symbols config: {"SYM": {"tick": 1, "lot": 1, "price_min": 1, "price_max": N,
-    "self_trade_prevention": false, "dedup_window": 100000}, ...}; every key optional."""
+    "self_trade_prevention": false, "dedup_window": 100000}, ...}; every key optional. The
+    edge's keys (`max_notional`, the default entry "*") are left to the router, so one file
+    serves both (hotshard.edge.limits)."""
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -47,8 +53,11 @@ def load_symbols(path: Path) -> dict[str, Instrument]:
         raise SystemExit(f"symbols config {path} must be a JSON object keyed by symbol")
     instruments = {}
     for symbol, spec in raw.items():
+        if symbol == EDGE_DEFAULT:
+            continue
         try:
-            instruments[symbol] = Instrument(symbol, **(spec or {}))
+            rules = {k: v for k, v in (spec or {}).items() if k not in EDGE_ONLY}
+            instruments[symbol] = Instrument(symbol, **rules)
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"symbols config {path}, symbol {symbol}: {exc}") from exc
     return instruments

@@ -2,11 +2,14 @@
 
     hotshard demo [--orders N] [--symbols K] [--clients C] [--duration S] [--in-process]
     hotshard replay --input orders.jsonl --output events.jsonl [--depth-levels N] ...
+    hotshard fund USER ASSET AMOUNT [--redis-host H] [--redis-port P]
 
 Each command has its own --help. Trading against a running gateway is `hotshard-client`.
 """
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -17,6 +20,7 @@ commands:
   demo     a local cluster (Tansu, Redis, two engines, the local API Gateway) and WebSocket
            clients sending a generated flow; a summary of acks, pushes, rates and rejects
   replay   client orders from a file through the books, every event to a file (a backtest)
+  fund     an operator's credit (or debit) of a user's balance in Redis, for local use
 see `hotshard COMMAND --help`; `hotshard-client --help` trades against a running gateway.
 """
 
@@ -94,6 +98,23 @@ def demo(args: argparse.Namespace) -> int:
     )
 
 
+def fund(args: argparse.Namespace) -> int:
+    """`hotshard fund`: HINCRBY on balance:{USER} (the API only reads balances)."""
+    from hotshard.clients import redis_client  # noqa: PLC0415
+    from hotshard.edge.orders import balances  # noqa: PLC0415
+    from hotshard.edge.orders import fund as credit  # noqa: PLC0415
+    from hotshard.edge.settings import EdgeSettings  # noqa: PLC0415
+
+    settings = EdgeSettings(redis_host=args.redis_host, redis_port=args.redis_port)
+    r = redis_client(settings)
+    try:
+        credit(r, args.user, args.asset, args.amount)
+        print(json.dumps({"user_id": args.user, "balances": balances(r, args.user)}))
+    finally:
+        r.close()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hotshard",
@@ -119,6 +140,28 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.add_arguments(r)
     r.set_defaults(run=replay.run)
+    f = sub.add_parser(
+        "fund",
+        help="credit (or, negative, debit) a user's balance: an operator's tool",
+        description="Add AMOUNT of ASSET (CASH, or a symbol's lots) to balance:{USER} in Redis "
+        "and print the user's balances. Orders reserve against it when the edge runs with "
+        "BALANCE_CHECK=true; clients read it with GET /balance but cannot change it.",
+    )
+    f.add_argument("user", help="the user id (the token's sub)")
+    f.add_argument("asset", help="CASH or a symbol")
+    f.add_argument("amount", type=int, help="integer amount to add (negative: take)")
+    f.add_argument(
+        "--redis-host",
+        default=os.environ.get("REDIS_HOST", "127.0.0.1"),
+        help="Redis host (env REDIS_HOST; default 127.0.0.1)",
+    )
+    f.add_argument(
+        "--redis-port",
+        type=int,
+        default=int(os.environ.get("REDIS_PORT", "6379")),
+        help="Redis port (env REDIS_PORT; default 6379)",
+    )
+    f.set_defaults(run=fund)
     return p
 
 

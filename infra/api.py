@@ -1,10 +1,14 @@
 """API: WebSocket and HTTP APIs on API Gateway, the order_router and stream_handler Lambdas.
 
 - WebSocket API: `$connect`, `$disconnect`, `order`, `replace`, `cancel`, `subscribe`,
-  `unsubscribe` (route selection on `$request.body.action`, hotshard.edge.api.ROUTES), all
-  integrated with order_router. The frame routes return the router's reply (an `ack`,
-  `subscribed`/`unsubscribed` or `error` frame) to the client as the route response.
-- HTTP API: `POST /orders`, `DELETE /orders/{id}`, `GET /orders/{id}`, `GET /depth/{symbol}`
+  `unsubscribe`, `cancel_all`, `cancel_on_disconnect`, `ping` (route selection on
+  `$request.body.action`, hotshard.edge.api.ROUTES), all integrated with order_router. The
+  frame routes return the router's reply (an `ack`, `subscribed`/`unsubscribed`,
+  `cancel_all`, `pong`, ... or `error` frame) to the client as the route response. API
+  Gateway closes a connection idle for 10 minutes and any connection after 2 hours
+  (service limits, not settable): clients `ping` and reconnect (docs/asyncapi.yaml).
+- HTTP API: `POST /orders`, `GET /orders`, `DELETE /orders`, `DELETE /orders/{id}`,
+  `GET /orders/{id}`, `GET /fills`, `GET /instruments`, `GET /balance`, `GET /depth/{symbol}`
   -> order_router, behind a Cognito JWT authorizer. API Gateway offers JWT authorizers to
   HTTP APIs only; on the WebSocket API the router checks the same Cognito token on
   `$connect` (JWT_ISSUER and JWT_AUDIENCE are in its environment) and refuses the
@@ -42,10 +46,22 @@ from infra.network import NetworkStack
 
 STAGE = "live"
 # Frame routes: each one's reply goes back to the client (route response).
-WEBSOCKET_ROUTES = ("order", "replace", "cancel", "subscribe", "unsubscribe")
+WEBSOCKET_ROUTES = (
+    "order",
+    "replace",
+    "cancel",
+    "subscribe",
+    "unsubscribe",
+    "cancel_all",
+    "cancel_on_disconnect",
+    "ping",
+)
 HTTP_ROUTES = (
-    ("/orders", (apigw.HttpMethod.POST,)),
+    ("/orders", (apigw.HttpMethod.POST, apigw.HttpMethod.GET, apigw.HttpMethod.DELETE)),
     ("/orders/{id}", (apigw.HttpMethod.GET, apigw.HttpMethod.DELETE)),
+    ("/fills", (apigw.HttpMethod.GET,)),
+    ("/instruments", (apigw.HttpMethod.GET,)),
+    ("/balance", (apigw.HttpMethod.GET,)),
     ("/depth/{symbol}", (apigw.HttpMethod.GET,)),
 )
 # The claim that names the user, on the WebSocket ($connect token) and on HTTP (the JWT

@@ -9,10 +9,16 @@ WebSocket API (route selection `$request.body.action`):
   `ack` or an `error` frame.
 - `subscribe` / `unsubscribe`: {"action": "subscribe", "symbols": ["AAPL", ...]}: depth and
   trades of those symbols are pushed to the connection.
-- `$disconnect`: forgets the connection and its subscriptions.
+- `cancel_all` ({"symbol": optional}): cancel the user's open orders -> `cancel_all` reply.
+- `cancel_on_disconnect` ({"enabled": true|false}): opt this connection in: when it closes
+  (`$disconnect`), all the user's open orders are cancelled.
+- `ping` -> `pong` (with the gateway's time `ts_ns`): keeps an idle connection open.
+- `$disconnect`: forgets the connection and its subscriptions (cancel-on-disconnect first).
 
-HTTP API (payload format 2.0, JWT authorizer in front): POST /orders, DELETE /orders/{id}
-(?symbol= optional), GET /orders/{id}, GET /depth/{symbol}.
+HTTP API (payload format 2.0, JWT authorizer in front): POST /orders, GET /orders (open
+orders, ?symbol= &limit=), DELETE /orders (cancel all, ?symbol=), DELETE /orders/{id}
+(?symbol= optional), GET /orders/{id}, GET /fills (?symbol= &limit= &before=),
+GET /instruments (?symbol=), GET /balance, GET /depth/{symbol}.
 
 Every refusal is a JSON error with the reason's name and number and a detail; an input
 problem is a 4xx, never a 500 or a stack trace.
@@ -33,14 +39,23 @@ from hotshard.domain import Action, is_id
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.limits import PreTradeLimits
-from hotshard.edge.router import OrderRouter, RefusedError
+from hotshard.edge.router import MAX_PAGE, OrderRouter, RefusedError
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
 from hotshard.reasons import HotshardError, Reason
 
 JSON = "application/json"
 ORDER_ROUTES = {"order": Action.ADD, "replace": Action.REPLACE, "cancel": Action.CANCEL}
-ROUTES = ("$connect", "$disconnect", *ORDER_ROUTES, "subscribe", "unsubscribe")
+ROUTES = (
+    "$connect",
+    "$disconnect",
+    *ORDER_ROUTES,
+    "subscribe",
+    "unsubscribe",
+    "cancel_all",
+    "cancel_on_disconnect",
+    "ping",
+)
 MAX_SUBSCRIPTIONS = 100
 
 _STATUS = {
@@ -91,7 +106,9 @@ class EdgeApi:
         *,
         logger: Logger | None = None,
         count: Callable[[str], None] = lambda _name: None,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        self.clock_ns = clock_ns
         self.router = router
         self.sessions = sessions
         self.verifier = verifier
@@ -116,7 +133,7 @@ class EdgeApi:
         if route == "$connect":
             return self._connect(event, connection)
         if route == "$disconnect":
-            self.sessions.disconnect(connection)
+            self._disconnect(connection)
             return {"statusCode": 200}
         request_id: Any = None
         try:
@@ -132,6 +149,16 @@ class EdgeApi:
                 reply = self._order(user, ORDER_ROUTES[name], frame)
             elif name in ("subscribe", "unsubscribe"):
                 reply = self._subscription(connection, name, frame)
+            elif name == "cancel_all":
+                reply = self.router.cancel_all(user, _symbol(frame.get("symbol")))
+            elif name == "cancel_on_disconnect":
+                enabled = frame.get("enabled", True)
+                if not isinstance(enabled, bool):
+                    raise InvalidOrderError(Reason.MALFORMED, "enabled must be true or false")
+                self.sessions.set_cancel_on_disconnect(connection, enabled)
+                reply = {"type": "cancel_on_disconnect", "enabled": enabled}
+            elif name == "ping":
+                reply = {"type": "pong", "ts_ns": self.clock_ns()}
             else:
                 raise InvalidOrderError(
                     Reason.MALFORMED, f"action must be one of {', '.join(ROUTES[2:])}"
@@ -146,6 +173,20 @@ class EdgeApi:
         if request_id is not None:
             reply["request_id"] = request_id
         return {"statusCode": status, "body": _dumps(reply)}
+
+    def _disconnect(self, connection: str) -> None:
+        cancel = self.sessions.cancels_on_disconnect(connection)
+        user = self.sessions.disconnect(connection)
+        if cancel and user is not None:
+            try:
+                done = self.router.cancel_all(user)
+            except Exception:
+                self.log.exception("cancel on disconnect failed", extra={"user_id": user})
+                return
+            self.log.info(
+                "cancelled on disconnect",
+                extra={"user_id": user, "cancelled": len(done["cancelled"])},
+            )
 
     def _connect(self, event: APIGatewayWebSocketEvent, connection: str) -> dict[str, Any]:
         try:
@@ -221,6 +262,39 @@ class EdgeApi:
             self.count("Duplicates" if ack.duplicate else "Accepted")
             return reply(202, ack.json())
 
+        def query(name: str) -> str:
+            return app.current_event.get_query_string_value(name, "") or ""
+
+        def limit(default: int) -> int:
+            raw = query("limit")
+            if not raw:
+                return default
+            if not raw.isdigit():
+                raise InvalidOrderError(Reason.MALFORMED, "limit must be a positive integer")
+            return int(raw)
+
+        @app.get("/orders")
+        def open_orders() -> Response[str]:
+            found = self.router.open_orders(user(), _symbol(query("symbol")), limit(MAX_PAGE))
+            return reply(200, found)
+
+        @app.delete("/orders")
+        def cancel_all() -> Response[str]:
+            return reply(202, self.router.cancel_all(user(), _symbol(query("symbol"))))
+
+        @app.get("/fills")
+        def fills() -> Response[str]:
+            found = self.router.fills(user(), _symbol(query("symbol")), limit(100), query("before"))
+            return reply(200, found)
+
+        @app.get("/instruments")
+        def instruments() -> Response[str]:
+            return reply(200, self.router.instruments(_symbol(query("symbol"))))
+
+        @app.get("/balance")
+        def balance() -> Response[str]:
+            return reply(200, self.router.balance(user()))
+
         @app.delete("/orders/<order_id>")
         def delete_order(order_id: str) -> Response[str]:
             symbol = app.current_event.get_query_string_value("symbol", "") or ""
@@ -244,6 +318,15 @@ class EdgeApi:
             return reply(404, {"type": "error", "reason": "NOT_FOUND", "detail": "no such route"})
 
         return app
+
+
+def _symbol(value: Any) -> str:
+    """An optional symbol parameter: absent -> ''."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not is_id(value):
+        raise InvalidOrderError(Reason.MALFORMED, "symbol must be a symbol name")
+    return value
 
 
 def build(

@@ -13,6 +13,11 @@ retry may take over: the engine's own DUPLICATE_ORDER_ID check is the backstop),
 engine answered STALE_ROUTE: a resubmission produces again). A resubmission with different
 contents under the same order_id is DUPLICATE_ORDER_ID.
 
+Open orders: `open-orders:{USER}` (sorted set, order_id by claim time) gains the order at its
+claim and loses it when it ends (leaves 0) or is abandoned: GET /orders and cancel-all read
+it. Fills: each fill applied (once, in the same script) is appended to the user's stream
+`fills:{USER}`, capped at FILL_HISTORY entries: GET /fills pages through it.
+
 Reservations (balance checks on): an ADD BUY reserves price x quantity of CASH (a MARKET buy
 at the band's max price), a SELL reserves quantity of the symbol, taken from
 `balance:{USER}` atomically with the claim. Fills consume it (a BUY filled below its price
@@ -22,6 +27,7 @@ doubles: exact below 2^53).
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -32,9 +38,11 @@ from hotshard.reasons import Reason
 from hotshard.route import Route, route_from_fields
 
 CASH = "CASH"
+FILL_HISTORY = 10_000  # fills kept per user (approximately: the stream is trimmed with ~)
 
-# KEYS: route, order, balance.
-# ARGV: fp, now_ms, inflight_ms, ttl_ms, asset, unit, symbol, side, price, quantity, type.
+# KEYS: route, order, balance, open orders.
+# ARGV: fp, now_ms, inflight_ms, ttl_ms, asset, unit, symbol, side, price, quantity, type,
+# order_id.
 _CLAIM = """
 local route = redis.call('HGETALL', KEYS[1])
 if #route == 0 then return {'NO_ROUTE'} end
@@ -57,6 +65,8 @@ else
   redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'symbol', ARGV[7], 'side', ARGV[8],
              'price', ARGV[9], 'quantity', ARGV[10], 'type', ARGV[11],
              'filled', 0, 'leaves', ARGV[10], 'fill_qty', 0, 'status_seq', 0, 'fill_seq', 0)
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[12])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
 end
 redis.call('HSET', KEYS[2], 'state', 'PENDING', 'claimed_ms', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -65,7 +75,8 @@ for i = 1, #route do out[#out + 1] = route[i] end
 return out
 """
 
-# KEYS: order, balance. ARGV: fp. A claim whose record definitely never reached the broker.
+# KEYS: order, balance, open orders. ARGV: fp, order_id. A claim whose record definitely
+# never reached the broker.
 _ABANDON = """
 if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'PENDING' then return 0 end
@@ -73,6 +84,7 @@ local asset = redis.call('HGET', KEYS[1], 'asset')
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
 if asset and reserved > 0 then redis.call('HINCRBY', KEYS[2], asset, reserved) end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
 return 1
 """
 
@@ -94,7 +106,8 @@ local function release_rest(filled)
 end
 """
 
-# KEYS: order, balance. ARGV: seq, status, reason, filled, leaves, stale_code, rejected_code.
+# KEYS: order, balance, open orders.
+# ARGV: seq, status, reason, filled, leaves, stale_code, rejected_code, order_id.
 _STATUS = (
     _RELEASE_FN
     + """
@@ -115,12 +128,16 @@ if ARGV[2] == ARGV[7] and leaves > 0 then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'reason', ARGV[3], 'filled', ARGV[4],
            'leaves', ARGV[5], 'seq', seq)
-if leaves == 0 then release_rest(tonumber(ARGV[4])) end
+if leaves == 0 then
+  release_rest(tonumber(ARGV[4]))
+  redis.call('ZREM', KEYS[3], ARGV[8])
+end
 return 1
 """
 )
 
-# KEYS: order, balance. ARGV: seq, price, quantity, the BUY side's number, cash asset, symbol.
+# KEYS: order, balance, fills. ARGV: seq, price, quantity, the BUY side's number, cash asset,
+# symbol, history cap, order_id, liquidity, trade_id, ts_ns.
 _FILL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local seq = tonumber(ARGV[1])
@@ -128,6 +145,10 @@ if seq <= tonumber(redis.call('HGET', KEYS[1], 'fill_seq') or '0') then return 0
 local qty = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'fill_seq', seq)
 redis.call('HINCRBY', KEYS[1], 'fill_qty', qty)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'symbol', ARGV[6], 'seq', ARGV[1],
+           'order_id', ARGV[8], 'side', redis.call('HGET', KEYS[1], 'side') or '0',
+           'price', ARGV[2], 'quantity', ARGV[3], 'liquidity', ARGV[9], 'trade_id', ARGV[10],
+           'ts_ns', ARGV[11])
 local asset = redis.call('HGET', KEYS[1], 'asset')
 if not asset then return 1 end
 local unit = tonumber(redis.call('HGET', KEYS[1], 'unit'))
@@ -166,6 +187,24 @@ def balance_key(user_id: str) -> str:
     return names.REDIS_BALANCE.format(user_id)
 
 
+def open_key(user_id: str) -> str:
+    return names.REDIS_OPEN_ORDERS.format(user_id)
+
+
+def fills_key(user_id: str) -> str:
+    return names.REDIS_FILLS.format(user_id)
+
+
+def fund(r: redis.Redis, user_id: str, asset: str, amount: int) -> int:
+    """Add `amount` (negative: take) of `asset` to the user's balance; the new balance. An
+    operator's tool (hotshard fund), never reachable through the API."""
+    return int(r.hincrby(balance_key(user_id), asset, amount))
+
+
+def balances(r: redis.Redis, user_id: str) -> dict[str, int]:
+    return {text(k): int(v) for k, v in r.hgetall(balance_key(user_id)).items()}
+
+
 class OrderRecords:
     """The scripts, registered once per Redis client."""
 
@@ -198,6 +237,7 @@ class OrderRecords:
                 names.REDIS_ROUTE.format(symbol),
                 order_key(user_id, order_id),
                 balance_key(user_id),
+                open_key(user_id),
             ],
             args=[
                 fingerprint,
@@ -211,6 +251,7 @@ class OrderRecords:
                 price,
                 quantity,
                 order_type,
+                order_id,
             ],
         )
         outcome = text(reply[0])
@@ -239,7 +280,8 @@ class OrderRecords:
 
     def abandon(self, user_id: str, order_id: str, fingerprint: str) -> bool:
         done = self._abandon(
-            keys=[order_key(user_id, order_id), balance_key(user_id)], args=[fingerprint]
+            keys=[order_key(user_id, order_id), balance_key(user_id), open_key(user_id)],
+            args=[fingerprint, order_id],
         )
         return bool(done)
 
@@ -255,7 +297,7 @@ class OrderRecords:
         leaves: int,
     ) -> bool:
         done = self._status(
-            keys=[order_key(user_id, order_id), balance_key(user_id)],
+            keys=[order_key(user_id, order_id), balance_key(user_id), open_key(user_id)],
             args=[
                 seq,
                 Status(status).name,
@@ -264,18 +306,70 @@ class OrderRecords:
                 leaves,
                 Reason.STALE_ROUTE.name,
                 Status.REJECTED.name,
+                order_id,
             ],
         )
         return bool(done)
 
     def apply_fill(
-        self, user_id: str, order_id: str, *, symbol: str, seq: int, price: int, quantity: int
+        self,
+        user_id: str,
+        order_id: str,
+        *,
+        symbol: str,
+        seq: int,
+        price: int,
+        quantity: int,
+        liquidity: int = 0,
+        trade_id: int = 0,
+        ts_ns: int = 0,
     ) -> bool:
         done = self._fill(
-            keys=[order_key(user_id, order_id), balance_key(user_id)],
-            args=[seq, price, quantity, int(Side.BUY), CASH, symbol],
+            keys=[order_key(user_id, order_id), balance_key(user_id), fills_key(user_id)],
+            args=[
+                seq,
+                price,
+                quantity,
+                int(Side.BUY),
+                CASH,
+                symbol,
+                FILL_HISTORY,
+                order_id,
+                liquidity,
+                trade_id,
+                ts_ns,
+            ],
         )
         return bool(done)
+
+    def open_orders(self, user_id: str, limit: int) -> tuple[list[str], bool]:
+        """The user's open order ids, oldest first (at most `limit`), and whether more exist."""
+        ids = self.r.zrange(open_key(user_id), 0, limit)
+        return [text(i) for i in ids[:limit]], len(ids) > limit
+
+    def read_many(self, user_id: str, order_ids: list[str]) -> list[dict[str, str] | None]:
+        with self.r.pipeline(transaction=False) as pipe:
+            for order_id in order_ids:
+                pipe.hgetall(order_key(user_id, order_id))
+            replies = pipe.execute()
+        return [{text(k): text(v) for k, v in raw.items()} or None for raw in replies]
+
+    def forget_open(self, user_id: str, order_ids: list[str]) -> None:
+        """Drop ids whose record expired from the open set."""
+        if order_ids:
+            self.r.zrem(open_key(user_id), *order_ids)
+
+    def fills(
+        self, user_id: str, limit: int, before: str = ""
+    ) -> tuple[list[tuple[str, dict[str, str]]], str]:
+        """The user's fills, newest first: (stream id, fields) pairs, at most `limit`,
+        older than the id `before`; and the cursor of the next page ('' if none)."""
+        high = f"({before}" if before else "+"
+        entries: Any = self.r.xrevrange(fills_key(user_id), high, "-", count=limit + 1)
+        out = [(text(i), {text(k): text(v) for k, v in f.items()}) for i, f in entries or ()]
+        more = len(out) > limit
+        out = out[:limit]
+        return out, (out[-1][0] if more and out else "")
 
     def read(self, user_id: str, order_id: str) -> dict[str, str] | None:
         raw = self.r.hgetall(order_key(user_id, order_id))

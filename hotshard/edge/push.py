@@ -98,7 +98,14 @@ class Pusher:
                     )
                 else:
                     self.records.apply_fill(
-                        user_id, order_id, symbol=symbol, seq=seq, price=a, quantity=b
+                        user_id,
+                        order_id,
+                        symbol=symbol,
+                        seq=seq,
+                        price=a,
+                        quantity=b,
+                        liquidity=c,
+                        trade_id=d,
                     )
                 to_users.append((user_id, text.encode()))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before

@@ -13,8 +13,9 @@ with a Reason (hotshard.reasons) and the order's ids, and nothing refused reache
 """
 
 import hashlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +24,19 @@ import redis
 from hotshard import route
 from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
-from hotshard.domain import Action, OrderType, Side
-from hotshard.edge.limits import PreTradeLimits
-from hotshard.edge.orders import CASH, OrderRecords
+from hotshard.domain import Action, Liquidity, OrderType, Side
+from hotshard.edge.limits import PreTradeLimits, instrument_json
+from hotshard.edge.orders import CASH, OrderRecords, balances
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import HotshardError, Reason
 from hotshard.route import MIGRATING, Route
 from hotshard.wire import encode_order
+
+MAX_PAGE = 1000
+"""The most orders or fills one read answers (GET /orders, GET /fills)."""
+MAX_OPEN_SCAN = 10_000
+"""The most open orders of one user that GET /orders and cancel-all look at."""
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 class RefusedError(HotshardError):
@@ -206,30 +213,147 @@ class OrderRouter:
             raise RefusedError(
                 Reason.UNKNOWN_ORDER, "no such order of this user", order_id=order_id
             )
+        return record_json(user_id, order_id, record)
+
+    def open_orders(self, user_id: str, symbol: str = "", limit: int = MAX_PAGE) -> dict[str, Any]:
+        """The user's open orders (placed through this router, not ended yet), oldest first:
+        GET /orders. With `symbol`, only that symbol's; at most `limit` (1..MAX_PAGE)."""
+        limit = _page_size(limit)
+        orders: list[dict[str, Any]] = []
+        more = False
+        for order_id, record in self._open(user_id, symbol):
+            if len(orders) == limit:
+                more = True
+                break
+            orders.append(record_json(user_id, order_id, record))
+        return {"type": "orders", "user_id": user_id, "orders": orders, "more": more}
+
+    def cancel_all(self, user_id: str, symbol: str = "") -> dict[str, Any]:
+        """Cancel every open order of the user (of `symbol` only, if given): one CANCEL per
+        order, all produced before waiting for their acknowledgements. What the book did
+        arrives as ORDER_STATUS pushes; orders still being sent (routing PENDING) are
+        skipped and named."""
+        targets: list[tuple[str, str]] = []
+        skipped: list[str] = []
+        for order_id, record in self._open(user_id, symbol):
+            if record.get("state") == "PENDING":
+                skipped.append(order_id)
+            else:
+                targets.append((record.get("symbol", ""), order_id))
+        routes: dict[str, Route] = {}
+        sent: list[tuple[str, str, Delivery]] = []
+        failed: list[dict[str, Any]] = []
+        for sym, order_id in targets:
+            try:
+                found = routes.get(sym) or routes.setdefault(sym, self._route(sym, order_id))
+                command = decode_order(
+                    {"action": "CANCEL", "symbol": sym, "order_id": order_id, "user_id": user_id}
+                ).command
+                topic = TOPIC_PENDING_ORDERS if found.status == MIGRATING else TOPIC_ORDERS
+                value = encode_order(
+                    sym, command, route_epoch=found.epoch, client_ts_ns=self.clock_ns()
+                )
+                delivery = Delivery()
+                self._produce(topic, found.partition, sym.encode(), value, delivery)
+                sent.append((sym, order_id, delivery))
+            except HotshardError as exc:
+                failed.append(_failure(order_id, exc.reason, exc.detail))
+        deadline = time.monotonic() + self.delivery_timeout_s
+        while any(not d.done for _, _, d in sent) and time.monotonic() < deadline:
+            self.producer.poll(0.005)
+        cancelled = []
+        for _sym, order_id, delivery in sent:
+            if delivery.done and delivery.error is None:
+                cancelled.append(order_id)
+            else:
+                detail = str(delivery.error) if delivery.error is not None else "no ack in time"
+                failed.append(_failure(order_id, Reason.NOT_DELIVERED, detail))
         out: dict[str, Any] = {
-            "type": "order",
-            "order_id": order_id,
+            "type": "cancel_all",
             "user_id": user_id,
-            "symbol": record.get("symbol", ""),
-            "side": Side(int(record["side"])).name if record.get("side") else None,
-            "order_type": (OrderType(int(record["type"])).name if record.get("type") else None),
-            "price": int(record.get("price", 0)),
-            "quantity": int(record.get("quantity", 0)),
-            "routing": record.get("state", ""),
-            "status": record.get("status"),
-            "filled": int(record.get("filled", 0)),
-            "leaves": int(record.get("leaves", 0)),
-            "seq": int(record.get("seq", 0)),
+            "cancelled": cancelled,
+            "pending": skipped,
+            "failed": failed,
         }
-        if record.get("reason") and record["reason"] != Reason.NONE.name:
-            out["reason"] = record["reason"]
-        if "offset" in record:
-            out.update(
-                partition=int(record["partition"]),
-                offset=int(record["offset"]),
-                route_epoch=int(record["epoch"]),
-            )
+        if symbol:
+            out["symbol"] = symbol
         return out
+
+    def fills(
+        self, user_id: str, symbol: str = "", limit: int = 100, before: str = ""
+    ) -> dict[str, Any]:
+        """The user's fills, newest first (GET /fills): at most `limit` (1..MAX_PAGE) older
+        than the cursor `before` (the `next` of the previous page). The history keeps the
+        last orders.FILL_HISTORY fills of each user."""
+        limit = _page_size(limit)
+        if before and not _STREAM_ID.fullmatch(before):
+            raise InvalidOrderError(Reason.MALFORMED, "before must be a cursor from `next`")
+        out: list[dict[str, Any]] = []
+        cursor = before
+        while len(out) < limit:
+            page, cursor = self.records.fills(user_id, limit, cursor)
+            for entry_id, f in page:
+                if not symbol or f.get("symbol") == symbol:
+                    out.append(fill_json(user_id, entry_id, f))
+                    if len(out) == limit:
+                        break
+            if not cursor:
+                break
+        # a full page names where the next one starts (which may turn out empty)
+        cursor = out[-1]["id"] if len(out) == limit else ""
+        return {"type": "fills", "user_id": user_id, "fills": out, "next": cursor}
+
+    def instruments(self, symbol: str = "") -> dict[str, Any]:
+        """The listed symbols (or the one named) and their trading rules: GET /instruments.
+        `status` is the route's (ACTIVE, or MIGRATING while it moves: orders are delayed)."""
+        symbols = [symbol] if symbol else route.listed_symbols(self.r)
+        out = []
+        for sym in sorted(symbols):
+            found = route.lookup(self.r, sym)
+            if found is None:
+                continue
+            out.append({**instrument_json(sym, self.limits.of(sym)), "status": found.status})
+        if symbol and not out:
+            raise RefusedError(Reason.UNKNOWN_SYMBOL, f"{symbol} is not listed", symbol=symbol)
+        return {"type": "instruments", "instruments": out}
+
+    def balance(self, user_id: str) -> dict[str, Any]:
+        """What the user has available per asset (CASH, or a symbol's lots), not counting
+        what open orders reserve: GET /balance. `balance_check` says whether orders
+        reserve against it at all."""
+        return {
+            "type": "balance",
+            "user_id": user_id,
+            "balances": balances(self.r, user_id),
+            "balance_check": self.balance_check,
+        }
+
+    def _open(self, user_id: str, symbol: str) -> Iterator[tuple[str, dict[str, str]]]:
+        """(order_id, record) of the user's open orders, oldest first; ids whose record
+        expired are dropped from the index."""
+        ids, _ = self.records.open_orders(user_id, MAX_OPEN_SCAN)
+        for start in range(0, len(ids), MAX_PAGE):
+            chunk = ids[start : start + MAX_PAGE]
+            gone = []
+            for order_id, record in zip(chunk, self.records.read_many(user_id, chunk), strict=True):
+                if record is None:
+                    gone.append(order_id)
+                elif not symbol or record.get("symbol") == symbol:
+                    yield order_id, record
+            self.records.forget_open(user_id, gone)
+
+    def _produce(
+        self, topic: str, partition: int, key: bytes, value: bytes, delivery: Delivery
+    ) -> None:
+        deadline = time.monotonic() + self.delivery_timeout_s
+        while True:
+            try:
+                self.producer.produce(topic, value, key, partition, on_delivery=delivery)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise RefusedError(Reason.NOT_DELIVERED, "producer queue full") from None
+                self.producer.poll(0.01)
 
     # ------------------------------------------------------------------ the path
 
@@ -366,4 +490,74 @@ class OrderRouter:
         )
 
 
-__all__ = ["Ack", "OrderRouter", "RefusedError", "fingerprint", "produce_confirmed"]
+def record_json(user_id: str, order_id: str, record: dict[str, str]) -> dict[str, Any]:
+    """An order record as the client sees it (GET /orders/{id}, GET /orders)."""
+    out: dict[str, Any] = {
+        "type": "order",
+        "order_id": order_id,
+        "user_id": user_id,
+        "symbol": record.get("symbol", ""),
+        "side": Side(int(record["side"])).name if record.get("side") else None,
+        "order_type": (OrderType(int(record["type"])).name if record.get("type") else None),
+        "price": int(record.get("price", 0)),
+        "quantity": int(record.get("quantity", 0)),
+        "routing": record.get("state", ""),
+        "status": record.get("status"),
+        "filled": int(record.get("filled", 0)),
+        "leaves": int(record.get("leaves", 0)),
+        "seq": int(record.get("seq", 0)),
+    }
+    if record.get("reason") and record["reason"] != Reason.NONE.name:
+        out["reason"] = record["reason"]
+    if "offset" in record:
+        out.update(
+            partition=int(record["partition"]),
+            offset=int(record["offset"]),
+            route_epoch=int(record["epoch"]),
+        )
+    return out
+
+
+def fill_json(user_id: str, entry_id: str, f: dict[str, str]) -> dict[str, Any]:
+    """One entry of the fill history as the client sees it (GET /fills)."""
+    side = int(f.get("side") or 0)
+    liquidity = int(f.get("liquidity") or 0)
+    out: dict[str, Any] = {
+        "type": "fill",
+        "id": entry_id,
+        "symbol": f.get("symbol", ""),
+        "seq": int(f.get("seq") or 0),
+        "order_id": f.get("order_id", ""),
+        "user_id": user_id,
+        "side": Side(side).name if side else None,
+        "price": int(f.get("price") or 0),
+        "quantity": int(f.get("quantity") or 0),
+        "liquidity": Liquidity(liquidity).name if liquidity else None,
+        "trade_id": int(f.get("trade_id") or 0),
+    }
+    ts = int(f.get("ts_ns") or 0)
+    if ts:
+        out["ts_ns"] = ts
+    return out
+
+
+def _failure(order_id: str, reason: Reason, detail: str) -> dict[str, Any]:
+    return {"order_id": order_id, "reason": reason.name, "code": int(reason), "detail": detail}
+
+
+def _page_size(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidOrderError(Reason.MALFORMED, f"limit must be 1..{MAX_PAGE}")
+    return limit
+
+
+__all__ = [
+    "MAX_PAGE",
+    "Ack",
+    "OrderRouter",
+    "RefusedError",
+    "fill_json",
+    "fingerprint",
+    "produce_confirmed",
+    "record_json",
+]

@@ -62,6 +62,17 @@ class Sessions:
         )
         return None if user is None else text(user)
 
+    def set_cancel_on_disconnect(self, connection_id: str, enabled: bool) -> None:
+        """Opt this connection in (or out): when it closes, the user's open orders are
+        cancelled (hotshard.edge.api, `$disconnect`)."""
+        self.r.hset(
+            names.REDIS_CONNECTION.format(connection_id), "cancel_on_disconnect", int(enabled)
+        )
+
+    def cancels_on_disconnect(self, connection_id: str) -> bool:
+        raw = self.r.hget(names.REDIS_CONNECTION.format(connection_id), "cancel_on_disconnect")
+        return raw is not None and text(raw) == "1"
+
     def user_of(self, connection_id: str) -> str | None:
         user = self._users.get(connection_id)
         if user is None:

@@ -45,11 +45,25 @@ from hotshard.local.shapes import http_event, websocket_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-WS_ROUTES = ("order", "replace", "cancel", "subscribe", "unsubscribe")
+WS_ROUTES = (
+    "order",
+    "replace",
+    "cancel",
+    "subscribe",
+    "unsubscribe",
+    "cancel_all",
+    "cancel_on_disconnect",
+    "ping",
+)
 HTTP_ROUTES = (
     ("POST", "/orders"),
+    ("GET", "/orders"),
+    ("DELETE", "/orders"),
     ("GET", "/orders/{id}"),
     ("DELETE", "/orders/{id}"),
+    ("GET", "/fills"),
+    ("GET", "/instruments"),
+    ("GET", "/balance"),
     ("GET", "/depth/{symbol}"),
 )
 STAGE = "live"

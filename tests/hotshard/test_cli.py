@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hotshard.cli import main, parser
+from hotshard.local.services.redis import redis_server
 
 ORDERS = [
     {"symbol": "AAPL", "order_id": "1", "user_id": "a", "side": "SELL", "price": 10, "quantity": 5},
@@ -22,7 +23,7 @@ ORDERS = [
 def test_every_command_and_option_is_documented():
     p = parser()
     (sub,) = p._subparsers._group_actions  # type: ignore[union-attr]
-    assert set(sub.choices) == {"demo", "replay"}  # type: ignore[arg-type]
+    assert set(sub.choices) == {"demo", "replay", "fund"}  # type: ignore[arg-type]
     for name, command in sub.choices.items():  # type: ignore[union-attr]
         undocumented = [
             a.option_strings for a in command._actions if a.dest != "help" and not a.help
@@ -33,7 +34,7 @@ def test_every_command_and_option_is_documented():
 
 
 def test_help_is_there_for_each_command():
-    for argv in (["--help"], ["demo", "--help"], ["replay", "--help"]):
+    for argv in (["--help"], ["demo", "--help"], ["replay", "--help"], ["fund", "--help"]):
         out = io.StringIO()
         with redirect_stdout(out), pytest.raises(SystemExit) as done:
             main(argv)
@@ -64,3 +65,12 @@ def test_the_in_process_demo_shows_its_tables_and_a_summary(capsys):
     out = capsys.readouterr().out
     assert "hottest 3 symbols of 8" in out and "order_status events of the hottest 3" in out
     assert "20,000 orders across 8 symbols" in out
+
+
+@pytest.mark.integration
+def test_fund_credits_a_users_balance_in_redis(capsys):
+    with redis_server() as server:
+        assert main(["fund", "alice", "CASH", "700", "--redis-port", str(server.port)]) == 0
+        assert main(["fund", "alice", "CASH", "-200", "--redis-port", str(server.port)]) == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert json.loads(last) == {"user_id": "alice", "balances": {"CASH": 500}}

@@ -8,6 +8,7 @@ from hotshard import names
 from hotshard.edge import api as edge_api
 from hotshard.edge.settings import EdgeSettings
 from hotshard.kafka import AUTH_MSK_IAM
+from hotshard.local import gateway
 from infra.api import USER_CLAIM, WEBSOCKET_ROUTES
 from infra.config import InfraConfig
 from tests.infra.iam import actions_of, role_statements
@@ -30,7 +31,8 @@ def _websocket_routes(api: Template) -> dict[str, dict[str, Any]]:
 
 def test_websocket_routes_are_the_routers_routes(api: Template) -> None:
     assert set(_websocket_routes(api)) == set(edge_api.ROUTES)
-    assert set(WEBSOCKET_ROUTES) == {*edge_api.ORDER_ROUTES, "subscribe", "unsubscribe"}
+    assert set(WEBSOCKET_ROUTES) == set(edge_api.ROUTES) - {"$connect", "$disconnect"}
+    assert set(WEBSOCKET_ROUTES) == set(gateway.WS_ROUTES)
     api.has_resource_properties(
         "AWS::ApiGatewayV2::Api",
         {"ProtocolType": "WEBSOCKET", "RouteSelectionExpression": "$request.body.action"},
@@ -39,7 +41,7 @@ def test_websocket_routes_are_the_routers_routes(api: Template) -> None:
 
 def test_frame_routes_return_the_routers_reply_to_the_client(api: Template) -> None:
     routes = _websocket_routes(api)
-    for key in ("order", "replace", "cancel", "subscribe", "unsubscribe"):
+    for key in WEBSOCKET_ROUTES:
         assert routes[key]["RouteResponseSelectionExpression"] == "$default", key
     for key in ("$connect", "$disconnect"):
         assert "RouteResponseSelectionExpression" not in routes[key], key
@@ -56,10 +58,16 @@ def test_http_routes_use_the_cognito_jwt_authorizer(api: Template) -> None:
     keys = {r["Properties"]["RouteKey"] for r in routes.values()}
     assert keys == {
         "POST /orders",
+        "GET /orders",
+        "DELETE /orders",
         "GET /orders/{id}",
         "DELETE /orders/{id}",
+        "GET /fills",
+        "GET /instruments",
+        "GET /balance",
         "GET /depth/{symbol}",
     }
+    assert keys == {f"{method} {path}" for method, path in gateway.HTTP_ROUTES}
     api.has_resource_properties(
         "AWS::ApiGatewayV2::Authorizer",
         {

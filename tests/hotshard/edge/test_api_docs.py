@@ -12,7 +12,8 @@ from openapi_spec_validator import validate
 from hotshard.codec import depth_json, event_json
 from hotshard.domain import Liquidity, Side, Status
 from hotshard.edge import api, push
-from hotshard.edge.router import Ack, RefusedError
+from hotshard.edge.limits import Limits, instrument_json
+from hotshard.edge.router import Ack, RefusedError, fill_json, record_json
 from hotshard.events import FILL, STATUS, TRADE
 from hotshard.local import gateway
 from hotshard.reasons import Reason
@@ -149,3 +150,39 @@ def test_every_status_the_api_answers_is_documented(openapi):
         assert str(status) in post
     depth = deref(openapi, openapi["components"]["schemas"]["Depth"])
     assert set(sample_events()["DEPTH"]) == set(depth["properties"])
+
+
+def test_the_exchange_calls_answer_what_the_docs_describe(asyncapi, openapi):
+    schemas = openapi["components"]["schemas"]
+    fill = fill_json(
+        "alice",
+        "1-0",
+        {
+            "symbol": "AAPL",
+            "seq": "4",
+            "order_id": "o-1",
+            "side": "1",
+            "price": "10",
+            "quantity": "2",
+            "liquidity": "1",
+            "trade_id": "3",
+            "ts_ns": "5",
+        },
+    )
+    assert set(fill) == properties(openapi, schemas["FillRecord"])
+    instrument = {**instrument_json("AAPL", Limits(tick=5)), "status": "ACTIVE"}
+    assert set(instrument) == properties(openapi, schemas["Instrument"])
+    record = record_json("alice", "o-1", {"symbol": "AAPL", "side": "1", "type": "1"})
+    assert set(record) <= properties(openapi, schemas["OrderRecord"])
+    for name in ("OpenOrders", "CancelAll", "Fills", "Balance"):
+        assert set(schemas[name]["required"]) <= properties(openapi, schemas[name])
+    messages = asyncapi["components"]["messages"]
+    for reply, name in (
+        ("cancelAllReply", "CancelAll"),
+        ("cancelOnDisconnectReply", ""),
+        ("pong", ""),
+    ):
+        documented = properties(asyncapi, messages[reply]["payload"])
+        if name:
+            assert properties(openapi, schemas[name]) <= documented
+        assert "request_id" in documented
