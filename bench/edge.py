@@ -278,6 +278,7 @@ async def open_conn(url: str, secret: str, user: str, stats: Stats, batch: bool)
         max_size=1 << 22,
         max_queue=None,
         ping_interval=None,
+        compression=None,
     )
     return Conn(ws, user, stats)
 

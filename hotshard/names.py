@@ -30,6 +30,12 @@ ENV_LOG_LEVEL = "LOG_LEVEL"
 
 # Kafka consumer groups and transactional ids all start with this (IAM policies scope on it).
 KAFKA_GROUP_PREFIX = "hotshard-"
+STREAM_BATCH_SIZE = 500
+"""Records per stream_handler invocation at most (the MSK event source mapping's BatchSize;
+the local feeder reads as much)."""
+STREAM_BATCH_WINDOW_S = 0
+"""The event source mapping's MaximumBatchingWindowInSeconds (MSK's default is 0.5 s: every
+push would wait for it). 0: invoke with what has arrived; the local feeder does the same."""
 
 # CloudWatch metrics the engine publishes; the migration alarms watch them.
 METRICS_NAMESPACE = "hotshard"

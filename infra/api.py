@@ -258,7 +258,8 @@ class ApiStack(Stack):
                 kafka_topic=topic,
                 kafka_consumer_group_id=f"{names.KAFKA_GROUP_PREFIX}stream-{topic}",
                 starting_position=lambda_.StartingPosition.LATEST,
-                batch_size=500,
+                batch_size=names.STREAM_BATCH_SIZE,
+                max_batching_window=Duration.seconds(names.STREAM_BATCH_WINDOW_S),
             )
 
         CfnOutput(self, "WebSocketUrl", value=ws_stage.url)

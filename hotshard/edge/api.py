@@ -3,7 +3,8 @@ except its Powertools decorators (lambdas/order_router/handler.py).
 
 WebSocket API (route selection `$request.body.action`):
 - `$connect`: token in `Authorization: Bearer ...` or `?token=...`; no valid token -> 401
-  (API Gateway refuses the handshake). Records connection -> user.
+  (API Gateway refuses the handshake). Records connection -> user, and `?pushes=batch`
+  (opt-in: several pushes per BATCH frame, docs/asyncapi.yaml).
 - `order` (ADD), `replace`, `cancel`: the frame is the order's JSON (docs/FORMATS.md) with
   `action` naming the route; an optional `request_id` is echoed. The route response is an
   `ack` or an `error` frame.
@@ -40,7 +41,7 @@ from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import MAX_PAGE, OrderRouter, RefusedError
-from hotshard.edge.sessions import Sessions
+from hotshard.edge.sessions import BATCH, Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
 from hotshard.reasons import HotshardError, Reason
 
@@ -194,7 +195,9 @@ class EdgeApi:
         except AuthError as exc:
             self.count("ConnectRefused")
             return {"statusCode": 401, "body": _dumps(error_json(exc))}
-        self.sessions.connect(connection, user, time.time_ns() // 1_000_000)
+        query = event.query_string_parameters or {}
+        pushes = BATCH if query.get("pushes") == BATCH else ""
+        self.sessions.connect(connection, user, time.time_ns() // 1_000_000, pushes=pushes)
         self.log.info("connected", extra={"connection_id": connection, "user_id": user})
         return {"statusCode": 200}
 

@@ -42,10 +42,12 @@ class DepthStore:
         self.levels = levels
         self._apply = r.register_script(_APPLY)
 
-    def apply(self, symbol: str, update: DepthUpdate) -> bool:
+    def apply(self, symbol: str, update: DepthUpdate, pipe: Any = None) -> bool:
+        """Keep the update if it is newer; with `pipe` it is queued there (True returned)."""
         bids = [v for level in update.bids for v in level]
         asks = [v for level in update.asks for v in level]
         done = self._apply(
+            client=pipe,
             keys=[
                 names.REDIS_DEPTH.format(symbol),
                 names.REDIS_DEPTH_SIDE.format(symbol, "bids"),
@@ -53,7 +55,7 @@ class DepthStore:
             ],
             args=[update.seq, int(update.snapshot), len(bids), *bids, *asks],
         )
-        return bool(done)
+        return pipe is not None or bool(done)
 
     def read(self, symbol: str) -> dict[str, Any]:
         with self.r.pipeline(transaction=True) as pipe:

@@ -295,8 +295,12 @@ class OrderRecords:
         reason: int,
         filled: int,
         leaves: int,
+        pipe: Any = None,
     ) -> bool:
+        """Apply one order_status; with `pipe` (a redis pipeline) the script is queued there
+        and the answer comes with the pipeline's (True is returned)."""
         done = self._status(
+            client=pipe,
             keys=[order_key(user_id, order_id), balance_key(user_id), open_key(user_id)],
             args=[
                 seq,
@@ -309,7 +313,7 @@ class OrderRecords:
                 order_id,
             ],
         )
-        return bool(done)
+        return pipe is not None or bool(done)
 
     def apply_fill(
         self,
@@ -323,8 +327,11 @@ class OrderRecords:
         liquidity: int = 0,
         trade_id: int = 0,
         ts_ns: int = 0,
+        pipe: Any = None,
     ) -> bool:
+        """Apply one fill (queued on `pipe` if given, like apply_status)."""
         done = self._fill(
+            client=pipe,
             keys=[order_key(user_id, order_id), balance_key(user_id), fills_key(user_id)],
             args=[
                 seq,
@@ -340,7 +347,7 @@ class OrderRecords:
                 ts_ns,
             ],
         )
-        return bool(done)
+        return pipe is not None or bool(done)
 
     def open_orders(self, user_id: str, limit: int) -> tuple[list[str], bool]:
         """The user's open order ids, oldest first (at most `limit`), and whether more exist."""

@@ -10,6 +10,10 @@ read (order records, latest depth).
   depth is the levels changed (absolute quantities, 0 = gone) and also updates the latest
   depth kept in Redis (hotshard.edge.depth).
 - A connection that answers 410 (GoneException) is forgotten (hotshard.edge.sessions).
+- Per batch of records: the Redis writes go out in one pipeline (one round trip); the
+  connections are looked up in one more; each connection's pushes are posted in order,
+  connections side by side, and a connection that opted in (`?pushes=batch`) gets them
+  coalesced into BATCH frames (docs/asyncapi.yaml): one post instead of one per push.
 Records re-emitted after an engine restart are dropped (hotshard.dedupe guards, kept per
 warm Lambda container; the Redis writes have their own sequence guards).
 """
@@ -40,6 +44,35 @@ Post = Callable[[str, bytes], bool]
 
 POST_THREADS = 16
 """Connections posted to at once (boto3 clients are thread-safe)."""
+BATCH_BYTES = 96 * 1024
+"""Most bytes in one BATCH frame (API Gateway takes at most 128 KB per post)."""
+
+
+Frame = tuple[str, int]
+"""(frame text, pushes it carries)."""
+
+
+def frames(pushes: list[str]) -> list[Frame]:
+    """A connection's pushes (JSON texts, in order) as BATCH frames of at most BATCH_BYTES
+    (docs/asyncapi.yaml); a push alone in its frame goes as it is."""
+    out: list[Frame] = []
+    chunk: list[str] = []
+    size = 0
+    for push in pushes:
+        if chunk and size + len(push) > BATCH_BYTES:
+            out.append(_batch(chunk))
+            chunk, size = [], 0
+        chunk.append(push)
+        size += len(push) + 1
+    if chunk:
+        out.append(_batch(chunk))
+    return out
+
+
+def _batch(pushes: list[str]) -> Frame:
+    if len(pushes) == 1:
+        return pushes[0], 1
+    return '{"type":"BATCH","pushes":[' + ",".join(pushes) + "]}", len(pushes)
 
 
 @dataclass
@@ -47,6 +80,8 @@ class PushStats:
     records: int = 0
     events: int = 0
     pushes: int = 0
+    posts: int = 0
+    """Frames posted (a BATCH frame carries several pushes)."""
     gone: int = 0
     dropped: int = 0
 
@@ -66,17 +101,24 @@ class Pusher:
     def handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
         """records: (topic, partition, value) in the order the event source delivered."""
         stats = PushStats()
-        to_users: list[tuple[str, bytes]] = []
-        to_symbols: list[tuple[str, bytes]] = []
+        to_users: list[tuple[str, str]] = []
+        to_symbols: list[tuple[str, str]] = []
         dropped_before = self.guard.dropped + self.depth_guard.dropped
+        # Every Redis write of the batch goes out in one pipeline (one round trip), in the
+        # order of the events; the pushes are posted after it, so a client that reads its
+        # order after a push sees at least what the push said.
+        writes = self.records.r.pipeline(transaction=False)
+        depth_writes = (
+            writes if self.depth.r is self.records.r else self.depth.r.pipeline(transaction=False)
+        )
         for topic, partition, value in records:
             stats.records += 1
             if topic == TOPIC_DEPTH:
                 for symbol, update, _offset in decode_depth(value):
                     if self.depth_guard.admit(symbol, update):
-                        self.depth.apply(symbol, update)
+                        self.depth.apply(symbol, update, pipe=depth_writes)
                         push = {"type": "DEPTH", "data": depth_update_json(symbol, update)}
-                        to_symbols.append((symbol, dumps(push).encode()))
+                        to_symbols.append((symbol, dumps(push)))
                         stats.events += 1
                 continue
             kind = KIND_OF_TOPIC.get(topic)
@@ -85,16 +127,24 @@ class Pusher:
                 continue
             batch = parse_batch(kind, value)
             symbol = batch.symbol
+            push_type = PUSH_TYPE[kind]
             for event, _offset in self.guard.admit(kind, partition, batch):
                 stats.events += 1
-                text = dumps({"type": PUSH_TYPE[kind], "data": event_json(symbol, event)})
+                text = dumps({"type": push_type, "data": event_json(symbol, event)})
                 if kind == TRADE:
-                    to_symbols.append((symbol, text.encode()))
+                    to_symbols.append((symbol, text))
                     continue
                 _, seq, order_id, user_id, a, b, c, d = event
                 if kind == STATUS:
                     self.records.apply_status(
-                        user_id, order_id, seq=seq, status=a, reason=b, filled=c, leaves=d
+                        user_id,
+                        order_id,
+                        seq=seq,
+                        status=a,
+                        reason=b,
+                        filled=c,
+                        leaves=d,
+                        pipe=writes,
                     )
                 else:
                     self.records.apply_fill(
@@ -106,23 +156,35 @@ class Pusher:
                         quantity=b,
                         liquidity=c,
                         trade_id=d,
+                        pipe=writes,
                     )
-                to_users.append((user_id, text.encode()))
+                to_users.append((user_id, text))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
-        users = self.sessions.of_users(u for u, _ in to_users) if to_users else {}
-        subs = self.sessions.of_symbols(s for s, _ in to_symbols) if to_symbols else {}
-        # Each connection's pushes in order, connections side by side: one post is an HTTP
-        # round trip to the Management API, so posting one at a time caps the whole stream.
-        queues: dict[str, list[bytes]] = {}
+        writes.execute()
+        if depth_writes is not writes:
+            depth_writes.execute()
+        if not to_users and not to_symbols:
+            return stats
+        users, subs = self.sessions.targets((u for u, _ in to_users), (s for s, _ in to_symbols))
+        # Each connection's pushes in order (per user and per symbol, as the events came),
+        # connections side by side: one post is an HTTP round trip to the Management API.
+        queues: dict[str, list[str]] = {}
         for targets, pushes in ((users, to_users), (subs, to_symbols)):
             for owner, payload in pushes:
                 for conn in targets.get(owner, ()):
                     queues.setdefault(conn, []).append(payload)
+        batching = self.sessions.batching(queues)
+        posts = [
+            (conn, frames(payloads) if conn in batching else [(p, 1) for p in payloads])
+            for conn, payloads in queues.items()
+        ]
         gone: list[str] = []
-        for conn, (posted, alive) in zip(
-            queues, self._pool.map(self._deliver, queues.items()), strict=True
-        ):
+        results = (
+            self._pool.map(self._deliver, posts) if len(posts) > 1 else map(self._deliver, posts)
+        )
+        for (conn, _), (posted, sent, alive) in zip(posts, results, strict=True):
             stats.pushes += posted
+            stats.posts += sent
             if not alive:
                 gone.append(conn)
         for conn in gone:
@@ -130,13 +192,16 @@ class Pusher:
         stats.gone = len(gone)
         return stats
 
-    def _deliver(self, queue: tuple[str, list[bytes]]) -> tuple[int, bool]:
-        """Post a connection's pushes in order; stop at the first 'gone'."""
-        conn, payloads = queue
-        for posted, payload in enumerate(payloads):
-            if not self._post(conn, payload):
-                return posted, False
-        return len(payloads), True
+    def _deliver(self, post: tuple[str, list[Frame]]) -> tuple[int, int, bool]:
+        """Post a connection's frames in order; stop at the first 'gone'. Returns (pushes
+        delivered, frames posted, still connected)."""
+        conn, payloads = post
+        pushes = 0
+        for sent, (payload, count) in enumerate(payloads):
+            if not self._post(conn, payload.encode()):
+                return pushes, sent, False
+            pushes += count
+        return pushes, len(payloads), True
 
     def _post(self, conn: str, data: bytes) -> bool:
         try:

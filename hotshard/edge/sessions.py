@@ -11,6 +11,9 @@ from hotshard import names
 from hotshard.clients import text
 
 CONNECTION_TTL_S = 3 * 3600  # API Gateway closes a connection after 2 hours at most
+BATCH = "batch"
+"""A connection's push mode (`?pushes=batch` at $connect): several pushes per frame."""
+MODE_CACHE = 100_000
 
 # KEYS: conn, conn-subs. ARGV: conn id, user-conns key format prefix, subs key prefix.
 _DISCONNECT = """
@@ -34,12 +37,16 @@ class Sessions:
         self.r = r
         self._disconnect = r.register_script(_DISCONNECT)
         self._users: dict[str, str] = {}  # a connection's user never changes: safe to cache
+        self._batching: dict[str, bool] = {}  # nor does its push mode
 
-    def connect(self, connection_id: str, user_id: str, now_ms: int) -> None:
+    def connect(self, connection_id: str, user_id: str, now_ms: int, *, pushes: str = "") -> None:
+        """Record the connection; `pushes` = BATCH opts it in to BATCH frames."""
         conn = names.REDIS_CONNECTION.format(connection_id)
         mine = names.REDIS_USER_CONNECTIONS.format(user_id)
         with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(conn, mapping={"user": user_id, "connected_ms": now_ms})
+            if pushes:
+                pipe.hset(conn, "pushes", pushes)
             pipe.expire(conn, CONNECTION_TTL_S)
             pipe.sadd(mine, connection_id)
             pipe.expire(mine, CONNECTION_TTL_S)
@@ -49,6 +56,7 @@ class Sessions:
     def disconnect(self, connection_id: str) -> str | None:
         """Forget the connection and its subscriptions; returns its user (None: unknown)."""
         self._users.pop(connection_id, None)
+        self._batching.pop(connection_id, None)
         user = self._disconnect(
             keys=[
                 names.REDIS_CONNECTION.format(connection_id),
@@ -125,3 +133,42 @@ class Sessions:
                 pipe.smembers(names.REDIS_SUBSCRIBERS.format(symbol))
             replies = pipe.execute()
         return {s: sorted(text(c) for c in ids) for s, ids in zip(wanted, replies, strict=True)}
+
+    def targets(
+        self, users: Iterable[str], symbols: Iterable[str]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(user -> connection ids, symbol -> subscribed connection ids) in one round trip."""
+        wanted_users = sorted(set(users))
+        wanted_symbols = sorted(set(symbols))
+        if not wanted_users and not wanted_symbols:
+            return {}, {}
+        with self.r.pipeline(transaction=False) as pipe:
+            for user in wanted_users:
+                pipe.smembers(names.REDIS_USER_CONNECTIONS.format(user))
+            for symbol in wanted_symbols:
+                pipe.smembers(names.REDIS_SUBSCRIBERS.format(symbol))
+            replies = pipe.execute()
+        of_users = {
+            u: sorted(text(c) for c in ids)
+            for u, ids in zip(wanted_users, replies[: len(wanted_users)], strict=True)
+        }
+        of_symbols = {
+            s: sorted(text(c) for c in ids)
+            for s, ids in zip(wanted_symbols, replies[len(wanted_users) :], strict=True)
+        }
+        return of_users, of_symbols
+
+    def batching(self, connections: Iterable[str]) -> set[str]:
+        """The connections that opted in to BATCH frames (cached: a mode never changes)."""
+        connections = list(connections)
+        unknown = [c for c in connections if c not in self._batching]
+        if unknown:
+            with self.r.pipeline(transaction=False) as pipe:
+                for conn in unknown:
+                    pipe.hget(names.REDIS_CONNECTION.format(conn), "pushes")
+                modes = pipe.execute()
+            if len(self._batching) + len(unknown) > MODE_CACHE:
+                self._batching.clear()
+            for conn, mode in zip(unknown, modes, strict=True):
+                self._batching[conn] = mode is not None and text(mode) == BATCH
+        return {c for c in connections if self._batching.get(c)}

@@ -1,6 +1,7 @@
 """A local cluster on free 127.0.0.1 ports: Tansu, redis-server, engine processes (each
-owning its partitions of `orders`) and the local edge (gateway, order_router,
-stream_handler, feeder) as child processes. What `hotshard demo` trades against.
+owning its partitions of `orders`), the local edge (gateway, order_router) and, in a process
+of its own as in AWS, the feeder and stream_handler, all as child processes. What
+`hotshard demo` trades against.
 
     with local_cluster(say=print) as cluster:
         ...  # cluster.gateway.ws_url, cluster.secret, cluster.redis.client()
@@ -18,7 +19,7 @@ from pathlib import Path
 from hotshard import kafka
 from hotshard.local.services.broker import Broker, tansu
 from hotshard.local.services.engine import EngineProcess, start_engine
-from hotshard.local.services.gateway import GatewayProcess, start_gateway
+from hotshard.local.services.gateway import GatewayProcess, start_gateway, start_stream
 from hotshard.local.services.process import Process, workdir
 from hotshard.local.services.redis import RedisServer, redis_server
 
@@ -36,11 +37,14 @@ class Cluster:
     """The gateway's HS256 JWT secret (local tokens: hotshard.client.session.local_token)."""
     engines: list[EngineProcess] = field(default_factory=list)
     gateway: GatewayProcess | None = None
+    stream: Process | None = None
+    """The feeder and stream_handler (their own process, as the Lambda is in AWS)."""
 
     def processes(self) -> list[Process]:
         """The child processes started for this cluster, in the order they started."""
         gateway = [self.gateway.process] if self.gateway is not None else []
-        return [e.process for e in self.engines] + gateway
+        stream = [self.stream] if self.stream is not None else []
+        return [e.process for e in self.engines] + gateway + stream
 
     def died(self) -> list[Process]:
         return [p for p in self.processes() if not p.alive()]
@@ -70,9 +74,13 @@ def local_cluster(
                 )
                 cluster.engines.append(engine)
                 say(f"engine {engine.instance}: gRPC {engine.address}")
-            cluster.gateway = start_gateway(wd, broker.bootstrap, redis_srv.port, cluster.secret)
+            cluster.gateway = start_gateway(
+                wd, broker.bootstrap, redis_srv.port, cluster.secret, feed=False
+            )
             gateway = cluster.gateway
             say(f"gateway: WebSocket [bold]{gateway.ws_url}[/], HTTP {gateway.http_url}")
+            cluster.stream = start_stream(wd, broker.bootstrap, redis_srv.port, gateway.http_url)
+            say("stream handler: its own process, posting to the gateway's Management API")
             yield cluster
         finally:
             for process in reversed(cluster.processes()):

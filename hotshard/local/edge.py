@@ -2,6 +2,7 @@
 
     python -m hotshard.local.edge --kafka-brokers 127.0.0.1:PORT --redis-port PORT \\
         --jwt-secret SECRET [--auto-list] [--limits FILE] [--ws-port N] [--http-port N]
+        [--no-feed]
 
 Prints one JSON line {"ws_url", "http_url", "management_url"} when it serves, then runs
 until SIGTERM/SIGINT. The handlers are the Lambda modules themselves, configured through
@@ -87,6 +88,11 @@ def parse_args(argv: Sequence[str]) -> tuple[EdgeSettings, Any]:
     p.add_argument("--balance-check", action="store_true", default=base.balance_check)
     p.add_argument("--ws-port", type=int, default=0)
     p.add_argument("--http-port", type=int, default=0)
+    p.add_argument(
+        "--no-feed",
+        action="store_true",
+        help="no feeder and stream_handler here (python -m hotshard.local.stream runs them)",
+    )
     args = p.parse_args(argv)
     settings = replace(
         base,
@@ -109,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with local_edge(settings, ws_port=args.ws_port, http_port=args.http_port) as edge:
+    with local_edge(
+        settings, ws_port=args.ws_port, http_port=args.http_port, feed=not args.no_feed
+    ) as edge:
         urls = {
             "ws_url": edge.gateway.ws_url,
             "http_url": edge.gateway.http_url,

@@ -1,7 +1,9 @@
 """The local MSK event source mapping: reads fills, trades, depth and order_status from the
 broker and invokes the stream handler with MSK-shaped batches (hotshard.local.shapes),
 one topic per invocation like one event source mapping per topic in AWS, up to
-`batch_size` records or `window_s` of waiting. Offsets are committed (group
+`batch_size` records or `window_s` of waiting: by default what the event source mapping in
+infra/ is configured with (hotshard.names.STREAM_BATCH_SIZE, STREAM_BATCH_WINDOW_S = 0:
+invoke with whatever has arrived, waiting only while nothing has). Offsets are committed (group
 hotshard-stream-{topic}) after the handler returned; a failing batch is retried, then
 skipped with an error log, so one poison record cannot stall the stream.
 """
@@ -17,6 +19,8 @@ from hotshard.local.gateway import LambdaContext
 from hotshard.local.shapes import msk_event, msk_record
 from hotshard.names import (
     KAFKA_GROUP_PREFIX,
+    STREAM_BATCH_SIZE,
+    STREAM_BATCH_WINDOW_S,
     TOPIC_DEPTH,
     TOPIC_FILLS,
     TOPIC_ORDER_STATUS,
@@ -28,6 +32,8 @@ log = logging.getLogger("hotshard.feeder")
 STREAM_TOPICS = (TOPIC_ORDER_STATUS, TOPIC_FILLS, TOPIC_TRADES, TOPIC_DEPTH)
 GROUP = KAFKA_GROUP_PREFIX + "stream"
 ATTEMPTS = 3
+IDLE_WAIT_S = 0.1
+"""With window 0: how long one read waits while nothing has arrived."""
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -39,8 +45,8 @@ class Feeder:
         handler: Handler,
         *,
         topics: tuple[str, ...] = STREAM_TOPICS,
-        batch_size: int = 500,
-        window_s: float = 0.02,
+        batch_size: int = STREAM_BATCH_SIZE,
+        window_s: float = STREAM_BATCH_WINDOW_S,
         fetch_wait_max_ms: int = 10,
     ) -> None:
         from confluent_kafka import Consumer  # noqa: PLC0415
@@ -91,7 +97,7 @@ class Feeder:
 
     def step(self) -> int:
         """One read and the invocations it makes; returns records delivered."""
-        messages: list[Any] = self.consumer.consume(self.batch_size, self.window_s)
+        messages = self._read()
         by_topic: dict[str, list[Any]] = {}
         for msg in messages:
             if msg.error() is not None:
@@ -117,6 +123,16 @@ class Feeder:
                 asynchronous=True,
             )
         return delivered
+
+    def _read(self) -> list[Any]:
+        if self.window_s > 0:  # librdkafka waits the whole window unless the batch fills
+            return list(self.consumer.consume(self.batch_size, self.window_s))
+        messages = list(self.consumer.consume(self.batch_size, 0))
+        if not messages:
+            messages = list(self.consumer.consume(1, IDLE_WAIT_S))
+            if messages and self.batch_size > 1:
+                messages += self.consumer.consume(self.batch_size - 1, 0)
+        return messages
 
     def _invoke(self, event: dict[str, Any]) -> None:
         for attempt in range(1, ATTEMPTS + 1):

@@ -22,6 +22,7 @@ in one process (`python -m hotshard.local.edge`, what `hotshard demo` starts); t
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +70,10 @@ HTTP_ROUTES = (
 )
 STAGE = "live"
 SEND_TIMEOUT_S = 5.0
+HANDLER_THREADS = 64
+"""Handler invocations at once (each waits mostly on Redis and the broker's ack)."""
+IN_FLIGHT = 64
+"""Frames of one connection being handled at once."""
 MAX_BODY = 1 << 20
 
 
@@ -120,6 +126,7 @@ class LocalGateway:
         self._server: Server | None = None
         self._http: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
+        self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="invoke")
         self.ws_port = 0
         self.http_port = 0
 
@@ -178,6 +185,7 @@ class LocalGateway:
             process_request=self._handshake,
             ping_interval=20,
             max_size=128 * 1024,
+            compression=None,  # API Gateway does not negotiate permessage-deflate either
         )
         sockets = list(self._server.sockets)
         self.ws_port = int(sockets[0].getsockname()[1])
@@ -199,6 +207,7 @@ class LocalGateway:
             loop.call_soon_threadsafe(loop.stop)
         for thread in self._threads:
             thread.join(10)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "LocalGateway":
         self.start()
@@ -231,7 +240,7 @@ class LocalGateway:
             query=query,
             source_ip=str(peer),
         )
-        reply = await asyncio.to_thread(self._invoke, event)
+        reply = await self._call(event)
         status = int(reply.get("statusCode", 200))
         if not 200 <= status < 300:
             body = (reply.get("body") or HTTPStatus(status).phrase).encode()
@@ -250,14 +259,31 @@ class LocalGateway:
         if conn_id is None:
             return
         client = self._clients[conn_id]
+        # Frames are handled side by side (API Gateway invokes the integration for each
+        # message on its own), except that frames naming the same symbol are handled in
+        # the order they came, so an order and its cancel reach the broker in that order.
+        # At most IN_FLIGHT frames per connection are being handled; reading waits beyond.
+        lanes: dict[str, asyncio.Task[None]] = {}
+        room = asyncio.Semaphore(IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
         try:
             async for message in connection:
                 client.last_active_ms = time.time_ns() // 1_000_000
                 text = message if isinstance(message, str) else message.decode(errors="replace")
-                await self._message(conn_id, client, text)
+                await room.acquire()
+                lane = _lane_of(text)
+                task = asyncio.create_task(
+                    self._message_after(lanes.get(lane), conn_id, client, text, room)
+                )
+                lanes[lane] = task
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(functools.partial(_forget, lanes, lane))
         except ConnectionClosed:
             pass
         finally:
+            if tasks:
+                await asyncio.wait(tasks, timeout=SEND_TIMEOUT_S)
             self._clients.pop(conn_id, None)
             code = connection.close_code or 1006
             event = websocket_event(
@@ -268,7 +294,28 @@ class LocalGateway:
                 connected_at_ms=client.connected_at_ms,
                 disconnect_status=code,
             )
-            await asyncio.to_thread(self._invoke, event)
+            await self._call(event)
+
+    async def _call(self, event: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._invoke, event)
+
+    async def _message_after(
+        self,
+        before: "asyncio.Task[None] | None",
+        conn_id: str,
+        client: _Client,
+        text: str,
+        room: asyncio.Semaphore,
+    ) -> None:
+        try:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(before)
+            with contextlib.suppress(ConnectionClosed):
+                await self._message(conn_id, client, text)
+        finally:
+            room.release()
 
     async def _message(self, conn_id: str, client: _Client, text: str) -> None:
         route_key = "$default"
@@ -294,7 +341,7 @@ class LocalGateway:
             }
             await client.connection.send(json.dumps(reply))
             return
-        response = await asyncio.to_thread(self._invoke, event)
+        response = await self._call(event)
         body = response.get("body")
         if body:
             await client.connection.send(body)
@@ -424,6 +471,21 @@ class LocalGateway:
                 return
 
         return HttpHandler
+
+
+def _forget(lanes: dict[str, "asyncio.Task[None]"], lane: str, done: "asyncio.Task[None]") -> None:
+    if lanes.get(lane) is done:
+        del lanes[lane]
+
+
+def _lane_of(text: str) -> str:
+    """The symbol a frame names ("" when none can be read): frames of one lane are handled
+    in order."""
+    with contextlib.suppress(ValueError):
+        frame = json.loads(text)
+        if isinstance(frame, dict):
+            return str(frame.get("symbol", ""))
+    return ""
 
 
 def _json(status: int, obj: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

@@ -116,6 +116,9 @@ def test_stream_handler_consumes_the_event_topics_from_msk(api: Template) -> Non
     assert topics == ["depth", "fills", "order_status", "trades"]
     for mapping in mappings.values():
         assert "Fn::ImportValue" in json.dumps(mapping["Properties"]["EventSourceArn"])
+        # MSK's default window (0.5 s) would hold every push back; the feeder mirrors this
+        assert mapping["Properties"]["MaximumBatchingWindowInSeconds"] == 0
+        assert mapping["Properties"]["BatchSize"] == 500
 
 
 def test_stream_handler_may_post_only_to_this_apis_connections(api: Template) -> None:

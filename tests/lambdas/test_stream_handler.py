@@ -120,7 +120,7 @@ def invoke(evt: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_captured_event_as_aws_sent_it_pushes_nothing_and_fails_nothing(edge):
     # its one order_status record has an empty value: a batch of no events
-    assert invoke(event("mskEvent")) == {"records": 1, "events": 0, "pushes": 0}
+    assert invoke(event("mskEvent")) == {"records": 1, "events": 0, "pushes": 0, "posts": 0}
 
 
 def test_engine_records_in_the_captured_shape_reach_the_right_websockets(edge, r):

@@ -24,8 +24,11 @@ class GatewayProcess:
     process: Process
 
 
-def start_gateway(workdir: Path, brokers: str, redis_port: int, secret: str) -> GatewayProcess:
-    """Start the local edge with JWT secret `secret`; returns once it serves."""
+def start_gateway(
+    workdir: Path, brokers: str, redis_port: int, secret: str, *, feed: bool = True
+) -> GatewayProcess:
+    """Start the local edge with JWT secret `secret`; returns once it serves. feed=False:
+    without the feeder and stream_handler (`start_stream` runs them in their own process)."""
     repo = Path(__file__).resolve().parents[3]
     argv = [
         sys.executable,
@@ -35,6 +38,7 @@ def start_gateway(workdir: Path, brokers: str, redis_port: int, secret: str) -> 
         brokers,
         "--redis-port",
         str(redis_port),
+        *([] if feed else ["--no-feed"]),
     ]
     env = {"PYTHONPATH": str(repo), "JWT_SECRET": secret, **QUIET}
     process = spawn("gateway", argv, workdir, env)
@@ -55,3 +59,33 @@ def start_gateway(workdir: Path, brokers: str, redis_port: int, secret: str) -> 
         process.stop()
         raise
     return GatewayProcess(urls["ws_url"], urls["http_url"], process)
+
+
+def start_stream(workdir: Path, brokers: str, redis_port: int, management_url: str) -> Process:
+    """Start the feeder and stream_handler (`python -m hotshard.local.stream`) posting to
+    `management_url`; returns once it reads."""
+    repo = Path(__file__).resolve().parents[3]
+    argv = [
+        sys.executable,
+        "-m",
+        "hotshard.local.stream",
+        "--kafka-brokers",
+        brokers,
+        "--redis-port",
+        str(redis_port),
+        "--management-url",
+        management_url,
+    ]
+    process = spawn("stream", argv, workdir, {"PYTHONPATH": str(repo), **QUIET})
+
+    def reading() -> bool:
+        if not process.alive():
+            raise ServiceError(f"stream handler exited:\n{process.log_tail()}")
+        return '"stream"' in process.log_path.read_text(errors="replace")
+
+    try:
+        wait_for(reading, READY_TIMEOUT_S, "the local stream handler", interval=0.05)
+    except ServiceError:
+        process.stop()
+        raise
+    return process

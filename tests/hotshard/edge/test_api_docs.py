@@ -14,6 +14,7 @@ from hotshard.domain import Liquidity, Side, Status
 from hotshard.edge import api, push
 from hotshard.edge.limits import Limits, instrument_json
 from hotshard.edge.router import Ack, RefusedError, fill_json, record_json
+from hotshard.edge.sessions import BATCH
 from hotshard.events import FILL, STATUS, TRADE
 from hotshard.local import gateway
 from hotshard.reasons import Reason
@@ -97,6 +98,20 @@ def test_every_push_type_is_documented_with_the_fields_the_code_writes(asyncapi)
         assert set(data) <= documented, (kind, set(data) - documented)
     status = deref(asyncapi, asyncapi["components"]["schemas"]["OrderStatus"])
     assert set(status["properties"]["status"]["enum"]) == {s.name for s in Status}
+
+
+def test_batch_frames_are_documented_as_the_code_builds_them(asyncapi):
+    messages = asyncapi["channels"]["root"]["messages"]
+    payload = deref(asyncapi, deref(asyncapi, messages["BATCH"])["payload"])
+    pushes = [push.dumps({"type": k, "data": d}) for k, d in sample_events().items()]
+    frame = push.frames(pushes)
+    assert len(frame) == 1 and frame[0][1] == len(pushes)
+    built = yaml.safe_load(frame[0][0])
+    assert built["type"] == payload["properties"]["type"]["const"] == "BATCH"
+    assert set(built) == set(payload["required"])
+    assert [p["type"] for p in built["pushes"]] == list(sample_events())
+    query = asyncapi["channels"]["root"]["bindings"]["ws"]["query"]["properties"]
+    assert query["pushes"]["enum"] == [BATCH]
 
 
 def test_ack_error_and_reasons_match_the_code(asyncapi, openapi):
