@@ -9,7 +9,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 
-from hotshard.codec import depth_json, event_json
+from hotshard.codec import depth_json, dumps, event_json
 from hotshard.domain import Liquidity, Side, Status
 from hotshard.edge import api, push
 from hotshard.edge.limits import Limits, instrument_json
@@ -103,7 +103,7 @@ def test_every_push_type_is_documented_with_the_fields_the_code_writes(asyncapi)
 def test_batch_frames_are_documented_as_the_code_builds_them(asyncapi):
     messages = asyncapi["channels"]["root"]["messages"]
     payload = deref(asyncapi, deref(asyncapi, messages["BATCH"])["payload"])
-    pushes = [push.dumps({"type": k, "data": d}) for k, d in sample_events().items()]
+    pushes = [dumps({"type": k, "data": d}) for k, d in sample_events().items()]
     frame = push.frames(pushes)
     assert len(frame) == 1 and frame[0][1] == len(pushes)
     built = yaml.safe_load(frame[0][0])
