@@ -104,6 +104,7 @@ ENV_DELIVERY_TIMEOUT_MS = "DELIVERY_TIMEOUT_MS"  # how long the router waits for
 # topic, which mirror its partition numbers) has regular partitions, served by the minimum
 # fleet, and spare ones reserved for migration targets: warm-pool engines own them empty.
 ENV_SPARE_PARTITIONS = "SPARE_PARTITIONS"  # e.g. "12-47": never list a symbol there
+REDIS_SPARE_PARTITIONS = "spare-partitions"  # set: partitions listing never picks (warm pool)
 REDIS_PARTITION_HOME = "home:orders:{}"  # string per partition: the engine whose claim on it
 # survives restarts and stopped warm-pool instances (no TTL; the lease is owner:orders:{})
 

@@ -135,11 +135,14 @@ def partition_loads(r: redis.Redis) -> dict[int, int]:
 
 
 def partition_owners(r: redis.Redis) -> dict[int, str]:
-    """Partition -> instance, from the live engines in the registry."""
+    """Partition -> instance, from the live engines in the registry; spare partitions
+    (`spare-partitions`: the warm pool's, for migration targets) are left out."""
+    spare = {int(text(p)) for p in r.smembers(names.REDIS_SPARE_PARTITIONS)}
     owners: dict[int, str] = {}
     for engine in registry.live_engines(r):
         for partition in engine.partitions:
-            owners.setdefault(partition, engine.instance)
+            if partition not in spare:
+                owners.setdefault(partition, engine.instance)
     return owners
 
 

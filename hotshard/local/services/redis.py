@@ -25,6 +25,23 @@ class RedisServer:
     host: str
     port: int
     process: Process
+    argv: tuple[str, ...] = ()
+    workdir: Path | None = None
+
+    def restart(self) -> None:
+        """Start again on the same port and directory (with an AOF it loses nothing that was
+        fsynced: appendfsync everysec, at most about a second)."""
+        if self.process.alive():
+            self.process.stop(signal.SIGKILL)
+        assert self.workdir is not None
+        self.process = spawn("redis", self.argv, self.workdir)
+        wait_for(self._ours, READY_TIMEOUT_S, f"redis-server on {self.port}")
+
+    def _ours(self) -> bool:
+        if not self.process.alive():
+            raise ServiceError("redis-server exited")
+        info = self.client().info("server")
+        return bool(info["process_id"] == self.process.popen.pid)
 
     def client(self) -> Any:
         import redis  # noqa: PLC0415
@@ -33,7 +50,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*, appendonly: bool = False) -> Iterator[RedisServer]:
+    """redis-server on a free port; `appendonly`: with an AOF (appendfsync everysec), so
+    a restart (RedisServer.restart) keeps the data."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
         raise ServiceError("redis-server is not installed (make setup installs it)")
@@ -49,27 +68,22 @@ def redis_server() -> Iterator[RedisServer]:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if appendonly else "no",
+                "--appendfsync",
+                "everysec",
                 "--dir",
                 str(path),
             ]
             process = spawn("redis", argv, path)
-            server = RedisServer("127.0.0.1", port, process)
-
-            def ours(server: RedisServer = server) -> bool:
-                if not server.process.alive():
-                    raise ServiceError("redis-server exited")
-                info = server.client().info("server")
-                return bool(info["process_id"] == server.process.popen.pid)
-
+            server = RedisServer("127.0.0.1", port, process, tuple(argv), path)
             try:
-                wait_for(ours, READY_TIMEOUT_S, f"redis-server on {port}")
+                wait_for(server._ours, READY_TIMEOUT_S, f"redis-server on {port}")
             except ServiceError:
                 process.stop(signal.SIGKILL)
                 continue
             try:
                 yield server
             finally:
-                process.stop(signal.SIGKILL)
+                server.process.stop(signal.SIGKILL)
             return
         raise ServiceError("could not start redis-server")

@@ -1,0 +1,119 @@
+"""The local control plane: moto's Step Functions executing the repository's ASL with the
+task Lambdas dispatched in-process (hotshard.local.control), and the adapter alone."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import statemachine
+from hotshard import names, route
+from hotshard.local.control import (
+    FUNCTION_PREFIX,
+    ControlPlane,
+    LambdaDispatch,
+    control_plane,
+    execution_name,
+    task_handlers,
+)
+from hotshard.local.services.redis import RedisServer
+from hotshard.migration.errors import NoHotSymbol
+from hotshard.migration.settings import MigrationSettings
+
+
+def test_the_adapter_answers_like_a_lambda() -> None:
+    def ok(event: Any, context: Any) -> dict[str, Any]:
+        return {"got": event, "name": context.function_name}
+
+    def refuses(event: Any, context: Any) -> None:
+        raise NoHotSymbol("nothing")
+
+    dispatch = LambdaDispatch({"f-ok": ok, "f-no": refuses})
+    headers: dict[str, str] = {}
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:f-ok"
+    assert json.loads(dispatch.invoke(arn, b'{"a": 1}', headers)) == {
+        "got": {"a": 1},
+        "name": "f-ok",
+    }
+    assert "x-amz-function-error" not in headers
+    payload = json.loads(dispatch.invoke("f-no", "{}", headers))
+    assert headers["x-amz-function-error"] == "Unhandled"
+    assert (payload["errorType"], payload["errorMessage"]) == (
+        "NoHotSymbol",
+        "NO_HOT_SYMBOL: nothing",
+    )
+    headers.clear()
+    payload = json.loads(dispatch.invoke("f-missing", "{}", headers))
+    assert payload["errorType"] == "ResourceNotFoundException"
+    assert dispatch.calls == [
+        ("f-ok", "ok"),
+        ("f-no", "NoHotSymbol"),
+        ("f-missing", "ResourceNotFound"),
+    ]
+
+
+def test_every_task_of_the_asl_has_its_handler() -> None:
+    handlers = task_handlers()
+    assert set(handlers) == {
+        FUNCTION_PREFIX + statemachine.module_of(t) for t in statemachine.task_names()
+    }
+    assert len(handlers) == 10
+
+
+def test_execution_names_say_what_they_move() -> None:
+    assert execution_name({"symbol": "HOT", "strategy": "pre-copy"}).startswith("HOT-pre-copy-")
+    assert execution_name({"source": "aws.cloudwatch"}).startswith("alarm-auto-")
+    assert execution_name({"symbol": "a b"}) != execution_name({"symbol": "a b"})
+
+
+@pytest.fixture(scope="module")
+def plane(redis_server: RedisServer) -> Iterator[ControlPlane]:
+    settings = MigrationSettings(redis_port=redis_server.port, spare_partitions=(4,))
+    with control_plane(settings) as p:
+        yield p
+
+
+def _events(plane: ControlPlane, arn: str) -> list[dict[str, Any]]:
+    sfn = plane.client("stepfunctions")
+    events: list[dict[str, Any]] = sfn.get_execution_history(executionArn=arn)["events"]
+    return events
+
+
+@pytest.mark.integration
+def test_the_deployed_machine_is_the_repository_asl(plane: ControlPlane) -> None:
+    described = plane.client("stepfunctions").describe_state_machine(
+        stateMachineArn=plane.state_machine_arn
+    )
+    definition = json.loads(described["definition"])
+    assert definition["States"].keys() == statemachine.load()["States"].keys()
+    assert "FunctionArn}" not in described["definition"]
+    resource = definition["States"]["Rollback"]["Resource"]
+    assert resource.endswith(f":function:{FUNCTION_PREFIX}rollback")
+
+
+@pytest.mark.integration
+def test_bad_input_ends_not_started_through_the_real_task(plane: ControlPlane, r: Any) -> None:
+    arn = plane.start_execution({"strategy": "teleport", "symbol": "X"})
+    final = plane.wait(arn, 60)
+    assert (final["status"], final["error"]) == ("FAILED", names.MIGRATION_NOT_STARTED)
+    failed = [e for e in _events(plane, arn) if e["type"] == "LambdaFunctionFailed"]
+    assert failed[0]["lambdaFunctionFailedEventDetails"]["error"] == "BadInput"
+
+
+@pytest.mark.integration
+def test_a_symbol_already_on_its_target_is_nothing_to_move(plane: ControlPlane, r: Any) -> None:
+    route.list_symbol_at(r, "HOT", 0, "engine-0")
+    r.hset(
+        names.REDIS_ENGINE.format("engine-0"), mapping={"address": "127.0.0.1:1", "partitions": "0"}
+    )
+    r.sadd(names.REDIS_ENGINES, "engine-0")
+    arn = plane.start_execution({"symbol": "HOT", "target": "engine-0"})
+    final = plane.wait(arn, 60)
+    assert final["status"] == "SUCCEEDED"
+    entered = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in _events(plane, arn)
+        if e["type"].endswith("StateEntered")
+    ]
+    assert entered == ["DetectHotSymbol", "NothingToMove"]

@@ -1,0 +1,68 @@
+"""The local alarms (hotshard.local.monitor): same metrics and thresholds as the CDK alarms."""
+
+from types import SimpleNamespace
+from typing import Any
+
+from hotshard.local.monitor import Alarm, Monitor, alarm_event, maxima, thresholds
+from hotshard.migration import plan
+from infra.app import cdk_json_context
+from infra.config import InfraConfig
+
+
+def test_thresholds_are_the_cdk_alarms() -> None:
+    config = InfraConfig.from_context({**cdk_json_context(), "hotshard:account": "123456789012"})
+    assert thresholds() == (config.cpu_alarm_threshold, config.symbol_rate_alarm_threshold)
+
+
+def test_two_of_three_periods_above_the_threshold_alarm_once() -> None:
+    alarm = Alarm("EngineCpuHigh", "ProcessCpu", 85)
+    assert [alarm.observe(v) for v in (90, 50, None, 86)] == [False, False, False, False]
+    assert alarm.observe(99) is True  # 86, 99 of the last three
+    assert alarm.observe(99) is False  # still ALARM: no second start
+    assert [alarm.observe(v) for v in (10, 10)] == [False, False]
+    assert alarm.state == "OK"
+    assert not Alarm("x", "m", 85).observe(85)  # greater than, not equal
+
+
+def _stats(cpu: float, **rates: float) -> Any:
+    return SimpleNamespace(
+        cpu_percent=cpu,
+        symbols=[SimpleNamespace(symbol=s, orders_per_second=v) for s, v in rates.items()],
+    )
+
+
+def test_maxima_over_engines() -> None:
+    assert maxima([_stats(10, A=5), _stats(40, B=1, C=7)]) == (40, 7)
+    assert maxima([]) == (None, None)
+
+
+def test_the_event_is_what_the_alarm_rule_delivers_and_detect_reads() -> None:
+    event = alarm_event(Alarm("SymbolRateHigh", "SymbolOrderRate", 5), 9)
+    assert event["detail"]["state"]["value"] == "ALARM"
+    assert plan.parse_request(event).alarm == "SymbolRateHigh"
+
+
+def test_the_monitor_starts_one_execution_per_alarm_and_not_while_running() -> None:
+    feed = [
+        [_stats(95)],
+        [_stats(95)],
+        [_stats(95)],
+        [_stats(1)],
+        [_stats(1)],
+        [_stats(99)],
+        [_stats(99)],
+    ]
+    started: list[dict[str, Any]] = []
+    running = [True]
+
+    def start(event: dict[str, Any]) -> str:
+        started.append(event)
+        return f"arn-{len(started)}"
+
+    monitor = Monitor(lambda: feed.pop(0), start, lambda _arn: running[0], cpu_threshold=85)
+    results = [monitor.tick() for _ in range(5)]
+    assert results == [None, "arn-1", None, None, None]
+    running[0] = True
+    assert [monitor.tick(), monitor.tick()] == [None, None]  # ALARM again, one still running
+    running[0] = False
+    assert started[0]["detail"]["alarmName"] == "EngineCpuHigh"
