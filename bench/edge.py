@@ -61,6 +61,23 @@ DRAIN_MAX_S = 30.0
 MAX_IN_FLIGHT = 20_000  # open loop, per connection: beyond this the phase is hopeless
 
 
+PIDS: dict[str, int] = {}
+"""The processes whose CPU time each phase reports (name -> pid)."""
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) each process has used so far."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -91,6 +108,8 @@ class Phase:
     first_seen: set[tuple[str, str]] = field(default_factory=set)
     per_second_acks: Counter[int] = field(default_factory=Counter)
     per_second_pushes: Counter[int] = field(default_factory=Counter)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process used during the phase (user + system)."""
 
     @property
     def waiting(self) -> int:
@@ -117,6 +136,10 @@ class Phase:
             "first_status_p99_ms": round(percentile(self.first_ms, 0.99), 1),
             "first_status_max_ms": round(max(self.first_ms, default=float("nan")), 1),
             "status_missing": self.waiting,
+            "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()},
+            "cpu_ms_per_order": {
+                k: round(1000 * v / max(self.acks, 1), 3) for k, v in self.cpu_s.items()
+            },
             "send_s": round(send_s, 2),
             "drain_s": round(self.ended - self.send_end, 2),
         }
@@ -306,6 +329,7 @@ async def run_phase(
     tag = phase.name.replace(" ", "")
     task = progress.add_task(phase.name, total=phase.seconds, acks=0, pushes=0, wait=0)
     stats.phase = phase
+    cpu_before = cpu_times(PIDS)
     phase.started = time.perf_counter()
     deadline = phase.started + phase.seconds
 
@@ -361,6 +385,8 @@ async def run_phase(
                 break
             await asyncio.sleep(0.05)
         phase.ended = time.perf_counter()
+        cpu_after = cpu_times(PIDS)
+        phase.cpu_s = {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}
     finally:
         tick.cancel()
         progress.update(task, completed=phase.seconds, acks=phase.acks, pushes=phase.pushes)
@@ -590,6 +616,19 @@ def results_table(phases: list[Phase]) -> Table:
     return table
 
 
+def cpu_table(phases: list[Phase]) -> Table:
+    """CPU ms per acknowledged order, per process: what the edge costs whatever the load."""
+    names = sorted({n for p in phases for n in p.cpu_s})
+    table = Table(title="CPU ms per acknowledged order (user + system)", title_justify="left")
+    table.add_column("phase")
+    for name in [*names, "all"]:
+        table.add_column(name, justify="right")
+    for p in phases:
+        per = [1000 * p.cpu_s.get(n, 0.0) / max(p.acks, 1) for n in names]
+        table.add_row(p.name, *(f"{v:.3f}" for v in per), f"{sum(per):.3f}")
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.edge",
@@ -621,6 +660,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for symbol in symbols:
             route.list_symbol(r, symbol)
         pids = {proc.name: proc.popen.pid for proc in cluster.processes()}
+        pids["bench"] = os.getpid()
+        PIDS.update(pids)
+        PIDS["redis"] = cluster.redis.process.popen.pid
+        if cluster.broker.process is not None:
+            PIDS["tansu"] = cluster.broker.process.popen.pid
 
         def on_saturation(seconds: float) -> None:
             if args.profile is not None:
@@ -634,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         died = cluster.died()
     load_after = os.getloadavg()
     console.print(results_table(phases))
+    console.print(cpu_table(phases))
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
         f"load {load_before[0]:.1f} before / {load_after[0]:.1f} after"

@@ -14,6 +14,7 @@ with a Reason (hotshard.reasons) and the order's ids, and nothing refused reache
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,12 +92,13 @@ class Delivery:
     """Waits for one record's acknowledgement, serving the producer's callbacks meanwhile
     (several threads may wait at once: whichever polls runs everyone's callbacks)."""
 
-    __slots__ = ("error", "offset", "partition")
+    __slots__ = ("error", "event", "offset", "partition")
 
     def __init__(self) -> None:
         self.error: Any = None
         self.offset = -1
         self.partition = -1
+        self.event = threading.Event()
 
     def __call__(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -104,17 +106,70 @@ class Delivery:
         else:
             self.partition = msg.partition()
             self.offset = msg.offset()
+        self.event.set()
 
     @property
     def done(self) -> bool:
         return self.error is not None or self.offset >= 0
 
 
+class DeliveryPump:
+    """One thread serving a producer's delivery reports for every request waiting on it:
+    each poll confirms whatever the broker acknowledged since the last one, for all waiters
+    at once, and a waiter sleeps on its own event instead of polling. Without it, N threads
+    waiting poll side by side (each wakes every few ms). `producer` is called for the
+    current producer each time (it may be replaced after a fatal error)."""
+
+    def __init__(self, producer: Callable[[], Any], *, poll_s: float = 0.05) -> None:
+        self.producer = producer
+        self.poll_s = poll_s
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def _ensure(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="delivery-pump", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.producer().poll(self.poll_s)
+            except Exception:  # a broken producer: the waiters time out and say so
+                time.sleep(self.poll_s)
+
+    def wait(self, delivery: Delivery, deadline: float) -> None:
+        self._ensure()
+        while not delivery.done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            delivery.event.wait(remaining)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
 def produce_confirmed(
-    producer: Any, topic: str, partition: int, key: bytes, value: bytes, timeout_s: float
+    producer: Any,
+    topic: str,
+    partition: int,
+    key: bytes,
+    value: bytes,
+    timeout_s: float,
+    *,
+    pump: DeliveryPump | None = None,
 ) -> tuple[int, int]:
     """Produce and wait for the broker's acknowledgement: (partition, offset). Raises
-    TimeoutError (outcome unknown) or RuntimeError (definitely not written)."""
+    TimeoutError (outcome unknown) or RuntimeError (definitely not written). With `pump`,
+    its thread serves the delivery report; without, this thread polls for it."""
     delivery = Delivery()
     deadline = time.monotonic() + timeout_s
     while True:
@@ -125,6 +180,8 @@ def produce_confirmed(
             if time.monotonic() > deadline:
                 raise RuntimeError("producer queue full") from None
             producer.poll(0.01)
+    if pump is not None:
+        pump.wait(delivery, deadline)
     while not delivery.done:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -149,6 +206,9 @@ class OrderRouter:
     ) -> None:
         self.r = r
         self.producer = producer
+        # Requests handled side by side share one producer (per process) and one thread
+        # that confirms their deliveries together (DeliveryPump).
+        self.pump = DeliveryPump(lambda: self.producer)
         self.records = OrderRecords(r)
         self.limits = limits or PreTradeLimits({})
         self.balance_check = balance_check
@@ -473,6 +533,7 @@ class OrderRouter:
                 symbol.encode(),
                 value,
                 self.delivery_timeout_s,
+                pump=self.pump,
             )
         except RuntimeError as exc:
             raise RefusedError(
@@ -559,5 +620,6 @@ __all__ = [
     "fill_json",
     "fingerprint",
     "produce_confirmed",
+    "DeliveryPump",
     "record_json",
 ]
