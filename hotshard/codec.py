@@ -1,8 +1,9 @@
 """Client JSON <-> book commands, and book events -> client JSON. The only home of dicts.
 
 Client order (one JSON object): action ADD|CANCEL|REPLACE, symbol, order_id, user_id, side
-BUY|SELL, type LIMIT|MARKET, tif GTC|IOC|FOK, post_only, price, quantity. Omitted optional
-fields take LIMIT, GTC, false. Enum names are case-insensitive; ids may be strings or
+BUY|SELL, type LIMIT|MARKET|STOP|STOP_LIMIT, tif GTC|IOC|FOK, post_only, price, quantity,
+stop_price (STOP, STOP_LIMIT), display_quantity (an iceberg), all_or_none. Omitted optional
+fields take LIMIT, GTC, false, 0. Enum names are case-insensitive; ids may be strings or
 integers (kept as strings); price and quantity must be JSON integers.
 """
 
@@ -91,8 +92,15 @@ def decode_order(obj: Any) -> OrderRequest:
     post_only = obj.get("post_only", False)
     if not isinstance(post_only, bool):
         raise fail(Reason.MALFORMED, "post_only must be true or false")
-    price = 0 if order_type == OrderType.MARKET and "price" not in obj else _int(obj, "price", fail)
+    unpriced = order_type in (OrderType.MARKET, OrderType.STOP)
+    price = 0 if unpriced and "price" not in obj else _int(obj, "price", fail)
     quantity = _int(obj, "quantity", fail)
+    stop = order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+    stop_price = _int(obj, "stop_price", fail) if stop or "stop_price" in obj else 0
+    display_quantity = _int(obj, "display_quantity", fail) if "display_quantity" in obj else 0
+    all_or_none = obj.get("all_or_none", False)
+    if not isinstance(all_or_none, bool):
+        raise fail(Reason.MALFORMED, "all_or_none must be true or false")
     command = commands.add(
         order_id,
         user_id,
@@ -102,6 +110,9 @@ def decode_order(obj: Any) -> OrderRequest:
         order_type=order_type,
         tif=tif,
         post_only=post_only,
+        stop_price=stop_price,
+        display_quantity=display_quantity,
+        all_or_none=all_or_none,
     )
     return OrderRequest(symbol, command)
 

@@ -32,6 +32,11 @@ class Side(IntEnum):
 class OrderType(IntEnum):
     LIMIT = 1
     MARKET = 2
+    STOP = 3
+    """A stop (stop-market): waits until the symbol's last trade price reaches its stop
+    price (a buy at or above it, a sell at or below it), then trades as a MARKET order."""
+    STOP_LIMIT = 4
+    """As STOP, but once triggered it is a LIMIT order at its price."""
 
 
 class TimeInForce(IntEnum):
@@ -48,6 +53,8 @@ class Status(IntEnum):
     CANCELLED = 5
     REPLACED = 6
     EXPIRED = 7
+    TRIGGERED = 8
+    """A pending stop's trigger price was reached: it now trades as a market or limit order."""
 
 
 class Liquidity(IntEnum):

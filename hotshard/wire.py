@@ -49,7 +49,20 @@ def encode_order(
     symbol: str, command: Command, *, route_epoch: int = 0, client_ts_ns: int = 0
 ) -> bytes:
     """A command as the router produces it to `orders`."""
-    action, order_id, user_id, side, otype, tif, post_only, price, quantity = command
+    (
+        action,
+        order_id,
+        user_id,
+        side,
+        otype,
+        tif,
+        post_only,
+        price,
+        quantity,
+        stop_price,
+        display_quantity,
+        all_or_none,
+    ) = command
     fields: dict[str, Any] = {
         "action": action,
         "symbol": symbol,
@@ -64,6 +77,13 @@ def encode_order(
         "route_epoch": route_epoch,
         "client_ts_ns": client_ts_ns,
     }
+    # the new types' fields only when set: a plain order's bytes stay as they were
+    if stop_price:
+        fields["stop_price"] = stop_price
+    if display_quantity:
+        fields["display_quantity"] = display_quantity
+    if all_or_none:
+        fields["all_or_none"] = all_or_none
     return orders_pb2.OrderCommand(**fields).SerializeToString()
 
 
@@ -124,11 +144,27 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
             msg.post_only,
             msg.price,
             msg.quantity,
+            msg.stop_price,
+            msg.display_quantity,
+            msg.all_or_none,
         )
     elif action == _CANCEL:
-        command = (action, order_id, user_id, 0, 0, 0, False, 0, 0)
+        command = (action, order_id, user_id, 0, 0, 0, False, 0, 0, 0, 0, False)
     else:
-        command = (action, order_id, user_id, 0, 0, 0, False, msg.price, msg.quantity)
+        command = (
+            action,
+            order_id,
+            user_id,
+            0,
+            0,
+            0,
+            False,
+            msg.price,
+            msg.quantity,
+            0,
+            0,
+            False,
+        )
     return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id)
 
 

@@ -39,6 +39,8 @@ BUY: Final = int(Side.BUY)
 SELL: Final = int(Side.SELL)
 LIMIT: Final = int(OrderType.LIMIT)
 MARKET: Final = int(OrderType.MARKET)
+STOP: Final = int(OrderType.STOP)
+STOP_LIMIT: Final = int(OrderType.STOP_LIMIT)
 GTC: Final = int(TimeInForce.GTC)
 IOC: Final = int(TimeInForce.IOC)
 FOK: Final = int(TimeInForce.FOK)
@@ -54,6 +56,7 @@ FILLED: Final = int(Status.FILLED)
 CANCELLED: Final = int(Status.CANCELLED)
 REPLACED: Final = int(Status.REPLACED)
 EXPIRED: Final = int(Status.EXPIRED)
+TRIGGERED: Final = int(Status.TRIGGERED)
 NO_REASON: Final = int(Reason.NONE)
 _BAD_ACTION: Final = int(Reason.BAD_ACTION)
 _BAD_SIDE: Final = int(Reason.BAD_SIDE)
@@ -75,6 +78,12 @@ _SELF_TRADE_PREVENTED: Final = int(Reason.SELF_TRADE_PREVENTED)
 _UNKNOWN_ORDER: Final = int(Reason.UNKNOWN_ORDER)
 _ORDER_NOT_OPEN: Final = int(Reason.ORDER_NOT_OPEN)
 _REPLACED_TO_ZERO: Final = int(Reason.REPLACED_TO_ZERO)
+_BAD_STOP_PRICE: Final = int(Reason.BAD_STOP_PRICE)
+_BAD_DISPLAY: Final = int(Reason.BAD_DISPLAY_QUANTITY)
+_DISPLAY_NOT_ALLOWED: Final = int(Reason.DISPLAY_QUANTITY_NOT_ALLOWED)
+_AON_NOT_ALLOWED: Final = int(Reason.ALL_OR_NONE_NOT_ALLOWED)
+_POST_ONLY_NOT_ALLOWED: Final = int(Reason.POST_ONLY_NOT_ALLOWED)
+_STOP_NOT_REPLACEABLE: Final = int(Reason.STOP_NOT_REPLACEABLE)
 
 _ANY_KEY: Final[i64] = -MAX_PRICE - 1
 """Limit key of a market order: at or below every level's key, so it crosses all of them."""
@@ -82,6 +91,25 @@ _ANY_KEY: Final[i64] = -MAX_PRICE - 1
 OrderColumns = tuple[list[int], list[int], list[int], list[int], list[bool], list[str], list[str]]
 """Live orders as columns (side, price, leaves, filled, post_only, order_id, user_id), in
 snapshot order: bids best level first, then asks best level first, FIFO within a level."""
+
+OrderExtras = tuple[list[int], list[int], list[bool]]
+"""The same orders' (display, peak, aon): icebergs and all-or-none orders; all empty when
+the book rests none."""
+
+StopColumns = tuple[
+    list[int],
+    list[int],
+    list[int],
+    list[int],
+    list[int],
+    list[int],
+    list[bool],
+    list[str],
+    list[str],
+]
+"""Pending stops as columns (side, stop price, limit price (0: STOP), quantity, tif,
+display, aon, order_id, user_id) in trigger priority: buy stops lowest stop price first,
+then sell stops highest first, earliest accepted first at one stop price."""
 
 
 @final
@@ -104,6 +132,11 @@ class Book:
         "price_max",
         "price_min",
         "seq",
+        "stop_ask_keys",
+        "stop_asks",
+        "stop_bid_keys",
+        "stop_bids",
+        "stops",
         "stp",
         "symbol",
         "tick",
@@ -137,6 +170,14 @@ class Book:
         self.done: list[Order] = []
         self.done_next: i64 = 0
         self.dirty: list[Level] = []
+        # Pending stops by trigger price, like the levels: a buy stop under key -stop, a sell
+        # stop under key stop, so on either side the next to trigger is the largest key,
+        # kept last; FIFO within a key. `stops` counts them: while 0, no command looks.
+        self.stop_bids: dict[int, list[Order]] = {}
+        self.stop_asks: dict[int, list[Order]] = {}
+        self.stop_bid_keys: list[int] = []
+        self.stop_ask_keys: list[int] = []
+        self.stops: i64 = 0
 
     # ------------------------------------------------------------------ commands
 
@@ -160,15 +201,47 @@ class Book:
         return out
 
     def _apply(self, command: Command, out: list[Event]) -> None:
-        action, order_id, user_id, side, otype, tif, post_only, price, qty = command
+        (
+            action,
+            order_id,
+            user_id,
+            side,
+            otype,
+            tif,
+            post_only,
+            price,
+            qty,
+            stop,
+            display,
+            aon,
+        ) = command
+        start = len(out)
         if action == ADD:
-            self._add(order_id, user_id, side, otype, tif, post_only, price, qty, out)
+            if otype <= MARKET and not stop and not display and not aon:
+                self._add(order_id, user_id, side, otype, tif, post_only, price, qty, out)
+            else:
+                self._add_special(
+                    order_id,
+                    user_id,
+                    side,
+                    otype,
+                    tif,
+                    post_only,
+                    price,
+                    qty,
+                    stop,
+                    display,
+                    aon,
+                    out,
+                )
         elif action == CANCEL:
             self._cancel(order_id, user_id, out)
         elif action == REPLACE:
             self._replace(order_id, user_id, price, qty, out)
         else:
             self.reject(order_id, user_id, _BAD_ACTION, out)
+        if self.stops:
+            self._trigger_stops(out, start)
 
     def reject(self, order_id: str, user_id: str, reason: int, out: list[Event]) -> None:
         """Emit REJECTED for input refused before or by the book; the book is unchanged."""
@@ -283,6 +356,225 @@ class Book:
         else:
             self._end_taker(order, _NO_LIQUIDITY if not limit else _IMMEDIATE_OR_CANCEL, out)
 
+    def _special_reason(
+        self,
+        side: int,
+        otype: int,
+        tif: int,
+        post_only: bool,
+        price: int,
+        qty: int,
+        stop: int,
+        display: int,
+        aon: bool,
+    ) -> int:
+        """Why an ADD of a stop, an iceberg or an all-or-none order is invalid (NONE if it
+        is not): the rules of `_add_reason`, then those of the new fields, in this order."""
+        if side != BUY and side != SELL:  # noqa: PLR1714
+            return _BAD_SIDE
+        if otype != LIMIT and otype != MARKET and otype != STOP and otype != STOP_LIMIT:  # noqa: PLR1714
+            return _BAD_TYPE
+        if tif != GTC and tif != IOC and tif != FOK:  # noqa: PLR1714
+            return _BAD_TIF
+        is_stop = otype == STOP or otype == STOP_LIMIT  # noqa: PLR1714
+        if post_only:
+            if otype == MARKET:
+                return _MARKET_NOT_ALLOWED
+            if is_stop:
+                return _POST_ONLY_NOT_ALLOWED
+        reason = self._check_size(qty)
+        if reason:
+            return reason
+        limit = otype == LIMIT or otype == STOP_LIMIT  # noqa: PLR1714
+        if limit:
+            reason = self._check_price(price)
+            if reason:
+                return reason
+        if is_stop:
+            if self._check_price(stop):
+                return _BAD_STOP_PRICE
+        elif stop:
+            return _BAD_STOP_PRICE
+        rests = limit and tif == GTC
+        if display:
+            if not rests or aon:
+                return _DISPLAY_NOT_ALLOWED
+            if display < 0 or display > qty or display % self.lot:
+                return _BAD_DISPLAY
+        if aon and not rests:
+            return _AON_NOT_ALLOWED
+        return NO_REASON
+
+    def _add_special(
+        self,
+        order_id: str,
+        user_id: str,
+        side: int,
+        otype: int,
+        tif: int,
+        post_only: bool,
+        price: int,
+        qty: int,
+        stop: int,
+        display: int,
+        aon: bool,
+        out: list[Event],
+    ) -> None:
+        """An ADD of a STOP / STOP_LIMIT, an iceberg or an all-or-none order (or one with an
+        invalid type): the plain `_add` stays free of their checks."""
+        reason = self._special_reason(side, otype, tif, post_only, price, qty, stop, display, aon)
+        if reason:
+            self.reject(order_id, user_id, reason, out)
+            return
+        is_stop = otype == STOP or otype == STOP_LIMIT  # noqa: PLR1714
+        limit = otype == LIMIT or otype == STOP_LIMIT  # noqa: PLR1714
+        order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
+        order.display = display
+        order.aon = aon
+        order.tif = tif
+        # pending stops and orders that may rest enter the live index
+        indexed = is_stop or (limit and tif == GTC)
+        if (
+            (self.ended.by_id and self.ended.get(order_id, user_id) is not None)
+            or (indexed and not self.live.insert(order))
+            or (not indexed and self.live.get(order_id, user_id) is not None)
+        ):
+            self.reject(order_id, user_id, _DUPLICATE, out)
+            return
+        if not is_stop:
+            self._enter(order, limit, tif, False, out)
+            return
+        seq = self.seq + 1
+        self.seq = seq
+        out.append((_STATUS, seq, order_id, user_id, ACCEPTED, NO_REASON, 0, qty))
+        last = self.last_price
+        if last and (stop <= last if side == BUY else stop >= last):
+            # the last trade already reached the stop price: it triggers at once
+            self._enter(order, limit, tif, True, out)
+        else:
+            order.stop = stop
+            self._pend(order)
+
+    def _enter(
+        self, order: Order, limit: bool, tif: i64, triggered: bool, out: list[Event]
+    ) -> None:
+        """A valid order that is not plain (or a stop just triggered) meets the book:
+        post-only and FOK checks, ACCEPTED (TRIGGERED for a stop), matching (an all-or-none
+        order only if it fills completely), then the remainder rests or expires. A new
+        order is in the live index if it may rest; a triggered stop is in it already."""
+        buy = order.side == BUY
+        price = order.price
+        limit_key: i64 = (-price if buy else price) if limit else _ANY_KEY
+        opp_keys = self.ask_keys if buy else self.bid_keys
+        crosses = len(opp_keys) > 0 and opp_keys[-1] >= limit_key
+        rests = limit and tif == GTC
+        if triggered:
+            self._status(order, TRIGGERED, NO_REASON, out)
+            if tif == FOK and not self._can_fill(buy, order.user_id, limit_key, order.leaves):
+                order.leaves = 0
+                self._status(order, EXPIRED, _FILL_OR_KILL, out)
+                self._ended(order)
+                return
+        else:
+            if crosses and order.post_only:
+                if rests:
+                    self.live.remove(order)
+                self.reject(order.order_id, order.user_id, _POST_ONLY_WOULD_CROSS, out)
+                return
+            if tif == FOK and not self._can_fill(buy, order.user_id, limit_key, order.leaves):
+                # as in `_add`: no trace, not even its id
+                order.leaves = 0
+                self._status(order, EXPIRED, _FILL_OR_KILL, out)
+                return
+            self._status(order, ACCEPTED, NO_REASON, out)
+        if crosses and (
+            not order.aon or self._can_fill(buy, order.user_id, limit_key, order.leaves)
+        ):
+            self._take(order, limit_key, out)
+        if rests:
+            self._rest_remainder(order, 0, out)
+            return
+        if triggered:
+            self.live.remove(order)
+        self._end_taker(order, _NO_LIQUIDITY if not limit else _IMMEDIATE_OR_CANCEL, out)
+
+    def _pend(self, order: Order) -> None:
+        """Put a stop in its side's queue for its trigger price."""
+        if order.side == BUY:
+            stops = self.stop_bids
+            keys = self.stop_bid_keys
+            key: i64 = -order.stop
+        else:
+            stops = self.stop_asks
+            keys = self.stop_ask_keys
+            key = order.stop
+        queue = stops.get(key)
+        if queue is None:
+            stops[key] = [order]
+            insort(keys, key)
+        else:
+            queue.append(order)
+        self.stops += 1
+
+    def _unpend(self, order: Order) -> None:
+        """Take a pending stop out of its queue (a cancel)."""
+        if order.side == BUY:
+            stops = self.stop_bids
+            keys = self.stop_bid_keys
+            key: i64 = -order.stop
+        else:
+            stops = self.stop_asks
+            keys = self.stop_ask_keys
+            key = order.stop
+        queue = stops[key]
+        queue.remove(order)
+        if not queue:
+            del stops[key]
+            del keys[bisect_left(keys, key)]
+        self.stops -= 1
+        order.stop = 0
+
+    def _trigger_stops(self, out: list[Event], start: int) -> None:
+        """Trigger the stops the trades among `out[start:]` reached, then those their own
+        trades reach, and so on, all inside the command that moved the price.
+
+        Trigger order: by the trades, in order; a trade at price p elects every pending buy
+        stop at <= p (lowest stop price first), then every pending sell stop at >= p
+        (highest first); earliest accepted first at one stop price. Elected stops trigger
+        one after the other, each trading completely before the next."""
+        elected: list[Order] = []
+        done = 0
+        at = start
+        while True:
+            end = len(out)
+            while at < end and self.stops:
+                event = out[at]
+                if event[0] == _TRADE:
+                    self._elect(event[4], elected)
+                at += 1
+            at = end
+            if done == len(elected):
+                return
+            order = elected[done]
+            done += 1
+            self._enter(order, order.price != 0, order.tif, True, out)
+
+    def _elect(self, price: int, elected: list[Order]) -> None:
+        keys = self.stop_bid_keys
+        while keys and keys[-1] >= -price:
+            queue = self.stop_bids.pop(keys.pop())
+            for order in queue:
+                order.stop = 0
+            self.stops -= len(queue)
+            elected.extend(queue)
+        keys = self.stop_ask_keys
+        while keys and keys[-1] >= price:
+            queue = self.stop_asks.pop(keys.pop())
+            for order in queue:
+                order.stop = 0
+            self.stops -= len(queue)
+            elected.extend(queue)
+
     def _end_taker(self, order: Order, reason: int, out: list[Event]) -> None:
         """A taker that may not rest (never in the live index): FILLED, or EXPIRED with
         what is left cancelled."""
@@ -332,9 +624,35 @@ class Book:
             level = self._new_level(order.side, price)
         level.orders.append(order)
         level.total += order.leaves
+        if order.display or order.aon:
+            self._hide(level, order)
         if not level.dirty:
             level.dirty = True
             self.dirty.append(level)
+
+    def _hide(self, level: Level, order: Order) -> None:
+        """Count a resting iceberg or all-or-none order in its level's hidden quantity."""
+        display = order.display
+        if display:
+            peak = display if display < order.leaves else order.leaves
+            order.peak = peak
+            level.hidden += order.leaves - peak
+        else:
+            level.hidden += order.leaves
+        level.special += 1
+
+    def _rehide(self, level: Level, order: Order) -> None:
+        """`_hide` keeping the order's current peak (a replace that kept its place)."""
+        level.hidden += order.leaves - order.peak if order.display else order.leaves
+        level.special += 1
+
+    def _unhide(self, level: Level, order: Order) -> None:
+        """The opposite of `_hide`, for an order leaving its level (before leaves is 0)."""
+        if order.display:
+            level.hidden -= order.leaves - order.peak
+        else:
+            level.hidden -= order.leaves
+        level.special -= 1
 
     def _can_fill(self, buy: bool, user_id: str, limit_key: i64, qty: i64) -> bool:
         """Would a FOK of `qty` fill completely? Own orders don't count under self-trade
@@ -347,7 +665,9 @@ class Book:
             if key < limit_key:
                 return False
             level = levels[key]
-            if self.stp:
+            if level.special:
+                qty = self._level_fill(level, user_id, qty)
+            elif self.stp:
                 queue = level.orders
                 for j in range(level.head, len(queue)):
                     maker = queue[j]
@@ -359,6 +679,31 @@ class Book:
                 return True
             i -= 1
         return False
+
+    def _level_fill(self, level: Level, user_id: str, qty: i64) -> i64:
+        """What of `qty` would be left after matching this level (with icebergs or
+        all-or-none orders): `_take_special` played on copies, so the order the refreshed
+        peaks take and the all-or-none orders skipped are exactly matching's."""
+        makers: list[tuple[i64, i64, i64, bool]] = []
+        queue = level.orders
+        stp = self.stp
+        for j in range(level.head, len(queue)):
+            maker = queue[j]
+            if maker.leaves and not (stp and maker.user_id == user_id):
+                peak = maker.peak if maker.display else maker.leaves
+                makers.append((maker.leaves, peak, maker.display, maker.aon))
+        j = 0
+        while j < len(makers) and qty > 0:
+            leaves, peak, display, aon = makers[j]
+            j += 1
+            if aon and leaves > qty:
+                continue
+            take = peak if peak < qty else qty
+            qty -= take
+            leaves -= take
+            if display and leaves and take == peak:
+                makers.append((leaves, display if display < leaves else leaves, display, False))
+        return qty
 
     def _take(self, taker: Order, limit_key: i64, out: list[Event]) -> None:
         """Match `taker` against the opposite side while it crosses; updates taker in place.
@@ -378,11 +723,26 @@ class Book:
         stp = self.stp
         seq = self.seq
         last_price = self.last_price
-        while rem and keys:
-            key = keys[-1]
+        k = len(keys) - 1
+        while rem and k >= 0:
+            key = keys[k]
             if key < limit_key:
                 break
             level = levels[key]
+            if level.special:
+                # icebergs or all-or-none orders here: the general loop
+                self.seq = seq
+                self.last_price = last_price
+                rem = self._take_special(taker, level, rem, out)
+                seq = self.seq
+                last_price = self.last_price
+                if not level.total:
+                    del keys[k]
+                    del levels[key]
+                else:
+                    level.drop_head()
+                k -= 1
+                continue
             queue = level.orders
             head = level.head
             price = level.price
@@ -462,20 +822,128 @@ class Book:
                 level.dirty = True
                 self.dirty.append(level)
             if not level.total:
-                keys.pop()
+                del keys[k]
                 del levels[key]
             else:
                 level.drop_head()
+            k -= 1
         self.seq = seq
         self.last_price = last_price
         taker.filled += taker.leaves - rem
         taker.leaves = rem
 
+    def _take_special(self, taker: Order, level: Level, rem: i64, out: list[Event]) -> i64:
+        """`_take` at a level with icebergs or all-or-none orders; returns the taker's rem.
+
+        An all-or-none maker is skipped (it keeps its place) unless rem covers its leaves.
+        An iceberg trades at most its peak; a peak used up while leaves remain is refreshed,
+        min(display, leaves), as a new object at the back of the level (so this taker may
+        meet it again there), the old one left dead in its slot. Consumed slots past a
+        skipped order count as dead, like cancelled ones."""
+        queue = level.orders
+        head = level.head
+        i = head
+        price = level.price
+        boxed_price: Any = price
+        taker_id = taker.order_id
+        taker_user = taker.user_id
+        taker_side = taker.side
+        stp = self.stp
+        traded: i64 = 0
+        while i < len(queue) and rem:
+            maker = queue[i]
+            left = maker.leaves
+            if not left:
+                if i == head:
+                    head += 1
+                    level.dead -= 1
+                i += 1
+                continue
+            if stp and maker.user_id == taker_user:
+                if maker.display or maker.aon:
+                    self._unhide(level, maker)
+                level.total -= left
+                maker.leaves = 0
+                if i == head:
+                    head += 1
+                else:
+                    level.dead += 1
+                i += 1
+                self._status(maker, CANCELLED, _SELF_TRADE_PREVENTED, out)
+                self._ended(maker)
+                continue
+            aon = maker.aon
+            if aon and left > rem:
+                i += 1
+                continue
+            display = maker.display
+            avail = maker.peak if display else left
+            qty = avail if avail < rem else rem
+            rem -= qty
+            left -= qty
+            traded += qty
+            maker.leaves = left
+            filled = maker.filled + qty
+            maker.filled = filled
+            if display:
+                maker.peak -= qty
+            elif aon:
+                level.hidden -= qty
+            maker_id = maker.order_id
+            maker_user = maker.user_id
+            seq = self.seq
+            trade_id: Any = seq + 1
+            size: Any = qty
+            out.append(
+                (_TRADE, trade_id, maker_id, taker_id, boxed_price, size, taker_side, trade_id)
+            )
+            out.append((_FILL, seq + 2, maker_id, maker_user, boxed_price, size, MAKER, trade_id))
+            out.append((_FILL, seq + 3, taker_id, taker_user, boxed_price, size, TAKER, trade_id))
+            self.seq = seq + 3
+            self.last_price = price
+            if not left:
+                self._status(maker, FILLED, NO_REASON, out)
+                if display or aon:
+                    level.special -= 1
+                if i == head:
+                    head += 1
+                else:
+                    level.dead += 1
+                i += 1
+                self._ended(maker)
+                continue
+            self._status(maker, PARTIALLY_FILLED, NO_REASON, out)
+            if display and not maker.peak:
+                # refresh: the next peak goes to the back of the level
+                fresh = Order(
+                    left, filled, maker_id, maker_user, maker.side, price, maker.post_only
+                )
+                fresh.display = display
+                peak = display if display < left else left
+                fresh.peak = peak
+                level.hidden -= peak
+                self.live.swap(maker, fresh)
+                maker.leaves = 0
+                if i == head:
+                    head += 1
+                else:
+                    level.dead += 1
+                i += 1
+                queue.append(fresh)
+        level.head = head
+        level.total -= traded
+        self._touch(level)
+        return rem
+
     def _cancel(self, order_id: str, user_id: str, out: list[Event]) -> None:
         order = self._find(order_id, user_id, out)
         if order is None:
             return
-        self._unlink(order)
+        if order.stop:
+            self._unpend(order)
+            order.leaves = 0
+        else:
+            self._unlink(order)
         self._status(order, CANCELLED, NO_REASON, out)
         self._ended(order)
 
@@ -484,6 +952,9 @@ class Book:
         it keeps time priority; raising it or changing the price loses priority."""
         order = self._find(order_id, user_id, out)
         if order is None:
+            return
+        if order.stop:
+            self._status(order, REJECTED, _STOP_NOT_REPLACEABLE, out)
             return
         reason = self._check_size(qty)
         if not reason:
@@ -518,9 +989,11 @@ class Book:
         moved = Order(
             leaves, filled, order.order_id, order.user_id, order.side, price, order.post_only
         )
+        moved.display = order.display
+        moved.aon = order.aon
         self.live.swap(order, moved)
         self._status(moved, REPLACED, NO_REASON, out)
-        if crosses:
+        if crosses and (not moved.aon or self._can_fill(buy, moved.user_id, limit_key, leaves)):
             self._take(moved, limit_key, out)
         self._rest_remainder(moved, filled, out)
 
@@ -542,6 +1015,8 @@ class Book:
     def _unlink(self, order: Order) -> None:
         """Take a live order off its level (lazily: it stays queued with leaves 0)."""
         level = self._level_of(order)
+        if order.display or order.aon:
+            self._unhide(level, order)
         level.total -= order.leaves
         order.leaves = 0
         self._touch(level)
@@ -563,7 +1038,14 @@ class Book:
     def _reduce(self, order: Order, by: i64) -> None:
         level = self._level_of(order)
         level.total -= by
-        order.leaves -= by
+        if order.display or order.aon:
+            self._unhide(level, order)
+            order.leaves -= by
+            if order.peak > order.leaves:  # noqa: PLR1730 - no generic min() on i64
+                order.peak = order.leaves
+            self._rehide(level, order)
+        else:
+            order.leaves -= by
         self._touch(level)
 
     def _ended(self, order: Order) -> None:
@@ -594,18 +1076,25 @@ class Book:
     # ------------------------------------------------------------------ queries
 
     def depth(self, levels: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Top `levels` per side as (price, total quantity), best first."""
-        bids: list[tuple[int, int]] = []
-        asks: list[tuple[int, int]] = []
-        if levels <= 0:
-            return bids, asks
-        for key in reversed(self.bid_keys[-levels:]):
-            level = self.bids[key]
-            bids.append((level.price, level.total))
-        for key in reversed(self.ask_keys[-levels:]):
-            level = self.asks[key]
-            asks.append((level.price, level.total))
-        return bids, asks
+        """Top `levels` per side as (price, shown quantity), best first. Shown: icebergs
+        count their peak only, all-or-none orders not at all (a level of nothing else is
+        not shown); pending stops are not on any level."""
+        return self._side_depth(self.bid_keys, self.bids, levels), self._side_depth(
+            self.ask_keys, self.asks, levels
+        )
+
+    def _side_depth(
+        self, keys: list[int], by_key: dict[int, Level], levels: int
+    ) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        i = len(keys) - 1
+        while i >= 0 and len(out) < levels:
+            level = by_key[keys[i]]
+            shown = level.total - level.hidden
+            if shown:
+                out.append((level.price, shown))
+            i -= 1
+        return out
 
     def bbo(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         """Best bid and best ask as (price, total quantity), or None for an empty side."""
@@ -641,10 +1130,10 @@ class Book:
         asks: list[tuple[int, int]] = []
         for price in reversed(dirty_bids):
             bid = self.bids.get(price)
-            bids.append((price, bid.total if bid is not None else 0))
+            bids.append((price, bid.total - bid.hidden if bid is not None else 0))
         for price in dirty_asks:
             ask = self.asks.get(-price)
-            asks.append((price, ask.total if ask is not None else 0))
+            asks.append((price, ask.total - ask.hidden if ask is not None else 0))
         return DepthUpdate(self.seq, bids, asks)
 
     def depth_snapshot(self, levels: int) -> DepthUpdate:
@@ -689,15 +1178,93 @@ class Book:
             [o.user_id for o in live],
         )
 
+    def order_extras(self) -> OrderExtras:
+        """(display, peak, aon) of the live orders, as `order_columns`; all three empty if
+        no resting order is an iceberg or all-or-none (so a plain book's snapshot does not
+        change)."""
+        display: list[int] = []
+        peak: list[int] = []
+        aon: list[bool] = []
+        special = False
+        for level in self.bids.values():
+            if level.special:
+                special = True
+        for level in self.asks.values():
+            if level.special:
+                special = True
+        if special:
+            for o in self.live_orders():
+                display.append(o.display)
+                peak.append(o.peak)
+                aon.append(o.aon)
+        return display, peak, aon
+
+    def pending_stops(self) -> list[Order]:
+        """Pending stops in trigger priority (see StopColumns)."""
+        out: list[Order] = []
+        for key in reversed(self.stop_bid_keys):
+            out.extend(self.stop_bids[key])
+        for key in reversed(self.stop_ask_keys):
+            out.extend(self.stop_asks[key])
+        return out
+
+    def stop_columns(self) -> StopColumns:
+        stops = self.pending_stops()
+        return (
+            [o.side for o in stops],
+            [o.stop for o in stops],
+            [o.price for o in stops],
+            [o.leaves for o in stops],
+            [o.tif for o in stops],
+            [o.display for o in stops],
+            [o.aon for o in stops],
+            [o.order_id for o in stops],
+            [o.user_id for o in stops],
+        )
+
+    def restore_stops(self, columns: StopColumns) -> None:
+        """Pending stops back from `stop_columns` (after `restore_orders`). Raises
+        ValueError on a stop that `_special_reason` would have refused."""
+        sides, stops, prices, qtys, tifs, displays, aons, order_ids, user_ids = columns
+        count = len(sides)
+        if not all(len(c) == count for c in (stops, prices, qtys, tifs, displays, aons)) or not (
+            len(order_ids) == len(user_ids) == count
+        ):
+            raise ValueError("stop columns differ in length")
+        for i in range(count):
+            side = sides[i]
+            price = prices[i]
+            qty = qtys[i]
+            order_id = order_ids[i]
+            user_id = user_ids[i]
+            otype = STOP_LIMIT if price else STOP
+            if qty > MAX_PRICE or self._special_reason(
+                side, otype, tifs[i], False, price, qty, stops[i], displays[i], aons[i]
+            ):
+                raise ValueError(f"stop {user_id}/{order_id} invalid")
+            order = Order(qty, 0, order_id, user_id, side, price, False)
+            order.stop = stops[i]
+            order.tif = tifs[i]
+            order.display = displays[i]
+            order.aon = aons[i]
+            if not self.live.insert(order):
+                raise ValueError(f"order {user_id}/{order_id} twice")
+            self._pend(order)
+
     def ended_orders(self) -> list[Order]:
         """The ended orders remembered for duplicate rejection, oldest first."""
         at = self.done_next
         return self.done[at:] + self.done[:at]
 
-    def restore_orders(self, columns: OrderColumns) -> None:
-        """Rebuild queues from `order_columns` output. Raises ValueError naming the first
-        order that makes no sense (checksums catch accident, not a wrong writer)."""
+    def restore_orders(self, columns: OrderColumns, extras: OrderExtras | None = None) -> None:
+        """Rebuild queues from `order_columns` (and `order_extras`) output. Raises
+        ValueError naming the first order that makes no sense (checksums catch accident,
+        not a wrong writer)."""
         sides, prices, leaves, filled, post_only, order_ids, user_ids = columns
+        displays, peaks, aons = extras if extras is not None else ([], [], [])
+        special = len(displays) > 0
+        if special and not len(displays) == len(peaks) == len(aons) == len(sides):
+            raise ValueError("order extras differ in length from the orders")
         count = len(sides)
         if not (
             len(prices) == len(leaves) == len(filled) == len(post_only) == count
@@ -728,6 +1295,17 @@ class Book:
                 level = self._new_level(side, price)
             level.orders.append(order)
             level.total += qty
+            if special and (displays[i] or aons[i]):
+                display = displays[i]
+                peak = peaks[i]
+                if display < 0 or display > MAX_PRICE or (display and aons[i]):
+                    raise ValueError(f"order {user_id}/{order_id} invalid")
+                if display and not 0 < peak <= min(display, qty):
+                    raise ValueError(f"order {user_id}/{order_id} invalid")
+                order.display = display
+                order.aon = aons[i]
+                order.peak = peak if display else 0
+                self._rehide(level, order)
 
     def restore_ended(self, order_ids: list[str], user_ids: list[str], filled: list[int]) -> None:
         """Remember ended orders, oldest first (from `ended_orders`). Raises ValueError."""

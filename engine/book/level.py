@@ -17,15 +17,21 @@ class Level:
     exists while it is > 0. A cancelled order stays queued with leaves 0 (counted in
     `dead`) until matching skips it or the queue is compacted, so cancel is O(1); matching
     consumes from `head` instead of shifting the list. `dirty` marks a level changed since
-    the book's last depth update."""
+    the book's last depth update.
 
-    __slots__ = ("dead", "dirty", "head", "orders", "price", "side", "total")
+    `hidden` is the part of `total` depth does not show (icebergs' quantity beyond their
+    visible peak, all-or-none orders' whole leaves) and `special` counts the live iceberg
+    and all-or-none orders queued: while it is 0, matching takes the plain fast loop."""
+
+    __slots__ = ("dead", "dirty", "head", "hidden", "orders", "price", "side", "special", "total")
 
     def __init__(self, price: i64, side: i64) -> None:
         self.price = price
         self.side = side
         self.total: i64 = 0
         self.dead: i64 = 0
+        self.hidden: i64 = 0
+        self.special: i64 = 0
         self.head: i64 = 0
         self.dirty = False
         self.orders: list[Order] = []

@@ -42,6 +42,24 @@ def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
         state.post_only = bytes(post_only)
         state.order_id.extend(order_ids)
         state.user_id.extend(user_ids)
+    display, peak, aon = book.order_extras()
+    if display:
+        state.display.extend(display)
+        state.peak.extend(peak)
+        state.all_or_none = bytes(aon)
+    s_sides, s_stops, s_limits, s_qtys, s_tifs, s_displays, s_aons, s_ids, s_users = (
+        book.stop_columns()
+    )
+    if s_sides:
+        state.stop_side = bytes(s_sides)
+        state.stop_price.extend(s_stops)
+        state.stop_limit.extend(s_limits)
+        state.stop_quantity.extend(s_qtys)
+        state.stop_tif = bytes(s_tifs)
+        state.stop_display.extend(s_displays)
+        state.stop_all_or_none = bytes(s_aons)
+        state.stop_order_id.extend(s_ids)
+        state.stop_user_id.extend(s_users)
     ended = book.ended_orders()
     state.done_order_id.extend([o.order_id for o in ended])
     state.done_user_id.extend([o.user_id for o in ended])
@@ -88,6 +106,20 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
                 [bool(b) for b in state.post_only],
                 list(state.order_id),
                 list(state.user_id),
+            ),
+            (list(state.display), list(state.peak), [bool(b) for b in state.all_or_none]),
+        )
+        book.restore_stops(
+            (
+                list(state.stop_side),
+                list(state.stop_price),
+                list(state.stop_limit),
+                list(state.stop_quantity),
+                list(state.stop_tif),
+                list(state.stop_display),
+                [bool(b) for b in state.stop_all_or_none],
+                list(state.stop_order_id),
+                list(state.stop_user_id),
             )
         )
         book.restore_ended(

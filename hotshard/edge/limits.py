@@ -86,12 +86,16 @@ class PreTradeLimits:
 
     def check(self, symbol: str, command: Command) -> Refusal | None:
         """None if the command passes; otherwise why not."""
-        action, _, _, _, order_type, _, _, price, quantity = command
+        action, _, _, _, order_type, _, _, price, quantity = command[:9]
         if action == Action.CANCEL:
             return None
         if quantity <= 0:
             return Refusal(Reason.NON_POSITIVE_QUANTITY, "quantity must be > 0")
-        priced = action == Action.REPLACE or order_type == OrderType.LIMIT or price != 0
+        priced = (
+            action == Action.REPLACE
+            or order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+            or price != 0
+        )
         if priced and price <= 0:
             return Refusal(Reason.NON_POSITIVE_PRICE, "price must be > 0")
         limits = self.of(symbol)

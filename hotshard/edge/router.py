@@ -418,7 +418,7 @@ class OrderRouter:
     # ------------------------------------------------------------------ the path
 
     def _add(self, symbol: str, command: Command, client_ts: int) -> Ack:
-        _, order_id, user_id, side, order_type, _, _, price, quantity = command
+        _, order_id, user_id, side, order_type, _, _, price, quantity = command[:9]
         asset, unit = self._reservation(symbol, command) if self.balance_check else ("", 0)
         fp = fingerprint(symbol, command)
         claim = None
@@ -485,10 +485,10 @@ class OrderRouter:
 
     def _reservation(self, symbol: str, command: Command) -> tuple[str, int]:
         """(asset, amount per lot) an ADD reserves."""
-        _, order_id, _, side, order_type, _, _, price, _ = command
+        _, order_id, _, side, order_type, _, _, price, _ = command[:9]
         if side == Side.SELL:
             return symbol, 1
-        if order_type == OrderType.MARKET:
+        if order_type in (OrderType.MARKET, OrderType.STOP):
             ceiling = self.limits.of(symbol).price_max
             if not ceiling:
                 raise RefusedError(

@@ -131,7 +131,7 @@ def test_symbols_config_lists_symbols_and_their_rules(tmp_path):
 
 
 def client_json(symbol: str, command: Command) -> dict[str, object]:
-    action, order_id, user_id, side, otype, tif, post_only, price, qty = command
+    action, order_id, user_id, side, otype, tif, post_only, price, qty = command[:9]
     if action == Action.CANCEL:
         return {"action": "CANCEL", "symbol": symbol, "order_id": order_id, "user_id": user_id}
     return {

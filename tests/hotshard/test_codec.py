@@ -34,7 +34,24 @@ def test_minimal_add_takes_the_usual_defaults():
         False,
         100,
         5,
+        0,
+        0,
+        False,
     )
+
+
+def test_the_new_types_fields_are_read_and_default_to_a_plain_order():
+    stop = decode_order(GOOD | {"type": "stop", "price": 0, "stop_price": 99}).command
+    assert (stop[4], stop[7], stop[9:]) == (OrderType.STOP, 0, (99, 0, False))
+    no_price = decode_order(
+        {k: v for k, v in GOOD.items() if k != "price"} | {"type": "STOP"} | {"stop_price": 9}
+    )
+    assert no_price.command[7] == 0
+    limit = decode_order(GOOD | {"type": "STOP_LIMIT", "stop_price": 98}).command
+    assert (limit[4], limit[7], limit[9]) == (OrderType.STOP_LIMIT, 100, 98)
+    ice = decode_order(GOOD | {"display_quantity": 2, "all_or_none": False}).command
+    assert ice[9:] == (0, 2, False)
+    assert decode_order(GOOD | {"all_or_none": True}).command[9:] == (0, 0, True)
 
 
 def test_enum_names_are_case_insensitive_and_ids_may_be_integers():
@@ -59,7 +76,12 @@ def test_cancel_needs_only_ids():
     [
         ({"side": "UP"}, Reason.BAD_SIDE),
         ({"side": None}, Reason.MISSING_FIELD),
-        ({"type": "STOP"}, Reason.BAD_TYPE),
+        ({"type": "TRAILING_STOP"}, Reason.BAD_TYPE),
+        ({"type": "STOP"}, Reason.MISSING_FIELD),  # no stop_price
+        ({"type": "stop_limit", "stop_price": "99"}, Reason.MALFORMED),
+        ({"stop_price": 1 << 70}, Reason.VALUE_OUT_OF_RANGE),
+        ({"display_quantity": 2.5}, Reason.MALFORMED),
+        ({"all_or_none": 1}, Reason.MALFORMED),
         ({"tif": "DAY"}, Reason.BAD_TIME_IN_FORCE),
         ({"action": "AMEND"}, Reason.BAD_ACTION),
         ({"price": 1.5}, Reason.MALFORMED),

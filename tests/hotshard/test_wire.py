@@ -24,6 +24,10 @@ def test_an_encoded_command_decodes_to_the_same_command_epoch_and_timestamp():
         add("o1", "u1", Side.BUY, 100, 5),
         add("o2", "u2", Side.SELL, 0, 5, order_type=OrderType.MARKET, tif=TimeInForce.IOC),
         add("o3", "u1", Side.SELL, 101, 7, post_only=True),
+        add("o4", "u1", Side.BUY, 0, 5, order_type=OrderType.STOP, stop_price=105),
+        add("o5", "u1", Side.SELL, 99, 5, order_type=OrderType.STOP_LIMIT, stop_price=100),
+        add("o6", "u2", Side.SELL, 101, 50, display_quantity=5),
+        add("o7", "u2", Side.BUY, 98, 50, all_or_none=True),
         cancel("o1", "u1"),
         replace("o3", "u1", 102, 3),
     ):
@@ -36,6 +40,12 @@ def test_an_encoded_command_decodes_to_the_same_command_epoch_and_timestamp():
             123,
         )
         assert decoded.reason == Reason.NONE
+
+
+def test_a_plain_order_encodes_to_the_same_bytes_as_before_the_new_fields():
+    raw = encode_order("ABC", add("o1", "u1", Side.BUY, 100, 5))
+    fields = {f.name for f, _ in orders_pb2.OrderCommand.FromString(raw).ListFields()}
+    assert not fields & {"stop_price", "display_quantity", "all_or_none"}
 
 
 def test_garbage_bytes_decode_to_malformed_naming_the_key_symbol():

@@ -75,6 +75,9 @@ def test_lambda_connects_routes_an_order_and_disconnects(handler, r, broker):
         False,
         18950,
         10,
+        0,
+        0,
+        False,
     )
     assert record.client_ts_ns > 0
 

@@ -57,8 +57,48 @@ def mixed_stream(count: int, seed: int = 7) -> list[Command]:
                     rng.random() < 0.5,
                     rng.choice([rng.randint(-3, 300), 1 << 70, -(1 << 70)]),
                     rng.choice([-5, 0, 3, 7, 1 << 40, 1 << 70]),
+                    rng.choice([0, 0, 0, 100, -3, 1 << 70]),
+                    rng.choice([0, 0, 0, 5, -5, 1 << 70]),
+                    rng.random() < 0.2,
                 )
             )
+    return out
+
+
+def special_stream(count: int, seed: int = 9) -> list[Command]:
+    """Stops, stop-limits, icebergs and all-or-none orders among plain ones, valid and not,
+    with cancels and replaces of all of them."""
+    rng = random.Random(seed)
+    ids = [str(i) for i in range(40)]
+    users = ["alice", "bob", "carol"]
+    out: list[Command] = []
+    for _ in range(count):
+        oid, user = rng.choice(ids), rng.choice(users)
+        roll = rng.random()
+        if roll < 0.62:
+            kind = rng.choice(["plain", "plain", "stop", "stop_limit", "iceberg", "aon", "bad"])
+            otype = {"stop": OrderType.STOP, "stop_limit": OrderType.STOP_LIMIT}.get(
+                kind, rng.choice([OrderType.LIMIT] * 5 + [OrderType.MARKET])
+            )
+            out.append(
+                add(
+                    oid,
+                    user,
+                    rng.choice([Side.BUY, Side.SELL]),
+                    rng.randint(94, 106),
+                    rng.choice([5, 10, 15, 20, 40]),
+                    order_type=otype,
+                    tif=rng.choice([TimeInForce.GTC] * 5 + [TimeInForce.IOC, TimeInForce.FOK]),
+                    post_only=rng.random() < 0.05,
+                    stop_price=rng.randint(94, 106) if kind.startswith("stop") else 0,
+                    display_quantity=rng.choice([5, 10]) if kind == "iceberg" else 0,
+                    all_or_none=kind == "aon" or (kind == "bad" and rng.random() < 0.5),
+                )
+            )
+        elif roll < 0.8:
+            out.append(cancel(oid, user))
+        else:
+            out.append(replace(oid, user, rng.randint(94, 106), rng.choice([0, 5, 10, 20, 30])))
     return out
 
 
@@ -90,6 +130,11 @@ def streams() -> dict[str, tuple[Instrument, list[Command]]]:
         "mixed-stp": (
             Instrument("M", self_trade_prevention=True, max_quantity=30, dedup_window=0),
             mixed_stream(20_000, seed=8),
+        ),
+        "special": (Instrument("X", lot=5, dedup_window=50), special_stream(20_000)),
+        "special-stp": (
+            Instrument("X", self_trade_prevention=True, dedup_window=0),
+            special_stream(20_000, seed=10),
         ),
     }
 

@@ -299,10 +299,10 @@ def test_price_band_tick_and_lot_are_enforced_with_reasons():
 
 def test_bad_enum_values_are_rejected_not_raised():
     b = book()
-    bad_side = (1, "x", "u", 9, 1, 1, False, 100, 1)
-    bad_type = (1, "y", "u", 1, 9, 1, False, 100, 1)
-    bad_tif = (1, "z", "u", 1, 1, 9, False, 100, 1)
-    bad_action = (9, "w", "u", 1, 1, 1, False, 100, 1)
+    bad_side = (1, "x", "u", 9, 1, 1, False, 100, 1, 0, 0, False)
+    bad_type = (1, "y", "u", 1, 9, 1, False, 100, 1, 0, 0, False)
+    bad_tif = (1, "z", "u", 1, 1, 9, False, 100, 1, 0, 0, False)
+    bad_action = (9, "w", "u", 1, 1, 1, False, 100, 1, 0, 0, False)
     assert statuses(b.apply(bad_side))[0][2] == "BAD_SIDE"
     assert statuses(b.apply(bad_type))[0][2] == "BAD_TYPE"
     assert statuses(b.apply(bad_tif))[0][2] == "BAD_TIME_IN_FORCE"

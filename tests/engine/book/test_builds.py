@@ -36,7 +36,7 @@ def test_the_compiled_build_is_built_and_up_to_date():
 def test_both_builds_give_identical_events_depth_and_snapshots():
     native, python = digests("native"), digests("python")
     assert native[0] == "build native" and python[0] == "build python"
-    assert len(native) == 6
+    assert len(native) == 8
     assert native[1:] == python[1:]
 
 

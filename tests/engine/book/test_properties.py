@@ -28,27 +28,45 @@ instruments = st.builds(
     max_quantity=st.sampled_from([(1 << 31) - 1, 20]),
 )
 
-valid_adds = st.tuples(
-    st.just(1),
-    st.sampled_from(ORDER_IDS),
-    st.sampled_from(USERS),
-    st.sampled_from([1, 2]),
-    st.sampled_from([1, 1, 1, 1, 1, 1, 2]),  # LIMIT mostly, some MARKET
-    st.sampled_from([1, 1, 1, 1, 2, 3]),  # GTC mostly, IOC, FOK
-    st.sampled_from([False, False, False, True]),  # post-only sometimes
-    st.integers(96, 104),
-    st.sampled_from([5, 10, 15, 20, 30]),
-)
+
+@st.composite
+def valid_adds(draw: st.DrawFn) -> Command:
+    """Mostly plain limits, some markets, stops, stop-limits, icebergs, all-or-none."""
+    kind = draw(st.sampled_from(["limit"] * 8 + ["market", "stop", "stop_limit", "iceberg", "aon"]))
+    otype = {"market": 2, "stop": 3, "stop_limit": 4}.get(kind, 1)
+    resting_kind = kind in ("iceberg", "aon")
+    tif = 1 if resting_kind else draw(st.sampled_from([1, 1, 1, 1, 2, 3]))
+    post_only = otype == 1 and draw(st.sampled_from([False, False, False, True]))
+    qty = draw(st.sampled_from([5, 10, 15, 20, 30]))
+    return (
+        1,
+        draw(st.sampled_from(ORDER_IDS)),
+        draw(st.sampled_from(USERS)),
+        draw(st.sampled_from([1, 2])),
+        otype,
+        tif,
+        post_only,
+        draw(st.integers(96, 104)),
+        qty,
+        draw(st.integers(96, 104)) if otype in (3, 4) else 0,
+        draw(st.sampled_from([5, 10, qty])) if kind == "iceberg" else 0,
+        kind == "aon" or (otype == 4 and tif == 1 and draw(st.booleans())),
+    )
+
+
 invalid_adds = st.tuples(
     st.just(1),
     st.sampled_from(ORDER_IDS),
     st.sampled_from(USERS),
     st.sampled_from([0, 1, 2, 3]),
-    st.sampled_from([0, 1, 2, 7]),
+    st.sampled_from([0, 1, 2, 3, 4, 7]),
     st.sampled_from([0, 1, 2, 3, 4]),
     st.booleans(),
     st.integers(-2, 200),
     st.sampled_from([0, -5, 7, 1, 5]),
+    st.sampled_from([0, 0, 100, -1, 7]),
+    st.sampled_from([0, 0, 5, -5, 3, 50]),
+    st.booleans(),
 )
 amends = st.tuples(
     st.sampled_from([2, 2, 3, 3, 9]),  # CANCEL, REPLACE, invalid action
@@ -60,9 +78,12 @@ amends = st.tuples(
     st.just(False),
     st.integers(96, 104),
     st.sampled_from([5, 10, 20, 30, 0, 3]),
+    st.just(0),
+    st.just(0),
+    st.just(False),
 )
 streams = st.lists(
-    st.one_of(valid_adds, valid_adds, valid_adds, valid_adds, amends, invalid_adds),
+    st.one_of(valid_adds(), valid_adds(), valid_adds(), valid_adds(), amends, invalid_adds),
     min_size=5,
     max_size=80,
 )
@@ -95,7 +116,8 @@ def test_book_is_never_crossed_at_rest(instrument, commands):
 @given(instruments, streams)
 def test_quantity_is_conserved_as_a_consumer_sees_it(instrument, commands):
     """Every order's fills add up to its reported filled; every trade's two fills match;
-    what the statuses say is resting is exactly what the book shows; and no order ever
+    what the statuses say is resting is exactly what the book shows (less the hidden part of
+    icebergs and all-or-none orders; pending stops nowhere); and no order ever
     holds more than it was accepted or replaced with (the rest was cancelled or expired)."""
     book = Book(instrument)
     fills: dict[tuple[str, str], int] = defaultdict(int)
@@ -127,8 +149,14 @@ def test_quantity_is_conserved_as_a_consumer_sees_it(instrument, commands):
         assert filled + leaves <= quantity.get(key, 0)
         if leaves:
             order = book.open_order(key[1], key[0])
-            assert order is not None
-            resting[order.side, order.price] += leaves
+            assert order is not None and order.leaves == leaves
+            if order.stop:  # a pending stop is on no level
+                continue
+            # depth shows an iceberg's peak and no all-or-none order
+            shown = 0 if order.aon else order.peak if order.display else leaves
+            assert 0 <= shown <= leaves
+            if shown:
+                resting[order.side, order.price] += shown
     for side in (Side.BUY, Side.SELL):
         levels = book.depth(1000)[0 if side == Side.BUY else 1]
         assert dict(levels) == {p: q for (s, p), q in resting.items() if s == side}
