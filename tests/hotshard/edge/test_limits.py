@@ -35,6 +35,9 @@ def add(price: int, quantity: int) -> Command:
         False,
         price,
         quantity,
+        0,
+        0,
+        False,
     )
 
 
