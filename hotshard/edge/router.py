@@ -120,41 +120,49 @@ class DeliveryPump:
     waiting poll side by side (each wakes every few ms). `producer` is called for the
     current producer each time (it may be replaced after a fatal error)."""
 
-    def __init__(self, producer: Callable[[], Any], *, poll_s: float = 0.05) -> None:
+    def __init__(
+        self, producer: Callable[[], Any], *, poll_s: float = 0.05, idle_s: float = 1.0
+    ) -> None:
         self.producer = producer
         self.poll_s = poll_s
+        self.idle_s = idle_s
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    def _ensure(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="delivery-pump", daemon=True
-                    )
-                    self._thread.start()
+        self._waiting = 0
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        """Poll while anyone waits; end after `idle_s` without waiters (a later wait starts
+        the thread again), so an unused router and its producer can be freed."""
+        idle_since: float | None = None
+        while True:
+            with self._lock:
+                if self._waiting:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > self.idle_s:
+                    self._thread = None
+                    return
             try:
                 self.producer().poll(self.poll_s)
             except Exception:  # a broken producer: the waiters time out and say so
                 time.sleep(self.poll_s)
 
     def wait(self, delivery: Delivery, deadline: float) -> None:
-        self._ensure()
-        while not delivery.done:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            delivery.event.wait(remaining)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        with self._lock:
+            self._waiting += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+                self._thread.start()
+        try:
+            while not delivery.done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                delivery.event.wait(remaining)
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
 
 def produce_confirmed(
