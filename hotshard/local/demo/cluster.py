@@ -4,7 +4,9 @@ ports. Symbols are listed through hotshard.route (the router and the engines agr
 partitions); the generated flow is sent by several WebSocket clients
 (hotshard.client), one per group of the flow's users; every reply and push is counted.
 Sending stops after `duration` seconds (or when the flow is done), pushes are drained for
-a few seconds, and everything is stopped.
+a few seconds, and everything is stopped. Clients keep WINDOW requests in flight each and
+take their pushes in BATCH frames; the summary shows acks/s, pushes/s and the latency from
+an order's sending to its ack and to its first ORDER_STATUS push (p50/p90/p99/max).
 
     hotshard demo [--orders N] [--symbols K] [--clients C] [--duration S] ...
 """
@@ -32,7 +34,7 @@ from hotshard.local.flow import Stream, zipf_stream
 from hotshard.route import Route
 
 WATCHED = 5  # the watcher subscribes to the hottest symbols
-WINDOW = 8  # requests in flight per connection
+WINDOW = 32  # requests in flight per connection
 DRAIN_IDLE_S = 2.0  # pushes are drained until none came for this long ...
 DRAIN_MAX_S = 20.0  # ... or this long after the last reply
 
@@ -64,6 +66,19 @@ class Run:
     send_s: float
     drain_s: float
     last_push: float = 0.0
+    began: float = 0.0
+    ack_ms: list[float] = field(default_factory=list)
+    """Order sent -> its ack, per acknowledged request."""
+    first_status_ms: list[float] = field(default_factory=list)
+    """Order (ADD) sent -> its first ORDER_STATUS push."""
+    sent_at: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
 def frame_of(symbol: str, command: Any, user: str) -> Message:
@@ -139,6 +154,10 @@ async def drive(
             pushed[0] += 1
             run.last_push = time.monotonic()
             data = push.get("data") or {}
+            if kind == "ORDER_STATUS":
+                sent = run.sent_at.pop((tally.user, str(data.get("order_id"))), None)
+                if sent is not None:
+                    run.first_status_ms.append((run.last_push - sent) * 1000)
             sym = symbols.get(str(data.get("symbol")))
             if kind == "FILL" and sym is not None and tally.user != "watcher":
                 sym.fills += 1
@@ -163,16 +182,17 @@ async def drive(
             on_push=on_push(tally),
             on_retry=on_retry(tally),
             queue_pushes=False,
+            batch=True,  # BATCH frames (docs/asyncapi.yaml), unpacked by the client
         )
         for tally in tallies
     ]
-    began = time.monotonic()
+    began = run.began = time.monotonic()
     deadline = began + duration
 
     async def lane(client: Client, tally: ClientTally, frames: list[tuple[str, Message]]) -> None:
         pending: set[asyncio.Future[Message]] = set()
 
-        def record(symbol: str, future: "asyncio.Future[Message]") -> None:
+        def record(symbol: str, sent: float, future: "asyncio.Future[Message]") -> None:
             progress.advance(task)
             sym = symbols.setdefault(symbol, SymbolTally())
             if future.exception() is not None:
@@ -182,6 +202,7 @@ async def drive(
             if reply.get("type") == "ack":
                 tally.acks += 1
                 sym.acks += 1
+                run.ack_ms.append((time.monotonic() - sent) * 1000)
             else:
                 tally.errors[str(reply.get("reason", reply.get("message")))] += 1
 
@@ -190,6 +211,9 @@ async def drive(
                 break
             if len(pending) >= WINDOW:
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            sent = time.monotonic()
+            if frame.get("action") == "order":
+                run.sent_at[(tally.user, str(frame["order_id"]))] = sent
             try:
                 future = await client.send(frame)
             except ClientError:
@@ -197,7 +221,7 @@ async def drive(
                 break
             tally.sent += 1
             symbols.setdefault(symbol, SymbolTally()).sent += 1
-            future.add_done_callback(functools.partial(record, symbol))
+            future.add_done_callback(functools.partial(record, symbol, sent))
             pending.add(future)
         if pending:
             await asyncio.wait(pending)
@@ -275,15 +299,31 @@ def run(
     pushes = sum(sum(t.pushes.values()) for t in result.clients)
     lost = sum(t.lost for t in result.clients)
     stopped = f" (sending stopped after {duration:.0f} s)" if sent < len(stream) else ""
+    push_s = max(result.last_push - result.began, result.send_s, 1e-9)
     console.print(
         f"[bold]{sent:,}[/] of {len(stream):,} generated orders{stopped} sent through the "
         f"gateway by "
         f"{clients} WebSocket clients in {result.send_s:.1f} s "
         f"([bold]{acks / max(result.send_s, 1e-9):,.0f}[/] acks/s); {acks:,} acknowledged, "
-        f"{pushes:,} pushes received (drained for {result.drain_s:.1f} s), "
+        f"{pushes:,} pushes received ([bold]{pushes / push_s:,.0f}[/] pushes/s; drained for "
+        f"{result.drain_s:.1f} s), "
         f"{sum(t.retries for t in result.clients)} STALE_ROUTE retries, {lost} lost."
     )
+    console.print(latency_table(result))
     return 0 if acks > 0 and pushes > 0 and lost == 0 and not died else 1
+
+
+def latency_table(result: Run) -> Table:
+    table = Table(title="latency (ms), order sent ->", title_justify="left")
+    for column in ("", "p50", "p90", "p99", "max", "of"):
+        table.add_column(column, justify="left" if not column else "right")
+    for name, values in (
+        ("its ack", result.ack_ms),
+        ("its first ORDER_STATUS push", result.first_status_ms),
+    ):
+        cells = [percentile(values, p) for p in (0.5, 0.9, 0.99)] + [max(values, default=0.0)]
+        table.add_row(name, *(f"{v:,.1f}" for v in cells), f"{len(values):,}")
+    return table
 
 
 def placement(routes: dict[str, Route]) -> Table:
