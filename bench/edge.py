@@ -11,6 +11,7 @@ crossing flow on `--symbols` symbols (limit orders a few ticks either side of on
 so about half trade, and ~15% cancels of the user's own earlier orders); one more
 connection per symbol subscribes to it (TRADE, DEPTH). Phases, each with fresh order ids:
 
+- first `--warmup` seconds at 50 orders/s, not reported (producer ids, first books);
 - a rate R (orders/s offered, open loop: orders are sent on schedule whatever the replies);
 - `max`: saturation, closed loop: each connection keeps `--window` requests in flight;
 - `fanout` (with --fanout N > 0): N more connections subscribe to every symbol and orders
@@ -555,6 +556,9 @@ async def drive(
     )
     try:
         with Progress(*columns, console=console) as progress:
+            if args.warmup > 0:  # producer ids, connections, first books: not measured
+                warm = Phase("warm-up", 50.0, args.warmup)
+                await run_phase(warm, traders, stats, window=args.window, progress=progress)
             for rate in args.rates:
                 name = "max" if rate is None else f"{rate:,.0f}/s"
                 phase = Phase(name, rate, args.seconds)
@@ -645,6 +649,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fanout-rate", type=float, default=200.0)
     p.add_argument("--batch", action="store_true", help="opt in to BATCH push frames")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds at 50 orders/s first, not reported"
+    )
     p.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
     p.add_argument("--plot", type=Path, default=Path("bench-edge.png"))
     p.add_argument("--json", action="store_true", help="last line: the results as JSON")

@@ -4,8 +4,8 @@ feeder build them here; tests/events/*.json hold shapes captured from AWS and a 
 both carry the same fields."""
 
 import base64
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +15,24 @@ LOCAL_API_ID = "local"
 WS_EVENT_TYPES = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
 
 
+_TIMES: dict[int, str] = {}
+
+
 def _request_time(now_ms: int) -> str:
-    return datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    """API Gateway's requestTime (to the second: cached, it is asked thousands of times a
+    second)."""
+    second = now_ms // 1000
+    text = _TIMES.get(second)
+    if text is None:
+        text = datetime.fromtimestamp(second, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        _TIMES.clear()
+        _TIMES[second] = text
+    return text
+
+
+def _id() -> str:
+    """A request or message id like API Gateway's (16 hex digits)."""
+    return os.urandom(8).hex()
 
 
 def websocket_event(
@@ -36,7 +52,7 @@ def websocket_event(
     or $disconnect."""
     now_ms = time.time_ns() // 1_000_000
     event_type = WS_EVENT_TYPES.get(route_key, "MESSAGE")
-    request_id = uuid.uuid4().hex[:16]
+    request_id = _id()
     context: dict[str, Any] = {
         "routeKey": route_key,
         "eventType": event_type,
@@ -66,7 +82,7 @@ def websocket_event(
         event["headers"] = {"Host": domain, "x-api-key": "", "X-Forwarded-For": ""}
         event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
     else:
-        context["messageId"] = uuid.uuid4().hex[:16]
+        context["messageId"] = _id()
         event["body"] = body if body is not None else ""
     return event
 
@@ -106,7 +122,7 @@ def http_event(
             "sourceIp": source_ip,
             "userAgent": headers.get("user-agent", ""),
         },
-        "requestId": uuid.uuid4().hex[:16],
+        "requestId": _id(),
         "routeKey": route_key,
         "stage": "$default",
         "time": _request_time(now_ms),

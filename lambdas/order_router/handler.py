@@ -33,7 +33,10 @@ def api() -> EdgeApi:
 
 
 @tracer.capture_lambda_handler(capture_response=False)
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The request id as correlation id, read directly: correlation_id_path= would compile
+    # and run a JMESPath query on every request (~5% of the router's CPU per order).
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return api().handle(event, context)
