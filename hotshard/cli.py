@@ -3,6 +3,9 @@
     hotshard demo [--orders N] [--symbols K] [--clients C] [--duration S] [--in-process]
     hotshard replay --input orders.jsonl --output events.jsonl [--depth-levels N] ...
     hotshard fund USER ASSET AMOUNT [--redis-host H] [--redis-port P]
+    hotshard up [--engines N] [--warm W] [--partitions P] [--symbols A,B] [--no-monitor]
+    hotshard migrate SYMBOL [--strategy pre-copy|stop-and-copy] [--to ENGINE] [--json]
+    hotshard routes [--json]      hotshard engines [--json]
 
 Each command has its own --help. Trading against a running gateway is `hotshard-client`.
 """
@@ -21,6 +24,11 @@ commands:
            clients sending a generated flow; a summary of acks, pushes, rates and rejects
   replay   client orders from a file through the books, every event to a file (a backtest)
   fund     an operator's credit (or debit) of a user's balance in Redis, for local use
+  up       a local cluster that keeps running: Tansu, Redis (AOF), engines, a warm pool,
+           the gateway, moto's Step Functions running the migration ASL, the alarm monitor
+  migrate  move a symbol to another engine through the state machine, steps shown live
+  routes   the routing table of the running cluster
+  engines  each engine's symbols, shadows and fences (its Stats)
 see `hotshard COMMAND --help`; `hotshard-client --help` trades against a running gateway.
 """
 
@@ -140,6 +148,32 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.add_arguments(r)
     r.set_defaults(run=replay.run)
+    from hotshard.local import commands  # noqa: PLC0415
+
+    u = sub.add_parser(
+        "up",
+        help="start a local cluster and keep it running (writes .hotshard/cluster.json)",
+        description=commands.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands.add_up_arguments(u)
+    u.set_defaults(run=commands.up_command)
+    m = sub.add_parser(
+        "migrate",
+        help="move SYMBOL through the migration state machine of the running cluster",
+        description=commands.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands.add_migrate_arguments(m)
+    m.set_defaults(run=commands.migrate_command)
+    for name, run, what in (
+        ("routes", commands.routes_command, "the routing table"),
+        ("engines", commands.engines_command, "each engine's Stats: symbols, shadows, fences"),
+    ):
+        q = sub.add_parser(name, help=f"{what} of the running cluster")
+        q.add_argument("--json", action="store_true", help="JSON instead of a table")
+        commands.add_state_file(q)
+        q.set_defaults(run=run)
     f = sub.add_parser(
         "fund",
         help="credit (or, negative, debit) a user's balance: an operator's tool",

@@ -21,6 +21,7 @@ ENV_URL = "HOTSHARD_WS_URL"
 ENV_TOKEN = "HOTSHARD_TOKEN"
 ENV_USER = "HOTSHARD_USER"
 ENV_SECRET = "JWT_SECRET"
+DEFAULT_STATE_FILE = ".hotshard/cluster.json"  # written by `hotshard up`
 
 EXAMPLES = """\
 examples (a local gateway: `python -m hotshard.local.edge ...` prints its ws_url):
@@ -65,6 +66,12 @@ def _options(q: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     auth.add_argument(
         "--ttl", type=int, default=d(3600), help="lifetime of a minted token, seconds (3600)"
+    )
+    q.add_argument(
+        "--state-file",
+        default=d(DEFAULT_STATE_FILE),
+        help="without --url: the URL and secret of the cluster `hotshard up` runs, from "
+        f"its state file ({DEFAULT_STATE_FILE})",
     )
     q.add_argument(
         "--wait",
@@ -231,11 +238,25 @@ async def _run(args: argparse.Namespace, token: str) -> int:
     return 1 if refused else 0
 
 
+def _from_state_file(args: argparse.Namespace) -> None:
+    """The URL (and, without a token or secret, the secret) of a running `hotshard up`."""
+    try:
+        with open(args.state_file) as f:
+            cluster = json.load(f)
+    except (OSError, ValueError):
+        return
+    args.url = cluster.get("ws_url", "")
+    if not args.token and not args.secret:
+        args.secret = cluster.get("jwt_secret", "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if not args.url:
-        p.error(f"--url (or {ENV_URL}) is required")
+        _from_state_file(args)
+    if not args.url:
+        p.error(f"--url (or {ENV_URL}, or a running `hotshard up`) is required")
     token = _token(args, p)
     try:
         return asyncio.run(_run(args, token))

@@ -294,6 +294,7 @@ def control_plane(settings: MigrationSettings, region: str = REGION) -> Iterator
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)  # its ASL interpreter logs every Fail
     port = free_port()
     # moto's Step Functions calls Lambda on its own server: MOTO_PORT says where.
     previous = os.environ.get("MOTO_PORT")

@@ -1,0 +1,377 @@
+"""The `hotshard` commands that drive a running local cluster (DESIGN section 8):
+
+    hotshard up [--engines N] [--warm W] [--partitions P] [--symbols A,B] [--no-monitor]
+                [--state-file PATH]
+    hotshard migrate SYMBOL [--strategy pre-copy|stop-and-copy] [--to ENGINE] [--json]
+    hotshard routes [--json]
+    hotshard engines [--json]
+
+`up` writes the state file the others read (default .hotshard/cluster.json). `migrate`
+starts one execution of the state machine in the cluster's control plane, prints each step
+as it enters and leaves it, and exits 0 once the symbol moved, 3 when there was nothing to
+move, 2 when it rolled back, 1 otherwise (rollback failed, failed after the switch, bad
+input, timed out); with --json its last line is the summary."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hotshard import names, route
+from hotshard.local.control import boto_client, start_execution
+from hotshard.local.up import DEFAULT_STATE_FILE, UpOptions, read_state
+from hotshard.migration import plan
+
+EXIT_MIGRATED, EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_NOTHING = 0, 1, 2, 3
+POLL_S = 0.2
+
+
+def _say() -> Callable[[str], None]:
+    try:
+        from rich.console import Console  # noqa: PLC0415
+    except ImportError:
+        return lambda line: print(line, flush=True)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    return lambda line: console.print(line, markup=False)
+
+
+def _state(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return read_state(Path(args.state_file))
+    except FileNotFoundError:
+        print(
+            f"no cluster: {args.state_file} does not exist (start one: hotshard up)",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_FAILED) from None
+
+
+def add_state_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-file",
+        default=str(DEFAULT_STATE_FILE),
+        help=f"the cluster's state file, written by `hotshard up` (default {DEFAULT_STATE_FILE})",
+    )
+
+
+# ---------------------------------------------------------------------- up
+
+
+def add_up_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", type=int, default=2, help="engine processes (default 2)")
+    p.add_argument("--warm", type=int, default=1, help="idle warm-pool engines (default 1)")
+    p.add_argument("--partitions", type=int, default=4, help="regular partitions (default 4)")
+    p.add_argument(
+        "--symbols",
+        default=",".join(UpOptions.symbols),
+        help="symbols to list, comma-separated (default %(default)s)",
+    )
+    p.add_argument("--no-monitor", action="store_true", help="no alarm monitor: migrate by hand")
+    add_state_file(p)
+
+
+def up_command(args: argparse.Namespace) -> int:
+    from hotshard.local import up  # noqa: PLC0415 - starts real services
+
+    symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+    options = UpOptions(
+        engines=args.engines,
+        warm=args.warm,
+        partitions=args.partitions,
+        symbols=symbols,
+        monitor=not args.no_monitor,
+        state_file=Path(args.state_file),
+    )
+    if args.engines < 1 or args.partitions < args.engines or args.warm < 0:
+        print("need --engines >= 1, --partitions >= --engines, --warm >= 0", file=sys.stderr)
+        return EXIT_FAILED
+    return up.run(options, _say())
+
+
+# ---------------------------------------------------------------------- migrate
+
+
+def add_migrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("symbol", help="the symbol to move")
+    p.add_argument(
+        "--strategy",
+        choices=plan.STRATEGIES,
+        default=plan.DEFAULT_STRATEGY,
+        help="pre-copy (default: the target follows, a pause of milliseconds) or stop-and-copy",
+    )
+    p.add_argument("--to", default=None, help="target engine id (default: from the warm pool)")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after S seconds")
+    p.add_argument("--json", action="store_true", help="last line: the summary as JSON")
+    add_state_file(p)
+
+
+def _state_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    for key in ("stateExitedEventDetails", "stateEnteredEventDetails"):
+        details = event.get(key)
+        if details and details.get("output" if "Exited" in key else "input"):
+            raw = details.get("output") or details.get("input")
+            try:
+                loaded: dict[str, Any] = json.loads(raw)
+                return loaded
+            except ValueError:
+                return None
+    return None
+
+
+def describe_event(event: dict[str, Any], entered_at: dict[str, float]) -> str | None:
+    """One line per step entered or left, per failed task attempt, per end."""
+    kind = event["type"]
+    at = event["timestamp"]
+    stamp = at.timestamp() if hasattr(at, "timestamp") else float(at)
+    if kind.endswith("StateEntered"):
+        name = event["stateEnteredEventDetails"]["name"]
+        entered_at[name] = stamp
+        return f"  -> {name}"
+    if kind.endswith("StateExited"):
+        name = event["stateExitedEventDetails"]["name"]
+        took = (stamp - entered_at.get(name, stamp)) * 1000
+        return f"  ok {name} ({took:.0f} ms)"
+    if kind == "LambdaFunctionFailed":
+        d = event["lambdaFunctionFailedEventDetails"]
+        cause = str(d.get("cause", ""))
+        with contextlib.suppress(ValueError):
+            cause = json.loads(cause).get("errorMessage", cause)
+        return f"     {d.get('error')}: {cause[:200]}"
+    if kind == "ExecutionFailed":
+        d = event["executionFailedEventDetails"]
+        return f"  FAILED {d.get('error')}: {d.get('cause', '')}"
+    if kind == "ExecutionSucceeded":
+        return "  SUCCEEDED"
+    return None
+
+
+def outcome(status: str, error: str | None, last_state: str | None) -> tuple[str, int]:
+    """(summary status, exit code) of an ended execution."""
+    if status == "SUCCEEDED":
+        if last_state == "NothingToMove":
+            return "NOTHING_TO_MOVE", EXIT_NOTHING
+        return "SUCCEEDED", EXIT_MIGRATED
+    if error == names.MIGRATION_ROLLED_BACK:
+        return "ROLLED_BACK", EXIT_ROLLED_BACK
+    return error or status, EXIT_FAILED
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    cluster = _state(args)
+    say = _say()
+    sfn = boto_client(cluster["aws_endpoint"], cluster.get("aws_region", "us-east-1"))(
+        "stepfunctions"
+    )
+    payload: dict[str, Any] = {"symbol": args.symbol, "strategy": args.strategy}
+    if args.to:
+        payload["target"] = args.to
+    began = time.time()
+    arn = start_execution(sfn, cluster["state_machine_arn"], payload)
+    say(f"migrating {args.symbol} ({args.strategy}): {arn.rsplit(':', 1)[-1]}")
+    seen, entered_at = 0, {}
+    last_state: str | None = None
+    state: dict[str, Any] = {}
+    deadline = time.monotonic() + args.timeout
+    described: dict[str, Any] = {}
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        for event in events[seen:]:
+            line = describe_event(event, entered_at)
+            if line:
+                say(line)
+            if event["type"].endswith("StateEntered"):
+                last_state = event["stateEnteredEventDetails"]["name"]
+            found = _state_of(event)
+            if found:
+                state = found
+        seen = len(events)
+        if described["status"] != "RUNNING" and seen:
+            break
+        if time.monotonic() > deadline:
+            say(f"still {described['status']} after {args.timeout:.0f} s; stopping the watch")
+            described = {"status": "TIMED_OUT_WATCHING"}
+            break
+        time.sleep(POLL_S)
+    status, code = outcome(described["status"], described.get("error"), last_state)
+    if described.get("output"):
+        with contextlib.suppress(ValueError):
+            state = json.loads(described["output"])
+    summary = state.get("cleanup") if status == "SUCCEEDED" else None
+    if not isinstance(summary, dict):
+        summary = plan.summary(state, status, int(time.time() * 1000))
+        if not state.get("migration"):
+            summary.update(
+                symbol=args.symbol,
+                strategy=args.strategy,
+                duration_ms=int((time.time() - began) * 1000),
+            )
+    summary["status"] = status
+    pause = summary.get("pause_ms")
+    say(
+        f"{status}: {summary.get('symbol')} {summary.get('from')} -> {summary.get('to')}, "
+        f"pause {pause if pause is not None else '-'} ms, "
+        f"{summary.get('duration_ms')} ms in all, {summary.get('orders_buffered')} orders "
+        f"buffered, snapshot {summary.get('snapshot_bytes')} bytes"
+    )
+    if args.json:
+        print(json.dumps({k: summary.get(k) for k in SUMMARY_KEYS}), flush=True)
+    return code
+
+
+SUMMARY_KEYS = (
+    "status",
+    "symbol",
+    "from",
+    "to",
+    "strategy",
+    "pause_ms",
+    "duration_ms",
+    "orders_buffered",
+    "snapshot_bytes",
+)
+
+
+# ---------------------------------------------------------------------- routes, engines
+
+
+def _redis(cluster: dict[str, Any]) -> Any:
+    import redis  # noqa: PLC0415
+
+    return redis.Redis(host=cluster["redis"]["host"], port=int(cluster["redis"]["port"]))
+
+
+def routes_command(args: argparse.Namespace) -> int:
+    cluster = _state(args)
+    r = _redis(cluster)
+    try:
+        rows = [route.lookup(r, s) for s in route.listed_symbols(r)]
+    finally:
+        r.close()
+    table = [
+        {
+            "symbol": x.symbol,
+            "partition": x.partition,
+            "instance": x.instance,
+            "status": x.status,
+            "epoch": x.epoch,
+        }
+        for x in rows
+        if x is not None
+    ]
+    if args.json:
+        print(json.dumps(table))
+        return 0
+    _print_table(["symbol", "partition", "instance", "status", "epoch"], table)
+    return 0
+
+
+def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    from hotshard.migration.engines import EngineClient  # noqa: PLC0415
+
+    out = []
+    for engine in cluster["engines"]:
+        row: dict[str, Any] = {
+            "id": engine["id"],
+            "grpc": engine["grpc"],
+            "partitions": engine["partitions"],
+            "warm": engine["warm"],
+        }
+        try:
+            with EngineClient(engine["grpc"], timeout_s=3.0) as client:
+                stats = client.stats()
+        except Exception as exc:
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            out.append(row)
+            continue
+        row.update(
+            cpu_percent=round(stats.cpu_percent, 1),
+            orders_per_second=round(stats.orders_per_second, 1),
+            consumer_lag=stats.consumer_lag,
+            symbols=[
+                {
+                    "symbol": s.symbol,
+                    "partition": s.partition,
+                    "orders_per_second": round(s.orders_per_second, 1),
+                    "resting": s.resting_orders,
+                    "seq": s.seq,
+                    "epoch": s.owner_epoch,
+                    "held": s.held,
+                }
+                for s in stats.symbols
+            ],
+            shadows=[
+                {
+                    "symbol": s.symbol,
+                    "source_partition": s.source_partition,
+                    "lag": s.lag,
+                    "seq": s.seq,
+                }
+                for s in stats.shadows
+            ],
+            fences=[
+                {
+                    "symbol": f.symbol,
+                    "epoch": f.epoch,
+                    "fence_offset": f.fence_offset,
+                    "final_seq": f.final_seq,
+                    "to_partition": f.to_partition,
+                }
+                for f in stats.fences
+            ],
+        )
+        out.append(row)
+    return out
+
+
+def engines_command(args: argparse.Namespace) -> int:
+    rows = engine_rows(_state(args))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    flat = []
+    for row in rows:
+        flat.append(
+            {
+                "engine": row["id"] + (" (warm)" if row["warm"] else ""),
+                "partitions": ",".join(str(p) for p in row["partitions"]),
+                "cpu %": row.get("cpu_percent", "-"),
+                "orders/s": row.get("orders_per_second", "-"),
+                "symbols": " ".join(
+                    f"{s['symbol']}@{s['partition']}(seq {s['seq']}, e{s['epoch']})"
+                    for s in row.get("symbols", [])
+                )
+                or row.get("error", ""),
+                "shadows": " ".join(
+                    f"{s['symbol']}(lag {s['lag']})" for s in row.get("shadows", [])
+                ),
+                "fences": " ".join(
+                    f"{f['symbol']}@{f['fence_offset']}" for f in row.get("fences", [])
+                ),
+            }
+        )
+    _print_table(list(flat[0]) if flat else ["engine"], flat)
+    return 0
+
+
+def _print_table(columns: list[str], rows: list[dict[str, Any]]) -> None:
+    try:
+        from rich.console import Console  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+    except ImportError:
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(str(row.get(c, "")) for c in columns))
+        return
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    Console().print(table)

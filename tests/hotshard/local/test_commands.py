@@ -1,0 +1,75 @@
+"""The `hotshard` cluster commands' pure parts: partition split, step lines, exit codes."""
+
+import datetime as dt
+
+import pytest
+
+from hotshard import names
+from hotshard.cli import parser
+from hotshard.local.commands import (
+    EXIT_FAILED,
+    EXIT_MIGRATED,
+    EXIT_NOTHING,
+    EXIT_ROLLED_BACK,
+    describe_event,
+    outcome,
+)
+from hotshard.local.up import split
+
+
+def test_partitions_are_split_evenly_and_contiguously() -> None:
+    assert split(4, 2) == [[0, 1], [2, 3]]
+    assert split(5, 2) == [[0, 1, 2], [3, 4]]
+    with pytest.raises(ValueError):
+        split(1, 2)
+
+
+def test_exit_codes_say_how_it_ended() -> None:
+    assert outcome("SUCCEEDED", None, "Migrated") == ("SUCCEEDED", EXIT_MIGRATED)
+    assert outcome("SUCCEEDED", None, "NothingToMove") == ("NOTHING_TO_MOVE", EXIT_NOTHING)
+    rolled = outcome("FAILED", names.MIGRATION_ROLLED_BACK, "RolledBack")
+    assert rolled == ("ROLLED_BACK", EXIT_ROLLED_BACK)
+    failed = outcome("FAILED", names.MIGRATION_ROLLBACK_FAILED, "RollbackFailed")
+    assert failed == (names.MIGRATION_ROLLBACK_FAILED, EXIT_FAILED)
+    assert outcome("TIMED_OUT", None, None) == ("TIMED_OUT", EXIT_FAILED)
+
+
+def test_steps_are_shown_as_they_enter_and_leave() -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    entered: dict[str, float] = {}
+    enter = {
+        "type": "TaskStateEntered",
+        "timestamp": t0,
+        "stateEnteredEventDetails": {"name": "WaitForDrain"},
+    }
+    leave = {
+        "type": "TaskStateExited",
+        "timestamp": t0 + dt.timedelta(milliseconds=42),
+        "stateExitedEventDetails": {"name": "WaitForDrain"},
+    }
+    failed = {
+        "type": "LambdaFunctionFailed",
+        "timestamp": t0,
+        "lambdaFunctionFailedEventDetails": {
+            "error": "EngineUnavailable",
+            "cause": '{"errorType": "EngineUnavailable", "errorMessage": "Fence: down"}',
+        },
+    }
+    assert describe_event(enter, entered) == "  -> WaitForDrain"
+    assert describe_event(leave, entered) == "  ok WaitForDrain (42 ms)"
+    assert describe_event(failed, entered) == "     EngineUnavailable: Fence: down"
+    assert describe_event({"type": "LambdaFunctionScheduled", "timestamp": t0}, entered) is None
+
+
+def test_the_commands_take_the_options_of_design_section_8() -> None:
+    args = parser().parse_args(
+        ["up", "--engines", "3", "--warm", "2", "--partitions", "6", "--symbols", "A,B"]
+    )
+    assert (args.engines, args.warm, args.partitions, args.symbols) == (3, 2, 6, "A,B")
+    assert not args.no_monitor and args.state_file.endswith("cluster.json")
+    args = parser().parse_args(
+        ["migrate", "HOT", "--strategy", "stop-and-copy", "--to", "e-1", "--json"]
+    )
+    assert (args.symbol, args.strategy, args.to, args.json) == ("HOT", "stop-and-copy", "e-1", True)
+    assert parser().parse_args(["routes", "--json"]).json
+    assert parser().parse_args(["engines"]).state_file.endswith("cluster.json")
