@@ -123,6 +123,21 @@ def route_from_fields(symbol: str, flat: list[Any]) -> Route | None:
     return parse_route(symbol, dict(zip(flat[::2], flat[1::2], strict=False)))
 
 
+def destination(found: Route) -> tuple[str, int]:
+    """(topic, epoch) an order routed by `found` is produced with: ACTIVE -> `orders` at the
+    route's epoch; MIGRATING -> `pending-orders` at epoch + 1, the epoch the move takes (the
+    engine that replays the buffer owns the symbol at that epoch)."""
+    if found.status == MIGRATING:
+        return names.TOPIC_PENDING_ORDERS, found.epoch + 1
+    return names.TOPIC_ORDERS, found.epoch
+
+
+def pending_ended(r: redis.Redis, symbol: str, epoch: int) -> bool:
+    """The migration wrote its PENDING_END marker for (symbol, epoch) (hotshard.migration):
+    a record produced to pending-orders at that epoch may be after it."""
+    return bool(r.exists(names.REDIS_PENDING_END.format(symbol, epoch)))
+
+
 def lookup(r: redis.Redis, symbol: str) -> Route | None:
     """The symbol's route: one round trip (HGETALL)."""
     return parse_route(symbol, r.hgetall(names.REDIS_ROUTE.format(symbol)))

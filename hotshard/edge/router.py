@@ -28,9 +28,9 @@ from hotshard.commands import Command
 from hotshard.domain import Action, Liquidity, OrderType, Side
 from hotshard.edge.limits import PreTradeLimits, instrument_json
 from hotshard.edge.orders import CASH, OrderRecords, balances
-from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
+from hotshard.names import TOPIC_PENDING_ORDERS
 from hotshard.reasons import HotshardError, Reason
-from hotshard.route import MIGRATING, Route
+from hotshard.route import Route
 from hotshard.wire import encode_order
 
 MAX_PAGE = 1000
@@ -317,10 +317,8 @@ class OrderRouter:
                 command = decode_order(
                     {"action": "CANCEL", "symbol": sym, "order_id": order_id, "user_id": user_id}
                 ).command
-                topic = TOPIC_PENDING_ORDERS if found.status == MIGRATING else TOPIC_ORDERS
-                value = encode_order(
-                    sym, command, route_epoch=found.epoch, client_ts_ns=self.clock_ns()
-                )
+                topic, epoch = route.destination(found)
+                value = encode_order(sym, command, route_epoch=epoch, client_ts_ns=self.clock_ns())
                 delivery = Delivery()
                 self._produce(topic, found.partition, sym.encode(), value, delivery)
                 sent.append((sym, order_id, delivery))
@@ -526,11 +524,11 @@ class OrderRouter:
 
     def _send(self, symbol: str, command: Command, client_ts: int, found: Route) -> Ack:
         action, order_id, user_id = command[0], command[1], command[2]
-        topic = TOPIC_PENDING_ORDERS if found.status == MIGRATING else TOPIC_ORDERS
+        topic, epoch = route.destination(found)
         value = encode_order(
             symbol,
             command,
-            route_epoch=found.epoch,
+            route_epoch=epoch,
             client_ts_ns=client_ts or self.clock_ns(),
         )
         try:
@@ -547,6 +545,15 @@ class OrderRouter:
             raise RefusedError(
                 Reason.NOT_DELIVERED, str(exc), symbol=symbol, order_id=order_id
             ) from exc
+        if topic == TOPIC_PENDING_ORDERS and route.pending_ended(self.r, symbol, epoch):
+            # The race closure (HANDOVER.md): the migration's PENDING_END marker for this
+            # epoch may be before this record, so nobody replays it: not acknowledged.
+            raise RefusedError(
+                Reason.STALE_ROUTE,
+                f"{symbol} moved while this order was on its way: retry",
+                symbol=symbol,
+                order_id=order_id,
+            )
         return Ack(
             Action(action).name,
             symbol,
@@ -555,7 +562,7 @@ class OrderRouter:
             topic,
             partition,
             offset,
-            found.epoch,
+            epoch,
         )
 
 

@@ -174,7 +174,8 @@ def migrate_command(args: argparse.Namespace) -> int:
     began = time.time()
     arn = start_execution(sfn, cluster["state_machine_arn"], payload)
     say(f"migrating {args.symbol} ({args.strategy}): {arn.rsplit(':', 1)[-1]}")
-    seen, entered_at = 0, {}
+    seen = 0
+    entered_at: dict[str, float] = {}
     last_state: str | None = None
     state: dict[str, Any] = {}
     deadline = time.monotonic() + args.timeout

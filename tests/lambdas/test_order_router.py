@@ -209,7 +209,23 @@ def test_a_migrating_symbol_goes_to_pending_orders(r, broker):
     assert (ack.topic, ack.partition) == ("pending-orders", 3)
     record = read_record(broker.bootstrap, "pending-orders", 3, ack.offset)
     now = route.lookup(r, "AAPL")
-    assert record.route_epoch == 1 and now is not None and now.status == MIGRATING
+    # Stamped with the epoch the move takes: the engine replaying the buffer owns it there.
+    assert record.route_epoch == 2 and ack.route_epoch == 2
+    assert now is not None and now.status == MIGRATING and now.epoch == 1
+
+
+def test_an_order_buffered_after_the_end_marker_is_refused_stale(r, broker):
+    e = edge(r, broker.bootstrap)
+    route.begin_migration(r, route.list_symbol_at(r, "AAPL", 3, "e1"))
+    # The migration ended the buffer (PENDING_END written) after this router read MIGRATING.
+    r.set(names.REDIS_PENDING_END.format("AAPL", 2), "pending-orders/3/9")
+    with pytest.raises(RefusedError) as info:
+        e.router.submit("alice", ORDER)
+    assert info.value.reason.name == "STALE_ROUTE"
+    # Not acknowledged, so the same order may be sent again (on the new route).
+    route.switch(r, route.lookup(r, "AAPL"), 1, "e2")  # type: ignore[arg-type]
+    ack = e.router.submit("alice", ORDER)
+    assert (ack.topic, ack.partition, ack.route_epoch) == ("orders", 1, 2)
 
 
 def test_an_unlisted_symbol_is_listed_on_first_order_when_auto_listing(r, broker):
