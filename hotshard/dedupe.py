@@ -59,6 +59,7 @@ records too), or a restart loses them.
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from hotshard.events import DepthUpdate, Event
 from hotshard.wire import EventBatch, event_tuple, handoff_of
@@ -109,6 +110,12 @@ class SequenceGuard:
     def admit(self, kind: int, partition: int, batch: EventBatch) -> Iterator[tuple[Event, int]]:
         """The events not seen before, in seq order, with their input offsets: this record's
         and those of held records it made contiguous."""
+        for msg in self.admit_messages(kind, partition, batch):
+            yield event_tuple(kind, msg)
+
+    def admit_messages(self, kind: int, partition: int, batch: EventBatch) -> Iterator[Any]:
+        """As `admit`, the protobuf events themselves (for fields beyond the book's tuple,
+        such as ts_ns)."""
         after, through = batch.after_seq, batch.through_seq
         if through == 0:
             yield from self._admit_unsequenced(kind, partition, batch)
@@ -125,13 +132,13 @@ class SequenceGuard:
             if msg.seq <= covered:
                 self.dropped += 1
                 continue
-            yield event_tuple(kind, msg)
+            yield msg
         if self._held and key in self._held:
             yield from self._drain(key, None)
 
     def _admit_other(
         self, key: Key, partition: int, batch: EventBatch, covered: int, after: int, through: int
-    ) -> Iterator[tuple[Event, int]]:
+    ) -> Iterator[Any]:
         """A repeat, a marker, or a record beyond what is covered."""
         if after <= covered:  # through <= covered: a repeat, or a marker at `covered`
             yield from self._take(key, partition, batch, covered)
@@ -149,7 +156,7 @@ class SequenceGuard:
         elif self.held > self.max_held:  # one too many: this symbol stops waiting
             yield from self._drain(key, heap[0])
 
-    def _drain(self, key: Key, upto: _Hold | None) -> Iterator[tuple[Event, int]]:
+    def _drain(self, key: Key, upto: _Hold | None) -> Iterator[Any]:
         """Release `key`'s held records that can go, in seq order: contiguous ones, ones
         from the expected partition (after a Gap), and every one ordered up to `upto`."""
         heap = self._held[key]
@@ -169,9 +176,7 @@ class SequenceGuard:
         if not heap:
             del self._held[key]
 
-    def _take(
-        self, key: Key, partition: int, batch: EventBatch, covered: int
-    ) -> Iterator[tuple[Event, int]]:
+    def _take(self, key: Key, partition: int, batch: EventBatch, covered: int) -> Iterator[Any]:
         """Deliver one record against `covered`: drop it as a repeat, follow a marker, or
         deliver its new events (after a Gap if it starts beyond `covered`)."""
         after, through = batch.after_seq, batch.through_seq
@@ -188,11 +193,9 @@ class SequenceGuard:
             if msg.seq <= covered:
                 self.dropped += 1
                 continue
-            yield event_tuple(kind, msg)
+            yield msg
 
-    def _admit_unsequenced(
-        self, kind: int, partition: int, batch: EventBatch
-    ) -> Iterator[tuple[Event, int]]:
+    def _admit_unsequenced(self, kind: int, partition: int, batch: EventBatch) -> Iterator[Any]:
         key = (kind, partition)
         last = self.unsequenced.get(key, -1)
         for msg in batch.events:
@@ -200,7 +203,7 @@ class SequenceGuard:
                 self.dropped += 1
                 continue
             last = msg.input_offset
-            yield event_tuple(kind, msg)
+            yield msg
         self.unsequenced[key] = last
 
 

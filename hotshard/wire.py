@@ -43,10 +43,17 @@ class DecodedOrder:
     reason: Reason = Reason.NONE
     order_id: str = ""
     user_id: str = ""
+    received_ts_ns: int = 0
+    """The router's receive time: the ts_ns of every event this order causes (0: none)."""
 
 
 def encode_order(
-    symbol: str, command: Command, *, route_epoch: int = 0, client_ts_ns: int = 0
+    symbol: str,
+    command: Command,
+    *,
+    route_epoch: int = 0,
+    client_ts_ns: int = 0,
+    received_ts_ns: int = 0,
 ) -> bytes:
     """A command as the router produces it to `orders`."""
     (
@@ -84,6 +91,8 @@ def encode_order(
         fields["display_quantity"] = display_quantity
     if all_or_none:
         fields["all_or_none"] = all_or_none
+    if received_ts_ns:
+        fields["received_ts_ns"] = received_ts_ns
     return orders_pb2.OrderCommand(**fields).SerializeToString()
 
 
@@ -125,14 +134,15 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     user_id = msg.user_id
     epoch = msg.route_epoch
     ts = msg.client_ts_ns
+    rx = msg.received_ts_ns
     action = msg.action
     if not msg.symbol:
-        return DecodedOrder(symbol, None, epoch, ts, Reason.MISSING_FIELD, order_id, user_id)
+        return DecodedOrder(symbol, None, epoch, ts, Reason.MISSING_FIELD, order_id, user_id, rx)
     if not is_id(order_id) or not is_id(user_id) or not is_id(symbol):
         reason = Reason.MISSING_FIELD if not order_id or not user_id else Reason.BAD_ID
-        return DecodedOrder(symbol, None, epoch, ts, reason, order_id, user_id)
+        return DecodedOrder(symbol, None, epoch, ts, reason, order_id, user_id, rx)
     if action not in _ACTIONS:
-        return DecodedOrder(symbol, None, epoch, ts, Reason.BAD_ACTION, order_id, user_id)
+        return DecodedOrder(symbol, None, epoch, ts, Reason.BAD_ACTION, order_id, user_id, rx)
     if action == _ADD:
         command: Command = (
             action,
@@ -165,7 +175,7 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
             0,
             False,
         )
-    return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id)
+    return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id, rx)
 
 
 def _key_text(key: bytes | None) -> str:
@@ -197,10 +207,14 @@ def encode_symbol_batch(
     offsets: list[int],
     depth: DepthUpdate | None,
     depth_offset: int,
+    stamps: dict[int, int] | None = None,
 ) -> SymbolRecords:
     """`events`: this symbol's events of the batch in order; command i (input offset
     `offsets[i]`) produced events[ends[i-1]:ends[i]] (Book.apply_all's `ends`). The depth
-    update (conflated over the batch) carries the offset of the batch's last command."""
+    update (conflated over the batch) carries the offset of the batch's last command.
+    `stamps`: input offset -> the order's received_ts_ns, set as each event's ts_ns (and the
+    depth update's, from its offset); offsets it lacks leave ts_ns unset."""
+    stamp = stamps.get if stamps else None
     statuses = events_pb2.OrderStatusBatch(
         symbol=symbol, after_seq=after_seq, through_seq=through_seq
     )
@@ -211,6 +225,7 @@ def encode_symbol_batch(
     add_trade = trades.events.add
     start = 0
     for offset, end in zip(offsets, ends, strict=True):
+        ts = stamp(offset, 0) if stamp is not None else 0
         # Field by field, zeros left unset: measured ~30% cheaper than add(**fields).
         for kind, seq, a, b, c, d, e, f in events[start:end]:
             if kind == STATUS:
@@ -227,6 +242,8 @@ def encode_symbol_batch(
                     ev.filled = e
                 if f:
                     ev.leaves = f
+                if ts:
+                    ev.ts_ns = ts
             elif kind == FILL:
                 fill = add_fill()
                 fill.symbol = symbol
@@ -238,6 +255,8 @@ def encode_symbol_batch(
                 fill.quantity = d
                 fill.liquidity = e  # type: ignore[assignment]
                 fill.trade_id = f
+                if ts:
+                    fill.ts_ns = ts
             else:
                 trade = add_trade()
                 trade.symbol = symbol
@@ -248,10 +267,13 @@ def encode_symbol_batch(
                 trade.price = c
                 trade.quantity = d
                 trade.taker_side = e  # type: ignore[assignment]
+                if ts:
+                    trade.ts_ns = ts
         start = end
     depth_bytes = None
     if depth is not None:
-        depth_bytes = encode_depth(symbol, depth, depth_offset)
+        depth_ts = stamp(depth_offset, 0) if stamp is not None else 0
+        depth_bytes = encode_depth(symbol, depth, depth_offset, depth_ts)
     return SymbolRecords(
         statuses.SerializeToString(),
         fills.SerializeToString(),
@@ -280,17 +302,19 @@ def encode_handoff(symbol: str, final_seq: int, partition: int, epoch: int) -> S
     )
 
 
-def encode_depth(symbol: str, depth: DepthUpdate, input_offset: int) -> bytes:
+def encode_depth(symbol: str, depth: DepthUpdate, input_offset: int, ts_ns: int = 0) -> bytes:
     """A DepthBatch record of one update (changed levels, or a top-N snapshot)."""
     update = events_pb2.DepthUpdate(
         symbol=symbol, seq=depth.seq, input_offset=input_offset, snapshot=depth.snapshot
     )
+    if ts_ns:
+        update.ts_ns = ts_ns
     update.bids.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.bids)
     update.asks.extend(events_pb2.PriceLevel(price=p, quantity=q) for p, q in depth.asks)
     return events_pb2.DepthBatch(events=[update], symbol=symbol).SerializeToString()
 
 
-def encode_unsequenced(symbol: str, offset: int, event: Event) -> bytes:
+def encode_unsequenced(symbol: str, offset: int, event: Event, ts_ns: int = 0) -> bytes:
     """An OrderStatusBatch for input no book numbers (seq 0): unknown symbol, unreadable
     record, stale route of a symbol that left."""
     _, _, order_id, user_id, status, reason, filled, leaves = event
@@ -305,6 +329,7 @@ def encode_unsequenced(symbol: str, offset: int, event: Event) -> bytes:
         reason=reason,
         filled=filled,
         leaves=leaves,
+        ts_ns=ts_ns,
     )
     return batch.SerializeToString()
 
@@ -380,6 +405,11 @@ def event_tuple(kind: int, msg: object) -> tuple[Event, int]:
 
 def decode_depth(value: bytes) -> list[tuple[str, DepthUpdate, int]]:
     """(symbol, update, input offset) of each update in a DepthBatch record."""
+    return [(symbol, update, offset) for symbol, update, offset, _ in decode_depth_stamped(value)]
+
+
+def decode_depth_stamped(value: bytes) -> list[tuple[str, DepthUpdate, int, int]]:
+    """(symbol, update, input offset, ts_ns) of each update in a DepthBatch record."""
     batch = events_pb2.DepthBatch.FromString(value)
     return [
         (
@@ -391,6 +421,7 @@ def decode_depth(value: bytes) -> list[tuple[str, DepthUpdate, int]]:
                 u.snapshot,
             ),
             u.input_offset,
+            u.ts_ns,
         )
         for u in batch.events
     ]

@@ -58,6 +58,8 @@ class _Touched:
     ends: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     client_ts: list[int] = field(default_factory=list)
+    stamps: dict[int, int] = field(default_factory=dict)
+    """Input offset -> the order's received_ts_ns (only orders that carry one)."""
     last_offset: int = -1
 
     def apply_pending(self) -> None:
@@ -126,7 +128,9 @@ class EngineState:
                     reason = Reason.UNKNOWN_SYMBOL if command is not None else decoded.reason
             if book is None:
                 event = unsequenced_rejection(decoded.order_id, decoded.user_id, reason)
-                unsequenced.append(self._unsequenced(symbol, partition, offset, event))
+                unsequenced.append(
+                    self._unsequenced(symbol, partition, offset, event, decoded.received_ts_ns)
+                )
                 continue
             entry = touched.get((partition, symbol))
             if entry is None:
@@ -138,6 +142,8 @@ class EngineState:
                 entry.commands.append(command)
                 entry.pending_offsets.append(offset)
             entry.last_offset = offset
+            if decoded.received_ts_ns:
+                entry.stamps[offset] = decoded.received_ts_ns
             if decoded.client_ts_ns:
                 entry.client_ts.append(decoded.client_ts_ns)
         for partition, offset in last_offsets.items():
@@ -162,6 +168,7 @@ class EngineState:
                     offsets,
                     depth if i == len(chunks) - 1 else None,
                     entry.last_offset,
+                    entry.stamps,
                 )
                 outputs.append((TOPIC_ORDER_STATUS, partition, key_bytes, out.order_status))
                 outputs.append((TOPIC_FILLS, partition, key_bytes, out.fills))
@@ -203,12 +210,14 @@ class EngineState:
             return Reason.STALE_ROUTE
         return Reason.NONE
 
-    def _unsequenced(self, symbol: str, partition: int, offset: int, event: Event) -> Output:
+    def _unsequenced(
+        self, symbol: str, partition: int, offset: int, event: Event, ts_ns: int = 0
+    ) -> Output:
         return (
             TOPIC_ORDER_STATUS,
             partition,
             self._key(symbol),
-            encode_unsequenced(symbol, offset, event),
+            encode_unsequenced(symbol, offset, event, ts_ns),
         )
 
     def _key(self, symbol: str) -> bytes:

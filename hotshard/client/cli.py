@@ -1,7 +1,9 @@
 """`hotshard-client`: place, replace and cancel orders, subscribe, print what comes back.
 
     hotshard-client --url ws://127.0.0.1:PORT/ --secret S --user alice \\
-        place AAPL buy 10 18950            (also: replace, cancel, subscribe, send; --help)
+        place AAPL buy 10 18950            (also: replace, cancel, cancel-all, subscribe,
+                                            ping, send; orders, fills, instruments, balance
+                                            over HTTP with --http-url; --help)
 """
 
 import argparse
@@ -13,11 +15,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from hotshard.client.frames import Message, describe
+from hotshard.client.frames import Message, StreamTracker, describe
+from hotshard.client.http import HttpApi
 from hotshard.client.retry import DEFAULT_POLICY, RetryPolicy
 from hotshard.client.session import Client, ClientError, local_token
 
 ENV_URL = "HOTSHARD_WS_URL"
+ENV_HTTP_URL = "HOTSHARD_HTTP_URL"
+HTTP_COMMANDS = ("orders", "fills", "instruments", "balance")
 ENV_TOKEN = "HOTSHARD_TOKEN"
 ENV_USER = "HOTSHARD_USER"
 ENV_SECRET = "JWT_SECRET"
@@ -31,7 +36,15 @@ examples (a local gateway: `python -m hotshard.local.edge ...` prints its ws_url
   hotshard-client replace AAPL o-1 18960 6           new price and total quantity
   hotshard-client cancel AAPL o-1
   hotshard-client subscribe AAPL MSFT --wait 0       print depth and trades until Ctrl-C
+                                                     (a gap in a stream prints a `gap` line)
+  hotshard-client cancel-all [--symbol AAPL] [--on-disconnect]
+  hotshard-client ping
   echo '{"action":"order",...}' | hotshard-client send -
+over HTTP (also export HOTSHARD_HTTP_URL=http://127.0.0.1:PORT, the gateway's http_url):
+  hotshard-client orders [--symbol AAPL]             your open orders
+  hotshard-client fills [--limit 20] [--before ID]   your fills, newest first
+  hotshard-client instruments                        tick, lot, band and limits per symbol
+  hotshard-client balance                            your balance per asset
 exit status: 0 every request acknowledged, 1 a request refused, 2 usage or connection error.
 """
 
@@ -47,6 +60,12 @@ def _options(q: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--url",
         default=d(os.environ.get(ENV_URL, "")),
         help=f"WebSocket URL of the API, e.g. ws://127.0.0.1:PORT/ (env {ENV_URL})",
+    )
+    q.add_argument(
+        "--http-url",
+        default=d(os.environ.get(ENV_HTTP_URL, "")),
+        help="HTTP API URL for orders, fills, instruments, balance, e.g. "
+        f"http://127.0.0.1:PORT (env {ENV_HTTP_URL})",
     )
     auth = q.add_argument_group(
         "authentication", "either a token, or a local HS256 secret and a user to mint one"
@@ -161,13 +180,67 @@ def parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("symbols", nargs="+", help="symbols to watch")
 
+    cancel_all = sub.add_parser(
+        "cancel-all",
+        help="cancel all your open orders (of one symbol)",
+        description="Cancel all your open orders over the WebSocket (cancel_all); their "
+        "CANCELLED statuses follow as pushes.",
+    )
+    cancel_all.add_argument("--symbol", default="", help="only this symbol's orders")
+    cancel_all.add_argument(
+        "--on-disconnect",
+        action="store_true",
+        help="instead: opt this connection in to cancel-on-disconnect (then stay for --wait)",
+    )
+    ping = sub.add_parser("ping", help="ping the API (pong)", description="Send a ping.")
+
+    orders = sub.add_parser(
+        "orders",
+        help="your open orders (HTTP GET /orders)",
+        description="Print your open orders, oldest first (needs --http-url).",
+    )
+    orders.add_argument("--symbol", default="", help="only this symbol's")
+    orders.add_argument("--limit", type=int, default=0, help="at most this many (1-1000)")
+    fills = sub.add_parser(
+        "fills",
+        help="your fills, newest first (HTTP GET /fills)",
+        description="Print a page of your fills, newest first; the last line names the "
+        "cursor of the next page (--before). Needs --http-url.",
+    )
+    fills.add_argument("--symbol", default="", help="only this symbol's")
+    fills.add_argument("--limit", type=int, default=0, help="at most this many (1-1000; 100)")
+    fills.add_argument("--before", default="", help="the `next` cursor of the previous page")
+    instruments = sub.add_parser(
+        "instruments",
+        help="tick, lot, band and limits of the listed symbols (HTTP GET /instruments)",
+        description="Print each listed symbol's trading rules (needs --http-url).",
+    )
+    instruments.add_argument("--symbol", default="", help="only this symbol")
+    balance = sub.add_parser(
+        "balance",
+        help="your balance per asset (HTTP GET /balance)",
+        description="Print your available balance per asset (needs --http-url).",
+    )
+
     send = sub.add_parser(
         "send",
         help="send JSON frames, one per line, from a file or - (stdin)",
         description="Send each line of FILE as a frame (request_id is set by the client).",
     )
     send.add_argument("file", type=argparse.FileType("r"), help="a file of frames, or -")
-    for command in (place, replace, cancel, subscribe, send):
+    for command in (
+        place,
+        replace,
+        cancel,
+        cancel_all,
+        ping,
+        subscribe,
+        send,
+        orders,
+        fills,
+        instruments,
+        balance,
+    ):
         _options(command, suppress=True)
     return p
 
@@ -219,6 +292,13 @@ async def _run(args: argparse.Namespace, token: str) -> int:
             replies = [await client.cancel(args.symbol, args.order_id)]
         elif args.command == "subscribe":
             replies = [await client.subscribe(args.symbols)]
+        elif args.command == "cancel-all":
+            if args.on_disconnect:
+                replies = [await client.cancel_on_disconnect(True)]
+            else:
+                replies = [await client.cancel_all(args.symbol)]
+        elif args.command == "ping":
+            replies = [await client.ping()]
         else:
             futures = []
             for line in args.file:
@@ -230,10 +310,20 @@ async def _run(args: argparse.Namespace, token: str) -> int:
                         continue
                     futures.append(await client.send(frame))
             replies = [await f for f in futures]
+        answered = ("ack", "subscribed", "unsubscribed", "cancel_all", "cancel_on_disconnect")
         for reply in replies:
             show(reply)
-            refused = refused or reply.get("type") not in ("ack", "subscribed", "unsubscribed")
+            refused = refused or reply.get("type") not in (*answered, "pong")
+        tracker = StreamTracker()
         async for push in client.pushes(timeout=args.wait if args.wait > 0 else None):
+            gap = tracker.observe(push)
+            if gap is not None and not args.json:
+                print(
+                    f"gap     {gap.kind} {gap.symbol}: last seen seq {gap.seen}, this push "
+                    f"follows {gap.prev_seq} (missed pushes; resynchronise: orders, fills, "
+                    "or GET /depth)",
+                    flush=True,
+                )
             show(push)
     return 1 if refused else 0
 
@@ -245,20 +335,79 @@ def _from_state_file(args: argparse.Namespace) -> None:
             cluster = json.load(f)
     except (OSError, ValueError):
         return
-    args.url = cluster.get("ws_url", "")
+    args.url = args.url or cluster.get("ws_url", "")
+    args.http_url = args.http_url or cluster.get("http_url", "")
     if not args.token and not args.secret:
         args.secret = cluster.get("jwt_secret", "")
+
+
+def _http(args: argparse.Namespace, token: str) -> int:
+    """orders, fills, instruments, balance: one HTTP call, its body printed."""
+    api = HttpApi(args.http_url, token, timeout_s=args.timeout)
+    if args.command == "orders":
+        status, body = api.open_orders(args.symbol, args.limit)
+    elif args.command == "fills":
+        status, body = api.fills(args.symbol, args.limit, args.before)
+    elif args.command == "instruments":
+        status, body = api.instruments(args.symbol)
+    else:
+        status, body = api.balance()
+    if args.json or status >= 400:
+        print(json.dumps(body) if args.json else describe(body), flush=True)
+        return 1 if status >= 400 else 0
+    for line in describe_http(args.command, body):
+        print(line, flush=True)
+    return 0
+
+
+def describe_http(command: str, body: Message) -> list[str]:
+    """Readable lines of an HTTP reply."""
+    if command == "orders":
+        lines = [
+            f"order   {o['symbol']} {o['order_id']} {o['side']} {o['quantity']} @ {o['price']}"
+            f" {o['status'] or o['routing']} filled {o['filled']} leaves {o['leaves']}"
+            for o in body.get("orders", [])
+        ]
+        return [*lines, f"{len(lines)} open{' (more: raise --limit)' if body.get('more') else ''}"]
+    if command == "fills":
+        lines = [
+            f"fill    {f['symbol']} {f['order_id']} {f['side']} {f['quantity']} @ {f['price']}"
+            f" {f['liquidity']} trade {f['trade_id']} seq {f['seq']} id {f['id']}"
+            for f in body.get("fills", [])
+        ]
+        more = f" next page: --before {body['next']}" if body.get("next") else ""
+        return [*lines, f"{len(lines)} fills{more}"]
+    if command == "instruments":
+        return [
+            f"{i['symbol']:<12} tick {i['tick']} lot {i['lot']} price {i['price_min']}.."
+            f"{i['price_max'] or 'no max'} max qty {i['max_quantity'] or '-'} max notional "
+            f"{i['max_notional'] or '-'} {i['status']}"
+            for i in body.get("instruments", [])
+        ]
+    balances = body.get("balances") or {}
+    checked = "" if body.get("balance_check") else " (orders do not reserve: balance checks off)"
+    return [f"{asset:<12} {amount}" for asset, amount in sorted(balances.items())] + [
+        f"{len(balances)} assets{checked}"
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not args.url:
+    if not args.url or not args.http_url:
         _from_state_file(args)
-    if not args.url:
+    if args.command in HTTP_COMMANDS:
+        if not args.http_url:
+            p.error(
+                f"--http-url (or {ENV_HTTP_URL}, or a running `hotshard up`) is required for "
+                f"{args.command}"
+            )
+    elif not args.url:
         p.error(f"--url (or {ENV_URL}, or a running `hotshard up`) is required")
     token = _token(args, p)
     try:
+        if args.command in HTTP_COMMANDS:
+            return _http(args, token)
         return asyncio.run(_run(args, token))
     except ClientError as exc:
         print(f"hotshard-client: {exc}", file=sys.stderr)

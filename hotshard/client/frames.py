@@ -1,8 +1,10 @@
 """The frames of the WebSocket API (docs/asyncapi.yaml) as the client sees them: which
-statuses answer a request, what a STALE_ROUTE refusal looks like, and one readable line
-per frame (`describe`, what hotshard-client prints)."""
+statuses answer a request, what a STALE_ROUTE refusal looks like, gaps in the pushed
+streams (`StreamTracker`), and one readable line per frame (`describe`, what
+hotshard-client prints)."""
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 Message = dict[str, Any]
@@ -24,6 +26,47 @@ def is_stale(message: Message) -> bool:
         data = message.get("data") or {}
         return data.get("status") == "REJECTED" and data.get("reason") == STALE_ROUTE
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """Pushes were missed on one stream: the last one seen had seq `seen`, the one that
+    came names `prev_seq` before it. Resynchronise (GET /orders, GET /fills, GET /depth)."""
+
+    kind: str
+    symbol: str
+    seen: int
+    prev_seq: int
+    seq: int
+
+
+@dataclass
+class StreamTracker:
+    """The last seq seen per pushed stream ((push type, symbol): a connection only gets its
+    own user's ORDER_STATUS and FILL pushes), and the gaps `prev_seq` reveals. The first
+    push of a stream sets its baseline (unless `strict`: then a first push whose prev_seq
+    is not 0 is a gap too)."""
+
+    strict: bool = False
+    last: dict[tuple[str, str], int] = field(default_factory=dict)
+    gaps: list[StreamGap] = field(default_factory=list)
+
+    def observe(self, message: Message) -> StreamGap | None:
+        prev = message.get("prev_seq")
+        data = message.get("data") or {}
+        if not isinstance(prev, int) or isinstance(prev, bool):
+            return None  # not a push, or one no book numbered (seq 0)
+        key = (str(message.get("type")), str(data.get("symbol", "")))
+        seq = int(data.get("seq", 0))
+        seen = self.last.get(key)
+        self.last[key] = seq
+        if seen is None and not self.strict:
+            return None
+        if prev == (seen or 0):
+            return None
+        gap = StreamGap(key[0], key[1], seen or 0, prev, seq)
+        self.gaps.append(gap)
+        return gap
 
 
 def _levels(levels: Any) -> str:
@@ -49,6 +92,25 @@ def describe(message: Message) -> str:
         )
     if kind in ("subscribed", "unsubscribed"):
         return f"{kind} {', '.join(message.get('symbols') or [])}"
+    if kind == "pong":
+        return f"pong    ts_ns {message.get('ts_ns')}"
+    if kind == "cancel_all":
+        failed = ", ".join(
+            f"{f.get('order_id')} {f.get('reason')}" for f in message.get("failed") or []
+        )
+        return (
+            f"cancel_all {message.get('symbol') or '(all symbols)'}: cancelled "
+            f"{len(message.get('cancelled') or [])}"
+            f" {' '.join(message.get('cancelled') or [])}".rstrip()
+            + (
+                f"; still being sent: {' '.join(message['pending'])}"
+                if message.get("pending")
+                else ""
+            )
+            + (f"; failed: {failed}" if message.get("failed") else "")
+        )
+    if kind == "cancel_on_disconnect":
+        return f"cancel_on_disconnect {'on' if message.get('enabled') else 'off'}"
     if kind == "FILL":
         return (
             f"FILL    {data.get('symbol')} {data.get('order_id')} {data.get('quantity')} @ "

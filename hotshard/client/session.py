@@ -177,6 +177,21 @@ class Client:
     async def unsubscribe(self, symbols: Sequence[str]) -> Message:
         return await self.request({"action": "unsubscribe", "symbols": list(symbols)})
 
+    async def cancel_all(self, symbol: str = "") -> Message:
+        """Cancel all the user's open orders (of `symbol` only): a `cancel_all` reply."""
+        frame: Message = {"action": "cancel_all"}
+        if symbol:
+            frame["symbol"] = symbol
+        return await self.request(frame)
+
+    async def cancel_on_disconnect(self, enabled: bool = True) -> Message:
+        """Opt this connection in (or out): closing it cancels the user's open orders."""
+        return await self.request({"action": "cancel_on_disconnect", "enabled": enabled})
+
+    async def ping(self) -> Message:
+        """A `pong` (keeps the connection from API Gateway's 10-minute idle timeout)."""
+        return await self.request({"action": "ping"})
+
     async def request(self, frame: Message, *, retries: int = 0) -> Message:
         """Send one frame and wait for its reply; a STALE_ROUTE error reply is retried."""
         while True:

@@ -14,6 +14,9 @@ read (order records, latest depth).
   connections are looked up in one more; each connection's pushes are posted in order,
   connections side by side, and a connection that opted in (`?pushes=batch`) gets them
   coalesced into BATCH frames (docs/asyncapi.yaml): one post instead of one per push.
+- Each push names the seq of the push before it on its stream, `prev_seq`
+  (hotshard.edge.streams, chained in the same pipeline), and carries the event's `ts_ns`
+  (the router's receive time of the order that caused it) when the engine stamped one.
 Records re-emitted after an engine restart are dropped (hotshard.dedupe guards, kept per
 warm Lambda container; the Redis writes have their own sequence guards).
 """
@@ -29,9 +32,10 @@ from hotshard.dedupe import DepthGuard, SequenceGuard
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.sessions import Sessions
+from hotshard.edge.streams import Link, StreamSeqs, answers
 from hotshard.events import FILL, STATUS, TRADE
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
-from hotshard.wire import decode_depth, parse_batch
+from hotshard.wire import decode_depth_stamped, event_tuple, parse_batch
 
 log = logging.getLogger("hotshard.push")
 
@@ -92,6 +96,7 @@ class Pusher:
     records: OrderRecords
     depth: DepthStore
     post: Post
+    streams: StreamSeqs
     guard: SequenceGuard = field(default_factory=SequenceGuard)
     depth_guard: DepthGuard = field(default_factory=DepthGuard)
     _pool: ThreadPoolExecutor = field(
@@ -101,8 +106,9 @@ class Pusher:
     def handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
         """records: (topic, partition, value) in the order the event source delivered."""
         stats = PushStats()
-        to_users: list[tuple[str, str]] = []
-        to_symbols: list[tuple[str, str]] = []
+        # (owner: a user or a symbol, its stream, push) in arrival order
+        owned: list[tuple[str, Link | None, dict[str, Any]]] = []
+        public: list[tuple[str, Link | None, dict[str, Any]]] = []
         dropped_before = self.guard.dropped + self.depth_guard.dropped
         # Every Redis write of the batch goes out in one pipeline (one round trip), in the
         # order of the events; the pushes are posted after it, so a client that reads its
@@ -114,11 +120,14 @@ class Pusher:
         for topic, partition, value in records:
             stats.records += 1
             if topic == TOPIC_DEPTH:
-                for symbol, update, _offset in decode_depth(value):
+                for symbol, update, _offset, ts in decode_depth_stamped(value):
                     if self.depth_guard.admit(symbol, update):
                         self.depth.apply(symbol, update, pipe=depth_writes)
-                        push = {"type": "DEPTH", "data": depth_update_json(symbol, update)}
-                        to_symbols.append((symbol, dumps(push)))
+                        data = depth_update_json(symbol, update)
+                        if ts:
+                            data["ts_ns"] = ts
+                        depth_link: Link = ("", "DEPTH", symbol, update.seq, update.snapshot)
+                        public.append((symbol, depth_link, {"type": "DEPTH", "data": data}))
                         stats.events += 1
                 continue
             kind = KIND_OF_TOPIC.get(topic)
@@ -128,11 +137,15 @@ class Pusher:
             batch = parse_batch(kind, value)
             symbol = batch.symbol
             push_type = PUSH_TYPE[kind]
-            for event, _offset in self.guard.admit(kind, partition, batch):
+            for msg in self.guard.admit_messages(kind, partition, batch):
+                event, _offset = event_tuple(kind, msg)
                 stats.events += 1
-                text = dumps({"type": push_type, "data": event_json(symbol, event)})
+                data = event_json(symbol, event)
+                if msg.ts_ns:
+                    data["ts_ns"] = msg.ts_ns
+                push = {"type": push_type, "data": data}
                 if kind == TRADE:
-                    to_symbols.append((symbol, text))
+                    public.append((symbol, ("", push_type, symbol, event[1], False), push))
                     continue
                 _, seq, order_id, user_id, a, b, c, d = event
                 if kind == STATUS:
@@ -156,13 +169,20 @@ class Pusher:
                         quantity=b,
                         liquidity=c,
                         trade_id=d,
+                        ts_ns=msg.ts_ns,
                         pipe=writes,
                     )
-                to_users.append((user_id, text))
+                own: Link | None = (user_id, push_type, symbol, seq, False) if seq else None
+                owned.append((user_id, own, push))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
-        writes.execute()
+        links = [link for group in (owned, public) for _, link, _ in group if link is not None]
+        self.streams.chain(links, pipe=writes)  # last in the pipeline: its reply is last
+        replies = writes.execute()
         if depth_writes is not writes:
             depth_writes.execute()
+        prevs = answers(replies[-1]) if links else []
+        to_users = self._encode(owned, prevs, 0, stats)
+        to_symbols = self._encode(public, prevs, sum(1 for _, k, _ in owned if k), stats)
         if not to_users and not to_symbols:
             return stats
         users, subs = self.sessions.targets((u for u, _ in to_users), (s for s, _ in to_symbols))
@@ -191,6 +211,31 @@ class Pusher:
             self.sessions.disconnect(conn)
         stats.gone = len(gone)
         return stats
+
+    @staticmethod
+    def _encode(
+        group: list[tuple[str, Link | None, dict[str, Any]]],
+        prevs: list[int],
+        start: int,
+        stats: PushStats,
+    ) -> list[tuple[str, str]]:
+        """The pushes as JSON, each with its stream's prev_seq (prevs[start:] in order); a
+        push its stream has had already (-1: another container's retry) is dropped."""
+        out: list[tuple[str, str]] = []
+        i = start
+        for owner, link, push in group:
+            if link is None:
+                out.append((owner, dumps(push)))
+                continue
+            prev = prevs[i]
+            i += 1
+            if prev < 0:
+                stats.dropped += 1
+                continue
+            out.append(
+                (owner, dumps({"type": push["type"], "prev_seq": prev, "data": push["data"]}))
+            )
+        return out
 
     def _deliver(self, post: tuple[str, list[Frame]]) -> tuple[int, int, bool]:
         """Post a connection's frames in order; stop at the first 'gone'. Returns (pushes

@@ -66,6 +66,8 @@ class Ack:
     offset: int
     route_epoch: int
     duplicate: bool = False
+    ts_ns: int = 0
+    """The router's receive time (ns since the epoch): also the ts_ns of the order's events."""
 
     def json(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class Ack:
             "offset": self.offset,
             "route_epoch": self.route_epoch,
             "duplicate": self.duplicate,
+            "ts_ns": self.ts_ns,
         }
 
 
@@ -229,6 +232,7 @@ class OrderRouter:
 
     def submit(self, user_id: str, payload: Any, action: Action | None = None) -> Ack:
         """An ADD or REPLACE (or, with `action`, whatever it says) from `user_id`."""
+        received = self.clock_ns()  # stamped on the order: its events' ts_ns
         if not isinstance(payload, dict):
             raise InvalidOrderError(Reason.MALFORMED, "an order must be a JSON object")
         obj = dict(payload)
@@ -252,7 +256,7 @@ class OrderRouter:
         ts = obj.get("client_ts_ns")
         client_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else 0
         if action_code == Action.ADD:
-            return self._add(symbol, command, client_ts)
+            return self._add(symbol, command, client_ts, received)
         if action_code == Action.REPLACE and self.balance_check:
             raise RefusedError(
                 Reason.INSUFFICIENT_BALANCE,
@@ -260,7 +264,7 @@ class OrderRouter:
                 symbol=symbol,
                 order_id=order_id,
             )
-        return self._send(symbol, command, client_ts, self._route(symbol, order_id))
+        return self._send(symbol, command, client_ts, self._route(symbol, order_id), received)
 
     def cancel(self, user_id: str, order_id: str, symbol: str = "") -> Ack:
         """Cancel one of the user's orders; without `symbol` it comes from the order's
@@ -318,15 +322,18 @@ class OrderRouter:
                     {"action": "CANCEL", "symbol": sym, "order_id": order_id, "user_id": user_id}
                 ).command
                 topic, epoch = route.destination(found)
-                value = encode_order(sym, command, route_epoch=epoch, client_ts_ns=self.clock_ns())
+                now = self.clock_ns()
+                value = encode_order(
+                    sym, command, route_epoch=epoch, client_ts_ns=now, received_ts_ns=now
+                )
                 delivery = Delivery()
                 self._produce(topic, found.partition, sym.encode(), value, delivery)
                 sent.append((sym, order_id, delivery))
             except HotshardError as exc:
                 failed.append(_failure(order_id, exc.reason, exc.detail))
         deadline = time.monotonic() + self.delivery_timeout_s
-        while any(not d.done for _, _, d in sent) and time.monotonic() < deadline:
-            self.producer.poll(0.005)
+        for _sym, _order_id, delivery in sent:  # the pump confirms them all as they come
+            self.pump.wait(delivery, deadline)
         cancelled = []
         for _sym, order_id, delivery in sent:
             if delivery.done and delivery.error is None:
@@ -423,7 +430,7 @@ class OrderRouter:
 
     # ------------------------------------------------------------------ the path
 
-    def _add(self, symbol: str, command: Command, client_ts: int) -> Ack:
+    def _add(self, symbol: str, command: Command, client_ts: int, received: int) -> Ack:
         _, order_id, user_id, side, order_type, _, _, price, quantity = command[:9]
         asset, unit = self._reservation(symbol, command) if self.balance_check else ("", 0)
         fp = fingerprint(symbol, command)
@@ -459,6 +466,7 @@ class OrderRouter:
                 claim.offset,
                 claim.epoch,
                 duplicate=True,
+                ts_ns=received,
             )
         if outcome != "GO":
             reason, detail = {
@@ -476,7 +484,7 @@ class OrderRouter:
             raise RefusedError(reason, detail, symbol=symbol, order_id=order_id)
         assert claim.route is not None
         try:
-            ack = self._send(symbol, command, client_ts, claim.route)
+            ack = self._send(symbol, command, client_ts, claim.route, received)
         except RefusedError:
             self.records.abandon(user_id, order_id, fp)
             raise
@@ -522,14 +530,17 @@ class OrderRouter:
         except route.NoEngineError as exc:
             raise RefusedError(exc.reason, exc.detail, symbol=symbol, order_id=order_id) from exc
 
-    def _send(self, symbol: str, command: Command, client_ts: int, found: Route) -> Ack:
+    def _send(
+        self, symbol: str, command: Command, client_ts: int, found: Route, received: int
+    ) -> Ack:
         action, order_id, user_id = command[0], command[1], command[2]
         topic, epoch = route.destination(found)
         value = encode_order(
             symbol,
             command,
             route_epoch=epoch,
-            client_ts_ns=client_ts or self.clock_ns(),
+            client_ts_ns=client_ts or received,
+            received_ts_ns=received,
         )
         try:
             partition, offset = produce_confirmed(
@@ -563,6 +574,7 @@ class OrderRouter:
             partition,
             offset,
             epoch,
+            ts_ns=received,
         )
 
 

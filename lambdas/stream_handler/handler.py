@@ -22,6 +22,7 @@ from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
+from hotshard.edge.streams import StreamSeqs
 from hotshard.names import METRICS_NAMESPACE
 
 logger = Logger(service="stream_handler")
@@ -40,7 +41,7 @@ def pusher() -> Pusher:
         region=settings.aws_region,
         credentials=static_credentials(os.environ),
     )
-    return Pusher(Sessions(r), OrderRecords(r), DepthStore(r), management.post)
+    return Pusher(Sessions(r), OrderRecords(r), DepthStore(r), management.post, StreamSeqs(r))
 
 
 @tracer.capture_lambda_handler(capture_response=False)

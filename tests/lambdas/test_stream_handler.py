@@ -41,6 +41,9 @@ def edge(r: Any, redis_server: Any, broker: Any) -> Iterator[LocalEdge]:
         yield running
 
 
+STAMP = 1_700_000_000_000_000_000  # the router's receive time of the first order
+
+
 def engine_outputs() -> list[Output]:
     """ann rests a sell, ben's buy takes part of it: what the engine publishes."""
     orders = [
@@ -48,7 +51,12 @@ def engine_outputs() -> list[Output]:
         add("b-1", "ben", Side.BUY, 100, 2),
     ]
     records: list[Record] = [
-        (0, offset, b"AAPL", encode_order("AAPL", command, route_epoch=1))
+        (
+            0,
+            offset,
+            b"AAPL",
+            encode_order("AAPL", command, route_epoch=1, received_ts_ns=STAMP + offset),
+        )
         for offset, command in enumerate(orders)
     ]
     return EngineState(Market(open_listing=True)).apply_batch(records).outputs
@@ -78,18 +86,28 @@ def as_captured(outputs: list[Output]) -> dict[str, Any]:
 
 
 def pushes_for(outputs: list[Output], user: str, subscribed: bool) -> list[dict[str, Any]]:
-    """The pushes a connection of `user` should get, decoded independently of the handler."""
+    """The pushes a connection of `user` should get, decoded independently of the handler:
+    each names the seq of the one before on its stream (prev_seq) and the receive time of
+    the order that caused it (ts_ns, from the order's offset)."""
     mine, market = [], []
+    last: dict[tuple[str, str], int] = {}
     for topic, _partition, _key, value in outputs:
         if topic == "depth":
-            for symbol, update, _offset in decode_depth(value):
-                market.append({"type": "DEPTH", "data": depth_update_json(symbol, update)})
+            for symbol, update, offset in decode_depth(value):
+                data = {**depth_update_json(symbol, update), "ts_ns": STAMP + offset}
+                prev = last.get(("DEPTH", symbol), 0)
+                last[("DEPTH", symbol)] = update.seq
+                market.append({"type": "DEPTH", "prev_seq": prev, "data": data})
             continue
         batch = parse_batch(KIND_OF[topic], value)
         for msg in batch.events:
             kind = KIND_OF[topic]
-            data = event_json(batch.symbol, event_tuple(kind, msg)[0])
-            push = {"type": PUSH_TYPE[kind], "data": data}
+            event, offset = event_tuple(kind, msg)
+            data = {**event_json(batch.symbol, event), "ts_ns": STAMP + offset}
+            stream = (PUSH_TYPE[kind], batch.symbol if kind == TRADE else data["user_id"])
+            prev = last.get(stream, 0)
+            last[stream] = event[1]
+            push = {"type": PUSH_TYPE[kind], "prev_seq": prev, "data": data}
             if kind == TRADE:
                 market.append(push)
             elif data["user_id"] == user:

@@ -1,5 +1,7 @@
 """The engine's functional core: records in -> the same events the books give, as records."""
 
+from typing import Any
+
 import pytest
 
 from engine.book import Book, Instrument, Market, add, cancel
@@ -12,6 +14,7 @@ from hotshard.local.flow import Stream, zipf_stream
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.recovery import Checkpoint
+from hotshard.v1 import events_pb2
 from hotshard.wire import decode_depth, encode_order, parse_batch
 
 KINDS = {TOPIC_ORDER_STATUS: STATUS, TOPIC_FILLS: FILL, TOPIC_TRADES: TRADE}
@@ -262,3 +265,33 @@ def test_depth_snapshots_give_every_book_its_top_levels_on_its_partition():
     ((symbol, update, offset),) = decode_depth(outputs[0][3])
     assert (symbol, update.snapshot, update.seq) == ("A", True, 3)
     assert (update.bids, update.asks, offset) == ([(10, 1)], [(12, 3)], 2)
+
+
+def test_events_carry_the_receive_time_stamped_on_their_order_never_a_clock():
+    orders = [
+        add("s-1", "ann", Side.SELL, 100, 5),
+        add("b-1", "ben", Side.BUY, 100, 2),
+    ]
+    records: list[Record] = [
+        (0, i, b"AAPL", encode_order("AAPL", c, received_ts_ns=1_000 + i))
+        for i, c in enumerate(orders)
+    ]
+    first = EngineState(Market(open_listing=True)).apply_batch(records).outputs
+    again = EngineState(Market(open_listing=True)).apply_batch(records).outputs
+    assert first == again  # byte-identical: the time comes from the input
+    kinds: dict[str, Any] = {
+        "order_status": events_pb2.OrderStatusBatch,
+        "fills": events_pb2.FillBatch,
+        "trades": events_pb2.TradeBatch,
+        "depth": events_pb2.DepthBatch,
+    }
+    stamps: dict[str, set[tuple[int, int]]] = {}
+    for topic, _p, _k, value in first:
+        for ev in kinds[topic].FromString(value).events:
+            stamps.setdefault(topic, set()).add((ev.input_offset, ev.ts_ns))
+    for topic in ("order_status", "fills", "trades"):
+        assert all(ts == 1_000 + offset for offset, ts in stamps[topic]), topic
+    assert stamps["depth"] == {(1, 1_001)}  # the batch's last order
+    unstamped: list[Record] = [(0, 0, b"AAPL", encode_order("AAPL", orders[0]))]
+    (status, *_rest) = EngineState(Market(open_listing=True)).apply_batch(unstamped).outputs
+    assert all(ev.ts_ns == 0 for ev in events_pb2.OrderStatusBatch.FromString(status[3]).events)

@@ -4,16 +4,19 @@ a STALE_ROUTE provoked for real (the engine removed the symbol with a fence epoc
 route switched) and retried transparently."""
 
 import asyncio
+import io
+import json
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from typing import Any
 
 import pytest
 
 from hotshard import route
 from hotshard.client.cli import main, parser
-from hotshard.client.frames import describe, is_stale
+from hotshard.client.frames import StreamTracker, describe, is_stale
 from hotshard.client.retry import Outstanding, RetryPolicy
 from hotshard.client.session import Client, ClientError
 from hotshard.edge.settings import EdgeSettings
@@ -103,6 +106,35 @@ def test_help_explains_every_option():
     assert undocumented == [], undocumented
     for word in ("place", "replace", "cancel", "subscribe", "send", "STALE_ROUTE"):
         assert word in p.format_help()
+    new = ("cancel-all", "ping", "orders", "fills", "instruments", "balance")
+    for command in new:
+        assert command in p.format_help()
+        out = io.StringIO()
+        with redirect_stdout(out), pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0 and f"hotshard-client {command}" in out.getvalue()
+
+
+def test_stream_tracker_names_the_pushes_a_stream_missed():
+    tracker = StreamTracker()
+
+    def push(kind: str, symbol: str, seq: int, prev: int | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": kind, "data": {"symbol": symbol, "seq": seq}}
+        if prev is not None:
+            out["prev_seq"] = prev
+        return out
+
+    assert tracker.observe(push("FILL", "AAPL", 4, 2)) is None  # first: the baseline
+    assert tracker.observe(push("FILL", "AAPL", 9, 4)) is None
+    assert tracker.observe(push("ORDER_STATUS", "AAPL", 5, 3)) is None  # another stream
+    gap = tracker.observe(push("FILL", "AAPL", 15, 12))
+    assert gap is not None and (gap.kind, gap.seen, gap.prev_seq, gap.seq) == ("FILL", 9, 12, 15)
+    assert tracker.observe(push("FILL", "AAPL", 16, 15)) is None  # the chain goes on
+    assert tracker.observe(push("ORDER_STATUS", "AAPL", 0, None)) is None  # seq 0: no stream
+    assert tracker.observe({"type": "ack"}) is None
+    strict = StreamTracker(strict=True)
+    assert strict.observe(push("TRADE", "MSFT", 7, 3)) is not None  # joined late: missed 3
+    assert strict.observe(push("TRADE", "IBM", 7, 0)) is None
 
 
 # ---------------------------------------------------------------------- real gateway
@@ -230,3 +262,41 @@ def test_cli_places_and_cancels_through_the_gateway(cluster, r, capsys):
     assert "error   NON_POSITIVE_QUANTITY" in capsys.readouterr().out
     bad = ["--url", cluster.gateway.ws_url, "--token", "nope", "cancel", "ORCL", "k-1"]
     assert main(bad) == 2
+
+
+@pytest.mark.integration
+def test_cli_covers_open_orders_cancel_all_fills_instruments_balance(cluster, r, capsys):
+    route.list_symbol_at(r, "SAP", 1, "client-e2")
+    ws = ["--url", cluster.gateway.ws_url, "--secret", SECRET, "--user", "cli2", "--wait"]
+    http = ["--http-url", cluster.gateway.http_url, "--secret", SECRET, "--user", "cli2"]
+    for order_id, price in (("s-1", 50), ("s-2", 60)):
+        place = [*ws, "1", "place", "SAP", "sell", "2", str(price), "--order-id", order_id]
+        assert main(place) == 0
+    buyer = ["--url", cluster.gateway.ws_url, "--secret", SECRET, "--user", "cli3", "--wait"]
+    assert main([*buyer, "1", "place", "SAP", "buy", "1", "50", "--order-id", "b-1"]) == 0
+    capsys.readouterr()
+    for _ in range(100):  # the fill reaches the history once the stream handler saw it
+        assert main(["fills", *http]) == 0
+        out = capsys.readouterr().out
+        if "fill    SAP s-1 SELL 1 @ 50 MAKER" in out:
+            break
+        time.sleep(0.05)
+    assert "fill    SAP s-1 SELL 1 @ 50 MAKER" in out and "1 fills" in out
+    assert main(["orders", *http]) == 0
+    out = capsys.readouterr().out
+    assert "order   SAP s-1 SELL 2 @ 50" in out and "order   SAP s-2" in out and "2 open" in out
+    assert main(["instruments", *http, "--symbol", "SAP"]) == 0
+    assert "SAP" in capsys.readouterr().out
+    assert main(["balance", *http]) == 0
+    assert "0 assets" in capsys.readouterr().out
+    assert main(["ping", *ws, "0.1"]) == 0
+    assert "pong" in capsys.readouterr().out
+    assert main(["cancel-all", *ws, "2", "--symbol", "SAP"]) == 0
+    out = capsys.readouterr().out
+    assert "cancel_all SAP: cancelled 2" in out
+    assert "STATUS  SAP s-1 CANCELLED" in out and "STATUS  SAP s-2 CANCELLED" in out
+    assert main(["orders", "--json", *http]) == 0
+    assert json.loads(capsys.readouterr().out)["orders"] == []
+    with pytest.raises(SystemExit) as usage:  # no --http-url
+        main(["orders", "--secret", SECRET, "--user", "x"])
+    assert usage.value.code == 2

@@ -1,0 +1,81 @@
+"""Gap detection for the streams a client receives: each push names the seq of the push
+before it on the same stream (`prev_seq`), so a client that saw another seq last knows it
+missed something (docs/asyncapi.yaml, "Gaps and resynchronising").
+
+A stream is what one client can receive in order:
+- its own ORDER_STATUS pushes of one symbol, and its own FILL pushes of one symbol (two
+  streams: the topics are read side by side, so their pushes interleave freely);
+- the TRADE pushes of one symbol (every subscriber sees the same stream);
+- the DEPTH pushes of one symbol (a periodic snapshot may repeat the seq of the change
+  before it: its prev_seq is then its own seq).
+
+The stream handler keeps, per stream, the seq it last pushed in Redis (`push-seq:{OWNER}`,
+one hash per user, field `<KIND>:<SYMBOL>`; a symbol's trades under `push-seq:@<SYMBOL>`)
+and moves it in one script per batch. An event at or below the stored seq was pushed
+already (a re-delivered record, another container's retry) and is not pushed again. An
+event pushed once and lost on its way (a connection that failed, a crash after the script)
+shows as a gap at the next push of that stream. Events no book numbers (seq 0) are on no
+stream: they carry no prev_seq.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from hotshard import names
+
+TTL_MS = 7 * 86_400_000
+
+# KEYS: one stream hash per item. ARGV: ttl_ms, then per item its field, seq and 1 if the
+# same seq may come again (a depth snapshot). Returns per item the seq pushed before on that
+# stream (0: none), or -1: already pushed.
+_CHAIN = """
+local out = {}
+for i = 1, #KEYS do
+  local field = ARGV[3 * i - 1]
+  local seq = tonumber(ARGV[3 * i])
+  local last = tonumber(redis.call('HGET', KEYS[i], field) or '0')
+  if seq < last or (seq == last and ARGV[3 * i + 1] ~= '1') then
+    out[i] = -1
+  else
+    redis.call('HSET', KEYS[i], field, seq)
+    out[i] = last
+  end
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+return out
+"""
+
+Link = tuple[str, str, str, int, bool]
+"""(owner, kind, symbol, seq, same seq allowed): owner a user id, or '' for a symbol's
+public stream; the flag is set for a depth snapshot."""
+
+
+def stream_key(owner: str, symbol: str) -> str:
+    return names.REDIS_PUSH_SEQ.format(owner or f"@{symbol}")
+
+
+class StreamSeqs:
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self._chain = r.register_script(_CHAIN)
+
+    def chain(self, links: Sequence[Link], pipe: Any = None) -> list[int]:
+        """Per link, in order: the previous seq of its stream (0: none) and the stream now
+        at its seq; -1 for a link at or below what was pushed already. With `pipe` the
+        script is queued there: its reply (through `answers`) comes with the pipeline's,
+        and [] is returned."""
+        if not links:
+            return []
+        keys = [stream_key(owner, symbol) for owner, _, symbol, _, _ in links]
+        args: list[str | int] = [TTL_MS]
+        for _, kind, symbol, seq, again in links:
+            args.extend((f"{kind}:{symbol}", seq, int(again)))
+        reply = self._chain(keys=keys, args=args, client=pipe)
+        return [] if pipe is not None else answers(reply)
+
+
+def answers(reply: Any) -> list[int]:
+    """The script's reply as the per-link previous seqs (-1: already pushed)."""
+    return [int(v) for v in reply]

@@ -1,0 +1,110 @@
+"""prev_seq on every pushed stream, against a real Redis: the chain per stream, a repeat
+(another container's retry) not pushed twice, a push lost on its way showing as a gap."""
+
+import json
+from typing import Any
+
+import pytest
+
+from engine.book import Market, add
+from engine.service.core import EngineState
+from hotshard.client.frames import StreamTracker
+from hotshard.domain import Side
+from hotshard.edge.depth import DepthStore
+from hotshard.edge.orders import OrderRecords
+from hotshard.edge.push import Pusher
+from hotshard.edge.sessions import Sessions
+from hotshard.edge.streams import StreamSeqs
+from hotshard.wire import encode_order
+
+pytestmark = pytest.mark.integration
+
+
+def test_each_stream_chains_its_own_seqs(r):
+    seqs = StreamSeqs(r)
+    links = [
+        ("ann", "FILL", "AAPL", 4, False),
+        ("ann", "FILL", "AAPL", 7, False),
+        ("ann", "ORDER_STATUS", "AAPL", 5, False),
+        ("ann", "FILL", "MSFT", 2, False),
+        ("ben", "FILL", "AAPL", 9, False),
+        ("", "TRADE", "AAPL", 3, False),
+        ("", "DEPTH", "AAPL", 3, False),
+    ]
+    assert seqs.chain(links) == [0, 4, 0, 0, 0, 0, 0]
+    again = [("ann", "FILL", "AAPL", 7, False), ("ann", "FILL", "AAPL", 11, False)]
+    assert seqs.chain(again) == [-1, 7]
+    assert seqs.chain([("", "TRADE", "AAPL", 8, False)]) == [3]
+    # a depth snapshot may repeat the seq of the change before it; a change may not
+    assert seqs.chain([("", "DEPTH", "AAPL", 3, True), ("", "DEPTH", "AAPL", 3, False)]) == [
+        3,
+        -1,
+    ]
+    assert r.pttl("push-seq:ann") > 0
+
+
+def outputs(orders: list[tuple[int, Any]]) -> list[tuple[str, int, bytes]]:
+    state = EngineState(Market(open_listing=True))
+    out: list[tuple[str, int, bytes]] = []
+    for offset, command in orders:
+        record = (0, offset, b"AAPL", encode_order("AAPL", command, received_ts_ns=offset + 1))
+        out += [(t, p, v) for t, p, _k, v in state.apply_batch([record]).outputs]
+    return out
+
+
+def test_repeats_are_not_pushed_and_a_lost_push_is_a_gap(r):
+    sessions = Sessions(r)
+    sessions.connect("c-ann", "ann", 0)
+    sessions.subscribe("c-ann", ["AAPL"])
+    posted: list[dict[str, Any]] = []
+    lose = {"on": False}
+
+    def post(_conn: str, data: bytes) -> bool:
+        if not lose["on"]:
+            posted.append(json.loads(data))
+        return True
+
+    def pusher() -> Pusher:  # a fresh container: its own in-memory guards
+        return Pusher(sessions, OrderRecords(r), DepthStore(r), post, StreamSeqs(r))
+
+    first = outputs([(0, add("a-1", "ann", Side.SELL, 100, 5))])
+    pusher().handle(first)
+    assert {p["type"] for p in posted} == {"ORDER_STATUS", "DEPTH"}
+    assert all(p["prev_seq"] == 0 for p in posted)
+    assert posted[0]["data"]["ts_ns"] == 1
+    count = len(posted)
+    stats = pusher().handle(first)  # another container gets the same records again
+    assert stats.pushes == 0 and len(posted) == count
+
+    both = outputs(
+        [
+            (0, add("a-1", "ann", Side.SELL, 100, 5)),
+            (1, add("a-2", "ann", Side.SELL, 101, 5)),
+            (2, add("b-1", "ben", Side.BUY, 101, 7)),
+        ]
+    )
+    tracker = StreamTracker()
+    for push in posted:
+        assert tracker.observe(push) is None
+    lose["on"] = True  # a-2's ACCEPTED (seq 2) and its depth never reach the client
+    pusher().handle([rec for rec in both if rec in outputs_of(both, 1)])
+    lose["on"] = False
+    before = len(posted)
+    pusher().handle([rec for rec in both if rec in outputs_of(both, 2)])
+    later = posted[before:]
+    gaps = [g for g in (tracker.observe(p) for p in later) if g is not None]
+    kinds = {g.kind for g in gaps}
+    assert kinds == {"ORDER_STATUS", "DEPTH"}, (gaps, later)
+    status_gap = next(g for g in gaps if g.kind == "ORDER_STATUS")
+    assert (status_gap.seen, status_gap.prev_seq) == (1, 2)
+
+
+def outputs_of(records: list[tuple[str, int, bytes]], batch: int) -> list[tuple[str, int, bytes]]:
+    """The records of the `batch`-th order (0-based) in outputs() of several orders: each
+    order is its own batch, so its records are the next group of 3 or 4."""
+    groups: list[list[tuple[str, int, bytes]]] = []
+    for rec in records:
+        if rec[0] == "order_status" or not groups:
+            groups.append([])
+        groups[-1].append(rec)
+    return groups[batch]
