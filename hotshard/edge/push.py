@@ -79,6 +79,19 @@ def _batch(pushes: list[str]) -> Frame:
     return '{"type":"BATCH","pushes":[' + ",".join(pushes) + "]}", len(pushes)
 
 
+LATENCY_SAMPLES = 100
+"""Push latencies one invocation reports at most (EMF takes 100 values per metric)."""
+
+
+def push_latencies_ms(timestamps_ms: list[int], now_ms: int) -> list[float]:
+    """Event (Kafka record timestamp) -> pushes posted, ms, for the PushLatency metric: an
+    even sample of at most LATENCY_SAMPLES of the batch's records, never negative."""
+    if not timestamps_ms:
+        return []
+    step = max(1, -(-len(timestamps_ms) // LATENCY_SAMPLES))
+    return [float(max(now_ms - ts, 0)) for ts in timestamps_ms[::step]][:LATENCY_SAMPLES]
+
+
 @dataclass
 class PushStats:
     records: int = 0

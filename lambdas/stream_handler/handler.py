@@ -7,6 +7,7 @@ hotshard.edge.management (SigV4-signed, kept-alive; boto3's client costs ~1 ms a
 """
 
 import os
+import time
 from functools import cache
 from typing import Any
 
@@ -19,11 +20,11 @@ from hotshard.clients import redis_client
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.management import ManagementClient, static_credentials
 from hotshard.edge.orders import OrderRecords
-from hotshard.edge.push import Pusher
+from hotshard.edge.push import Pusher, push_latencies_ms
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.edge.streams import StreamSeqs
-from hotshard.names import METRICS_NAMESPACE
+from hotshard.names import METRIC_PUSH_LATENCY, METRICS_NAMESPACE
 
 logger = Logger(service="stream_handler")
 # X-Ray (the function has tracing ACTIVE): the handler and boto3 calls become subsegments;
@@ -49,8 +50,12 @@ def pusher() -> Pusher:
 @metrics.log_metrics
 @event_source(data_class=KafkaEvent)
 def handler(event: KafkaEvent, context: LambdaContext) -> dict[str, Any]:
-    records = ((rec.topic, rec.partition, rec.decoded_value) for rec in event.records)
-    stats = pusher().handle(records)
+    received = list(event.records)
+    stats = pusher().handle((rec.topic, rec.partition, rec.decoded_value) for rec in received)
+    if stats.pushes:  # event (its record's Kafka timestamp) -> its pushes posted
+        stamps = [rec.timestamp for rec in received]
+        for value in push_latencies_ms(stamps, time.time_ns() // 1_000_000):
+            metrics.add_metric(name=METRIC_PUSH_LATENCY, unit=MetricUnit.Milliseconds, value=value)
     metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=stats.pushes)
     metrics.add_metric(name="Posts", unit=MetricUnit.Count, value=stats.posts)
     metrics.add_metric(name="GoneConnections", unit=MetricUnit.Count, value=stats.gone)

@@ -12,7 +12,7 @@ from hotshard.client.frames import StreamTracker
 from hotshard.domain import Side
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
-from hotshard.edge.push import Pusher
+from hotshard.edge.push import LATENCY_SAMPLES, Pusher, push_latencies_ms
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.streams import StreamSeqs
 from hotshard.wire import encode_order
@@ -108,3 +108,10 @@ def outputs_of(records: list[tuple[str, int, bytes]], batch: int) -> list[tuple[
             groups.append([])
         groups[-1].append(rec)
     return groups[batch]
+
+
+def test_push_latency_samples_are_bounded_and_never_negative():
+    assert push_latencies_ms([], 10) == []
+    assert push_latencies_ms([90, 100, 120], 110) == [20.0, 10.0, 0.0]
+    many = push_latencies_ms(list(range(1000)), 1000)
+    assert len(many) <= LATENCY_SAMPLES and many[0] == 1000.0 and min(many) > 0
