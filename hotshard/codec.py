@@ -58,7 +58,7 @@ def decode_order_json(text: str | bytes) -> OrderRequest:
     """Parse one JSON order; raises InvalidOrderError with a reason code."""
     try:
         obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidOrderError(Reason.MALFORMED, f"not JSON: {exc}") from exc
     return decode_order(obj)
 

@@ -9,13 +9,28 @@ build on the hot path); codecs turn them back into members to print `.name`.
 from enum import IntEnum
 
 MAX_ID_LENGTH = 64
-"""Symbols, order ids and user ids are 1 to MAX_ID_LENGTH printable characters."""
+"""Symbols, order ids and user ids are 1 to MAX_ID_LENGTH characters of ID_CHARACTERS."""
+
+ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@~-")
+"""The safe set: ASCII letters, digits and `. _ : @ ~ -`. Each stands for itself in a URL
+path segment, a query value and JSON, and has one Unicode form, so an id that is accepted
+can always be fetched and cancelled by it (GET/DELETE /orders/{id})."""
+
+MAX_QUANTITY = (1 << 31) - 1
+"""The largest order quantity (lots) a book accepts by default (engine.book.instrument);
+the router refuses above it too, so such an order never reaches Kafka."""
+
+MAX_PRICE = (1 << 62) - 1
+"""The largest price (ticks) a book's band may reach."""
+
+MAX_TIMESTAMP_NS = (1 << 63) - 1
+"""client_ts_ns is an int64 on the wire."""
 
 
 def is_id(value: str) -> bool:
-    """A usable symbol, order id or user id (MAX_ID_LENGTH). On the engine's hot path: the
-    caller checks that it is a str."""
-    return 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+    """A usable symbol, order id or user id (MAX_ID_LENGTH characters of ID_CHARACTERS). On
+    the engine's hot path: the caller checks that it is a str."""
+    return 0 < len(value) <= MAX_ID_LENGTH and ID_CHARACTERS.issuperset(value)
 
 
 class Action(IntEnum):

@@ -100,6 +100,8 @@ ENV_EDGE_LIMITS = "EDGE_LIMITS"  # path of the symbols config with pre-trade lim
 ENV_BALANCE_CHECK = "BALANCE_CHECK"  # true: reserve balance:{USER} for every ADD
 ENV_AUTO_LIST = "AUTO_LIST"  # true: an unrouted symbol is listed on its first order
 ENV_DELIVERY_TIMEOUT_MS = "DELIVERY_TIMEOUT_MS"  # how long the router waits for the ack
+ENV_MANAGEMENT_SECRET = "MANAGEMENT_SECRET"  # local Management API's shared secret (not AWS)
+MANAGEMENT_SECRET_HEADER = "X-Hotshard-Management-Secret"
 
 # Spare partitions (infra/engine_host.py, docs/DEPLOY.md "Partitions"). `orders` (and every
 # topic, which mirror its partition numbers) has regular partitions, served by the minimum

@@ -21,11 +21,11 @@ from typing import Any, Final, final
 from mypy_extensions import i64
 
 from engine.book.index import OrderIndex
-from engine.book.instrument import MAX_PRICE, Instrument
+from engine.book.instrument import Instrument
 from engine.book.level import COMPACT_SLACK, Level
 from engine.book.order import Order
 from hotshard.commands import Command
-from hotshard.domain import Action, Liquidity, OrderType, Side, Status, TimeInForce
+from hotshard.domain import MAX_PRICE, Action, Liquidity, OrderType, Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
 from hotshard.reasons import Reason
 

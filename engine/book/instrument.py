@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-MAX_PRICE = (1 << 62) - 1
+from hotshard.domain import MAX_PRICE, MAX_QUANTITY
+
 DEFAULT_DEDUP_WINDOW = 10_000
 
 
@@ -14,7 +15,7 @@ class Instrument:
     price_min: int = 1
     price_max: int = MAX_PRICE
     self_trade_prevention: bool = False
-    max_quantity: int = (1 << 31) - 1
+    max_quantity: int = MAX_QUANTITY
     """Largest order quantity (lots) accepted; above it VALUE_OUT_OF_RANGE. Keeps every
     level's total far inside the wire format's int64."""
     dedup_window: int = DEFAULT_DEDUP_WINDOW

@@ -90,7 +90,23 @@ def error_json(exc: HotshardError) -> dict[str, Any]:
             out["symbol"] = exc.symbol
         if exc.order_id:
             out["order_id"] = exc.order_id
+    if isinstance(exc, RefusedError) and exc.retry_after_ms:
+        out["retry_after_ms"] = exc.retry_after_ms
     return out
+
+
+def not_found_json(detail: str = "no such route") -> dict[str, Any]:
+    """A 404 of the HTTP API: the documented error body (docs/openapi.yaml, Error)."""
+    return {"type": "error", "reason": "NOT_FOUND", "code": 404, "detail": detail}
+
+
+def loads(text: str | bytes, what: str) -> Any:
+    """JSON from a client; anything that is not (bad bytes, too deeply nested to parse)
+    is MALFORMED, never an exception of another kind."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidOrderError(Reason.MALFORMED, f"{what} must be JSON") from exc
 
 
 def _dumps(obj: dict[str, Any]) -> str:
@@ -173,7 +189,12 @@ class EdgeApi:
             reply, status = {"type": "error", "reason": "INTERNAL", "detail": "internal error"}, 500
         if request_id is not None:
             reply["request_id"] = request_id
-        return {"statusCode": status, "body": _dumps(reply)}
+        try:
+            text = _dumps(reply)
+        except (ValueError, RecursionError):  # a request_id too deeply nested to echo
+            bad = InvalidOrderError(Reason.MALFORMED, "request_id is too deeply nested")
+            text, status = _dumps(error_json(bad)), 400
+        return {"statusCode": status, "body": text}
 
     def _disconnect(self, connection: str) -> None:
         cancel = self.sessions.cancels_on_disconnect(connection)
@@ -201,12 +222,13 @@ class EdgeApi:
         self.log.info("connected", extra={"connection_id": connection, "user_id": user})
         return {"statusCode": 200}
 
+    def close(self) -> None:
+        """Close the router's producer (a warm container that is shut down, a test)."""
+        self.router.close()
+
     @staticmethod
     def _frame(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
-        try:
-            frame = json.loads(event.decoded_body or "")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidOrderError(Reason.MALFORMED, "a frame must be a JSON object") from exc
+        frame = loads(event.decoded_body or "", "a frame")
         if not isinstance(frame, dict):
             raise InvalidOrderError(Reason.MALFORMED, "a frame must be a JSON object")
         return frame
@@ -251,13 +273,14 @@ class EdgeApi:
             return user_of(claims or {}, self.verifier.user_claim)
 
         def body() -> Any:
-            try:
-                return json.loads(app.current_event.decoded_body or "")
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InvalidOrderError(Reason.MALFORMED, "the body must be JSON") from exc
+            return loads(app.current_event.decoded_body or "", "the body")
 
-        def reply(status: int, obj: dict[str, Any]) -> Response[str]:
-            return Response(status_code=status, content_type=JSON, body=_dumps(obj))
+        def reply(
+            status: int, obj: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> Response[str]:
+            return Response(
+                status_code=status, content_type=JSON, body=_dumps(obj), headers=headers
+            )
 
         @app.post("/orders")
         def post_order() -> Response[str]:
@@ -309,16 +332,20 @@ class EdgeApi:
 
         @app.get("/depth/<symbol>")
         def get_depth(symbol: str) -> Response[str]:
+            user()  # a token without the user claim reads nothing either
             return reply(200, self.depth.read(symbol))
 
         @app.exception_handler(HotshardError)  # type: ignore[untyped-decorator]
         def refused(exc: HotshardError) -> Response[str]:
             self.count("Refused")
-            return reply(http_status(exc.reason), error_json(exc))
+            out = error_json(exc)
+            retry = out.get("retry_after_ms")
+            headers = {"Retry-After": str(max(1, -(-retry // 1000)))} if retry else None
+            return reply(http_status(exc.reason), out, headers)
 
         @app.not_found
         def not_found(_exc: Exception) -> Response[str]:
-            return reply(404, {"type": "error", "reason": "NOT_FOUND", "detail": "no such route"})
+            return reply(404, not_found_json())
 
         return app
 
@@ -343,6 +370,7 @@ def build(
     router = OrderRouter(
         r,
         order_producer(settings),
+        new_producer=lambda: order_producer(settings),
         limits=PreTradeLimits.load(settings.limits_path),
         balance_check=settings.balance_check,
         auto_list=settings.auto_list,

@@ -12,6 +12,8 @@ it signs the one request it needs itself:
 The signature is the one botocore computes for the same request (tests compare them); the
 credentials come from the Lambda's environment (`AWS_ACCESS_KEY_ID`,
 `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or any provider returning the three.
+Locally (the gateway of hotshard.local.gateway) `secret` is the Management API's shared
+secret, sent in X-Hotshard-Management-Secret with every request (in AWS: empty).
 A dropped keep-alive connection is reopened and the post sent again once; 429 and 5xx
 answers are retried with a short backoff (what boto3's standard retry mode does).
 """
@@ -25,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
+
+from hotshard.names import MANAGEMENT_SECRET_HEADER
 
 SERVICE = "execute-api"
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -66,6 +70,7 @@ class ManagementClient:
         region: str,
         credentials: Callable[[], Credentials],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        secret: str = "",
     ) -> None:
         split = urlsplit(endpoint)
         if split.scheme not in ("http", "https") or not split.hostname:
@@ -79,6 +84,7 @@ class ManagementClient:
         self.region = region
         self.credentials = credentials
         self.clock = clock
+        self.secret = secret
         self._local = threading.local()
         self._keys: dict[tuple[str, str], bytes] = {}
 
@@ -159,6 +165,8 @@ class ManagementClient:
         for attempt in range(RETRIES + 1):
             headers = self.headers(method, path, body)
             headers["Content-Length"] = str(len(body))
+            if self.secret:
+                headers[MANAGEMENT_SECRET_HEADER] = self.secret
             try:
                 conn = self._connection()
                 conn.request(method, path, body=body, headers=headers)

@@ -250,6 +250,9 @@ class Pusher:
             )
         return out
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
     def _deliver(self, post: tuple[str, list[Frame]]) -> tuple[int, int, bool]:
         """Post a connection's frames in order; stop at the first 'gone'. Returns (pushes
         delivered, frames posted, still connected)."""

@@ -13,6 +13,7 @@ with a Reason (hotshard.reasons) and the order's ids, and nothing refused reache
 """
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -25,7 +26,7 @@ import redis
 from hotshard import route
 from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
-from hotshard.domain import Action, Liquidity, OrderType, Side
+from hotshard.domain import MAX_TIMESTAMP_NS, Action, Liquidity, OrderType, Side
 from hotshard.edge.limits import PreTradeLimits, instrument_json
 from hotshard.edge.orders import CASH, OrderRecords, balances
 from hotshard.names import TOPIC_PENDING_ORDERS
@@ -39,16 +40,40 @@ MAX_OPEN_SCAN = 10_000
 """The most open orders of one user that GET /orders and cancel-all look at."""
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
+log = logging.getLogger("hotshard.router")
+
+RETRY_AFTER_MS = 1000
+"""What a NOT_DELIVERED answer asks the client to wait before sending the same order
+again (the `retry_after_ms` of the error, `Retry-After` over HTTP)."""
+
 
 class RefusedError(HotshardError):
-    """An order the router will not send; names it as far as it was read."""
+    """An order the router will not send; names it as far as it was read. `retry_after_ms`
+    > 0: nothing was acknowledged, the same order may be sent again after that long."""
 
     def __init__(
-        self, reason: Reason, detail: str, *, symbol: str = "", order_id: str = ""
+        self,
+        reason: Reason,
+        detail: str,
+        *,
+        symbol: str = "",
+        order_id: str = "",
+        retry_after_ms: int = 0,
     ) -> None:
         super().__init__(reason, detail)
         self.symbol = symbol
         self.order_id = order_id
+        self.retry_after_ms = retry_after_ms
+
+
+class ProducerFailedError(RuntimeError):
+    """The record was definitely not acknowledged. `fatal`: the producer is unusable (an
+    idempotent producer's fatal error, e.g. OUT_OF_ORDER_SEQUENCE_NUMBER after a broker
+    forgot its state) and must be replaced."""
+
+    def __init__(self, detail: str, *, fatal: bool = False) -> None:
+        super().__init__(detail)
+        self.fatal = fatal
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +204,11 @@ def produce_confirmed(
     pump: DeliveryPump | None = None,
 ) -> tuple[int, int]:
     """Produce and wait for the broker's acknowledgement: (partition, offset). Raises
-    TimeoutError (outcome unknown) or RuntimeError (definitely not written). With `pump`,
-    its thread serves the delivery report; without, this thread polls for it."""
+    TimeoutError (outcome unknown) or ProducerFailedError (not acknowledged; `fatal` when
+    the producer must be replaced). With `pump`, its thread serves the delivery report;
+    without, this thread polls for it."""
+    from confluent_kafka import KafkaException  # noqa: PLC0415 - keeps the module light
+
     delivery = Delivery()
     deadline = time.monotonic() + timeout_s
     while True:
@@ -189,8 +217,11 @@ def produce_confirmed(
             break
         except BufferError:
             if time.monotonic() > deadline:
-                raise RuntimeError("producer queue full") from None
+                raise ProducerFailedError("producer queue full") from None
             producer.poll(0.01)
+        except KafkaException as exc:  # a producer in a fatal state refuses every produce
+            fatal = _fatal(exc.args[0] if exc.args else None)
+            raise ProducerFailedError(str(exc), fatal=fatal) from exc
     if pump is not None:
         pump.wait(delivery, deadline)
     while not delivery.done:
@@ -199,8 +230,13 @@ def produce_confirmed(
             raise TimeoutError(f"no acknowledgement within {timeout_s:.1f} s")
         producer.poll(min(remaining, 0.005))
     if delivery.error is not None:
-        raise RuntimeError(str(delivery.error))
+        raise ProducerFailedError(str(delivery.error), fatal=_fatal(delivery.error))
     return delivery.partition, delivery.offset
+
+
+def _fatal(error: Any) -> bool:
+    check = getattr(error, "fatal", None)
+    return bool(check()) if callable(check) else True
 
 
 class OrderRouter:
@@ -214,12 +250,19 @@ class OrderRouter:
         auto_list: bool = False,
         delivery_timeout_s: float = 5.0,
         clock_ns: Callable[[], int] = time.time_ns,
+        new_producer: Callable[[], Any] | None = None,
     ) -> None:
         self.r = r
         self.producer = producer
         # Requests handled side by side share one producer (per process) and one thread
         # that confirms their deliveries together (DeliveryPump).
         self.pump = DeliveryPump(lambda: self.producer)
+        self.new_producer = new_producer
+        """Makes a fresh producer when the current one hit a fatal error (None: keep it)."""
+        self.producer_replacements = 0
+        self._producer_lock = threading.Lock()
+        self._reapers: list[threading.Thread] = []  # each polls, then closes, a failed one
+        self._closing = threading.Event()
         self.records = OrderRecords(r)
         self.limits = limits or PreTradeLimits({})
         self.balance_check = balance_check
@@ -253,10 +296,10 @@ class OrderRouter:
         refusal = self.limits.check(symbol, command)
         if refusal is not None:
             raise RefusedError(refusal.reason, refusal.detail, symbol=symbol, order_id=order_id)
-        ts = obj.get("client_ts_ns")
-        client_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else 0
+        client_ts = _client_ts(obj.get("client_ts_ns"), symbol, order_id)
         if action_code == Action.ADD:
             return self._add(symbol, command, client_ts, received)
+        self._own_order(user_id, order_id, symbol)
         if action_code == Action.REPLACE and self.balance_check:
             raise RefusedError(
                 Reason.INSUFFICIENT_BALANCE,
@@ -265,6 +308,18 @@ class OrderRouter:
                 order_id=order_id,
             )
         return self._send(symbol, command, client_ts, self._route(symbol, order_id), received)
+
+    def _own_order(self, user_id: str, order_id: str, symbol: str) -> None:
+        """CANCEL and REPLACE act only on an order this user placed here, on its symbol:
+        another user's id (or a made-up one) is refused before it reaches Kafka."""
+        record = self.records.read(user_id, order_id)
+        if record is None or record.get("symbol") != symbol:
+            raise RefusedError(
+                Reason.UNKNOWN_ORDER,
+                f"no such order of this user on {symbol}",
+                symbol=symbol,
+                order_id=order_id,
+            )
 
     def cancel(self, user_id: str, order_id: str, symbol: str = "") -> Ack:
         """Cancel one of the user's orders; without `symbol` it comes from the order's
@@ -485,17 +540,55 @@ class OrderRouter:
         assert claim.route is not None
         try:
             ack = self._send(symbol, command, client_ts, claim.route, received)
-        except RefusedError:
-            self.records.abandon(user_id, order_id, fp)
-            raise
         except TimeoutError as exc:  # may yet be written: keep the claim until it lapses
             raise RefusedError(
                 Reason.NOT_DELIVERED, str(exc), symbol=symbol, order_id=order_id
             ) from exc
+        except BaseException:  # not written: a resend must not find the claim PENDING
+            self.records.abandon(user_id, order_id, fp)
+            raise
         self.records.confirm(
             user_id, order_id, ack.topic, ack.partition, ack.offset, ack.route_epoch
         )
         return ack
+
+    def _replace_producer(self, failed: Any, why: str) -> None:
+        """Swap a producer that hit a fatal error for a fresh one (once, however many
+        requests saw it fail). The failed one is polled a little longer, so every request
+        still waiting on it hears that its record failed, then closed."""
+        if self.new_producer is None:
+            return
+        with self._producer_lock:
+            if self.producer is not failed:
+                return  # another request replaced it already
+            self.producer = self.new_producer()
+            self.producer_replacements += 1
+            reaper = threading.Thread(
+                target=self._reap, args=(failed,), name="producer-reaper", daemon=True
+            )
+            self._reapers.append(reaper)
+        log.warning("producer replaced after a fatal error: %s", why)
+        reaper.start()
+
+    def _reap(self, failed: Any) -> None:
+        deadline = time.monotonic() + self.delivery_timeout_s
+        while time.monotonic() < deadline and not self._closing.is_set():
+            try:
+                failed.poll(0.05)
+            except Exception:
+                break
+        _close(failed)
+
+    def close(self) -> None:
+        """Flush what is queued (briefly), close the producer and any it replaced, stop
+        the delivery pump."""
+        self._closing.set()
+        with self._producer_lock:
+            reapers, self._reapers = self._reapers, []
+        for reaper in reapers:
+            reaper.join(10)
+        self.pump.stop()
+        _close(self.producer, flush_s=1.0)
 
     def _reservation(self, symbol: str, command: Command) -> tuple[str, int]:
         """(asset, amount per lot) an ADD reserves."""
@@ -542,9 +635,10 @@ class OrderRouter:
             client_ts_ns=client_ts or received,
             received_ts_ns=received,
         )
+        producer = self.producer
         try:
             partition, offset = produce_confirmed(
-                self.producer,
+                producer,
                 topic,
                 found.partition,
                 symbol.encode(),
@@ -552,9 +646,15 @@ class OrderRouter:
                 self.delivery_timeout_s,
                 pump=self.pump,
             )
-        except RuntimeError as exc:
+        except ProducerFailedError as exc:
+            if exc.fatal:
+                self._replace_producer(producer, str(exc))
             raise RefusedError(
-                Reason.NOT_DELIVERED, str(exc), symbol=symbol, order_id=order_id
+                Reason.NOT_DELIVERED,
+                f"not acknowledged by the broker ({exc}); send the same order again",
+                symbol=symbol,
+                order_id=order_id,
+                retry_after_ms=RETRY_AFTER_MS,
             ) from exc
         if topic == TOPIC_PENDING_ORDERS and route.pending_ended(self.r, symbol, epoch):
             # The race closure (HANDOVER.md): the migration's PENDING_END marker for this
@@ -639,10 +739,48 @@ def _page_size(limit: int) -> int:
     return limit
 
 
+def _client_ts(value: Any, symbol: str, order_id: str) -> int:
+    """The optional client_ts_ns: absent or null -> 0 (the router stamps its own clock);
+    otherwise a JSON integer in [0, 2**63) (an int64 on the wire)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOrderError(
+            Reason.MALFORMED,
+            "client_ts_ns must be an integer (ns since the epoch)",
+            symbol=symbol,
+            order_id=order_id,
+        )
+    if not 0 <= value <= MAX_TIMESTAMP_NS:
+        raise InvalidOrderError(
+            Reason.VALUE_OUT_OF_RANGE,
+            f"client_ts_ns must be in [0, {MAX_TIMESTAMP_NS}]",
+            symbol=symbol,
+            order_id=order_id,
+        )
+    return value
+
+
+def _close(producer: Any, flush_s: float = 0.0) -> None:
+    """Close a confluent-kafka producer (its threads and connections stop now, not at
+    garbage collection); anything without close() is left alone."""
+    try:
+        if flush_s > 0:
+            producer.flush(flush_s)
+        else:
+            producer.purge()
+        close = getattr(producer, "close", None)
+        if callable(close):
+            close()
+    except Exception:  # closing a broken producer must not fail the request
+        log.warning("closing a producer failed", exc_info=True)
+
+
 __all__ = [
     "MAX_PAGE",
     "Ack",
     "OrderRouter",
+    "ProducerFailedError",
     "RefusedError",
     "fill_json",
     "fingerprint",

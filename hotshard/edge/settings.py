@@ -30,6 +30,9 @@ class EdgeSettings:
     auto_list: bool = False
     delivery_timeout_ms: int = 5000
     websocket_endpoint: str = ""
+    management_secret: str = ""
+    """Locally: the secret the gateway's Management API wants in MANAGEMENT_SECRET_HEADER
+    (in AWS empty: the Management API takes IAM-signed requests)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "EdgeSettings":
@@ -51,6 +54,7 @@ class EdgeSettings:
             auto_list=get(names.ENV_AUTO_LIST, "false").lower() in clients.TRUE,
             delivery_timeout_ms=int(get(names.ENV_DELIVERY_TIMEOUT_MS, str(d.delivery_timeout_ms))),
             websocket_endpoint=get(names.ENV_WEBSOCKET_ENDPOINT, ""),
+            management_secret=get(names.ENV_MANAGEMENT_SECRET, ""),
         )
 
     def env(self) -> dict[str, str]:
@@ -66,6 +70,7 @@ class EdgeSettings:
             names.ENV_AUTO_LIST: str(self.auto_list).lower(),
             names.ENV_DELIVERY_TIMEOUT_MS: str(self.delivery_timeout_ms),
             names.ENV_WEBSOCKET_ENDPOINT: self.websocket_endpoint,
+            names.ENV_MANAGEMENT_SECRET: self.management_secret,
         }
 
 

@@ -79,7 +79,13 @@ def local_cluster(
             )
             gateway = cluster.gateway
             say(f"gateway: WebSocket [bold]{gateway.ws_url}[/], HTTP {gateway.http_url}")
-            cluster.stream = start_stream(wd, broker.bootstrap, redis_srv.port, gateway.http_url)
+            cluster.stream = start_stream(
+                wd,
+                broker.bootstrap,
+                redis_srv.port,
+                gateway.management_url,
+                gateway.management_secret,
+            )
             say("stream handler: its own process, posting to the gateway's Management API")
             yield cluster
         finally:

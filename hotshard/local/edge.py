@@ -46,7 +46,12 @@ class LocalEdge:
 
 @contextlib.contextmanager
 def local_edge(
-    settings: EdgeSettings, *, ws_port: int = 0, http_port: int = 0, feed: bool = True
+    settings: EdgeSettings,
+    *,
+    ws_port: int = 0,
+    http_port: int = 0,
+    management_port: int = 0,
+    feed: bool = True,
 ) -> Iterator[LocalEdge]:
     """Gateway (+ feeder) in this process, handlers imported from lambdas/."""
     verifier = TokenVerifier(
@@ -55,9 +60,20 @@ def local_edge(
         audience=settings.jwt_audience,
         user_claim=settings.jwt_user_claim,
     )
-    gateway = LocalGateway(order_router.handler, verifier, ws_port=ws_port, http_port=http_port)
+    gateway = LocalGateway(
+        order_router.handler,
+        verifier,
+        ws_port=ws_port,
+        http_port=http_port,
+        management_port=management_port,
+        management_secret=settings.management_secret,
+    )
     gateway.start()
-    settings = replace(settings, websocket_endpoint=gateway.management_url)
+    settings = replace(
+        settings,
+        websocket_endpoint=gateway.management_url,
+        management_secret=gateway.management_secret,
+    )
     env = {**{k: v for k, v in LOCAL_AWS.items() if k not in os.environ}, **settings.env()}
     feeder = None
     try:
@@ -72,8 +88,18 @@ def local_edge(
         if feeder is not None:
             feeder.stop()
         gateway.stop()
-        order_router.api.cache_clear()
-        stream_handler.pusher.cache_clear()
+        close_handlers()
+
+
+def close_handlers() -> None:
+    """Close what the handlers' cold starts opened (the router's producer, the pusher's
+    threads), so no Kafka client outlives the edge."""
+    if order_router.api.cache_info().currsize:
+        order_router.api().close()
+    if stream_handler.pusher.cache_info().currsize:
+        stream_handler.pusher().close()
+    order_router.api.cache_clear()
+    stream_handler.pusher.cache_clear()
 
 
 def parse_args(argv: Sequence[str]) -> tuple[EdgeSettings, Any]:
@@ -93,6 +119,7 @@ def parse_args(argv: Sequence[str]) -> tuple[EdgeSettings, Any]:
         action="store_true",
         help="no feeder and stream_handler here (python -m hotshard.local.stream runs them)",
     )
+    p.add_argument("--management-port", type=int, default=0)
     args = p.parse_args(argv)
     settings = replace(
         base,
@@ -116,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with local_edge(
-        settings, ws_port=args.ws_port, http_port=args.http_port, feed=not args.no_feed
+        settings,
+        ws_port=args.ws_port,
+        http_port=args.http_port,
+        management_port=args.management_port,
+        feed=not args.no_feed,
     ) as edge:
         urls = {
             "ws_url": edge.gateway.ws_url,

@@ -9,10 +9,16 @@ on 127.0.0.1, invoking the same Lambda handlers in-process with the event shapes
 - HTTP API (`http://127.0.0.1:PORT/`): POST /orders, GET|DELETE /orders/{id},
   GET /depth/{symbol}, behind a local JWT authorizer that puts the token's claims where
   API Gateway's JWT authorizer does (401 {"message": "Unauthorized"} otherwise).
-- Management API (same HTTP port): POST /@connections/{id} (post_to_connection),
-  DELETE /@connections/{id} (delete_connection), GET /@connections/{id}; an unknown
-  connection answers 410 GoneException. boto3's `apigatewaymanagementapi` client works
-  against it with `endpoint_url`.
+- Management API (`management_url`: its own port, always on 127.0.0.1, never the public
+  HTTP port): POST /@connections/{id} (post_to_connection), DELETE /@connections/{id}
+  (delete_connection), GET /@connections/{id}; an unknown connection answers 410
+  GoneException. Every request must carry the gateway's shared secret in
+  X-Hotshard-Management-Secret (403 otherwise): only the local stream handler, which is
+  given it, may push. boto3's `apigatewaymanagementapi` client works against it
+  (hotshard.edge.push.management_client adds the header).
+
+Whatever a client sends, the answer is a 4xx or a 2xx, never a 5xx or a dropped
+connection (a body over MAX_BODY is refused 413, the documented size limit).
 
 hotshard.local.edge runs it with the Lambda handlers and the feeder (hotshard.local.feeder)
 in one process (`python -m hotshard.local.edge`, what `hotshard demo` starts); tests start
@@ -23,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hmac
 import json
 import os
 import secrets
@@ -42,8 +49,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from hotshard.edge.api import not_found_json
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer
 from hotshard.local.shapes import http_event, websocket_event
+from hotshard.names import MANAGEMENT_SECRET_HEADER
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -114,12 +123,18 @@ class LocalGateway:
         host: str = "127.0.0.1",
         ws_port: int = 0,
         http_port: int = 0,
+        management_port: int = 0,
+        management_secret: str = "",
     ) -> None:
         self.router = router
         self.verifier = verifier
         self.host = host
         self._ws_port = ws_port
         self._http_port = http_port
+        self._management_port = management_port
+        self.management_secret = management_secret or secrets.token_urlsafe(32)
+        self._management_server: ThreadingHTTPServer | None = None
+        self.management_port = 0
         self._clients: dict[str, _Client] = {}
         self._ids: dict[int, str] = {}  # id(ServerConnection) -> connection id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,8 +157,8 @@ class LocalGateway:
 
     @property
     def management_url(self) -> str:
-        """endpoint_url for boto3's apigatewaymanagementapi client."""
-        return self.http_url
+        """endpoint_url for boto3's apigatewaymanagementapi client (127.0.0.1 only)."""
+        return f"http://127.0.0.1:{self.management_port}"
 
     def start(self) -> None:
         ready = threading.Event()
@@ -168,14 +183,22 @@ class LocalGateway:
         self._threads.append(thread)
         if not ready.wait(10) or failure:
             raise RuntimeError(f"WebSocket server did not start: {failure}")
-        self._http = ThreadingHTTPServer((self.host, self._http_port), self._http_handler())
-        self._http.daemon_threads = True
+        self._http = self._serve_http(self.host, self._http_port, self.http_request)
         self.http_port = int(self._http.server_address[1])
-        http_thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        self._management_server = self._serve_http(
+            "127.0.0.1", self._management_port, self.management_request
         )
-        http_thread.start()
-        self._threads.append(http_thread)
+        self.management_port = int(self._management_server.server_address[1])
+
+    def _serve_http(self, host: str, port: int, serve: "HttpServe") -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer((host, port), _http_handler(serve))
+        server.daemon_threads = True
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+        return server
 
     async def _start_ws(self) -> None:
         self._server = await serve(
@@ -191,9 +214,10 @@ class LocalGateway:
         self.ws_port = int(sockets[0].getsockname()[1])
 
     def stop(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        for http in (self._http, self._management_server):
+            if http is not None:
+                http.shutdown()
+                http.server_close()
         loop = self._loop
         if loop is not None and self._server is not None:
             server = self._server
@@ -319,7 +343,7 @@ class LocalGateway:
 
     async def _message(self, conn_id: str, client: _Client, text: str) -> None:
         route_key = "$default"
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # the route just sees the text
             frame = json.loads(text)
             action = frame.get("action") if isinstance(frame, dict) else None
             if isinstance(action, str) and action in WS_ROUTES:
@@ -390,17 +414,19 @@ class LocalGateway:
     def http_request(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP request to the HTTP API or the Management API: (status, headers, body)."""
+        """One request to the HTTP API: (status, headers, body)."""
         split = urlsplit(target)
         path = unquote(split.path)
-        if path.startswith("/@connections/"):
-            return self._management(method, path[len("/@connections/") :], body)
         match = _match(method, path)
         if match is None:
-            return _json(404, {"message": "Not Found"})
+            if any(_match(other, path) for other, _ in HTTP_ROUTES if other != method):
+                return _json(405, _error(405, "METHOD_NOT_ALLOWED", f"{method} is not allowed"))
+            return _json(404, not_found_json())
         route_key, params = match
         try:
-            claims = self.verifier.claims(bearer(headers, None))
+            token = bearer(headers, None)
+            claims = self.verifier.claims(token)
+            self.verifier.user(token)  # the authorizer refuses a token naming no user
         except AuthError:
             return _json(401, {"message": "Unauthorized"})
         query = dict(parse_qsl(split.query))
@@ -423,6 +449,18 @@ class LocalGateway:
         data = base64.b64decode(raw) if reply.get("isBase64Encoded") else str(raw).encode()
         return status, out_headers, data
 
+    def management_request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request to the Management API (its own port): the shared secret first."""
+        given = next((v for k, v in headers.items() if k.lower() == _SECRET_LOWER), "")
+        if not hmac.compare_digest(given.encode(), self.management_secret.encode()):
+            return _json(403, {"message": "Forbidden"})
+        path = unquote(urlsplit(target).path)
+        if not path.startswith("/@connections/") or path == "/@connections/":
+            return _json(404, not_found_json())
+        return self._management(method, path[len("/@connections/") :], body)
+
     def _management(
         self, method: str, conn_id: str, body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
@@ -442,35 +480,71 @@ class LocalGateway:
         headers["x-amzn-ErrorType"] = "GoneException"
         return status, headers, data
 
-    def _http_handler(self) -> type[BaseHTTPRequestHandler]:
-        gateway = self
 
-        class HttpHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+HttpServe = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
+"""(method, target, headers, body) -> (status, headers, body)."""
 
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    status, headers, data = _json(413, {"message": "Request Entity Too Large"})
-                else:
-                    body = self.rfile.read(length) if length else b""
-                    hdrs = dict(self.headers.items())
-                    status, headers, data = gateway.http_request(
-                        self.command, self.path, hdrs, body
-                    )
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
+_SECRET_LOWER = MANAGEMENT_SECRET_HEADER.lower()
+
+
+def _error(status: int, reason: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "reason": reason, "code": status, "detail": detail}
+
+
+def _http_handler(serve: HttpServe) -> type[BaseHTTPRequestHandler]:
+    class HttpHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            raw = self.headers.get("Content-Length")
+            length = -1 if raw is not None and not raw.strip().isdigit() else int(raw or 0)
+            if length < 0 or "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                # no length to read by (or one that is not a number): answer, then close
+                self.close_connection = True
+                status, headers, data = _json(
+                    400, _error(400, "BAD_REQUEST", "Content-Length must be a number >= 0")
+                )
+            elif length > MAX_BODY:
+                self.close_connection = True
+                status, headers, data = _json(413, {"message": "Request Entity Too Large"})
+            else:
+                body = self.rfile.read(length) if length else b""
+                hdrs = dict(self.headers.items())
+                status, headers, data = serve(self.command, self.path, hdrs, body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve  # noqa: N815
+        def __getattr__(self, name: str) -> Any:
+            # every method (TRACE, OPTIONS, made-up ones) reaches _serve: 404/405, not 501
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            # what http.server itself refuses (a bad request line, headers too long)
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"  # a status line even to what it took for 0.9
+            status = code if 400 <= code < 500 else 400
+            data = json.dumps(_error(status, "BAD_REQUEST", message or "bad request")).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
-        return HttpHandler
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return HttpHandler
 
 
 def _forget(lanes: dict[str, "asyncio.Task[None]"], lane: str, done: "asyncio.Task[None]") -> None:

@@ -41,6 +41,7 @@ def pusher() -> Pusher:
         settings.websocket_endpoint,
         region=settings.aws_region,
         credentials=static_credentials(os.environ),
+        secret=settings.management_secret,
     )
     return Pusher(Sessions(r), OrderRecords(r), DepthStore(r), management.post, StreamSeqs(r))
 

@@ -15,6 +15,15 @@ from hotshard.local.services.redis import redis_server as start_redis
 PARTITIONS = 4
 
 
+@pytest.fixture(autouse=True)
+def _close_kafka_clients() -> Iterator[None]:
+    """Producers of tests.hotshard.edge.kit are closed when their test ends."""
+    yield
+    from tests.hotshard.edge.kit import close_producers  # noqa: PLC0415
+
+    close_producers()
+
+
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     with start_redis() as server:

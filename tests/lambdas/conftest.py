@@ -1,3 +1,3 @@
-from tests.hotshard.conftest import broker, r, redis_server
+from tests.hotshard.conftest import _close_kafka_clients, broker, r, redis_server
 
-__all__ = ["broker", "r", "redis_server"]
+__all__ = ["_close_kafka_clients", "broker", "r", "redis_server"]

@@ -42,6 +42,8 @@ def handler(monkeypatch, r, broker):
         monkeypatch.setenv(key, value)
     module.api.cache_clear()
     yield module.handler
+    if module.api.cache_info().currsize:
+        module.api().close()
     module.api.cache_clear()
 
 

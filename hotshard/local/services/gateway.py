@@ -2,10 +2,12 @@
 the feeder) as a child process; its URLs are the JSON line it prints once it serves."""
 
 import json
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from hotshard import names
 from hotshard.local.services.process import (
     READY_TIMEOUT_S,
     Process,
@@ -21,11 +23,20 @@ QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING
 class GatewayProcess:
     ws_url: str
     http_url: str
+    management_url: str
+    management_secret: str
+    """Given to the stream handler only (start_stream): the Management API's shared secret."""
     process: Process
 
 
 def start_gateway(
-    workdir: Path, brokers: str, redis_port: int, secret: str, *, feed: bool = True
+    workdir: Path,
+    brokers: str,
+    redis_port: int,
+    secret: str,
+    *,
+    feed: bool = True,
+    management_secret: str = "",
 ) -> GatewayProcess:
     """Start the local edge with JWT secret `secret`; returns once it serves. feed=False:
     without the feeder and stream_handler (`start_stream` runs them in their own process)."""
@@ -40,7 +51,13 @@ def start_gateway(
         str(redis_port),
         *([] if feed else ["--no-feed"]),
     ]
-    env = {"PYTHONPATH": str(repo), "JWT_SECRET": secret, **QUIET}
+    management_secret = management_secret or secrets.token_urlsafe(32)
+    env = {
+        "PYTHONPATH": str(repo),
+        "JWT_SECRET": secret,
+        names.ENV_MANAGEMENT_SECRET: management_secret,
+        **QUIET,
+    }
     process = spawn("gateway", argv, workdir, env)
     urls: dict[str, str] = {}
 
@@ -58,12 +75,16 @@ def start_gateway(
     except ServiceError:
         process.stop()
         raise
-    return GatewayProcess(urls["ws_url"], urls["http_url"], process)
+    return GatewayProcess(
+        urls["ws_url"], urls["http_url"], urls["management_url"], management_secret, process
+    )
 
 
-def start_stream(workdir: Path, brokers: str, redis_port: int, management_url: str) -> Process:
+def start_stream(
+    workdir: Path, brokers: str, redis_port: int, management_url: str, management_secret: str
+) -> Process:
     """Start the feeder and stream_handler (`python -m hotshard.local.stream`) posting to
-    `management_url`; returns once it reads."""
+    `management_url` with the gateway's `management_secret`; returns once it reads."""
     repo = Path(__file__).resolve().parents[3]
     argv = [
         sys.executable,
@@ -76,7 +97,8 @@ def start_stream(workdir: Path, brokers: str, redis_port: int, management_url: s
         "--management-url",
         management_url,
     ]
-    process = spawn("stream", argv, workdir, {"PYTHONPATH": str(repo), **QUIET})
+    env = {"PYTHONPATH": str(repo), names.ENV_MANAGEMENT_SECRET: management_secret, **QUIET}
+    process = spawn("stream", argv, workdir, env)
 
     def reading() -> bool:
         if not process.alive():

@@ -30,6 +30,16 @@ def token(user: str, **claims: Any) -> str:
     return mint_token(SECRET, user, **claims)
 
 
+OPEN: list["CountingProducer"] = []
+"""Producers made here and not closed yet (tests/hotshard/conftest.py closes them after
+every test)."""
+
+
+def close_producers() -> None:
+    while OPEN:
+        OPEN.pop().close()
+
+
 class CountingProducer:
     """A real producer that counts produce() calls (the fuzz test's 'reached Kafka')."""
 
@@ -37,6 +47,16 @@ class CountingProducer:
         base = kafka.client_config(bootstrap)
         self.real = Producer(kafka.producer_config(base, linger_ms=0))
         self.produced = 0
+        OPEN.append(self)
+
+    def close(self) -> None:
+        self.real.close()
+
+    def flush(self, timeout: float) -> int:
+        return int(self.real.flush(timeout))
+
+    def purge(self) -> None:
+        self.real.purge()
 
     def produce(self, *args: Any, **kwargs: Any) -> None:
         self.produced += 1

@@ -20,6 +20,7 @@ from hotshard import route
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.services.engine import start_engine
+from hotshard.names import MANAGEMENT_SECRET_HEADER
 from tests.hotshard.edge.kit import SECRET, token
 
 pytestmark = pytest.mark.integration
@@ -51,14 +52,21 @@ def http(
         return err.code, json.loads(err.read() or b"{}")
 
 
-def management(edge: LocalEdge) -> Any:
-    return boto3.client(
+def management(edge: LocalEdge, secret: str | None = None) -> Any:
+    client = boto3.client(
         "apigatewaymanagementapi",
         endpoint_url=edge.gateway.management_url,
         region_name="us-east-1",
         aws_access_key_id="local-key",
         aws_secret_access_key="local-secret",
     )
+    given = edge.gateway.management_secret if secret is None else secret
+
+    def add_secret(request: Any, **_kw: Any) -> None:
+        request.headers[MANAGEMENT_SECRET_HEADER] = given
+
+    client.meta.events.register("before-sign.apigatewaymanagementapi.*", add_secret)
+    return client
 
 
 async def frames(ws: ClientConnection, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:

@@ -1,0 +1,371 @@
+"""The cases of issue 13, each against the real local edge (gateway + order_router Lambda
+handler + stream handler, real Redis and Tansu, real HTTP and WebSocket clients): every
+input answers a 4xx (or a 2xx), never a 5xx or a dropped connection; what the book would
+refuse never reaches Kafka; a producer that hit a fatal error is replaced."""
+
+import asyncio
+import json
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from websockets.asyncio.client import connect
+
+from hotshard import route
+from hotshard.edge.settings import EdgeSettings
+from hotshard.local.edge import LocalEdge, local_edge
+from hotshard.names import MANAGEMENT_SECRET_HEADER
+from lambdas.order_router import handler as order_router
+from tests.hotshard.edge.kit import SECRET, CountingProducer, token, ws_message
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = {"AAPL": {"tick": 5, "lot": 10, "price_min": 100, "price_max": 100_000}}
+
+
+@pytest.fixture
+def limits(request: Any, tmp_path: Path) -> Path | None:
+    """The engines' symbols file, as is, for the tests marked `symbols`."""
+    if request.node.get_closest_marker("symbols") is None:
+        return None
+    path = tmp_path / "symbols.json"
+    path.write_text(json.dumps(SYMBOLS))
+    return path
+
+
+@pytest.fixture
+def edge(r: Any, redis_server: Any, broker: Any, limits: Path | None) -> Iterator[LocalEdge]:
+    settings = EdgeSettings(
+        kafka_brokers=broker.bootstrap,
+        redis_port=redis_server.port,
+        jwt_secret=SECRET,
+        delivery_timeout_ms=5000,
+        limits_path=limits,
+    )
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    with local_edge(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def produced(edge: LocalEdge, broker: Any) -> CountingProducer:
+    """The router's producer, counted (what reached Kafka)."""
+    router = order_router.api().router
+    counting = CountingProducer(broker.bootstrap)
+    router.producer.close()
+    router.producer = counting
+    return counting
+
+
+def http(
+    edge: LocalEdge,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    auth: str | None = None,
+    user: str = "alice",
+) -> tuple[int, dict[str, str], Any]:
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
+    req = urllib.request.Request(edge.gateway.http_url + path, data=data, method=method)
+    req.add_header("Authorization", auth or f"Bearer {token(user)}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as reply:
+            raw = reply.read()
+            return reply.status, dict(reply.headers), json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        return err.code, dict(err.headers), json.loads(raw) if raw else None
+
+
+def raw_http(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are; return all the server answered before closing (or until
+    it stops answering)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def order(order_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "symbol": "MSFT",
+        "order_id": order_id,
+        "side": "BUY",
+        "price": 10,
+        "quantity": 1,
+        **changes,
+    }
+
+
+async def ws_exchange(edge: LocalEdge, frames: list[str], user: str = "alice") -> list[Any]:
+    """Send each text frame and read its reply on one connection (which must stay open)."""
+    url = f"{edge.gateway.ws_url}?token={token(user)}"
+    replies = []
+    async with connect(url, open_timeout=5, max_size=None) as ws:
+        for text in frames:
+            await ws.send(text)
+            async with asyncio.timeout(10):
+                replies.append(json.loads(await ws.recv()))
+    return replies
+
+
+# ---------------------------------------------------------------- a fatal producer
+
+
+class FatalAfter:
+    """A real producer that turns fatal after `ok` records, as librdkafka's idempotent
+    producer does when a restarted broker answers OUT_OF_ORDER_SEQUENCE_NUMBER: that
+    record's delivery fails with a fatal error, every later produce() raises."""
+
+    def __init__(self, real: CountingProducer, ok: int) -> None:
+        self.real = real
+        self.ok = ok
+        self.produced = 0
+        self.fatal = KafkaError(
+            KafkaError._FATAL, "Broker: Out of order sequence number", fatal=True
+        )
+
+    def produce(self, *args: Any, on_delivery: Any, **kwargs: Any) -> None:
+        if self.produced > self.ok:
+            raise KafkaException(self.fatal)
+        self.produced += 1
+        if self.produced > self.ok:
+            on_delivery(self.fatal, None)
+            return
+        self.real.produce(*args, on_delivery=on_delivery, **kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return self.real.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        return self.real.flush(timeout)
+
+    def purge(self) -> None:
+        self.real.purge()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_producer_with_a_fatal_error_is_replaced_and_the_order_answered_503(edge, broker):
+    router = order_router.api().router
+    router.producer.close()
+    router.producer = FatalAfter(CountingProducer(broker.bootstrap), ok=1)
+    assert http(edge, "POST", "/orders", order("f-1"))[0] == 202
+
+    status, headers, body = http(edge, "POST", "/orders", order("f-2"))
+    assert status == 503, body
+    assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
+    assert int(headers["Retry-After"]) >= 1
+    assert router.producer_replacements == 1
+
+    # the same order again, as the hint says: acknowledged once, by the new producer
+    status, _, ack = http(edge, "POST", "/orders", order("f-2"))
+    assert status == 202 and ack["duplicate"] is False
+    again = http(edge, "POST", "/orders", order("f-2"))[2]
+    assert again["duplicate"] is True and again["offset"] == ack["offset"]
+    # and the WebSocket path keeps working too
+    (reply,) = asyncio.run(ws_exchange(edge, [json.dumps({"action": "order", **order("f-3")})]))
+    assert reply["type"] == "ack"
+
+
+# ---------------------------------------------------------------- input that crashed
+
+
+def test_a_client_timestamp_beyond_int64_is_refused_and_the_order_can_be_resent(edge, produced):
+    status, _, body = http(edge, "POST", "/orders", order("t-1", client_ts_ns=2**63))
+    assert status == 400 and body["reason"] == "VALUE_OUT_OF_RANGE"
+    assert http(edge, "POST", "/orders", order("t-1", client_ts_ns="soon"))[0] == 400
+    status, _, body = http(edge, "POST", "/orders", order("t-1", client_ts_ns=2**63 - 1))
+    assert status == 202, body  # not 409 ORDER_IN_FLIGHT: nothing was left claimed
+    assert produced.produced == 1
+
+
+def test_deeply_nested_json_is_malformed_and_the_connection_stays_open(edge, produced):
+    deep = "[" * 30_000 + "]" * 30_000  # under the 128 KiB frame limit
+    nested = '{"action": "order", "request_id": ' + deep + "}"
+    status, _, body = http(edge, "POST", "/orders", deep.encode())
+    assert status == 400 and body["reason"] == "MALFORMED"
+    replies = asyncio.run(
+        ws_exchange(edge, [deep, nested, json.dumps({"action": "order", **order("n-1")})])
+    )
+    # no route can be selected from either, as API Gateway answers: and the socket stays
+    assert replies[0]["message"] == replies[1]["message"] == "Forbidden"
+    assert replies[2]["type"] == "ack"
+    # the route itself, given such a frame, refuses it the same way
+    status, reply = ws_message(order_router.api(), "conn-1", nested)
+    assert status == 400 and reply["reason"] == "MALFORMED"
+    assert produced.produced == 1
+
+
+@pytest.mark.parametrize("length", [b"-1", b"abc", b"1e3", b""])
+def test_a_bad_content_length_is_answered_400(edge, length):
+    request = (
+        b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + length + b"\r\n\r\n{}"
+    )
+    answer = raw_http(edge.gateway.http_port, request)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"code": 400' in answer
+
+
+def test_every_method_and_unknown_path_answers_a_documented_4xx(edge):
+    status, _, body = http(edge, "GET", "/nowhere")
+    assert status == 404 and body["code"] == 404 and body["type"] == "error"
+    for method in ("TRACE", "OPTIONS", "PUT", "PATCH", "BREW"):
+        status, _, body = http(edge, method, "/orders")
+        assert status == 405, method
+        assert body["code"] == 405
+    answer = raw_http(edge.gateway.http_port, b"GET / HTTP/9.9\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+# ---------------------------------------------------------------- ids
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a?b", "a#b", "a b", "a%2Fb", "\U0001f680", "e\u0301"])
+def test_ids_outside_the_safe_set_are_refused(edge, produced, bad):
+    status, _, body = http(edge, "POST", "/orders", order(bad))
+    assert status == 400 and body["reason"] == "BAD_ID"
+    assert produced.produced == 0
+
+
+def test_every_acknowledged_id_can_be_fetched_and_cancelled(edge, produced):
+    for order_id in ("a.b_c:d@e~f-g", "Z9", "-", "x" * 64):
+        assert http(edge, "POST", "/orders", order(order_id))[0] == 202
+        path = "/orders/" + urllib.parse.quote(order_id, safe="")
+        status, _, body = http(edge, "GET", path)
+        assert status == 200 and body["order_id"] == order_id
+        status, _, body = http(edge, "DELETE", path)
+        assert status == 202 and body["action"] == "CANCEL", body
+        # the id as it is, unencoded, reaches the same order
+        assert http(edge, "GET", "/orders/" + order_id)[0] == 200
+
+
+# ---------------------------------------------------------------- the book's rules at the router
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"symbol": "MSFT", "quantity": 2**31}, "VALUE_OUT_OF_RANGE"),
+        ({"symbol": "MSFT", "quantity": 2**31, "type": "MARKET"}, "VALUE_OUT_OF_RANGE"),
+        ({"symbol": "MSFT", "quantity": 2**62 - 1}, "VALUE_OUT_OF_RANGE"),
+        ({"symbol": "AAPL", "price": 1000, "quantity": 15}, "QUANTITY_OFF_LOT"),
+        ({"symbol": "AAPL", "price": 1002, "quantity": 10}, "PRICE_OFF_TICK"),
+        ({"symbol": "AAPL", "price": 95, "quantity": 10}, "PRICE_OUTSIDE_BAND"),
+        ({"symbol": "AAPL", "price": 100_005, "quantity": 10}, "PRICE_OUTSIDE_BAND"),
+        ({"symbol": "AAPL", "type": "MARKET", "quantity": 2**31}, "VALUE_OUT_OF_RANGE"),
+    ],
+)
+@pytest.mark.symbols
+def test_the_router_refuses_what_the_instrument_refuses(edge, produced, change, reason):
+    status, _, body = http(edge, "POST", "/orders", order("q-1", **change))
+    assert status in (400, 422) and body["reason"] == reason, body
+    assert produced.produced == 0
+
+
+@pytest.mark.symbols
+def test_the_band_is_inclusive_and_a_replace_beyond_the_maximum_is_refused(edge, produced):
+    for order_id, price in (("b-1", 100), ("b-2", 100_000)):
+        status, _, body = http(
+            edge, "POST", "/orders", order(order_id, symbol="AAPL", price=price, quantity=10)
+        )
+        assert status == 202, body
+    replace = {"action": "REPLACE", "symbol": "AAPL", "order_id": "b-1", "price": 100}
+    status, _, body = http(edge, "POST", "/orders", {**replace, "quantity": 2**40})
+    assert status == 400 and body["reason"] == "VALUE_OUT_OF_RANGE"
+    status, _, body = http(edge, "POST", "/orders", {**replace, "quantity": 20})
+    assert status == 202, body
+    assert produced.produced == 3
+
+
+# ---------------------------------------------------------------- who may do what
+
+
+def test_another_users_order_cannot_be_cancelled_or_replaced(edge, produced):
+    assert http(edge, "POST", "/orders", order("mine"), user="alice")[0] == 202
+    for path in ("/orders/mine", "/orders/mine?symbol=MSFT"):
+        status, _, body = http(edge, "DELETE", path, user="bob")
+        assert status == 404 and body["reason"] == "UNKNOWN_ORDER"
+    replace = {"action": "REPLACE", "symbol": "MSFT", "order_id": "mine", "price": 9, "quantity": 1}
+    assert http(edge, "POST", "/orders", replace, user="bob")[0] == 404
+    (reply,) = asyncio.run(
+        ws_exchange(
+            edge, [json.dumps({"action": "cancel", "symbol": "MSFT", "order_id": "mine"})], "bob"
+        )
+    )
+    assert reply["reason"] == "UNKNOWN_ORDER"
+    # the owner may, on the order's own symbol only
+    assert http(edge, "DELETE", "/orders/mine?symbol=AAPL")[0] == 404
+    assert http(edge, "DELETE", "/orders/mine?symbol=MSFT")[0] == 202
+    assert produced.produced == 2
+
+
+def test_a_token_without_the_user_claim_is_refused_everywhere(edge):
+    import time  # noqa: PLC0415
+
+    import jwt  # noqa: PLC0415
+
+    no_sub = jwt.encode({"exp": int(time.time()) + 60, "name": "x"}, SECRET, "HS256")
+    for method, path in (("GET", "/depth/AAPL"), ("GET", "/orders/x"), ("DELETE", "/orders/x")):
+        status, _, _ = http(edge, method, path, auth=f"Bearer {no_sub}")
+        assert status == 401, path
+    status, _, _ = http(edge, "POST", "/orders", order("s-1"), auth=f"Bearer {no_sub}")
+    assert status == 401
+
+    async def connect_without_sub() -> int:
+        from websockets.exceptions import InvalidStatus  # noqa: PLC0415
+
+        try:
+            async with connect(f"{edge.gateway.ws_url}?token={no_sub}", open_timeout=5):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(connect_without_sub()) == 401
+
+
+def test_the_management_api_is_on_its_own_local_port_behind_the_shared_secret(edge):
+    gateway = edge.gateway
+    assert gateway.management_port not in (gateway.http_port, gateway.ws_port)
+    assert gateway.management_url.startswith("http://127.0.0.1:")
+    # not on the public HTTP port at all
+    status, _, body = http(edge, "POST", "/@connections/abc", b"hi")
+    assert status == 404 and body["code"] == 404
+    post = b"POST /@connections/abc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+    no_secret = raw_http(gateway.management_port, post + b"\r\nhi")
+    assert no_secret.startswith(b"HTTP/1.1 403")
+    wrong = raw_http(
+        gateway.management_port, post + MANAGEMENT_SECRET_HEADER.encode() + b": no\r\n\r\nhi"
+    )
+    assert wrong.startswith(b"HTTP/1.1 403")
+    right = post + f"{MANAGEMENT_SECRET_HEADER}: {gateway.management_secret}\r\n\r\nhi".encode()
+    assert raw_http(gateway.management_port, right).startswith(b"HTTP/1.1 410")  # no such conn
+
+
+def test_the_edge_closes_its_producer_when_it_stops(r, redis_server, broker):
+    settings = EdgeSettings(
+        kafka_brokers=broker.bootstrap, redis_port=redis_server.port, jwt_secret=SECRET
+    )
+    with local_edge(settings):
+        producer = order_router.api().router.producer
+        assert producer.flush(0) == 0
+    with pytest.raises(RuntimeError):
+        producer.flush(0)  # closed
