@@ -555,10 +555,11 @@ def _forget(lanes: dict[str, "asyncio.Task[None]"], lane: str, done: "asyncio.Ta
 def _lane_of(text: str) -> str:
     """The symbol a frame names ("" when none can be read): frames of one lane are handled
     in order."""
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # too deep to parse: no lane
         frame = json.loads(text)
         if isinstance(frame, dict):
-            return str(frame.get("symbol", ""))
+            symbol = frame.get("symbol", "")
+            return symbol if isinstance(symbol, str) else ""
     return ""
 
 
