@@ -176,6 +176,12 @@ class DeliveryPump:
             except Exception:  # a broken producer: the waiters time out and say so
                 time.sleep(self.poll_s)
 
+    def join(self, timeout_s: float) -> None:
+        """Wait for the thread to end (it does once nobody waits for `idle_s`)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+
     def wait(self, delivery: Delivery, deadline: float) -> None:
         with self._lock:
             self._waiting += 1
@@ -580,15 +586,15 @@ class OrderRouter:
         _close(failed)
 
     def close(self) -> None:
-        """Flush what is queued (briefly), close the producer and any it replaced, stop
-        the delivery pump."""
+        """Flush what is queued (briefly), close the producer and any it replaced, let the
+        delivery thread end."""
         self._closing.set()
         with self._producer_lock:
             reapers, self._reapers = self._reapers, []
         for reaper in reapers:
             reaper.join(10)
-        self.pump.stop()
         _close(self.producer, flush_s=1.0)
+        self.pump.join(self.pump.idle_s + 1)
 
     def _reservation(self, symbol: str, command: Command) -> tuple[str, int]:
         """(asset, amount per lot) an ADD reserves."""
