@@ -153,6 +153,8 @@ class Stats:
     phase: Phase | None = None
     duplicates: int = 0
     out_of_order: int = 0
+    closed: int = 0
+    """Connections closed by the other side before the end."""
 
 
 class Conn:
@@ -168,6 +170,7 @@ class Conn:
         self.last_seq: dict[tuple[str, str], int] = {}
         self.window: asyncio.Semaphore | None = None
         self.answers: dict[int, asyncio.Future[dict[str, Any]]] = {}  # outside any phase
+        self.closing = False
         self.reader = asyncio.create_task(self._read())
 
     async def send(self, frame: dict[str, Any], phase: Phase) -> None:
@@ -184,6 +187,13 @@ class Conn:
         await self.ws.send(json.dumps(frame, separators=(",", ":")))
 
     async def _read(self) -> None:
+        try:
+            await self._read_frames()
+        finally:
+            if not self.closing:
+                self.stats.closed += 1
+
+    async def _read_frames(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for text in self.ws:
                 now = time.perf_counter()
@@ -249,6 +259,7 @@ class Conn:
                 phase.first_seen.add((self.user, order_id))
 
     async def close(self) -> None:
+        self.closing = True
         await self.ws.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self.reader
@@ -337,22 +348,30 @@ async def run_phase(
     async def open_loop(conn: Conn, flow: Flow, rate: float) -> None:
         interval = 1.0 / rate
         n = 0
-        while True:
+        while not conn.reader.done():
             now = time.perf_counter()
             if now >= deadline:
                 return
             due = int((now - phase.started) / interval) + 1
-            while n < due and len(conn.waiting) < MAX_IN_FLIGHT:
-                await conn.send(flow.next(tag), phase)
-                n += 1
+            try:
+                while n < due and len(conn.waiting) < MAX_IN_FLIGHT:
+                    await conn.send(flow.next(tag), phase)
+                    n += 1
+            except ConnectionClosed:
+                return  # counted by the connection's reader
             await asyncio.sleep(max(0.0, phase.started + n * interval - time.perf_counter()))
 
     async def closed_loop(conn: Conn, flow: Flow) -> None:
         conn.window = asyncio.Semaphore(window)
         try:
-            while time.perf_counter() < deadline:
-                await conn.window.acquire()
+            while (left := deadline - time.perf_counter()) > 0 and not conn.reader.done():
+                try:
+                    await asyncio.wait_for(conn.window.acquire(), left)
+                except TimeoutError:
+                    return
                 await conn.send(flow.next(tag), phase)
+        except ConnectionClosed:
+            pass  # counted by the connection's reader
         finally:
             conn.window = None
 
@@ -377,7 +396,7 @@ async def run_phase(
         phase.send_end = time.perf_counter()
         while True:
             now = time.perf_counter()
-            replies = sum(len(c.waiting) for c, _ in traders)
+            replies = sum(len(c.waiting) for c, _ in traders if not c.reader.done())
             if not replies and not phase.waiting and now - phase.last_push > 0.5:
                 break
             if now - max(phase.last_push, phase.send_end) > DRAIN_IDLE_S:
@@ -693,7 +712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(
         f"{began}; {machine}; {args.clients} trading connections, {args.symbols} symbols, "
         f"batch frames {'on' if args.batch else 'off'}; pushes seen twice on a connection: "
-        f"{stats.duplicates}, out of seq order: {stats.out_of_order}"
+        f"{stats.duplicates}, out of seq order: {stats.out_of_order}; connections closed by "
+        f"the gateway: {stats.closed}"
     )
     if args.profile is not None:
         for name in pids:
@@ -716,9 +736,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "phases": [ph.summary() for ph in phases],
             "duplicates": stats.duplicates,
             "out_of_order": stats.out_of_order,
+            "closed": stats.closed,
         }
         print(json.dumps(out))
-    bad = died or stats.duplicates or stats.out_of_order
+    bad = died or stats.duplicates or stats.out_of_order or stats.closed
     return 1 if bad else 0
 
 
