@@ -3,6 +3,7 @@ pushes alone (tests/migration/harness.py says how), for both strategies; the sam
 without a move is the control."""
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -66,6 +67,12 @@ def _move_under_load(
 @pytest.mark.parametrize("strategy", ["pre-copy", "stop-and-copy"])
 def test_a_hot_symbol_moves_under_load_as_if_it_never_moved(tmp_path: Path, strategy: str) -> None:
     code, summary, printed, load, verdict = _move_under_load(tmp_path, strategy, seed=7)
+    print(  # what the run measured, for the record (pytest -s)
+        json.dumps(
+            {**summary, "acks": len(load.acks), "retries": load.retries, "events": verdict.events}
+        ),
+        f"stall {verdict.stall_s:.3f} s",
+    )
     assert code == 0, printed
     assert summary["status"] == "SUCCEEDED" and summary["strategy"] == strategy
     assert summary["from"] != summary["to"] and summary["pause_ms"] is not None
