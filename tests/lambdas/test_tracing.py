@@ -2,12 +2,15 @@
 Tracer, whose X-Ray SDK ships with the package (aws-lambda-powertools[tracer])."""
 
 import contextlib
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aws_xray_sdk
 from aws_lambda_powertools import Tracer
 
+import statemachine.tasks
 from lambdas.order_router import handler as order_router
 
 
@@ -60,3 +63,17 @@ def test_the_router_handler_runs_in_an_xray_subsegment(monkeypatch):
     ((name, segment),) = provider.opened
     assert name == "## handler"
     assert segment.annotations["Service"] == "order_router"
+
+
+def test_every_python_lambda_handler_has_a_tracer():
+    """Every function of the CDK app has tracing ACTIVE (infra/constructs/python_function.py);
+    each handler module of ours runs under a Tracer. The Kafka topics custom resource is
+    the one exception: a CloudFormation hook run once per deploy, traced by Lambda's own
+    segment only."""
+    modules = ["lambdas.order_router.handler", "lambdas.stream_handler.handler"] + [
+        f"statemachine.tasks.{m.name}" for m in pkgutil.iter_modules(statemachine.tasks.__path__)
+    ]
+    assert len(modules) >= 10
+    for name in modules:
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "tracer", None), Tracer), name
