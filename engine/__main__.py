@@ -66,6 +66,7 @@ def build(settings: EngineSettings) -> Engine:
             base,
             group_id=f"{KAFKA_GROUP_PREFIX}engine-{settings.instance}",
             fetch_wait_max_ms=settings.fetch_wait_max_ms,
+            offset_reset="error",
         )
     )
     engine = Engine(settings, EngineState(market), consumer, None, r, store)

@@ -53,17 +53,23 @@ def client_config(brokers: str, *, auth: str = AUTH_NONE, region: str = "") -> d
 
 
 def consumer_config(
-    base: dict[str, Any], *, group_id: str, fetch_wait_max_ms: int = 20
+    base: dict[str, Any],
+    *,
+    group_id: str,
+    fetch_wait_max_ms: int = 20,
+    offset_reset: str = "earliest",
 ) -> dict[str, Any]:
     """A consumer for manual assignment: no auto commit, no offset store, reads from the
     start when it has no position. `fetch_wait_max_ms` bounds latency on brokers that do
-    not wake a waiting fetch (Tansu: latency ~ wait / 4)."""
+    not wake a waiting fetch (Tansu: latency ~ wait / 4). `offset_reset="error"` (the
+    engine): a position out of range is reported as an error, never silently rewound or
+    skipped."""
     return {
         **base,
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
+        "auto.offset.reset": offset_reset,
         "fetch.wait.max.ms": fetch_wait_max_ms,
         "fetch.min.bytes": 1,
         "enable.partition.eof": False,

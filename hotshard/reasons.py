@@ -64,6 +64,13 @@ class Reason(IntEnum):
     PARTITION_NOT_OWNED = 406
     PARTITION_OWNED_ELSEWHERE = 407
     NOT_DURABLE = 408
+    NO_SHADOW = 409
+    SYMBOL_FENCED = 410
+    STATE_MISMATCH = 411
+    FOLLOW_GAP = 412
+    SHADOW_BEHIND = 413
+    SHADOW_PAST_FENCE = 414
+    HELD_FULL = 415
     # 5xx: the migration's orchestration (statemachine/tasks over hotshard.migration)
     NO_HOT_SYMBOL = 500
     BAD_MIGRATION_INPUT = 501

@@ -1,29 +1,32 @@
-"""What a restart resumes from, in Redis: each symbol's latest snapshot record and each
-partition's checkpoint. Both are written only by the instance that owns the partition
-(hotshard.registry), atomically with that check, so a paused or zombie owner can never
-replace what the new owner recovers from.
+"""What a restart resumes from, in Redis: each partition's checkpoint, which names per symbol
+the snapshot it resumes from. Both snapshots and checkpoints are written only by the
+instance that owns the partition (hotshard.registry), atomically with that check, so a
+paused or zombie owner can never replace what the new owner recovers from.
 
-- `snapshot:{SYMBOL}` hash: location (redis:KEY or s3://bucket/key), partition,
-  input_offset, seq, size, instance, taken_ms: the symbol's latest snapshot (the bytes are
-  stored by engine.service.store).
-- `checkpoint:orders:{P}`: JSON {offset, symbols, resume, fences}: a restart of the
-  partition's owner loads each listed symbol's latest snapshot and resumes consuming after
-  `offset` (engine.service.core.restore_partition does the arithmetic).
+- snapshot bytes: `snapshot-data:{SYMBOL}:{SEQ}-{OFFSET}` in Redis, or an S3 object
+  (engine.service.store); a location is `redis:KEY` or `s3://bucket/key`.
+- `checkpoint:orders:{P}`: JSON (docs/FORMATS.md "Checkpoints"): per book the snapshot
+  (location, offset, seq, owner epoch) it resumes from, the fences of symbols leaving or
+  gone, and the symbols the engine expects (a shadow's records held on P). A restart
+  loads exactly these snapshots, never "the latest snapshot of S" written by whoever:
+  there is no global snapshot record (engine.service.core.restore_partition does the
+  arithmetic).
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import redis
 
 from hotshard import names
-from hotshard.clients import text_fields
 
 # ---------------------------------------------------------------------- snapshots
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRecord:
+    """A stored snapshot: where it is and what it holds."""
+
     symbol: str
     location: str
     partition: int
@@ -32,87 +35,104 @@ class SnapshotRecord:
     size: int
     instance: str = ""
     taken_ms: int = 0
+    owner_epoch: int = 0
 
 
-# KEYS: owner of the record's partition, the record[, the data]. ARGV: instance, data,
-# then the record's field/value pairs.
+# KEYS: owner of the snapshot's partition[, the data key]. ARGV: instance, data.
 _WRITE_SNAPSHOT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[2]) end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+if #KEYS == 2 then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
 """
 
 
-def write_snapshot_record(
-    r: redis.Redis, record: SnapshotRecord, *, data_key: str = "", data: bytes = b""
+def write_snapshot_data(
+    r: redis.Redis, instance: str, partition: int, *, data_key: str = "", data: bytes = b""
 ) -> bool:
-    """Record the symbol's latest snapshot; with `data_key`, store the bytes in Redis too
-    (small snapshots). Atomic, and only while `record.instance` owns the record's partition
-    (a zombie must not replace the snapshot a new owner recovers from). False if not."""
-    fields = {
-        "location": record.location,
-        "partition": record.partition,
-        "input_offset": record.input_offset,
-        "seq": record.seq,
-        "size": record.size,
-        "instance": record.instance,
-        "taken_ms": record.taken_ms,
-    }
-    keys = [
-        names.REDIS_PARTITION_OWNER.format(record.partition),
-        names.REDIS_SNAPSHOT.format(record.symbol),
-    ]
+    """Store a snapshot's bytes under `data_key` (small snapshots; without a key only the
+    ownership is checked, for one stored in S3): atomically, and only while `instance` owns
+    `partition` (a zombie must not write what a new owner may read). False if not."""
+    keys = [names.REDIS_PARTITION_OWNER.format(partition)]
     if data_key:
         keys.append(data_key)
-    pairs = [str(v) for item in fields.items() for v in item]
-    return bool(r.eval(_WRITE_SNAPSHOT, len(keys), *keys, record.instance, data, *pairs))
-
-
-def read_snapshot_record(r: redis.Redis, symbol: str) -> SnapshotRecord | None:
-    raw = text_fields(r.hgetall(names.REDIS_SNAPSHOT.format(symbol)))
-    if not raw:
-        return None
-    return SnapshotRecord(
-        symbol,
-        raw["location"],
-        int(raw.get("partition", -1)),
-        int(raw.get("input_offset", -1)),
-        int(raw.get("seq", 0)),
-        int(raw.get("size", 0)),
-        raw.get("instance", ""),
-        int(raw.get("taken_ms", 0)),
-    )
+    return bool(r.eval(_WRITE_SNAPSHOT, len(keys), *keys, instance, data))
 
 
 # ---------------------------------------------------------------------- checkpoints
 
 
 @dataclass(frozen=True, slots=True)
+class BookEntry:
+    """A book of the partition resumes from the snapshot at `location`, which includes every
+    record of the symbol on the partition through `offset` (the symbol had no records after
+    the snapshot's own offset up to `offset`), at sequence `seq`, owned at route `epoch`."""
+
+    location: str
+    offset: int
+    seq: int
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FenceEntry:
+    """A symbol fenced on the partition at `offset` (its last applied record) and final seq
+    `seq`, moving to route `epoch` on `to_partition`: its later records with a lower route
+    epoch are STALE_ROUTE. `location`: the snapshot at `offset` once stored ("" before).
+    The book may still be here (listed in `books`, for a rollback) or gone (removed)."""
+
+    epoch: int
+    offset: int
+    seq: int
+    to_partition: int = -1
+    location: str = ""
+    owner_epoch: int = 0
+    partition: int = -1
+    state_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectEntry:
+    """A symbol the engine expects to own (it shadows it, or did before a restart): its
+    records on the partition with a route epoch above `epoch` are held, from `from_offset`
+    (-1: none held yet), until a Promote."""
+
+    epoch: int
+    from_offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Partition `partition` is covered through `offset`: every symbol in `symbols` has a
-    snapshot (snapshot:{SYMBOL}) whose state includes every order of the symbol up to
-    `offset`, and every event of those orders was acknowledged by the broker. `resume`
-    names symbols restored to follow from an earlier offset (their last applied offset);
-    `fences` the symbols that left the partition and the route epoch below which their
-    orders are STALE_ROUTE."""
+    """Partition `partition` has been consumed through `offset`; every event of it is
+    acknowledged by the broker. Each book in `books` resumes from the snapshot its entry
+    names; consuming restarts after the smallest of `offset`, the books' offsets and the
+    first held record of each expected symbol (books further ahead skip what they hold)."""
 
     partition: int
     offset: int
-    symbols: tuple[str, ...] = ()
-    resume: dict[str, int] = field(default_factory=dict)
-    fences: dict[str, int] = field(default_factory=dict)
+    books: dict[str, BookEntry] = field(default_factory=dict)
+    fences: dict[str, FenceEntry] = field(default_factory=dict)
+    expect: dict[str, ExpectEntry] = field(default_factory=dict)
     instance: str = ""
     taken_ms: int = 0
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(sorted(self.books))
+
+    def resume_offset(self) -> int:
+        """The first offset a restart consumes."""
+        starts = [self.offset, *(b.offset for b in self.books.values())]
+        starts += [e.from_offset - 1 for e in self.expect.values() if e.from_offset >= 0]
+        return min(starts) + 1
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "partition": self.partition,
                 "offset": self.offset,
-                "symbols": list(self.symbols),
-                "resume": self.resume,
-                "fences": self.fences,
+                "books": {s: asdict(b) for s, b in self.books.items()},
+                "fences": {s: asdict(f) for s, f in self.fences.items()},
+                "expect": {s: asdict(e) for s, e in self.expect.items()},
                 "instance": self.instance,
                 "taken_ms": self.taken_ms,
             },
@@ -122,12 +142,20 @@ class Checkpoint:
     @classmethod
     def from_json(cls, text: str | bytes) -> "Checkpoint":
         raw = json.loads(text)
+        if "books" not in raw and raw.get("symbols"):
+            raise ValueError(
+                "a checkpoint without per-symbol snapshots (written before owner epochs): "
+                "it would load whatever snapshot of a symbol was written last"
+            )
         return cls(
             int(raw["partition"]),
             int(raw["offset"]),
-            tuple(raw.get("symbols", ())),
-            {str(k): int(v) for k, v in raw.get("resume", {}).items()},
-            {str(k): int(v) for k, v in raw.get("fences", {}).items()},
+            {str(k): BookEntry(**v) for k, v in raw.get("books", {}).items()},
+            {
+                str(k): FenceEntry(**v) if isinstance(v, dict) else FenceEntry(int(v), -1, 0)
+                for k, v in raw.get("fences", {}).items()
+            },
+            {str(k): ExpectEntry(**v) for k, v in raw.get("expect", {}).items()},
             str(raw.get("instance", "")),
             int(raw.get("taken_ms", 0)),
         )

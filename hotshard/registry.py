@@ -127,3 +127,30 @@ def release_partitions(r: redis.Redis, instance: str, partitions: Iterable[int])
 def partition_owner(r: redis.Redis, partition: int) -> str | None:
     owner = r.get(names.REDIS_PARTITION_OWNER.format(partition))
     return None if owner is None else text(owner)
+
+
+# ---------------------------------------------------------------------- partition homes
+
+
+def set_homes(r: redis.Redis, instance: str, partitions: Iterable[int]) -> None:
+    """Record `instance` as the home of `partitions` (`home:orders:{P}`, no TTL): the engine
+    that gets them back when it restarts, including partitions it adopted (Restore with
+    follow, Promote) after it started (infra/engine_host.py reads them too)."""
+    parts = list(partitions)
+    if parts:
+        r.mset({names.REDIS_PARTITION_HOME.format(p): instance for p in parts})
+
+
+def homed_partitions(r: redis.Redis, instance: str) -> list[int]:
+    """The partitions whose home is `instance`."""
+    prefix = names.REDIS_PARTITION_HOME.format("")
+    keys = sorted(text(k) for k in r.scan_iter(match=prefix + "*", count=1000))
+    if not keys:
+        return []
+    homes = r.mget(keys)
+    out = []
+    for key, home in zip(keys, homes, strict=True):
+        suffix = key.removeprefix(prefix)
+        if home is not None and text(home) == instance and suffix.isdigit():
+            out.append(int(suffix))
+    return sorted(out)

@@ -45,6 +45,9 @@ class DecodedOrder:
     user_id: str = ""
     received_ts_ns: int = 0
     """The router's receive time: the ts_ns of every event this order causes (0: none)."""
+    marker: int = 0
+    """A migration's control record on `pending-orders` (orders_pb2.PENDING_BEGIN /
+    PENDING_END), no order: `command` is None."""
 
 
 def encode_order(
@@ -136,6 +139,8 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     ts = msg.client_ts_ns
     rx = msg.received_ts_ns
     action = msg.action
+    if msg.marker:
+        return DecodedOrder(symbol, None, epoch, ts, Reason.MALFORMED, marker=msg.marker)
     if not msg.symbol:
         return DecodedOrder(symbol, None, epoch, ts, Reason.MISSING_FIELD, order_id, user_id, rx)
     if not is_id(order_id) or not is_id(user_id) or not is_id(symbol):
@@ -176,6 +181,13 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
             False,
         )
     return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id, rx)
+
+
+def encode_pending_marker(symbol: str, epoch: int, marker: int) -> bytes:
+    """A migration's control record on `pending-orders`: PENDING_BEGIN / PENDING_END of the
+    symbol's buffered orders stamped route epoch `epoch` (orders_pb2.PendingMarker)."""
+    fields: dict[str, Any] = {"symbol": symbol, "route_epoch": epoch, "marker": marker}
+    return orders_pb2.OrderCommand(**fields).SerializeToString()
 
 
 def _key_text(key: bytes | None) -> str:

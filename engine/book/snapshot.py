@@ -27,9 +27,12 @@ class SnapshotInfo:
     input_offset: int
     partition: int
     seq: int
+    owner_epoch: int = 0
 
 
-def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
+def dump(
+    book: Book, *, input_offset: int = -1, partition: int = -1, owner_epoch: int = 0
+) -> bytes:
     state = snapshot_pb2.BookState(seq=book.seq, last_price=book.last_price)
     # hotshard.v1.Instrument has the Instrument dataclass's fields, by the same names
     state.instrument.CopyFrom(snapshot_pb2.Instrument(**asdict(book.instrument)))
@@ -75,6 +78,7 @@ def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
         partition=partition,
         crc32=zlib.crc32(body),
         state=body,
+        owner_epoch=owner_epoch,
     )
     return envelope.SerializeToString()
 
@@ -82,7 +86,9 @@ def dump(book: Book, *, input_offset: int = -1, partition: int = -1) -> bytes:
 def info(data: bytes) -> SnapshotInfo:
     """Read the envelope and check the checksum, without building the book."""
     envelope, state = _open(data)
-    return SnapshotInfo(envelope.symbol, envelope.input_offset, envelope.partition, state.seq)
+    return SnapshotInfo(
+        envelope.symbol, envelope.input_offset, envelope.partition, state.seq, envelope.owner_epoch
+    )
 
 
 def load(data: bytes) -> tuple[Book, SnapshotInfo]:
@@ -131,7 +137,9 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
         book.mark_dirty(BUY, price)
     for price in state.dirty_asks:
         book.mark_dirty(SELL, price)
-    return book, SnapshotInfo(envelope.symbol, envelope.input_offset, envelope.partition, book.seq)
+    return book, SnapshotInfo(
+        envelope.symbol, envelope.input_offset, envelope.partition, book.seq, envelope.owner_epoch
+    )
 
 
 def _open(data: bytes) -> tuple[snapshot_pb2.Snapshot, snapshot_pb2.BookState]:

@@ -1,5 +1,6 @@
-"""gRPC control of one engine (hotshard.v1.EngineControl): thin handlers that run
-engine.service.operations on the loop thread (Engine.call) and read Health and Stats.
+"""gRPC control of one engine (hotshard.v1.EngineControl): thin handlers over
+engine.service.operations (which run their state steps on the loop thread, Engine.call)
+and Health and Stats (read on the loop thread).
 
 Status codes come from the ControlError raised (engine.service.errors): NOT_FOUND (symbol
 not here, snapshot location empty), ALREADY_EXISTS (Restore of a symbol already here),
@@ -24,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.service.errors import ControlError
 from engine.service.loop import Engine
-from engine.service.operations import Operations
+from engine.service.operations import Operations, PromoteRequest
 from hotshard.v1 import control_pb2, control_pb2_grpc
 
 log = logging.getLogger("hotshard.engine.control")
@@ -37,11 +38,13 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
         self.engine = engine
         self.operations = Operations(engine)
 
-    def _call(self, context: grpc.ServicerContext, fn: Any) -> Any:
+    def _call(self, context: grpc.ServicerContext, fn: Any, *, on_loop: bool = True) -> Any:
         if not self.engine.serving:
             context.abort(grpc.StatusCode.UNAVAILABLE, "engine is not serving")
         try:
-            return self.engine.call(fn, CALL_TIMEOUT_S)
+            if on_loop:
+                return self.engine.call(fn, CALL_TIMEOUT_S)
+            return fn()
         except ControlError as exc:
             context.set_trailing_metadata(
                 (("reason", exc.reason.name), ("reason-code", str(int(exc.reason))))
@@ -51,15 +54,21 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "engine loop did not answer")
         raise AssertionError("unreachable")  # context.abort raises
 
+    def _op(self, context: grpc.ServicerContext, fn: Any) -> Any:
+        return self._call(context, fn, on_loop=False)
+
     def Snapshot(  # noqa: N802 - generated interface
         self, request: control_pb2.SnapshotRequest, context: grpc.ServicerContext
     ) -> control_pb2.SnapshotReply:
-        result = self._call(context, lambda: self.operations.snapshot(request.symbol))
+        result = self._op(context, lambda: self.operations.snapshot(request.symbol))
         return control_pb2.SnapshotReply(
-            snapshot=result.data,
             partition=result.partition,
             input_offset=result.input_offset,
             location=result.location,
+            seq=result.seq,
+            owner_epoch=result.owner_epoch,
+            size_bytes=result.size,
+            state_hash=result.state_hash,
         )
 
     def Restore(  # noqa: N802
@@ -68,7 +77,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
         source = request.WhichOneof("source")
         if source is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshot or location is required")
-        restored = self._call(
+        restored = self._op(
             context,
             lambda: self.operations.restore(
                 request.symbol,
@@ -84,7 +93,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
     def Remove(  # noqa: N802
         self, request: control_pb2.RemoveRequest, context: grpc.ServicerContext
     ) -> control_pb2.RemoveReply:
-        removed = self._call(
+        removed = self._op(
             context, lambda: self.operations.remove(request.symbol, request.fence_epoch)
         )
         return control_pb2.RemoveReply(
@@ -93,6 +102,66 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
             location=removed.location,
             fence_epoch=removed.fence_epoch,
         )
+
+    def Follow(  # noqa: N802
+        self, request: control_pb2.FollowRequest, context: grpc.ServicerContext
+    ) -> control_pb2.FollowReply:
+        followed = self._op(
+            context,
+            lambda: self.operations.follow(
+                request.symbol, request.location, request.source_partition, request.from_offset
+            ),
+        )
+        return control_pb2.FollowReply(seq=followed.seq, next_offset=followed.next_offset)
+
+    def Fence(  # noqa: N802
+        self, request: control_pb2.FenceRequest, context: grpc.ServicerContext
+    ) -> control_pb2.FenceReply:
+        fenced = self._op(
+            context,
+            lambda: self.operations.fence(request.symbol, request.epoch, request.to_partition),
+        )
+        return control_pb2.FenceReply(
+            fence_offset=fenced.fence_offset,
+            final_seq=fenced.final_seq,
+            state_hash=fenced.state_hash,
+            owner_epoch=fenced.owner_epoch,
+            partition=fenced.partition,
+            location=fenced.location,
+        )
+
+    def Promote(  # noqa: N802
+        self, request: control_pb2.PromoteRequest, context: grpc.ServicerContext
+    ) -> control_pb2.PromoteReply:
+        req = PromoteRequest(
+            request.symbol,
+            request.through_offset,
+            request.expect_seq,
+            request.expect_hash,
+            request.owner_epoch,
+            request.partition,
+            request.fallback_location,
+            _pending(request.pending) if request.HasField("pending") else None,
+            request.wait_durable,
+        )
+        promoted = self._op(context, lambda: self.operations.promote(req))
+        return control_pb2.PromoteReply(
+            seq=promoted.seq,
+            replayed=promoted.replayed,
+            held=promoted.held,
+            location=promoted.location,
+            durable=promoted.durable,
+        )
+
+    def Unfence(  # noqa: N802
+        self, request: control_pb2.UnfenceRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UnfenceReply:
+        pending = _pending(request.pending) if request.HasField("pending") else None
+        done = self._op(
+            context,
+            lambda: self.operations.unfence(request.symbol, request.owner_epoch, pending),
+        )
+        return control_pb2.UnfenceReply(seq=done.seq, replayed=done.replayed, held=done.held)
 
     def Health(  # noqa: N802
         self, request: control_pb2.HealthRequest, context: grpc.ServicerContext
@@ -126,7 +195,9 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
                 orders_per_second=metrics.rate,
                 consumer_lag=engine.lag(),
             )
-            for symbol, book in sorted(engine.state.market.books.items()):
+            state = engine.state
+            reply.instance_id = engine.settings.instance
+            for symbol, book in sorted(state.market.books.items()):
                 meter = metrics.symbols.get(symbol)
                 reply.symbols.add(
                     symbol=symbol,
@@ -135,9 +206,33 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
                     seq=book.seq,
                     latency_p50_ms=meter.percentile_ms(0.50) if meter else 0.0,
                     latency_p99_ms=meter.percentile_ms(0.99) if meter else 0.0,
+                    owner_epoch=state.epoch.get(symbol, 0),
+                    partition=state.home.get(symbol, -1),
+                    held=len(state.held.get(symbol) or ()),
                 )
             for p in engine.partitions:
-                reply.partitions.add(partition=p, next_offset=engine.state.position.get(p, 0))
+                reply.partitions.add(
+                    partition=p,
+                    next_offset=state.position.get(p, 0),
+                    high_watermark=engine.high_watermark(p),
+                )
+            for symbol, shadow in sorted(state.shadows.items()):
+                high = engine.high_watermark(shadow.source)
+                reply.shadows.add(
+                    symbol=symbol,
+                    source_partition=shadow.source,
+                    next_offset=shadow.read,
+                    seq=shadow.book.seq,
+                    lag=max(0, high - shadow.read) if high >= 0 else -1,
+                )
+            for symbol, fence in sorted(state.fences.items()):
+                reply.fences.add(
+                    symbol=symbol,
+                    epoch=fence.epoch,
+                    fence_offset=fence.offset,
+                    final_seq=fence.seq,
+                    to_partition=fence.to_partition,
+                )
             return reply
 
         return self._call(context, read)  # type: ignore[no-any-return]
@@ -166,8 +261,12 @@ class EngineHealth(health.HealthServicer):
         return super().Check(request, context)
 
 
+def _pending(p: control_pb2.PendingReplay) -> tuple[str, int, int, int]:
+    return (p.topic, p.partition, p.from_offset, p.epoch)
+
+
 def serve(engine: Engine, bind: str, port: int) -> grpc.Server:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     control_pb2_grpc.add_EngineControlServicer_to_server(  # type: ignore[no-untyped-call]
         EngineControl(engine), server
     )

@@ -10,6 +10,12 @@ OrderStatusBatch, FillBatch, TradeBatch always (they cover the symbol's seqs
 (after_seq, through_seq], see hotshard.dedupe) and a DepthBatch when levels changed
 (book.depth_update(): conflated over the batch). Events go to the same partition number
 of their topic as the order came from, keyed by symbol.
+
+Migration state (docs/ARCHITECTURE.md "Moving a hot symbol", HANDOVER): every book has an
+owner epoch; a record is applied, held, refused STALE_ROUTE or ignored as `_admit` says
+(fences, shadows, frozen books, pending replays); shadows (`apply_shadow`) follow a
+partition the engine does not own; replays (`apply_pending`) take a symbol's buffered
+records from `pending-orders`; held records are applied in order by `drain`.
 """
 
 from dataclasses import dataclass, field
@@ -20,8 +26,23 @@ from hotshard.commands import Command
 from hotshard.events import SEQ, Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
-from hotshard.recovery import Checkpoint
-from hotshard.wire import decode_order, encode_depth, encode_symbol_batch, encode_unsequenced
+from hotshard.recovery import BookEntry, Checkpoint, ExpectEntry, FenceEntry
+from hotshard.v1 import orders_pb2
+from hotshard.wire import (
+    decode_order,
+    encode_depth,
+    encode_handoff,
+    encode_symbol_batch,
+    encode_unsequenced,
+)
+
+MAX_HELD = 100_000
+"""Records held per symbol (waiting for it to become active here); beyond, STALE_ROUTE."""
+MAX_FENCES = 10_000
+"""Fences of symbols that left (no book) kept per engine; the oldest go first."""
+
+APPLY, HOLD, STALE, IGNORE = 0, 1, 2, 3
+"""What `_admit` does with a record of an owned partition."""
 
 MAX_EVENTS_PER_RECORD = 4000
 """A record of one symbol's events holds at most this many (~100 bytes each): well under
@@ -81,6 +102,47 @@ class _Touched:
 
 
 @dataclass(slots=True)
+class Shadow:
+    """A book following `source` (a partition of `orders` not owned here) without
+    publishing: it holds every record of its symbol there before `next_offset`."""
+
+    book: Book
+    source: int
+    next_offset: int
+    epoch: int
+    from_offset: int
+    location: str
+    read: int = 0
+    """The next offset of `source` read (any symbol)."""
+    last_applied: int = -1
+    stop: int = -1
+    """Set by Promote: nothing after this offset is applied (-1: not yet known)."""
+    snapshot_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.read = max(self.read, self.next_offset)
+        self.last_applied = max(self.last_applied, self.next_offset - 1)
+
+
+@dataclass(slots=True)
+class Replay:
+    """A symbol's buffered records on `topic` `partition` from `from_offset`, route epoch
+    `epoch`, up to the PENDING_END marker for (symbol, epoch); applied as they are read."""
+
+    symbol: str
+    topic: str
+    partition: int
+    from_offset: int
+    epoch: int
+    next_offset: int = 0
+    replayed: int = 0
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        self.next_offset = max(self.next_offset, self.from_offset)
+
+
+@dataclass(slots=True)
 class EngineState:
     """Everything the engine knows, apart from I/O handles.
 
@@ -98,13 +160,29 @@ class EngineState:
     home: dict[str, int] = field(default_factory=dict)
     position: dict[int, int] = field(default_factory=dict)
     skip: dict[str, int] = field(default_factory=dict)
-    fences: dict[str, int] = field(default_factory=dict)
+    fences: dict[str, FenceEntry] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
+    epoch: dict[str, int] = field(default_factory=dict)
+    """Owner epoch per book: its records with a lower route epoch are STALE_ROUTE."""
+    snaps: dict[str, BookEntry] = field(default_factory=dict)
+    """Per book, the last durable snapshot (what a checkpoint names while it is dirty);
+    location "" for a book born from its records after `offset` (none stored yet)."""
+    held: dict[str, list[Record]] = field(default_factory=dict)
+    """Records waiting, in order, for the symbol to become active (or unfrozen) here."""
+    frozen: set[str] = field(default_factory=set)
+    """Books being snapshotted off the loop: their records are held meanwhile."""
+    shadows: dict[str, "Shadow"] = field(default_factory=dict)
+    expect: dict[str, int] = field(default_factory=dict)
+    """Symbols expected here (shadowed, or before a restart): records on owned partitions
+    with a route epoch above this are held, lower ones STALE_ROUTE."""
+    replays: dict[str, "Replay"] = field(default_factory=dict)
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
 
-    def apply_batch(self, records: list[Record]) -> BatchResult:
+    def apply_batch(self, records: list[Record], *, advance: bool = True) -> BatchResult:
+        """Apply consumed records of owned partitions. `advance=False`: records consumed
+        earlier and held (`drain`), the positions stay."""
         market = self.market
         books = market.books
         skip = self.skip
@@ -112,30 +190,47 @@ class EngineState:
         touched: dict[tuple[int, str], _Touched] = {}
         unsequenced: list[Output] = []
         last_offsets: dict[int, int] = {}
-        for partition, offset, key, value in records:
+        for record in records:
+            partition, offset, key, value = record
             last_offsets[partition] = offset
             decoded = decode_order(value, key)
             symbol = decoded.symbol
             if skip and offset <= skip.get(symbol, -1):
                 continue
             command = decoded.command
-            reason = self._refusal(symbol, partition, command is not None)
-            book = None if reason else books.get(symbol)
-            if book is None and not reason:
-                # only a readable order may list a symbol: junk never creates a book
-                book = market.book(symbol) if command is not None else None
-                if book is None:
-                    reason = Reason.UNKNOWN_SYMBOL if command is not None else decoded.reason
-            if book is None:
+            verdict = self._admit(symbol, partition, offset, decoded.route_epoch)
+            reason = Reason.STALE_ROUTE
+            if verdict == HOLD:
+                if self._hold(symbol, record):
+                    continue
+                verdict, reason = STALE, Reason.HELD_FULL
+            if verdict == IGNORE:
+                continue
+            if verdict == STALE:
+                if command is None and symbol not in books:
+                    reason = decoded.reason  # junk is junk, whoever owns its symbol
                 event = unsequenced_rejection(decoded.order_id, decoded.user_id, reason)
                 unsequenced.append(
                     self._unsequenced(symbol, partition, offset, event, decoded.received_ts_ns)
                 )
                 continue
+            book = books.get(symbol)
+            if book is None:
+                # only a readable order may list a symbol: junk never creates a book
+                book = market.book(symbol) if command is not None else None
+                if book is None:
+                    reason = market.refusal(symbol) if command is not None else decoded.reason
+                    event = unsequenced_rejection(decoded.order_id, decoded.user_id, reason)
+                    unsequenced.append(
+                        self._unsequenced(symbol, partition, offset, event, decoded.received_ts_ns)
+                    )
+                    continue
+                self.home[symbol] = partition
+                self.epoch[symbol] = decoded.route_epoch
+                self.snaps[symbol] = BookEntry("", offset - 1, 0, decoded.route_epoch)
             entry = touched.get((partition, symbol))
             if entry is None:
                 entry = touched[(partition, symbol)] = _Touched(book, book.seq)
-                self.home.setdefault(symbol, partition)
             if command is None:
                 entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
             else:
@@ -146,14 +241,24 @@ class EngineState:
                 entry.stamps[offset] = decoded.received_ts_ns
             if decoded.client_ts_ns:
                 entry.client_ts.append(decoded.client_ts_ns)
-        for partition, offset in last_offsets.items():
-            position[partition] = offset + 1
+        if advance:
+            for partition, offset in last_offsets.items():
+                position[partition] = offset + 1
+        result = self._emit(touched)
+        if skip:
+            self._forget_skips()
+        result.outputs.extend(unsequenced)
+        result.last_offsets = last_offsets
+        return result
 
+    def _emit(self, touched: dict[tuple[int, str], "_Touched"]) -> BatchResult:
         outputs: list[Output] = []
         orders: dict[str, int] = {}
         client_ts: dict[str, list[int]] = {}
         for (partition, symbol), entry in touched.items():
             entry.apply_pending()
+            if not entry.offsets:
+                continue
             book = entry.book
             key_bytes = self._key(symbol)
             depth = book.depth_update()
@@ -179,44 +284,182 @@ class EngineState:
             if entry.client_ts:
                 client_ts.setdefault(symbol, []).extend(entry.client_ts)
             self.dirty.add(symbol)
-        if skip:
-            self._forget_skips()
-        outputs.extend(unsequenced)
-        return BatchResult(outputs, orders, client_ts, last_offsets)
+        return BatchResult(outputs, orders, client_ts, {})
 
-    def depth_snapshots(self, levels: int) -> list[Output]:
-        """A top-`levels` DepthUpdate snapshot of every book, on its home partition."""
+    def _admit(self, symbol: str, partition: int, offset: int, epoch: int) -> int:
+        """APPLY, HOLD, STALE (REJECTED STALE_ROUTE outside any sequence) or IGNORE a record
+        of an owned partition (see the class docstring and HANDOVER's engine rules)."""
+        book = self.market.books.get(symbol)
+        fence = self.fences.get(symbol)
+        if book is not None and fence is not None and self.home.get(symbol) == partition:
+            if offset <= fence.offset:
+                return APPLY  # before the fence: it was applied (a rewind, a restart)
+            return HOLD if epoch >= fence.epoch else STALE
+        held = self.held.get(symbol)
+        if held and held[0][0] == partition:
+            return HOLD  # keep the order: once one is held, the rest wait behind it
+        if book is not None:
+            if self.home.get(symbol) != partition:
+                return STALE  # a symbol is matched from one partition only
+            if symbol in self.frozen or symbol in self.replays:
+                return HOLD
+            return STALE if epoch < self.epoch.get(symbol, 0) else APPLY
+        expected = self.expect.get(symbol)
+        if expected is not None:
+            return HOLD if epoch > expected else STALE
+        if fence is not None:
+            if partition == fence.partition and offset <= fence.offset:
+                return IGNORE  # it was applied before the symbol left
+            return STALE
+        return APPLY
+
+    def _hold(self, symbol: str, record: Record) -> bool:
+        held = self.held.setdefault(symbol, [])
+        if len(held) >= MAX_HELD:
+            return False
+        held.append(record)
+        return True
+
+    def drain(self, symbol: str) -> BatchResult:
+        """Apply the symbol's held records in order (it became active, or unfrozen)."""
+        records = self.held.pop(symbol, [])
+        if not records:
+            return BatchResult([], {}, {}, {})
+        return self.apply_batch(records, advance=False)
+
+    def reject_held(self, symbol: str) -> list[Output]:
+        """Refuse the symbol's held records STALE_ROUTE (its move was called off): their
+        senders retry on the route as it is now."""
+        outputs = []
+        for partition, offset, key, value in self.held.pop(symbol, []):
+            decoded = decode_order(value, key)
+            event = unsequenced_rejection(decoded.order_id, decoded.user_id, Reason.STALE_ROUTE)
+            outputs.append(self._unsequenced(symbol, partition, offset, event))
+        return outputs
+
+    # ------------------------------------------------------------------ shadows, replays
+
+    def apply_shadow(self, records: list[Record]) -> None:
+        """Records of partitions this engine does not own, read for its shadows: each
+        shadow applies its symbol's records (as its owner would: lower route epochs than
+        the owner's are refused there, so they change nothing here) and publishes nothing."""
+        shadows = self.shadows
+        for record in records:
+            partition, offset, key, value = record
+            decoded = decode_order(value, key)
+            for shadow in shadows.values():
+                if shadow.source == partition and offset >= shadow.read:
+                    shadow.read = offset + 1
+            shadow_of = shadows.get(decoded.symbol)
+            if (
+                shadow_of is None
+                or shadow_of.source != partition
+                or offset < shadow_of.next_offset
+                or (shadow_of.stop >= 0 and offset > shadow_of.stop)
+            ):
+                continue
+            shadow_of.next_offset = offset + 1
+            if decoded.route_epoch < shadow_of.epoch:
+                continue
+            shadow_of.last_applied = offset
+            book = shadow_of.book
+            if decoded.command is None:
+                book.reject(decoded.order_id, decoded.user_id, decoded.reason, [])
+            else:
+                book.apply(decoded.command)
+
+    def apply_pending(self, topic: str, records: list[Record]) -> BatchResult:
+        """Records of `topic` (pending-orders) read for replays: each replay applies its
+        symbol's records of its epoch, publishing on the book's home partition, until the
+        PENDING_END marker of (symbol, epoch)."""
+        touched: dict[tuple[int, str], _Touched] = {}
+        for record in records:
+            partition, offset, key, value = record
+            decoded = decode_order(value, key)
+            for replay in self.replays.values():
+                if replay.topic != topic or replay.partition != partition or replay.done:
+                    continue
+                if offset < replay.next_offset:
+                    continue
+                replay.next_offset = offset + 1
+                if decoded.symbol != replay.symbol or decoded.route_epoch != replay.epoch:
+                    continue
+                if decoded.marker == orders_pb2.PENDING_END:
+                    replay.done = True
+                    continue
+                if decoded.marker:
+                    continue
+                book = self.market.books.get(replay.symbol)
+                if book is None:
+                    continue
+                home = self.home[replay.symbol]
+                entry = touched.get((home, replay.symbol))
+                if entry is None:
+                    entry = touched[(home, replay.symbol)] = _Touched(book, book.seq)
+                replay.replayed += 1
+                if decoded.command is None:
+                    entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
+                else:
+                    entry.commands.append(decoded.command)
+                    entry.pending_offsets.append(offset)
+                entry.last_offset = offset
+                if decoded.received_ts_ns:
+                    entry.stamps[offset] = decoded.received_ts_ns
+                if decoded.client_ts_ns:
+                    entry.client_ts.append(decoded.client_ts_ns)
+        return self._emit(touched)
+
+    def shadow_partitions(self) -> dict[int, int]:
+        """Per followed partition, the offset to read it from."""
+        out: dict[int, int] = {}
+        for shadow in self.shadows.values():
+            out[shadow.source] = min(out.get(shadow.source, shadow.read), shadow.read)
+        return out
+
+    def pending_partitions(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for replay in self.replays.values():
+            if not replay.done:
+                key = (replay.topic, replay.partition)
+                out[key] = min(out.get(key, replay.next_offset), replay.next_offset)
+        return out
+
+    # ------------------------------------------------------------------ output helpers
+
+    def depth_snapshots(self, levels: int, symbols: list[str] | None = None) -> list[Output]:
+        """A top-`levels` DepthUpdate snapshot of every book (or of `symbols`), on its home
+        partition; fenced books have none (their new owner's replace them)."""
         outputs: list[Output] = []
-        for symbol, book in sorted(self.market.books.items()):
+        books = self.market.books
+        for symbol in sorted(books) if symbols is None else symbols:
+            book = books.get(symbol)
             partition = self.home.get(symbol)
-            if partition is None:
+            if book is None or partition is None or symbol in self.fences:
                 continue
             value = encode_depth(symbol, book.depth_snapshot(levels), self.applied_offset(symbol))
             outputs.append((TOPIC_DEPTH, partition, self._key(symbol), value))
         return outputs
 
-    def _refusal(self, symbol: str, partition: int, readable: bool) -> Reason:
-        """Why an order for `symbol` from `partition` is refused before any book sees it
-        (NONE if it is not). A symbol that left this engine is fenced whatever the order's
-        epoch: only a Restore brings it back (a fresh book would restart its sequence). A
-        symbol is matched from one partition only: its orders arriving on another one were
-        routed by a stale table."""
-        if not readable:
-            return Reason.NONE
-        if symbol in self.fences:
-            return Reason.STALE_ROUTE
-        home = self.home.get(symbol)
-        if home is not None and home != partition and symbol in self.market.books:
-            return Reason.STALE_ROUTE
-        return Reason.NONE
+    def handoff(
+        self, symbol: str, partition: int, final_seq: int, to: int, epoch: int
+    ) -> list[Output]:
+        """The handoff marker records of a symbol leaving `partition` at `final_seq`."""
+        out = encode_handoff(symbol, final_seq, to, epoch)
+        key = self._key(symbol)
+        return [
+            (TOPIC_ORDER_STATUS, partition, key, out.order_status),
+            (TOPIC_FILLS, partition, key, out.fills),
+            (TOPIC_TRADES, partition, key, out.trades),
+        ]
 
     def _unsequenced(
         self, symbol: str, partition: int, offset: int, event: Event, ts_ns: int = 0
     ) -> Output:
+        key = self._keys.get(symbol) or symbol.encode()  # junk symbols are not cached
         return (
             TOPIC_ORDER_STATUS,
             partition,
-            self._key(symbol),
+            key,
             encode_unsequenced(symbol, offset, event, ts_ns),
         )
 
@@ -238,24 +481,72 @@ class EngineState:
     def applied_offset(self, symbol: str) -> int:
         """The last offset of the symbol's partition that its book includes (-1: none)."""
         home = self.home.get(symbol)
-        here = self.position.get(home, 0) - 1 if home is not None else -1
-        return max(here, self.skip.get(symbol, -1))
+        if home is None:
+            return -1
+        here = max(self.position.get(home, 0) - 1, self.skip.get(symbol, -1))
+        fence = self.fences.get(symbol)
+        if fence is not None and symbol in self.market.books:
+            return min(fence.offset, here)
+        held = self.held.get(symbol)
+        if held and held[0][0] == home:
+            return held[0][1] - 1
+        return here
 
     def symbols_of(self, partition: int) -> list[str]:
         return sorted(s for s, p in self.home.items() if p == partition and s in self.market.books)
 
+    def active(self, symbol: str) -> bool:
+        """Held here, not fenced, not replaying: its orders are matched as they come."""
+        return (
+            symbol in self.market.books
+            and symbol not in self.fences
+            and symbol not in self.replays
+            and symbol not in self.frozen
+            and not self.held.get(symbol)
+        )
+
     # ------------------------------------------------------------------ changes
 
-    def add_book(self, book: Book, partition: int, applied_through: int) -> None:
-        """Hold `book`, fed from `partition` after offset `applied_through`."""
+    def add_book(
+        self,
+        book: Book,
+        partition: int,
+        applied_through: int,
+        *,
+        epoch: int = 0,
+        location: str = "",
+    ) -> None:
+        """Hold `book`, fed from `partition` after offset `applied_through`; `location`:
+        the stored snapshot it equals ("" none)."""
         self.market.add_book(book)
-        self.home[book.symbol] = partition
-        self.fences.pop(book.symbol, None)
+        symbol = book.symbol
+        self.home[symbol] = partition
+        self.fences.pop(symbol, None)
+        self.expect.pop(symbol, None)
+        self.epoch[symbol] = epoch
+        self.snaps[symbol] = BookEntry(location, applied_through, book.seq, epoch)
         if applied_through >= self.position.get(partition, 0) - 1:
-            self.skip[book.symbol] = applied_through
+            self.skip[symbol] = applied_through
         else:
-            self.skip.pop(book.symbol, None)
-        self.dirty.add(book.symbol)
+            self.skip.pop(symbol, None)
+        if location:
+            self.dirty.discard(symbol)
+        else:
+            self.dirty.add(symbol)
+
+    def stored(self, symbol: str, location: str, offset: int, seq: int) -> str:
+        """A snapshot of the book at `offset` (seq `seq`) is durable at `location`: the next
+        checkpoint names it. Returns the location it replaces ("" none), to retire once a
+        checkpoint no longer names it."""
+        if symbol not in self.market.books:
+            return ""
+        previous = self.snaps.get(symbol)
+        self.snaps[symbol] = BookEntry(location, offset, seq, self.epoch.get(symbol, 0))
+        if self.market.books[symbol].seq == seq and symbol not in self.fences:
+            self.dirty.discard(symbol)
+        if previous is not None and previous.location != location:
+            return previous.location
+        return ""
 
     def rewind(self, partition: int, to_offset: int) -> bool:
         """Consume `partition` again from `to_offset` (a Restore that follows from there):
@@ -265,26 +556,70 @@ class EngineState:
         if to_offset >= here:
             return False
         for symbol in self.symbols_of(partition):
-            self.skip[symbol] = max(self.skip.get(symbol, -1), here - 1)
+            self.skip[symbol] = max(self.skip.get(symbol, -1), self.applied_offset(symbol))
         self.position[partition] = to_offset
         return True
 
-    def remove_book(self, symbol: str, fence_epoch: int) -> Book | None:
+    def fence(self, symbol: str, entry: FenceEntry) -> None:
+        self.fences.pop(symbol, None)
+        self.fences[symbol] = entry
+        self._bound_fences()
+
+    def remove_book(self, symbol: str, fence: FenceEntry | None) -> Book | None:
+        """Drop the symbol's book (and anything held for it); `fence` stays, so its later
+        records are STALE_ROUTE (and earlier ones, replayed, ignored)."""
         book = self.market.remove_book(symbol)
         self.home.pop(symbol, None)
         self.skip.pop(symbol, None)
         self.dirty.discard(symbol)
-        self.fences[symbol] = fence_epoch
+        self.epoch.pop(symbol, None)
+        self.snaps.pop(symbol, None)
+        self.held.pop(symbol, None)
+        self.frozen.discard(symbol)
+        self.replays.pop(symbol, None)
+        self._keys.pop(symbol, None)
+        if fence is not None:
+            self.fence(symbol, fence)
+        else:
+            self.fences.pop(symbol, None)
         return book
 
+    def _bound_fences(self) -> None:
+        """At most MAX_FENCES fences of symbols with no book here: the oldest go first (an
+        order stamped with an epoch that old has long been retried elsewhere)."""
+        gone = [s for s in self.fences if s not in self.market.books]
+        for symbol in gone[: max(0, len(gone) - MAX_FENCES)]:
+            del self.fences[symbol]
+
     def checkpoint(self, partition: int, instance: str, taken_ms: int) -> Checkpoint:
-        """The checkpoint of `partition` as of now; valid once every book of it has a stored
-        snapshot at least this new and every event so far is acknowledged."""
+        """The checkpoint of `partition` as of now; valid once every event so far is
+        acknowledged. A clean book (unchanged since its snapshot) resumes after its applied
+        offset; a changed, fenced, frozen or holding one from its last durable snapshot."""
         offset = self.position.get(partition, 0) - 1
-        symbols = self.symbols_of(partition)
-        resume = {s: self.skip[s] for s in symbols if self.skip.get(s, offset) < offset}
-        fences = dict(sorted(self.fences.items()))
-        return Checkpoint(partition, offset, tuple(symbols), resume, fences, instance, taken_ms)
+        books: dict[str, BookEntry] = {}
+        expect: dict[str, ExpectEntry] = {}
+        for symbol in self.symbols_of(partition):
+            snap = self.snaps[symbol]
+            epoch = self.epoch.get(symbol, 0)
+            if not snap.location and symbol in self.expect:
+                # promoted here, no snapshot stored yet: a restart still expects it (its
+                # records since `offset` are held again until a Promote from the fallback)
+                expect[symbol] = ExpectEntry(self.expect[symbol], snap.offset + 1)
+                continue
+            moving = symbol in self.fences or symbol in self.frozen or symbol in self.replays
+            if symbol in self.dirty or moving or self.held.get(symbol) or not snap.location:
+                books[symbol] = BookEntry(snap.location, snap.offset, snap.seq, epoch)
+            else:
+                through = self.applied_offset(symbol)
+                books[symbol] = BookEntry(snap.location, max(through, snap.offset), snap.seq, epoch)
+        fences = {s: f for s, f in self.fences.items() if f.partition == partition}
+        for symbol, epoch in self.expect.items():
+            if symbol in self.market.books:
+                continue
+            held = self.held.get(symbol)
+            first = held[0][1] if held and held[0][0] == partition else -1
+            expect[symbol] = ExpectEntry(epoch, first)
+        return Checkpoint(partition, offset, books, fences, expect, instance, taken_ms)
 
 
 def split_events(
@@ -320,35 +655,31 @@ def restore_partition(
     partition: int,
     books: dict[str, tuple[Book, SnapshotInfo]],
 ) -> int:
-    """Install a partition's books from its checkpoint and their latest snapshots; returns
-    the offset to consume from.
-
-    A symbol's book includes its orders through max(snapshot offset, checkpoint offset)
-    (it was not re-snapshotted only if it had no orders since), or through `resume[symbol]`
-    for a symbol restored to follow from earlier. Consuming starts after the smallest of
-    these; symbols further ahead skip what they already hold.
-    """
+    """Install a partition's books from the snapshots its checkpoint names; returns the
+    offset to consume from (Checkpoint.resume_offset). A book whose entry is ahead of that
+    skips what it already holds; one with no snapshot yet (location "") is born again from
+    its records. Fences and expected symbols come back as they were."""
     if checkpoint is None:
         state.position[partition] = 0
         return 0
-    base = checkpoint.offset
-    through: dict[str, int] = {}
-    for symbol in checkpoint.symbols:
+    start = checkpoint.resume_offset()
+    for symbol, entry in sorted(checkpoint.books.items()):
+        if not entry.location:
+            continue
         loaded = books.get(symbol)
         if loaded is None:
             raise KeyError(f"checkpoint of partition {partition} names {symbol!r}: no snapshot")
-        book, info = loaded
-        if symbol in checkpoint.resume:
-            through[symbol] = checkpoint.resume[symbol]
-        else:
-            own = info.input_offset if info.partition == partition else -1
-            through[symbol] = max(own, base)
+        book, _info = loaded
         state.market.add_book(book)
         state.home[symbol] = partition
-    start = min([base, *through.values()]) + 1
+        state.epoch[symbol] = entry.epoch
+        state.snaps[symbol] = entry
+        if entry.offset >= start:
+            state.skip[symbol] = entry.offset
+    for symbol, fence in checkpoint.fences.items():
+        state.fences[symbol] = fence
+    for symbol, expected in checkpoint.expect.items():
+        if symbol not in state.market.books:
+            state.expect[symbol] = max(state.expect.get(symbol, 0), expected.epoch)
     state.position[partition] = start
-    for symbol, last in through.items():
-        if last >= start:
-            state.skip[symbol] = last
-    state.fences.update(checkpoint.fences)
     return start

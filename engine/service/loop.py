@@ -6,10 +6,17 @@ gRPC handlers never touch the books: they `call()` a function (engine.service.op
 that this loop runs between two batches, so every change of state happens on one thread,
 in a well-defined place of the input sequence.
 
-Durability rule: a snapshot is recorded (and a checkpoint written) only after the producer
-has delivered every event produced so far. So a restart that loads the checkpoint and
-replays `orders` from it can re-emit events (same seqs: consumers drop them,
-hotshard.dedupe) but never skips one.
+Durability rule: a checkpoint is written only after the producer has delivered every
+event produced so far, and names only snapshots already stored. So a restart that loads
+the checkpoint and replays `orders` from it can re-emit events (same seqs: consumers drop
+them, hotshard.dedupe) but never skips one.
+
+Besides the owned partitions, the consumer reads the partitions shadows follow and the
+`pending-orders` partitions replays take records from (engine.service.core). Snapshots a
+move needs are dumped off the loop (`offload`): a frozen or fenced book does not change
+while a worker thread dumps it. Ownership is refreshed by a heartbeat thread while the
+loop keeps turning (a loop stuck longer than the ownership TTL loses it), and a flush
+never waits longer than a third of that TTL.
 """
 
 import logging
@@ -17,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,22 +39,25 @@ from engine.service.metrics import Metrics
 from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
 from hotshard import recovery, registry
-from hotshard.names import TOPIC_ORDERS
+from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 
 log = logging.getLogger("hotshard.engine")
 
 T = TypeVar("T")
 
 FLUSH_TIMEOUT_S = 10.0
+"""The longest a flush waits; never more than a third of the ownership TTL."""
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotResult:
-    data: bytes
     partition: int
     input_offset: int
     location: str
     seq: int
+    owner_epoch: int = 0
+    size: int = 0
+    state_hash: str = ""
 
 
 @dataclass(slots=True)
@@ -71,18 +81,30 @@ class Engine:
     _last_heartbeat: float = 0.0
     _last_metrics: float = 0.0
     _last_depth: float = 0.0
+    _turned: float = 0.0
+    _assigned: tuple[Any, ...] = ()
+    _retire: list[str] = field(default_factory=list)
+    _workers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="offload")
+    )
+    _heart: threading.Thread | None = None
 
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
         """Claim the partitions, load their checkpoints, assign, register."""
         s = self.settings
-        self.partitions = sorted(s.partitions)
+        # partitions adopted earlier (Restore with follow, Promote) are this engine's home
+        # too: a restart reclaims them with their checkpoints
+        self.partitions = sorted(
+            {*s.partitions, *registry.homed_partitions(self.redis, s.instance)}
+        )
         taken = registry.claim_partitions(
             self.redis, s.instance, self.partitions, int(s.ownership_ttl_s * 1000)
         )
         if taken:
             raise EngineFailedError(f"partitions {taken} are owned by another live instance")
+        registry.set_homes(self.redis, s.instance, self.partitions)
         began = time.monotonic()
         for partition in self.partitions:
             self._recover(partition)
@@ -101,17 +123,27 @@ class Engine:
         )
         now = time.monotonic()
         self._last_snapshot = self._last_heartbeat = self._last_metrics = now
-        self._last_depth = now
+        self._last_depth = self._turned = now
+        self._heart = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heart.start()
 
     def _recover(self, partition: int) -> None:
-        checkpoint = recovery.read_checkpoint(self.redis, partition)
+        try:
+            checkpoint = recovery.read_checkpoint(self.redis, partition)
+        except ValueError as exc:
+            raise EngineFailedError(f"checkpoint of partition {partition}: {exc}") from exc
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
         if checkpoint is not None:
-            for symbol in checkpoint.symbols:
-                record = self.store.latest(symbol)
-                if record is None:
-                    raise EngineFailedError(f"checkpoint names {symbol} but it has no snapshot")
-                books[symbol] = load(self.store.fetch(record.location))
+            for symbol, entry in checkpoint.books.items():
+                if not entry.location:
+                    continue
+                try:
+                    books[symbol] = load(self.store.fetch(entry.location))
+                except Exception as exc:
+                    raise EngineFailedError(
+                        f"checkpoint of partition {partition} names {entry.location} for "
+                        f"{symbol}: {exc}"
+                    ) from exc
         start = restore_partition(self.state, checkpoint, partition, books)
         log.info(
             "partition recovered",
@@ -119,14 +151,31 @@ class Engine:
         )
 
     def assign(self) -> None:
+        """Read the owned partitions from their positions, and what shadows and replays
+        need. Reassigning from the positions the state holds loses nothing: every record
+        consumed before is either applied or held."""
         from confluent_kafka import TopicPartition  # noqa: PLC0415
 
-        self.consumer.assign(
-            [
-                TopicPartition(TOPIC_ORDERS, p, self.state.position.get(p, 0))
-                for p in self.partitions
-            ]
-        )
+        state = self.state
+        wanted = [(TOPIC_ORDERS, p, state.position.get(p, 0)) for p in self.partitions]
+        wanted += [
+            (TOPIC_ORDERS, p, o)
+            for p, o in sorted(state.shadow_partitions().items())
+            if p not in self.partitions
+        ]
+        wanted += [(t, p, o) for (t, p), o in sorted(state.pending_partitions().items())]
+        self.consumer.assign([TopicPartition(t, p, o) for t, p, o in wanted])
+        self._assigned = tuple((t, p) for t, p, _ in wanted)
+
+    def reassign_if_needed(self) -> None:
+        state = self.state
+        wanted = [(TOPIC_ORDERS, p) for p in self.partitions]
+        wanted += [
+            (TOPIC_ORDERS, p) for p in sorted(state.shadow_partitions()) if p not in self.partitions
+        ]
+        wanted += sorted(state.pending_partitions())
+        if tuple(wanted) != self._assigned:
+            self.assign()
 
     def register(self) -> None:
         s = self.settings
@@ -152,6 +201,7 @@ class Engine:
         consume = self.consumer.consume
         timeout = s.poll_timeout_ms / 1000
         while not self.stopping.is_set():
+            self._turned = time.monotonic()
             self._run_controls()
             messages = consume(s.batch_size, timeout)
             if messages:
@@ -165,9 +215,12 @@ class Engine:
         """Stop: publish what is pending, final snapshot, deregister."""
         self.serving = False
         self._run_controls()
+        self._workers.shutdown(wait=True)
+        self._run_controls()
         try:
             self.checkpoint_all("shutdown")
         finally:
+            self._turned = 0.0
             registry.deregister_engine(self.redis, self.settings.instance, self.partitions)
             self.consumer.close()
             log.info("engine stopped", extra={"instance": self.settings.instance})
@@ -176,16 +229,41 @@ class Engine:
 
     def _process(self, messages: list[Any]) -> None:
         records = []
+        shadowed = []
+        pending = []
+        owned = self.partitions
         for m in messages:
             if m.error() is not None:
                 self._consumer_error(m.error())
                 continue
-            records.append((m.partition(), m.offset(), m.key(), m.value()))
-        if not records:
-            return
-        result = self.state.apply_batch(records)
+            record = (m.partition(), m.offset(), m.key(), m.value())
+            if m.topic() == TOPIC_PENDING_ORDERS:
+                pending.append(record)
+            elif record[0] in owned:
+                records.append(record)
+            else:
+                shadowed.append(record)
+        state = self.state
+        if shadowed:
+            state.apply_shadow(shadowed)
+        if pending:
+            self._apply(state.apply_pending(TOPIC_PENDING_ORDERS, pending))
+            self._replays_done()
+        if records:
+            self._apply(state.apply_batch(records))
+
+    def _apply(self, result: Any) -> None:
         self._publish(result.outputs)
-        self.metrics.observe(result.orders, result.client_ts, time.time_ns())
+        if result.orders:
+            self.metrics.observe(result.orders, result.client_ts, time.time_ns())
+
+    def _replays_done(self) -> None:
+        """Replays that met their end marker: the symbol's held records follow."""
+        for symbol, replay in list(self.state.replays.items()):
+            if replay.done:
+                del self.state.replays[symbol]
+                self._apply(self.state.drain(symbol))
+                self.reassign_if_needed()
 
     def _publish(self, outputs: list[Output]) -> None:
         produce = self.producer.produce
@@ -200,7 +278,11 @@ class Engine:
                     raise EngineFailedError(f"cannot publish to {topic}: {exc}") from exc
 
     def _consumer_error(self, error: Any) -> None:
-        if error.fatal():
+        from confluent_kafka import KafkaError  # noqa: PLC0415
+
+        if error.fatal() or error.code() == KafkaError._AUTO_OFFSET_RESET:
+            # a position out of range (the log was truncated or replaced): never rewind or
+            # skip silently; stop, for an operator (or a restart from the checkpoint)
             self._failure = f"consumer: {error}"
         else:
             log.warning("consumer error", extra={"error": str(error)})
@@ -216,9 +298,6 @@ class Engine:
     def _housekeeping(self) -> None:
         s = self.settings
         now = time.monotonic()
-        if now - self._last_heartbeat >= s.heartbeat_interval_s:
-            self._last_heartbeat = now
-            self._heartbeat()
         if now - self._last_snapshot >= s.snapshot_interval_s:
             self._last_snapshot = now
             self.checkpoint_all("periodic")
@@ -231,10 +310,22 @@ class Engine:
             for line in self.metrics.emf(s.instance, self.lag(), int(time.time() * 1000)):
                 self.emit(line)
 
+    def _beat(self) -> None:
+        """The heartbeat thread: refresh ownership while the loop keeps turning (a loop
+        stuck for longer than the TTL lets ownership lapse, for another engine to take)."""
+        s = self.settings
+        while not self.stopping.is_set() and self._turned:
+            if time.monotonic() - self._turned < s.ownership_ttl_s - s.heartbeat_interval_s:
+                try:
+                    self._heartbeat()
+                except Exception as exc:  # Redis away: the TTL decides, retry
+                    log.warning("heartbeat failed", extra={"error": str(exc)})
+            self.stopping.wait(s.heartbeat_interval_s)
+
     def _heartbeat(self) -> None:
         s = self.settings
         taken = registry.claim_partitions(
-            self.redis, s.instance, self.partitions, int(s.ownership_ttl_s * 1000)
+            self.redis, s.instance, list(self.partitions), int(s.ownership_ttl_s * 1000)
         )
         if taken:
             self._failure = f"lost ownership of partitions {taken}"
@@ -242,19 +333,40 @@ class Engine:
         self.register()
 
     def flush(self) -> bool:
-        remaining = self.producer.flush(FLUSH_TIMEOUT_S)
+        timeout = min(FLUSH_TIMEOUT_S, self.settings.ownership_ttl_s / 3)
+        remaining = self.producer.flush(timeout)
         if remaining:
             log.warning("events not yet delivered", extra={"pending": remaining})
         return remaining == 0 and not self._failure
 
-    def checkpoint_all(self, why: str) -> bool:
-        """Snapshot every changed book, then write every owned partition's checkpoint."""
+    def checkpoint_all(self, why: str, *, snapshots: bool = True) -> bool:
+        """Write every owned partition's checkpoint, after flushing; with `snapshots`,
+        first snapshot every changed active book on the loop (the periodic checkpoint)."""
         if not self.flush():
             return False
         began = time.monotonic()
-        changed = sorted(s for s in self.state.dirty if s in self.state.market.books)
-        for symbol in changed:
-            self.store_snapshot(symbol)
+        state = self.state
+        changed = []
+        if snapshots:
+            changed = sorted(s for s in state.dirty if state.active(s))
+            for symbol in changed:
+                self.store_snapshot(symbol)
+        if not self.write_checkpoints():
+            return False
+        log.info(
+            "checkpoint",
+            extra={
+                "why": why,
+                "snapshots": len(changed),
+                "seconds": round(time.monotonic() - began, 3),
+                "positions": dict(state.position),
+            },
+        )
+        return True
+
+    def write_checkpoints(self) -> bool:
+        """The checkpoints of every owned partition as the state is now (no snapshot taken;
+        the caller flushed). Snapshots no checkpoint names any more then expire."""
         taken_ms = int(time.time() * 1000)
         for partition in self.partitions:
             checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
@@ -262,46 +374,67 @@ class Engine:
                 self._failure = f"partition {partition} is no longer owned here"
                 log.error("checkpoint refused: ownership lost", extra={"partition": partition})
                 return False
-        log.info(
-            "checkpoint",
-            extra={
-                "why": why,
-                "snapshots": len(changed),
-                "seconds": round(time.monotonic() - began, 3),
-                "positions": dict(self.state.position),
-            },
-        )
+        for location in self._retire:
+            self.store.retire(location)
+        self._retire.clear()
         return True
 
     def store_snapshot(self, symbol: str) -> SnapshotResult:
+        """Snapshot a book on the loop (periodic checkpoints, Restore)."""
         book = self.state.market.books[symbol]
         partition = self.state.home.get(symbol, -1)
         offset = self.state.applied_offset(symbol)
-        data = dump(book, input_offset=offset, partition=partition)
+        epoch = self.state.epoch.get(symbol, 0)
+        data = dump(book, input_offset=offset, partition=partition, owner_epoch=epoch)
         record = self.store.put(
-            symbol, data, partition=partition, input_offset=offset, seq=book.seq
+            symbol,
+            data,
+            partition=partition,
+            input_offset=offset,
+            seq=book.seq,
+            owner_epoch=epoch,
         )
-        self.state.dirty.discard(symbol)
-        return SnapshotResult(data, partition, offset, record.location, book.seq)
+        self.stored(symbol, record.location, offset, book.seq)
+        return SnapshotResult(partition, offset, record.location, book.seq, epoch, len(data))
+
+    def stored(self, symbol: str, location: str, offset: int, seq: int) -> None:
+        """A snapshot of the symbol's book at `offset` is durable at `location` (on the
+        loop): the next checkpoint names it."""
+        retired = self.state.stored(symbol, location, offset, seq)
+        if retired:
+            self._retire.append(retired)
+
+    def offload(self, fn: Callable[[], T], then: Callable[[Future[T]], None]) -> Future[T]:
+        """Run `fn` on a worker thread; `then(future)` runs on the loop when it is done."""
+        future = self._workers.submit(fn)
+        future.add_done_callback(lambda f: self.post(lambda: then(f)))
+        return future
+
+    def post(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` on the loop thread between batches; nobody waits for it."""
+        self._controls.put((fn, Future()))
 
     def lag(self) -> int:
         """Records the engine has not consumed yet as far as the broker reports (exact on
         MSK; Tansu reports a high watermark short of the log end, so a lower bound) plus
         events not yet acknowledged."""
-        from confluent_kafka import TopicPartition  # noqa: PLC0415
 
         backlog = 0
         for p in self.partitions:
-            try:
-                # cached: the high watermark of the last fetch response, no broker round
-                # trip (the loop must not block on it)
-                _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(TOPIC_ORDERS, p), cached=True
-                )
-            except Exception:
-                continue
-            backlog += max(0, high - self.state.position.get(p, 0))
+            backlog += max(0, self.high_watermark(p) - self.state.position.get(p, 0))
         return backlog + len(self.producer)
+
+    def high_watermark(self, partition: int) -> int:
+        from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+        try:
+            # cached: the high watermark of the last fetch response, no broker round trip
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(TOPIC_ORDERS, partition), cached=True
+            )
+        except Exception:
+            return -1
+        return int(high)
 
     # ------------------------------------------------------------------ control
 

@@ -1,20 +1,48 @@
-"""The RPC side of the engine: Snapshot, Restore and Remove, run on the loop thread (through
-`Engine.call`, between two batches) by engine.service.control.
+"""The RPC side of the engine: Snapshot, Restore, Remove, Follow, Fence, Promote, Unfence.
 
-Each one asks engine.service.handover what it may do, then does the I/O: fetching and
-storing snapshots, claiming a partition, checkpointing. A change that could not be made
-durable is undone and answered NotDurableError, so a caller never sees a change that a
-crash would take back.
+Each runs on the gRPC handler's thread: the steps that read or change the state run on the
+loop thread (`Engine.call`, between two batches) and ask engine.service.handover what they
+may do; the slow parts (fetching, loading, dumping and storing a snapshot) run on the
+handler's thread or a worker (`Engine.offload`) while the loop goes on matching. A book
+being dumped is frozen (its records are held and applied right after) or fenced, so it does
+not change meanwhile. A change that could not be made durable is answered NotDurableError.
+Every call is idempotent: the same request again gets the same answer.
 """
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from engine.book.snapshot import SnapshotError, load
+from engine.book import Book, DedupBudgetError
+from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
 from engine.service import handover
-from engine.service.errors import NotDurableError, NotHereError, NotOwnedError, SnapshotMissingError
+from engine.service.core import Replay, Shadow
+from engine.service.errors import (
+    AlreadyHereError,
+    BadRequestError,
+    ControlError,
+    NotDurableError,
+    NotHereError,
+    NotOwnedError,
+    SnapshotMissingError,
+)
 from engine.service.loop import Engine, SnapshotResult
 from hotshard import registry, route
 from hotshard.reasons import Reason
+from hotshard.recovery import BookEntry, FenceEntry
+
+T = TypeVar("T")
+
+STEP_TIMEOUT_S = 30.0
+"""How long a call waits for a busy symbol, a catch-up or a replay before NOT_CAUGHT_UP /
+NOT_DURABLE (the caller retries: every call is idempotent)."""
+POLL_S = 0.002
+
+
+class _BusyError(Exception):
+    """The step cannot be taken yet (a snapshot in progress, a shadow catching up): poll."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +61,589 @@ class Removed:
     fence_epoch: int
 
 
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    fence_offset: int
+    final_seq: int
+    state_hash: str
+    owner_epoch: int
+    partition: int
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    seq: int
+    next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteRequest:
+    symbol: str
+    through_offset: int
+    expect_seq: int
+    expect_hash: str
+    owner_epoch: int
+    partition: int
+    fallback_location: str = ""
+    pending: tuple[str, int, int, int] | None = None
+    """(topic, partition, from_offset, epoch) of a PendingReplay."""
+    wait_durable: bool = False
+
+
+@dataclass(slots=True)
+class Promoted:
+    seq: int
+    replayed: int = 0
+    held: int = 0
+    location: str = ""
+    durable: bool = False
+
+
+@dataclass(slots=True)
+class _Activation:
+    """What one promotion / unfence did (kept so the same request gets the same answer)."""
+
+    epoch: int
+    partition: int
+    held: int
+    replay: Replay | None
+    location: str = ""
+    seq: int = 0
+
+
 @dataclass(slots=True)
 class Operations:
     engine: Engine
+    step_timeout_s: float = STEP_TIMEOUT_S
+    _jobs: dict[str, "Future[Any]"] = field(default_factory=dict)
+    """Off-loop fence snapshots in progress or done, per symbol."""
+    _activations: dict[str, _Activation] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _loop(self, fn: Callable[[], T]) -> T:
+        return self.engine.call(fn, self.step_timeout_s)
+
+    def _until(self, fn: Callable[[], T], why: Reason, what: str) -> T:
+        """Run `fn` on the loop until it stops raising _BusyError."""
+        deadline = time.monotonic() + self.step_timeout_s
+        while True:
+            try:
+                return self._loop(fn)
+            except _BusyError:
+                if time.monotonic() > deadline:
+                    raise NotDurableError(why, what) from None  # UNAVAILABLE: retry
+                time.sleep(POLL_S)
+
+    def _flushed(self) -> None:
+        if not self.engine.flush():
+            raise NotDurableError(Reason.NOT_DURABLE, "events not yet delivered; retry")
+
+    def _durable(self) -> None:
+        """On the loop: flush, then write the owned partitions' checkpoints."""
+        self._flushed()
+        if not self.engine.write_checkpoints():
+            raise NotDurableError(Reason.NOT_DURABLE, "not checkpointed; retry")
+
+    def _fetch(self, location: str, *, wait_s: float = 0.0) -> tuple[Book, SnapshotInfo]:
+        """Fetch and load a snapshot (handler thread); `wait_s`: one being stored now."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                data = self.engine.store.fetch(location)
+                break
+            except SnapshotMissingError as exc:
+                if time.monotonic() >= deadline:
+                    raise NotHereError(exc.reason, exc.detail) from exc
+                time.sleep(0.02)
+        try:
+            return load(data)
+        except SnapshotError as exc:
+            raise handover.unloadable(exc) from exc
+
+    def _wait_job(self, symbol: str) -> None:
+        job = self._jobs.get(symbol)
+        if job is not None:
+            try:
+                job.result(self.step_timeout_s)
+            except TimeoutError as exc:
+                raise NotDurableError(Reason.NOT_DURABLE, "fence snapshot not stored yet") from exc
+            except ControlError:
+                raise
+            except Exception as exc:
+                raise NotDurableError(Reason.NOT_DURABLE, f"fence snapshot failed: {exc}") from exc
+
+    def _publish_depth(self, symbol: str) -> None:
+        """First thing after a symbol becomes active here: its whole top of book, so a
+        reader's DepthGuard drops levels it kept from before the move."""
+        engine = self.engine
+        book = engine.state.market.books[symbol]
+        book.depth_update()  # levels a shadow touched: the snapshot below covers them
+        engine._publish(engine.state.depth_snapshots(engine.settings.depth_levels, [symbol]))
+
+    # ------------------------------------------------------------------ Snapshot
 
     def snapshot(self, symbol: str) -> SnapshotResult:
-        handover.held_book(self.engine.state.market.books, symbol)
-        self._flushed()
-        return self.engine.store_snapshot(symbol)
+        """Store a snapshot of the book off the loop (the book is frozen meanwhile; a fenced
+        book's answer is its fence snapshot)."""
+        engine = self.engine
+        state = engine.state
+
+        def freeze() -> tuple[Book, int, int, int, str, FenceEntry | None]:
+            book = handover.held_book(state.market.books, symbol)
+            fence = state.fences.get(symbol)
+            if fence is not None:
+                return book, fence.partition, fence.offset, fence.owner_epoch, "", fence
+            if symbol in state.frozen or symbol in state.replays:
+                raise _BusyError
+            self._flushed()
+            state.frozen.add(symbol)
+            epoch = state.epoch.get(symbol, 0)
+            offset = state.applied_offset(symbol)
+            return book, state.home[symbol], offset, epoch, handover.state_hash(book), None
+
+        book, partition, offset, epoch, digest, fence = self._until(
+            freeze, Reason.NOT_DURABLE, f"{symbol} is busy"
+        )
+        if fence is not None:
+            self._wait_job(symbol)
+            return SnapshotResult(
+                partition,
+                offset,
+                fence.location,
+                fence.seq,
+                fence.owner_epoch,
+                0,
+                fence.state_hash,
+            )
+        seq = book.seq
+        record = None
+        try:
+            data = dump(book, input_offset=offset, partition=partition, owner_epoch=epoch)
+            record = engine.store.put(
+                symbol, data, partition=partition, input_offset=offset, seq=seq, owner_epoch=epoch
+            )
+        finally:
+            stored = record
+
+            def thaw() -> None:
+                state.frozen.discard(symbol)
+                if stored is not None:
+                    engine.stored(symbol, stored.location, offset, seq)
+                engine._apply(state.drain(symbol))
+
+            self._loop(thaw)
+        return SnapshotResult(partition, offset, record.location, seq, epoch, len(data), digest)
+
+    # ------------------------------------------------------------------ Fence
+
+    def fence(self, symbol: str, epoch: int, to_partition: int) -> Fenced:
+        """Stop applying the symbol at its current position f; its snapshot at f is stored
+        off the loop (its location is in the answer at once)."""
+        engine = self.engine
+        state = engine.state
+
+        def do() -> tuple[Fenced, bool]:
+            book = handover.held_book(state.market.books, symbol)
+            fence = state.fences.get(symbol)
+            if fence is not None and handover.same_fence(fence, epoch, to_partition):
+                return _fenced(fence), False
+            if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
+                raise _BusyError
+            home = state.home[symbol]
+            owner = state.epoch.get(symbol, 0)
+            handover.check_fence_request(epoch, owner, to_partition, home)
+            self._flushed()
+            offset = state.applied_offset(symbol)
+            location = engine.store.location_for(
+                symbol,
+                seq=book.seq,
+                input_offset=offset,
+                estimate=handover.snapshot_estimate(book),
+            )
+            entry = FenceEntry(
+                epoch,
+                offset,
+                book.seq,
+                to_partition,
+                location,
+                owner,
+                home,
+                handover.state_hash(book),
+            )
+            state.fence(symbol, entry)
+            engine._publish(state.handoff(symbol, home, book.seq, to_partition, epoch))
+            self._durable()
+            self._store_fence_snapshot(symbol, book, entry)
+            return _fenced(entry), True
+
+        fenced, _new = self._until(do, Reason.NOT_DURABLE, f"{symbol} is busy")
+        return fenced
+
+    def _store_fence_snapshot(self, symbol: str, book: Book, entry: FenceEntry) -> None:
+        """On the loop: dump and store the fenced (unchanging) book on a worker."""
+        engine = self.engine
+
+        def store() -> None:
+            data = dump(
+                book,
+                input_offset=entry.offset,
+                partition=entry.partition,
+                owner_epoch=entry.owner_epoch,
+            )
+            engine.store.put(
+                symbol,
+                data,
+                partition=entry.partition,
+                input_offset=entry.offset,
+                seq=entry.seq,
+                owner_epoch=entry.owner_epoch,
+                location=entry.location,
+            )
+
+        def then(done: "Future[None]") -> None:
+            if done.exception() is None and engine.state.market.books.get(symbol) is book:
+                engine.stored(symbol, entry.location, entry.offset, entry.seq)
+                if engine.flush():
+                    engine.write_checkpoints()
+
+        self._jobs[symbol] = engine.offload(store, then)
+
+    # ------------------------------------------------------------------ Follow
+
+    def follow(self, symbol: str, location: str, source: int, from_offset: int) -> Followed:
+        """Restore the symbol as a shadow of partition `source` from `from_offset`."""
+        engine = self.engine
+        state = engine.state
+
+        def same() -> Followed | None:
+            shadow = state.shadows.get(symbol)
+            if shadow is not None:
+                if (shadow.location, shadow.source, shadow.from_offset) == (
+                    location,
+                    source,
+                    from_offset,
+                ):
+                    return Followed(shadow.snapshot_seq, shadow.next_offset)
+                raise AlreadyHereError(
+                    Reason.SYMBOL_ALREADY_HERE, f"{symbol} is shadowed here from elsewhere"
+                )
+            handover.refuse_held(state.market.books, symbol)
+            return None
+
+        answer = self._loop(same)
+        if answer is not None:
+            return answer
+        book, info = self._fetch(location)
+
+        def install() -> Followed:
+            again = same()
+            if again is not None:
+                return again
+            handover.plan_follow(
+                symbol,
+                info,
+                source=source,
+                from_offset=from_offset,
+                owned=engine.partitions,
+                books=state.market.books,
+            )
+            state.shadows[symbol] = Shadow(
+                book,
+                source,
+                from_offset,
+                info.owner_epoch,
+                from_offset,
+                location,
+                snapshot_seq=info.seq,
+            )
+            state.expect[symbol] = max(state.expect.get(symbol, 0), info.owner_epoch)
+            engine.reassign_if_needed()
+            try:
+                self._durable()
+            except NotDurableError:
+                state.shadows.pop(symbol, None)
+                state.expect.pop(symbol, None)
+                engine.reassign_if_needed()
+                raise
+            return Followed(info.seq, from_offset)
+
+        return self._loop(install)
+
+    # ------------------------------------------------------------------ Promote
+
+    def promote(self, req: PromoteRequest) -> Promoted:
+        """Make the shadow (or the fallback snapshot) the owner of the symbol here."""
+        engine = self.engine
+        state = engine.state
+        symbol = req.symbol
+        f = req.through_offset
+
+        def begin() -> str:
+            if self._is_promoted(req):
+                return "done"
+            if req.partition not in engine.partitions:
+                raise NotOwnedError(
+                    Reason.PARTITION_NOT_OWNED, f"partition {req.partition} is not owned here"
+                )
+            handover.refuse_held(state.market.books, symbol)
+            shadow = state.shadows.get(symbol)
+            source = handover.promote_source(
+                has_shadow=shadow is not None,
+                shadow_past=shadow is not None and shadow.last_applied > f,
+                fallback=req.fallback_location,
+                symbol=symbol,
+            )
+            if source == "shadow" and shadow is not None:
+                shadow.stop = f
+            return source
+
+        source = self._loop(begin)
+        if source == "fallback":
+            book, info = self._fetch(req.fallback_location, wait_s=self.step_timeout_s)
+            if info.symbol != symbol or info.input_offset > f:
+                raise BadRequestError(
+                    Reason.SNAPSHOT_OF_ANOTHER_SYMBOL,
+                    f"fallback is {info.symbol} at offset {info.input_offset}, not {symbol} "
+                    f"through {f}",
+                )
+
+            def install() -> None:
+                if self._is_promoted(req):
+                    return
+                state.shadows[symbol] = Shadow(
+                    book,
+                    info.partition,
+                    info.input_offset + 1,
+                    info.owner_epoch,
+                    info.input_offset + 1,
+                    req.fallback_location,
+                    stop=f,
+                    snapshot_seq=info.seq,
+                )
+                state.expect[symbol] = max(state.expect.get(symbol, 0), info.owner_epoch)
+                engine.reassign_if_needed()
+
+            self._loop(install)
+
+        def activate() -> None:
+            if self._is_promoted(req):
+                return
+            shadow = state.shadows[symbol]
+            if shadow.read <= f:
+                raise _BusyError  # still catching up on the source partition
+            book = shadow.book
+            handover.check_promoted(
+                seq=book.seq,
+                state=handover.state_hash(book),
+                expect_seq=req.expect_seq,
+                expect_hash=req.expect_hash,
+                symbol=symbol,
+            )
+            try:
+                state.market.add_book(book)
+            except DedupBudgetError as exc:
+                raise NotOwnedError(exc.reason, exc.detail) from exc
+            del state.shadows[symbol]
+            q = req.partition
+            held = state.held.get(symbol) or []
+            first = held[0][1] if held and held[0][0] == q else state.position.get(q, 0)
+            state.home[symbol] = q
+            state.epoch[symbol] = req.owner_epoch
+            state.fences.pop(symbol, None)
+            state.skip.pop(symbol, None)
+            state.snaps[symbol] = BookEntry("", first - 1, book.seq, req.owner_epoch)
+            state.dirty.add(symbol)
+            self._start(symbol, req.owner_epoch, q, len(held), req.pending)
+
+        self._until(activate, Reason.SHADOW_BEHIND, f"{symbol}: shadow not through {f} yet")
+        if req.wait_durable:
+            return self._make_durable(symbol)
+        return self._loop(lambda: self._answer(symbol))
+
+    def _is_promoted(self, req: PromoteRequest) -> bool:
+        done = self._activations.get(req.symbol)
+        state = self.engine.state
+        return (
+            done is not None
+            and (done.epoch, done.partition) == (req.owner_epoch, req.partition)
+            and req.symbol in state.market.books
+            and state.home.get(req.symbol) == req.partition
+        )
+
+    def _start(
+        self,
+        symbol: str,
+        epoch: int,
+        partition: int,
+        held: int,
+        pending: tuple[str, int, int, int] | None,
+    ) -> None:
+        """On the loop: the symbol is active here: depth first, then its pending replay (if
+        any; its held records wait for the end marker), else its held records."""
+        engine = self.engine
+        state = engine.state
+        self._publish_depth(symbol)
+        replay = None
+        if pending is not None:
+            topic, pending_partition, from_offset, pending_epoch = pending
+            replay = Replay(symbol, topic, pending_partition, from_offset, pending_epoch)
+            state.replays[symbol] = replay
+        else:
+            engine._apply(state.drain(symbol))
+        engine.reassign_if_needed()
+        self._activations[symbol] = _Activation(epoch, partition, held, replay)
+
+    def _answer(self, symbol: str) -> Promoted:
+        state = self.engine.state
+        done = self._activations[symbol]
+        book = state.market.books[symbol]
+        replayed = done.replay.replayed if done.replay else 0
+        return Promoted(book.seq, replayed, done.held, done.location, bool(done.location))
+
+    def _make_durable(self, symbol: str) -> Promoted:
+        """Wait for the replay and the held records, then store a snapshot and checkpoint."""
+        engine = self.engine
+        state = engine.state
+
+        def settled() -> Promoted | None:
+            done = self._activations[symbol]
+            if done.location:
+                return self._answer(symbol)
+            if symbol in state.replays or state.held.get(symbol):
+                raise _BusyError
+            return None
+
+        answer = self._until(settled, Reason.NOT_DURABLE, f"{symbol}: replay not finished")
+        if answer is not None:
+            return answer
+        result = self.snapshot(symbol)
+
+        def record() -> Promoted:
+            state.expect.pop(symbol, None)
+            self._durable()
+            done = self._activations[symbol]
+            done.location = result.location
+            return self._answer(symbol)
+
+        return self._loop(record)
+
+    # ------------------------------------------------------------------ Unfence
+
+    def unfence(
+        self, symbol: str, owner_epoch: int, pending: tuple[str, int, int, int] | None
+    ) -> Promoted:
+        """Roll a move back: the fenced book applies what it held (after `pending`)."""
+        engine = self.engine
+        state = engine.state
+        self._wait_job(symbol)
+
+        def lift() -> bool:
+            handover.held_book(state.market.books, symbol)
+            state.epoch[symbol] = max(state.epoch.get(symbol, 0), owner_epoch)
+            if symbol not in state.fences:
+                # not fenced: this Unfence again (answered as the first), else a no-op
+                done = self._activations.get(symbol)
+                return done is not None and done.epoch == owner_epoch
+            state.fences.pop(symbol)
+            held = len(state.held.get(symbol) or [])
+            self._start(symbol, owner_epoch, state.home[symbol], held, pending)
+            return True
+
+        if self._loop(lift):
+            return self._make_durable(symbol)
+        return self._loop(lambda: Promoted(state.market.books[symbol].seq))
+
+    # ------------------------------------------------------------------ Remove
+
+    def remove(self, symbol: str, fence_epoch: int) -> Removed:
+        """Drop the symbol without dumping on the loop: a shadow is just dropped; a fenced
+        book's final snapshot is its fence snapshot; an active book is fenced (at
+        `fence_epoch`, else one past the route's) and detached, then dumped here."""
+        engine = self.engine
+        state = engine.state
+        if symbol in state.fences:
+            self._wait_job(symbol)
+
+        def do() -> tuple[Removed, Book | None, FenceEntry | None]:
+            shadow = state.shadows.get(symbol)
+            if shadow is not None:
+                del state.shadows[symbol]
+                state.expect.pop(symbol, None)
+                engine._publish(state.reject_held(symbol))
+                engine.reassign_if_needed()
+                self._durable()
+                return Removed(shadow.book.seq, shadow.next_offset - 1, "", 0), None, None
+            fence = state.fences.get(symbol)
+            if symbol not in state.market.books:
+                if fence is not None and fence.location:
+                    return _removed(fence), None, None
+                raise NotHereError(Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
+            if fence is not None:
+                state.remove_book(symbol, fence)
+                self._durable()
+                engine.metrics.forget(symbol)
+                self._activations.pop(symbol, None)
+                return _removed(fence), None, None
+            if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
+                raise _BusyError
+            self._flushed()
+            book = state.market.books[symbol]
+            current = route.lookup(engine.redis, symbol) if fence_epoch <= 0 else None
+            epoch = handover.fence_epoch(fence_epoch, current.epoch if current else None)
+            offset = state.applied_offset(symbol)
+            home = state.home[symbol]
+            entry = FenceEntry(
+                epoch,
+                offset,
+                book.seq,
+                -1,
+                engine.store.location_for(
+                    symbol,
+                    seq=book.seq,
+                    input_offset=offset,
+                    estimate=handover.snapshot_estimate(book),
+                ),
+                state.epoch.get(symbol, 0),
+                home,
+                handover.state_hash(book),
+            )
+            snap = state.snaps.get(symbol)
+            state.remove_book(symbol, entry)
+            try:
+                self._durable()
+            except NotDurableError:
+                # a crash now would restart with the symbol still listed here: keep it
+                state.fences.pop(symbol, None)
+                state.add_book(book, home, offset, epoch=entry.owner_epoch)
+                if snap is not None:
+                    state.snaps[symbol] = snap
+                raise
+            engine.metrics.forget(symbol)
+            self._activations.pop(symbol, None)
+            return _removed(entry), book, entry
+
+        removed, book, entry = self._until(do, Reason.NOT_DURABLE, f"{symbol} is busy")
+        if book is not None and entry is not None:
+            data = dump(
+                book,
+                input_offset=entry.offset,
+                partition=entry.partition,
+                owner_epoch=entry.owner_epoch,
+            )
+            engine.store.put(
+                symbol,
+                data,
+                partition=entry.partition,
+                input_offset=entry.offset,
+                seq=entry.seq,
+                owner_epoch=entry.owner_epoch,
+                location=entry.location,
+            )
+        return removed
+
+    # ------------------------------------------------------------------ Restore
 
     def restore(
         self,
@@ -54,69 +657,52 @@ class Operations:
     ) -> Restored:
         """Install a book from a snapshot (its bytes, or `location` to fetch them from).
         With `follow`, it is fed from `partition` starting at `from_offset`; without, from
-        its snapshot's partition at the current position (handover.plan_restore)."""
+        its snapshot's partition at the current position (handover.plan_restore). The same
+        Restore again (same snapshot, book unchanged) answers as the first did."""
         engine = self.engine
         state = engine.state
-        handover.refuse_held(state.market.books, symbol)
         if data is None:
+            book, info = self._fetch(location)
+        else:
             try:
-                data = engine.store.fetch(location)
-            except SnapshotMissingError as exc:
-                raise NotHereError(exc.reason, exc.detail) from exc
-        try:
-            book, info = load(data)
-        except SnapshotError as exc:
-            raise handover.unloadable(exc) from exc
-        plan = handover.plan_restore(
-            symbol,
-            info,
-            follow=follow,
-            partition=partition,
-            from_offset=from_offset,
-            owned=engine.partitions,
-            position=state.position,
-        )
-        if plan.adopt:
-            self._adopt(plan.partition, from_offset)
-        rewound = follow and state.rewind(plan.partition, from_offset)
-        state.add_book(book, plan.partition, plan.applied_through)
-        if rewound:
-            engine.assign()
-        if not engine.checkpoint_all("restore"):
-            # not durable here: give the book back rather than report a restore that a
-            # crash would undo (the caller retries or rolls back)
-            state.remove_book(symbol, 0)
-            raise NotDurableError(Reason.NOT_DURABLE, "restore not checkpointed; retry")
-        return Restored(book.seq, plan.applied_through)
+                book, info = load(data)
+            except SnapshotError as exc:
+                raise handover.unloadable(exc) from exc
 
-    def remove(self, symbol: str, fence_epoch: int) -> Removed:
-        """Drop the symbol after a final snapshot; its later orders get STALE_ROUTE below
-        the fence epoch (handover.fence_epoch) until it is restored somewhere."""
-        engine = self.engine
-        state = engine.state
-        handover.held_book(state.market.books, symbol)
-        self._flushed()
-        final = engine.store_snapshot(symbol)
-        current = route.lookup(engine.redis, symbol) if fence_epoch <= 0 else None
-        fence_epoch = handover.fence_epoch(fence_epoch, current.epoch if current else None)
-        home = state.home.get(symbol, -1)
-        applied = state.applied_offset(symbol)
-        book = state.remove_book(symbol, fence_epoch)
-        if not engine.checkpoint_all("remove"):
-            # a crash now would restart with the symbol still listed here: keep it, and
-            # let the caller retry the Remove
-            if book is not None:
-                state.add_book(book, home, applied)
-            raise NotDurableError(Reason.NOT_DURABLE, "remove not checkpointed; retry")
-        engine.metrics.forget(symbol)
-        return Removed(final.seq, final.input_offset, final.location, fence_epoch)
+        def do() -> Restored:
+            here = state.market.books.get(symbol)
+            target = partition if follow else info.partition
+            if here is not None and here.seq == info.seq and state.home.get(symbol) == target:
+                snap = state.snaps.get(symbol)
+                return Restored(here.seq, snap.offset if snap else state.applied_offset(symbol))
+            handover.refuse_held(state.market.books, symbol)
+            plan = handover.plan_restore(
+                symbol,
+                info,
+                follow=follow,
+                partition=partition,
+                from_offset=from_offset,
+                owned=engine.partitions,
+                position=state.position,
+            )
+            if plan.adopt:
+                self._adopt(plan.partition, from_offset)
+            rewound = follow and state.rewind(plan.partition, from_offset)
+            state.add_book(book, plan.partition, plan.applied_through, epoch=info.owner_epoch)
+            if rewound:
+                engine.assign()
+            if not engine.checkpoint_all("restore"):
+                # not durable here: give the book back rather than report a restore that a
+                # crash would undo (the caller retries or rolls back)
+                state.remove_book(symbol, None)
+                raise NotDurableError(Reason.NOT_DURABLE, "restore not checkpointed; retry")
+            return Restored(book.seq, plan.applied_through)
 
-    def _flushed(self) -> None:
-        if not self.engine.flush():
-            raise NotDurableError(Reason.NOT_DURABLE, "events not yet delivered; retry")
+        return self._loop(do)
 
     def _adopt(self, partition: int, from_offset: int) -> None:
-        """Take over `partition` to follow it from `from_offset`."""
+        """Take over `partition` to follow it from `from_offset` (it stays this engine's
+        home: a restart reclaims it)."""
         engine = self.engine
         s = engine.settings
         taken = registry.claim_partitions(
@@ -126,7 +712,23 @@ class Operations:
             raise NotOwnedError(
                 Reason.PARTITION_OWNED_ELSEWHERE, f"partition {partition} is owned elsewhere"
             )
+        registry.set_homes(engine.redis, s.instance, [partition])
         engine.partitions = sorted({*engine.partitions, partition})
         engine.state.position[partition] = max(from_offset, 0)
         engine.assign()
         engine.register()
+
+
+def _fenced(fence: FenceEntry) -> Fenced:
+    return Fenced(
+        fence.offset,
+        fence.seq,
+        fence.state_hash,
+        fence.owner_epoch,
+        fence.partition,
+        fence.location,
+    )
+
+
+def _removed(fence: FenceEntry) -> Removed:
+    return Removed(fence.seq, fence.offset, fence.location, fence.epoch)

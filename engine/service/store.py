@@ -1,10 +1,14 @@
-"""Where snapshots live: small ones in Redis, large ones in S3, the latest location of each
-symbol recorded in Redis (`snapshot:{SYMBOL}`, hotshard.recovery).
+"""Where snapshots live: small ones in Redis, large ones in S3. Which snapshot a book
+resumes from is named by its partition's checkpoint (hotshard.recovery), never looked up
+as "the latest of the symbol".
 
 Locations are `redis:<key>` or `s3://<bucket>/<key>`; `fetch` reads either. Each snapshot
-is stored under its own key (symbol and seq), so a location handed out (to a migration,
-say) stays readable after newer snapshots are taken; Redis copies that are no longer the
-latest expire after `REDIS_RETAIN_S`, S3 ones by the bucket's lifecycle rule.
+is stored under its own key (symbol, seq, offset), so a location handed out (to a
+migration, say) stays readable after newer snapshots are taken; the engine `retire`s a
+Redis copy once its checkpoint names a newer one (it expires after `REDIS_RETAIN_S`), S3
+ones expire by the bucket's lifecycle rule. `location_for` tells where a snapshot will go
+before its bytes exist, so a Fence can answer with it while the snapshot is written off
+the loop.
 """
 
 import time
@@ -16,7 +20,7 @@ import redis
 from engine.service.errors import SnapshotMissingError, SnapshotRefusedError
 from hotshard import names
 from hotshard.reasons import Reason
-from hotshard.recovery import SnapshotRecord, read_snapshot_record, write_snapshot_record
+from hotshard.recovery import SnapshotRecord, write_snapshot_data
 
 REDIS_RETAIN_S = 600
 S3_PREFIX = "snapshots/"
@@ -30,43 +34,63 @@ class SnapshotStore:
     s3_threshold: int = 1 << 20
     instance: str = ""
 
+    def location_for(self, symbol: str, *, seq: int, input_offset: int, estimate: int) -> str:
+        """Where `put` stores a snapshot of about `estimate` bytes with this seq and offset."""
+        if self.s3 is not None and self.bucket and estimate > self.s3_threshold:
+            return f"s3://{self.bucket}/{S3_PREFIX}{symbol}/{seq:020d}-{input_offset}.snap"
+        return "redis:" + names.REDIS_SNAPSHOT_DATA.format(symbol, f"{seq}-{input_offset}")
+
     def put(
-        self, symbol: str, data: bytes, *, partition: int, input_offset: int, seq: int
+        self,
+        symbol: str,
+        data: bytes,
+        *,
+        partition: int,
+        input_offset: int,
+        seq: int,
+        owner_epoch: int = 0,
+        location: str = "",
     ) -> SnapshotRecord:
-        """Store a snapshot and record it as the symbol's latest; returns the record."""
-        previous = read_snapshot_record(self.redis, symbol)
-        taken_ms = int(time.time() * 1000)
-        common = {
-            "symbol": symbol,
-            "partition": partition,
-            "input_offset": input_offset,
-            "seq": seq,
-            "size": len(data),
-            "instance": self.instance,
-            "taken_ms": taken_ms,
-        }
-        if self.s3 is not None and self.bucket and len(data) > self.s3_threshold:
-            key = f"{S3_PREFIX}{symbol}/{seq:020d}-{input_offset}.snap"
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
-            record = SnapshotRecord(location=f"s3://{self.bucket}/{key}", **common)  # type: ignore[arg-type]
-            self._record(record)
-        else:
-            key = names.REDIS_SNAPSHOT_DATA.format(symbol, f"{seq}-{input_offset}")
-            record = SnapshotRecord(location=f"redis:{key}", **common)  # type: ignore[arg-type]
-            self._record(record, data_key=key, data=data)
-        if previous is not None and previous.location != record.location:
-            self._retire(previous.location)
-        return record
+        """Store a snapshot (at `location` if given, else where its size says); returns its
+        record. Refused (SnapshotRefusedError) unless this instance owns `partition`."""
+        location = location or self.location_for(
+            symbol, seq=seq, input_offset=input_offset, estimate=len(data)
+        )
+        if location.startswith("s3://"):
+            if self.s3 is None:
+                raise SnapshotRefusedError(Reason.CORRUPT_SNAPSHOT, "no S3 client configured")
+            self._owned(symbol, partition)
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+            self._owned(symbol, partition)
+        elif not write_snapshot_data(
+            self.redis,
+            self.instance,
+            partition,
+            data_key=location.removeprefix("redis:"),
+            data=data,
+        ):
+            self._refused(symbol, partition)
+        return SnapshotRecord(
+            symbol,
+            location,
+            partition,
+            input_offset,
+            seq,
+            len(data),
+            self.instance,
+            int(time.time() * 1000),
+            owner_epoch,
+        )
 
-    def _record(self, record: SnapshotRecord, *, data_key: str = "", data: bytes = b"") -> None:
-        if not write_snapshot_record(self.redis, record, data_key=data_key, data=data):
-            raise SnapshotRefusedError(
-                Reason.PARTITION_NOT_OWNED,
-                f"{record.symbol}: partition {record.partition} is no longer owned here",
-            )
+    def _owned(self, symbol: str, partition: int) -> None:
+        if not write_snapshot_data(self.redis, self.instance, partition):
+            self._refused(symbol, partition)
 
-    def latest(self, symbol: str) -> SnapshotRecord | None:
-        return read_snapshot_record(self.redis, symbol)
+    def _refused(self, symbol: str, partition: int) -> None:
+        raise SnapshotRefusedError(
+            Reason.PARTITION_NOT_OWNED, f"{symbol}: partition {partition} is no longer owned here"
+        )
 
     def fetch(self, location: str) -> bytes:
         if location.startswith("redis:"):
@@ -85,7 +109,8 @@ class SnapshotStore:
             return body.read()  # type: ignore[no-any-return]
         raise SnapshotMissingError(Reason.CORRUPT_SNAPSHOT, f"unknown location {location!r}")
 
-    def _retire(self, location: str) -> None:
+    def retire(self, location: str) -> None:
+        """A snapshot no checkpoint names any more: let a Redis copy expire."""
         if location.startswith("redis:"):
             self.redis.expire(location.removeprefix("redis:"), REDIS_RETAIN_S)
 

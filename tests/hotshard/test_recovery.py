@@ -1,5 +1,6 @@
 """Ownership fences the recovery records an engine writes (real redis-server on a free
-port): only the partition's owner writes its checkpoint and its symbols' snapshot records."""
+port): only the partition's owner writes its checkpoint and its symbols' snapshots; a
+checkpoint names each book's snapshot and round-trips through JSON."""
 
 from collections.abc import Iterator
 
@@ -22,9 +23,10 @@ def r() -> Iterator[redis.Redis]:
 
 def test_only_the_partitions_owner_writes_its_checkpoint(r: redis.Redis) -> None:
     assert registry.claim_partitions(r, "new-owner", [3], ttl_ms=10_000) == []
-    ours = recovery.Checkpoint(partition=3, offset=41, symbols=("A",), instance="new-owner")
+    books = {"A": recovery.BookEntry("redis:a", 40, 7, 2)}
+    ours = recovery.Checkpoint(partition=3, offset=41, books=books, instance="new-owner")
     assert recovery.write_checkpoint(r, ours)
-    zombie = recovery.Checkpoint(partition=3, offset=7, symbols=("A",), instance="old-owner")
+    zombie = recovery.Checkpoint(partition=3, offset=7, books=books, instance="old-owner")
     assert not recovery.write_checkpoint(r, zombie)
     kept = recovery.read_checkpoint(r, 3)
     assert kept is not None and (kept.offset, kept.instance) == (41, "new-owner")
@@ -36,23 +38,31 @@ def test_a_lapsed_ownership_writes_nothing(r: redis.Redis) -> None:
     assert recovery.read_checkpoint(r, 5) is None
 
 
-def test_only_the_partitions_owner_records_a_snapshot(r: redis.Redis) -> None:
+def test_only_the_partitions_owner_stores_a_snapshot(r: redis.Redis) -> None:
     assert registry.claim_partitions(r, "owner", [7], ttl_ms=10_000) == []
-
-    def record(instance: str, seq: int) -> recovery.SnapshotRecord:
-        return recovery.SnapshotRecord(
-            symbol="S",
-            location=f"redis:snap-{seq}",
-            partition=7,
-            input_offset=seq,
-            seq=seq,
-            size=3,
-            instance=instance,
-            taken_ms=1,
-        )
-
-    assert recovery.write_snapshot_record(r, record("owner", 5), data_key="snap-5", data=b"abc")
-    assert not recovery.write_snapshot_record(r, record("zombie", 2), data_key="snap-2", data=b"x")
-    kept = recovery.read_snapshot_record(r, "S")
-    assert kept is not None and (kept.seq, kept.instance) == (5, "owner")
+    assert recovery.write_snapshot_data(r, "owner", 7, data_key="snap-5", data=b"abc")
+    assert not recovery.write_snapshot_data(r, "zombie", 7, data_key="snap-2", data=b"x")
     assert r.get("snap-5") == b"abc" and r.get("snap-2") is None
+    assert r.get("snapshot:S") is None  # no global "latest snapshot of S" record
+
+
+def test_a_checkpoint_round_trips_and_resumes_after_its_oldest_entry() -> None:
+    checkpoint = recovery.Checkpoint(
+        partition=2,
+        offset=100,
+        books={"A": recovery.BookEntry("redis:a", 100, 9, 3), "B": recovery.BookEntry("", 41, 0)},
+        fences={"C": recovery.FenceEntry(5, 77, 12, 6, "s3://b/c", 4, 2, "ab")},
+        expect={"D": recovery.ExpectEntry(4, 60)},
+        instance="i",
+        taken_ms=5,
+    )
+    again = recovery.Checkpoint.from_json(checkpoint.to_json())
+    assert again == checkpoint
+    assert again.resume_offset() == 42  # B was born after 41 and has no snapshot yet
+    assert again.symbols == ("A", "B")
+
+
+def test_a_checkpoint_of_the_old_format_is_refused_not_resolved_by_symbol() -> None:
+    old = '{"partition": 0, "offset": 5, "symbols": ["A"], "resume": {}, "fences": {"A": 2}}'
+    with pytest.raises(ValueError, match="per-symbol snapshots"):
+        recovery.Checkpoint.from_json(old)

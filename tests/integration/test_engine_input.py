@@ -55,10 +55,10 @@ def test_garbage_unknown_symbol_and_negative_quantity_are_rejected_and_matching_
     assert engine.process.stop(signal.SIGTERM, timeout=20) == 0
     assert registry.read_engine(r, "input") is None
     assert registry.partition_owner(r, 0) is None
-    record = recovery.read_snapshot_record(r, "AAA")
-    assert record is not None and record.seq == reader.sorted_events("AAA")[-1][1]
     checkpoint = recovery.read_checkpoint(r, 0)
     assert checkpoint is not None and checkpoint.offset == 6 and "AAA" in checkpoint.symbols
+    entry = checkpoint.books["AAA"]
+    assert entry.seq == reader.sorted_events("AAA")[-1][1] and entry.location.startswith("redis:")
 
 
 def test_a_second_engine_cannot_take_owned_partitions(tmp_path, engines):

@@ -13,7 +13,7 @@ from hotshard.events import FILL, STATUS, TRADE, Event
 from hotshard.local.flow import Stream, zipf_stream
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
-from hotshard.recovery import Checkpoint
+from hotshard.recovery import BookEntry, Checkpoint, FenceEntry
 from hotshard.v1 import events_pb2
 from hotshard.wire import decode_depth, encode_order, parse_batch
 
@@ -114,7 +114,7 @@ def test_a_removed_symbol_stays_fenced_whatever_the_epoch_until_restored():
     restart at 1 under numbers consumers have already seen. Only a Restore brings it back."""
     state = EngineState(Market(open_listing=True))
     state.apply_batch(records([("A", add("1", "u", Side.BUY, 10, 1))], partitions=1))
-    book = state.remove_book("A", fence_epoch=3)
+    book = state.remove_book("A", FenceEntry(3, 0, 1, partition=0))
     assert book is not None
     for offset, epoch in ((1, 2), (2, 3), (3, 9)):
         order = encode_order("A", add(str(offset + 1), "u", Side.BUY, 10, 1), route_epoch=epoch)
@@ -131,7 +131,7 @@ def test_a_removed_symbol_stays_fenced_whatever_the_epoch_until_restored():
 def test_junk_for_a_fenced_or_unknown_symbol_is_malformed_and_creates_no_book():
     state = EngineState(Market(open_listing=True))
     state.apply_batch(records([("A", add("1", "u", Side.BUY, 10, 1))], partitions=1))
-    state.remove_book("A", fence_epoch=3)
+    state.remove_book("A", FenceEntry(3, 0, 1, partition=0))
     out = state.apply_batch([(0, 1, b"A", b"\xff garbage"), (0, 2, b"B\nC", b"\x00")])
     reasons = {s: [e[5] for e in evs] for s, evs in collect(out.outputs).items()}
     assert reasons == {"A": [Reason.MALFORMED], "": [Reason.MALFORMED]}  # a bad key is no symbol
@@ -184,7 +184,10 @@ def test_restart_from_a_checkpoint_continues_exactly_like_an_uninterrupted_run()
         s: load(dump(b, input_offset=crashed.applied_offset(s), partition=0))
         for s, b in crashed.market.books.items()
     }
+    for s, b in crashed.market.books.items():
+        crashed.stored(s, f"mem:{s}", crashed.applied_offset(s), b.seq)
     checkpoint = crashed.checkpoint(0, "e", 0)
+    assert set(checkpoint.books) == set(snaps)
     for symbol, events in collect(crashed.apply_batch(recs[700:1100]).outputs, guard).items():
         seen.setdefault(symbol, []).extend(events)  # published, then the process dies
 
@@ -198,21 +201,35 @@ def test_restart_from_a_checkpoint_continues_exactly_like_an_uninterrupted_run()
     assert guard.dropped > 0
 
 
-def test_a_symbol_snapshotted_later_than_the_checkpoint_skips_what_it_holds():
+def test_a_book_whose_snapshot_is_ahead_of_the_others_skips_what_it_holds():
     a1, a2 = add("1", "u", Side.BUY, 10, 1), add("2", "u", Side.BUY, 11, 1)
     state = EngineState(Market(open_listing=True))
     state.apply_batch([(0, 0, b"A", encode_order("A", a1)), (0, 1, b"B", encode_order("B", a1))])
-    checkpoint = state.checkpoint(0, "e", 0)
-    snap_b_old = load(dump(state.market.books["B"], input_offset=1, partition=0))
+    snap_b = load(dump(state.market.books["B"], input_offset=1, partition=0))
+    state.stored("B", "mem:B1", 1, 1)
     state.apply_batch([(0, 2, b"A", encode_order("A", a2))])
-    snap_a_new = load(dump(state.market.books["A"], input_offset=2, partition=0))
+    snap_a = load(dump(state.market.books["A"], input_offset=2, partition=0))
+    state.stored("A", "mem:A2", 2, 2)
+    state.apply_batch([(0, 3, b"B", encode_order("B", a2))])  # B changed, not stored again
+    checkpoint = state.checkpoint(0, "e", 0)
+    # A is clean: through the position; B resumes from its snapshot
+    assert checkpoint.books == {
+        "A": BookEntry("mem:A2", 3, 2, 0),
+        "B": BookEntry("mem:B1", 1, 1, 0),
+    }
     fresh = EngineState(Market(open_listing=True))
-    start = restore_partition(fresh, checkpoint, 0, {"A": snap_a_new, "B": snap_b_old})
-    assert start == 2 and fresh.skip == {"A": 2}
+    start = restore_partition(fresh, checkpoint, 0, {"A": snap_a, "B": snap_b})
+    assert start == 2 and fresh.skip == {"A": 3}
     out = fresh.apply_batch(
-        [(0, 2, b"A", encode_order("A", a2)), (0, 3, b"A", encode_order("A", cancel("1", "u")))]
+        [
+            (0, 2, b"A", encode_order("A", a2)),
+            (0, 3, b"B", encode_order("B", a2)),
+            (0, 4, b"A", encode_order("A", cancel("1", "u"))),
+        ]
     )
-    assert [(e[1], e[4]) for e in collect(out.outputs)["A"]] == [(3, Status.CANCELLED)]
+    got = collect(out.outputs)
+    assert [(e[1], e[4]) for e in got["A"]] == [(3, Status.CANCELLED)]
+    assert [(e[1], e[4]) for e in got["B"]] == [(2, Status.ACCEPTED)]
     assert fresh.skip == {}
 
 
@@ -224,7 +241,12 @@ def test_no_checkpoint_means_consume_from_the_start():
 
 def test_a_checkpoint_naming_a_symbol_without_snapshot_is_an_error():
     with pytest.raises(KeyError):
-        restore_partition(EngineState(Market(open_listing=True)), Checkpoint(0, 5, ("A",)), 0, {})
+        restore_partition(
+            EngineState(Market(open_listing=True)),
+            Checkpoint(0, 5, {"A": BookEntry("redis:gone", 5, 1)}),
+            0,
+            {},
+        )
 
 
 def test_rewind_makes_other_books_skip_what_they_hold():
