@@ -183,13 +183,6 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     return DecodedOrder(symbol, command, epoch, ts, Reason.NONE, order_id, user_id, rx)
 
 
-def encode_pending_marker(symbol: str, epoch: int, marker: int) -> bytes:
-    """A migration's control record on `pending-orders`: PENDING_BEGIN / PENDING_END of the
-    symbol's buffered orders stamped route epoch `epoch` (orders_pb2.PendingMarker)."""
-    fields: dict[str, Any] = {"symbol": symbol, "route_epoch": epoch, "marker": marker}
-    return orders_pb2.OrderCommand(**fields).SerializeToString()
-
-
 def _key_text(key: bytes | None) -> str:
     if not key:
         return ""

@@ -30,9 +30,7 @@ class SnapshotInfo:
     owner_epoch: int = 0
 
 
-def dump(
-    book: Book, *, input_offset: int = -1, partition: int = -1, owner_epoch: int = 0
-) -> bytes:
+def dump(book: Book, *, input_offset: int = -1, partition: int = -1, owner_epoch: int = 0) -> bytes:
     state = snapshot_pb2.BookState(seq=book.seq, last_price=book.last_price)
     # hotshard.v1.Instrument has the Instrument dataclass's fields, by the same names
     state.instrument.CopyFrom(snapshot_pb2.Instrument(**asdict(book.instrument)))

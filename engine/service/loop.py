@@ -251,6 +251,10 @@ class Engine:
             self._replays_done()
         if records:
             self._apply(state.apply_batch(records))
+        if pending:
+            # only now: a reassignment in the middle of a batch would read again what the
+            # rest of the batch holds
+            self.reassign_if_needed()
 
     def _apply(self, result: Any) -> None:
         self._publish(result.outputs)
@@ -263,7 +267,6 @@ class Engine:
             if replay.done:
                 del self.state.replays[symbol]
                 self._apply(self.state.drain(symbol))
-                self.reassign_if_needed()
 
     def _publish(self, outputs: list[Output]) -> None:
         produce = self.producer.produce

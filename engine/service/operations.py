@@ -36,7 +36,7 @@ from hotshard.recovery import BookEntry, FenceEntry
 T = TypeVar("T")
 
 STEP_TIMEOUT_S = 30.0
-"""How long a call waits for a busy symbol, a catch-up or a replay before NOT_CAUGHT_UP /
+"""How long a call waits for a busy symbol, a catch-up or a replay before SHADOW_BEHIND /
 NOT_DURABLE (the caller retries: every call is idempotent)."""
 POLL_S = 0.002
 

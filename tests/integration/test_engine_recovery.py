@@ -87,8 +87,8 @@ def test_kill_9_then_restart_loses_and_duplicates_nothing(broker, redis_server, 
         book.depth_update()  # the engine conflated depth; the reference did not
         assert not reply.snapshot  # by reference only
         stored = r.get(reply.location.removeprefix("redis:"))
-        assert stored == dump(
-            book, input_offset=reply.input_offset, partition=reply.partition
-        ), symbol
+        assert stored == dump(book, input_offset=reply.input_offset, partition=reply.partition), (
+            symbol
+        )
     print(f"restart to serving: {restart_s:.2f} s; replayed events dropped: {reader.guard.dropped}")
     reader.close()
