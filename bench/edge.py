@@ -338,7 +338,7 @@ async def run_phase(
     window: int,
     progress: Progress,
 ) -> None:
-    tag = phase.name.replace(" ", "")
+    tag = "".join(c for c in phase.name if c.isalnum())  # ids: letters, digits, - _ . :
     task = progress.add_task(phase.name, total=phase.seconds, acks=0, pushes=0, wait=0)
     stats.phase = phase
     cpu_before = cpu_times(PIDS)
@@ -513,7 +513,7 @@ def plot(phases: list[Phase], path: Path, title: str) -> None:
         top.text(offset, 1, phase.name, fontsize=8, rotation=90, va="bottom")
     top.plot([], [], color="tab:blue", label="acks/s")
     top.plot([], [], color="tab:orange", label="pushes/s")
-    top.set_yscale("log")
+    top.set_yscale("symlog", linthresh=10)
     top.set_xlabel("s since the first phase began")
     top.legend()
     top.set_title(title, fontsize=9)
@@ -532,7 +532,7 @@ def plot(phases: list[Phase], path: Path, title: str) -> None:
         50, color="red", linewidth=0.8, linestyle="--", label="goal: p99 50 ms at 1,000/s"
     )
     bottom.set_xticks(slots, names)
-    bottom.set_yscale("log")
+    bottom.set_yscale("symlog", linthresh=10)
     bottom.set_ylabel("ms (order sent ->)")
     bottom.legend(fontsize=8)
     fig.tight_layout()
