@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/hotshard/v1/*.proto)
 GENERATED := $(patsubst proto/%.proto,%_pb2.py,$(PROTOS))
 
-.PHONY: setup proto native test lint unit demo bench clean
+.PHONY: setup proto native test test-all lint unit demo bench clean
 
 setup: $(STAMP) $(GENERATED) native redis-server
 
@@ -64,6 +64,11 @@ unit: setup
 # Everything against the compiled book, then the book's own tests against the pure-Python
 # source (tests/engine/book/test_builds.py also checks that both give identical bytes).
 test: lint
+	HOTSHARD_BOOK=native $(VENV)/bin/pytest -q -n 2 -m 'not faults'
+	HOTSHARD_BOOK=python $(VENV)/bin/pytest -q -n 2 tests/engine/book
+
+# make test plus the whole fault matrix around a migration (tests/migration/test_faults.py).
+test-all: lint
 	HOTSHARD_BOOK=native $(VENV)/bin/pytest -q -n 2
 	HOTSHARD_BOOK=python $(VENV)/bin/pytest -q -n 2 tests/engine/book
 

@@ -41,6 +41,7 @@ import statemachine
 from hotshard import clients
 from hotshard.local.services.process import free_port
 from hotshard.migration import runtime, steps
+from hotshard.migration.errors import StoreUnavailable
 from hotshard.migration.fleet import AutoScalingFleet
 from hotshard.migration.markers import Broker
 from hotshard.migration.settings import MigrationSettings
@@ -55,6 +56,12 @@ KEY, SECRET = "testing", "testing"
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 Handler = Callable[[Any, Any], Any]
+FAULT_KEY = "local-fault:{}"  # Redis, local only: a task module -> "fatal" | "transient"
+
+
+class InjectedFault(Exception):  # noqa: N818 - its name is the ASL error a test expects
+    """A failure a test asked the local control plane to inject into one task (its Catch
+    sees `InjectedFault`; "transient" raises StoreUnavailable, which the ASL retries)."""
 
 
 @dataclass
@@ -78,6 +85,7 @@ class LambdaDispatch:
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (function, outcome)
+    fault: Callable[[str], str | None] | None = None  # function name -> fault to inject
     _count: int = 0
 
     def invoke(
@@ -97,6 +105,11 @@ class LambdaDispatch:
         event = json.loads(body) if body else {}
         context = InvokeContext(name, f"local-{self._count}", function_name)
         try:
+            injected = self.fault(name) if self.fault is not None else None
+            if injected == "transient":
+                raise StoreUnavailable(f"injected into {name}")
+            if injected:
+                raise InjectedFault(f"injected into {name}: {injected}")
             result = handler(event, context)
         except Exception as exc:
             response_headers["x-amz-function-error"] = "Unhandled"
@@ -207,6 +220,18 @@ def boto_client(url: str, region: str = REGION) -> Callable[[str], Any]:
         )
 
     return make
+
+
+def redis_faults(r: Any) -> Callable[[str], str | None]:
+    """Faults a test put in Redis (`local-fault:<task module>`), each taken once."""
+
+    def take(function: str) -> str | None:
+        value = r.getdel(FAULT_KEY.format(function.removeprefix(FUNCTION_PREFIX)))
+        return (
+            None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
+        )
+
+    return take
 
 
 def local_context(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hotshard import kafka, route
-from hotshard.local.control import ASG_NAME, REGION, ControlPlane, control_plane
+from hotshard.local.control import ASG_NAME, REGION, ControlPlane, control_plane, redis_faults
 from hotshard.local.fleet import WarmPool
 from hotshard.local.monitor import Monitor
 from hotshard.local.services.broker import Broker, tansu
@@ -158,6 +158,7 @@ class Cluster:
         if not self.redis.process.alive():
             self.redis.restart()
             self.redis_restarts += 1
+            self.write_state()
             done.append(f"redis-server restarted on {self.redis.port} (AOF)")
         with self.lock:
             slots = list(self.slots.values())
@@ -172,6 +173,7 @@ class Cluster:
                 done.append(f"engine {slot.instance} did not restart: {exc}")
                 continue
             slot.restarts += 1
+            self.write_state()
             done.append(f"engine {slot.instance} exited ({code}); restarted on {slot.address}")
         if self.pool is not None:
             with contextlib.suppress(Exception):
@@ -190,6 +192,7 @@ class Cluster:
                     "partitions": list(s.partitions),
                     "warm": s.warm,
                     "restarts": s.restarts,
+                    "pid": s.engine.process.popen.pid if s.engine is not None else None,
                 }
                 for s in self.slots.values()
             ]
@@ -207,8 +210,13 @@ class Cluster:
             "partitions": self.options.partitions,
             "engines": engines,
             "monitor": self.monitor is not None,
+            "pids": {
+                "broker": self.broker.process.popen.pid if self.broker.process else None,
+                "redis": self.redis.process.popen.pid,
+            },
             "pid": os.getpid(),
             "workdir": str(self.workdir),
+            "state_file": str(self.options.state_file.resolve()),
         }
 
     def write_state(self) -> None:
@@ -260,6 +268,7 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
             supervisor: threading.Thread | None = None
             try:
                 r = redis_srv.client()
+                plane.dispatch.fault = redis_faults(r)
                 cluster.pool = WarmPool(
                     autoscaling=plane.client("autoscaling"),
                     ec2=plane.client("ec2"),

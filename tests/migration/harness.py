@@ -211,6 +211,7 @@ class Verdict:
     events: dict[str, int]  # symbol -> N
     hot_replayed: int
     stall_s: float
+    route: Any = None  # the hot symbol's route once it all ended
 
     def __str__(self) -> str:
         return "; ".join(self.problems[:20]) or "ok"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,32 @@ def test_the_load_alone_passes_the_checks(tmp_path: Path) -> None:
 
 
 def _move_under_load(
-    tmp_path: Path, strategy: str, seed: int
+    tmp_path: Path,
+    strategy: str,
+    seed: int,
+    *,
+    before: Callable[[dict[str, Any]], None] | None = None,
+    during: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[int, dict[str, Any], str, Any, Any]:
+    """`hotshard up`, the load, and after 2 s `hotshard migrate HOT`; `before(state)` runs
+    just before the migration starts, `during(state)` beside it (a fault to inject)."""
     with hotshard_up(tmp_path, "--no-monitor") as (state, _proc):
         stop = threading.Event()
         outcome: dict[str, Any] = {}
 
         def mover() -> None:
             time.sleep(2.0)
+            if before is not None:
+                before(state)
+            injector = None
+            if during is not None:
+                injector = threading.Thread(target=during, args=(state,), daemon=True)
+                injector.start()
             outcome["began"] = time.monotonic()
             outcome["result"] = migrate(tmp_path / "cluster.json", HOT, strategy)
             outcome["ended"] = time.monotonic()
+            if injector is not None:
+                injector.join(60)
             time.sleep(2.0)
             stop.set()
 
@@ -58,9 +74,23 @@ def _move_under_load(
         thread.start()
         load = asyncio.run(drive(state, seed=seed, seconds=4, stop=stop))
         thread.join(300)
+        outcome["route"] = _route(state, HOT)
     code, summary, printed = outcome["result"]
     verdict = judge(load, window=(outcome["began"], outcome["ended"]))
+    verdict.route = outcome["route"]
     return code, summary, printed, load, verdict
+
+
+def _route(state: dict[str, Any], symbol: str) -> Any:
+    import redis  # noqa: PLC0415
+
+    from hotshard import route  # noqa: PLC0415
+
+    r = redis.Redis(host=state["redis"]["host"], port=state["redis"]["port"])
+    try:
+        return route.lookup(r, symbol)
+    finally:
+        r.close()
 
 
 @needs_engine
