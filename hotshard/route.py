@@ -132,10 +132,16 @@ def destination(found: Route) -> tuple[str, int]:
     return names.TOPIC_ORDERS, found.epoch
 
 
-def pending_ended(r: redis.Redis, symbol: str, epoch: int) -> bool:
-    """The migration wrote its PENDING_END marker for (symbol, epoch) (hotshard.migration):
-    a record produced to pending-orders at that epoch may be after it."""
-    return bool(r.exists(names.REDIS_PENDING_END.format(symbol, epoch)))
+def pending_ended(r: redis.Redis, symbol: str, epoch: int, offset: int) -> bool:
+    """Whether a record produced to pending-orders at `offset` for (symbol, epoch) may be
+    after the migration's PENDING_END marker (so nobody replays it). hotshard.migration sets
+    `pending-end:{S}:{E}` before it writes the marker and adds the marker's offset after:
+    no key -> the marker comes later (False); an offset -> compare; none yet -> True."""
+    raw = r.get(names.REDIS_PENDING_END.format(symbol, epoch))
+    if raw is None:
+        return False
+    marker = text(raw).rpartition("/")[2]
+    return not marker.isdigit() or offset > int(marker)
 
 
 def lookup(r: redis.Redis, symbol: str) -> Route | None:

@@ -662,7 +662,7 @@ class OrderRouter:
                 order_id=order_id,
                 retry_after_ms=RETRY_AFTER_MS,
             ) from exc
-        if topic == TOPIC_PENDING_ORDERS and route.pending_ended(self.r, symbol, epoch):
+        if topic == TOPIC_PENDING_ORDERS and route.pending_ended(self.r, symbol, epoch, offset):
             # The race closure (HANDOVER.md): the migration's PENDING_END marker for this
             # epoch may be before this record, so nobody replays it: not acknowledged.
             raise RefusedError(

@@ -342,11 +342,17 @@ def switch_routing(ctx: Context, state: State) -> Result:
 
 
 def end_marker(ctx: Context, topic: str, partition: int, symbol: str, epoch: int) -> None:
-    """PENDING_END for (symbol, epoch) on topic/partition, then `pending-end:{S}:{E}` (the
-    router's race closure reads it): once, however often it is retried."""
+    """PENDING_END for (symbol, epoch) on topic/partition, once however often it is retried.
+    `pending-end:{S}:{E}` is set BEFORE the marker is written (value `topic/partition/`)
+    and completed with the marker's offset after: a router that produced a record and then
+    finds no key knows its record is before the marker (it will be replayed); one that
+    finds the offset compares; one that finds no offset yet refuses STALE_ROUTE (the
+    client's retry is absorbed by the book's dedup if the record was replayed after all)."""
     key = names.REDIS_PENDING_END.format(symbol, epoch)
-    if ctx.redis.get(key) is not None:
+    current = ctx.redis.get(key)
+    if current is not None and not text(current).endswith("/"):
         return
+    ctx.redis.set(key, f"{topic}/{partition}/", ex=KEY_TTL_S)
     offset = ctx.broker.write_end_marker(topic, partition, symbol, epoch)
     ctx.redis.set(key, f"{topic}/{partition}/{offset}", ex=KEY_TTL_S)
 

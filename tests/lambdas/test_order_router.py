@@ -219,8 +219,16 @@ def test_a_migrating_symbol_goes_to_pending_orders(r, broker):
 def test_an_order_buffered_after_the_end_marker_is_refused_stale(r, broker):
     e = edge(r, broker.bootstrap)
     route.begin_migration(r, route.list_symbol_at(r, "AAPL", 3, "e1"))
-    # The migration ended the buffer (PENDING_END written) after this router read MIGRATING.
-    r.set(names.REDIS_PENDING_END.format("AAPL", 2), "pending-orders/3/9")
+    # The migration ended the buffer after this router read MIGRATING: a record after the
+    # marker is refused, one before it is acknowledged (it will be replayed).
+    key = names.REDIS_PENDING_END.format("AAPL", 2)
+    r.set(key, "pending-orders/3/1000000")
+    assert e.router.submit("alice", {**ORDER, "order_id": "o-before"}).topic == "pending-orders"
+    r.set(key, "pending-orders/3/")  # the marker is being written: its offset unknown yet
+    with pytest.raises(RefusedError) as info:
+        e.router.submit("alice", ORDER)
+    assert info.value.reason.name == "STALE_ROUTE"
+    r.set(key, "pending-orders/3/0")
     with pytest.raises(RefusedError) as info:
         e.router.submit("alice", ORDER)
     assert info.value.reason.name == "STALE_ROUTE"

@@ -221,7 +221,8 @@ def judge(load: Load, *, window: tuple[float, float] | None = None) -> Verdict:
     problems: list[str] = []
     by_symbol: dict[str, dict[int, str]] = defaultdict(dict)  # symbol -> seq -> event
     per_connection: set[tuple[int, str]] = set()
-    first: dict[str, tuple[int, str]] = {}  # order id -> (seq, status) of its decision
+    first: dict[str, tuple[int, str]] = {}  # order id -> (seq, reason) of its decision
+    decisions: dict[tuple[str, int], tuple[str, str]] = {}  # (symbol, seq) -> (id, reason)
     seen_events: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for conn, push in load.pushes:
         kind = str(push.get("type"))
@@ -242,10 +243,17 @@ def judge(load: Load, *, window: tuple[float, float] | None = None) -> Verdict:
             problems.append(f"{symbol} seq {seq} is two events: {previous[:90]} / {key[:90]}")
         seen_events[symbol].setdefault(seq, {"kind": kind, **data})
         if kind == "ORDER_STATUS" and data.get("status") in ("ACCEPTED", "REJECTED"):
-            oid = str(data.get("order_id"))
-            if oid in first and first[oid][0] != seq:
-                problems.append(f"{oid} decided twice: seq {first[oid][0]} and {seq}")
-            first.setdefault(oid, (seq, str(data.get("status"))))
+            decisions[(symbol, seq)] = (str(data.get("order_id")), str(data.get("reason", "")))
+    # A REJECTED(DUPLICATE_ORDER_ID) after the order's own decision is a client's retry the
+    # book absorbed (a STALE_ROUTE answer for a record that was replayed after all): no
+    # second effect, but a command the book applied, so the replay gets it too.
+    for (_symbol, seq), (oid, reason) in sorted(decisions.items(), key=lambda d: d[0][1]):
+        if reason == "DUPLICATE_ORDER_ID" and oid in first and first[oid][0] < seq:
+            continue
+        if oid in first:
+            problems.append(f"{oid} decided twice: seq {first[oid][0]} and {seq}")
+            continue
+        first[oid] = (seq, reason)
     for oid, (symbol, _frame) in load.acks.items():
         if oid not in first:
             problems.append(f"acknowledged {oid} ({symbol}) never took effect")
@@ -258,7 +266,9 @@ def judge(load: Load, *, window: tuple[float, float] | None = None) -> Verdict:
         events[symbol] = n
     # The hot symbol as if it had never moved.
     hot_orders = sorted(
-        (first[oid][0], oid) for oid, (sym, _f) in load.acks.items() if sym == HOT and oid in first
+        (seq, oid)
+        for (sym, seq), (oid, _reason) in decisions.items()
+        if sym == HOT and oid in load.acks
     )
     lines = [json.dumps({**load.acks[oid][1], "action": "ADD"}) for _, oid in hot_orders]
     replayed = list(replay_lines(lines, Market(open_listing=True), 0, ReplayStats()))
