@@ -321,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = recovery.read_checkpoint(r, 0)
         assert checkpoint is not None and checkpoint.offset >= offset, checkpoint
         sizes = [
-            rec.size for s in symbols if (rec := recovery.read_snapshot_record(r, s)) is not None
+            int(r.strlen(entry.location.removeprefix("redis:")))
+            for entry in checkpoint.books.values()
+            if entry.location.startswith("redis:")
         ]
         print(
             f"{resting_now:,} resting orders on {len(symbols)} symbol(s); checkpoint at offset "
