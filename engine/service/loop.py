@@ -45,6 +45,8 @@ log = logging.getLogger("hotshard.engine")
 
 T = TypeVar("T")
 
+POSITION_SLACK = 10_000
+"""How far past the reported high watermark a checkpoint may be (one producer batch)."""
 FLUSH_TIMEOUT_S = 10.0
 """The longest a flush waits; never more than a third of the ownership TTL."""
 
@@ -108,6 +110,7 @@ class Engine:
         began = time.monotonic()
         for partition in self.partitions:
             self._recover(partition)
+        self._check_positions()
         self.assign()
         self.register()
         self.serving = True
@@ -149,6 +152,31 @@ class Engine:
             "partition recovered",
             extra={"partition": partition, "symbols": len(books), "resume_offset": start},
         )
+
+    def _check_positions(self) -> None:
+        """A checkpoint's position outside the partition's log (it was truncated, or
+        replaced by an empty one) is never rewound or skipped silently: the engine stops
+        and says so. On Tansu the high watermark is the first offset of the last batch + 1,
+        so a position up to POSITION_SLACK beyond it passes (MSK reports the real end, and
+        the consumer's auto.offset.reset=error catches a position beyond it later too)."""
+        from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+        for p in self.partitions:
+            position = self.state.position.get(p, 0)
+            if position == 0:
+                continue
+            try:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(TOPIC_ORDERS, p), timeout=10, cached=False
+                )
+            except KafkaException as exc:
+                raise EngineFailedError(f"cannot read the bounds of partition {p}: {exc}") from exc
+            if position < low or position > high + POSITION_SLACK:
+                raise EngineFailedError(
+                    f"checkpoint position {position} of partition {p} is outside its log "
+                    f"(offsets {low}..{high}): the log was truncated or replaced; refusing to "
+                    "rewind or skip (delete checkpoint:orders:{P} to start it over)"
+                )
 
     def assign(self) -> None:
         """Read the owned partitions from their positions, and what shadows and replays

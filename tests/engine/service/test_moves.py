@@ -1,0 +1,202 @@
+"""The functional core's side of a move: owner epochs, fences at an offset, held records,
+shadows, pending replays, and what a checkpoint says about them. Each test names the
+defect of the code before owner epochs that it would have caught."""
+
+from engine.book import Book, Market, add, cancel
+from engine.book.snapshot import dump, load
+from engine.service import core, handover
+from engine.service.core import EngineState, Record, Replay, Shadow, restore_partition
+from engine.service.loop import Engine
+from engine.service.settings import EngineSettings
+from hotshard.domain import Side, Status
+from hotshard.names import TOPIC_PENDING_ORDERS
+from hotshard.reasons import Reason
+from hotshard.recovery import Checkpoint, FenceEntry
+from hotshard.wire import PENDING_END, encode_order, encode_pending_marker
+from tests.engine.service.test_core import collect
+
+
+def order(symbol: str, oid: str, epoch: int, price: int = 10) -> bytes:
+    return encode_order(symbol, add(oid, "u", Side.BUY, price, 1), route_epoch=epoch)
+
+
+def rec(partition: int, offset: int, symbol: str, oid: str, epoch: int = 1) -> Record:
+    return (partition, offset, symbol.encode(), order(symbol, oid, epoch))
+
+
+def statuses(outputs: list[core.Output], symbol: str) -> list[tuple[str, int, int, int]]:
+    return [(e[2], e[1], e[4], e[5]) for e in collect(outputs).get(symbol, []) if e[0] == 1]
+
+
+def test_an_order_stamped_below_the_owner_epoch_is_stale_and_changes_nothing():
+    # before: the engine never looked at an order's route epoch
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(0, 0, "A", "a1", epoch=3)])
+    assert state.epoch["A"] == 3
+    out = state.apply_batch([rec(0, 1, "A", "old", epoch=2), rec(0, 2, "A", "new", epoch=3)])
+    assert statuses(out.outputs, "A") == [
+        ("old", 0, Status.REJECTED, Reason.STALE_ROUTE),
+        ("new", 2, Status.ACCEPTED, 0),
+    ]
+
+
+def test_a_rewind_applies_a_fenced_symbol_up_to_its_fence_and_refuses_only_later_ones():
+    # before: fences had no offset, so a rewind answered STALE_ROUTE to orders the book
+    # had accepted before the fence
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(0, i, "A", f"a{i}") for i in range(3)])
+    book = state.market.books["A"]
+    state.remove_book("A", FenceEntry(2, 2, book.seq, 3, "loc", 1, 0))
+    state.rewind(0, 0)
+    out = state.apply_batch([rec(0, i, "A", f"a{i}") for i in range(3)] + [rec(0, 3, "A", "late")])
+    assert statuses(out.outputs, "A") == [("late", 0, Status.REJECTED, Reason.STALE_ROUTE)]
+    assert "A" not in state.market.books
+
+
+def test_a_fenced_book_holds_newer_epochs_and_a_rollback_applies_them_once_in_order():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(0, 0, "A", "a0")])
+    book = state.market.books["A"]
+    state.fence("A", FenceEntry(2, 0, book.seq, 3, "loc", 1, 0, handover.state_hash(book)))
+    marker = state.handoff("A", 0, book.seq, 3, 2)
+    assert len(marker) == 3
+    out = state.apply_batch(
+        [rec(0, 1, "A", "stale", epoch=1), rec(0, 2, "A", "h1", epoch=3), rec(0, 3, "A", "h2", 3)]
+    )
+    assert statuses(out.outputs, "A") == [("stale", 0, Status.REJECTED, Reason.STALE_ROUTE)]
+    assert [r[1] for r in state.held["A"]] == [2, 3]
+    # a checkpoint meanwhile resumes from the book's last durable snapshot: held records
+    # are read again after a restart, never taken as applied
+    state.stored("A", "loc0", 0, book.seq)
+    assert state.checkpoint(0, "e", 0).resume_offset() <= 1
+    state.fences.pop("A")  # Unfence (engine.service.operations) then drains
+    state.epoch["A"] = 3
+    drained = state.drain("A")
+    assert statuses(drained.outputs, "A") == [
+        ("h1", 2, Status.ACCEPTED, 0),
+        ("h2", 3, Status.ACCEPTED, 0),
+    ]
+    assert state.drain("A").outputs == [] and state.held == {}
+
+
+def test_a_shadow_applies_only_its_symbol_publishes_nothing_and_stops_at_the_fence():
+    source = EngineState(Market(open_listing=True))
+    recs = [rec(0, 0, "S", "s0"), rec(0, 1, "X", "x0"), rec(0, 2, "S", "s1"), rec(0, 3, "S", "s2")]
+    source.apply_batch(recs[:1])
+    snap, info = load(dump(source.market.books["S"], input_offset=0, partition=0, owner_epoch=1))
+    source_at_0 = load(dump(source.market.books["S"]))[0]
+    assert info.owner_epoch == 1
+    source.apply_batch(recs[1:3])  # the source goes on: fenced after offset 2
+    target = EngineState(Market(open_listing=True))
+    target.shadows["S"] = Shadow(snap, 0, 1, info.owner_epoch, 1, "loc")
+    target.apply_shadow(recs[1:])
+    shadow = target.shadows["S"]
+    assert shadow.read == 4 and shadow.last_applied == 3  # applied past the fence at 2...
+    assert (
+        handover.promote_source(
+            has_shadow=True, shadow_past=shadow.last_applied > 2, fallback="loc", symbol="S"
+        )
+        == "fallback"
+    )  # ...so the Promote rebuilds it from the fence snapshot
+    again = EngineState(Market(open_listing=True))
+    snap2, _ = load(dump(source_at_0, input_offset=0, partition=0, owner_epoch=1))
+    again.shadows["S"] = Shadow(snap2, 0, 1, 1, 1, "loc", stop=2)  # Promote(through 2)
+    again.apply_shadow(recs[1:])
+    mirrored = again.shadows["S"].book
+    assert mirrored.seq == source.market.books["S"].seq
+    assert handover.state_hash(mirrored) == handover.state_hash(source.market.books["S"])
+    assert "X" not in again.market.books and "S" not in again.market.books
+
+
+def test_a_shadowed_symbols_records_on_the_own_partition_are_held_and_expected_after_restart():
+    # before: a record for a symbol the engine did not own created a fresh book (seq 1)
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(3, 0, "B", "b0")])
+    state.expect["S"] = 1
+    out = state.apply_batch([rec(3, 1, "S", "n1", epoch=2), rec(3, 2, "S", "old", epoch=1)])
+    assert "S" not in state.market.books
+    assert statuses(out.outputs, "S") == []  # both held: order kept behind the first
+    state.stored("B", "locB", 0, 1)
+    checkpoint = state.checkpoint(3, "b", 0)
+    assert checkpoint.expect["S"].epoch == 1 and checkpoint.expect["S"].from_offset == 1
+    restarted = EngineState(Market(open_listing=True))
+    b = Book(state.market.books["B"].instrument)
+    start = restore_partition(
+        restarted,
+        Checkpoint.from_json(checkpoint.to_json()),
+        3,
+        {"B": (b, None)},  # type: ignore[dict-item]
+    )
+    assert start == 1 and restarted.expect == {"S": 1}
+    again = restarted.apply_batch([rec(3, 1, "S", "n1", epoch=2)])
+    assert again.outputs == [] and "S" not in restarted.market.books
+    assert [r[1] for r in restarted.held["S"]] == [1]
+
+
+def test_a_pending_replay_applies_its_epochs_records_up_to_the_end_marker_then_the_held():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(3, 0, "S", "s0", epoch=2)])
+    state.replays["S"] = Replay("S", TOPIC_PENDING_ORDERS, 0, 0, 2)
+    held = state.apply_batch([rec(3, 1, "S", "q1", epoch=2)])
+    assert held.outputs == [] and len(state.held["S"]) == 1
+    pending: list[Record] = [
+        (0, 0, b"S", order("S", "p0", 2)),
+        (0, 1, b"S", order("S", "other-epoch", 1)),
+        (0, 2, b"T", order("T", "not-ours", 2)),
+        (0, 3, b"S", encode_pending_marker("S", 2, PENDING_END)),
+        (0, 4, b"S", order("S", "after-end", 2)),
+    ]
+    out = state.apply_pending(TOPIC_PENDING_ORDERS, pending)
+    assert statuses(out.outputs, "S") == [("p0", 2, Status.ACCEPTED, 0)]
+    assert state.replays["S"].done and state.replays["S"].replayed == 1
+    del state.replays["S"]
+    assert statuses(state.drain("S").outputs, "S") == [("q1", 3, Status.ACCEPTED, 0)]
+
+
+def test_junk_symbols_grow_no_cache_and_fences_are_bounded(monkeypatch):
+    # before: every junk symbol's key was cached, and fences only grew
+    state = EngineState(Market())  # nothing listed: every symbol is unknown
+    state.apply_batch([rec(0, i, f"J{i}", "x") for i in range(500)])
+    assert state._keys == {} and state.market.books == {}
+    monkeypatch.setattr(core, "MAX_FENCES", 10)
+    for i in range(50):
+        state.fence(f"G{i}", FenceEntry(2, i, 1, 3, "", 1, 0))
+    assert list(state.fences) == [f"G{i}" for i in range(40, 50)]
+
+
+def test_a_frozen_book_holds_its_records_and_goes_on_in_order_after_the_snapshot():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(0, 0, "A", "a0"), rec(0, 1, "B", "b0")])
+    state.frozen.add("A")  # a snapshot being dumped off the loop
+    out = state.apply_batch(
+        [
+            rec(0, 2, "A", "a1"),
+            (0, 3, b"A", encode_order("A", cancel("a0", "u"), route_epoch=1)),
+            rec(0, 4, "B", "b1"),
+        ]
+    )
+    assert statuses(out.outputs, "A") == [] and statuses(out.outputs, "B") == [
+        ("b1", 2, Status.ACCEPTED, 0)
+    ]
+    assert state.applied_offset("A") == 1  # the snapshot is of the book at offset 1
+    state.frozen.discard("A")
+    back = statuses(state.drain("A").outputs, "A")
+    assert back == [("a1", 2, Status.ACCEPTED, 0), ("a0", 3, Status.CANCELLED, 0)]
+
+
+def test_a_flush_never_waits_as_long_as_the_ownership_ttl():
+    # before: FLUSH_TIMEOUT_S (10 s) equalled the default ownership TTL, and only the loop
+    # thread refreshed ownership, so one slow flush let the partitions lapse
+    class Producer:
+        def __init__(self) -> None:
+            self.timeouts: list[float] = []
+
+        def flush(self, timeout: float) -> int:
+            self.timeouts.append(timeout)
+            return 0
+
+    producer = Producer()
+    settings = EngineSettings(ownership_ttl_s=6.0, heartbeat_interval_s=1.0)
+    engine = Engine(settings, EngineState(Market()), None, producer, None, None)  # type: ignore[arg-type]
+    assert engine.flush()
+    assert producer.timeouts == [2.0]
