@@ -52,7 +52,7 @@ def build(settings: EngineSettings) -> Engine:
     market = (
         Market(load_symbols(settings.symbols)) if settings.symbols else Market(open_listing=True)
     )
-    r = clients.redis_client(settings, timeout_s=10)
+    r = clients.redis_client(settings, timeout_s=10, quick_retries=2)
     s3 = (
         s3_client(settings.aws_region, settings.s3_endpoint_url)
         if settings.snapshot_bucket

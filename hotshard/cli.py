@@ -173,6 +173,21 @@ def parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=f"{what} of the running cluster")
         q.add_argument("--json", action="store_true", help="JSON instead of a table")
         commands.add_state_file(q)
+        if name == "routes":
+            q.add_argument(
+                "--rebuild",
+                action="store_true",
+                help="first re-list every symbol the engines' checkpoints name that has no "
+                "route (a Redis that came back empty); existing routes are kept",
+            )
+            q.add_argument(
+                "--redis",
+                default="",
+                metavar="HOST:PORT",
+                help="this Redis instead of the state file's (e.g. ElastiCache, with "
+                "--tls); docs/DEPLOY.md",
+            )
+            q.add_argument("--tls", action="store_true", help="Redis over TLS")
         q.set_defaults(run=run)
     f = sub.add_parser(
         "fund",

@@ -57,15 +57,28 @@ def to_env(settings: ServiceSettings) -> dict[str, str]:
     }
 
 
-def redis_client(settings: ServiceSettings, timeout_s: float = 5.0) -> redis.Redis:
-    return redis.Redis(
+def redis_client(
+    settings: ServiceSettings, timeout_s: float = 5.0, *, quick_retries: int | None = None
+) -> redis.Redis:
+    """A client that reconnects by itself: a command that meets a dropped connection (a
+    restart, a failover) is retried on a new one, by default redis-py's 10 times with
+    jittered backoff up to 1 s (~3.5 s: a restart that short is not even seen).
+    `quick_retries`: fewer, faster tries (a loop that must not stall on a Redis that is
+    down; the engine)."""
+    client = redis.Redis(
         host=settings.redis_host,
         port=settings.redis_port,
         ssl=settings.redis_tls,
         socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
+        socket_connect_timeout=min(timeout_s, 1.0) if quick_retries is not None else timeout_s,
         health_check_interval=30,
     )
+    if quick_retries is not None:
+        from redis.backoff import ExponentialWithJitterBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
+
+        client.set_retry(Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), quick_retries))
+    return client
 
 
 def kafka_base(settings: ServiceSettings) -> dict[str, Any]:

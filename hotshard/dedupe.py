@@ -100,6 +100,26 @@ class SequenceGuard:
     _held: dict[Key, list[_Hold]] = field(default_factory=dict)
     _arrivals: int = 0
 
+    def save(self) -> tuple[Any, ...]:
+        """The guard's state, to `restore` if the batch it admitted could not be handled
+        (a retry of the batch must admit the same events again)."""
+        return (
+            dict(self.covered),
+            dict(self.expected),
+            dict(self.unsequenced),
+            len(self.gaps),
+            self.dropped,
+            self.held,
+            {k: list(v) for k, v in self._held.items()},
+            self._arrivals,
+        )
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        covered, expected, unsequenced, gaps, dropped, held, holds, arrivals = state
+        self.covered, self.expected, self.unsequenced = covered, expected, unsequenced
+        del self.gaps[gaps:]
+        self.dropped, self.held, self._held, self._arrivals = dropped, held, holds, arrivals
+
     def pending(self) -> dict[Key, list[tuple[int, int, int]]]:
         """Per (kind, symbol) with held records: their (after_seq, through_seq, partition)
         in seq order."""
@@ -211,6 +231,12 @@ class SequenceGuard:
 class DepthGuard:
     applied: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+
+    def save(self) -> tuple[dict[str, int], int]:
+        return dict(self.applied), self.dropped
+
+    def restore(self, state: tuple[dict[str, int], int]) -> None:
+        self.applied, self.dropped = state
 
     def admit(self, symbol: str, update: DepthUpdate) -> bool:
         """True if the update is newer than what was applied for the symbol (then it is

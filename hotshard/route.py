@@ -17,13 +17,13 @@ migrations of one symbol, or a listing racing a listing, cannot both win; the lo
     ACTIVE  --move-->  ACTIVE (new partition, epoch + 1; pre-copy, no pause)
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from hotshard import names, registry
+from hotshard import names, recovery, registry
 from hotshard.clients import text, text_fields
 from hotshard.reasons import HotshardError, Reason
 
@@ -279,3 +279,91 @@ def abort_migration(r: redis.Redis, expected: Route) -> Route:
     if expected.status != MIGRATING:
         raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
     return _move(r, expected, status=ACTIVE)
+
+
+# ---------------------------------------------------------------------- rebuild
+
+
+@dataclass(frozen=True, slots=True)
+class RebuiltRoute:
+    symbol: str
+    partition: int
+    instance: str
+    epoch: int
+
+
+def plan_rebuild(
+    checkpoints: Iterable[recovery.Checkpoint], owners: Mapping[int, str]
+) -> list[RebuiltRoute]:
+    """The routes the engines' checkpoints imply (pure): every symbol a partition's
+    checkpoint lists routes to that partition, owned by the partition's live owner (else
+    the instance that wrote the checkpoint), ACTIVE, with an epoch above every fence any
+    partition holds for it (a symbol that moved keeps an epoch the old owner refuses).
+    A symbol listed by two checkpoints goes where it is not fenced; if that still leaves
+    two, the later checkpoint wins."""
+    fence: dict[str, int] = {}
+    homes: dict[str, tuple[int, int, str]] = {}  # symbol -> (taken_ms, partition, instance)
+    cps = list(checkpoints)
+    for cp in cps:
+        for symbol, epoch in cp.fences.items():
+            fence[symbol] = max(fence.get(symbol, 0), epoch)
+    for cp in sorted(cps, key=lambda c: (c.taken_ms, c.partition)):
+        for symbol in cp.symbols:
+            if symbol in cp.fences:
+                continue
+            instance = owners.get(cp.partition) or cp.instance
+            homes[symbol] = (cp.taken_ms, cp.partition, instance)
+    return [
+        RebuiltRoute(symbol, partition, instance, max(1, fence.get(symbol, 0)))
+        for symbol, (_, partition, instance) in sorted(homes.items())
+    ]
+
+
+# KEYS: route, routes set, route-load. ARGV: symbol, partition, instance, epoch.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'partition', ARGV[2], 'instance', ARGV[3],
+           'status', 'ACTIVE', 'epoch', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+return 1
+"""
+
+
+def read_checkpoints(r: redis.Redis) -> list[recovery.Checkpoint]:
+    """Every partition's checkpoint in Redis."""
+    out = []
+    for key in r.scan_iter(match=names.REDIS_CHECKPOINT.format("*"), count=1000):
+        raw = r.get(key)
+        if raw is not None:
+            out.append(recovery.Checkpoint.from_json(raw))
+    return out
+
+
+def rebuild_routes(r: redis.Redis) -> list[RebuiltRoute]:
+    """Re-list, from the engines' checkpoints, every symbol that has no route (a Redis
+    that came back empty, or lost keys): see plan_rebuild. A route that exists is left as
+    it is, so running it again, or beside a live router, changes nothing. Returns the
+    routes written."""
+    checkpoints = read_checkpoints(r)
+    owners = {}
+    for cp in checkpoints:  # spare partitions too: a moved symbol may live on one
+        owner = registry.partition_owner(r, cp.partition)
+        if owner:
+            owners[cp.partition] = owner
+    written = []
+    for planned in plan_rebuild(checkpoints, owners):
+        done = r.eval(
+            _RESTORE,
+            3,
+            names.REDIS_ROUTE.format(planned.symbol),
+            names.REDIS_ROUTES,
+            names.REDIS_ROUTE_LOAD,
+            planned.symbol,
+            planned.partition,
+            planned.instance,
+            planned.epoch,
+        )
+        if done:
+            written.append(planned)
+    return written

@@ -49,6 +49,8 @@ POSITION_SLACK = 10_000
 """How far past the reported high watermark a checkpoint may be (one producer batch)."""
 FLUSH_TIMEOUT_S = 10.0
 """The longest a flush waits; never more than a third of the ownership TTL."""
+REDIS_RETRY_MAX_S = 5.0
+"""While Redis is unreachable, the loop tries its Redis work at most this far apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,10 @@ class Engine:
     _failure: str = ""
     _last_snapshot: float = 0.0
     _last_heartbeat: float = 0.0
+    _redis_lost: float = 0.0
+    """When Redis became unreachable (0: it is reachable)."""
+    _redis_retry_at: float = 0.0
+    _redis_run_id: str = ""
     _last_metrics: float = 0.0
     _last_depth: float = 0.0
     _turned: float = 0.0
@@ -127,6 +133,7 @@ class Engine:
         now = time.monotonic()
         self._last_snapshot = self._last_heartbeat = self._last_metrics = now
         self._last_depth = self._turned = now
+        self._redis_run_id = str(self.redis.info("server").get("run_id", ""))
         self._heart = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heart.start()
 
@@ -329,9 +336,11 @@ class Engine:
     def _housekeeping(self) -> None:
         s = self.settings
         now = time.monotonic()
-        if now - self._last_snapshot >= s.snapshot_interval_s:
+        if self._redis_lost and now < self._redis_retry_at:
+            pass  # Redis is down: matching goes on, the checkpoint waits for the next try
+        elif now - self._last_snapshot >= s.snapshot_interval_s:
             self._last_snapshot = now
-            self.checkpoint_all("periodic")
+            self._redis_step(now, lambda: self.checkpoint_all("periodic"))
         if now - self._last_depth >= s.depth_snapshot_interval_s:
             self._last_depth = now
             self._publish(self.state.depth_snapshots(s.depth_levels))
@@ -352,6 +361,27 @@ class Engine:
                 except Exception as exc:  # Redis away: the TTL decides, retry
                     log.warning("heartbeat failed", extra={"error": str(exc)})
             self.stopping.wait(s.heartbeat_interval_s)
+
+    def _redis_step(self, now: float, work: Callable[[], object]) -> None:
+        """Run Redis work of the loop; an unreachable Redis (restarting, failing over)
+        does not stop matching: the work is tried again with backoff (1 s doubling to
+        REDIS_RETRY_MAX_S), and once Redis answers again every book's snapshot and every
+        partition's checkpoint are written anew, since it may have come back empty
+        (hotshard.route.rebuild_routes re-lists the symbols from those checkpoints)."""
+        try:
+            work()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not self._redis_lost:
+                self._redis_lost = now
+                log.warning("redis unreachable; matching goes on", extra={"error": str(exc)})
+            waited = now - self._redis_lost
+            self._redis_retry_at = now + min(REDIS_RETRY_MAX_S, max(1.0, waited))
+            return
+        if self._redis_lost:
+            down_s = round(now - self._redis_lost, 3)
+            self._redis_lost = 0.0
+            log.warning("redis reachable again", extra={"down_s": down_s})
+            self._redis_step(now, lambda: self.checkpoint_all("redis-back"))
 
     def _heartbeat(self) -> None:
         s = self.settings
@@ -377,6 +407,7 @@ class Engine:
             return False
         began = time.monotonic()
         state = self.state
+        self._reclaim_if_forgotten()
         changed = []
         if snapshots:
             changed = sorted(s for s in state.dirty if state.active(s))
@@ -394,6 +425,28 @@ class Engine:
             },
         )
         return True
+
+    def _reclaim_if_forgotten(self) -> None:
+        """A Redis that restarted or failed over (its run_id changed) may have come back
+        without its data (no AOF, writes lost in a failover): who owns the partitions, the
+        snapshot records. Claim the partitions again (if another instance holds one, the
+        checkpoint is refused and the engine stops, as it must) and snapshot every book,
+        so the checkpoints written next name only snapshots that exist, and
+        hotshard.route.rebuild_routes can re-list every symbol from them."""
+        run_id = str(self.redis.info("server").get("run_id", ""))
+        if run_id == self._redis_run_id:
+            return
+        first = not self._redis_run_id
+        self._redis_run_id = run_id
+        if first:
+            return
+        s = self.settings
+        registry.claim_partitions(
+            self.redis, s.instance, self.partitions, int(s.ownership_ttl_s * 1000)
+        )
+        self.register()
+        self.state.dirty.update(self.state.market.books)
+        log.warning("redis restarted or failed over: partitions claimed, books re-snapshot")
 
     def write_checkpoints(self) -> bool:
         """The checkpoints of every owned partition as the state is now (no snapshot taken;

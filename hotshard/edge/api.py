@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
@@ -40,7 +41,7 @@ from hotshard.domain import Action, is_id
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.limits import PreTradeLimits
-from hotshard.edge.router import MAX_PAGE, OrderRouter, RefusedError
+from hotshard.edge.router import MAX_PAGE, RETRY_AFTER_MS, OrderRouter, RefusedError
 from hotshard.edge.sessions import BATCH, Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
 from hotshard.reasons import HotshardError, Reason
@@ -93,6 +94,21 @@ def error_json(exc: HotshardError) -> dict[str, Any]:
     if isinstance(exc, RefusedError) and exc.retry_after_ms:
         out["retry_after_ms"] = exc.retry_after_ms
     return out
+
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+"""Redis unreachable even after the client's own reconnect attempts (a restart or a
+failover that takes longer than they do)."""
+
+
+def redis_unavailable(exc: Exception) -> RefusedError:
+    """A request that met an unreachable Redis: nothing was sent, the client may send the
+    same request again (503 NOT_DELIVERED with a retry hint)."""
+    return RefusedError(
+        Reason.NOT_DELIVERED,
+        f"state store unreachable ({type(exc).__name__}); send the same request again",
+        retry_after_ms=RETRY_AFTER_MS,
+    )
 
 
 def not_found_json(detail: str = "no such route") -> dict[str, Any]:
@@ -183,6 +199,9 @@ class EdgeApi:
             status = 200
         except HotshardError as exc:
             reply, status = error_json(exc), http_status(exc.reason)
+            self.count("Refused")
+        except REDIS_DOWN as exc:
+            reply, status = error_json(redis_unavailable(exc)), 503
             self.count("Refused")
         except Exception:
             self.log.exception("request failed", extra={"connection_id": connection})
@@ -342,6 +361,11 @@ class EdgeApi:
             retry = out.get("retry_after_ms")
             headers = {"Retry-After": str(max(1, -(-retry // 1000)))} if retry else None
             return reply(http_status(exc.reason), out, headers)
+
+        @app.exception_handler(list(REDIS_DOWN))  # type: ignore[untyped-decorator]
+        def redis_down(exc: Exception) -> Response[str]:
+            out: Response[str] = refused(redis_unavailable(exc))
+            return out
 
         @app.not_found
         def not_found(_exc: Exception) -> Response[str]:

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from hotshard.codec import depth_update_json, dumps, event_json
 from hotshard.dedupe import DepthGuard, SequenceGuard
 from hotshard.edge.depth import DepthStore
@@ -117,7 +119,18 @@ class Pusher:
     )
 
     def handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
-        """records: (topic, partition, value) in the order the event source delivered."""
+        """records: (topic, partition, value) in the order the event source delivered. If
+        Redis cannot be reached the batch fails whole (redis.ConnectionError) with the
+        guards as they were, so the event source's retry pushes every event of it."""
+        saved = self.guard.save(), self.depth_guard.save()
+        try:
+            return self._handle(records)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.guard.restore(saved[0])
+            self.depth_guard.restore(saved[1])
+            raise
+
+    def _handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
         stats = PushStats()
         # (owner: a user or a symbol, its stream, push) in arrival order
         owned: list[tuple[str, Link | None, dict[str, Any]]] = []

@@ -249,9 +249,23 @@ def _redis(cluster: dict[str, Any]) -> Any:
 
 
 def routes_command(args: argparse.Namespace) -> int:
-    cluster = _state(args)
-    r = _redis(cluster)
+    import redis  # noqa: PLC0415
+
+    address = getattr(args, "redis", "")
+    if address:
+        host, _, port = address.rpartition(":")
+        r = redis.Redis(host=host or "127.0.0.1", port=int(port), ssl=args.tls)
+    else:
+        r = _redis(_state(args))
     try:
+        if getattr(args, "rebuild", False):
+            written = route.rebuild_routes(r)
+            for w in written:
+                print(
+                    f"rebuilt {w.symbol}: partition {w.partition} on {w.instance}, epoch {w.epoch}",
+                    file=sys.stderr,
+                )
+            print(f"{len(written)} route(s) rebuilt from the engines' checkpoints", file=sys.stderr)
         rows = [route.lookup(r, s) for s in route.listed_symbols(r)]
     finally:
         r.close()

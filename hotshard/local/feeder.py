@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from hotshard.kafka import consumer_config
 from hotshard.local.gateway import LambdaContext
 from hotshard.local.shapes import msk_event, msk_record
@@ -32,6 +34,7 @@ log = logging.getLogger("hotshard.feeder")
 STREAM_TOPICS = (TOPIC_ORDER_STATUS, TOPIC_FILLS, TOPIC_TRADES, TOPIC_DEPTH)
 GROUP = KAFKA_GROUP_PREFIX + "stream"
 ATTEMPTS = 3
+REDIS_WAIT_MAX_S = 1.0
 IDLE_WAIT_S = 0.1
 """With window 0: how long one read waits while nothing has arrived."""
 
@@ -135,13 +138,29 @@ class Feeder:
         return messages
 
     def _invoke(self, event: dict[str, Any]) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
+        """Invoke until the handler succeeds. A Redis that is down (restarting, failing
+        over) is waited out, as the MSK event source retries a failed batch until it
+        succeeds: the batch is not skipped, so no push and no order update is lost. Any
+        other failure is retried ATTEMPTS times, then the batch is skipped (logged)."""
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 self.invocations += 1
                 self.handler(event, LambdaContext("stream_handler"))
                 return
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.failures += 1
+                if attempt == 1:
+                    log.warning("redis unreachable: the batch waits for it")
+                if self.stopping.is_set():
+                    log.error("stopping with a batch not handled (redis unreachable)")
+                    return
+                time.sleep(min(REDIS_WAIT_MAX_S, 0.05 * 2 ** min(attempt, 6)))
             except Exception:
                 self.failures += 1
                 log.exception("stream handler failed", extra={"attempt": attempt})
+                if attempt >= ATTEMPTS:
+                    log.error("batch skipped after %d attempts", ATTEMPTS)
+                    return
                 time.sleep(0.05 * attempt)
-        log.error("batch skipped after %d attempts", ATTEMPTS)

@@ -41,6 +41,8 @@ from hotshard.migration.settings import MigrationSettings
 DEFAULT_STATE_FILE = Path(".hotshard") / "cluster.json"
 DEFAULT_SYMBOLS = ("HOT", "AAA", "BBB", "CCC", "DDD", "EEE")
 SUPERVISE_S = 0.5
+REBUILD_WINDOW_S = 30.0
+"""After a Redis restart, how long the supervisor keeps rebuilding lost routes."""
 ENGINE_ARGS = ("--fetch-wait-max-ms", "10")
 
 
@@ -104,6 +106,7 @@ class Cluster:
     say: Callable[[str], None] = lambda _line: None
     lock: threading.RLock = field(default_factory=threading.RLock)
     redis_restarts: int = 0
+    rebuild_until: float = 0.0
 
     # ------------------------------------------------------------------ engines
 
@@ -159,7 +162,20 @@ class Cluster:
             self.redis.restart()
             self.redis_restarts += 1
             self.write_state()
+            self.rebuild_until = time.monotonic() + REBUILD_WINDOW_S
             done.append(f"redis-server restarted on {self.redis.port} (AOF)")
+        if self.rebuild_until > time.monotonic():
+            # if it came back without its data, the engines' rewritten checkpoints bring
+            # the routes back (a route that exists is left alone: with the AOF, nothing)
+            try:
+                client = self.redis.client()
+                try:
+                    for w in route.rebuild_routes(client):
+                        done.append(f"route of {w.symbol} rebuilt: partition {w.partition}")
+                finally:
+                    client.close()
+            except Exception as exc:  # Redis still loading: next round
+                done.append(f"routes not rebuilt yet: {type(exc).__name__}")
         with self.lock:
             slots = list(self.slots.values())
         for slot in slots:
