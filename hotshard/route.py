@@ -295,27 +295,27 @@ class RebuiltRoute:
 def plan_rebuild(
     checkpoints: Iterable[recovery.Checkpoint], owners: Mapping[int, str]
 ) -> list[RebuiltRoute]:
-    """The routes the engines' checkpoints imply (pure): every symbol a partition's
+    """The routes the engines' checkpoints imply (pure): every book a partition's
     checkpoint lists routes to that partition, owned by the partition's live owner (else
-    the instance that wrote the checkpoint), ACTIVE, with an epoch above every fence any
-    partition holds for it (a symbol that moved keeps an epoch the old owner refuses).
-    A symbol listed by two checkpoints goes where it is not fenced; if that still leaves
-    two, the later checkpoint wins."""
+    the instance that wrote the checkpoint), ACTIVE, at the book's owner epoch, or above
+    every fence any partition holds for the symbol if that is higher (a moved symbol keeps
+    an epoch its old owner refuses). A book that is fenced where it is listed (kept for a
+    rollback) is not a home; of two homes, the later checkpoint wins."""
     fence: dict[str, int] = {}
-    homes: dict[str, tuple[int, int, str]] = {}  # symbol -> (taken_ms, partition, instance)
+    homes: dict[str, tuple[int, str, int]] = {}  # symbol -> (partition, instance, epoch)
     cps = list(checkpoints)
     for cp in cps:
-        for symbol, epoch in cp.fences.items():
-            fence[symbol] = max(fence.get(symbol, 0), epoch)
+        for symbol, entry in cp.fences.items():
+            fence[symbol] = max(fence.get(symbol, 0), entry.epoch)
     for cp in sorted(cps, key=lambda c: (c.taken_ms, c.partition)):
-        for symbol in cp.symbols:
+        for symbol, book in cp.books.items():
             if symbol in cp.fences:
                 continue
             instance = owners.get(cp.partition) or cp.instance
-            homes[symbol] = (cp.taken_ms, cp.partition, instance)
+            homes[symbol] = (cp.partition, instance, book.epoch)
     return [
-        RebuiltRoute(symbol, partition, instance, max(1, fence.get(symbol, 0)))
-        for symbol, (_, partition, instance) in sorted(homes.items())
+        RebuiltRoute(symbol, partition, instance, max(1, epoch, fence.get(symbol, 0)))
+        for symbol, (partition, instance, epoch) in sorted(homes.items())
     ]
 
 

@@ -4,7 +4,7 @@ pure, rebuild_routes against a real Redis)."""
 import pytest
 
 from hotshard import recovery, registry, route
-from hotshard.recovery import Checkpoint
+from hotshard.recovery import BookEntry, Checkpoint, FenceEntry
 
 
 def cp(
@@ -14,8 +14,11 @@ def cp(
     fences: dict[str, int] | None = None,
     taken_ms: int = 1,
     instance: str = "e0",
+    epoch: int = 0,
 ) -> Checkpoint:
-    return Checkpoint(partition, 10, symbols, {}, fences or {}, instance, taken_ms)
+    books = {s: BookEntry(f"redis:snap:{s}", 10, 5, epoch) for s in symbols}
+    fenced = {s: FenceEntry(e, 9, 5) for s, e in (fences or {}).items()}
+    return Checkpoint(partition, 10, books, fenced, {}, instance, taken_ms)
 
 
 def test_every_checkpointed_symbol_routes_to_its_partition_and_owner():
@@ -37,6 +40,11 @@ def test_a_moved_symbol_goes_where_it_is_not_fenced_with_an_epoch_above_the_fenc
     new = cp(5, ("HOT",), taken_ms=2)
     (hot,) = route.plan_rebuild([old, new], {0: "a", 5: "b"})
     assert (hot.partition, hot.instance, hot.epoch) == (5, "b", 4)
+
+
+def test_a_book_keeps_its_owner_epoch():
+    (s,) = route.plan_rebuild([cp(1, ("S",), epoch=7)], {})
+    assert s.epoch == 7
 
 
 def test_a_symbol_in_two_unfenced_checkpoints_goes_to_the_later_one():
