@@ -60,9 +60,15 @@ class EngineLoad:
     symbols: Mapping[str, float]  # symbol -> orders/s (active books only)
 
 
-def hottest(engines: Iterable[EngineLoad], engine: str | None = None) -> tuple[EngineLoad, str]:
-    """The engine to relieve (`engine`, else the highest CPU, then orders/s) and its busiest
-    symbol. Moving an engine's only symbol relieves nothing: NoHotSymbol."""
+RATE_ALARM = "SymbolRateHigh"  # infra/migration.py's per-symbol rate alarm
+
+
+def hottest(
+    engines: Iterable[EngineLoad], engine: str | None = None, *, by_rate: bool = False
+) -> tuple[EngineLoad, str]:
+    """The engine to relieve and its busiest symbol: `engine`; else, `by_rate` (the rate
+    alarm fired), the engine of the busiest symbol; else the highest CPU, then orders/s.
+    Moving an engine's only symbol relieves nothing: NoHotSymbol."""
     pool = list(engines)
     if engine is not None:
         pool = [e for e in pool if e.instance == engine]
@@ -71,7 +77,11 @@ def hottest(engines: Iterable[EngineLoad], engine: str | None = None) -> tuple[E
     busy = [e for e in pool if e.symbols]
     if not busy:
         raise NoHotSymbol("no engine has an active symbol")
-    source = max(busy, key=lambda e: (e.cpu_percent, sum(e.symbols.values()), e.instance))
+    if by_rate:
+        shared = [e for e in busy if len(e.symbols) > 1] or busy
+        source = max(shared, key=lambda e: (max(e.symbols.values()), e.instance))
+    else:
+        source = max(busy, key=lambda e: (e.cpu_percent, sum(e.symbols.values()), e.instance))
     if len(source.symbols) < 2:
         raise NoHotSymbol(f"{source.instance} trades one symbol only: moving it relieves nothing")
     symbol = max(source.symbols, key=lambda s: (source.symbols[s], s))

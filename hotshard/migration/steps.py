@@ -147,7 +147,8 @@ def detect_hot_symbol(ctx: Context, state: State) -> Result:
     request = plan.parse_request(state)
     symbol = request.symbol
     if symbol is None:
-        _, symbol = plan.hottest(_loads(ctx), request.engine)
+        by_rate = request.alarm == plan.RATE_ALARM
+        _, symbol = plan.hottest(_loads(ctx), request.engine, by_rate=by_rate)
     found = route.lookup(ctx.redis, symbol)
     if found is None:
         raise BadInput(f"{symbol} is not listed")

@@ -44,6 +44,16 @@ def test_hottest_is_the_busiest_symbol_of_the_hottest_engine() -> None:
         plan.hottest(engines, "zz")
 
 
+def test_the_rate_alarm_moves_the_busiest_symbol_wherever_it_is() -> None:
+    engines = [_load("a", 40, HOT=900, X=5), _load("b", 90, P=100, Q=300)]
+    assert plan.hottest(engines)[1] == "Q"
+    source, symbol = plan.hottest(engines, by_rate=True)
+    assert (source.instance, symbol) == ("a", "HOT")
+    # A busiest symbol alone on its engine is already isolated: the next busiest shared one.
+    alone = [_load("a", 40, HOT=900), _load("b", 90, P=100, Q=300)]
+    assert plan.hottest(alone, by_rate=True)[1] == "Q"
+
+
 def test_a_lone_symbol_is_not_worth_moving() -> None:
     with pytest.raises(NoHotSymbol):
         plan.hottest([_load("a", 99, ONLY=1000)])
