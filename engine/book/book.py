@@ -23,7 +23,7 @@ from mypy_extensions import i64
 from engine.book.index import OrderIndex
 from engine.book.instrument import Instrument
 from engine.book.level import COMPACT_SLACK, Level
-from engine.book.order import Order
+from engine.book.order import Order, Special
 from hotshard.commands import Command
 from hotshard.domain import MAX_PRICE, Action, Liquidity, OrderType, Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
@@ -429,9 +429,8 @@ class Book:
         is_stop = otype == STOP or otype == STOP_LIMIT  # noqa: PLR1714
         limit = otype == LIMIT or otype == STOP_LIMIT  # noqa: PLR1714
         order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
-        order.display = display
-        order.aon = aon
-        order.tif = tif
+        ext = Special(display, aon, 0, tif)
+        order.ext = ext
         # pending stops and orders that may rest enter the live index
         indexed = is_stop or (limit and tif == GTC)
         if (
@@ -452,8 +451,8 @@ class Book:
             # the last trade already reached the stop price: it triggers at once
             self._enter(order, limit, tif, True, out)
         else:
-            order.stop = stop
-            self._pend(order)
+            ext.stop = stop
+            self._pend(order, stop)
 
     def _enter(
         self, order: Order, limit: bool, tif: i64, triggered: bool, out: list[Event]
@@ -468,7 +467,11 @@ class Book:
         opp_keys = self.ask_keys if buy else self.bid_keys
         crosses = len(opp_keys) > 0 and opp_keys[-1] >= limit_key
         rests = limit and tif == GTC
+        ext = order.ext
+        aon = ext is not None and ext.aon
         if triggered:
+            if ext is not None and not ext.display and not aon:
+                order.ext = None  # from now on a plain order
             self._status(order, TRIGGERED, NO_REASON, out)
             if tif == FOK and not self._can_fill(buy, order.user_id, limit_key, order.leaves):
                 order.leaves = 0
@@ -487,9 +490,7 @@ class Book:
                 self._status(order, EXPIRED, _FILL_OR_KILL, out)
                 return
             self._status(order, ACCEPTED, NO_REASON, out)
-        if crosses and (
-            not order.aon or self._can_fill(buy, order.user_id, limit_key, order.leaves)
-        ):
+        if crosses and (not aon or self._can_fill(buy, order.user_id, limit_key, order.leaves)):
             self._take(order, limit_key, out)
         if rests:
             self._rest_remainder(order, 0, out)
@@ -498,16 +499,16 @@ class Book:
             self.live.remove(order)
         self._end_taker(order, _NO_LIQUIDITY if not limit else _IMMEDIATE_OR_CANCEL, out)
 
-    def _pend(self, order: Order) -> None:
+    def _pend(self, order: Order, stop: i64) -> None:
         """Put a stop in its side's queue for its trigger price."""
         if order.side == BUY:
             stops = self.stop_bids
             keys = self.stop_bid_keys
-            key: i64 = -order.stop
+            key: i64 = -stop
         else:
             stops = self.stop_asks
             keys = self.stop_ask_keys
-            key = order.stop
+            key = stop
         queue = stops.get(key)
         if queue is None:
             stops[key] = [order]
@@ -516,23 +517,23 @@ class Book:
             queue.append(order)
         self.stops += 1
 
-    def _unpend(self, order: Order) -> None:
+    def _unpend(self, order: Order, ext: Special) -> None:
         """Take a pending stop out of its queue (a cancel)."""
         if order.side == BUY:
             stops = self.stop_bids
             keys = self.stop_bid_keys
-            key: i64 = -order.stop
+            key: i64 = -ext.stop
         else:
             stops = self.stop_asks
             keys = self.stop_ask_keys
-            key = order.stop
+            key = ext.stop
         queue = stops[key]
         queue.remove(order)
         if not queue:
             del stops[key]
             del keys[bisect_left(keys, key)]
         self.stops -= 1
-        order.stop = 0
+        ext.stop = 0
 
     def _trigger_stops(self, out: list[Event], start: int) -> None:
         """Trigger the stops the trades among `out[start:]` reached, then those their own
@@ -557,23 +558,29 @@ class Book:
                 return
             order = elected[done]
             done += 1
-            self._enter(order, order.price != 0, order.tif, True, out)
+            ext = order.ext
+            self._enter(order, order.price != 0, ext.tif if ext is not None else GTC, True, out)
 
     def _elect(self, price: int, elected: list[Order]) -> None:
         keys = self.stop_bid_keys
         while keys and keys[-1] >= -price:
             queue = self.stop_bids.pop(keys.pop())
             for order in queue:
-                order.stop = 0
+                self._unstop(order)
             self.stops -= len(queue)
             elected.extend(queue)
         keys = self.stop_ask_keys
         while keys and keys[-1] >= price:
             queue = self.stop_asks.pop(keys.pop())
             for order in queue:
-                order.stop = 0
+                self._unstop(order)
             self.stops -= len(queue)
             elected.extend(queue)
+
+    def _unstop(self, order: Order) -> None:
+        ext = order.ext
+        if ext is not None:
+            ext.stop = 0
 
     def _end_taker(self, order: Order, reason: int, out: list[Event]) -> None:
         """A taker that may not rest (never in the live index): FILLED, or EXPIRED with
@@ -624,32 +631,33 @@ class Book:
             level = self._new_level(order.side, price)
         level.orders.append(order)
         level.total += order.leaves
-        if order.display or order.aon:
-            self._hide(level, order)
+        ext = order.ext
+        if ext is not None:
+            self._hide(level, order, ext)
         if not level.dirty:
             level.dirty = True
             self.dirty.append(level)
 
-    def _hide(self, level: Level, order: Order) -> None:
+    def _hide(self, level: Level, order: Order, ext: Special) -> None:
         """Count a resting iceberg or all-or-none order in its level's hidden quantity."""
-        display = order.display
+        display = ext.display
         if display:
             peak = display if display < order.leaves else order.leaves
-            order.peak = peak
+            ext.peak = peak
             level.hidden += order.leaves - peak
         else:
             level.hidden += order.leaves
         level.special += 1
 
-    def _rehide(self, level: Level, order: Order) -> None:
+    def _rehide(self, level: Level, order: Order, ext: Special) -> None:
         """`_hide` keeping the order's current peak (a replace that kept its place)."""
-        level.hidden += order.leaves - order.peak if order.display else order.leaves
+        level.hidden += order.leaves - ext.peak if ext.display else order.leaves
         level.special += 1
 
-    def _unhide(self, level: Level, order: Order) -> None:
+    def _unhide(self, level: Level, order: Order, ext: Special) -> None:
         """The opposite of `_hide`, for an order leaving its level (before leaves is 0)."""
-        if order.display:
-            level.hidden -= order.leaves - order.peak
+        if ext.display:
+            level.hidden -= order.leaves - ext.peak
         else:
             level.hidden -= order.leaves
         level.special -= 1
@@ -690,8 +698,12 @@ class Book:
         for j in range(level.head, len(queue)):
             maker = queue[j]
             if maker.leaves and not (stp and maker.user_id == user_id):
-                peak = maker.peak if maker.display else maker.leaves
-                makers.append((maker.leaves, peak, maker.display, maker.aon))
+                ext = maker.ext
+                if ext is None:
+                    makers.append((maker.leaves, maker.leaves, 0, False))
+                else:
+                    peak = ext.peak if ext.display else maker.leaves
+                    makers.append((maker.leaves, peak, ext.display, ext.aon))
         j = 0
         while j < len(makers) and qty > 0:
             leaves, peak, display, aon = makers[j]
@@ -859,9 +871,10 @@ class Book:
                     level.dead -= 1
                 i += 1
                 continue
+            ext = maker.ext
             if stp and maker.user_id == taker_user:
-                if maker.display or maker.aon:
-                    self._unhide(level, maker)
+                if ext is not None:
+                    self._unhide(level, maker, ext)
                 level.total -= left
                 maker.leaves = 0
                 if i == head:
@@ -872,12 +885,17 @@ class Book:
                 self._status(maker, CANCELLED, _SELF_TRADE_PREVENTED, out)
                 self._ended(maker)
                 continue
-            aon = maker.aon
+            aon = False
+            display: i64 = 0
+            avail = left
+            if ext is not None:
+                aon = ext.aon
+                display = ext.display
+                if display:
+                    avail = ext.peak
             if aon and left > rem:
                 i += 1
                 continue
-            display = maker.display
-            avail = maker.peak if display else left
             qty = avail if avail < rem else rem
             rem -= qty
             left -= qty
@@ -885,8 +903,8 @@ class Book:
             maker.leaves = left
             filled = maker.filled + qty
             maker.filled = filled
-            if display:
-                maker.peak -= qty
+            if ext is not None and display:
+                ext.peak -= qty
             elif aon:
                 level.hidden -= qty
             maker_id = maker.order_id
@@ -913,14 +931,15 @@ class Book:
                 self._ended(maker)
                 continue
             self._status(maker, PARTIALLY_FILLED, NO_REASON, out)
-            if display and not maker.peak:
+            if ext is not None and display and not ext.peak:
                 # refresh: the next peak goes to the back of the level
                 fresh = Order(
                     left, filled, maker_id, maker_user, maker.side, price, maker.post_only
                 )
-                fresh.display = display
                 peak = display if display < left else left
-                fresh.peak = peak
+                ext.peak = peak
+                fresh.ext = ext
+                maker.ext = None
                 level.hidden -= peak
                 self.live.swap(maker, fresh)
                 maker.leaves = 0
@@ -939,8 +958,9 @@ class Book:
         order = self._find(order_id, user_id, out)
         if order is None:
             return
-        if order.stop:
-            self._unpend(order)
+        ext = order.ext
+        if ext is not None and ext.stop:
+            self._unpend(order, ext)
             order.leaves = 0
         else:
             self._unlink(order)
@@ -953,7 +973,8 @@ class Book:
         order = self._find(order_id, user_id, out)
         if order is None:
             return
-        if order.stop:
+        ext = order.ext
+        if ext is not None and ext.stop:
             self._status(order, REJECTED, _STOP_NOT_REPLACEABLE, out)
             return
         reason = self._check_size(qty)
@@ -989,11 +1010,13 @@ class Book:
         moved = Order(
             leaves, filled, order.order_id, order.user_id, order.side, price, order.post_only
         )
-        moved.display = order.display
-        moved.aon = order.aon
+        ext = order.ext
+        moved.ext = ext
+        order.ext = None
         self.live.swap(order, moved)
         self._status(moved, REPLACED, NO_REASON, out)
-        if crosses and (not moved.aon or self._can_fill(buy, moved.user_id, limit_key, leaves)):
+        aon = ext is not None and ext.aon
+        if crosses and (not aon or self._can_fill(buy, moved.user_id, limit_key, leaves)):
             self._take(moved, limit_key, out)
         self._rest_remainder(moved, filled, out)
 
@@ -1015,8 +1038,9 @@ class Book:
     def _unlink(self, order: Order) -> None:
         """Take a live order off its level (lazily: it stays queued with leaves 0)."""
         level = self._level_of(order)
-        if order.display or order.aon:
-            self._unhide(level, order)
+        ext = order.ext
+        if ext is not None:
+            self._unhide(level, order, ext)
         level.total -= order.leaves
         order.leaves = 0
         self._touch(level)
@@ -1038,12 +1062,13 @@ class Book:
     def _reduce(self, order: Order, by: i64) -> None:
         level = self._level_of(order)
         level.total -= by
-        if order.display or order.aon:
-            self._unhide(level, order)
+        ext = order.ext
+        if ext is not None:
+            self._unhide(level, order, ext)
             order.leaves -= by
-            if order.peak > order.leaves:  # noqa: PLR1730 - no generic min() on i64
-                order.peak = order.leaves
-            self._rehide(level, order)
+            if ext.peak > order.leaves:  # noqa: PLR1730 - no generic min() on i64
+                ext.peak = order.leaves
+            self._rehide(level, order, ext)
         else:
             order.leaves -= by
         self._touch(level)
@@ -1243,13 +1268,10 @@ class Book:
             ):
                 raise ValueError(f"stop {user_id}/{order_id} invalid")
             order = Order(qty, 0, order_id, user_id, side, price, False)
-            order.stop = stops[i]
-            order.tif = tifs[i]
-            order.display = displays[i]
-            order.aon = aons[i]
+            order.ext = Special(displays[i], aons[i], stops[i], tifs[i])
             if not self.live.insert(order):
                 raise ValueError(f"order {user_id}/{order_id} twice")
-            self._pend(order)
+            self._pend(order, stops[i])
 
     def ended_orders(self) -> list[Order]:
         """The ended orders remembered for duplicate rejection, oldest first."""
@@ -1302,10 +1324,10 @@ class Book:
                     raise ValueError(f"order {user_id}/{order_id} invalid")
                 if display and not 0 < peak <= min(display, qty):
                     raise ValueError(f"order {user_id}/{order_id} invalid")
-                order.display = display
-                order.aon = aons[i]
-                order.peak = peak if display else 0
-                self._rehide(level, order)
+                ext = Special(display, aons[i], 0, GTC)
+                ext.peak = peak if display else 0
+                order.ext = ext
+                self._rehide(level, order, ext)
 
     def restore_ended(self, order_ids: list[str], user_ids: list[str], filled: list[int]) -> None:
         """Remember ended orders, oldest first (from `ended_orders`). Raises ValueError."""

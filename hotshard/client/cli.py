@@ -147,9 +147,9 @@ def parser() -> argparse.ArgumentParser:
         "--type",
         dest="order_type",
         type=str.upper,
-        choices=("LIMIT", "MARKET"),
+        choices=("LIMIT", "MARKET", "STOP", "STOP_LIMIT"),
         default="LIMIT",
-        help="LIMIT (default) or MARKET",
+        help="LIMIT (default), MARKET, STOP or STOP_LIMIT (these two need --stop-price)",
     )
     place.add_argument(
         "--tif",
@@ -159,6 +159,15 @@ def parser() -> argparse.ArgumentParser:
         help="time in force: GTC (default), IOC or FOK",
     )
     place.add_argument("--post-only", action="store_true", help="reject if it would trade")
+    place.add_argument(
+        "--stop-price", type=int, help="STOP / STOP_LIMIT: the last trade price that triggers it"
+    )
+    place.add_argument(
+        "--display-quantity", type=int, help="an iceberg: show only this much of the quantity"
+    )
+    place.add_argument(
+        "--all-or-none", action="store_true", help="trade only the whole quantity at once"
+    )
     place.add_argument("--order-id", default="", help="your id for it (default: generated)")
 
     replace = sub.add_parser(
@@ -284,6 +293,9 @@ async def _run(args: argparse.Namespace, token: str) -> int:
                     order_type=args.order_type,
                     tif=args.tif,
                     post_only=args.post_only,
+                    stop_price=args.stop_price,
+                    display_quantity=args.display_quantity,
+                    all_or_none=args.all_or_none,
                 )
             ]
         elif args.command == "replace":

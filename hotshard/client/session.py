@@ -142,6 +142,9 @@ class Client:
         order_type: str = "LIMIT",
         tif: str = "GTC",
         post_only: bool = False,
+        stop_price: int | None = None,
+        display_quantity: int | None = None,
+        all_or_none: bool = False,
     ) -> Message:
         frame: Message = {
             "action": "order",
@@ -156,6 +159,12 @@ class Client:
             frame["price"] = price
         if post_only:
             frame["post_only"] = True
+        if stop_price is not None:
+            frame["stop_price"] = stop_price
+        if display_quantity is not None:
+            frame["display_quantity"] = display_quantity
+        if all_or_none:
+            frame["all_or_none"] = True
         return await self.request(frame)
 
     async def replace(self, symbol: str, order_id: str, price: int, quantity: int) -> Message:

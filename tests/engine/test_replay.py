@@ -183,3 +183,43 @@ def test_help_explains_every_option():
     )
     for option in ("--input", "--output", "--depth-levels", "--symbols", "--quiet"):
         assert option in result.stdout
+
+
+def test_stops_icebergs_and_all_or_none_orders_replay_from_client_json(tmp_path):
+    def order(oid: str, side: str, quantity: int, **fields: object) -> dict[str, object]:
+        return {"symbol": "X", "order_id": oid, "user_id": oid, "side": side} | {
+            "quantity": quantity,
+            **fields,
+        }
+
+    orders = [
+        order("ice", "SELL", 10, price=100, display_quantity=2),
+        order("aon", "SELL", 50, price=100, all_or_none=True),
+        order("stop", "BUY", 3, type="STOP", stop_price=100),
+        order("sl", "BUY", 1, type="stop_limit", stop_price=101, price=90),
+        order("bad", "BUY", 3, type="STOP", stop_price=100, tif="IOC", all_or_none=True),
+        order("t", "BUY", 1, price=100),
+    ]
+    events = run(tmp_path, "--depth-levels", "3", orders=orders)
+    depth = [(e["bids"], e["asks"]) for e in events if e["type"] == "depth"]
+    # the iceberg shows its peak, the all-or-none order and the pending stops nothing
+    assert depth[:5] == [([], [[100, 2]])] * 5
+    status = [(e["order_id"], e["status"]) for e in events if e["type"] == "order_status"]
+    assert ("bad", "REJECTED") in status
+    assert [e.get("reason") for e in events if e.get("order_id") == "bad"] == [
+        "ALL_OR_NONE_NOT_ALLOWED"
+    ]
+    # t trades 1 at 100; that trade triggers the stop, which takes the last 1 of the peak
+    # and the whole of its refresh (2, behind the all-or-none order it passes by), so the
+    # iceberg shows a third peak; the stop-limit at 101 stays pending
+    assert status[-7:] == [
+        ("t", "ACCEPTED"),
+        ("ice", "PARTIALLY_FILLED"),
+        ("t", "FILLED"),
+        ("stop", "TRIGGERED"),
+        ("ice", "PARTIALLY_FILLED"),
+        ("ice", "PARTIALLY_FILLED"),
+        ("stop", "FILLED"),
+    ]
+    assert depth[-1] == ([], [[100, 2]])
+    assert [e["quantity"] for e in events if e["type"] == "trade"] == [1, 1, 2]

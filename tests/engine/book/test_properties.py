@@ -14,6 +14,7 @@ from hotshard.reasons import Reason
 from tests.reference.naive_book import NaiveBook
 
 ORDER_IDS = [str(i) for i in range(12)]
+MANY_IDS = [str(i) for i in range(60)]  # ids the amends never name: new orders all along
 USERS = ["alice", "bob", "carol"]
 
 instruments = st.builds(
@@ -29,10 +30,16 @@ instruments = st.builds(
 )
 
 
+PLAIN_MOSTLY = ["limit"] * 8 + ["market", "stop", "stop_limit", "iceberg", "aon"]
+STOPS_OFTEN = ["limit"] * 4 + ["market", "iceberg", "aon"] + ["stop", "stop_limit"] * 3
+
+
 @st.composite
-def valid_adds(draw: st.DrawFn) -> Command:
+def valid_adds(
+    draw: st.DrawFn, kinds: list[str] = PLAIN_MOSTLY, ids: list[str] = ORDER_IDS
+) -> Command:
     """Mostly plain limits, some markets, stops, stop-limits, icebergs, all-or-none."""
-    kind = draw(st.sampled_from(["limit"] * 8 + ["market", "stop", "stop_limit", "iceberg", "aon"]))
+    kind = draw(st.sampled_from(kinds))
     otype = {"market": 2, "stop": 3, "stop_limit": 4}.get(kind, 1)
     resting_kind = kind in ("iceberg", "aon")
     tif = 1 if resting_kind else draw(st.sampled_from([1, 1, 1, 1, 2, 3]))
@@ -40,7 +47,7 @@ def valid_adds(draw: st.DrawFn) -> Command:
     qty = draw(st.sampled_from([5, 10, 15, 20, 30]))
     return (
         1,
-        draw(st.sampled_from(ORDER_IDS)),
+        draw(st.sampled_from(ids)),
         draw(st.sampled_from(USERS)),
         draw(st.sampled_from([1, 2])),
         otype,
@@ -89,6 +96,14 @@ streams = st.lists(
 )
 
 
+stop_streams = st.lists(
+    st.one_of(*[valid_adds(STOPS_OFTEN, MANY_IDS)] * 6, amends, invalid_adds),
+    min_size=10,
+    max_size=120,
+)
+"""Streams where stops are a third of the orders: they trigger, and cascade, often."""
+
+
 def run(book: Book, commands: list[Command]) -> list[list[Event]]:
     return [book.apply(c) for c in commands]
 
@@ -102,8 +117,18 @@ def test_events_and_depth_match_the_naive_reference(instrument, commands):
         assert fast.depth(20) == naive.depth(20)
 
 
+@settings(max_examples=300, deadline=None)
+@given(instruments, stop_streams)
+def test_stop_cascades_match_the_naive_reference(instrument, commands):
+    fast, naive = Book(instrument), NaiveBook(instrument)
+    for command in commands:
+        assert fast.apply(command) == naive.apply(command), command
+        assert fast.depth(20) == naive.depth(20)
+    assert fast.stops == len(naive.pending)
+
+
 @settings(max_examples=200, deadline=None)
-@given(instruments, streams)
+@given(instruments, st.one_of(streams, stop_streams))
 def test_book_is_never_crossed_at_rest(instrument, commands):
     book = Book(instrument)
     for command in commands:
@@ -173,7 +198,7 @@ def test_event_stream_is_deterministic_byte_for_byte(instrument, commands):
 
 
 @settings(max_examples=200, deadline=None)
-@given(instruments, streams, st.integers(0, 80))
+@given(instruments, st.one_of(streams, stop_streams), st.integers(0, 120))
 def test_snapshot_restore_at_any_point_continues_identically(instrument, commands, cut):
     cut = min(cut, len(commands))
     original = Book(instrument)

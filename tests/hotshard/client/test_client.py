@@ -300,3 +300,29 @@ def test_cli_covers_open_orders_cancel_all_fills_instruments_balance(cluster, r,
     with pytest.raises(SystemExit) as usage:  # no --http-url
         main(["orders", "--secret", SECRET, "--user", "x"])
     assert usage.value.code == 2
+
+
+def test_a_stop_an_iceberg_and_an_all_or_none_order_travel_end_to_end(cluster, r, capsys):
+    """Client JSON with the new fields, through the router and Kafka to the engine and back:
+    the trade at 50 triggers the stop inside the same command, and the events say so."""
+    route.list_symbol_at(r, "NFLX", 2, "client-e2")
+    common = ["--url", cluster.gateway.ws_url, "--secret", SECRET, "--user", "cli", "--wait"]
+    place = [*common, "1", "place", "NFLX"]
+    assert main([*place, "sell", "10", "50", "--display-quantity", "2", "--order-id", "i"]) == 0
+    assert main([*place, "sell", "9", "51", "--all-or-none", "--order-id", "a"]) == 0
+    stop = ["--type", "stop", "--stop-price", "50", "--order-id", "s"]
+    assert main([*place, "buy", "3", *stop]) == 0
+    assert "STATUS  NFLX s ACCEPTED" in capsys.readouterr().out
+    bad = ["--type", "stop", "--stop-price", "50", "--all-or-none", "--order-id", "x"]
+    assert main([*place, "buy", "3", *bad]) == 0
+    assert "ALL_OR_NONE_NOT_ALLOWED" in capsys.readouterr().out
+    assert main([*place, "buy", "1", "50", "--order-id", "t"]) == 0
+    out = capsys.readouterr().out
+    assert "STATUS  NFLX t FILLED" in out
+    # the stop's events are pushed to its owner (the same user here) after t's
+    for _ in range(100):
+        record = r.hgetall("order:cli:s")
+        if record.get(b"status") == b"FILLED":
+            break
+        time.sleep(0.1)
+    assert record[b"status"] == b"FILLED" and record[b"filled"] == b"3", record
