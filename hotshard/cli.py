@@ -1,6 +1,7 @@
 """`hotshard`: the user's entry point to a local hotshard (docs/ARCHITECTURE.md).
 
-    hotshard demo [--orders N] [--symbols K] [--clients C] [--duration S] [--in-process]
+    hotshard demo [--strategy pre-copy|stop-and-copy] [--rate R] [--clients C] [--duration S]
+    hotshard demo --no-migrate [--orders N] [--symbols K] ...   hotshard demo --in-process
     hotshard replay --input orders.jsonl --output events.jsonl [--depth-levels N] ...
     hotshard fund USER ASSET AMOUNT [--redis-host H] [--redis-port P]
     hotshard up [--engines N] [--warm W] [--partitions P] [--symbols A,B] [--no-monitor]
@@ -20,8 +21,8 @@ from engine import replay
 
 EPILOG = """\
 commands:
-  demo     a local cluster (Tansu, Redis, two engines, the local API Gateway) and WebSocket
-           clients sending a generated flow; a summary of acks, pushes, rates and rejects
+  demo     `hotshard up`, WebSocket clients trading, the monitor moving the hot symbol live;
+           a live view, a summary and a latency plot (--no-migrate: the edge at speed)
   replay   client orders from a file through the books, every event to a file (a backtest)
   fund     an operator's credit (or debit) of a user's balance in Redis, for local use
   up       a local cluster that keeps running: Tansu, Redis (AOF), engines, a warm pool,
@@ -60,14 +61,33 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clients",
         type=_positive(int),
-        default=8,
-        help="WebSocket clients sending the flow (default 8)",
+        default=None,
+        help="WebSocket clients sending the flow (default 6; 8 with --no-migrate)",
     )
     p.add_argument(
         "--duration",
         type=_positive(float),
-        default=30.0,
-        help="stop sending after this many seconds (default 30)",
+        default=None,
+        help="stop sending after this many seconds (default 60: the move and 15 s after it, "
+        "whichever is first; 30 with --no-migrate)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("pre-copy", "stop-and-copy"),
+        default="pre-copy",
+        help="how the monitor's migration moves the hot symbol (default pre-copy)",
+    )
+    p.add_argument(
+        "--rate",
+        type=_positive(float),
+        default=300.0,
+        help="orders/s the clients offer in the migration demo (default 300)",
+    )
+    p.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="the flow at speed through two engines and the edge, no migration (the "
+        "edge's figures: acks/s, pushes/s, latency)",
     )
     p.add_argument(
         "--in-process",
@@ -90,6 +110,20 @@ def demo(args: argparse.Namespace) -> int:
 
         orders = args.orders or 500_000
         return matching.run(orders, args.symbols, args.seed, args.top, console)
+    if not args.no_migrate:
+        from hotshard.local.demo import migration  # noqa: PLC0415 - starts real services
+
+        console.rule(
+            f"[bold]hotshard demo: a hot symbol moved live ({args.strategy}) while trading"
+        )
+        options = migration.DemoOptions(
+            strategy=args.strategy,
+            clients=args.clients or 6,
+            rate=args.rate,
+            duration=args.duration or 60.0,
+            seed=args.seed,
+        )
+        return migration.run(options, console)
     from hotshard.local.demo import cluster  # noqa: PLC0415 - starts real services
 
     console.rule(
@@ -101,8 +135,8 @@ def demo(args: argparse.Namespace) -> int:
         args.seed,
         args.top,
         console,
-        clients=args.clients,
-        duration=args.duration,
+        clients=args.clients or 8,
+        duration=args.duration or 30.0,
     )
 
 
@@ -133,10 +167,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     d = sub.add_parser(
         "demo",
-        help="a local cluster trading a generated flow (what `make demo` runs)",
-        description="Start Tansu, Redis, two engine processes and the local API Gateway on "
-        "free ports, send a generated 100-symbol Zipf flow through WebSocket clients, and "
-        "summarise acks, pushes, rates and rejects. Stops by itself (--duration).",
+        help="a hot symbol moved live while trading goes on (what `make demo` runs)",
+        description="`hotshard up` with three engines and a warm one, WebSocket clients "
+        "trading a flow in which HOT takes half the orders, the monitor migrating HOT by "
+        "itself (--strategy), a live view, a summary and a plot (last line: `plot: PATH`). "
+        "--no-migrate: the flow at speed through two engines, acks, pushes, latency. "
+        "--in-process: the books alone.",
     )
     _demo_arguments(d)
     d.set_defaults(run=demo)

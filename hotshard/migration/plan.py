@@ -36,7 +36,11 @@ def parse_request(event: Mapping[str, Any]) -> Request:
     `{"engine": "e-0"}` (its hottest symbol) or an EventBridge CloudWatch alarm event."""
     if event.get("source") == ALARM_SOURCE:
         detail = event.get("detail") or {}
-        return Request(DEFAULT_STRATEGY, alarm=str(detail.get("alarmName", "alarm")))
+        # An EventBridge target's input transformer may add the strategy to the event.
+        chosen = str(event.get("strategy") or DEFAULT_STRATEGY)
+        if chosen not in STRATEGIES:
+            raise BadInput(f"strategy {chosen!r}: one of {', '.join(STRATEGIES)}")
+        return Request(chosen, alarm=str(detail.get("alarmName", "alarm")))
     strategy = str(event.get("strategy") or DEFAULT_STRATEGY)
     if strategy not in STRATEGIES:
         raise BadInput(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")

@@ -31,6 +31,16 @@ def test_an_alarm_event_asks_for_the_hottest_engine() -> None:
     assert plan.parse_request(event) == plan.Request("pre-copy", alarm="EngineCpuHigh")
 
 
+def test_an_alarm_event_may_carry_the_strategy() -> None:
+    """An EventBridge target's input transformer (the demo's monitor) may add it."""
+    event = {"source": "aws.cloudwatch", "detail": {"alarmName": "SymbolRateHigh"}}
+    assert plan.parse_request({**event, "strategy": "stop-and-copy"}) == plan.Request(
+        "stop-and-copy", alarm="SymbolRateHigh"
+    )
+    with pytest.raises(BadInput, match="strategy"):
+        plan.parse_request({**event, "strategy": "teleport"})
+
+
 def _load(name: str, cpu: float, **symbols: float) -> plan.EngineLoad:
     return plan.EngineLoad(name, f"{name}:1", (0,), cpu, symbols)
 
