@@ -28,9 +28,17 @@ class SnapshotInfo:
     partition: int
     seq: int
     owner_epoch: int = 0
+    fenced: bool = False
 
 
-def dump(book: Book, *, input_offset: int = -1, partition: int = -1, owner_epoch: int = 0) -> bytes:
+def dump(
+    book: Book,
+    *,
+    input_offset: int = -1,
+    partition: int = -1,
+    owner_epoch: int = 0,
+    fenced: bool = False,
+) -> bytes:
     state = snapshot_pb2.BookState(seq=book.seq, last_price=book.last_price)
     # hotshard.v1.Instrument has the Instrument dataclass's fields, by the same names
     state.instrument.CopyFrom(snapshot_pb2.Instrument(**asdict(book.instrument)))
@@ -77,6 +85,7 @@ def dump(book: Book, *, input_offset: int = -1, partition: int = -1, owner_epoch
         crc32=zlib.crc32(body),
         state=body,
         owner_epoch=owner_epoch,
+        fenced=fenced,
     )
     return envelope.SerializeToString()
 
@@ -85,7 +94,12 @@ def info(data: bytes) -> SnapshotInfo:
     """Read the envelope and check the checksum, without building the book."""
     envelope, state = _open(data)
     return SnapshotInfo(
-        envelope.symbol, envelope.input_offset, envelope.partition, state.seq, envelope.owner_epoch
+        envelope.symbol,
+        envelope.input_offset,
+        envelope.partition,
+        state.seq,
+        envelope.owner_epoch,
+        envelope.fenced,
     )
 
 
@@ -136,7 +150,12 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
     for price in state.dirty_asks:
         book.mark_dirty(SELL, price)
     return book, SnapshotInfo(
-        envelope.symbol, envelope.input_offset, envelope.partition, book.seq, envelope.owner_epoch
+        envelope.symbol,
+        envelope.input_offset,
+        envelope.partition,
+        book.seq,
+        envelope.owner_epoch,
+        envelope.fenced,
     )
 
 

@@ -96,6 +96,7 @@ class Engine:
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="offload")
     )
     _heart: threading.Thread | None = None
+    _periodic: bool = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -338,9 +339,9 @@ class Engine:
         now = time.monotonic()
         if self._redis_lost and now < self._redis_retry_at:
             pass  # Redis is down: matching goes on, the checkpoint waits for the next try
-        elif now - self._last_snapshot >= s.snapshot_interval_s:
+        elif now - self._last_snapshot >= s.snapshot_interval_s and not self._periodic:
             self._last_snapshot = now
-            self._redis_step(now, lambda: self.checkpoint_all("periodic"))
+            self._redis_step(now, self.periodic_checkpoint)
         if now - self._last_depth >= s.depth_snapshot_interval_s:
             self._last_depth = now
             self._publish(self.state.depth_snapshots(s.depth_levels))
@@ -447,6 +448,74 @@ class Engine:
         self.register()
         self.state.dirty.update(self.state.market.books)
         log.warning("redis restarted or failed over: partitions claimed, books re-snapshot")
+
+    def periodic_checkpoint(self) -> None:
+        """Snapshot every changed active book off the loop, one at a time (each is frozen
+        only while its own dump runs: its records wait, every other symbol goes on), then
+        write the checkpoints naming them."""
+        state = self.state
+        todo = sorted(s for s in state.dirty if state.active(s))
+        self._periodic = True
+        began = time.monotonic()
+
+        def finish() -> None:
+            self._periodic = False
+            self._redis_step(time.monotonic(), write)
+
+        def write() -> None:
+            if self.flush() and self.write_checkpoints():
+                log.info(
+                    "checkpoint",
+                    extra={
+                        "why": "periodic",
+                        "snapshots": len(todo),
+                        "seconds": round(time.monotonic() - began, 3),
+                        "positions": dict(state.position),
+                    },
+                )
+
+        def step(i: int) -> None:
+            while i < len(todo) and not state.active(todo[i]):
+                i += 1  # removed, fenced or frozen meanwhile: the next checkpoint has it
+            if i == len(todo):
+                finish()
+                return
+            symbol = todo[i]
+            if not self.flush():  # a snapshot is stored only once its events are out
+                self._periodic = False
+                return
+            book = state.market.books[symbol]
+            partition = state.home[symbol]
+            offset = state.applied_offset(symbol)
+            epoch = state.epoch.get(symbol, 0)
+            seq = book.seq
+            state.frozen.add(symbol)
+
+            def store() -> str:
+                data = dump(book, input_offset=offset, partition=partition, owner_epoch=epoch)
+                record = self.store.put(
+                    symbol,
+                    data,
+                    partition=partition,
+                    input_offset=offset,
+                    seq=seq,
+                    owner_epoch=epoch,
+                )
+                return record.location
+
+            def then(done: Future[str]) -> None:
+                state.frozen.discard(symbol)
+                error = done.exception()
+                if error is None:
+                    self.stored(symbol, done.result(), offset, seq)
+                else:
+                    log.warning("snapshot failed", extra={"symbol": symbol, "error": str(error)})
+                self._apply(state.drain(symbol))
+                step(i + 1)
+
+            self.offload(store, then)
+
+        step(0)
 
     def write_checkpoints(self) -> bool:
         """The checkpoints of every owned partition as the state is now (no snapshot taken;

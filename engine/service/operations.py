@@ -291,6 +291,7 @@ class Operations:
                 input_offset=entry.offset,
                 partition=entry.partition,
                 owner_epoch=entry.owner_epoch,
+                fenced=True,
             )
             engine.store.put(
                 symbol,
@@ -356,6 +357,8 @@ class Operations:
                 info.owner_epoch,
                 from_offset,
                 location,
+                # a fence snapshot (stop-and-copy): its source applies nothing after it
+                stop=info.input_offset if info.fenced and info.partition == source else -1,
                 snapshot_seq=info.seq,
             )
             state.expect[symbol] = max(state.expect.get(symbol, 0), info.owner_epoch)

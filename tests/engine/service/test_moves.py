@@ -2,7 +2,7 @@
 shadows, pending replays, and what a checkpoint says about them. Each test names the
 defect of the code before owner epochs that it would have caught."""
 
-from engine.book import Book, Market, add, cancel
+from engine.book import Book, Instrument, Market, add, cancel
 from engine.book.snapshot import dump, load
 from engine.service import core, handover
 from engine.service.core import EngineState, Record, Replay, Shadow, restore_partition
@@ -200,3 +200,10 @@ def test_a_flush_never_waits_as_long_as_the_ownership_ttl():
     engine = Engine(settings, EngineState(Market()), None, producer, None, None)  # type: ignore[arg-type]
     assert engine.flush()
     assert producer.timeouts == [2.0]
+
+
+def test_a_fence_snapshot_says_so_and_a_shadow_from_it_stops_there():
+    book = Book(Instrument("F"))
+    info = load(dump(book, input_offset=7, partition=0, owner_epoch=2, fenced=True))[1]
+    assert (info.input_offset, info.owner_epoch, info.fenced) == (7, 2, True)
+    assert not load(dump(book))[1].fenced
