@@ -454,6 +454,7 @@ class Engine:
         only while its own dump runs: its records wait, every other symbol goes on), then
         write the checkpoints naming them."""
         state = self.state
+        self._reclaim_if_forgotten()
         todo = sorted(s for s in state.dirty if state.active(s))
         self._periodic = True
         began = time.monotonic()
