@@ -13,28 +13,57 @@ rejection answers is worked out per order_id by `Outstanding` (the engine answer
 order_id's frames in the order they were sent).
 """
 
+import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hotshard.client.frames import ANSWERS, Message
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Bounded exponential backoff: retry n (1-based) waits base_s * 2^(n-1), at most
-    cap_s; after max_retries retries the rejection stands."""
+    """Bounded exponential backoff with full jitter: retry n (1-based) waits a uniformly
+    random time in [0, min(cap_s, base_s * 2^(n-1))] (`jitter=False`: exactly that bound),
+    so clients a move or an outage turned away together do not come back together; after
+    max_retries retries the rejection stands."""
 
     max_retries: int = 5
     base_s: float = 0.05
     cap_s: float = 1.0
+    jitter: bool = True
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
-    def delay(self, retry: int) -> float | None:
-        """Seconds before retry number `retry` (1 = the first), None: give up."""
+    def ceiling(self, retry: int) -> float | None:
+        """The longest wait before retry number `retry` (1 = the first), None: give up."""
         if retry < 1 or retry > self.max_retries:
             return None
         return float(min(self.cap_s, self.base_s * 2 ** (retry - 1)))
+
+    def delay(self, retry: int) -> float | None:
+        """Seconds before retry number `retry`, None: give up."""
+        ceiling = self.ceiling(retry)
+        if ceiling is None or not self.jitter:
+            return ceiling
+        return self.rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """How a Client comes back after its connection dropped (a gateway restart, a network
+    blip, API Gateway's 2-hour limit): full-jitter exponential backoff from base_s up to
+    cap_s between tries, at most max_attempts tries (0: forever)."""
+
+    max_attempts: int = 20
+    base_s: float = 0.1
+    cap_s: float = 5.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay(self, attempt: int) -> float | None:
+        if attempt < 1 or (self.max_attempts and attempt > self.max_attempts):
+            return None
+        return self.rng.uniform(0.0, min(self.cap_s, self.base_s * 2 ** min(attempt - 1, 30)))
 
 
 DEFAULT_POLICY = RetryPolicy()

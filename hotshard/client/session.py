@@ -8,7 +8,14 @@
 
 Replies are matched to requests by `request_id` (the client numbers its frames); pushes
 (FILL, ORDER_STATUS, TRADE, DEPTH) go to `pushes()` and the `on_push` callback.
-STALE_ROUTE is retried transparently (hotshard.client.retry).
+STALE_ROUTE is retried transparently, with full-jitter backoff (hotshard.client.retry).
+
+A dropped connection is reopened by itself (`reconnect`, a ReconnectPolicy: full-jitter
+exponential backoff): the symbols subscribed to are subscribed again, and every request
+not answered yet is sent again with its own request_id, so its caller gets the reply of
+the resend. That is safe: an order is idempotent on (user_id, order_id) at the router (a
+resend of an acknowledged order gets the same ack, `duplicate: true`), a cancel or replace
+sent twice asks for the same end state. Requests made while it reconnects wait for it.
 """
 
 import asyncio
@@ -17,7 +24,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from hotshard.client.frames import ANSWERS, Message, is_stale
-from hotshard.client.retry import Outstanding, RetryPolicy, Sent
+from hotshard.client.retry import Outstanding, ReconnectPolicy, RetryPolicy, Sent
 from hotshard.edge.auth import mint_token
 
 
@@ -41,6 +48,10 @@ class ClientStats:
     pushes: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     gave_up: int = 0
+    reconnects: int = 0
+    """Times the connection was reopened after it dropped."""
+    resent: int = 0
+    """Requests sent again on a reopened connection."""
     batches: int = 0
     """BATCH frames received (each unpacked into its pushes)."""
 
@@ -67,8 +78,18 @@ class Client:
         on_push: Callable[[Message], None] | None = None,
         on_retry: Callable[[Message, int, float], None] | None = None,
         queue_pushes: bool = True,
+        dial: Callable[[], Awaitable[ClientConnection]] | None = None,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
         self.ws = ws
+        self.dial = dial
+        self.reconnect = reconnect if dial is not None else None
+        self.subscriptions: set[str] = set()
+        self._frames: dict[int, Message] = {}  # request_id -> frame, until answered
+        self._silent: set[int] = set()  # the client's own resubscriptions
+        self._closing = False
+        self._connected = asyncio.Event()
+        self._connected.set()
         self.queue_pushes = queue_pushes
         self.policy = policy or RetryPolicy()
         self.reply_timeout_s = reply_timeout_s
@@ -98,23 +119,27 @@ class Client:
         `on_push` see one push at a time either way."""
         if batch:
             url += ("&" if "?" in url else "?") + "pushes=batch"
-        try:
-            ws = await connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {token}"},
-                open_timeout=open_timeout_s,
-                proxy=None,
-                max_size=1 << 20,
-                max_queue=1024,
-                compression=None,  # API Gateway negotiates none
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = exc.response.body.decode(errors="replace") if exc.response.body else ""
-            raise ClientError(f"connection refused: HTTP {status} {body}".strip()) from exc
-        except (OSError, TimeoutError) as exc:
-            raise ClientError(f"cannot connect to {url}: {exc}") from exc
-        return cls(ws, **kwargs)
+
+        async def dial() -> ClientConnection:
+            try:
+                return await connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    open_timeout=open_timeout_s,
+                    proxy=None,
+                    max_size=1 << 20,
+                    max_queue=1024,
+                    compression=None,  # API Gateway negotiates none
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                body = exc.response.body.decode(errors="replace") if exc.response.body else ""
+                raise ClientError(f"connection refused: HTTP {status} {body}".strip()) from exc
+            except (OSError, TimeoutError) as exc:
+                raise ClientError(f"cannot connect to {url}: {exc}") from exc
+
+        kwargs.setdefault("reconnect", ReconnectPolicy())
+        return cls(await dial(), dial=dial, **kwargs)
 
     async def __aenter__(self) -> "Client":
         return self
@@ -123,6 +148,7 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await self.ws.close()
@@ -181,10 +207,15 @@ class Client:
         return await self.request({"action": "cancel", "symbol": symbol, "order_id": order_id})
 
     async def subscribe(self, symbols: Sequence[str]) -> Message:
-        return await self.request({"action": "subscribe", "symbols": list(symbols)})
+        reply = await self.request({"action": "subscribe", "symbols": list(symbols)})
+        if reply.get("type") == "subscribed":
+            self.subscriptions.update(str(s) for s in reply.get("symbols") or ())
+        return reply
 
     async def unsubscribe(self, symbols: Sequence[str]) -> Message:
-        return await self.request({"action": "unsubscribe", "symbols": list(symbols)})
+        reply = await self.request({"action": "unsubscribe", "symbols": list(symbols)})
+        self.subscriptions.difference_update(symbols)
+        return reply
 
     async def cancel_all(self, symbol: str = "") -> Message:
         """Cancel all the user's open orders (of `symbol` only): a `cancel_all` reply."""
@@ -223,13 +254,22 @@ class Client:
         body = {k: v for k, v in frame.items() if k != "request_id"}
         if body.get("action") in ANSWERS:
             self.outstanding.sent(body, retries, request_id)
+        self._frames[request_id] = body
+        reply = asyncio.ensure_future(self._reply(request_id, future))
+        if not self._connected.is_set():  # reconnecting: it goes out with the resends
+            self.stats.requests += 1
+            return reply
         try:
             await self.ws.send(json.dumps({**body, "request_id": request_id}))
         except ConnectionClosed as exc:
-            self._waiting.pop(request_id, None)
-            raise ClientError(f"connection closed: {exc}") from exc
+            if self.reconnect is None or self._closing:
+                self._waiting.pop(request_id, None)
+                self._frames.pop(request_id, None)
+                reply.cancel()
+                raise ClientError(f"connection closed: {exc}") from exc
+            # the reader sees the close too and resends it once reconnected
         self.stats.requests += 1
-        return asyncio.ensure_future(self._reply(request_id, future))
+        return reply
 
     async def _reply(self, request_id: int, future: "asyncio.Future[Message]") -> Message:
         try:
@@ -239,6 +279,7 @@ class Client:
             raise ClientError(f"no reply to request {request_id}") from exc
         finally:
             self._waiting.pop(request_id, None)
+            self._frames.pop(request_id, None)
 
     # ------------------------------------------------------------------ pushes
 
@@ -262,30 +303,78 @@ class Client:
 
     async def _read(self) -> None:
         try:
-            async for text in self.ws:
+            while True:
                 try:
-                    message = json.loads(text)
-                except ValueError:
-                    continue
-                if not isinstance(message, dict):
-                    continue
-                if message.get("type") == "BATCH" and isinstance(message.get("pushes"), list):
-                    self.stats.batches += 1
-                    for push in message["pushes"]:
-                        if isinstance(push, dict):
-                            self._dispatch(push)
-                else:
-                    self._dispatch(message)
-        except ConnectionClosed:
-            pass
+                    async for text in self.ws:
+                        self._receive(text)
+                except ConnectionClosed:
+                    pass
+                if self._closing or self.reconnect is None or not await self._reopen():
+                    return
         finally:
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(ClientError("connection closed"))
             self._queue.put_nowait(None)
 
+    def _receive(self, text: str | bytes) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "BATCH" and isinstance(message.get("pushes"), list):
+            self.stats.batches += 1
+            for push in message["pushes"]:
+                if isinstance(push, dict):
+                    self._dispatch(push)
+        else:
+            self._dispatch(message)
+
+    async def _reopen(self) -> bool:
+        """The connection dropped: dial again with full-jitter backoff, then subscribe
+        again and resend what is unanswered. False if the policy gave up."""
+        assert self.reconnect is not None and self.dial is not None
+        self._connected.clear()
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            delay = self.reconnect.delay(attempt)
+            if delay is None:
+                return False
+            await asyncio.sleep(delay)
+            try:
+                ws = await self.dial()
+            except ClientError:
+                continue
+            self.ws = ws
+            self.stats.reconnects += 1
+            try:
+                if self.subscriptions:
+                    frame = {"action": "subscribe", "symbols": sorted(self.subscriptions)}
+                    silent = next(self._ids)
+                    self._silent.add(silent)  # its reply is nobody's: not a push either
+                    await ws.send(json.dumps({**frame, "request_id": silent}))
+                done: set[int] = set()
+                while todo := [i for i in sorted(self._frames) if i not in done]:
+                    for request_id in todo:  # requests made meanwhile join the next round
+                        body = self._frames.get(request_id)
+                        done.add(request_id)
+                        if body is not None:
+                            await ws.send(json.dumps({**body, "request_id": request_id}))
+                            self.stats.resent += 1
+            except ConnectionClosed:
+                continue  # dropped again at once: next attempt
+            self._connected.set()
+            return True
+        return False
+
     def _dispatch(self, message: Message) -> None:
         request_id = message.get("request_id")
+        if request_id in self._silent:
+            self._silent.discard(request_id)
+            return
         future = self._waiting.get(request_id) if isinstance(request_id, int) else None
         if future is not None and isinstance(request_id, int):
             if message.get("type") == "ack":

@@ -35,7 +35,7 @@ def stale_push(order_id: str) -> dict[str, Any]:
 
 
 def test_retry_policy_backs_off_exponentially_up_to_a_cap_and_a_count():
-    policy = RetryPolicy(max_retries=5, base_s=0.05, cap_s=0.3)
+    policy = RetryPolicy(max_retries=5, base_s=0.05, cap_s=0.3, jitter=False)
     assert [policy.delay(n) for n in range(1, 7)] == [0.05, 0.1, 0.2, 0.3, 0.3, None]
     assert policy.delay(0) is None
     assert RetryPolicy(max_retries=0).delay(1) is None
