@@ -64,6 +64,8 @@ class Lane:
     user: str
     seed: int
     hot_share: float = HOT_SHARE
+    hot: str = HOT
+    cold: tuple[str, ...] = COLD
     live: dict[str, list[str]] = field(default_factory=dict)
     count: int = 0
 
@@ -72,14 +74,14 @@ class Lane:
 
     def next(self) -> Message:
         rng = self.rng
-        symbol = HOT if rng.random() < self.hot_share else rng.choice(COLD)
+        symbol = self.hot if rng.random() < self.hot_share else rng.choice(self.cold)
         live = self.live.setdefault(symbol, [])
         self.count += 1
         roll = rng.random()
         if roll < 0.25 and live:
             order_id = live.pop(rng.randrange(len(live)))
             return {"action": "cancel", "symbol": symbol, "order_id": order_id}
-        order_id = f"{self.user}-{self.count}"
+        order_id = f"{self.user}-{self.hot}-{self.seed}-{self.count}"
         side = "BUY" if rng.random() < 0.5 else "SELL"
         mid = 10_000
         if roll < 0.35:  # marketable: crosses the touch, never rests
@@ -123,6 +125,8 @@ class Tally:
     hot: list[tuple[float, float]] = field(default_factory=list)
     recent_hot: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4000))
     last_push: float = 0.0
+    watched: str = HOT
+    """The symbol whose per-order latency is kept (`hot`)."""
 
 
 @dataclass
@@ -157,6 +161,19 @@ def steps_of(events: list[dict[str, Any]]) -> list[report.Step]:
                     out[k] = report.Step(name, out[k].entered_s, stamp)
                     break
     return out
+
+
+def snapshot_bytes(r: Any, output: dict[str, Any]) -> int:
+    """The size of the snapshot the move transferred, read where it is stored when the
+    execution's output does not say (0 if it cannot be read)."""
+    snapshot = output.get("snapshot") or {}
+    size = int(snapshot.get("size_bytes") or 0)
+    location = str(snapshot.get("location") or "")
+    if size or not location.startswith("redis:"):
+        return size
+    with contextlib.suppress(Exception):
+        return int(r.strlen(location.removeprefix("redis:")))
+    return 0
 
 
 def migration_of(output: dict[str, Any], status: str) -> dict[str, Any]:
@@ -224,12 +241,14 @@ def steps_table(view: View, now: float) -> Table:
 
 
 def hot_line(tally: Tally, now: float, began: float) -> str:
-    recent = [lat for sent, lat in tally.recent_hot if sent > now - 2.0]
+    latest = max((sent for sent, _ in tally.recent_hot), default=now)
+    recent = [lat for sent, lat in tally.recent_hot if sent > min(now, latest) - 2.0]
     p50 = report.percentile(recent, 0.5)
     p99 = report.percentile(recent, 0.99)
     elapsed = max(now - began, 1e-9)
     return (
-        f"{HOT} latency, last 2 s: p50 {p50:,.1f} ms, p99 {p99:,.1f} ms ({len(recent)} orders)"
+        f"{tally.watched} latency, last 2 s: p50 {p50:,.1f} ms, p99 {p99:,.1f} ms "
+        f"({len(recent)} orders)"
         f"   |   {tally.sent:,} sent, {tally.acks:,} acks ({tally.acks / elapsed:,.0f}/s), "
         f"{tally.pushes:,} pushes ({tally.pushes / elapsed:,.0f}/s), "
         f"{tally.retries} STALE_ROUTE retries, {elapsed:.0f} s"
@@ -316,6 +335,7 @@ async def trade(
     tally: Tally,
     refresh: Callable[[], None],
     done: Callable[[], bool],
+    flow: Callable[[str, int], Lane] | None = None,
 ) -> None:
     """Paced clients (rate/clients orders/s each) for `duration` s, or until `done()` and
     at least 15 s after the migration ended."""
@@ -336,7 +356,7 @@ async def trade(
             sent, symbol = waiting
             latency = (now - sent) * 1000
             tally.status_ms.append(latency)
-            if symbol == HOT:
+            if symbol == tally.watched:
                 tally.hot.append((sent, latency))
                 tally.recent_hot.append((sent, latency))
 
@@ -361,7 +381,7 @@ async def trade(
     deadline = began + duration
 
     async def lane(client: Client, user: str, k: int) -> None:
-        flow = Lane(user, seed * 1000 + k)
+        lane_flow = (flow or Lane)(user, seed * 1000 + k)
         pending: set[asyncio.Future[Message]] = set()
         period = clients / rate
         next_at = time.monotonic() + k * period / clients
@@ -385,7 +405,7 @@ async def trade(
             next_at += period
             if len(pending) >= WINDOW:
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            frame = flow.next()
+            frame = lane_flow.next()
             sent = time.time()
             if frame["action"] == "order":
                 tally.waiting[(user, str(frame["order_id"]))] = (sent, str(frame["symbol"]))
@@ -430,7 +450,7 @@ class DemoOptions:
     clients: int = 6
     rate: float = 300.0
     duration: float = 60.0
-    after_s: float = 15.0
+    after_s: float = 20.0
     seed: int = 7
     rate_threshold: float = 60.0
     monitor_period_s: float = 2.0
@@ -520,6 +540,11 @@ def run(options: DemoOptions, console: Console) -> int:
             monitor.stop()
             watcher.join(10)
         died = [s.instance for s in cluster.slots.values() if s.restarts]
+        moved_record: dict[str, Any] = {}
+        if view.execution:
+            moved_record = migration_of(view.output, view.status)
+            if not moved_record.get("snapshot_bytes"):
+                moved_record["snapshot_bytes"] = snapshot_bytes(cluster.redis.client(), view.output)
         ended_s = time.time()
     lost = tally.no_reply + sum(1 for key in tally.waiting if key in tally.acked_ids)
     recorded = report.Recorded(
@@ -527,7 +552,7 @@ def run(options: DemoOptions, console: Console) -> int:
         strategy=options.strategy,
         samples=sorted(tally.hot),
         steps=view.steps,
-        migration=migration_of(view.output, view.status) if view.execution else {},
+        migration=moved_record,
         began_s=began,
         ended_s=ended_s,
         sent=tally.sent,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hotshard.local.demo import report
-from hotshard.local.demo.migration import HOT, Lane, migration_of, steps_of
+from hotshard.local.demo.migration import HOT, Lane, migration_of, snapshot_bytes, steps_of
 
 
 def recorded() -> report.Recorded:
@@ -148,3 +148,16 @@ def test_the_flow_is_hot_on_one_symbol_and_cancels_only_its_own_orders() -> None
     assert [again.next() for _ in range(4000)] == frames  # deterministic per seed
     other = Lane("trader-0", seed=4)
     assert [other.next() for _ in range(50)] != frames[:50]
+
+
+def test_snapshot_bytes_are_read_where_the_snapshot_is_when_the_output_omits_them() -> None:
+    class Store:
+        def strlen(self, key: str) -> int:
+            assert key == "snapshot-data:HOT:7"
+            return 1234
+
+    assert snapshot_bytes(Store(), {"snapshot": {"size_bytes": 99, "location": "redis:x"}}) == 99
+    moved = {"snapshot": {"size_bytes": 0, "location": "redis:snapshot-data:HOT:7"}}
+    assert snapshot_bytes(Store(), moved) == 1234
+    assert snapshot_bytes(Store(), {"snapshot": {"location": "s3://b/k"}}) == 0
+    assert snapshot_bytes(Store(), {}) == 0

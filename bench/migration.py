@@ -1,0 +1,314 @@
+"""The migration's pause as the book grows, both strategies side by side (DESIGN section 5
+and 10: pre-copy pause p99 <= 50 ms for 100,000 resting orders, flat from 10k to 1M; the
+moved symbol's worst stall <= 2x its normal p99; stop-and-copy reported beside it).
+
+    python -m bench.migration [--sizes 10000,100000,1000000] [--rate R] [--plot PATH]
+
+One `hotshard up` cluster (hotshard.local.up: Tansu, Redis, two engines, a warm pool, the
+gateway, moto's Step Functions running the repository's ASL with the task handlers). For
+every (book size, strategy) one symbol is listed and N resting GTC limits are written to
+its partition of `orders` (stamped with its route epoch, as the router would), so the
+engine holds a book of N orders away from the touch. Each move then runs THROUGH THE STATE
+MACHINE (`{"symbol": S, "strategy": ...}`, the execution a `hotshard migrate` starts), to
+a warm engine, while WebSocket clients trade S through the gateway at `--rate` orders/s
+(passive limits near the touch, their cancels, marketable IOCs: the book stays at N).
+
+Per move: pause (the state machine's: first order delayed -> matching resumed; pre-copy:
+route switch -> Promote answered; stop-and-copy: PauseRouting -> Promote answered),
+total duration, snapshot bytes, orders buffered (replayed + held), and the symbol's
+per-order latency (sent -> its first ORDER_STATUS push, through the whole edge) p50/p99
+before / during / after the move and the worst stall (the highest latency of an order
+sent during the move). A plot of pause and worst stall against book size.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hotshard import route
+from hotshard.commands import add
+from hotshard.domain import Side
+from hotshard.local.demo import report
+from hotshard.local.demo.migration import (
+    Lane,
+    Tally,
+    migration_of,
+    snapshot_bytes,
+    steps_of,
+    trade,
+)
+from hotshard.local.traffic import producer
+from hotshard.local.up import UpOptions, up
+from hotshard.names import TOPIC_ORDERS
+from hotshard.v1 import control_pb2
+from hotshard.wire import encode_order
+
+STRATEGIES = ("pre-copy", "stop-and-copy")
+BEFORE_S = 6.0
+AFTER_S = 5.0
+WARM_UP_S = 1.5
+
+
+def name_of(size: int, strategy: str) -> str:
+    return f"B{size // 1000}K{'P' if strategy == 'pre-copy' else 'S'}"
+
+
+def preload(bootstrap: str, symbol: str, found: route.Route, n: int) -> None:
+    """n resting GTC limits, 50 levels a side, well away from the clients' prices."""
+    prod = producer(bootstrap, **{"linger.ms": 20})
+    users = [f"book{i:03d}" for i in range(100)]
+    key = symbol.encode()
+    for i in range(n):
+        buy = i % 2 == 1
+        command = add(
+            f"r{i:08d}",
+            users[i % 100],
+            Side.BUY if buy else Side.SELL,
+            9_900 + i % 50 if buy else 10_051 + i % 50,
+            100,
+        )
+        value = encode_order(symbol, command, route_epoch=found.epoch, client_ts_ns=1)
+        while True:
+            try:
+                prod.produce(TOPIC_ORDERS, value, key, found.partition)
+                break
+            except BufferError:
+                prod.poll(0.05)
+    if prod.flush(300):
+        raise SystemExit("pre-load not delivered")
+
+
+def resting(cluster: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for stats in cluster.read_stats():
+        for s in stats.symbols:
+            out[s.symbol] = max(out.get(s.symbol, 0), int(s.resting_orders))
+    return out
+
+
+def wait_resting(cluster: Any, wanted: dict[str, int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = resting(cluster)
+        if all(now.get(s, 0) >= n for s, n in wanted.items()):
+            return
+        time.sleep(1.0)
+    raise SystemExit(f"books not loaded in {timeout:.0f} s: {resting(cluster)} vs {wanted}")
+
+
+def wait_warm(cluster: Any, timeout: float = 60.0) -> None:
+    """Until an idle warm engine serves (the pool refills after each move)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = cluster.redis.client()
+        routed = {p for p, n in route.partition_loads(r).items() if n > 0}
+        for instance, partition in cluster.warm_slots().items():
+            if partition in routed:
+                continue
+            try:
+                engine = cluster.slot(instance).engine
+                stub = engine.stub()
+                if stub.Health(control_pb2.HealthRequest(), timeout=1).serving:
+                    return
+            except Exception:
+                continue
+        time.sleep(0.5)
+    raise SystemExit("no idle warm engine")
+
+
+@dataclass
+class Move:
+    size: int
+    strategy: str
+    symbol: str
+    recorded: report.Recorded
+    summary: report.Summary
+
+
+def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -> Move:
+    sfn = cluster.plane.client("stepfunctions")
+    tally = Tally(watched=symbol)
+    stop = threading.Event()
+    assert cluster.gateway is not None
+
+    def flow(user: str, seed: int) -> Lane:
+        return Lane(user, seed, hot_share=1.0, hot=symbol, cold=(symbol,))
+
+    def load() -> None:
+        asyncio.run(
+            trade(
+                cluster.gateway.ws_url,
+                cluster.secret,
+                clients=4,
+                rate=rate,
+                duration=600.0,
+                seed=size,
+                tally=tally,
+                refresh=lambda: None,
+                done=stop.is_set,
+                flow=flow,
+            )
+        )
+
+    trader = threading.Thread(target=load, daemon=True)
+    began = time.time()
+    trader.start()
+    time.sleep(BEFORE_S)
+    arn = cluster.plane.start_execution({"symbol": symbol, "strategy": strategy})
+    described = cluster.plane.wait(arn, timeout_s=300)
+    time.sleep(AFTER_S)
+    stop.set()
+    trader.join(60)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    output = json.loads(described.get("output") or "{}")
+    lost = tally.no_reply + sum(1 for key in tally.waiting if key in tally.acked_ids)
+    migration = migration_of(output, str(described["status"]))
+    if not migration.get("snapshot_bytes"):
+        migration["snapshot_bytes"] = snapshot_bytes(cluster.redis.client(), output)
+    recorded = report.Recorded(
+        symbol=symbol,
+        strategy=strategy,
+        # the clients' first orders wait for connections and producer ids: not the symbol's
+        # normal latency
+        samples=sorted(x for x in tally.hot if x[0] > began + WARM_UP_S),
+        steps=steps_of(events),
+        migration=migration,
+        began_s=began,
+        ended_s=time.time(),
+        sent=tally.sent,
+        acked=tally.acks,
+        lost=lost,
+    )
+    return Move(size, strategy, symbol, recorded, report.summarize(recorded))
+
+
+def table(moves: list[Move]) -> list[str]:
+    head = (
+        f"{'book':>9} {'strategy':<14} {'pause ms':>9} {'total ms':>9} {'snapshot B':>12} "
+        f"{'buffered':>8} {'p50/p99 before':>15} {'p50/p99 during':>15} "
+        f"{'p50/p99 after':>15} {'worst':>7} {'lost':>4} status"
+    )
+    lines = [head]
+    for m in moves:
+        s = m.summary
+
+        def pair(phase: str, s: report.Summary = s) -> str:
+            p = s.latency[phase]
+            return f"{p.p50:.0f}/{p.p99:.0f}"
+
+        lines.append(
+            f"{m.size:>9,} {m.strategy:<14} {s.pause_ms or float('nan'):>9.0f} "
+            f"{s.duration_ms or float('nan'):>9.0f} {s.snapshot_bytes:>12,} "
+            f"{s.orders_buffered:>8,} {pair('before'):>15} {pair('during'):>15} "
+            f"{pair('after'):>15} {s.latency['during'].worst:>7.0f} {s.lost:>4} {s.status}"
+        )
+    return lines
+
+
+def plot(moves: list[Move], path: Path, title: str) -> Path:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    for strategy, colour in zip(STRATEGIES, ("tab:blue", "tab:orange"), strict=True):
+        ms = sorted((m for m in moves if m.strategy == strategy), key=lambda m: m.size)
+        sizes = [m.size for m in ms]
+        left.plot(sizes, [m.summary.pause_ms or 0 for m in ms], "o-", color=colour,
+                  label=f"{strategy}: pause")  # fmt: skip
+        left.plot(sizes, [m.summary.latency["during"].worst for m in ms], "s--", color=colour,
+                  label=f"{strategy}: worst stall")  # fmt: skip
+        left.plot(sizes, [m.summary.latency["before"].p99 for m in ms], ":", color=colour,
+                  label=f"{strategy}: p99 before")  # fmt: skip
+        right.plot(sizes, [m.summary.duration_ms or 0 for m in ms], "o-", color=colour,
+                   label=f"{strategy}: total duration")  # fmt: skip
+    left.axhline(50, color="grey", linewidth=0.8, linestyle="--", label="goal: pre-copy 50 ms")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("resting orders in the moved book")
+        ax.legend(fontsize=7)
+    left.set_ylabel("ms")
+    left.set_title("pause and the symbol's worst stall", fontsize=9)
+    right.set_title("whole migration (state machine)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.migration",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--rate", type=float, default=100.0, help="orders/s on the moved symbol")
+    p.add_argument("--plot", type=Path, default=Path("bench-migration.png"))
+    p.add_argument("--json", type=Path, default=None, help="also write the runs here")
+    args = p.parse_args(argv)
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    strategies = [s for s in args.strategies.split(",") if s]
+    load_before = os.getloadavg()
+    print(f"load before: {load_before}", flush=True)
+    moves: list[Move] = []
+    options = UpOptions(
+        engines=2,
+        warm=1,
+        partitions=4,
+        symbols=(),
+        monitor=False,
+        spare=len(sizes) * len(strategies) + 2,
+        state_file=Path(".hotshard") / "bench-migration.json",
+    )
+    with up(options, say=lambda line: print(line, flush=True)) as cluster:
+        r = cluster.redis.client()
+        wanted: dict[str, int] = {}
+        for size in sizes:
+            for strategy in strategies:
+                symbol = name_of(size, strategy)
+                found = route.list_symbol(r, symbol)
+                began = time.monotonic()
+                preload(cluster.broker.bootstrap, symbol, found, size)
+                wanted[symbol] = size
+                print(f"{symbol}: {size:,} orders to partition {found.partition} "
+                      f"({time.monotonic() - began:.1f} s)", flush=True)  # fmt: skip
+        wait_resting(cluster, wanted, 900)
+        print(f"books loaded: {resting(cluster)}", flush=True)
+        for size in sizes:
+            for strategy in strategies:
+                wait_warm(cluster)
+                moved = move_one(cluster, name_of(size, strategy), size, strategy, args.rate)
+                moves.append(moved)
+                print(table([moved])[-1], flush=True)
+    load_after = os.getloadavg()
+    print()
+    for line in table(moves):
+        print(line)
+    title = (
+        f"hotshard migration through the state machine, {args.rate:.0f} orders/s on the moved "
+        f"symbol through the edge; load {load_before[0]:.1f} -> {load_after[0]:.1f} on 2 cores"
+    )
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps([{"size": m.size, **m.recorded.__dict__} for m in moves], default=str)
+        )
+    print(f"load after: {load_after}")
+    print(f"plot: {plot(moves, args.plot, title)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
