@@ -52,7 +52,9 @@ from hotshard.wire import encode_order
 STRATEGIES = ("pre-copy", "stop-and-copy")
 BEFORE_S = 6.0
 AFTER_S = 5.0
-WARM_UP_S = 1.5
+WARM_UP_S = 0.0
+CATCH_UP_S = 600.0
+READY_MS = 500.0
 
 
 def name_of(size: int, strategy: str) -> str:
@@ -157,8 +159,16 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
         )
 
     trader = threading.Thread(target=load, daemon=True)
-    began = time.time()
     trader.start()
+    # The stream handler reads every event of the pre-loaded books first (an ACCEPTED
+    # status per resting order): wait until the symbol's orders come back promptly.
+    deadline = time.time() + CATCH_UP_S
+    while time.time() < deadline:
+        recent = [lat for sent, lat in list(tally.hot)[-50:] if sent > time.time() - 3]
+        if len(recent) >= 20 and report.percentile(recent, 0.9) < READY_MS:
+            break
+        time.sleep(0.5)
+    began = time.time()
     time.sleep(BEFORE_S)
     arn = cluster.plane.start_execution({"symbol": symbol, "strategy": strategy})
     described = cluster.plane.wait(arn, timeout_s=300)
