@@ -222,7 +222,11 @@ def summary(state: Mapping[str, Any], status: str, now_ms: int) -> dict[str, Any
     """The line `hotshard migrate --json` prints (DESIGN section 8), from the execution's
     state: pause = first order delayed (pause or route switch) -> matching resumed."""
     migration = state.get("migration") or {}
-    target = state.get("target") or {}
+    # $.target is the requested engine's id (the input's "target") until
+    # ProvisionNewInstance replaces it with the engine it took
+    target = state.get("target")
+    if not isinstance(target, Mapping):
+        target = {}
     switch = state.get("switch") or {}
     pause = state.get("pause") or {}
     replay = state.get("replay") or {}

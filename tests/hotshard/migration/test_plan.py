@@ -193,6 +193,15 @@ def test_summary_measures_the_pause_from_the_first_delayed_order() -> None:
     assert plan.summary(state, "SUCCEEDED", 5_000)["pause_ms"] == 50  # pre-copy: from the switch
 
 
+def test_summary_of_an_execution_that_never_took_its_requested_target() -> None:
+    """`hotshard migrate S --to E` with S on E already (NothingToMove), or a failure before
+    ProvisionNewInstance: $.target is still the input's engine id, not the engine taken."""
+    state: dict[str, object] = {"symbol": "S", "strategy": "pre-copy", "target": "engine-1"}
+    assert plan.summary(state, "NOTHING_TO_MOVE", 5_000)["to"] is None
+    state["migration"] = {"symbol": "S", "source": {"instance": "A"}, "started_ms": 1_000}
+    assert plan.summary(state, "ROLLED_BACK", 5_000)["to"] is None
+
+
 def test_settings_read_spare_partitions_and_the_fleet() -> None:
     assert parse_partitions("12-14, 20,13") == (12, 13, 14, 20)
     assert parse_partitions("") == ()
