@@ -12,23 +12,11 @@ from typing import Any
 
 import pytest
 
-from engine.service import control
 from tests.migration.harness import HOT, drive, hotshard_up, judge, migrate
 
 pytestmark = pytest.mark.integration
 
 STALL_S = 1.5  # the other symbols' longest gap between two acks while the hot one moves
-
-
-def _serves_follow() -> bool:
-    import inspect  # noqa: PLC0415
-
-    return "def Follow" in inspect.getsource(control)
-
-
-needs_engine = pytest.mark.skipif(
-    not _serves_follow(), reason="the engine does not serve Follow/Fence/Promote yet (issue 9)"
-)
 
 
 def test_the_load_alone_passes_the_checks(tmp_path: Path) -> None:
@@ -93,7 +81,6 @@ def _route(state: dict[str, Any], symbol: str) -> Any:
         r.close()
 
 
-@needs_engine
 @pytest.mark.parametrize("strategy", ["pre-copy", "stop-and-copy"])
 def test_a_hot_symbol_moves_under_load_as_if_it_never_moved(tmp_path: Path, strategy: str) -> None:
     code, summary, printed, load, verdict = _move_under_load(tmp_path, strategy, seed=7)

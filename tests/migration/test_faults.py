@@ -19,9 +19,9 @@ from hotshard.clients import text
 from hotshard.local.control import FAULT_KEY, boto_client
 from hotshard.route import ACTIVE
 from tests.migration.harness import HOT
-from tests.migration.test_correctness import _move_under_load, needs_engine
+from tests.migration.test_correctness import _move_under_load
 
-pytestmark = [pytest.mark.integration, needs_engine]
+pytestmark = pytest.mark.integration
 
 PRE_COPY_BEFORE_SWITCH = (
     "ProvisionNewInstance",

@@ -12,9 +12,8 @@ from hotshard import route
 from hotshard.local.control import wait_execution
 from hotshard.local.up import UpOptions, up
 from tests.migration.harness import HOT, SYMBOLS, drive, judge
-from tests.migration.test_correctness import needs_engine
 
-pytestmark = [pytest.mark.integration, needs_engine]
+pytestmark = pytest.mark.integration
 
 
 def test_an_alarm_starts_a_migration_of_the_hot_symbol(tmp_path: Path) -> None:
