@@ -253,6 +253,11 @@ def local_context(
 
 
 def _configure(url: str) -> None:
+    """A fresh moto (its backends are per process: a second control plane in one process
+    starts from nothing) configured to execute state machines without Docker."""
+    reset = urllib.request.Request(f"{url}/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(reset, timeout=10):
+        pass
     request = urllib.request.Request(
         f"{url}/moto-api/config",
         data=json.dumps(MOTO_CONFIG).encode(),

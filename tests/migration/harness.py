@@ -98,6 +98,7 @@ def migrate(state_file: Path, symbol: str, strategy: str) -> tuple[int, dict[str
 @dataclass
 class Load:
     acks: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # id -> (sym, frame)
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> frame, every one sent
     ack_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     pushes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (connection, push)
     refused: list[dict[str, Any]] = field(default_factory=list)
@@ -174,6 +175,7 @@ async def drive(
             n += 1
             frame = order_frame(rng, symbol, f"{user}-{n}", user)
             future = await client.send(frame)
+            load.sent[frame["order_id"]] = frame
 
             def record(f: asyncio.Future[Any], frame: dict[str, Any] = frame) -> None:
                 if f.exception() is not None:
@@ -265,12 +267,14 @@ def judge(load: Load, *, window: tuple[float, float] | None = None) -> Verdict:
             problems.append(f"{symbol}: seqs missing {missing[:10]} of 1..{n}")
         events[symbol] = n
     # The hot symbol as if it had never moved.
+    # Every order the book decided, acknowledged or not (a refused one - no ack in time, a
+    # conservative STALE_ROUTE - may still have reached the book: allowed, and replayed).
     hot_orders = sorted(
         (seq, oid)
         for (sym, seq), (oid, _reason) in decisions.items()
-        if sym == HOT and oid in load.acks
+        if sym == HOT and oid in load.sent
     )
-    lines = [json.dumps({**load.acks[oid][1], "action": "ADD"}) for _, oid in hot_orders]
+    lines = [json.dumps({**load.sent[oid], "action": "ADD"}) for _, oid in hot_orders]
     replayed = list(replay_lines(lines, Market(open_listing=True), 0, ReplayStats()))
     expected = {int(e["seq"]): e for e in replayed if e.get("seq")}
     got = seen_events.get(HOT, {})

