@@ -386,6 +386,25 @@ class Operations:
         def begin() -> str:
             if self._is_promoted(req):
                 return "done"
+            book = state.market.books.get(symbol)
+            if (
+                book is not None
+                and symbol not in state.shadows
+                and state.home.get(symbol) == req.partition
+                and state.epoch.get(symbol) == req.owner_epoch
+            ):
+                # promoted before this engine restarted: the same answer (durable once its
+                # checkpoint names a snapshot, i.e. it is no longer expected)
+                snap = state.snaps.get(symbol)
+                location = snap.location if snap is not None else ""
+                self._activations[symbol] = _Activation(
+                    req.owner_epoch,
+                    req.partition,
+                    0,
+                    None,
+                    "" if symbol in state.expect else location,
+                )
+                return "done"
             if req.partition not in engine.partitions:
                 raise NotOwnedError(
                     Reason.PARTITION_NOT_OWNED, f"partition {req.partition} is not owned here"

@@ -123,6 +123,8 @@ def test_kill_9_during_a_move_recovers_the_same_state(broker, engines, case):
         b.process.stop(signal.SIGKILL)
         send(prod, Q, 2, orders("down", 10))  # while it is down
         b = engines(str(Q), "b", *EXTRA)
+        again = retry(lambda: b.stub().Promote(request, timeout=60))  # a retried step
+        assert again.durable and again.location
     retry(lambda: a.stub().Remove(control_pb2.RemoveRequest(symbol="HOT"), timeout=30))
     send(prod, Q, 2, orders("end", 5))
 

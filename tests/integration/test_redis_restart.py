@@ -128,7 +128,9 @@ def test_a_redis_restart_loses_no_acknowledged_order(cluster):
     redis_srv.restart()
     if mode == "empty":
         r = redis_srv.client()
-        assert r.dbsize() == 0
+        # it came back empty: no routes (the engines' heartbeat thread may already have
+        # written their leases and registry entries again, so not dbsize() == 0)
+        assert route.listed_symbols(r) == []
         # the engines write their snapshots and checkpoints again once Redis answers;
         # then the routes come back from them
         deadline = time.monotonic() + 30
