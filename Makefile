@@ -72,6 +72,21 @@ test-all: lint
 	HOTSHARD_BOOK=native $(VENV)/bin/pytest -q -n 2
 	HOTSHARD_BOOK=python $(VENV)/bin/pytest -q -n 2 tests/engine/book
 
+# 100,000 fuzz cases (tests/fuzz: HTTP requests and WebSocket frames into the local edge,
+# raw Kafka record bytes into the engine), 25,000 per test; make test runs a slice of each.
+.PHONY: fuzz mutate
+fuzz: setup
+	HOTSHARD_FUZZ_EXAMPLES=25000 timeout 3600 $(VENV)/bin/pytest -q tests/fuzz
+
+# Mutation testing of the book, the codecs and the router's validation (mutmut, pinned in
+# the `mutate` extra; [tool.mutmut] in pyproject.toml), on the book's source. Not part of
+# make test: it takes tens of minutes. Results: docs/MUTATION.md.
+mutate: setup
+	$(PY) -m pip install -q -c constraints.txt -e '.[mutate]'
+	rm -rf mutants
+	HOTSHARD_BOOK=python timeout 7200 $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
+
 demo: setup
 	$(VENV)/bin/hotshard demo
 

@@ -111,6 +111,15 @@ def redis_unavailable(exc: Exception) -> RefusedError:
     )
 
 
+def _body_of(event: Any) -> str:
+    """The request's body as text; bytes that are not UTF-8 (API Gateway passes them
+    base64-encoded) are MALFORMED, not an exception."""
+    try:
+        return str(event.decoded_body or "")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidOrderError(Reason.MALFORMED, "the body must be UTF-8 JSON") from exc
+
+
 def not_found_json(detail: str = "no such route") -> dict[str, Any]:
     """A 404 of the HTTP API: the documented error body (docs/openapi.yaml, Error)."""
     return {"type": "error", "reason": "NOT_FOUND", "code": 404, "detail": detail}
@@ -247,7 +256,7 @@ class EdgeApi:
 
     @staticmethod
     def _frame(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
-        frame = loads(event.decoded_body or "", "a frame")
+        frame = loads(_body_of(event), "a frame")
         if not isinstance(frame, dict):
             raise InvalidOrderError(Reason.MALFORMED, "a frame must be a JSON object")
         return frame
@@ -292,7 +301,7 @@ class EdgeApi:
             return user_of(claims or {}, self.verifier.user_claim)
 
         def body() -> Any:
-            return loads(app.current_event.decoded_body or "", "the body")
+            return loads(_body_of(app.current_event), "the body")
 
         def reply(
             status: int, obj: dict[str, Any], headers: dict[str, str] | None = None

@@ -23,7 +23,7 @@ from hotshard.local.services.engine import start_engine
 from hotshard.local.services.redis import RedisServer, redis_server
 from tests.hotshard.edge.kit import SECRET, token
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SYMBOLS = ("AAPL", "MSFT", "IBM")
 DOWN_S = 6.0  # longer than redis-py's own reconnect tries (~3.5 s)

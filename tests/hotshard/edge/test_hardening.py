@@ -369,3 +369,11 @@ def test_the_edge_closes_its_producer_when_it_stops(r, redis_server, broker):
         assert producer.flush(0) == 0
     with pytest.raises(RuntimeError):
         producer.flush(0)  # closed
+
+
+def test_a_body_that_is_not_utf8_is_malformed(edge, produced):
+    # found by tests/fuzz: API Gateway passes such a body base64-encoded; decoding it
+    # raised UnicodeDecodeError (HTTP 502)
+    status, _, body = http(edge, "POST", "/orders", b"\x80\xff")
+    assert status == 400 and body["reason"] == "MALFORMED"
+    assert produced.produced == 0
