@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from engine.book import Book, DedupBudgetError
 from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
@@ -116,7 +116,8 @@ class _Activation:
 class Operations:
     engine: Engine
     step_timeout_s: float = STEP_TIMEOUT_S
-    _jobs: dict[str, "Future[Any]"] = field(default_factory=dict)
+    _jobs: dict[str, "Future[int]"] = field(default_factory=dict)
+    """Fence snapshots being stored (or stored) by symbol; each answers its size in bytes."""
     """Off-loop fence snapshots in progress or done, per symbol."""
     _activations: dict[str, _Activation] = field(default_factory=dict)
 
@@ -162,17 +163,20 @@ class Operations:
         except SnapshotError as exc:
             raise handover.unloadable(exc) from exc
 
-    def _wait_job(self, symbol: str) -> None:
+    def _wait_job(self, symbol: str) -> int:
+        """Wait for the symbol's fence snapshot to be stored; its size (0: no job here, e.g.
+        the fence was restored from a checkpoint after a restart)."""
         job = self._jobs.get(symbol)
         if job is not None:
             try:
-                job.result(self.step_timeout_s)
+                return job.result(self.step_timeout_s)
             except TimeoutError as exc:
                 raise NotDurableError(Reason.NOT_DURABLE, "fence snapshot not stored yet") from exc
             except ControlError:
                 raise
             except Exception as exc:
                 raise NotDurableError(Reason.NOT_DURABLE, f"fence snapshot failed: {exc}") from exc
+        return 0
 
     def _publish_depth(self, symbol: str) -> None:
         """First thing after a symbol becomes active here: its whole top of book, so a
@@ -207,14 +211,14 @@ class Operations:
             freeze, Reason.NOT_DURABLE, f"{symbol} is busy"
         )
         if fence is not None:
-            self._wait_job(symbol)
+            size = self._wait_job(symbol)
             return SnapshotResult(
                 partition,
                 offset,
                 fence.location,
                 fence.seq,
                 fence.owner_epoch,
-                0,
+                size,
                 fence.state_hash,
             )
         seq = book.seq
@@ -285,7 +289,7 @@ class Operations:
         """On the loop: dump and store the fenced (unchanging) book on a worker."""
         engine = self.engine
 
-        def store() -> None:
+        def store() -> int:
             data = dump(
                 book,
                 input_offset=entry.offset,
@@ -302,8 +306,9 @@ class Operations:
                 owner_epoch=entry.owner_epoch,
                 location=entry.location,
             )
+            return len(data)
 
-        def then(done: "Future[None]") -> None:
+        def then(done: "Future[int]") -> None:
             if done.exception() is None and engine.state.market.books.get(symbol) is book:
                 engine.stored(symbol, entry.location, entry.offset, entry.seq)
                 if engine.flush():

@@ -210,6 +210,11 @@ def test_move_a_hot_symbol_between_running_engines(broker, engines, strategy):
         fenced = src.Fence(
             control_pb2.FenceRequest(symbol="HOT", epoch=2, to_partition=Q), timeout=30
         )
+        # Snapshot of a fenced book: the fence snapshot, with its size (hotshard migrate's
+        # "snapshot N bytes" of a stop-and-copy move)
+        snap = src.Snapshot(control_pb2.SnapshotRequest(symbol="HOT"), timeout=30)
+        assert (snap.location, snap.seq) == (fenced.location, fenced.final_seq)
+        assert snap.size_bytes > RESTING
         followed = retry(
             lambda: dst.Follow(
                 control_pb2.FollowRequest(
