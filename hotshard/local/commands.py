@@ -345,6 +345,13 @@ def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def engine_label(row: dict[str, Any]) -> str:
+    """An engine's name in the table: a warm-pool engine is marked (warm) while it is idle;
+    once a migration gave it a symbol (or a shadow) it is an engine like the others."""
+    idle = not row.get("symbols") and not row.get("shadows") and "error" not in row
+    return str(row["id"]) + (" (warm)" if row["warm"] and idle else "")
+
+
 def engines_command(args: argparse.Namespace) -> int:
     rows = engine_rows(_state(args))
     if args.json:
@@ -354,7 +361,7 @@ def engines_command(args: argparse.Namespace) -> int:
     for row in rows:
         flat.append(
             {
-                "engine": row["id"] + (" (warm)" if row["warm"] else ""),
+                "engine": engine_label(row),
                 "partitions": ",".join(str(p) for p in row["partitions"]),
                 "cpu %": row.get("cpu_percent", "-"),
                 "orders/s": row.get("orders_per_second", "-"),

@@ -1,6 +1,7 @@
 """The `hotshard` cluster commands' pure parts: partition split, step lines, exit codes."""
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from hotshard.local.commands import (
     EXIT_NOTHING,
     EXIT_ROLLED_BACK,
     describe_event,
+    engine_label,
     outcome,
 )
 from hotshard.local.up import split
@@ -73,3 +75,11 @@ def test_the_commands_take_the_options_of_design_section_8() -> None:
     assert (args.symbol, args.strategy, args.to, args.json) == ("HOT", "stop-and-copy", "e-1", True)
     assert parser().parse_args(["routes", "--json"]).json
     assert parser().parse_args(["engines"]).state_file.endswith("cluster.json")
+
+
+def test_a_warm_engine_is_marked_warm_only_while_idle() -> None:
+    row: dict[str, Any] = {"id": "i-1-5", "warm": True, "symbols": [], "shadows": []}
+    assert engine_label(row) == "i-1-5 (warm)"
+    assert engine_label({**row, "symbols": [{"symbol": "HOT"}]}) == "i-1-5"
+    assert engine_label({**row, "shadows": [{"symbol": "HOT"}]}) == "i-1-5"
+    assert engine_label({"id": "engine-0", "warm": False, "symbols": []}) == "engine-0"
