@@ -1,0 +1,98 @@
+"""PreTradeLimits.check at every boundary, written against the mutants mutation testing
+left alive (docs/MUTATION.md): each rule's edge is accepted on one side and refused, with
+its own reason, on the other; rules apply in the book's order."""
+
+import pytest
+
+from hotshard.commands import Command, add, cancel, replace
+from hotshard.domain import MAX_PRICE, MAX_QUANTITY, OrderType, Side
+from hotshard.edge.limits import Limits, PreTradeLimits
+from hotshard.reasons import Reason
+
+BUY = Side.BUY
+RULES = PreTradeLimits.from_json(
+    {
+        "AAPL": {"tick": 5, "lot": 10, "price_min": 100, "price_max": 1000},
+        "CAP": {"max_quantity": 50, "max_notional": 5000},
+    }
+)
+
+
+def reason(symbol: str, command: Command) -> Reason | None:
+    refusal = RULES.check(symbol, command)
+    return None if refusal is None else refusal.reason
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (add("o", "u", BUY, 100, 10), None),  # both band ends are inside
+        (add("o", "u", BUY, 1000, 10), None),
+        (add("o", "u", BUY, 95, 10), Reason.PRICE_OUTSIDE_BAND),
+        (add("o", "u", BUY, 1005, 10), Reason.PRICE_OUTSIDE_BAND),
+        (add("o", "u", BUY, 102, 10), Reason.PRICE_OFF_TICK),
+        (add("o", "u", BUY, 100, 15), Reason.QUANTITY_OFF_LOT),
+        (add("o", "u", BUY, 100, 0), Reason.NON_POSITIVE_QUANTITY),
+        (add("o", "u", BUY, 100, -10), Reason.NON_POSITIVE_QUANTITY),
+        (add("o", "u", BUY, 0, 10), Reason.NON_POSITIVE_PRICE),
+        (add("o", "u", BUY, -5, 10), Reason.NON_POSITIVE_PRICE),
+        # size is judged before price, as the book does
+        (add("o", "u", BUY, 102, 15), Reason.QUANTITY_OFF_LOT),
+        (add("o", "u", BUY, 0, 0), Reason.NON_POSITIVE_QUANTITY),
+        # a MARKET order has no price to judge
+        (add("o", "u", BUY, 0, 10, order_type=OrderType.MARKET), None),
+        (add("o", "u", BUY, 3, 10, order_type=OrderType.MARKET), None),
+        (replace("o", "u", 100, 10), None),
+        (replace("o", "u", 1005, 10), Reason.PRICE_OUTSIDE_BAND),
+        (replace("o", "u", 100, 2**40), Reason.VALUE_OUT_OF_RANGE),
+        (cancel("o", "u"), None),
+    ],
+)
+def test_instrument_rules_at_their_edges(command, expected):
+    assert reason("AAPL", command) == expected
+
+
+def test_the_books_own_ceilings_apply_without_a_limits_file():
+    rules = PreTradeLimits({})
+    assert rules.check("ANY", add("o", "u", BUY, 1, MAX_QUANTITY)) is None
+    over = rules.check("ANY", add("o", "u", BUY, 1, MAX_QUANTITY + 1))
+    assert over is not None and over.reason == Reason.VALUE_OUT_OF_RANGE
+    assert rules.check("ANY", add("o", "u", BUY, MAX_PRICE, 1)) is None
+
+
+def test_the_routers_own_caps_are_inclusive_and_come_after_the_books_rules():
+    assert reason("CAP", add("o", "u", BUY, 100, 50)) is None  # 50 lots, notional 5000
+    assert reason("CAP", add("o", "u", BUY, 100, 51)) == Reason.QUANTITY_ABOVE_MAX
+    assert reason("CAP", add("o", "u", BUY, 101, 50)) == Reason.NOTIONAL_ABOVE_MAX
+    assert reason("CAP", add("o", "u", BUY, 0, 51)) == Reason.NON_POSITIVE_PRICE
+    market = add("o", "u", BUY, 0, 50, order_type=OrderType.MARKET)
+    assert reason("CAP", market) is None  # no price, no notional
+
+
+def test_stop_prices_follow_the_tick_and_band():
+    stop = OrderType.STOP
+    assert reason("AAPL", add("o", "u", BUY, 0, 10, order_type=stop, stop_price=500)) is None
+    for bad in (0, 502, 95, 1005):
+        got = reason("AAPL", add("o", "u", BUY, 0, 10, order_type=stop, stop_price=bad))
+        assert got == Reason.BAD_STOP_PRICE, bad
+    limit = add("o", "u", BUY, 500, 10, order_type=OrderType.STOP_LIMIT, stop_price=1000)
+    assert reason("AAPL", limit) is None
+
+
+def test_limits_are_validated_when_read():
+    for bad in (
+        {"tick": 0},
+        {"lot": 0},
+        {"price_min": -1},
+        {"max_quantity": True},
+        {"price_min": 10, "price_max": 5},
+        {"unknown": 1},
+    ):
+        with pytest.raises(ValueError):
+            PreTradeLimits.from_json({"S": bad})
+    with pytest.raises(ValueError):
+        PreTradeLimits.from_json(["not", "an", "object"])
+    table = PreTradeLimits.from_json({"*": {"lot": 2}, "S": None, "B": {"dedup_window": 9}})
+    assert table.of("OTHER") == Limits(lot=2)
+    assert table.of("S") == Limits() and table.of("B") == Limits()
+    assert Limits(price_min=5, price_max=5).price_max == 5  # a one-price band is allowed
