@@ -102,6 +102,18 @@ ENV_AUTO_LIST = "AUTO_LIST"  # true: an unrouted symbol is listed on its first o
 ENV_DELIVERY_TIMEOUT_MS = "DELIVERY_TIMEOUT_MS"  # how long the router waits for the ack
 ENV_MANAGEMENT_SECRET = "MANAGEMENT_SECRET"  # local Management API's shared secret (not AWS)
 MANAGEMENT_SECRET_HEADER = "X-Hotshard-Management-Secret"
+# The WebSocket API's frame routes (a frame's `action`) besides $connect and $disconnect:
+# the handler's dispatch (hotshard/edge/api.py), the local gateway and the CDK stage's routes.
+WEBSOCKET_ROUTES = (
+    "order",
+    "replace",
+    "cancel",
+    "subscribe",
+    "unsubscribe",
+    "cancel_all",
+    "cancel_on_disconnect",
+    "ping",
+)
 
 # Spare partitions (infra/engine_host.py, docs/DEPLOY.md "Partitions"). `orders` (and every
 # topic, which mirror its partition numbers) has regular partitions, served by the minimum

@@ -46,16 +46,7 @@ from infra.network import NetworkStack
 
 STAGE = "live"
 # Frame routes: each one's reply goes back to the client (route response).
-WEBSOCKET_ROUTES = (
-    "order",
-    "replace",
-    "cancel",
-    "subscribe",
-    "unsubscribe",
-    "cancel_all",
-    "cancel_on_disconnect",
-    "ping",
-)
+WEBSOCKET_ROUTES = names.WEBSOCKET_ROUTES
 HTTP_ROUTES = (
     ("/orders", (apigw.HttpMethod.POST, apigw.HttpMethod.GET, apigw.HttpMethod.DELETE)),
     ("/orders/{id}", (apigw.HttpMethod.GET, apigw.HttpMethod.DELETE)),

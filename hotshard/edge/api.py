@@ -44,20 +44,12 @@ from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import MAX_PAGE, RETRY_AFTER_MS, OrderRouter, RefusedError
 from hotshard.edge.sessions import BATCH, Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
+from hotshard.names import WEBSOCKET_ROUTES
 from hotshard.reasons import HotshardError, Reason
 
 JSON = "application/json"
 ORDER_ROUTES = {"order": Action.ADD, "replace": Action.REPLACE, "cancel": Action.CANCEL}
-ROUTES = (
-    "$connect",
-    "$disconnect",
-    *ORDER_ROUTES,
-    "subscribe",
-    "unsubscribe",
-    "cancel_all",
-    "cancel_on_disconnect",
-    "ping",
-)
+ROUTES = ("$connect", "$disconnect", *WEBSOCKET_ROUTES)
 MAX_SUBSCRIPTIONS = 100
 
 _STATUS = {

@@ -52,20 +52,11 @@ from websockets.http11 import Request, Response
 from hotshard.edge.api import not_found_json
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer
 from hotshard.local.shapes import http_event, websocket_event
-from hotshard.names import MANAGEMENT_SECRET_HEADER
+from hotshard.names import MANAGEMENT_SECRET_HEADER, WEBSOCKET_ROUTES
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-WS_ROUTES = (
-    "order",
-    "replace",
-    "cancel",
-    "subscribe",
-    "unsubscribe",
-    "cancel_all",
-    "cancel_on_disconnect",
-    "ping",
-)
+WS_ROUTES = WEBSOCKET_ROUTES
 HTTP_ROUTES = (
     ("POST", "/orders"),
     ("GET", "/orders"),
