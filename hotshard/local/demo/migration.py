@@ -42,6 +42,7 @@ from hotshard.client.frames import Message
 from hotshard.client.retry import RetryPolicy
 from hotshard.client.session import Client, ClientError, local_token
 from hotshard.local.demo import report
+from hotshard.local.demo.cluster import latency_table
 from hotshard.local.monitor import Monitor
 from hotshard.local.up import UpOptions, up
 
@@ -571,24 +572,10 @@ def run(options: DemoOptions, console: Console) -> int:
         f"({tally.pushes / send_s:,.0f} pushes/s), {tally.retries} STALE_ROUTE retries, "
         f"refused {dict(tally.refused) or 0}, lost {lost}"
     )
-    say(latency_table(tally))
+    say(latency_table(tally.ack_ms, tally.status_ms, report.percentile))
     if died:
         say(f"[red]engines restarted by the supervisor: {died}")
     path = report.plot(recorded, options.out / f"demo-{stamp}.png")
     moved = summary.status == "SUCCEEDED"
     print(f"plot: {path}", flush=True)
     return 0 if moved and lost == 0 and tally.acks > 0 else 1
-
-
-def latency_table(tally: Tally) -> Table:
-    table = Table(title="latency (ms), order sent ->", title_justify="left")
-    for column in ("", "p50", "p90", "p99", "max", "of"):
-        table.add_column(column, justify="left" if not column else "right")
-    for name, values in (
-        ("its ack", tally.ack_ms),
-        ("its first ORDER_STATUS push", tally.status_ms),
-    ):
-        cells = [report.percentile(values, q) for q in (0.5, 0.9, 0.99)]
-        cells.append(max(values, default=0.0))
-        table.add_row(name, *(f"{v:,.1f}" for v in cells), f"{len(values):,}")
-    return table
