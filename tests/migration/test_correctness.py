@@ -69,6 +69,8 @@ def _move_under_load(
     code, summary, printed = outcome["result"]
     verdict = judge(load, window=(outcome["began"], outcome["ended"]))
     verdict.route = outcome["route"]
+    if verdict.problems:  # what was sent and pushed, to judge again (tests/migration/test_judge.py)
+        (tmp_path / "load.json").write_text(json.dumps(vars(load)))
     return code, summary, printed, load, verdict
 
 
