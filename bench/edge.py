@@ -52,6 +52,7 @@ from rich.table import Table
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.pyspy import collapsed_stacks
 from hotshard import route
 from hotshard.client.session import local_token
 from hotshard.local.cluster import local_cluster
@@ -451,12 +452,7 @@ def profile_table(path: Path, top: int = 14) -> Table:
     leaf: Counter[str] = Counter()
     through: Counter[str] = Counter()
     total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
+    for _, frames, n in collapsed_stacks(path):
         # the thread's frame first: skip idle threads waiting on a lock/select at the leaf
         total += n
         leaf[_short(frames[-1])] += n

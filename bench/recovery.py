@@ -40,6 +40,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from bench.pyspy import collapsed_stacks
 from hotshard import kafka, recovery
 from hotshard.commands import Command, add, cancel
 from hotshard.domain import Side, TimeInForce
@@ -247,12 +248,7 @@ def profile_summary(path: Path, top: int = 12) -> list[str]:
     leaf: Counter[str] = Counter()
     phase: Counter[str] = Counter()
     total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
+    for stack, frames, n in collapsed_stacks(path):
         total += n
         leaf[
             frames[-1].split(" (")[0] + " " + Path(frames[-1].rpartition("(")[2].split(":")[0]).name
