@@ -7,10 +7,11 @@ order ids of 8-10 characters, 100 users; nothing trades. Measured with tracemall
 heap, including the order-id strings the book keeps; the 100 user-id strings are shared)
 and as resident memory growth.
 
-Duplicate protection: a Market of S symbols (each `--symbols` value) sharing one budget of
-IDS remembered ended-order ids (`engine.book.DedupBudget`), every symbol with the window
-IDS / S; each symbol gets 1.25 windows of IOC orders that expire, so every book's window
-is full and has started forgetting. Each runs in a fresh child process (so no earlier
+Duplicate protection: the engine's own Market (`engine.service.settings.market_for`) of S
+symbols (each `--symbols` value) with the engine options `--dedup-ids IDS` and
+`--dedup-window IDS/S` (one budget of IDS remembered ended-order ids shared by all books);
+each symbol gets 1.25 windows of IOC orders that expire, so every book's window is full
+and has started forgetting. Each runs in a fresh child process (so no earlier
 measure's freed pages hide growth); reported: ids remembered and the child's resident
 memory growth, which holds the books, the index, the ended orders and their id strings
 (order ids and, as from the wire, one user-id string per order). The budget bounds the
@@ -24,9 +25,10 @@ import resource
 import tracemalloc
 
 import engine.book
-from engine.book import Book, Command, DedupBudget, Instrument, Market, add
+from engine.book import Book, Command, Instrument, add
 from engine.book.market import DEFAULT_DEDUP_IDS
 from engine.runtime import tune_gc
+from engine.service.settings import EngineSettings, market_for
 from hotshard.domain import Side, TimeInForce
 
 CHUNK = 10_000
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         "--dedup-ids",
         type=int,
         default=DEFAULT_DEDUP_IDS,
-        help=f"the Market's budget of remembered ids (default {DEFAULT_DEDUP_IDS:,})",
+        help=f"the engine's --dedup-ids, the budget of remembered ids (default "
+        f"{DEFAULT_DEDUP_IDS:,})",
     )
     args = parser.parse_args(argv)
     print(f"book build: {engine.book.BUILD}", flush=True)
@@ -115,7 +118,7 @@ def build(commands: list[Command]) -> Book:
 def dedup(symbols: int, ids: int) -> None:
     """Fill every book's window of a Market of `symbols` symbols; report what it holds."""
     window = ids // symbols
-    market = Market(open_listing=True, dedup=DedupBudget(ids=ids, window=window))
+    market = market_for(EngineSettings(dedup_ids=ids, dedup_window=window))
     names = [f"S{i:05d}" for i in range(symbols)]
     per_symbol = window + window // 4
     gc.collect()

@@ -10,13 +10,13 @@ from typing import IO
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-from engine.book import Market
+from engine.book import DedupBudgetError
 from engine.runtime import tune_gc
 from engine.service.control import serve
 from engine.service.core import EngineState
 from engine.service.errors import EngineFailedError
 from engine.service.loop import Engine
-from engine.service.settings import EngineSettings, parse_args
+from engine.service.settings import EngineSettings, market_for, parse_args
 from engine.service.store import SnapshotStore, s3_client
 from hotshard import clients, kafka
 from hotshard.names import KAFKA_GROUP_PREFIX
@@ -44,14 +44,10 @@ def build(settings: EngineSettings) -> Engine:
     from confluent_kafka import Consumer, Producer  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
-    from engine.replay import load_symbols  # noqa: PLC0415
-
+    market = market_for(settings)  # first: a listing over the budget fails before connecting
     base = clients.kafka_base(settings)
     if settings.create_topics:
         kafka.create_topics(AdminClient(base), settings.create_topics)
-    market = (
-        Market(load_symbols(settings.symbols)) if settings.symbols else Market(open_listing=True)
-    )
     r = clients.redis_client(settings, timeout_s=10, quick_retries=2)
     s3 = (
         s3_client(settings.aws_region, settings.s3_endpoint_url)
@@ -84,7 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     configure_logging(settings.log_level, settings.instance)
     log = logging.getLogger("hotshard.engine")
-    engine = build(settings)
+    try:
+        engine = build(settings)
+    except DedupBudgetError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 2
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})

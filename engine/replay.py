@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.book import Book, Instrument, Market
+from engine.book.instrument import DEFAULT_DEDUP_WINDOW
 from engine.runtime import tune_gc
 from hotshard.codec import InvalidOrderError, decode_order_json, depth_json, dumps, event_json
 from hotshard.domain import Status
@@ -40,11 +41,12 @@ EDGE_DEFAULT = "*"
 EDGE_ONLY = ("max_notional",)
 
 
-def load_symbols(path: Path) -> dict[str, Instrument]:
+def load_symbols(path: Path, dedup_window: int = DEFAULT_DEDUP_WINDOW) -> dict[str, Instrument]:
     """Read a symbols config: {"SYM": {"tick": 1, "lot": 1, "price_min": 1, "price_max": N,
-    "self_trade_prevention": false, "dedup_window": 100000}, ...}; every key optional. The
-    edge's keys (`max_notional`, the default entry "*") are left to the router, so one file
-    serves both (hotshard.edge.limits)."""
+    "self_trade_prevention": false, "dedup_window": 100000}, ...}; every key optional (a
+    symbol without `dedup_window` gets `dedup_window`). The edge's keys (`max_notional`,
+    the default entry "*") are left to the router, so one file serves both
+    (hotshard.edge.limits)."""
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -56,7 +58,8 @@ def load_symbols(path: Path) -> dict[str, Instrument]:
         if symbol == EDGE_DEFAULT:
             continue
         try:
-            rules = {k: v for k, v in (spec or {}).items() if k not in EDGE_ONLY}
+            rules: dict[str, Any] = {"dedup_window": dedup_window}
+            rules.update((k, v) for k, v in (spec or {}).items() if k not in EDGE_ONLY)
             instruments[symbol] = Instrument(symbol, **rules)
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"symbols config {path}, symbol {symbol}: {exc}") from exc

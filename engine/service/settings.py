@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.book.instrument import DEFAULT_DEDUP_WINDOW
+from engine.book.market import DEFAULT_DEDUP_IDS, DedupBudget, Market
 from hotshard import clients, names
 from hotshard.kafka import AUTH_MODES, AUTH_NONE
 
@@ -42,6 +44,8 @@ class EngineSettings:
     depth_levels: int = 10
     heartbeat_interval_s: float = 1.0
     ownership_ttl_s: float = 10.0
+    dedup_ids: int = DEFAULT_DEDUP_IDS
+    dedup_window: int = DEFAULT_DEDUP_WINDOW
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "EngineSettings":
@@ -107,6 +111,19 @@ def _from_text(name: str, raw: str) -> Any:
     if isinstance(default, float):
         return float(raw)
     return raw
+
+
+def market_for(settings: EngineSettings) -> Market:
+    """The process's books: the listed symbols (`--symbols`) or every symbol on first use,
+    within the process's budget of remembered ended-order ids (`--dedup-ids`,
+    `--dedup-window`; engine/book/market.py says how it is shared). DedupBudgetError if the
+    listed symbols' windows do not fit."""
+    from engine.replay import load_symbols  # noqa: PLC0415
+
+    budget = DedupBudget(ids=settings.dedup_ids, window=settings.dedup_window)
+    if settings.symbols:
+        return Market(load_symbols(settings.symbols, settings.dedup_window), dedup=budget)
+    return Market(open_listing=True, dedup=budget)
 
 
 def parse_partitions(text: str) -> tuple[int, ...]:
@@ -251,6 +268,22 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         "instance may take it after this)",
         type=float,
     )
+    opt(
+        "--dedup-ids",
+        "the process's budget of remembered ended-order ids (duplicate protection after an "
+        "order ended; live orders are always remembered), shared by all its books: each "
+        "symbol reserves its whole window when the engine takes it on, and a symbol whose "
+        "window does not fit gets REJECTED(DEDUP_BUDGET_FULL), a restore of it is refused. "
+        "~280 bytes per id (docs/BENCHMARKS.md, Memory)",
+        type=int,
+    )
+    opt(
+        "--dedup-window",
+        "ended-order ids each symbol remembers, for symbols taken on first use and listed "
+        "symbols whose --symbols entry has no dedup_window (a moved symbol keeps the window "
+        "its snapshot carries); 0: only live orders are protected",
+        type=int,
+    )
     args = p.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in fields(EngineSettings)}
     settings = EngineSettings(**values)
@@ -279,5 +312,7 @@ def _check(p: argparse.ArgumentParser, s: EngineSettings) -> None:
         p.error("--depth-levels must be >= 1")
     if s.ownership_ttl_s <= s.heartbeat_interval_s:
         p.error("--ownership-ttl-s must exceed --heartbeat-interval-s")
+    if not 0 <= s.dedup_window <= s.dedup_ids:
+        p.error("need 0 <= --dedup-window <= --dedup-ids")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         p.error("--log-level must be DEBUG, INFO, WARNING or ERROR")

@@ -1,10 +1,20 @@
 """Configuration: environment first, then flags; --help explains every option."""
 
+import json
 from dataclasses import fields as dc_fields
+from dataclasses import replace
 
 import pytest
 
-from engine.service.settings import ENV, EngineSettings, parse_args, parse_partitions
+from engine.book import DedupBudgetError, add
+from engine.service.core import EngineState
+from engine.service.settings import ENV, EngineSettings, market_for, parse_args, parse_partitions
+from hotshard.domain import Side, Status
+from hotshard.events import REASON, SEQ, STATUS, STATUS_CODE
+from hotshard.names import TOPIC_ORDER_STATUS
+from hotshard.reasons import Reason
+from hotshard.wire import event_tuple, parse_batch
+from tests.engine.service.test_core import records
 
 
 def test_partition_lists_and_ranges():
@@ -101,3 +111,46 @@ def test_every_option_has_an_environment_variable(capsys):
             raw = "30"
         got = getattr(EngineSettings.from_env({ENV[name]: raw}), name)
         assert got != value, name
+
+
+def test_the_dedup_budget_is_an_option_and_the_engine_market_keeps_it(tmp_path):
+    """--dedup-ids / --dedup-window (or their variables) bound the ended-order ids the
+    engine's books remember together; a symbol whose window no longer fits is refused
+    DEDUP_BUDGET_FULL outside any sequence, through the engine's own batch path."""
+    s = parse_args(["--dedup-ids", "30"], {"ENGINE_DEDUP_WINDOW": "10"})
+    assert (s.dedup_ids, s.dedup_window) == (30, 10)
+    assert EngineSettings().dedup_ids == 1_000_000 and EngineSettings().dedup_window == 10_000
+    state = EngineState(market_for(s))
+    stream = [(f"S{i}", add(f"o{i}", "u", Side.BUY, 10, 1)) for i in range(4)]
+    result = state.apply_batch(records(stream, partitions=1))
+    statuses = [
+        (batch.symbol, ev[SEQ], ev[STATUS_CODE], ev[REASON])
+        for topic, _, _, value in result.outputs
+        if topic == TOPIC_ORDER_STATUS
+        for batch in [parse_batch(STATUS, value)]
+        for ev, _ in (event_tuple(STATUS, msg) for msg in batch.events)
+    ]
+    assert sorted(statuses) == [
+        ("S0", 1, int(Status.ACCEPTED), 0),
+        ("S1", 1, int(Status.ACCEPTED), 0),
+        ("S2", 1, int(Status.ACCEPTED), 0),
+        ("S3", 0, int(Status.REJECTED), int(Reason.DEDUP_BUDGET_FULL)),
+    ]
+    assert sorted(state.market.books) == ["S0", "S1", "S2"]
+
+
+def test_listed_symbols_take_the_default_window_and_must_fit(tmp_path):
+    listing = tmp_path / "symbols.json"
+    listing.write_text(json.dumps({"A": {}, "B": {"dedup_window": 5}}))
+    s = parse_args(["--symbols", str(listing), "--dedup-ids", "20", "--dedup-window", "15"], {})
+    market = market_for(s)
+    assert (market.instruments["A"].dedup_window, market.instruments["B"].dedup_window) == (15, 5)
+    with pytest.raises(DedupBudgetError):
+        market_for(replace(s, dedup_ids=19))
+
+
+def test_a_window_over_the_budget_is_refused():
+    with pytest.raises(SystemExit):
+        parse_args(["--dedup-ids", "10", "--dedup-window", "11"], {})
+    with pytest.raises(SystemExit):
+        parse_args(["--dedup-window", "-1"], {})
