@@ -80,6 +80,7 @@ class Reason(IntEnum):
     STORE_UNAVAILABLE = 505
     ENGINE_CALL_FAILED = 506
     NO_TARGET = 507
+    NO_BOOK = 508
 
 
 class HotshardError(Exception):

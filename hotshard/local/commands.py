@@ -9,8 +9,10 @@
 `up` writes the state file the others read (default .hotshard/cluster.json). `migrate`
 starts one execution of the state machine in the cluster's control plane, prints each step
 as it enters and leaves it, and exits 0 once the symbol moved, 3 when there was nothing to
-move, 2 when it rolled back, 1 otherwise (rollback failed, failed after the switch, bad
-input, timed out); with --json its last line is the summary."""
+move (no hot symbol, the symbol is on that target already, or it has no book yet: no order
+was ever sent to it; the reason is printed), 2 when it rolled back, 1 otherwise (rollback
+failed, failed after the switch, bad input, timed out); with --json its last line is the
+summary."""
 
 from __future__ import annotations
 
@@ -162,6 +164,15 @@ def outcome(status: str, error: str | None, last_state: str | None) -> tuple[str
     return error or status, EXIT_FAILED
 
 
+def why_nothing(state: dict[str, Any]) -> str:
+    """What DetectHotSymbol said when it found nothing to move (its error's message)."""
+    error = state.get("error") or {}
+    cause = str(error.get("Cause", ""))
+    with contextlib.suppress(ValueError, AttributeError):
+        cause = str(json.loads(cause).get("errorMessage", cause))
+    return cause or str(error.get("Error", "no reason given"))
+
+
 def migrate_command(args: argparse.Namespace) -> int:
     cluster = _state(args)
     say = _say()
@@ -214,6 +225,8 @@ def migrate_command(args: argparse.Namespace) -> int:
                 duration_ms=int((time.time() - began) * 1000),
             )
     summary["status"] = status
+    if code == EXIT_NOTHING:
+        say(f"nothing to move: {why_nothing(state)}")
     pause = summary.get("pause_ms")
     say(
         f"{status}: {summary.get('symbol')} {summary.get('from')} -> {summary.get('to')}, "

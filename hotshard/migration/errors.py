@@ -10,10 +10,11 @@ class MigrationError(HotshardError):
 
 
 class NoHotSymbol(MigrationError):  # noqa: N818 - the ASL's error name
-    """Nothing worth moving (ends the execution as NothingToMove)."""
+    """Nothing worth moving (ends the execution as NothingToMove): no hot symbol, the
+    symbol is on its target already (NO_HOT_SYMBOL), or it has no book yet (NO_BOOK)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(Reason.NO_HOT_SYMBOL, detail)
+    def __init__(self, detail: str, reason: Reason = Reason.NO_HOT_SYMBOL) -> None:
+        super().__init__(reason, detail)
 
 
 class BadInput(MigrationError):  # noqa: N818

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotshard.migration.errors import BadInput, NoHotSymbol, NoTarget, RollbackImpossible
+from hotshard.reasons import Reason
 from hotshard.route import ACTIVE, MIGRATING, Route
 
 PRE_COPY = "pre-copy"
@@ -90,6 +91,19 @@ def hottest(
         raise NoHotSymbol(f"{source.instance} trades one symbol only: moving it relieves nothing")
     symbol = max(source.symbols, key=lambda s: (source.symbols[s], s))
     return source, symbol
+
+
+def check_has_book(symbol: str, source: str, books: Iterable[str]) -> None:
+    """A listed symbol no order was ever sent to has no book on its source: Snapshot and
+    Fence would answer UNKNOWN_SYMBOL. It is refused before anything changes (NothingToMove,
+    NO_BOOK), not moved by its route alone: a record already on its way to p would still
+    create a book on the source after the route had left it."""
+    if symbol not in set(books):
+        raise NoHotSymbol(
+            f"{symbol} has no book on {source} yet (no order was ever sent to it): nothing "
+            f"to move, it stays routed to {source}",
+            Reason.NO_BOOK,
+        )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ must remember across a retry (an offset read before a route change) is kept in R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -156,12 +157,17 @@ def detect_hot_symbol(ctx: Context, state: State) -> Result:
         raise BadInput(f"{symbol} is {found.status} (another migration is moving it)")
     if request.target is not None and request.target == found.instance:
         raise NoHotSymbol(f"{symbol} is on {found.instance} already")
+    address = _engine_address(ctx.redis, found.instance)
+    health = ctx.client(address).health()
+    if not health.serving:
+        raise EngineUnavailable(f"{found.instance} is not serving yet (restarting?)")
+    plan.check_has_book(symbol, found.instance, health.symbols)
     return {
         "symbol": symbol,
         "strategy": request.strategy,
         "source": {
             "instance": found.instance,
-            "address": _engine_address(ctx.redis, found.instance),
+            "address": address,
             "partition": found.partition,
         },
         "epoch": found.epoch,
@@ -423,22 +429,50 @@ def rollback(ctx: Context, state: State) -> Result:
         pending = control_pb2.PendingReplay(
             topic=topic, partition=partition, from_offset=start, epoch=epoch
         )
-    source = ctx.client(_engine_address(ctx.redis, move.source))
-    unfenced = source.unfence(move.symbol, decided.unfence_epoch, pending)
+    try:
+        unfenced = _unfence(ctx, move, decided.unfence_epoch, pending)
+    except Exception:
+        if target is not None and decided.route != "move-back":
+            # The target holds at most a shadow: back to the pool whatever the source
+            # answered (a retry of the Rollback finds it given back already).
+            with contextlib.suppress(Exception):
+                _drop_target(ctx, move, target)
+        raise
     if target is not None:
-        try:
-            ctx.client(_engine_address(ctx.redis, target.instance)).remove(move.symbol)
-        except EngineCallFailed as exc:
-            if not _gone(exc):
-                raise
-        ctx.fleet.give_back(target, execution=move.execution)
+        _drop_target(ctx, move, target)
     return {
         "route": decided.route,
         "epoch": decided.unfence_epoch,
-        "replayed": unfenced.replayed,
-        "held": unfenced.held,
+        "replayed": 0 if unfenced is None else unfenced.replayed,
+        "held": 0 if unfenced is None else unfenced.held,
+        "source_book": unfenced is not None,
         "error": (state.get("error") or {}).get("Error"),
     }
+
+
+def _unfence(
+    ctx: Context, move: Move, epoch: int, pending: control_pb2.PendingReplay | None
+) -> control_pb2.UnfenceReply | None:
+    """Unfence(S) on the source; None when it has no book of S (never had one, or lost
+    it): nothing was fenced there, so nothing is left to lift."""
+    source = ctx.client(_engine_address(ctx.redis, move.source))
+    try:
+        return source.unfence(move.symbol, epoch, pending)
+    except EngineCallFailed as exc:
+        if _gone(exc) or exc.engine_reason == Reason.UNKNOWN_SYMBOL:
+            return None
+        raise
+
+
+def _drop_target(ctx: Context, move: Move, target: Target) -> None:
+    """Remove S (a shadow, or a book promoted before a move-back) from the target and
+    give the target back to the fleet."""
+    try:
+        ctx.client(_engine_address(ctx.redis, target.instance)).remove(move.symbol)
+    except EngineCallFailed as exc:
+        if not _gone(exc):
+            raise
+    ctx.fleet.give_back(target, execution=move.execution)
 
 
 STEPS: dict[str, Callable[[Context, State], Result]] = {

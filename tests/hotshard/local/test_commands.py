@@ -1,6 +1,7 @@
 """The `hotshard` cluster commands' pure parts: partition split, step lines, exit codes."""
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hotshard.local.commands import (
     describe_event,
     engine_label,
     outcome,
+    why_nothing,
 )
 from hotshard.local.up import split
 
@@ -34,6 +36,15 @@ def test_exit_codes_say_how_it_ended() -> None:
     failed = outcome("FAILED", names.MIGRATION_ROLLBACK_FAILED, "RollbackFailed")
     assert failed == (names.MIGRATION_ROLLBACK_FAILED, EXIT_FAILED)
     assert outcome("TIMED_OUT", None, None) == ("TIMED_OUT", EXIT_FAILED)
+
+
+def test_nothing_to_move_says_why() -> None:
+    cause = {"errorType": "NoHotSymbol", "errorMessage": "NO_BOOK: HOT has no book on e-0 yet"}
+    state = {"error": {"Error": "NoHotSymbol", "Cause": json.dumps(cause)}}
+    assert why_nothing(state) == "NO_BOOK: HOT has no book on e-0 yet"
+    assert why_nothing({"error": {"Error": "NoHotSymbol", "Cause": "plain"}}) == "plain"
+    assert why_nothing({"error": {"Error": "NoHotSymbol"}}) == "NoHotSymbol"
+    assert why_nothing({}) == "no reason given"
 
 
 def test_steps_are_shown_as_they_enter_and_leave() -> None:

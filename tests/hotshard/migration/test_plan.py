@@ -6,6 +6,7 @@ import pytest
 from hotshard.migration import plan
 from hotshard.migration.errors import BadInput, NoHotSymbol, NoTarget, RollbackImpossible
 from hotshard.migration.settings import MigrationSettings, parse_partitions
+from hotshard.reasons import Reason
 from hotshard.route import ACTIVE, MIGRATING, Route
 
 
@@ -72,6 +73,15 @@ def test_a_lone_symbol_is_not_worth_moving() -> None:
 
 
 C = plan.Candidate
+
+
+def test_a_symbol_without_a_book_is_nothing_to_move() -> None:
+    plan.check_has_book("HOT", "e-0", ["AAA", "HOT"])
+    with pytest.raises(NoHotSymbol, match="HOT has no book on e-0") as refused:
+        plan.check_has_book("HOT", "e-0", ["AAA", "HOTX"])
+    assert refused.value.reason == Reason.NO_BOOK
+    with pytest.raises(NoHotSymbol):
+        plan.check_has_book("HOT", "e-0", [])
 
 
 def test_target_is_an_idle_warm_engine_not_claimed() -> None:

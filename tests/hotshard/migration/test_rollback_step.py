@@ -1,0 +1,108 @@
+"""Rollback (hotshard.migration.steps.rollback) against a real Redis and the real fleet,
+with the engines' answers given: a source without the book is nothing to unfence, and the
+target goes back to the pool whatever the source answers."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+
+from hotshard import names, route
+from hotshard.migration import steps
+from hotshard.migration.errors import EngineCallFailed
+from hotshard.migration.fleet import AutoScalingFleet
+from hotshard.migration.settings import MigrationSettings
+from hotshard.reasons import Reason
+from hotshard.v1 import control_pb2
+
+EXECUTION = "arn:execution:HOT-1"
+
+
+@dataclass
+class Engine:
+    """An EngineControl that answers Unfence with `unfence` (an error or a reply) and
+    Remove with NOT_FOUND (no shadow: the Follow never ran)."""
+
+    unfence_answer: Exception | control_pb2.UnfenceReply
+    calls: list[str] = field(default_factory=list)
+
+    def unfence(self, symbol: str, epoch: int, pending: Any = None) -> control_pb2.UnfenceReply:
+        self.calls.append(f"Unfence {symbol} {epoch}")
+        if isinstance(self.unfence_answer, Exception):
+            raise self.unfence_answer
+        return self.unfence_answer
+
+    def remove(self, symbol: str) -> control_pb2.RemoveReply:
+        self.calls.append(f"Remove {symbol}")
+        raise EngineCallFailed("Remove", Reason.UNKNOWN_SYMBOL, "no book", "NOT_FOUND")
+
+    def close(self) -> None:
+        pass
+
+
+class NoBroker:
+    def close(self) -> None:
+        pass
+
+
+def _state() -> dict[str, Any]:
+    return {
+        "migration": {
+            "symbol": "HOT",
+            "strategy": "pre-copy",
+            "source": {"instance": "e-0", "address": "src:1", "partition": 0},
+            "epoch": 1,
+            "execution": EXECUTION,
+        },
+        "target": {"instance": "w-0", "address": "dst:1", "partition": 4, "scaled_out": False},
+        "error": {"Error": "EngineCallFailed"},
+    }
+
+
+def _context(r: redis.Redis, source: Engine, target: Engine) -> steps.Context:
+    for instance, address, partition in (("e-0", "src:1", "0"), ("w-0", "dst:1", "4")):
+        r.hset(
+            names.REDIS_ENGINE.format(instance),
+            mapping={"address": address, "partitions": partition},
+        )
+        r.sadd(names.REDIS_ENGINES, instance)
+    route.list_symbol_at(r, "HOT", 0, "e-0")
+    r.set(names.REDIS_FLEET_CLAIM.format("w-0"), EXECUTION)
+    engines = {"src:1": source, "dst:1": target}
+    return steps.Context(
+        MigrationSettings(),
+        r,
+        AutoScalingFleet(r, spare=(4,)),
+        NoBroker(),  # type: ignore[arg-type]
+        EXECUTION,
+        engine=engines.__getitem__,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.integration
+def test_a_source_without_the_book_has_nothing_to_unfence(r: redis.Redis) -> None:
+    no_book = EngineCallFailed("Unfence", Reason.UNKNOWN_SYMBOL, "no book for HOT", "NOT_FOUND")
+    source, target = Engine(no_book), Engine(control_pb2.UnfenceReply())
+    result = steps.rollback(_context(r, source, target), _state())
+    assert (result["route"], result["source_book"], result["replayed"]) == ("none", False, 0)
+    assert source.calls == ["Unfence HOT 1"] and target.calls == ["Remove HOT"]
+    assert r.get(names.REDIS_FLEET_CLAIM.format("w-0")) is None  # back in the pool
+
+
+@pytest.mark.integration
+def test_the_target_goes_back_even_when_the_unfence_fails(r: redis.Redis) -> None:
+    refused = EngineCallFailed("Unfence", Reason.SYMBOL_FENCED, "busy", "FAILED_PRECONDITION")
+    source, target = Engine(refused), Engine(control_pb2.UnfenceReply())
+    with pytest.raises(EngineCallFailed, match="SYMBOL_FENCED"):
+        steps.rollback(_context(r, source, target), _state())
+    assert target.calls == ["Remove HOT"]
+    assert r.get(names.REDIS_FLEET_CLAIM.format("w-0")) is None
+
+
+@pytest.mark.integration
+def test_an_unfenced_source_answers_what_it_replayed(r: redis.Redis) -> None:
+    source = Engine(control_pb2.UnfenceReply(replayed=3, held=2))
+    result = steps.rollback(_context(r, source, Engine(control_pb2.UnfenceReply())), _state())
+    assert (result["replayed"], result["held"], result["source_book"]) == (3, 2, True)
+    assert r.get(names.REDIS_FLEET_CLAIM.format("w-0")) is None
