@@ -17,7 +17,8 @@ migrations of one symbol, or a listing racing a listing, cannot both win; the lo
     ACTIVE  --move-->  ACTIVE (new partition, epoch + 1; pre-copy, no pause)
 """
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,16 +133,57 @@ def destination(found: Route) -> tuple[str, int]:
     return names.TOPIC_ORDERS, found.epoch
 
 
-def pending_ended(r: redis.Redis, symbol: str, epoch: int, offset: int) -> bool:
-    """Whether a record produced to pending-orders at `offset` for (symbol, epoch) may be
-    after the migration's PENDING_END marker (so nobody replays it). hotshard.migration sets
-    `pending-end:{S}:{E}` before it writes the marker and adds the marker's offset after:
-    no key -> the marker comes later (False); an offset -> compare; none yet -> True."""
-    raw = r.get(names.REDIS_PENDING_END.format(symbol, epoch))
+PENDING_END_WAIT_S = 5.0
+"""How long a router waits for the PENDING_END marker's offset once the migration announced
+it (it writes the marker right after: milliseconds, unless the task died in between)."""
+
+
+class PendingEndUnknownError(TimeoutError):
+    """The marker's offset did not come in time: whether the record is replayed is unknown
+    (the router answers NOT_DELIVERED, the outcome in doubt, never a refusal)."""
+
+
+def pending_verdict(raw: bytes | str | None, offset: int) -> bool | None:
+    """From `pending-end:{S}:{E}` (absent, `topic/partition/` while the marker is being
+    written, `topic/partition/offset` after): True when a record at `offset` is after the
+    marker (nobody replays it), False when before (replayed), None while it cannot be told.
+    hotshard.migration sets the key before it writes the marker, so a record acknowledged
+    before the key existed is before the marker."""
     if raw is None:
         return False
     marker = text(raw).rpartition("/")[2]
-    return not marker.isdigit() or offset > int(marker)
+    if not marker.isdigit():
+        return None
+    return offset > int(marker)
+
+
+def pending_ended(
+    r: redis.Redis,
+    symbol: str,
+    epoch: int,
+    offset: int,
+    *,
+    wait_s: float = PENDING_END_WAIT_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Whether a record produced to pending-orders at `offset` for (symbol, epoch) is after
+    the migration's PENDING_END marker (so nobody replays it). While the marker is being
+    written its offset is waited for: refusing then would turn away a record that is before
+    the marker, which the move replays (a refused order taking effect). PendingEndUnknownError
+    after `wait_s`."""
+    key = names.REDIS_PENDING_END.format(symbol, epoch)
+    deadline = time.monotonic() + wait_s
+    delay = 0.001
+    while True:
+        verdict = pending_verdict(r.get(key), offset)
+        if verdict is not None:
+            return verdict
+        if time.monotonic() > deadline:
+            raise PendingEndUnknownError(
+                f"{symbol}: the move's PENDING_END offset did not come within {wait_s:.1f} s"
+            )
+        sleep(delay)
+        delay = min(delay * 2, 0.02)
 
 
 def lookup(r: redis.Redis, symbol: str) -> Route | None:

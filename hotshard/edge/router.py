@@ -313,7 +313,16 @@ class OrderRouter:
                 symbol=symbol,
                 order_id=order_id,
             )
-        return self._send(symbol, command, client_ts, self._route(symbol, order_id), received)
+        try:
+            return self._send(symbol, command, client_ts, self._route(symbol, order_id), received)
+        except TimeoutError as exc:  # may yet be written: the outcome is in doubt
+            raise RefusedError(
+                Reason.NOT_DELIVERED,
+                str(exc),
+                symbol=symbol,
+                order_id=order_id,
+                retry_after_ms=RETRY_AFTER_MS,
+            ) from exc
 
     def _own_order(self, user_id: str, order_id: str, symbol: str) -> None:
         """CANCEL and REPLACE act only on an order this user placed here, on its symbol:
@@ -374,7 +383,7 @@ class OrderRouter:
             else:
                 targets.append((record.get("symbol", ""), order_id))
         routes: dict[str, Route] = {}
-        sent: list[tuple[str, str, Delivery]] = []
+        sent: list[tuple[str, str, Delivery, str, int]] = []
         failed: list[dict[str, Any]] = []
         for sym, order_id in targets:
             try:
@@ -389,16 +398,26 @@ class OrderRouter:
                 )
                 delivery = Delivery()
                 self._produce(topic, found.partition, sym.encode(), value, delivery)
-                sent.append((sym, order_id, delivery))
+                sent.append((sym, order_id, delivery, topic, epoch))
             except HotshardError as exc:
                 failed.append(_failure(order_id, exc.reason, exc.detail))
         deadline = time.monotonic() + self.delivery_timeout_s
-        for _sym, _order_id, delivery in sent:  # the pump confirms them all as they come
+        for _sym, _order_id, delivery, _topic, _epoch in sent:  # confirmed as they come
             self.pump.wait(delivery, deadline)
         cancelled = []
-        for _sym, order_id, delivery in sent:
+        for sym, order_id, delivery, topic, epoch in sent:
             if delivery.done and delivery.error is None:
-                cancelled.append(order_id)
+                try:
+                    ended = topic == TOPIC_PENDING_ORDERS and route.pending_ended(
+                        self.r, sym, epoch, delivery.offset, wait_s=self.delivery_timeout_s
+                    )
+                except route.PendingEndUnknownError as exc:
+                    failed.append(_failure(order_id, Reason.NOT_DELIVERED, str(exc)))
+                    continue
+                if ended:  # after the move's PENDING_END marker: nobody applies it
+                    failed.append(_failure(order_id, Reason.STALE_ROUTE, f"{sym} moved: retry"))
+                else:
+                    cancelled.append(order_id)
             else:
                 detail = str(delivery.error) if delivery.error is not None else "no ack in time"
                 failed.append(_failure(order_id, Reason.NOT_DELIVERED, detail))
@@ -662,9 +681,13 @@ class OrderRouter:
                 order_id=order_id,
                 retry_after_ms=RETRY_AFTER_MS,
             ) from exc
-        if topic == TOPIC_PENDING_ORDERS and route.pending_ended(self.r, symbol, epoch, offset):
+        if topic == TOPIC_PENDING_ORDERS and route.pending_ended(
+            self.r, symbol, epoch, offset, wait_s=self.delivery_timeout_s
+        ):
             # The race closure (HANDOVER.md): the migration's PENDING_END marker for this
-            # epoch may be before this record, so nobody replays it: not acknowledged.
+            # epoch is before this record, so nobody replays it: refused, and it never
+            # takes effect. (Marker still being written: pending_ended waits for its offset;
+            # none in time raises PendingEndUnknownError, a TimeoutError: in doubt.)
             raise RefusedError(
                 Reason.STALE_ROUTE,
                 f"{symbol} moved while this order was on its way: retry",

@@ -114,3 +114,27 @@ def test_delisting_removes_the_route_and_its_load(r):
     assert route.lookup(r, "AAPL") is None
     assert route.partition_loads(r) == {2: 0}
     assert route.listed_symbols(r) == []
+
+
+def test_a_record_is_after_the_pending_end_marker_only_past_its_offset():
+    assert route.pending_verdict(None, 5) is False  # the marker is written later
+    assert route.pending_verdict(b"pending-orders/0/", 5) is None  # being written
+    assert route.pending_verdict(b"pending-orders/0/10", 9) is False
+    assert route.pending_verdict(b"pending-orders/0/10", 11) is True
+
+
+def test_the_router_waits_for_the_marker_offset_instead_of_refusing(r):
+    """The race closure's window: the key is set, the marker not yet acknowledged. A record
+    before the marker is replayed by the move, so it must not be told it was refused."""
+    key = "pending-end:HOT:2"
+    r.set(key, "pending-orders/0/")
+    writer = threading.Timer(0.05, lambda: r.set(key, "pending-orders/0/40"))
+    writer.start()
+    try:
+        assert route.pending_ended(r, "HOT", 2, 39) is False
+    finally:
+        writer.join()
+    assert route.pending_ended(r, "HOT", 2, 41) is True
+    r.set(key, "pending-orders/0/")
+    with pytest.raises(route.PendingEndUnknownError):
+        route.pending_ended(r, "HOT", 2, 39, wait_s=0.05)

@@ -2,6 +2,7 @@
 captured API Gateway events, then the order path's rules through EdgeApi."""
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,10 +225,22 @@ def test_an_order_buffered_after_the_end_marker_is_refused_stale(r, broker):
     key = names.REDIS_PENDING_END.format("AAPL", 2)
     r.set(key, "pending-orders/3/1000000")
     assert e.router.submit("alice", {**ORDER, "order_id": "o-before"}).topic == "pending-orders"
-    r.set(key, "pending-orders/3/")  # the marker is being written: its offset unknown yet
+    # The marker is being written: the router waits for its offset, then compares (a
+    # refusal now would turn away a record the move replays).
+    r.set(key, "pending-orders/3/")
+    written = threading.Timer(0.1, lambda: r.set(key, "pending-orders/3/1000000"))
+    written.start()
+    try:
+        ack = e.router.submit("alice", {**ORDER, "order_id": "o-while-written"})
+    finally:
+        written.join()
+    assert ack.topic == "pending-orders"
+    # No offset in time (the task died between key and marker): in doubt, not refused.
+    r.set(key, "pending-orders/3/")
+    e.router.delivery_timeout_s = 0.2
     with pytest.raises(RefusedError) as info:
-        e.router.submit("alice", ORDER)
-    assert info.value.reason.name == "STALE_ROUTE"
+        e.router.submit("alice", {**ORDER, "order_id": "o-in-doubt"})
+    assert info.value.reason.name == "NOT_DELIVERED"
     r.set(key, "pending-orders/3/0")
     with pytest.raises(RefusedError) as info:
         e.router.submit("alice", ORDER)

@@ -4,7 +4,8 @@ concurrent load of orders on several symbols while `hotshard migrate` moves the 
 and everything is judged from the pushes alone:
 
 - every acknowledged order took effect exactly once (one ACCEPTED or one REJECTED that is
-  not STALE_ROUTE, never two);
+  not STALE_ROUTE, never two), and no order the client was told was refused took effect
+  (only an answer in doubt - none in time, NOT_DELIVERED - may have);
 - each symbol's sequence numbers are 1..N, no gap, no repeat (the union of what the
   owners and a watcher subscribed to every symbol were pushed);
 - the hot symbol's events equal, event for event, a replay (engine.replay) of the same
@@ -42,6 +43,8 @@ HOT = "HOT"
 OTHERS = ("AAA", "BBB", "CCC")
 SYMBOLS = (HOT, *OTHERS)
 REPO = Path(__file__).resolve().parents[2]
+IN_DOUBT = ("NOT_DELIVERED", "ORDER_IN_FLIGHT")
+"""Refusals that leave the outcome open: the order may have reached the book."""
 HOTSHARD = [sys.executable, "-m", "hotshard.cli"]
 
 
@@ -246,19 +249,24 @@ def judge(load: Load, *, window: tuple[float, float] | None = None) -> Verdict:
         seen_events[symbol].setdefault(seq, {"kind": kind, **data})
         if kind == "ORDER_STATUS" and data.get("status") in ("ACCEPTED", "REJECTED"):
             decisions[(symbol, seq)] = (str(data.get("order_id")), str(data.get("reason", "")))
-    # A REJECTED(DUPLICATE_ORDER_ID) after the order's own decision is a client's retry the
-    # book absorbed (a STALE_ROUTE answer for a record that was replayed after all): no
-    # second effect, but a command the book applied, so the replay gets it too.
+    # Each order id is sent once (the client library resends it only after a STALE_ROUTE
+    # refusal, which must have had no effect): a second decision - a REJECTED
+    # (DUPLICATE_ORDER_ID) included - means a refused attempt took effect after all.
     for (_symbol, seq), (oid, reason) in sorted(decisions.items(), key=lambda d: d[0][1]):
-        if reason == "DUPLICATE_ORDER_ID" and oid in first and first[oid][0] < seq:
-            continue
         if oid in first:
-            problems.append(f"{oid} decided twice: seq {first[oid][0]} and {seq}")
+            problems.append(
+                f"{oid} decided twice: seq {first[oid][0]} and {seq} ({reason or 'ACCEPTED'}):"
+                " an attempt the client was told was refused took effect"
+            )
             continue
         first[oid] = (seq, reason)
     for oid, (symbol, _frame) in load.acks.items():
         if oid not in first:
             problems.append(f"acknowledged {oid} ({symbol}) never took effect")
+    for reply in load.refused:
+        oid, reason = str(reply.get("order_id")), str(reply.get("reason"))
+        if reason not in IN_DOUBT and oid in first and oid not in load.acks:
+            problems.append(f"{oid} was refused ({reason}) but took effect at seq {first[oid][0]}")
     events = {}
     for symbol, seqs in by_symbol.items():
         n = max(seqs)
@@ -267,8 +275,8 @@ def judge(load: Load, *, window: tuple[float, float] | None = None) -> Verdict:
             problems.append(f"{symbol}: seqs missing {missing[:10]} of 1..{n}")
         events[symbol] = n
     # The hot symbol as if it had never moved.
-    # Every order the book decided, acknowledged or not (a refused one - no ack in time, a
-    # conservative STALE_ROUTE - may still have reached the book: allowed, and replayed).
+    # Every order the book decided, acknowledged or not (one whose answer was in doubt - no
+    # answer in time, NOT_DELIVERED - may still have reached the book: allowed, replayed).
     hot_orders = sorted(
         (seq, oid)
         for (sym, seq), (oid, _reason) in decisions.items()
