@@ -162,6 +162,7 @@ class RollbackPlan:
     unfence_epoch: int  # Unfence(S, this) on the source
     pending: tuple[str, int, int, int] | None  # (topic, partition, from_offset, epoch)
     remove_shadow: bool
+    fence: tuple[int, int] | None = None  # Fence(S, epoch, to_partition) on the source first
 
 
 def rollback_plan(
@@ -189,22 +190,34 @@ def rollback_plan(
         if current.epoch != epoch or not on_source:
             raise RollbackImpossible(f"route is {current}, not this migration's pause")
         # Back to the source at e + 1: the pending records (stamped e + 1) replay first,
-        # then what the router sends to p from now on (held while the book is fenced).
+        # then what the router sends to p from now on (held while the book is fenced). The
+        # source is fenced first (the same Fence as WaitForDrain's, answered again if it
+        # was done): an unfenced book would apply p's e + 1 records ahead of the pending
+        # ones, and an Unfence finds no fence to lift, so nothing would replay them.
         return RollbackPlan(
             "switch-back",
             current,
             ((pending_topic, source_partition, epoch + 1),),
             epoch + 1,
-            None
-            if pending_from is None
-            else (pending_topic, source_partition, pending_from, epoch + 1),
+            _pending_replay(pending_topic, source_partition, pending_from, epoch + 1),
             remove,
+            None if target_partition is None else (epoch + 1, target_partition),
         )
     if current.status != ACTIVE:
         raise RollbackImpossible(f"route status {current.status!r}")
     if on_source:
-        # Nothing moved (pre-copy before its switch, or a rollback that is run again).
-        return RollbackPlan("none", None, (), current.epoch, None, remove)
+        return _back_on_source(
+            strategy,
+            current,
+            epoch=epoch,
+            source_partition=source_partition,
+            target_partition=target_partition,
+            pending_from=pending_from,
+            target_from=target_from,
+            pending_topic=pending_topic,
+            orders_topic=orders_topic,
+            remove=remove,
+        )
     if (
         current.partition == target_partition
         and current.instance == target_instance
@@ -227,6 +240,57 @@ def rollback_plan(
             remove,
         )
     raise RollbackImpossible(f"route is {current}: neither this move's source nor its target")
+
+
+def _pending_replay(
+    topic: str, partition: int, start: int | None, epoch: int
+) -> tuple[str, int, int, int] | None:
+    if start is None:
+        return None
+    return (topic, partition, start, epoch)
+
+
+def _back_on_source(
+    strategy: str,
+    current: Route,
+    *,
+    epoch: int,
+    source_partition: int,
+    target_partition: int | None,
+    pending_from: int | None,
+    target_from: int | None,
+    pending_topic: str,
+    orders_topic: str,
+    remove: bool,
+) -> RollbackPlan:
+    """The route is ACTIVE on the source: nothing moved (epoch e), or a Rollback run again
+    after its route change (e + 1 a switch-back, e + 2 a move-back). Run again, it still
+    owes the markers and the replay: the first run may have changed the route and then
+    failed before the source's Unfence took them (a source killed meanwhile)."""
+    if strategy == STOP_AND_COPY and current.epoch == epoch + 1 and pending_from is not None:
+        return RollbackPlan(
+            "none",
+            None,
+            ((pending_topic, source_partition, epoch + 1),),
+            epoch + 1,
+            (pending_topic, source_partition, pending_from, epoch + 1),
+            remove,
+        )
+    if (
+        strategy == PRE_COPY
+        and current.epoch == epoch + 2
+        and target_partition is not None
+        and target_from is not None
+    ):
+        return RollbackPlan(
+            "none",
+            None,
+            ((orders_topic, target_partition, epoch + 1),),
+            epoch + 2,
+            (orders_topic, target_partition, target_from, epoch + 1),
+            remove,
+        )
+    return RollbackPlan("none", None, (), current.epoch, None, remove)
 
 
 # ---------------------------------------------------------------------- the summary

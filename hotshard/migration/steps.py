@@ -417,6 +417,8 @@ def rollback(ctx: Context, state: State) -> Result:
         pending_topic=names.TOPIC_PENDING_ORDERS,
         orders_topic=names.TOPIC_ORDERS,
     )
+    if decided.fence is not None:
+        _fence_for_rollback(ctx, move, *decided.fence)
     if decided.route == "switch-back" and decided.expected is not None:
         route.switch(ctx.redis, decided.expected, move.p, move.source)
     elif decided.route == "move-back" and decided.expected is not None:
@@ -473,6 +475,16 @@ def _drop_target(ctx: Context, move: Move, target: Target) -> None:
         if not _gone(exc):
             raise
     ctx.fleet.give_back(target, execution=move.execution)
+
+
+def _fence_for_rollback(ctx: Context, move: Move, epoch: int, to_partition: int) -> None:
+    """The pause's Fence on the source before the route goes back (WaitForDrain's, answered
+    again if it was done); a source with no book of S has nothing to fence."""
+    try:
+        ctx.client(_engine_address(ctx.redis, move.source)).fence(move.symbol, epoch, to_partition)
+    except EngineCallFailed as exc:
+        if not _gone(exc):
+            raise
 
 
 STEPS: dict[str, Callable[[Context, State], Result]] = {

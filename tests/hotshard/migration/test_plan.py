@@ -137,12 +137,32 @@ def test_rollback_of_a_pause_routes_back_at_the_new_epoch_and_replays_the_buffer
     assert decided.unfence_epoch == 6
     assert decided.pending == ("pending-orders", 1, 40, 6)
     assert decided.remove_shadow
+    # The source is fenced first (WaitForDrain may not have run): the pending records
+    # must replay on it before p's new ones, and only a fenced book replays them.
+    assert decided.fence == (6, 9)
+
+
+def test_a_rollback_run_again_after_its_switch_back_still_replays_the_buffer() -> None:
+    """The first run routed back and then failed before the source's Unfence (the source
+    was killed): the second must still write the marker and replay pending-orders."""
+    decided = _plan(Route("S", 1, "A", ACTIVE, 6))
+    assert (decided.route, decided.expected, decided.fence) == ("none", None, None)
+    assert decided.end_markers == (("pending-orders", 1, 6),)
+    assert (decided.unfence_epoch, decided.pending) == (6, ("pending-orders", 1, 40, 6))
+
+
+def test_a_rollback_run_again_after_its_move_back_still_replays_the_target_partition() -> None:
+    decided = _plan(Route("S", 1, "A", ACTIVE, 7), "pre-copy")
+    assert (decided.route, decided.expected, decided.fence) == ("none", None, None)
+    assert decided.end_markers == (("orders", 9, 6),)
+    assert (decided.unfence_epoch, decided.pending) == (7, ("orders", 9, 70, 6))
 
 
 def test_rollback_before_anything_moved_only_drops_the_shadow() -> None:
     decided = _plan(Route("S", 1, "A", ACTIVE, 5), "pre-copy")
     assert (decided.route, decided.end_markers, decided.pending) == ("none", (), None)
     assert decided.unfence_epoch == 5
+    assert decided.fence is None
     # Run again after a switch-back: nothing more to route.
     assert _plan(Route("S", 1, "A", ACTIVE, 6)).route == "none"
     assert not _plan(Route("S", 1, "A", ACTIVE, 5), target_instance=None).remove_shadow
