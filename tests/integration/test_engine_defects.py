@@ -1,8 +1,13 @@
 """Recovery defects of the engine before owner epochs, each on real processes: an adopted
 partition was not reclaimed after a restart, Restore was not idempotent, a position out of
-range was silently rewound to the start, a restart could load another owner's snapshot."""
+range was silently rewound to the start, a restart could load another owner's snapshot, a
+slow flush let partition ownership lapse, junk symbols and removed books grew meters, key
+caches and fences."""
 
+import json
+import os
 import signal
+import threading
 import time
 
 import grpc
@@ -10,11 +15,13 @@ import pytest
 
 from engine.book import Book, Instrument, add
 from engine.book.snapshot import dump
+from engine.service import core
 from hotshard import names, recovery
 from hotshard.domain import Side
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS
+from tests.integration.inprocess import engine_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +115,103 @@ def test_a_restart_loads_the_snapshot_its_checkpoint_names_not_a_later_one_of_an
     with pytest.raises(grpc.RpcError):
         engine.stub().Snapshot(control_pb2.SnapshotRequest(symbol="NOT-HERE"), timeout=5)
     reader.close()
+
+
+def test_a_flush_slower_than_its_cap_never_lets_ownership_lapse(broker, redis_server, engines):
+    # before: FLUSH_TIMEOUT_S (10 s) was not below the ownership TTL, and only the loop
+    # thread heartbeat, between two iterations: a broker that stops answering for longer
+    # than the TTL minus one heartbeat interval let `owner:orders:{P}` expire under a live
+    # engine (another one could take the partition while this one still published)
+    ttl_s, pause_s = 3.0, 2.6  # the pause: past the flush cap (TTL/3), short of the TTL
+    engine = engines(
+        "0", "steady", "--ownership-ttl-s", str(ttl_s), "--heartbeat-interval-s", "0.5",
+        "--snapshot-interval-s", "0.3", "--depth-snapshot-interval-s", "0.1",
+    )  # fmt: skip
+    prod = producer(broker.bootstrap)
+    produce_orders(prod, [("BEAT", add(f"o{i}", "u", Side.BUY, 10 + i, 1)) for i in range(3)],
+                   lambda s: 0)  # fmt: skip
+    prod.flush(10)
+    reader = EventReader(broker.bootstrap, PARTITIONS)
+    assert reader.read_until(lambda rd: len(rd.events.get("BEAT", [])) >= 3, timeout=30)
+    r = redis_server.client()
+    key = names.REDIS_PARTITION_OWNER.format(0)
+    lowest: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:  # the owner key's remaining life, every 20 ms (-2: gone)
+        while not stop.is_set():
+            lowest.append(int(r.pttl(key)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    assert broker.process is not None
+    tansu_pid = broker.process.popen.pid
+    sampler.start()
+    time.sleep(0.3)
+    # depth snapshots every 0.1 s wait for the stopped broker: each periodic checkpoint's
+    # flush then waits its whole cap (TTL/3 = 1 s), some of them back to back
+    os.kill(tansu_pid, signal.SIGSTOP)
+    try:
+        time.sleep(pause_s)
+    finally:
+        os.kill(tansu_pid, signal.SIGCONT)
+    time.sleep(0.5)
+    stop.set()
+    sampler.join()
+    assert -2 not in lowest, "the ownership key expired under a live engine"
+    assert min(lowest) > 1500, f"ownership came within {min(lowest)} ms of lapsing"
+    assert engine.process.alive()
+    log = engine.process.log_tail(400)
+    assert "events not yet delivered" in log  # a flush really did wait out its cap
+    assert "lost ownership" not in log
+    produce_orders(prod, [("BEAT", add("after", "u", Side.SELL, 500, 1))], lambda s: 0)
+    prod.flush(10)
+    assert reader.read_until(
+        lambda rd: any(e[2] == "after" for e in rd.events.get("BEAT", [])), timeout=30
+    )
+    reader.close()
+
+
+def test_junk_symbols_and_removed_books_grow_no_meters_key_cache_or_fences(
+    broker, redis_server, tmp_path, monkeypatch
+):
+    # before: every junk symbol's key was cached for good, a removed book's meter stayed in
+    # Metrics.symbols (Remove never dropped it) and every fence of a symbol that left was
+    # kept forever: an engine fed junk, or moving symbols away for weeks, only grew
+    monkeypatch.setattr(core, "MAX_FENCES", 2)
+    listed = ["KEEP", "GONE0", "GONE1", "GONE2"]
+    symbols = tmp_path / "symbols.json"
+    symbols.write_text(json.dumps({s: {} for s in listed}))
+    with engine_in_process(broker, redis_server, "0", "pruned", symbols=symbols) as running:
+        prod = producer(broker.bootstrap)
+        stream = [(s, add(f"{s}-1", "u", Side.BUY, 10, 1)) for s in listed]
+        stream += [(f"JUNK{i}", add(f"j{i}", "u", Side.BUY, 10, 1)) for i in range(300)]
+        produce_orders(prod, stream, lambda s: 0)
+        for i in range(50):  # bytes that decode to no order, keyed by ever new symbols
+            prod.produce(names.TOPIC_ORDERS, b"\xff\x00junk", f"RAW{i}".encode(), 0)
+        prod.flush(10)
+        reader = EventReader(broker.bootstrap, PARTITIONS)
+        assert reader.read_until(lambda rd: all(rd.events.get(s) for s in listed), timeout=30)
+        for symbol in listed[1:]:
+            running.stub.Remove(control_pb2.RemoveRequest(symbol=symbol, fence_epoch=5), timeout=30)
+        produce_orders(prod, [("GONE0", add("late", "u", Side.BUY, 10, 1))], lambda s: 0)
+        produce_orders(prod, [("KEEP", add("KEEP-2", "u", Side.BUY, 11, 1))], lambda s: 0)
+        prod.flush(10)
+        assert reader.read_until(
+            lambda rd: any(e[2] == "KEEP-2" for e in rd.events.get("KEEP", [])), timeout=30
+        )
+        state = running.engine.state
+        meters, keys, fences, books = running.on_loop(
+            lambda: (
+                sorted(running.engine.metrics.symbols),
+                sorted(state._keys),
+                sorted(state.fences),
+                sorted(state.market.books),
+            )
+        )
+        assert books == ["KEEP"]
+        assert meters == ["KEEP"], "junk or removed symbols kept a meter"
+        assert keys == ["KEEP"], "junk or removed symbols kept a cached key"
+        assert fences == ["GONE1", "GONE2"], "fences of symbols that left are bounded"
+        assert not running.failure
+        reader.close()
