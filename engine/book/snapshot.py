@@ -2,9 +2,15 @@
 
 Format: hotshard.v1.Snapshot (format version, symbol, the input offset and partition the
 state is consistent with, CRC-32 of the state) around a columnar hotshard.v1.BookState.
+Version 2 (written since) packs the big columns into a few byte strings (docs/FORMATS.md
+"Snapshots"): a million orders decode in bulk copies rather than a protobuf element per
+value, ~3x faster to load; version 1 snapshots still load.
 """
 
+import sys
 import zlib
+from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 from google.protobuf.message import DecodeError
@@ -14,7 +20,11 @@ from engine.book.instrument import Instrument
 from hotshard.reasons import HotshardError, Reason
 from hotshard.v1 import snapshot_pb2
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1: the same columns as repeated protobuf fields only (before packing)."""
+
+_SWAP = sys.byteorder != "little"  # packed integers are little-endian on every machine
 
 
 class SnapshotError(HotshardError):
@@ -43,14 +53,15 @@ def dump(
     # hotshard.v1.Instrument has the Instrument dataclass's fields, by the same names
     state.instrument.CopyFrom(snapshot_pb2.Instrument(**asdict(book.instrument)))
     sides, prices, leaves, filled, post_only, order_ids, user_ids = book.order_columns()
+    users: dict[str, int] = {}
     if sides:
         state.side = bytes(sides)
-        state.price.extend(prices)
-        state.leaves.extend(leaves)
-        state.filled.extend(filled)
+        state.price_le = _pack_i64(prices)
+        state.leaves_le = _pack_i64(leaves)
+        state.filled_le = _pack_i64(filled)
         state.post_only = bytes(post_only)
-        state.order_id.extend(order_ids)
-        state.user_id.extend(user_ids)
+        _put_ids(state, "order_ids_nul", "order_id", order_ids)
+        state.user_index_le = _pack_users(users, user_ids)
     display, peak, aon = book.order_extras()
     if display:
         state.display.extend(display)
@@ -70,9 +81,11 @@ def dump(
         state.stop_order_id.extend(s_ids)
         state.stop_user_id.extend(s_users)
     ended = book.ended_orders()
-    state.done_order_id.extend([o.order_id for o in ended])
-    state.done_user_id.extend([o.user_id for o in ended])
-    state.done_filled.extend([o.filled for o in ended])
+    if ended:
+        _put_ids(state, "done_order_ids_nul", "done_order_id", [o.order_id for o in ended])
+        state.done_user_index_le = _pack_users(users, [o.user_id for o in ended])
+        state.done_filled_le = _pack_i64([o.filled for o in ended])
+    state.users.extend(users)
     dirty_bids, dirty_asks = book.dirty_prices()
     state.dirty_bids.extend(dirty_bids)
     state.dirty_asks.extend(dirty_asks)
@@ -115,15 +128,16 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
     book.seq = state.seq
     book.last_price = state.last_price
     try:
+        count = len(state.side)
         book.restore_orders(
             (
                 list(state.side),
-                list(state.price),
-                list(state.leaves),
-                list(state.filled),
-                [bool(b) for b in state.post_only],
-                list(state.order_id),
-                list(state.user_id),
+                _ints(state.price_le, state.price),
+                _ints(state.leaves_le, state.leaves),
+                _ints(state.filled_le, state.filled),
+                list(map(bool, state.post_only)),
+                _ids(state.order_ids_nul, state.order_id, count),
+                _users(state.users, state.user_index_le, state.user_id),
             ),
             (list(state.display), list(state.peak), [bool(b) for b in state.all_or_none]),
         )
@@ -140,10 +154,13 @@ def load(data: bytes) -> tuple[Book, SnapshotInfo]:
                 list(state.stop_user_id),
             )
         )
+        done_filled = _ints(state.done_filled_le, state.done_filled)
         book.restore_ended(
-            list(state.done_order_id), list(state.done_user_id), list(state.done_filled)
+            _ids(state.done_order_ids_nul, state.done_order_id, len(done_filled)),
+            _users(state.users, state.done_user_index_le, state.done_user_id),
+            done_filled,
         )
-    except ValueError as exc:
+    except (ValueError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, str(exc)) from exc
     for price in state.dirty_bids:
         book.mark_dirty(BUY, price)
@@ -166,10 +183,11 @@ def _open(data: bytes) -> tuple[snapshot_pb2.Snapshot, snapshot_pb2.BookState]:
         envelope.ParseFromString(data)
     except DecodeError as exc:
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "not a snapshot") from exc
-    if envelope.format_version != FORMAT_VERSION:
+    if envelope.format_version not in READABLE_VERSIONS:
         raise SnapshotError(
             Reason.UNSUPPORTED_SNAPSHOT_VERSION,
-            f"format version {envelope.format_version}, this build reads {FORMAT_VERSION}",
+            f"format version {envelope.format_version}, this build reads "
+            + ", ".join(str(v) for v in READABLE_VERSIONS),
         )
     if zlib.crc32(envelope.state) != envelope.crc32:
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "checksum mismatch")
@@ -180,3 +198,71 @@ def _open(data: bytes) -> tuple[snapshot_pb2.Snapshot, snapshot_pb2.BookState]:
     if state.instrument.symbol != envelope.symbol:
         raise SnapshotError(Reason.CORRUPT_SNAPSHOT, "symbol differs from the envelope's")
     return envelope, state
+
+
+# ---------------------------------------------------------------------- packed columns (v2)
+
+
+_WIDTHS = ((1, "b", 1 << 7), (2, "h", 1 << 15), (4, "i", 1 << 31), (8, "q", 1 << 63))
+_CODES = {width: code for width, code, _ in _WIDTHS}
+
+
+def _pack_i64(values: Sequence[int]) -> bytes:
+    """Signed integers as one byte (their width: 1, 2, 4 or 8) then little-endian values of
+    that width, the narrowest that holds them all (a price or a quantity: 2 bytes, not 8)."""
+    low, high = (min(values), max(values)) if values else (0, 0)
+    width, code = next((w, c) for w, c, bound in _WIDTHS if -bound <= low and high < bound)
+    packed = array(code, values)
+    if _SWAP:
+        packed.byteswap()
+    return bytes((width,)) + packed.tobytes()
+
+
+def _unpack(code: str, data: bytes) -> list[int]:
+    packed = array(code)
+    if len(data) % packed.itemsize:
+        raise ValueError("a packed column is not a whole number of values")
+    packed.frombytes(data)
+    if _SWAP:
+        packed.byteswap()
+    return packed.tolist()
+
+
+def _ints(packed: bytes, repeated: Sequence[int]) -> list[int]:
+    """A packed integer column, or (version 1, or written unpacked) its repeated field."""
+    if not packed:
+        return list(repeated)
+    code = _CODES.get(packed[0])
+    if code is None:
+        raise ValueError(f"a packed column of width {packed[0]}")
+    return _unpack(code, packed[1:])
+
+
+def _put_ids(state: snapshot_pb2.BookState, packed: str, repeated: str, ids: list[str]) -> None:
+    """Ids joined by NUL into `packed`; if one holds a NUL itself, the `repeated` field."""
+    joined = "\0".join(ids)
+    if joined.count("\0") == len(ids) - 1:
+        setattr(state, packed, joined.encode())
+    else:
+        getattr(state, repeated).extend(ids)
+
+
+def _ids(packed: bytes, repeated: Sequence[str], count: int) -> list[str]:
+    if repeated or not count:
+        return list(repeated)
+    ids = packed.decode().split("\0")
+    if len(ids) != count:
+        raise ValueError(f"{len(ids)} packed ids for {count} orders")
+    return ids
+
+
+def _pack_users(table: dict[str, int], user_ids: list[str]) -> bytes:
+    """Each user's index in `table` (which grows with users not in it yet), packed."""
+    return _pack_i64([table.setdefault(u, len(table)) for u in user_ids])
+
+
+def _users(table: Sequence[str], packed: bytes, repeated: Sequence[str]) -> list[str]:
+    if repeated or not packed:
+        return list(repeated)
+    users = list(table)  # IndexError below: an index past the table
+    return list(map(users.__getitem__, _ints(packed, ())))
