@@ -6,7 +6,6 @@ from engine.book import Book, Instrument, snapshot
 from hotshard.codec import event_json
 from hotshard.domain import Side
 from hotshard.events import Event
-from hotshard.v1 import snapshot_pb2
 
 SYMBOL = "TEST"
 
@@ -46,12 +45,12 @@ def trades(events: list[Event]) -> list[tuple[str, str, int, int]]:
 def resting(b: Book) -> dict[tuple[Side, int], list[tuple[str, str, int]]]:
     """(order_id, user_id, leaves) of the live orders per (side, price), each list in time
     priority, as the book's snapshot lists them (one dump, whatever the book's size)."""
-    state = snapshot_pb2.BookState.FromString(
-        snapshot_pb2.Snapshot.FromString(snapshot.dump(b)).state
-    )
+    sides, prices, leaves_, _filled, _post_only, order_ids, user_ids = snapshot.load(
+        snapshot.dump(b)
+    )[0].order_columns()
     out: dict[tuple[Side, int], list[tuple[str, str, int]]] = {}
     for side, price, order_id, user_id, leaves in zip(
-        state.side, state.price, state.order_id, state.user_id, state.leaves, strict=True
+        sides, prices, order_ids, user_ids, leaves_, strict=True
     ):
         out.setdefault((Side(side), price), []).append((order_id, user_id, leaves))
     return out
