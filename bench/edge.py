@@ -25,7 +25,8 @@ was lost: acknowledged orders whose status never came, pushes seen twice or out 
 order on one connection. A phase ends when every acknowledged order's first status came
 (or nothing came for a few seconds). `--batch` connects with `?pushes=batch` (opt-in BATCH
 frames, docs/asyncapi.yaml): a push inside a BATCH frame counts as one push. `--profile DIR`
-runs py-spy on the gateway and engine processes during the saturation phase and prints
+runs py-spy on the gateway, stream and engine processes during one phase (`--profile-phase`,
+by default the saturation phase `max`) and prints
 where their time went. Writes a PNG plot (per-second acks and pushes, latency per phase).
 """
 
@@ -80,6 +81,28 @@ def cpu_times(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def thread_times(pids: dict[str, int]) -> dict[tuple[str, str], float]:
+    """CPU seconds per (process, thread kind) so far: threads grouped by their name with
+    digits dropped (`invoke_12` -> `invoke_`, librdkafka's `rdk:broker3` -> `rdk:broker`)."""
+    out: dict[tuple[str, str], float] = {}
+    for name, pid in pids.items():
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw.rsplit(")", 1)[1].split()
+            kind = "".join(ch for ch in comm if not ch.isdigit()) or comm
+            seconds = (int(fields[11]) + int(fields[12])) / TICKS
+            out[(name, kind)] = out.get((name, kind), 0.0) + seconds
+    return out
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -112,6 +135,9 @@ class Phase:
     per_second_pushes: Counter[int] = field(default_factory=Counter)
     cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds each process used during the phase (user + system)."""
+    thread_s: dict[tuple[str, str], float] = field(default_factory=dict)
+    """CPU seconds per (process, thread kind) during the phase (threads that ended during
+    it are not counted)."""
 
     @property
     def waiting(self) -> int:
@@ -141,6 +167,11 @@ class Phase:
             "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()},
             "cpu_ms_per_order": {
                 k: round(1000 * v / max(self.acks, 1), 3) for k, v in self.cpu_s.items()
+            },
+            "thread_ms_per_order": {
+                f"{proc}/{kind}": round(1000 * v / max(self.acks, 1), 3)
+                for (proc, kind), v in sorted(self.thread_s.items())
+                if v > 0
             },
             "send_s": round(send_s, 2),
             "drain_s": round(self.ended - self.send_end, 2),
@@ -343,6 +374,7 @@ async def run_phase(
     task = progress.add_task(phase.name, total=phase.seconds, acks=0, pushes=0, wait=0)
     stats.phase = phase
     cpu_before = cpu_times(PIDS)
+    threads_before = thread_times(PIDS)
     phase.started = time.perf_counter()
     deadline = phase.started + phase.seconds
 
@@ -408,6 +440,8 @@ async def run_phase(
         phase.ended = time.perf_counter()
         cpu_after = cpu_times(PIDS)
         phase.cpu_s = {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}
+        threads_after = thread_times(PIDS)
+        phase.thread_s = {k: v - threads_before.get(k, 0.0) for k, v in threads_after.items()}
     finally:
         tick.cancel()
         progress.update(task, completed=phase.seconds, acks=phase.acks, pushes=phase.pushes)
@@ -549,7 +583,7 @@ async def drive(
     symbols: list[str],
     args: argparse.Namespace,
     console: Console,
-    on_saturation: Callable[[float], None],
+    on_phase: Callable[[str, float], None],
 ) -> tuple[list[Phase], Stats]:
     stats = Stats()
     traders = []
@@ -577,8 +611,7 @@ async def drive(
             for rate in args.rates:
                 name = "max" if rate is None else f"{rate:,.0f}/s"
                 phase = Phase(name, rate, args.seconds)
-                if rate is None:
-                    on_saturation(args.seconds)
+                on_phase(name, args.seconds)
                 await run_phase(phase, traders, stats, window=args.window, progress=progress)
                 phases.append(phase)
             if args.fanout:
@@ -648,6 +681,21 @@ def cpu_table(phases: list[Phase]) -> Table:
     return table
 
 
+def thread_table(phase: Phase, top: int = 24) -> Table:
+    """CPU ms per acknowledged order of each (process, thread kind) in one phase."""
+    table = Table(
+        title=f"CPU ms per acknowledged order by thread, phase {phase.name}", title_justify="left"
+    )
+    for column in ("process", "threads", "ms/order", "share"):
+        table.add_column(column, justify="left" if column in ("process", "threads") else "right")
+    total = sum(phase.thread_s.values()) or 1e-9
+    ranked = sorted(phase.thread_s.items(), key=lambda kv: -kv[1])[:top]
+    for (process, kind), seconds in ranked:
+        per = 1000 * seconds / max(phase.acks, 1)
+        table.add_row(process, kind, f"{per:.3f}", f"{seconds / total:.1%}")
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.edge",
@@ -668,6 +716,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--warmup", type=float, default=3.0, help="seconds at 50 orders/s first, not reported"
     )
     p.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
+    p.add_argument(
+        "--profile-phase",
+        default="max",
+        help="the phase py-spy records, by name as the table shows it (max, 1,000/s, ...)",
+    )
     p.add_argument("--plot", type=Path, default=Path("bench-edge.png"))
     p.add_argument("--json", action="store_true", help="last line: the results as JSON")
     args = p.parse_args(argv)
@@ -688,12 +741,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cluster.broker.process is not None:
             PIDS["tansu"] = cluster.broker.process.popen.pid
 
-        def on_saturation(seconds: float) -> None:
-            if args.profile is not None:
+        def on_phase(name: str, seconds: float) -> None:
+            if args.profile is not None and name == args.profile_phase:
                 profiles.extend(start_profiles(pids, seconds, args.profile))
 
         phases, stats = asyncio.run(
-            drive(cluster.gateway.ws_url, cluster.secret, symbols, args, console, on_saturation)
+            drive(cluster.gateway.ws_url, cluster.secret, symbols, args, console, on_phase)
         )
         for proc in profiles:
             proc.wait(60)
@@ -712,6 +765,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the gateway: {stats.closed}"
     )
     if args.profile is not None:
+        for phase in phases:
+            if phase.name == args.profile_phase:
+                console.print(thread_table(phase))
         for name in pids:
             path = args.profile / f"{name}.txt"
             if path.exists():

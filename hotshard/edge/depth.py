@@ -14,6 +14,7 @@ import redis
 from hotshard import names
 from hotshard.codec import depth_json
 from hotshard.events import DepthUpdate
+from hotshard.rawpipe import run_script
 
 # KEYS: depth, bids, asks. ARGV: seq, snapshot (1: replace both sides), number of bid values,
 # bid price, qty, ..., ask price, qty, ...
@@ -46,14 +47,15 @@ class DepthStore:
         """Keep the update if it is newer; with `pipe` it is queued there (True returned)."""
         bids = [v for level in update.bids for v in level]
         asks = [v for level in update.asks for v in level]
-        done = self._apply(
-            client=pipe,
+        done = run_script(
+            self._apply,
             keys=[
                 names.REDIS_DEPTH.format(symbol),
                 names.REDIS_DEPTH_SIDE.format(symbol, "bids"),
                 names.REDIS_DEPTH_SIDE.format(symbol, "asks"),
             ],
             args=[update.seq, int(update.snapshot), len(bids), *bids, *asks],
+            pipe=pipe,
         )
         return pipe is not None or bool(done)
 

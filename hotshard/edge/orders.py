@@ -34,6 +34,7 @@ import redis
 from hotshard import names
 from hotshard.clients import text
 from hotshard.domain import Side, Status
+from hotshard.rawpipe import run_script
 from hotshard.reasons import Reason
 from hotshard.route import Route, route_from_fields
 
@@ -299,8 +300,8 @@ class OrderRecords:
     ) -> bool:
         """Apply one order_status; with `pipe` (a redis pipeline) the script is queued there
         and the answer comes with the pipeline's (True is returned)."""
-        done = self._status(
-            client=pipe,
+        done = run_script(
+            self._status,
             keys=[order_key(user_id, order_id), balance_key(user_id), open_key(user_id)],
             args=[
                 seq,
@@ -312,6 +313,7 @@ class OrderRecords:
                 Status.REJECTED.name,
                 order_id,
             ],
+            pipe=pipe,
         )
         return pipe is not None or bool(done)
 
@@ -330,8 +332,8 @@ class OrderRecords:
         pipe: Any = None,
     ) -> bool:
         """Apply one fill (queued on `pipe` if given, like apply_status)."""
-        done = self._fill(
-            client=pipe,
+        done = run_script(
+            self._fill,
             keys=[order_key(user_id, order_id), balance_key(user_id), fills_key(user_id)],
             args=[
                 seq,
@@ -346,6 +348,7 @@ class OrderRecords:
                 trade_id,
                 ts_ns,
             ],
+            pipe=pipe,
         )
         return pipe is not None or bool(done)
 

@@ -9,6 +9,7 @@ import redis
 
 from hotshard import names
 from hotshard.clients import text
+from hotshard.rawpipe import RawPipeline
 
 CONNECTION_TTL_S = 3 * 3600  # API Gateway closes a connection after 2 hours at most
 BATCH = "batch"
@@ -142,12 +143,12 @@ class Sessions:
         wanted_symbols = sorted(set(symbols))
         if not wanted_users and not wanted_symbols:
             return {}, {}
-        with self.r.pipeline(transaction=False) as pipe:
-            for user in wanted_users:
-                pipe.smembers(names.REDIS_USER_CONNECTIONS.format(user))
-            for symbol in wanted_symbols:
-                pipe.smembers(names.REDIS_SUBSCRIBERS.format(symbol))
-            replies = pipe.execute()
+        pipe = RawPipeline(self.r)  # raw replies: each SMEMBERS a list
+        for user in wanted_users:
+            pipe.command("SMEMBERS", names.REDIS_USER_CONNECTIONS.format(user))
+        for symbol in wanted_symbols:
+            pipe.command("SMEMBERS", names.REDIS_SUBSCRIBERS.format(symbol))
+        replies = pipe.execute()
         of_users = {
             u: sorted(text(c) for c in ids)
             for u, ids in zip(wanted_users, replies[: len(wanted_users)], strict=True)

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from hotshard import names
+from hotshard.rawpipe import run_script
 
 TTL_MS = 7 * 86_400_000
 
@@ -72,7 +73,7 @@ class StreamSeqs:
         args: list[str | int] = [TTL_MS]
         for _, kind, symbol, seq, again in links:
             args.extend((f"{kind}:{symbol}", seq, int(again)))
-        reply = self._chain(keys=keys, args=args, client=pipe)
+        reply = run_script(self._chain, keys=keys, args=args, pipe=pipe)
         return [] if pipe is not None else answers(reply)
 
 

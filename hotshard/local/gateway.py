@@ -286,9 +286,9 @@ class LocalGateway:
                 client.last_active_ms = time.time_ns() // 1_000_000
                 text = message if isinstance(message, str) else message.decode(errors="replace")
                 await room.acquire()
-                lane = _lane_of(text)
+                lane, route_key = _lane_and_route(text)
                 task = asyncio.create_task(
-                    self._message_after(lanes.get(lane), conn_id, client, text, room)
+                    self._message_after(lanes.get(lane), conn_id, client, text, route_key, room)
                 )
                 lanes[lane] = task
                 tasks.add(task)
@@ -321,6 +321,7 @@ class LocalGateway:
         conn_id: str,
         client: _Client,
         text: str,
+        route_key: str,
         room: asyncio.Semaphore,
     ) -> None:
         try:
@@ -328,17 +329,11 @@ class LocalGateway:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(before)
             with contextlib.suppress(ConnectionClosed):
-                await self._message(conn_id, client, text)
+                await self._message(conn_id, client, text, route_key)
         finally:
             room.release()
 
-    async def _message(self, conn_id: str, client: _Client, text: str) -> None:
-        route_key = "$default"
-        with contextlib.suppress(ValueError, RecursionError):  # the route just sees the text
-            frame = json.loads(text)
-            action = frame.get("action") if isinstance(frame, dict) else None
-            if isinstance(action, str) and action in WS_ROUTES:
-                route_key = action
+    async def _message(self, conn_id: str, client: _Client, text: str, route_key: str) -> None:
         event = websocket_event(
             route_key,
             conn_id,
@@ -543,15 +538,18 @@ def _forget(lanes: dict[str, "asyncio.Task[None]"], lane: str, done: "asyncio.Ta
         del lanes[lane]
 
 
-def _lane_of(text: str) -> str:
-    """The symbol a frame names ("" when none can be read): frames of one lane are handled
-    in order."""
+def _lane_and_route(text: str) -> tuple[str, str]:
+    """(lane, route key) of a frame, from one parse: the symbol it names ("" when none can
+    be read; frames of one lane are handled in order) and its `action` if that is a route
+    (`$request.body.action`), else "$default". The route handler parses the text itself."""
     with contextlib.suppress(ValueError, RecursionError):  # too deep to parse: no lane
         frame = json.loads(text)
         if isinstance(frame, dict):
             symbol = frame.get("symbol", "")
-            return symbol if isinstance(symbol, str) else ""
-    return ""
+            action = frame.get("action")
+            route_key = action if isinstance(action, str) and action in WS_ROUTES else "$default"
+            return (symbol if isinstance(symbol, str) else ""), route_key
+    return "", "$default"
 
 
 def _json(status: int, obj: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

@@ -1,0 +1,78 @@
+"""RawPipeline: one write, replies in order, scripts without SCRIPT EXISTS; a Redis that
+forgot its scripts runs each refused command once, in order, after loading them."""
+
+from typing import Any
+
+import pytest
+import redis
+from redis.connection import Connection
+
+from hotshard.rawpipe import RawPipeline, pack
+
+pytestmark = pytest.mark.integration
+
+INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+APPEND = "return redis.call('APPEND', KEYS[1], ARGV[1])"
+
+
+def test_pack_writes_what_redis_py_writes() -> None:
+    commands = [
+        ("EVALSHA", "ab" * 20, 2, "k:1", "k:é", 0, -17, 3.25, b"\x00raw"),
+        ("HSET", "h", "f", 12345678901234567890),
+    ]
+    conn: Any = Connection()  # type: ignore[no-untyped-call]
+    expected = b"".join(conn.pack_commands(commands))
+    assert pack(commands) == expected
+    with pytest.raises(redis.DataError):
+        pack([("SET", "k", True)])
+
+
+def test_replies_in_order_and_errors_as_replies(r: redis.Redis) -> None:
+    incr = r.register_script(INCR_BY)
+    pipe = RawPipeline(r)
+    pipe.command("SET", "n", 1)
+    pipe.script(incr, ["n"], [4])
+    pipe.command("HSET", "n", "f", 1)  # WRONGTYPE
+    pipe.command("SMEMBERS", "nobody")
+    replies = pipe.execute(raise_on_error=False)
+    assert replies[:2] == [b"OK", 5]
+    assert isinstance(replies[2], redis.ResponseError)
+    assert replies[3] == []
+    pipe.command("HSET", "n", "f", 1)
+    with pytest.raises(redis.ResponseError):
+        pipe.execute()
+    assert pipe.execute() == []  # nothing left queued
+
+
+def test_scripts_forgotten_by_redis_are_loaded_and_each_refused_command_runs_once(
+    r: redis.Redis,
+) -> None:
+    incr = r.register_script(INCR_BY)
+    append = r.register_script(APPEND)
+    r.script_flush()
+    pipe = RawPipeline(r)
+    pipe.script(incr, ["c"], [1])
+    pipe.command("APPEND", "log", "a")  # runs the first time: must not run twice
+    pipe.script(append, ["log"], ["b"])
+    pipe.script(incr, ["c"], [10])
+    pipe.script(append, ["log"], ["c"])
+    assert pipe.execute() == [1, 1, 2, 11, 3]
+    assert r.get("c") == b"11"
+    assert r.get("log") == b"abc"
+    assert r.script_exists(incr.sha, append.sha) == [True, True]
+
+
+def test_a_pipeline_sends_no_script_exists(r: redis.Redis) -> None:
+    incr = r.register_script(INCR_BY)
+    incr(keys=["w"], args=[1])  # loaded
+    before = _calls(r, "script|exists")
+    pipe = RawPipeline(r)
+    for _ in range(3):
+        pipe.script(incr, ["w"], [1])
+    assert pipe.execute() == [2, 3, 4]
+    assert _calls(r, "script|exists") == before
+
+
+def _calls(r: redis.Redis, command: str) -> int:
+    stats = r.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
