@@ -66,6 +66,7 @@ REDIS_PENDING_END = "pending-end:{}:{}"  # string: symbol, epoch -> "topic/parti
 REDIS_FLEET_CLAIM = "fleet-claim:{}"  # string per engine instance: the migration that took it
 REDIS_FLEET_SCALED = "fleet-scaled:{}"  # string per execution: it raised the desired capacity
 REDIS_PENDING_FROM = "pending-from:{}:{}"  # symbol, epoch: pending-orders' start of the replay
+REDIS_MIGRATION_ENDED = "migration-ended"  # string: ms the last migration ended (cooldown)
 REDIS_MOVE = "move:{}:{}"  # symbol, epoch: JSON of the switch (target's start offset, time)
 
 # Environment variables of the engine beyond the fleet's common ones (all optional).
@@ -119,6 +120,7 @@ WEBSOCKET_ROUTES = (
 # topic, which mirror its partition numbers) has regular partitions, served by the minimum
 # fleet, and spare ones reserved for migration targets: warm-pool engines own them empty.
 ENV_SPARE_PARTITIONS = "SPARE_PARTITIONS"  # e.g. "12-47": never list a symbol there
+ENV_MIGRATION_COOLDOWN_S = "MIGRATION_COOLDOWN_S"  # s after a move in which an alarm moves nothing
 REDIS_SPARE_PARTITIONS = "spare-partitions"  # set: partitions listing never picks (warm pool)
 REDIS_PARTITION_HOME = "home:orders:{}"  # string per partition: the engine whose claim on it
 # survives restarts and stopped warm-pool instances (no TTL; the lease is owner:orders:{})

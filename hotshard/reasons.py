@@ -81,6 +81,7 @@ class Reason(IntEnum):
     ENGINE_CALL_FAILED = 506
     NO_TARGET = 507
     NO_BOOK = 508
+    MIGRATION_COOLDOWN = 509
 
 
 class HotshardError(Exception):

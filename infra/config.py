@@ -64,6 +64,12 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "redisReplicas": (1, "Redis replicas per shard (>= 1 for automatic failover)"),
     "cpuAlarmThreshold": (85, "engine process CPU percent that starts a migration"),
     "symbolRateAlarmThreshold": (50000, "orders/s of one symbol that starts a migration"),
+    "alarmEvaluationPeriods": (3, "one-minute periods the two migration alarms evaluate"),
+    "alarmDatapointsToAlarm": (2, "of those periods, how many above the threshold mean ALARM"),
+    "migrationCooldownPeriods": (
+        3,
+        "alarm periods after a migration ends in which an alarm starts no other one",
+    ),
     "snapshotRetentionDays": (7, "days before a snapshot object expires"),
     "logRetentionDays": (30, "CloudWatch Logs retention of every log group"),
     "logLevel": ("INFO", "LOG_LEVEL of the engine and the Lambdas"),
@@ -142,6 +148,9 @@ class InfraConfig:
     redis_replicas: int
     cpu_alarm_threshold: int
     symbol_rate_alarm_threshold: int
+    alarm_evaluation_periods: int
+    alarm_datapoints_to_alarm: int
+    migration_cooldown_periods: int
     snapshot_retention_days: int
     log_retention_days: int
     log_level: str
@@ -234,6 +243,9 @@ class InfraConfig:
             redis_replicas=_int(raw, "redisReplicas", low=1, high=5),
             cpu_alarm_threshold=_int(raw, "cpuAlarmThreshold", low=1, high=100),
             symbol_rate_alarm_threshold=_int(raw, "symbolRateAlarmThreshold", low=1),
+            alarm_evaluation_periods=_int(raw, "alarmEvaluationPeriods", low=1, high=60),
+            alarm_datapoints_to_alarm=_int(raw, "alarmDatapointsToAlarm", low=1, high=60),
+            migration_cooldown_periods=_int(raw, "migrationCooldownPeriods", low=0, high=1440),
             snapshot_retention_days=_int(raw, "snapshotRetentionDays", low=1),
             log_retention_days=_int(raw, "logRetentionDays", low=1),
             log_level=_text(raw, "logLevel").upper(),
@@ -281,6 +293,10 @@ class InfraConfig:
             )
         if self.topic_replication > self.msk_broker_count:
             raise ConfigError("hotshard:topicReplication exceeds hotshard:mskBrokerCount")
+        if self.alarm_datapoints_to_alarm > self.alarm_evaluation_periods:
+            raise ConfigError(
+                "hotshard:alarmDatapointsToAlarm exceeds hotshard:alarmEvaluationPeriods"
+            )
         if self.msk_min_insync_replicas >= self.topic_replication:
             raise ConfigError(
                 f"hotshard:mskMinInsyncReplicas {self.msk_min_insync_replicas} must be below "

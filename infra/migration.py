@@ -227,6 +227,8 @@ class MigrationStack(Stack):
             names.ENV_SNAPSHOT_BUCKET: storage.snapshots.bucket_name,
             names.ENV_ENGINE_ASG: fleet.asg_name,
             names.ENV_SPARE_PARTITIONS: config.spare_partition_list,
+            # the alarms' period is one minute (_hot_alarm)
+            names.ENV_MIGRATION_COOLDOWN_S: str(config.migration_cooldown_periods * 60),
         }
         self.tasks: dict[str, HotshardFunction] = {}
         for fn in functions.values():
@@ -282,6 +284,7 @@ class MigrationStack(Stack):
             f"SELECT MAX({names.METRIC_PROCESS_CPU}) FROM {names.METRICS_NAMESPACE}",
             "max engine process CPU %",
             config.cpu_alarm_threshold,
+            config,
         )
         self.rate_alarm = self._hot_alarm(
             "SymbolRateHigh",
@@ -290,6 +293,7 @@ class MigrationStack(Stack):
             f"FROM SCHEMA({names.METRICS_NAMESPACE}, {names.DIM_SYMBOL})",
             "max per-symbol orders/s",
             config.symbol_rate_alarm_threshold,
+            config,
         )
         self.rule = events.Rule(
             self,
@@ -409,9 +413,17 @@ class MigrationStack(Stack):
             )
 
     def _hot_alarm(
-        self, construct_id: str, description: str, query: str, label: str, threshold: float
+        self,
+        construct_id: str,
+        description: str,
+        query: str,
+        label: str,
+        threshold: float,
+        config: InfraConfig,
     ) -> cloudwatch.Alarm:
-        """An alarm on a Metrics Insights query: 2 of 3 one-minute maxima above threshold."""
+        """An alarm on a Metrics Insights query: hotshard:alarmDatapointsToAlarm of the last
+        hotshard:alarmEvaluationPeriods one-minute maxima above threshold (the local
+        monitor, hotshard.local.monitor, reads the same keys)."""
         return cloudwatch.Alarm(
             self,
             construct_id,
@@ -421,8 +433,8 @@ class MigrationStack(Stack):
             ),
             threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
+            evaluation_periods=config.alarm_evaluation_periods,
+            datapoints_to_alarm=config.alarm_datapoints_to_alarm,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 

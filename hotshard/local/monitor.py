@@ -1,15 +1,21 @@
 """The local stand-in for the CloudWatch alarms and the EventBridge rule (infra/migration.py):
 it reads the same two metrics the alarms watch, from the engines' Stats - the highest
 engine process CPU (ProcessCpu) and the highest per-symbol order rate (SymbolOrderRate) -
-judges them like the alarms (threshold from cdk.json's context, greater than it in 2 of
-the last 3 periods) and, on a transition to ALARM, starts one execution of the state
-machine with the event EventBridge would deliver. Locally a period is a few seconds,
-not a minute; the thresholds are the same."""
+judges them like the alarms (threshold from cdk.json's context, greater than it in
+hotshard:alarmDatapointsToAlarm of the last hotshard:alarmEvaluationPeriods periods) and,
+on a transition to ALARM, starts one execution of the state machine with the event
+EventBridge would deliver - not while one it started runs, nor for
+hotshard:migrationCooldownPeriods periods after it ended (a moved symbol's meters restart
+on its new engine: without a cooldown the alarm may go OK and back to ALARM and move
+again at once; in AWS, DetectHotSymbol refuses an alarm's execution during the same
+cooldown). Locally a period is a few seconds, not a minute; the thresholds and counts are
+the same."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from hotshard import names
+from hotshard.migration import plan
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 DEFAULT_CPU_THRESHOLD = 85.0
 DEFAULT_RATE_THRESHOLD = 50_000.0
 EVALUATION_PERIODS = 3
 DATAPOINTS_TO_ALARM = 2
+COOLDOWN_PERIODS = 3
 PERIOD_S = 5.0
 
 
@@ -36,6 +44,29 @@ def thresholds(path: Path = CDK_JSON) -> tuple[float, float]:
     return (
         float(context.get("hotshard:cpuAlarmThreshold", DEFAULT_CPU_THRESHOLD)),
         float(context.get("hotshard:symbolRateAlarmThreshold", DEFAULT_RATE_THRESHOLD)),
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How the alarms judge and how long a move quiets them, in periods (cdk.json)."""
+
+    periods: int = EVALUATION_PERIODS
+    to_alarm: int = DATAPOINTS_TO_ALARM
+    cooldown: int = COOLDOWN_PERIODS
+
+
+def evaluation(path: Path = CDK_JSON) -> Evaluation:
+    """cdk.json's hotshard:alarmEvaluationPeriods, hotshard:alarmDatapointsToAlarm and
+    hotshard:migrationCooldownPeriods (infra/config.py reads the same keys)."""
+    try:
+        context = json.loads(path.read_text())["context"]
+    except (OSError, ValueError, KeyError):
+        return Evaluation()
+    return Evaluation(
+        int(context.get("hotshard:alarmEvaluationPeriods", EVALUATION_PERIODS)),
+        int(context.get("hotshard:alarmDatapointsToAlarm", DATAPOINTS_TO_ALARM)),
+        int(context.get("hotshard:migrationCooldownPeriods", COOLDOWN_PERIODS)),
     )
 
 
@@ -89,7 +120,8 @@ def maxima(stats: Iterable[Any]) -> tuple[float | None, float | None]:
 
 class Monitor:
     """Every `period_s`: read Stats, judge both alarms, start an execution on ALARM (not
-    while one it started is still running)."""
+    while one it started is still running, nor within the cooldown after it ended:
+    plan.cooling_down)."""
 
     def __init__(
         self,
@@ -101,15 +133,33 @@ class Monitor:
         cpu_threshold: float | None = None,
         rate_threshold: float | None = None,
         say: Callable[[str], None] = lambda _line: None,
+        cooldown_periods: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         cpu, rate = thresholds()
+        judged = evaluation()
         self.alarms = (
-            Alarm("EngineCpuHigh", names.METRIC_PROCESS_CPU, cpu_threshold or cpu),
-            Alarm("SymbolRateHigh", names.METRIC_SYMBOL_ORDER_RATE, rate_threshold or rate),
+            Alarm(
+                "EngineCpuHigh",
+                names.METRIC_PROCESS_CPU,
+                cpu_threshold or cpu,
+                judged.periods,
+                judged.to_alarm,
+            ),
+            Alarm(
+                "SymbolRateHigh",
+                names.METRIC_SYMBOL_ORDER_RATE,
+                rate_threshold or rate,
+                judged.periods,
+                judged.to_alarm,
+            ),
         )
         self.read_stats, self.start, self.running = read_stats, start, running
-        self.period_s, self.say = period_s, say
+        self.period_s, self.say, self.clock = period_s, say, clock
+        periods = judged.cooldown if cooldown_periods is None else cooldown_periods
+        self.cooldown_s = periods * period_s
         self.started: list[str] = []
+        self.ended_at: float | None = None  # when the last execution it started was seen ended
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -123,11 +173,21 @@ class Monitor:
             for alarm, value in zip(self.alarms, (cpu, rate), strict=True)
             if alarm.observe(value)
         ]
-        if not fired or (self.started and self.running(self.started[-1])):
+        if self.started and self.ended_at is None and not self.running(self.started[-1]):
+            self.ended_at = self.clock()
+        if not fired:
+            return None
+        if self.started and self.ended_at is None:
+            return None  # one it started is still running
+        now = self.clock()
+        if plan.cooling_down(now, self.ended_at, self.cooldown_s):
+            alarm, value = fired[0]
+            self.say(f"monitor: {alarm.name} during the cooldown after a move: nothing started")
             return None
         alarm, value = fired[0]
         arn = self.start(alarm_event(alarm, value))
         self.started.append(arn)
+        self.ended_at = None
         self.say(f"monitor: {alarm.name} ({alarm.metric} {value} > {alarm.threshold}): {arn}")
         return arn
 

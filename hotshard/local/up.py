@@ -29,7 +29,7 @@ from typing import Any
 from hotshard import kafka, route
 from hotshard.local.control import ASG_NAME, REGION, ControlPlane, control_plane, redis_faults
 from hotshard.local.fleet import WarmPool
-from hotshard.local.monitor import Monitor
+from hotshard.local.monitor import Monitor, evaluation
 from hotshard.local.services.broker import Broker, tansu
 from hotshard.local.services.engine import EngineProcess, start_engine
 from hotshard.local.services.gateway import GatewayProcess, start_gateway
@@ -274,6 +274,8 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
             redis_port=redis_srv.port,
             engine_asg=ASG_NAME,
             spare_partitions=spare,
+            # the alarms' cooldown, in the monitor's periods (as infra/migration.py's in minutes)
+            cooldown_s=evaluation().cooldown * options.monitor_period_s,
         )
         with control_plane(settings, REGION) as plane:
             say(f"control plane: moto {plane.url}, state machine {plane.state_machine_arn}")

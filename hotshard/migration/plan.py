@@ -145,6 +145,14 @@ def choose_target(
     return chosen, min(chosen.partitions)
 
 
+def cooling_down(now: float, ended: float | None, cooldown: float) -> bool:
+    """Whether an alarm at `now` comes within `cooldown` of the end of the last migration
+    (`ended`, None: none ended yet): it starts no other one then. The local monitor and
+    DetectHotSymbol (an alarm's execution) both ask, with cdk.json's
+    hotshard:migrationCooldownPeriods times the alarm period."""
+    return ended is not None and 0 <= now - ended < cooldown
+
+
 def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
     return 0 <= lag <= threshold
 

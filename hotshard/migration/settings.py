@@ -40,6 +40,8 @@ class MigrationSettings:
     spare_partitions: tuple[int, ...] = ()
     catch_up_lag: int = 64
     catch_up_wait_s: float = 20.0
+    # after a migration ends, an alarm starts no other one for this long (0: no cooldown)
+    cooldown_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MigrationSettings:
@@ -56,4 +58,5 @@ class MigrationSettings:
             spare_partitions=parse_partitions(env_value(env, names.ENV_SPARE_PARTITIONS, "")),
             catch_up_lag=int(env_value(env, ENV_CATCH_UP_LAG, str(d.catch_up_lag))),
             catch_up_wait_s=float(env_value(env, ENV_CATCH_UP_WAIT_S, str(d.catch_up_wait_s))),
+            cooldown_s=float(env_value(env, names.ENV_MIGRATION_COOLDOWN_S, str(d.cooldown_s))),
         )

@@ -146,6 +146,8 @@ def _loads(ctx: Context) -> list[plan.EngineLoad]:
 
 def detect_hot_symbol(ctx: Context, state: State) -> Result:
     request = plan.parse_request(state)
+    if request.alarm:
+        _check_cooldown(ctx, request.alarm)
     symbol = request.symbol
     if symbol is None:
         by_rate = request.alarm == plan.RATE_ALARM
@@ -176,6 +178,25 @@ def detect_hot_symbol(ctx: Context, state: State) -> Result:
         "execution": ctx.execution,
         "started_ms": ctx.clock_ms(),
     }
+
+
+def _check_cooldown(ctx: Context, alarm: str) -> None:
+    """An alarm's execution within the cooldown after the last migration ended moves
+    nothing (the local monitor makes the same decision before it starts one)."""
+    raw = ctx.redis.get(names.REDIS_MIGRATION_ENDED)
+    ended = None if raw is None else int(text(raw))
+    cooldown_ms = ctx.settings.cooldown_s * 1000
+    if plan.cooling_down(ctx.clock_ms(), ended, cooldown_ms):
+        raise NoHotSymbol(
+            f"{alarm}: within the {ctx.settings.cooldown_s:.0f} s cooldown after the last "
+            "migration ended",
+            Reason.MIGRATION_COOLDOWN,
+        )
+
+
+def _ended(ctx: Context) -> None:
+    """Stamp the end of a migration (moved or rolled back): the cooldown starts."""
+    ctx.redis.set(names.REDIS_MIGRATION_ENDED, str(ctx.clock_ms()), ex=KEY_TTL_S)
 
 
 def provision_new_instance(ctx: Context, state: State) -> Result:
@@ -353,8 +374,7 @@ def end_marker(ctx: Context, topic: str, partition: int, symbol: str, epoch: int
     `pending-end:{S}:{E}` is set BEFORE the marker is written (value `topic/partition/`)
     and completed with the marker's offset after: a router that produced a record and then
     finds no key knows its record is before the marker (it will be replayed); one that
-    finds the offset compares; one that finds no offset yet refuses STALE_ROUTE (the
-    client's retry is absorbed by the book's dedup if the record was replayed after all)."""
+    finds the offset compares; one that finds no offset yet waits for it (route.pending_ended)."""
     key = names.REDIS_PENDING_END.format(symbol, epoch)
     current = ctx.redis.get(key)
     if current is not None and not text(current).endswith("/"):
@@ -391,6 +411,7 @@ def cleanup(ctx: Context, state: State) -> Result:
         if not _gone(exc):
             raise
     ctx.fleet.release(target, execution=move.execution)
+    _ended(ctx)
     return plan.summary(state, "SUCCEEDED", ctx.clock_ms())
 
 
@@ -442,6 +463,7 @@ def rollback(ctx: Context, state: State) -> Result:
         raise
     if target is not None:
         _drop_target(ctx, move, target)
+    _ended(ctx)
     return {
         "route": decided.route,
         "epoch": decided.unfence_epoch,

@@ -6,6 +6,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
 from hotshard import names
+from hotshard.local.monitor import evaluation
 from infra.app import build
 from infra.migration import (
     ASL_FILE,
@@ -138,6 +139,39 @@ def test_cpu_alarm_fires_above_85_percent(migration: Template) -> None:
             "Metrics": [
                 Match.object_like({"Expression": Match.string_like_regexp("SymbolOrderRate")})
             ],
+        },
+    )
+
+
+def test_the_alarms_evaluate_and_cool_down_as_the_local_monitor(migration: Template) -> None:
+    """cdk.json's hotshard:alarmEvaluationPeriods / alarmDatapointsToAlarm /
+    migrationCooldownPeriods: the same numbers hotshard.local.monitor reads."""
+    judged = evaluation()
+    for metric in ("ProcessCpu", "SymbolOrderRate"):
+        migration.has_resource_properties(
+            "AWS::CloudWatch::Alarm",
+            {
+                "EvaluationPeriods": judged.periods,
+                "DatapointsToAlarm": judged.to_alarm,
+                "Metrics": [
+                    Match.object_like(
+                        {
+                            "Expression": Match.string_like_regexp(metric),
+                            "MetricStat": Match.absent(),
+                        }
+                    )
+                ],
+            },
+        )
+    migration.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "statemachine.tasks.detect_hot_symbol.handler",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {names.ENV_MIGRATION_COOLDOWN_S: str(judged.cooldown * 60)}
+                )
+            },
         },
     )
 

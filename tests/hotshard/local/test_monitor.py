@@ -3,7 +3,15 @@
 from types import SimpleNamespace
 from typing import Any
 
-from hotshard.local.monitor import Alarm, Monitor, alarm_event, maxima, thresholds
+from hotshard.local.monitor import (
+    Alarm,
+    Evaluation,
+    Monitor,
+    alarm_event,
+    evaluation,
+    maxima,
+    thresholds,
+)
 from hotshard.migration import plan
 from infra.app import cdk_json_context
 from infra.config import InfraConfig
@@ -12,6 +20,15 @@ from infra.config import InfraConfig
 def test_thresholds_are_the_cdk_alarms() -> None:
     config = InfraConfig.from_context({**cdk_json_context(), "hotshard:account": "123456789012"})
     assert thresholds() == (config.cpu_alarm_threshold, config.symbol_rate_alarm_threshold)
+
+
+def test_evaluation_and_cooldown_are_the_cdk_alarms() -> None:
+    config = InfraConfig.from_context({**cdk_json_context(), "hotshard:account": "123456789012"})
+    assert evaluation() == Evaluation(
+        config.alarm_evaluation_periods,
+        config.alarm_datapoints_to_alarm,
+        config.migration_cooldown_periods,
+    )
 
 
 def test_two_of_three_periods_above_the_threshold_alarm_once() -> None:
@@ -66,3 +83,41 @@ def test_the_monitor_starts_one_execution_per_alarm_and_not_while_running() -> N
     assert [monitor.tick(), monitor.tick()] == [None, None]  # ALARM again, one still running
     running[0] = False
     assert started[0]["detail"]["alarmName"] == "EngineCpuHigh"
+
+
+def test_no_second_migration_within_the_cooldown_after_one_ended() -> None:
+    """ALARM, OK, ALARM again right after the move ended (a moved symbol's meters restart):
+    nothing starts until cooldown periods have passed since the end."""
+    now = [0.0]
+    started: list[str] = []
+    running = [True]
+
+    def start(_event: dict[str, Any]) -> str:
+        started.append(f"arn-{len(started) + 1}")
+        return started[-1]
+
+    feed: list[float] = []
+    monitor = Monitor(
+        lambda: [_stats(feed.pop(0))],
+        start,
+        lambda _arn: running[0],
+        period_s=1.0,
+        cpu_threshold=85,
+        cooldown_periods=4,
+        clock=lambda: now[0],
+    )
+    assert monitor.cooldown_s == 4.0
+
+    def run(values: list[float]) -> list[str | None]:
+        feed.extend(values)
+        out = []
+        for _ in values:
+            now[0] += 1.0
+            out.append(monitor.tick())
+        return out
+
+    assert run([95, 95]) == [None, "arn-1"]
+    running[0] = False  # the move ends: seen at the next tick (t=3)
+    assert run([1, 1, 95, 95]) == [None, None, None, None]  # ALARM again at t=6: 3 s after the end
+    assert run([1, 1, 95, 95]) == [None, None, None, "arn-2"]  # ALARM at t=10: 7 s after the end
+    assert started == ["arn-1", "arn-2"]

@@ -84,6 +84,15 @@ def test_a_symbol_without_a_book_is_nothing_to_move() -> None:
         plan.check_has_book("HOT", "e-0", [])
 
 
+def test_an_alarm_within_the_cooldown_after_a_move_starts_nothing() -> None:
+    assert not plan.cooling_down(100.0, None, 180.0)  # no migration ended yet
+    assert plan.cooling_down(100.0, 100.0, 180.0)
+    assert plan.cooling_down(279.9, 100.0, 180.0)
+    assert not plan.cooling_down(280.0, 100.0, 180.0)
+    assert not plan.cooling_down(100.0, 50.0, 0.0)  # no cooldown configured
+    assert not plan.cooling_down(40.0, 50.0, 180.0)  # an end stamped ahead of this clock
+
+
 def test_target_is_an_idle_warm_engine_not_claimed() -> None:
     pool = [C("src", "s", (0, 1)), C("w-1", "w1", (4,)), C("w-0", "w0", (5,)), C("reg", "r", (2,))]
     kwargs = {"source": "src", "spare": [4, 5], "routed": [0, 1, 2], "requested": None}
