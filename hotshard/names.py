@@ -87,6 +87,7 @@ REDIS_BALANCE = "balance:{}"  # hash per user: asset (CASH or a symbol) -> avail
 REDIS_OPEN_ORDERS = "open-orders:{}"  # sorted set per user: order_id -> claimed at (ms)
 REDIS_FILLS = "fills:{}"  # stream per user: its fills, newest last, capped (GET /fills)
 REDIS_PUSH_SEQ = "push-seq:{}"  # hash per user (or @SYMBOL): last seq pushed per stream
+REDIS_PUSH_REPLY = "push-seq-reply:{}"  # a batch attempt's chain answer (its retry gets it)
 REDIS_CONNECTION = "conn:{}"  # hash per WebSocket connection: user, connected_ms
 REDIS_USER_CONNECTIONS = "user-conns:{}"  # set per user: its connection ids
 REDIS_SUBSCRIBERS = "subs:{}"  # set per symbol: connection ids subscribed to depth/trades

@@ -21,7 +21,9 @@ Records re-emitted after an engine restart are dropped (hotshard.dedupe guards, 
 warm Lambda container; the Redis writes have their own sequence guards).
 """
 
+import hashlib
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,20 +120,37 @@ class Pusher:
     _pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(POST_THREADS, thread_name_prefix="push")
     )
+    _id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _handled: int = 0
+    """Batches handled by this container: with `_id` and the records, a batch attempt's
+    stream token (hotshard.edge.streams), the same for its retries until one succeeds."""
 
     def handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
         """records: (topic, partition, value) in the order the event source delivered. If
         Redis cannot be reached the batch fails whole (redis.ConnectionError) with the
         guards as they were, so the event source's retry pushes every event of it."""
         saved = self.guard.save(), self.depth_guard.save()
+        batch = list(records)
         try:
-            return self._handle(records)
+            stats = self._handle(batch, self._token(batch))
         except (redis.ConnectionError, redis.TimeoutError):
             self.guard.restore(saved[0])
             self.depth_guard.restore(saved[1])
             raise
+        self._handled += 1
+        return stats
 
-    def _handle(self, records: Iterable[tuple[str, int, bytes]]) -> PushStats:
+    def _token(self, records: list[tuple[str, int, bytes]]) -> str:
+        """This attempt's stream token: a retry of the batch (redis-py's re-sent pipeline,
+        or the event source's retry after the batch failed) gets the prev_seqs the first
+        attempt got, instead of 'pushed already' for pushes that were never posted."""
+        digest = hashlib.blake2b(digest_size=12)
+        for topic, partition, value in records:
+            digest.update(f"{topic}/{partition}/{len(value)}:".encode())
+            digest.update(value)
+        return f"{self._id}:{self._handled}:{digest.hexdigest()}"
+
+    def _handle(self, records: list[tuple[str, int, bytes]], token: str) -> PushStats:
         stats = PushStats()
         # (owner: a user or a symbol, its stream, push) in arrival order
         owned: list[tuple[str, Link | None, dict[str, Any]]] = []
@@ -202,7 +221,7 @@ class Pusher:
                 owned.append((user_id, own, push))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
         links = [link for group in (owned, public) for _, link, _ in group if link is not None]
-        self.streams.chain(links, pipe=writes)  # last in the pipeline: its reply is last
+        self.streams.chain(links, pipe=writes, token=token)  # last: its reply is last
         replies = writes.execute()
         if depth_writes is not writes:
             depth_writes.execute()

@@ -16,6 +16,12 @@ already (a re-delivered record, another container's retry) and is not pushed aga
 event pushed once and lost on its way (a connection that failed, a crash after the script)
 shows as a gap at the next push of that stream. Events no book numbers (seq 0) are on no
 stream: they carry no prev_seq.
+
+A retry of the same batch by the same container must not count as "pushed already": the
+script may have run and its reply been lost (redis-py re-sends a pipeline whose connection
+dropped, as in a Redis restart), or a later step of the batch failed before its posts. So
+a chain can name its batch attempt (`token`): the script keeps its answer under
+`push-seq-reply:{TOKEN}` for REPLY_TTL_MS and answers the same again for that token.
 """
 
 from collections.abc import Sequence
@@ -27,23 +33,34 @@ from hotshard import names
 from hotshard.rawpipe import run_script
 
 TTL_MS = 7 * 86_400_000
+REPLY_TTL_MS = 120_000
 
-# KEYS: one stream hash per item. ARGV: ttl_ms, then per item its field, seq and 1 if the
-# same seq may come again (a depth snapshot). Returns per item the seq pushed before on that
-# stream (0: none), or -1: already pushed.
+# KEYS: one stream hash per item, then the reply key. ARGV: ttl_ms, the reply's ttl_ms
+# (0: no token, keep nothing), then per item its field, seq and 1 if the same seq may come
+# again (a depth snapshot). Returns per item the seq pushed before on that stream (0:
+# none), or -1: already pushed; for a token seen before, what it answered then.
 _CHAIN = """
+local reply_key = KEYS[#KEYS]
+local keep = tonumber(ARGV[2])
+if keep > 0 then
+  local done = redis.call('GET', reply_key)
+  if done then return cjson.decode(done) end
+end
 local out = {}
-for i = 1, #KEYS do
-  local field = ARGV[3 * i - 1]
-  local seq = tonumber(ARGV[3 * i])
+for i = 1, #KEYS - 1 do
+  local field = ARGV[3 * i]
+  local seq = tonumber(ARGV[3 * i + 1])
   local last = tonumber(redis.call('HGET', KEYS[i], field) or '0')
-  if seq < last or (seq == last and ARGV[3 * i + 1] ~= '1') then
+  if seq < last or (seq == last and ARGV[3 * i + 2] ~= '1') then
     out[i] = -1
   else
     redis.call('HSET', KEYS[i], field, seq)
     out[i] = last
   end
   redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+if keep > 0 then
+  redis.call('SET', reply_key, cjson.encode(out), 'PX', keep)
 end
 return out
 """
@@ -62,15 +79,17 @@ class StreamSeqs:
         self.r = r
         self._chain = r.register_script(_CHAIN)
 
-    def chain(self, links: Sequence[Link], pipe: Any = None) -> list[int]:
+    def chain(self, links: Sequence[Link], pipe: Any = None, token: str = "") -> list[int]:
         """Per link, in order: the previous seq of its stream (0: none) and the stream now
-        at its seq; -1 for a link at or below what was pushed already. With `pipe` the
-        script is queued there: its reply (through `answers`) comes with the pipeline's,
-        and [] is returned."""
+        at its seq; -1 for a link at or below what was pushed already. `token` names the
+        batch attempt: the same token again gets the same answer. With `pipe` the script
+        is queued there: its reply (through `answers`) comes with the pipeline's, and []
+        is returned."""
         if not links:
             return []
         keys = [stream_key(owner, symbol) for owner, _, symbol, _, _ in links]
-        args: list[str | int] = [TTL_MS]
+        keys.append(names.REDIS_PUSH_REPLY.format(token or "-"))
+        args: list[str | int] = [TTL_MS, REPLY_TTL_MS if token else 0]
         for _, kind, symbol, seq, again in links:
             args.extend((f"{kind}:{symbol}", seq, int(again)))
         reply = run_script(self._chain, keys=keys, args=args, pipe=pipe)

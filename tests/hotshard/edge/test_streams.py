@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+import redis
 
 from engine.book import Market, add
 from engine.service.core import EngineState
@@ -41,6 +42,18 @@ def test_each_stream_chains_its_own_seqs(r):
         -1,
     ]
     assert r.pttl("push-seq:ann") > 0
+
+
+def test_the_same_batch_attempt_again_gets_the_same_answer(r):
+    """A pipeline re-sent after its connection dropped (redis-py retries it: a Redis
+    restart) runs the script twice: its token makes the second run answer as the first."""
+    seqs = StreamSeqs(r)
+    links = [("ann", "FILL", "AAPL", 4, False), ("ann", "FILL", "AAPL", 7, False)]
+    assert seqs.chain(links, token="c1:0:x") == [0, 4]
+    assert seqs.chain(links, token="c1:0:x") == [0, 4]
+    assert seqs.chain(links, token="c2:0:x") == [-1, -1]  # another container: pushed already
+    assert seqs.chain(links) == [-1, -1]
+    assert 0 < r.pttl("push-seq-reply:c1:0:x") <= 120_000
 
 
 def outputs(orders: list[tuple[int, Any]]) -> list[tuple[str, int, bytes]]:
@@ -115,3 +128,47 @@ def test_push_latency_samples_are_bounded_and_never_negative():
     assert push_latencies_ms([90, 100, 120], 110) == [20.0, 10.0, 0.0]
     many = push_latencies_ms(list(range(1000)), 1000)
     assert len(many) <= LATENCY_SAMPLES and many[0] == 1000.0 and min(many) > 0
+
+
+def test_a_batch_retried_after_redis_failed_it_is_pushed_whole(r):
+    """Redis goes away after the batch's pipeline ran (its stream seqs moved) but before
+    its posts: the event source's retry must push every event, with the same prev_seqs,
+    not drop them as pushed already (they would be gaps for every reader)."""
+    sessions = Sessions(r)
+    sessions.connect("c-ann", "ann", 0)
+    sessions.subscribe("c-ann", ["AAPL"])
+    posted: list[dict[str, Any]] = []
+
+    def post(_conn: str, data: bytes) -> bool:
+        posted.append(json.loads(data))
+        return True
+
+    pusher = Pusher(sessions, OrderRecords(r), DepthStore(r), post, StreamSeqs(r))
+    pusher.handle(outputs([(0, add("a-1", "ann", Side.SELL, 100, 5))]))
+    before = len(posted)
+    batch = outputs(
+        [
+            (0, add("a-1", "ann", Side.SELL, 100, 5)),
+            (1, add("a-2", "ann", Side.SELL, 101, 5)),
+        ]
+    )[len(outputs([(0, add("a-1", "ann", Side.SELL, 100, 5))])) :]
+    targets = sessions.targets
+    failures = {"left": 1}
+
+    def flaky(*args: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise redis.ConnectionError("restarting")
+        return targets(*args)
+
+    sessions.targets = flaky  # type: ignore[method-assign]
+    with pytest.raises(redis.ConnectionError):
+        pusher.handle(batch)
+    assert len(posted) == before
+    stats = pusher.handle(batch)  # the retry
+    later = posted[before:]
+    assert stats.pushes == len(later) and {p["type"] for p in later} == {"ORDER_STATUS", "DEPTH"}
+    status = next(p for p in later if p["type"] == "ORDER_STATUS")
+    assert (status["data"]["seq"], status["prev_seq"]) == (2, 1)
+    # once it succeeded, the same records again are repeats (another delivery)
+    assert pusher.handle(batch).pushes == 0
