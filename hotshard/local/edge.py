@@ -172,4 +172,3 @@ __all__ = [
 
 if __name__ == "__main__":
     sys.exit(main())
-

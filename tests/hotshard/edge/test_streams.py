@@ -161,7 +161,7 @@ def test_a_batch_retried_after_redis_failed_it_is_pushed_whole(r):
             raise redis.ConnectionError("restarting")
         return targets(*args)
 
-    sessions.targets = flaky  # type: ignore[method-assign]
+    sessions.targets = flaky  # type: ignore[method-assign,assignment]
     with pytest.raises(redis.ConnectionError):
         pusher.handle(batch)
     assert len(posted) == before
