@@ -20,12 +20,14 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.service.errors import ControlError
 from engine.service.loop import Engine
 from engine.service.operations import Operations, PromoteRequest
+from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2, control_pb2_grpc
 
 log = logging.getLogger("hotshard.engine.control")
@@ -52,6 +54,14 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
             context.abort(getattr(grpc.StatusCode, exc.status), str(exc))
         except TimeoutError:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "engine loop did not answer")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis restarting (snapshots, checkpoints): the caller retries, as for any
+            # other step not yet durable (an unknown error would end a migration)
+            reason = Reason.STORE_UNAVAILABLE
+            context.set_trailing_metadata(
+                (("reason", reason.name), ("reason-code", str(int(reason))))
+            )
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"redis unreachable: {exc}")
         raise AssertionError("unreachable")  # context.abort raises
 
     def _op(self, context: grpc.ServicerContext, fn: Any) -> Any:

@@ -492,6 +492,15 @@ class EngineState:
             return held[0][1] - 1
         return here
 
+    def through_fence(self, symbol: str) -> bool:
+        """A fenced book holds everything up to its fence (after a restart it applies its
+        records up to the fence again first)."""
+        fence = self.fences.get(symbol)
+        home = self.home.get(symbol)
+        if fence is None or home is None:
+            return True
+        return max(self.position.get(home, 0) - 1, self.skip.get(symbol, -1)) >= fence.offset
+
     def symbols_of(self, partition: int) -> list[str]:
         return sorted(s for s, p in self.home.items() if p == partition and s in self.market.books)
 
@@ -649,6 +658,18 @@ def split_events(
     return pieces
 
 
+def _reborn_fenced(state: EngineState, symbol: str, partition: int, entry: BookEntry) -> None:
+    """A fenced book with no snapshot stored yet (its fence snapshot was still being stored
+    when the engine died): it is born again empty, so its records up to the fence apply
+    again (with no book, the fence would ignore them and the book would be lost)."""
+    book = state.market.book(symbol)
+    if book is None:
+        return
+    state.home[symbol] = partition
+    state.epoch[symbol] = entry.epoch
+    state.snaps[symbol] = entry
+
+
 def restore_partition(
     state: EngineState,
     checkpoint: Checkpoint | None,
@@ -665,6 +686,8 @@ def restore_partition(
     start = checkpoint.resume_offset()
     for symbol, entry in sorted(checkpoint.books.items()):
         if not entry.location:
+            if symbol in checkpoint.fences:
+                _reborn_fenced(state, symbol, partition, entry)
             continue
         loaded = books.get(symbol)
         if loaded is None:

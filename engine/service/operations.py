@@ -198,6 +198,13 @@ class Operations:
             book = handover.held_book(state.market.books, symbol)
             fence = state.fences.get(symbol)
             if fence is not None:
+                snap = state.snaps.get(symbol)
+                if symbol not in self._jobs and (snap is None or snap.location != fence.location):
+                    # restarted before its fence snapshot was stored: store it again once
+                    # the book is back at the fence
+                    if not state.through_fence(symbol):
+                        raise _BusyError
+                    self._store_fence_snapshot(symbol, book, fence)
                 return book, fence.partition, fence.offset, fence.owner_epoch, "", fence
             if symbol in state.frozen or symbol in state.replays:
                 raise _BusyError
@@ -573,12 +580,14 @@ class Operations:
                 # not fenced: this Unfence again (answered as the first), else a no-op
                 done = self._activations.get(symbol)
                 return done is not None and done.epoch == owner_epoch
+            if not state.through_fence(symbol):
+                raise _BusyError  # restarted: its records up to the fence come first
             state.fences.pop(symbol)
             held = len(state.held.get(symbol) or [])
             self._start(symbol, owner_epoch, state.home[symbol], held, pending)
             return True
 
-        if self._loop(lift):
+        if self._until(lift, Reason.NOT_DURABLE, f"{symbol}: not back through its fence"):
             return self._make_durable(symbol)
         return self._loop(lambda: Promoted(state.market.books[symbol].seq))
 

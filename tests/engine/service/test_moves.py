@@ -207,3 +207,33 @@ def test_a_fence_snapshot_says_so_and_a_shadow_from_it_stops_there():
     info = load(dump(book, input_offset=7, partition=0, owner_epoch=2, fenced=True))[1]
     assert (info.input_offset, info.owner_epoch, info.fenced) == (7, 2, True)
     assert not load(dump(book))[1].fenced
+
+
+def test_a_fenced_book_with_no_snapshot_yet_is_born_again_after_a_restart():
+    # before: killed between its Fence (checkpointed) and its fence snapshot being stored,
+    # the engine came back with the fence and no book: the records up to the fence were
+    # ignored as "applied before it left" and every later one refused, for good
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(0, i, "A", f"a{i}") for i in range(3)])
+    book = state.market.books["A"]
+    fenced = handover.state_hash(book)
+    state.fence("A", FenceEntry(2, 2, book.seq, 3, "not-stored", 1, 0, fenced))
+    checkpoint = state.checkpoint(0, "e", 0)
+    assert checkpoint.books["A"].location == ""
+    again = EngineState(Market(open_listing=True))
+    start = restore_partition(again, checkpoint, 0, {})
+    assert start == 0 and "A" in again.fences
+    assert not again.through_fence("A")  # an Unfence now would replay ahead of a0..a2
+    again.apply_batch([rec(0, 0, "A", "a0")])
+    assert not again.through_fence("A")
+    out = again.apply_batch(
+        [rec(0, i, "A", f"a{i}") for i in (1, 2)] + [rec(0, 3, "A", "h", epoch=2)]
+    )
+    assert again.through_fence("A")
+    reborn = again.market.books["A"]
+    assert (reborn.seq, handover.state_hash(reborn)) == (book.seq, fenced)
+    assert statuses(out.outputs, "A") == [
+        ("a1", 2, Status.ACCEPTED, 0),
+        ("a2", 3, Status.ACCEPTED, 0),
+    ]
+    assert [r[1] for r in again.held["A"]] == [3]  # after the fence: held for the rollback
