@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import redis
 
 from hotshard import names
+from hotshard.reasons import HotshardError, Reason
 
 # ---------------------------------------------------------------------- snapshots
 
@@ -59,6 +60,10 @@ def write_snapshot_data(
 
 
 # ---------------------------------------------------------------------- checkpoints
+
+
+class CheckpointError(HotshardError):
+    """A checkpoint this build will not resume from (UNSUPPORTED_CHECKPOINT_FORMAT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +148,13 @@ class Checkpoint:
     def from_json(cls, text: str | bytes) -> "Checkpoint":
         raw = json.loads(text)
         if "books" not in raw and raw.get("symbols"):
-            raise ValueError(
+            # Not migrated: such a checkpoint names no snapshot, only symbols, and the one
+            # record it resolved them by (`snapshot:{S}`) may hold another owner's snapshot,
+            # the very defect owner epochs fix. docs/FORMATS.md "Checkpoints" says what to do.
+            raise CheckpointError(
+                Reason.UNSUPPORTED_CHECKPOINT_FORMAT,
                 "a checkpoint without per-symbol snapshots (written before owner epochs): "
-                "it would load whatever snapshot of a symbol was written last"
+                "it would load whatever snapshot of a symbol was written last",
             )
         return cls(
             int(raw["partition"]),

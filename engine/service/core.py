@@ -176,6 +176,9 @@ class EngineState:
     """Symbols expected here (shadowed, or before a restart): records on owned partitions
     with a route epoch above this are held, lower ones STALE_ROUTE."""
     replays: dict[str, "Replay"] = field(default_factory=dict)
+    restoring: set[str] = field(default_factory=set)
+    """Books a Restore installed whose snapshot is not stored yet: a checkpoint leaves them
+    out and goes no further than their offset (a crash now is a crash before the Restore)."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -585,6 +588,7 @@ class EngineState:
         self.snaps.pop(symbol, None)
         self.held.pop(symbol, None)
         self.frozen.discard(symbol)
+        self.restoring.discard(symbol)
         self.replays.pop(symbol, None)
         self._keys.pop(symbol, None)
         if fence is not None:
@@ -610,6 +614,9 @@ class EngineState:
         for symbol in self.symbols_of(partition):
             snap = self.snaps[symbol]
             epoch = self.epoch.get(symbol, 0)
+            if symbol in self.restoring:
+                offset = min(offset, snap.offset)
+                continue
             if not snap.location and symbol in self.expect:
                 # promoted here, no snapshot stored yet: a restart still expects it (its
                 # records since `offset` are held again until a Promote from the fallback)

@@ -141,7 +141,7 @@ class Engine:
     def _recover(self, partition: int) -> None:
         try:
             checkpoint = recovery.read_checkpoint(self.redis, partition)
-        except ValueError as exc:
+        except (ValueError, recovery.CheckpointError) as exc:  # its reason is in the text
             raise EngineFailedError(f"checkpoint of partition {partition}: {exc}") from exc
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
         if checkpoint is not None:

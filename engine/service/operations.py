@@ -149,19 +149,17 @@ class Operations:
 
     def _fetch(self, location: str, *, wait_s: float = 0.0) -> tuple[Book, SnapshotInfo]:
         """Fetch and load a snapshot (handler thread); `wait_s`: one being stored now."""
+        return _decoded(self._fetch_data(location, wait_s=wait_s))
+
+    def _fetch_data(self, location: str, *, wait_s: float = 0.0) -> bytes:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                data = self.engine.store.fetch(location)
-                break
+                return self.engine.store.fetch(location)
             except SnapshotMissingError as exc:
                 if time.monotonic() >= deadline:
                     raise NotHereError(exc.reason, exc.detail) from exc
                 time.sleep(0.02)
-        try:
-            return load(data)
-        except SnapshotError as exc:
-            raise handover.unloadable(exc) from exc
 
     def _wait_job(self, symbol: str) -> int:
         """Wait for the symbol's fence snapshot to be stored; its size (0: no job here, e.g.
@@ -594,15 +592,15 @@ class Operations:
     # ------------------------------------------------------------------ Remove
 
     def remove(self, symbol: str, fence_epoch: int) -> Removed:
-        """Drop the symbol without dumping on the loop: a shadow is just dropped; a fenced
-        book's final snapshot is its fence snapshot; an active book is fenced (at
-        `fence_epoch`, else one past the route's) and detached, then dumped here."""
+        """Drop the symbol without dumping on the loop: a shadow is just dropped; a book is
+        fenced first (an active one at `fence_epoch`, else one past the route's), its fence
+        snapshot stored off the loop, and only then is the book dropped and the answer given:
+        the location it names always holds the final snapshot (a failed store leaves the
+        book here, fenced, for a retry)."""
         engine = self.engine
         state = engine.state
-        if symbol in state.fences:
-            self._wait_job(symbol)
 
-        def do() -> tuple[Removed, Book | None, FenceEntry | None]:
+        def begin() -> tuple[Removed | None, FenceEntry | None]:
             shadow = state.shadows.get(symbol)
             if shadow is not None:
                 del state.shadows[symbol]
@@ -610,26 +608,23 @@ class Operations:
                 engine._publish(state.reject_held(symbol))
                 engine.reassign_if_needed()
                 self._durable()
-                return Removed(shadow.book.seq, shadow.next_offset - 1, "", 0), None, None
+                return Removed(shadow.book.seq, shadow.next_offset - 1, "", 0), None
             fence = state.fences.get(symbol)
-            if symbol not in state.market.books:
+            book = state.market.books.get(symbol)
+            if book is None:
                 if fence is not None and fence.location:
-                    return _removed(fence), None, None
+                    return _removed(fence), None  # removed before: the same answer
                 raise NotHereError(Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
             if fence is not None:
-                state.remove_book(symbol, fence)
-                self._durable()
-                engine.metrics.forget(symbol)
-                self._activations.pop(symbol, None)
-                return _removed(fence), None, None
+                if symbol not in self._jobs:  # fenced before a restart: store it again
+                    self._store_fence_snapshot(symbol, book, fence)
+                return None, fence
             if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
                 raise _BusyError
             self._flushed()
-            book = state.market.books[symbol]
             current = route.lookup(engine.redis, symbol) if fence_epoch <= 0 else None
             epoch = handover.fence_epoch(fence_epoch, current.epoch if current else None)
             offset = state.applied_offset(symbol)
-            home = state.home[symbol]
             entry = FenceEntry(
                 epoch,
                 offset,
@@ -642,42 +637,43 @@ class Operations:
                     estimate=handover.snapshot_estimate(book),
                 ),
                 state.epoch.get(symbol, 0),
-                home,
+                state.home[symbol],
                 handover.state_hash(book),
             )
-            snap = state.snaps.get(symbol)
-            state.remove_book(symbol, entry)
+            state.fence(symbol, entry)
             try:
                 self._durable()
             except NotDurableError:
-                # a crash now would restart with the symbol still listed here: keep it
-                state.fences.pop(symbol, None)
-                state.add_book(book, home, offset, epoch=entry.owner_epoch)
-                if snap is not None:
-                    state.snaps[symbol] = snap
+                state.fences.pop(symbol, None)  # not fenced after all: it goes on
                 raise
+            self._store_fence_snapshot(symbol, book, entry)
+            return None, entry
+
+        removed, fence = self._until(begin, Reason.NOT_DURABLE, f"{symbol} is busy")
+        if removed is not None:
+            return removed
+        assert fence is not None
+        try:
+            self._wait_job(symbol)
+        except Exception:
+            job = self._jobs.get(symbol)
+            if job is not None and job.done():  # failed: a retry stores it again
+                self._loop(lambda: self._jobs.pop(symbol, None))
+            raise
+
+        def finish() -> Removed:
+            book = state.market.books.get(symbol)
+            if book is None or state.fences.get(symbol) != fence:
+                return _removed(fence)  # a concurrent Remove finished it
+            engine._publish(state.reject_held(symbol))
+            state.remove_book(symbol, fence)
+            self._durable()
             engine.metrics.forget(symbol)
             self._activations.pop(symbol, None)
-            return _removed(entry), book, entry
+            self._jobs.pop(symbol, None)
+            return _removed(fence)
 
-        removed, book, entry = self._until(do, Reason.NOT_DURABLE, f"{symbol} is busy")
-        if book is not None and entry is not None:
-            data = dump(
-                book,
-                input_offset=entry.offset,
-                partition=entry.partition,
-                owner_epoch=entry.owner_epoch,
-            )
-            engine.store.put(
-                symbol,
-                data,
-                partition=entry.partition,
-                input_offset=entry.offset,
-                seq=entry.seq,
-                owner_epoch=entry.owner_epoch,
-                location=entry.location,
-            )
-        return removed
+        return self._loop(finish)
 
     # ------------------------------------------------------------------ Restore
 
@@ -698,19 +694,18 @@ class Operations:
         engine = self.engine
         state = engine.state
         if data is None:
-            book, info = self._fetch(location)
-        else:
-            try:
-                book, info = load(data)
-            except SnapshotError as exc:
-                raise handover.unloadable(exc) from exc
+            data = self._fetch_data(location)
+        book, info = _decoded(data)  # here, on the handler's thread: never on the loop
+        target = partition if follow else info.partition
 
-        def do() -> Restored:
+        def install() -> tuple[Restored | None, int, int]:
+            if symbol in state.frozen:
+                raise _BusyError  # a Restore of it (or a snapshot) in progress: its answer
             here = state.market.books.get(symbol)
-            target = partition if follow else info.partition
             if here is not None and here.seq == info.seq and state.home.get(symbol) == target:
                 snap = state.snaps.get(symbol)
-                return Restored(here.seq, snap.offset if snap else state.applied_offset(symbol))
+                answer = Restored(here.seq, snap.offset if snap else state.applied_offset(symbol))
+                return answer, 0, 0
             handover.refuse_held(state.market.books, symbol)
             plan = handover.plan_restore(
                 symbol,
@@ -725,16 +720,46 @@ class Operations:
                 self._adopt(plan.partition, from_offset)
             rewound = follow and state.rewind(plan.partition, from_offset)
             state.add_book(book, plan.partition, plan.applied_through, epoch=info.owner_epoch)
+            state.frozen.add(symbol)  # its records wait until its snapshot is stored
+            state.restoring.add(symbol)
             if rewound:
                 engine.assign()
-            if not engine.checkpoint_all("restore"):
-                # not durable here: give the book back rather than report a restore that a
-                # crash would undo (the caller retries or rolls back)
-                state.remove_book(symbol, None)
-                raise NotDurableError(Reason.NOT_DURABLE, "restore not checkpointed; retry")
-            return Restored(book.seq, plan.applied_through)
+            return None, plan.partition, plan.applied_through
 
-        return self._loop(do)
+        done, home, applied = self._until(install, Reason.NOT_DURABLE, f"{symbol} is busy")
+        if done is not None:
+            return done
+        stored = ""
+        try:
+            # the bytes restored are the book as installed (frozen meanwhile): stored as they
+            # are, under this engine's own key, so the checkpoint names a snapshot it owns
+            stored = engine.store.put(
+                symbol,
+                data,
+                partition=home,
+                input_offset=applied,
+                seq=info.seq,
+                owner_epoch=info.owner_epoch,
+            ).location
+        finally:
+            location_stored = stored
+
+            def finish() -> Restored:
+                state.frozen.discard(symbol)
+                state.restoring.discard(symbol)
+                if location_stored:
+                    engine.stored(symbol, location_stored, applied, info.seq)
+                if not location_stored or not (engine.flush() and engine.write_checkpoints()):
+                    # not durable here: give the book back rather than report a restore that
+                    # a crash would undo (the caller retries or rolls back)
+                    engine._publish(state.reject_held(symbol))
+                    state.remove_book(symbol, None)
+                    raise NotDurableError(Reason.NOT_DURABLE, "restore not checkpointed; retry")
+                engine._apply(state.drain(symbol))
+                return Restored(info.seq, applied)
+
+            answer = self._loop(finish)
+        return answer
 
     def _adopt(self, partition: int, from_offset: int) -> None:
         """Take over `partition` to follow it from `from_offset` (it stays this engine's
@@ -753,6 +778,13 @@ class Operations:
         engine.state.position[partition] = max(from_offset, 0)
         engine.assign()
         engine.register()
+
+
+def _decoded(data: bytes) -> tuple[Book, SnapshotInfo]:
+    try:
+        return load(data)
+    except SnapshotError as exc:
+        raise handover.unloadable(exc) from exc
 
 
 def _fenced(fence: FenceEntry) -> Fenced:

@@ -9,6 +9,7 @@ import redis
 
 from hotshard import recovery, registry
 from hotshard.local.services.redis import redis_server
+from hotshard.reasons import Reason
 
 pytestmark = pytest.mark.integration
 
@@ -64,5 +65,6 @@ def test_a_checkpoint_round_trips_and_resumes_after_its_oldest_entry() -> None:
 
 def test_a_checkpoint_of_the_old_format_is_refused_not_resolved_by_symbol() -> None:
     old = '{"partition": 0, "offset": 5, "symbols": ["A"], "resume": {}, "fences": {"A": 2}}'
-    with pytest.raises(ValueError, match="per-symbol snapshots"):
+    with pytest.raises(recovery.CheckpointError, match="per-symbol snapshots") as caught:
         recovery.Checkpoint.from_json(old)
+    assert caught.value.reason == Reason.UNSUPPORTED_CHECKPOINT_FORMAT

@@ -9,13 +9,16 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import grpc
 import pytest
+import redis
 
 from engine.book import Book, Instrument, add
-from engine.book.snapshot import dump
+from engine.book.snapshot import dump, load
 from engine.service import core
+from engine.service.store import SnapshotStore
 from hotshard import names, recovery
 from hotshard.domain import Side
 from hotshard.local.traffic import EventReader, produce_orders, producer
@@ -215,3 +218,61 @@ def test_junk_symbols_and_removed_books_grow_no_meters_key_cache_or_fences(
         assert fences == ["GONE1", "GONE2"], "fences of symbols that left are bounded"
         assert not running.failure
         reader.close()
+
+
+def test_a_checkpoint_of_the_format_before_owner_epochs_stops_the_engine_with_its_reason(
+    broker, redis_server, engines
+):
+    # before owner epochs a checkpoint listed symbols and a restart loaded `snapshot:{S}`,
+    # whoever wrote it last; such a checkpoint is refused with a reason, not resolved
+    r = redis_server.client()
+    r.set(
+        names.REDIS_CHECKPOINT.format(0),
+        '{"offset": 5, "symbols": ["OLD"], "resume": {}, "fences": {"OLD": 2}}',
+    )
+    engine = engines("0", "upgraded", wait=False)
+    deadline = time.monotonic() + 30
+    while engine.process.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.process.popen.returncode == 3  # cannot start
+    log = engine.process.log_tail(30)
+    assert "UNSUPPORTED_CHECKPOINT_FORMAT" in log and "checkpoint of partition 0" in log
+
+
+def test_remove_answers_only_once_its_final_snapshot_is_stored(broker, redis_server, monkeypatch):
+    # before: Remove dropped the book and checkpointed that, then stored its final snapshot:
+    # a store that failed (or a crash) left the answered location empty and the book gone
+    with engine_in_process(broker, redis_server, "0", "remover") as running:
+        prod = producer(broker.bootstrap)
+        orders = [("RM", add(f"o{i}", "u", Side.BUY, 10 + i % 5, 1)) for i in range(50)]
+        produce_orders(prod, orders, lambda s: 0)
+        prod.flush(10)
+        prod.close()
+        reader = EventReader(broker.bootstrap, PARTITIONS)
+        assert reader.read_until(lambda rd: len(rd.events.get("RM", [])) >= 50, timeout=30)
+        reader.close()
+        real_put = SnapshotStore.put
+        failed: list[str] = []
+
+        def flaky(self: SnapshotStore, symbol: str, data: bytes, **kw: Any) -> Any:
+            if symbol == "RM" and not failed:
+                failed.append(kw.get("location", ""))
+                raise redis.ConnectionError("the snapshot store is away")
+            return real_put(self, symbol, data, **kw)
+
+        monkeypatch.setattr(SnapshotStore, "put", flaky)
+        request = control_pb2.RemoveRequest(symbol="RM", fence_epoch=3)
+        with pytest.raises(grpc.RpcError) as caught:
+            running.stub.Remove(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and failed
+        state = running.engine.state
+        assert running.on_loop(lambda: ("RM" in state.market.books, "RM" in state.fences)) == (
+            True,
+            True,
+        ), "the book must stay (fenced) until its final snapshot is stored"
+        answer = running.stub.Remove(request, timeout=30)
+        book, info = load(running.engine.store.fetch(answer.location))
+        assert (book.seq, info.input_offset, book.resting()) == (50, answer.input_offset, 50)
+        assert answer.seq == 50 and answer.location == failed[0]
+        assert running.on_loop(lambda: "RM" in state.market.books) is False
+        assert running.stub.Remove(request, timeout=30) == answer  # idempotent
