@@ -597,6 +597,18 @@ class EngineState:
             self.fences.pop(symbol, None)
         return book
 
+    def prunable_fences(self, resume: dict[int, int]) -> list[str]:
+        """Fences of symbols gone from here (removed: no book) that no checkpoint needs any
+        more: their partition's checkpoint resumes after the fence's offset (`resume`: per
+        partition, the first offset a restart consumes), so no restart reads a record of
+        theirs that the fence would have to ignore. A fence whose book is still here (a
+        move under way) is never one; an Unfence or a Promote drops its fence itself."""
+        return [
+            symbol
+            for symbol, fence in self.fences.items()
+            if symbol not in self.market.books and fence.offset < resume.get(fence.partition, -1)
+        ]
+
     def _bound_fences(self) -> None:
         """At most MAX_FENCES fences of symbols with no book here: the oldest go first (an
         order stamped with an epoch that old has long been retried elsewhere)."""

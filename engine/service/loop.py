@@ -96,6 +96,8 @@ class Engine:
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="offload")
     )
     _heart: threading.Thread | None = None
+    _fences_unneeded: dict[str, float] = field(default_factory=dict)
+    """Fences no checkpoint needs any more, and since when (monotonic)."""
     _periodic: bool = False
 
     # ------------------------------------------------------------------ life cycle
@@ -522,16 +524,34 @@ class Engine:
         """The checkpoints of every owned partition as the state is now (no snapshot taken;
         the caller flushed). Snapshots no checkpoint names any more then expire."""
         taken_ms = int(time.time() * 1000)
+        resume: dict[int, int] = {}
         for partition in self.partitions:
             checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
             if not recovery.write_checkpoint(self.redis, checkpoint):
                 self._failure = f"partition {partition} is no longer owned here"
                 log.error("checkpoint refused: ownership lost", extra={"partition": partition})
                 return False
+            resume[partition] = checkpoint.resume_offset()
         for location in self._retire:
             self.store.retire(location)
         self._retire.clear()
+        self._prune_fences(resume)
         return True
+
+    def _prune_fences(self, resume: dict[int, int]) -> None:
+        """Drop the fences of removed symbols that the checkpoints just written no longer
+        need, once they have not been needed for --fence-retain-s (late orders routed by a
+        stale table get STALE_ROUTE meanwhile); the next checkpoint leaves them out."""
+        now = time.monotonic()
+        unneeded = set(self.state.prunable_fences(resume))
+        seen = self._fences_unneeded
+        for symbol in [s for s in seen if s not in unneeded]:
+            del seen[symbol]
+        for symbol in sorted(unneeded):
+            if now - seen.setdefault(symbol, now) >= self.settings.fence_retain_s:
+                del self.state.fences[symbol]
+                del seen[symbol]
+                log.info("fence dropped", extra={"symbol": symbol})
 
     def store_snapshot(self, symbol: str) -> SnapshotResult:
         """Snapshot a book on the loop (periodic checkpoints, Restore)."""

@@ -44,6 +44,7 @@ class EngineSettings:
     depth_levels: int = 10
     heartbeat_interval_s: float = 1.0
     ownership_ttl_s: float = 10.0
+    fence_retain_s: float = 60.0
     dedup_ids: int = DEFAULT_DEDUP_IDS
     dedup_window: int = DEFAULT_DEDUP_WINDOW
 
@@ -266,6 +267,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         "--ownership-ttl-s",
         "seconds a partition stays owned without a heartbeat (after a crash, another "
         "instance may take it after this)",
+        type=float,
+    )
+    opt(
+        "--fence-retain-s",
+        "seconds the fence of a symbol that left (Remove) is kept once no checkpoint needs "
+        "it: meanwhile its late orders on its old partition get REJECTED(STALE_ROUTE); "
+        "after, such an order is one for a symbol not here (Stats stops listing the fence)",
         type=float,
     )
     opt(

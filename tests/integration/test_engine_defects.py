@@ -17,11 +17,13 @@ import redis
 
 from engine.book import Book, Instrument, add
 from engine.book.snapshot import dump, load
-from engine.service import core
+from engine.service import core, operations
+from engine.service import loop as engine_loop
 from engine.service.store import SnapshotStore
 from hotshard import names, recovery
 from hotshard.domain import Side
 from hotshard.local.traffic import EventReader, produce_orders, producer
+from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS
 from tests.integration.inprocess import engine_in_process
@@ -276,3 +278,101 @@ def test_remove_answers_only_once_its_final_snapshot_is_stored(broker, redis_ser
         assert answer.seq == 50 and answer.location == failed[0]
         assert running.on_loop(lambda: "RM" in state.market.books) is False
         assert running.stub.Remove(request, timeout=30) == answer  # idempotent
+
+
+def test_restore_and_follow_never_decode_or_dump_on_the_loop(broker, redis_server, monkeypatch):
+    # before: Restore installed the book and then checkpointed with a snapshot of every
+    # changed book taken on the loop (a 1M-order Restore: ~1 s of no matching for any symbol)
+    seen: list[tuple[str, str]] = []
+
+    def watched(fn: Any) -> Any:
+        def call(*args: Any, **kw: Any) -> Any:
+            seen.append((fn.__name__, threading.current_thread().name))
+            return fn(*args, **kw)
+
+        return call
+
+    for module in (engine_loop, operations):
+        monkeypatch.setattr(module, "dump", watched(module.dump))
+        monkeypatch.setattr(module, "load", watched(module.load))
+    restored, shadowed = Book(Instrument("RST")), Book(Instrument("FOL"))
+    for i in range(2000):
+        restored.apply(add(f"r{i}", "u", Side.BUY, 100 + i % 20, 1))
+        shadowed.apply(add(f"f{i}", "u", Side.SELL, 200 + i % 20, 1))
+    r = redis_server.client()
+    r.set("snapshot-data:FOL:test", dump(shadowed, input_offset=5, partition=1))
+    with engine_in_process(broker, redis_server, "0", "restorer", snapshot_interval_s=3600) as run:
+        data = dump(restored, input_offset=-1, partition=-1)
+        request = control_pb2.RestoreRequest(
+            symbol="RST", snapshot=data, follow=True, partition=0, from_offset=0
+        )
+        assert run.stub.Restore(request, timeout=30).seq == 2000
+        assert run.stub.Restore(request, timeout=30).seq == 2000  # the same answer again
+        follow = control_pb2.FollowRequest(
+            symbol="FOL", location="redis:snapshot-data:FOL:test", source_partition=1, from_offset=6
+        )
+        assert run.stub.Follow(follow, timeout=30).seq == 2000
+        checkpoint = recovery.read_checkpoint(r, 0)
+        assert checkpoint is not None
+        entry = checkpoint.books["RST"]
+        book, _ = load(run.engine.store.fetch(entry.location))  # durable: it names real bytes
+        assert (entry.seq, book.seq, book.resting()) == (2000, 2000, 2000)
+        prod = producer(broker.bootstrap)
+        produce_orders(prod, [("RST", add("next", "u", Side.SELL, 500, 1))], lambda s: 0)
+        prod.flush(10)
+        prod.close()
+        reader = EventReader(broker.bootstrap, PARTITIONS)
+        assert reader.read_until(
+            lambda rd: any(e[2] == "next" and e[1] == 2001 for e in rd.events.get("RST", [])),
+            timeout=30,
+        )
+        reader.close()
+    assert seen, "the watch saw nothing"
+    on_loop = [name for name, thread in seen if thread == "loop"]
+    assert not on_loop, f"{on_loop} ran on the loop thread"
+
+
+def test_fences_of_removed_or_unfenced_symbols_leave_stats_and_the_checkpoint(broker, redis_server):
+    # before: a Remove's fence stayed in Stats and in every checkpoint for good
+    with engine_in_process(
+        broker, redis_server, "0", "fences", snapshot_interval_s=0.2, fence_retain_s=1.0
+    ) as running:
+        prod = producer(broker.bootstrap)
+        orders = [
+            (s, add(f"{s}-{i}", "u", Side.BUY, 10 + i, 1))
+            for i in range(3)
+            for s in ("LEFT", "BACK")
+        ]
+        produce_orders(prod, orders, lambda s: 0)
+        prod.flush(10)
+        reader = EventReader(broker.bootstrap, PARTITIONS)
+        assert reader.read_until(lambda rd: len(rd.events.get("BACK", [])) >= 3, timeout=30)
+        stub = running.stub
+        fenced = stub.Fence(control_pb2.FenceRequest(symbol="BACK", epoch=2, to_partition=3))
+        assert fenced.final_seq == 3
+        stub.Unfence(control_pb2.UnfenceRequest(symbol="BACK", owner_epoch=2), timeout=30)
+        stub.Remove(control_pb2.RemoveRequest(symbol="LEFT", fence_epoch=2), timeout=30)
+
+        def fences() -> list[str]:
+            stats = stub.Stats(control_pb2.StatsRequest(), timeout=5)
+            return [f.symbol for f in stats.fences]
+
+        assert fences() == ["LEFT"]  # kept a while: a late order routed by a stale table
+        produce_orders(prod, [("LEFT", add("late", "u", Side.BUY, 10, 1))], lambda s: 0)
+        prod.flush(10)
+        prod.close()
+        assert reader.read_until(
+            lambda rd: any(
+                e[2] == "late" and e[5] == Reason.STALE_ROUTE for e in rd.events.get("LEFT", [])
+            ),
+            timeout=30,
+        )
+        reader.close()
+        deadline = time.monotonic() + 30
+        while fences() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fences() == []
+        time.sleep(0.5)  # the checkpoint after the drop
+        checkpoint = recovery.read_checkpoint(redis_server.client(), 0)
+        assert checkpoint is not None and checkpoint.fences == {}
+        assert list(checkpoint.books) == ["BACK"]
