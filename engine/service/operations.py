@@ -616,7 +616,12 @@ class Operations:
                     return _removed(fence), None  # removed before: the same answer
                 raise NotHereError(Reason.UNKNOWN_SYMBOL, f"no book for {symbol}")
             if fence is not None:
-                if symbol not in self._jobs:  # fenced before a restart: store it again
+                snap = state.snaps.get(symbol)
+                if symbol not in self._jobs and (snap is None or snap.location != fence.location):
+                    # restarted before its fence snapshot was stored: store it again once
+                    # the book is back at the fence
+                    if not state.through_fence(symbol):
+                        raise _BusyError
                     self._store_fence_snapshot(symbol, book, fence)
                 return None, fence
             if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
