@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.edge import Flow, cpu_times
+from bench.edge import Flow, cpu_times, thread_times
 from hotshard import kafka, route
 from hotshard.edge.sessions import BATCH, Sessions
 from hotshard.edge.settings import EdgeSettings
@@ -83,6 +83,8 @@ def run(orders: int, rate: float, threads: int, warmup: int) -> dict[str, Any]:
                 pids = {"redis": rs.process.popen.pid}
                 if broker.process is not None:
                     pids["tansu"] = broker.process.popen.pid
+                me = {"router": os.getpid()}
+                threads_before = thread_times(me)
                 before, began_cpu, began = cpu_times(pids), os.times(), time.perf_counter()
                 futures = []
                 for i, ev in enumerate(events):
@@ -94,6 +96,7 @@ def run(orders: int, rate: float, threads: int, warmup: int) -> dict[str, Any]:
                     future.result()
                 wall = time.perf_counter() - began
                 ended_cpu, after = os.times(), cpu_times(pids)
+                threads_after = thread_times(me)
             finally:
                 pool.shutdown()
                 order_router.api().close()
@@ -107,7 +110,14 @@ def run(orders: int, rate: float, threads: int, warmup: int) -> dict[str, Any]:
         "threads": threads,
         "outcomes": dict(outcomes),
         "router_cpu_ms_per_order": round(1000 * own / orders, 3),
+        "router_system_ms_per_order": round(
+            1000 * (ended_cpu.system - began_cpu.system) / orders, 3
+        ),
         **{f"{name}_cpu_ms_per_order": round(v, 3) for name, v in per.items()},
+        "router_threads_ms_per_order": {
+            kind: round(1000 * (v - threads_before.get((proc, kind), 0.0)) / orders, 3)
+            for (proc, kind), v in sorted(threads_after.items())
+        },
         "load": [round(x, 1) for x in os.getloadavg()],
         "machine": f"{platform.machine()} {platform.python_version()}",
     }

@@ -58,6 +58,7 @@ def consumer_config(
     group_id: str,
     fetch_wait_max_ms: int = 20,
     offset_reset: str = "earliest",
+    fetch_min_bytes: int = 1,
 ) -> dict[str, Any]:
     """A consumer for manual assignment: no auto commit, no offset store, reads from the
     start when it has no position. `fetch_wait_max_ms` bounds latency on brokers that do
@@ -71,7 +72,7 @@ def consumer_config(
         "enable.auto.offset.store": False,
         "auto.offset.reset": offset_reset,
         "fetch.wait.max.ms": fetch_wait_max_ms,
-        "fetch.min.bytes": 1,
+        "fetch.min.bytes": fetch_min_bytes,
         "enable.partition.eof": False,
     }
 

@@ -13,12 +13,20 @@ again only the commands that were refused, in their order.
     batch.command("HSET", key, "field", 1)
     replies = batch.execute()   # raw replies (bytes, ints, lists), in order
 
-Replies are RESP as Redis sent them (no response callbacks: HGETALL is a flat list). A
+Replies are as the connection's protocol parses them, without redis-py's response
+callbacks (HGETALL: a dict under RESP3, a flat list under RESP2; `hash_items` reads both). A
 command Redis refused gets its ResponseError as its reply (`raise_on_error=False`) or
-raises it. A dropped connection raises redis.ConnectionError (nothing is retried here:
-the caller knows whether its commands may run twice).
+raises it. A dropped connection is retried as redis-py retries a command (the client's
+Retry: a restart shorter than its tries is not seen), then raises redis.ConnectionError.
+
+Each thread sends on a connection of its own (made with the client's settings), not one
+from the client's pool: the pool's lock and its "has the connection unread data" poll
+before every command were a quarter of the router's time with 64 handler threads. A
+Lambda container runs one request at a time, so there it is one connection either way.
 """
 
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,22 +103,43 @@ class RawPipeline:
                 raise ResponseError(f"SCRIPT LOAD answered {loaded!r} for {sha}")
 
     def _send(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
-        pool = self.r.connection_pool
-        conn: Any = pool.get_connection()  # redis-py's connection methods are untyped
-        try:
-            conn.send_packed_command([pack(commands)])
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-            return replies
-        except BaseException:
-            conn.disconnect()  # a half-read connection must not go back to the pool
-            raise
-        finally:
-            pool.release(conn)
+        conn = thread_connection(self.r)
+        data = pack(commands)
+
+        def roundtrip() -> list[Any]:
+            try:
+                conn.send_packed_command([data])
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+                return replies
+            except BaseException:
+                conn.disconnect()  # a half-read connection is of no further use
+                raise
+
+        result: list[Any] = conn.retry.call_with_retry(roundtrip, lambda _error: None)
+        return result
+
+
+_LOCALS: "weakref.WeakKeyDictionary[redis.Redis, threading.local]" = weakref.WeakKeyDictionary()
+_LOCALS_LOCK = threading.Lock()
+
+
+def thread_connection(r: redis.Redis) -> Any:
+    """This thread's own connection to `r`'s server (redis-py's Connection, with the
+    pool's settings: timeouts, TLS, retry); it connects when first used."""
+    local = _LOCALS.get(r)
+    if local is None:
+        with _LOCALS_LOCK:
+            local = _LOCALS.setdefault(r, threading.local())
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        pool = r.connection_pool
+        conn = local.conn = pool.connection_class(**pool.connection_kwargs)
+    return conn
 
 
 def run_script(script: Any, keys: Sequence[Arg], args: Sequence[Arg], pipe: Any = None) -> Any:
@@ -120,3 +149,18 @@ def run_script(script: Any, keys: Sequence[Arg], args: Sequence[Arg], pipe: Any 
         pipe.script(script, keys, args)
         return None
     return script(keys=keys, args=args, client=pipe)
+
+
+def call_script(r: redis.Redis, script: Any, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+    """One script call on this thread's connection (EVALSHA; NOSCRIPT loads it): its raw
+    reply, or its ResponseError raised."""
+    pipe = RawPipeline(r)
+    pipe.script(script, keys, args)
+    return pipe.execute()[0]
+
+
+def hash_items(raw: Any) -> list[tuple[Any, Any]]:
+    """An HGETALL reply's (field, value) pairs, whichever protocol answered."""
+    if isinstance(raw, dict):
+        return list(raw.items())
+    return list(zip(raw[::2], raw[1::2], strict=True))

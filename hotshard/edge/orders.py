@@ -34,7 +34,7 @@ import redis
 from hotshard import names
 from hotshard.clients import text
 from hotshard.domain import Side, Status
-from hotshard.rawpipe import run_script
+from hotshard.rawpipe import RawPipeline, call_script, run_script
 from hotshard.reasons import Reason
 from hotshard.route import Route, route_from_fields
 
@@ -233,7 +233,9 @@ class OrderRecords:
         reserve_asset: str = "",
         reserve_unit: int = 0,
     ) -> Claim:
-        reply = self._claim(
+        reply = call_script(
+            self.r,
+            self._claim,
             keys=[
                 names.REDIS_ROUTE.format(symbol),
                 order_key(user_id, order_id),
@@ -268,16 +270,22 @@ class OrderRecords:
     def confirm(
         self, user_id: str, order_id: str, topic: str, partition: int, offset: int, epoch: int
     ) -> None:
-        self.r.hset(
+        pipe = RawPipeline(self.r)  # this thread's connection, no pool lock
+        pipe.command(
+            "HSET",
             order_key(user_id, order_id),
-            mapping={
-                "state": "ACCEPTED",
-                "topic": topic,
-                "partition": partition,
-                "offset": offset,
-                "epoch": epoch,
-            },
+            "state",
+            "ACCEPTED",
+            "topic",
+            topic,
+            "partition",
+            partition,
+            "offset",
+            offset,
+            "epoch",
+            epoch,
         )
+        pipe.execute()
 
     def abandon(self, user_id: str, order_id: str, fingerprint: str) -> bool:
         done = self._abandon(

@@ -23,13 +23,15 @@ from typing import Any
 
 import redis
 
-from hotshard import route
+from hotshard import names, route
+from hotshard.clients import text
 from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
 from hotshard.domain import MAX_TIMESTAMP_NS, Action, Liquidity, OrderType, Side
 from hotshard.edge.limits import PreTradeLimits, instrument_json
-from hotshard.edge.orders import CASH, OrderRecords, balances
+from hotshard.edge.orders import CASH, OrderRecords, balances, order_key
 from hotshard.names import TOPIC_PENDING_ORDERS
+from hotshard.rawpipe import RawPipeline, hash_items
 from hotshard.reasons import HotshardError, Reason
 from hotshard.route import Route
 from hotshard.wire import encode_order
@@ -305,7 +307,7 @@ class OrderRouter:
         client_ts = _client_ts(obj.get("client_ts_ns"), symbol, order_id)
         if action_code == Action.ADD:
             return self._add(symbol, command, client_ts, received)
-        self._own_order(user_id, order_id, symbol)
+        found = self._own_order(user_id, order_id, symbol)
         if action_code == Action.REPLACE and self.balance_check:
             raise RefusedError(
                 Reason.INSUFFICIENT_BALANCE,
@@ -313,8 +315,10 @@ class OrderRouter:
                 symbol=symbol,
                 order_id=order_id,
             )
+        if found is None:
+            found = self._route(symbol, order_id)  # not listed (or listed now, auto_list)
         try:
-            return self._send(symbol, command, client_ts, self._route(symbol, order_id), received)
+            return self._send(symbol, command, client_ts, found, received)
         except TimeoutError as exc:  # may yet be written: the outcome is in doubt
             raise RefusedError(
                 Reason.NOT_DELIVERED,
@@ -324,17 +328,24 @@ class OrderRouter:
                 retry_after_ms=RETRY_AFTER_MS,
             ) from exc
 
-    def _own_order(self, user_id: str, order_id: str, symbol: str) -> None:
+    def _own_order(self, user_id: str, order_id: str, symbol: str) -> Route | None:
         """CANCEL and REPLACE act only on an order this user placed here, on its symbol:
-        another user's id (or a made-up one) is refused before it reaches Kafka."""
-        record = self.records.read(user_id, order_id)
-        if record is None or record.get("symbol") != symbol:
+        another user's id (or a made-up one) is refused before it reaches Kafka. The
+        order's record and the symbol's route are read in one round trip: the route (None:
+        not listed)."""
+        pipe = RawPipeline(self.r)
+        pipe.command("HGETALL", order_key(user_id, order_id))
+        pipe.command("HGETALL", names.REDIS_ROUTE.format(symbol))
+        raw_record, raw_route = pipe.execute()
+        record = {text(k): text(v) for k, v in hash_items(raw_record)}
+        if not record or record.get("symbol") != symbol:
             raise RefusedError(
                 Reason.UNKNOWN_ORDER,
                 f"no such order of this user on {symbol}",
                 symbol=symbol,
                 order_id=order_id,
             )
+        return route.parse_route(symbol, dict(hash_items(raw_route))) if raw_route else None
 
     def cancel(self, user_id: str, order_id: str, symbol: str = "") -> Ack:
         """Cancel one of the user's orders; without `symbol` it comes from the order's

@@ -9,6 +9,7 @@ skipped with an error log, so one poison record cannot stall the stream.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Feeder:
         batch_size: int = STREAM_BATCH_SIZE,
         window_s: float = STREAM_BATCH_WINDOW_S,
         fetch_wait_max_ms: int = 10,
+        fetch_min_bytes: int = int(os.environ.get("HOTSHARD_FEEDER_MIN_BYTES", "1")),
     ) -> None:
         from confluent_kafka import Consumer  # noqa: PLC0415
 
@@ -60,7 +62,12 @@ class Feeder:
         self.batch_size = batch_size
         self.window_s = window_s
         self.consumer = Consumer(
-            consumer_config(base, group_id=GROUP, fetch_wait_max_ms=fetch_wait_max_ms)
+            consumer_config(
+                base,
+                group_id=GROUP,
+                fetch_wait_max_ms=fetch_wait_max_ms,
+                fetch_min_bytes=fetch_min_bytes,
+            )
         )
         self.stopping = threading.Event()
         self.invocations = 0
