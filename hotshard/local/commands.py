@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hotshard import names, route
+from hotshard.clients import text
 from hotshard.local.control import boto_client, start_execution
 from hotshard.local.up import DEFAULT_STATE_FILE, UpOptions, read_state
 from hotshard.migration import plan
@@ -300,9 +301,26 @@ def routes_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(cluster: dict[str, Any]) -> dict[str, str]:
+    """Engine id -> the migration (or the pool's scale-in) that holds it, from Redis."""
+    prefix = names.REDIS_FLEET_CLAIM.format("")
+    try:
+        r = _redis(cluster)
+        try:
+            return {
+                text(k)[len(prefix) :]: text(r.get(k) or b"")
+                for k in r.scan_iter(match=prefix + "*", count=500)
+            }
+        finally:
+            r.close()
+    except Exception:
+        return {}
+
+
 def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
     from hotshard.migration.engines import EngineClient  # noqa: PLC0415
 
+    claims = _claims(cluster)
     out = []
     for engine in cluster["engines"]:
         row: dict[str, Any] = {
@@ -311,6 +329,8 @@ def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
             "partitions": engine["partitions"],
             "warm": engine["warm"],
         }
+        if engine["id"] in claims:
+            row["claimed_by"] = claims[engine["id"]]
         try:
             with EngineClient(engine["grpc"], timeout_s=3.0) as client:
                 stats = client.stats()
@@ -354,19 +374,66 @@ def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
                 for f in stats.fences
             ],
         )
+        row["pool"] = pool_state(row)
         out.append(row)
     return out
+
+
+def pool_state(row: dict[str, Any]) -> str | None:
+    """A warm-pool engine's place: "idle" (in the pool, a migration may take it), "taken"
+    (a migration claimed it, or the pool is giving it back), "in use" (it carries a symbol
+    or a shadow); None for the regular engines."""
+    if not row.get("warm"):
+        return None
+    if row.get("symbols") or row.get("shadows"):
+        return "in use"
+    if row.get("claimed_by"):
+        return "taken"
+    return "idle" if "error" not in row else None
+
+
+def pool_summary(rows: list[dict[str, Any]], warm: int | None, group: dict[str, Any]) -> str:
+    """One line under `hotshard engines`: the pool against its size and the group behind it."""
+    idle = sum(1 for row in rows if row.get("pool") == "idle")
+    taken = sum(1 for row in rows if row.get("pool") == "taken")
+    size = f" of --warm {warm}" if warm is not None else ""
+    line = f"warm pool: {idle} idle{size}, {taken} taken by a migration"
+    if group:
+        in_service = sum(
+            1 for i in group.get("Instances", []) if i["LifecycleState"] == "InService"
+        )
+        line += (
+            f"; {group.get('AutoScalingGroupName')}: desired {group.get('DesiredCapacity')}, "
+            f"max {group.get('MaxSize')}, {in_service} in service"
+        )
+    return line
+
+
+def _group(cluster: dict[str, Any]) -> dict[str, Any]:
+    name = cluster.get("auto_scaling_group")
+    if not name:
+        return {}
+    try:
+        client = boto_client(cluster["aws_endpoint"], cluster.get("aws_region", "us-east-1"))(
+            "autoscaling"
+        )
+        groups = client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        found: dict[str, Any] = groups["AutoScalingGroups"][0]
+        return found
+    except Exception:
+        return {}
 
 
 def engine_label(row: dict[str, Any]) -> str:
     """An engine's name in the table: a warm-pool engine is marked (warm) while it is idle;
     once a migration gave it a symbol (or a shadow) it is an engine like the others."""
-    idle = not row.get("symbols") and not row.get("shadows") and "error" not in row
-    return str(row["id"]) + (" (warm)" if row["warm"] and idle else "")
+    state = row.get("pool", pool_state(row))
+    return str(row["id"]) + {"idle": " (warm)", "taken": " (warm, taken)"}.get(state or "", "")
 
 
 def engines_command(args: argparse.Namespace) -> int:
-    rows = engine_rows(_state(args))
+    cluster = _state(args)
+    rows = engine_rows(cluster)
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -392,6 +459,7 @@ def engines_command(args: argparse.Namespace) -> int:
             }
         )
     _print_table(list(flat[0]) if flat else ["engine"], flat)
+    print(pool_summary(rows, cluster.get("warm_pool"), _group(cluster)))
     return 0
 
 

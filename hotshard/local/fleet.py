@@ -5,8 +5,10 @@ engines from and gives them back to, as it does in AWS).
 Each InService instance of the group is one engine process named `<instance id>-<gRPC
 port>` (the AWS naming, infra/engine_host.py) owning one free spare partition. `reconcile`
 (called by the supervisor) starts an engine for a new instance, stops the engine of an
-instance that left the group while it carries nothing, and raises the desired capacity
-when fewer than `warm` engines are idle (a migration took one)."""
+instance that left the group while it carries nothing, raises the desired capacity when
+fewer than `warm` engines are idle (a migration took one) and, when more are idle (a
+rolled-back migration gave its target back after the pool had replaced it), terminates
+one idle instance with the desired capacity decremented: the pool returns to `warm`."""
 
 from __future__ import annotations
 
@@ -23,6 +25,21 @@ from hotshard.migration.fleet import ec2_instance_of
 
 LAUNCH_CONFIGURATION = "hotshard-engine-local"
 ZONE = "us-east-1a"
+SCALE_IN = "scale-in"  # the claim the pool holds on an engine it is stopping
+SCALE_IN_CLAIM_S = 120
+
+
+def pool_change(*, idle: int, warm: int, waiting: bool, desired: int, max_size: int) -> int:
+    """+1: raise the desired capacity (fewer than `warm` idle engines), -1: give one idle
+    instance back (more than `warm`), 0: leave it. Nothing while an instance in service
+    still waits for its engine (it will be idle soon)."""
+    if waiting:
+        return 0
+    if idle < warm and desired < max_size:
+        return 1
+    if idle > warm and desired > 0:
+        return -1
+    return 0
 
 
 @dataclass
@@ -81,6 +98,10 @@ class WarmPool:
     def _claimed(self, instance: str) -> bool:
         return self.r.get(names.REDIS_FLEET_CLAIM.format(instance)) is not None
 
+    def _claimed_by_migration(self, instance: str) -> bool:
+        value = self.r.get(names.REDIS_FLEET_CLAIM.format(instance))
+        return value is not None and text(value) != SCALE_IN
+
     def reconcile(self) -> list[str]:
         """One pass; returns what it did (for the console)."""
         with self.lock:
@@ -108,10 +129,11 @@ class WarmPool:
         for instance, partition in list(slots.items()):
             if ec2_instance_of(instance) in in_service or partition in routed:
                 continue
-            if self._claimed(instance):
+            if self._claimed_by_migration(instance):
                 continue
             self._stop(instance)
             del slots[instance]
+            self.r.delete(names.REDIS_FLEET_CLAIM.format(instance))
             done.append(f"warm engine {instance} returned (its instance left the group)")
         idle = [
             inst
@@ -120,12 +142,37 @@ class WarmPool:
         ]
         waiting = len(in_service) > len([i for i in slots if ec2_instance_of(i) in in_service])
         desired = int(group["DesiredCapacity"])
-        if len(idle) < self.warm and not waiting and desired < int(group["MaxSize"]):
+        change = pool_change(
+            idle=len(idle),
+            warm=self.warm,
+            waiting=waiting,
+            desired=desired,
+            max_size=int(group["MaxSize"]),
+        )
+        if change > 0:
             self.autoscaling.set_desired_capacity(
                 AutoScalingGroupName=self.asg_name, DesiredCapacity=desired + 1
             )
             done.append(f"{self.asg_name}: desired capacity {desired} -> {desired + 1}")
+        elif change < 0:
+            done += self._scale_in(max(idle))
         return done
+
+    def _scale_in(self, instance: str) -> list[str]:
+        """Terminate an idle engine's instance (desired capacity - 1); its engine is stopped
+        once the instance has left the group. The pool's own claim keeps a migration from
+        taking the engine meanwhile."""
+        claim = names.REDIS_FLEET_CLAIM.format(instance)
+        if not self.r.set(claim, SCALE_IN, nx=True, ex=SCALE_IN_CLAIM_S):
+            return []  # a migration took it just now
+        try:
+            self.autoscaling.terminate_instance_in_auto_scaling_group(
+                InstanceId=ec2_instance_of(instance), ShouldDecrementDesiredCapacity=True
+            )
+        except Exception:
+            self.r.delete(claim)
+            raise
+        return [f"warm engine {instance}: one idle engine more than --warm, back to the pool"]
 
 
 def spare_partitions(r: redis.Redis) -> tuple[int, ...]:

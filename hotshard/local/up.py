@@ -223,6 +223,7 @@ class Cluster:
             "state_machine_arn": self.plane.state_machine_arn,
             "auto_scaling_group": ASG_NAME,
             "spare_partitions": list(self.spare),
+            "warm_pool": self.options.warm,
             "partitions": self.options.partitions,
             "engines": engines,
             "monitor": self.monitor is not None,

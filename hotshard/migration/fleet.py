@@ -152,9 +152,15 @@ class AutoScalingFleet:
 
     def give_back(self, target: Target, *, execution: str) -> None:
         """A rollback: the target is idle again. One the execution scaled out for goes back
-        to the warm pool (terminated with the desired capacity decremented)."""
+        to the warm pool (terminated with the desired capacity decremented), unless another
+        engine process of its instance is in use (plan.may_scale_in)."""
         ec2_id = ec2_instance_of(target.instance)
-        if target.scaled_out and self.asg_name and ec2_id is not None:
+        if (
+            target.scaled_out
+            and self.asg_name
+            and ec2_id is not None
+            and self._instance_free(ec2_id, execution)
+        ):
             try:
                 self._client().terminate_instance_in_auto_scaling_group(
                     InstanceId=ec2_id, ShouldDecrementDesiredCapacity=True
@@ -163,6 +169,18 @@ class AutoScalingFleet:
                 if "not found" not in str(exc).lower() and "ValidationError" not in str(exc):
                     raise
         self.release(target, execution=execution)
+
+    def _instance_free(self, ec2_id: str, execution: str) -> bool:
+        engines = [
+            plan.Candidate(e.instance, e.address, e.partitions)
+            for e in registry.live_engines(self.r)
+            if ec2_instance_of(e.instance) == ec2_id
+        ]
+        others = [
+            e.instance for e in engines if self._claimant(e.instance) not in (None, execution)
+        ]
+        routed = [p for p, n in route.partition_loads(self.r).items() if n > 0]
+        return plan.may_scale_in(engines, routed=routed, claimed=others)
 
 
 def _serving(address: str) -> bool:

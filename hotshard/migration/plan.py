@@ -153,6 +153,17 @@ def cooling_down(now: float, ended: float | None, cooldown: float) -> bool:
     return ended is not None and 0 <= now - ended < cooldown
 
 
+def may_scale_in(
+    engines: Iterable[Candidate], *, routed: Iterable[int], claimed: Iterable[str]
+) -> bool:
+    """Whether an instance may go back to the warm pool (terminated, desired capacity
+    decremented): `engines` are its engine processes, `claimed` the engines another
+    migration holds. Never while one of them carries a routed partition or is claimed:
+    an instance runs several engines, and another move may have taken one of them."""
+    routed_set, claimed_set = set(routed), set(claimed)
+    return not any(set(e.partitions) & routed_set or e.instance in claimed_set for e in engines)
+
+
 def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
     return 0 <= lag <= threshold
 

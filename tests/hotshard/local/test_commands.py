@@ -16,6 +16,8 @@ from hotshard.local.commands import (
     describe_event,
     engine_label,
     outcome,
+    pool_state,
+    pool_summary,
     why_nothing,
 )
 from hotshard.local.up import split
@@ -94,3 +96,30 @@ def test_a_warm_engine_is_marked_warm_only_while_idle() -> None:
     assert engine_label({**row, "symbols": [{"symbol": "HOT"}]}) == "i-1-5"
     assert engine_label({**row, "shadows": [{"symbol": "HOT"}]}) == "i-1-5"
     assert engine_label({"id": "engine-0", "warm": False, "symbols": []}) == "engine-0"
+
+
+def test_the_pool_shows_idle_taken_and_in_use_warm_engines() -> None:
+    idle: dict[str, Any] = {"id": "i-1-5", "warm": True, "symbols": [], "shadows": []}
+    taken = {**idle, "id": "i-2-5", "claimed_by": "arn:execution:HOT-1"}
+    used = {**idle, "id": "i-3-5", "symbols": [{"symbol": "HOT"}]}
+    regular = {"id": "engine-0", "warm": False, "symbols": [{"symbol": "AAA"}]}
+    rows = [{**row, "pool": pool_state(row)} for row in (idle, taken, used, regular)]
+    assert [row["pool"] for row in rows] == ["idle", "taken", "in use", None]
+    assert [engine_label(row) for row in rows] == [
+        "i-1-5 (warm)",
+        "i-2-5 (warm, taken)",
+        "i-3-5",
+        "engine-0",
+    ]
+    assert pool_state({**idle, "error": "EngineUnavailable"}) is None
+    group = {
+        "AutoScalingGroupName": "hotshard-engines-local",
+        "DesiredCapacity": 2,
+        "MaxSize": 3,
+        "Instances": [{"LifecycleState": "InService"}, {"LifecycleState": "Pending"}],
+    }
+    assert pool_summary(rows, 1, group) == (
+        "warm pool: 1 idle of --warm 1, 1 taken by a migration; hotshard-engines-local: "
+        "desired 2, max 3, 1 in service"
+    )
+    assert pool_summary(rows, None, {}) == "warm pool: 1 idle, 1 taken by a migration"
