@@ -9,7 +9,6 @@ skipped with an error log, so one poison record cannot stall the stream.
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +51,7 @@ class Feeder:
         batch_size: int = STREAM_BATCH_SIZE,
         window_s: float = STREAM_BATCH_WINDOW_S,
         fetch_wait_max_ms: int = 10,
-        fetch_min_bytes: int = int(os.environ.get("HOTSHARD_FEEDER_MIN_BYTES", "1")),
+        fetch_min_bytes: int = 1,
     ) -> None:
         from confluent_kafka import Consumer  # noqa: PLC0415
 

@@ -75,6 +75,7 @@ HANDLER_THREADS = 64
 IN_FLIGHT = 64
 """Frames of one connection being handled at once."""
 MAX_BODY = 1 << 20
+PONG_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -198,6 +199,10 @@ class LocalGateway:
             self._ws_port,
             process_request=self._handshake,
             ping_interval=20,
+            # A client answers a ping only after the frames queued before it: one reading a
+            # backlog of pushes would be closed after 20 s. API Gateway closes only idle
+            # connections (10 minutes): a pong that late closes it here.
+            ping_timeout=PONG_TIMEOUT_S,
             max_size=128 * 1024,
             compression=None,  # API Gateway does not negotiate permessage-deflate either
         )

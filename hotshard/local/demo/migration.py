@@ -49,7 +49,7 @@ from hotshard.local.up import UpOptions, up
 HOT = "HOT"
 COLD = tuple(f"S{i:02d}" for i in range(11))
 HOT_SHARE = 0.5
-WINDOW = 16  # requests in flight per client
+WINDOW = 64  # requests in flight per client (the gateway's IN_FLIGHT): pacing holds under latency
 DRAIN_S = 3.0
 VIEW_S = 0.5
 
@@ -126,6 +126,11 @@ class Tally:
     hot: list[tuple[float, float]] = field(default_factory=list)
     recent_hot: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4000))
     last_push: float = 0.0
+    first_send: float = 0.0
+    last_send: float = 0.0
+    last_ack: float = 0.0
+    offered: float = 0.0
+    """Orders/s the clients were paced at."""
     watched: str = HOT
     """The symbol whose per-order latency is kept (`hot`)."""
 
@@ -394,6 +399,7 @@ async def trade(
             reply = future.result()
             if reply.get("type") == "ack":
                 tally.acks += 1
+                tally.last_ack = time.time()
                 tally.ack_ms.append((time.time() - sent) * 1000)
                 if frame["action"] == "order":
                     tally.acked_ids.add((user, str(frame["order_id"])))
@@ -416,6 +422,9 @@ async def trade(
                 tally.no_reply += 1
                 break
             tally.sent += 1
+            tally.last_send = time.time()
+            if not tally.first_send:
+                tally.first_send = tally.last_send
             future.add_done_callback(functools.partial(record, frame, sent))
             pending.add(future)
         if pending:
@@ -456,6 +465,23 @@ class DemoOptions:
     rate_threshold: float = 60.0
     monitor_period_s: float = 2.0
     out: Path = Path(".hotshard")
+
+
+def edge_lines(tally: Tally, offered: float, lost: int) -> list[str]:
+    """The edge's figures: how fast the flow was sent against its pacing, acks/s from the
+    first order sent to the last ack, pushes/s to the last push (the cluster's start and
+    stop are not in them)."""
+    start = tally.first_send
+    send_s = max(tally.last_send - start, 1e-9)
+    ack_s = max(tally.last_ack - start, send_s)
+    push_s = max(tally.last_push - start, 1e-9)
+    return [
+        f"edge: {tally.sent:,} orders sent in {send_s:,.1f} s ({tally.sent / send_s:,.0f}/s "
+        f"of {offered:,.0f}/s offered), {tally.acks:,} acknowledged "
+        f"({tally.acks / ack_s:,.0f} acks/s), {tally.pushes:,} pushes "
+        f"({tally.pushes / push_s:,.0f} pushes/s), {tally.retries} STALE_ROUTE retries, "
+        f"refused {dict(tally.refused) or 0}, lost {lost}",
+    ]
 
 
 def run(options: DemoOptions, console: Console) -> int:
@@ -565,13 +591,8 @@ def run(options: DemoOptions, console: Console) -> int:
     summary = report.summarize(recorded)
     for line in report.summary_lines(summary, HOT):
         say(line)
-    send_s = max(ended_s - began, 1e-9)
-    say(
-        f"edge: {tally.sent:,} orders sent, {tally.acks:,} acknowledged "
-        f"({tally.acks / send_s:,.0f} acks/s), {tally.pushes:,} pushes "
-        f"({tally.pushes / send_s:,.0f} pushes/s), {tally.retries} STALE_ROUTE retries, "
-        f"refused {dict(tally.refused) or 0}, lost {lost}"
-    )
+    for line in edge_lines(tally, options.rate, lost):
+        say(line)
     say(latency_table(tally.ack_ms, tally.status_ms, report.percentile))
     if died:
         say(f"[red]engines restarted by the supervisor: {died}")

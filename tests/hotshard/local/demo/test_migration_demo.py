@@ -30,6 +30,9 @@ def test_the_demo_moves_the_hot_symbol_while_trading_goes_on(
     assert f"migration of {HOT}: SUCCEEDED (pre-copy)" in text
     assert re.search(r"pause [\d,.]+ ms", text), text[-3000:]
     assert "lost 0" in text
+    assert re.search(r"edge: [\d,]+ orders sent in [\d,.]+ s \([\d,]+/s of 200/s offered\)", text)
+    assert re.search(r"\([\d,]+ acks/s\).*\([\d,]+ pushes/s\)", text)
+    assert "its first ORDER_STATUS push" in text  # the latency table: p50 p90 p99 max
     (saved,) = tmp_path.glob("demo-*.json")
     recorded = report.load(saved)
     summary = report.summarize(recorded)

@@ -1,0 +1,22 @@
+"""The migration demo's edge figures: rates over the sending window, not the cluster's
+start and stop."""
+
+from hotshard.local.demo.migration import Tally, edge_lines
+
+
+def test_rates_run_from_the_first_send_to_the_last_ack_and_push() -> None:
+    tally = Tally(sent=3000, acks=2990, pushes=12_000, retries=2)
+    tally.first_send, tally.last_send = 100.0, 110.0
+    tally.last_ack, tally.last_push = 112.0, 115.0
+    (line,) = edge_lines(tally, 300.0, 0)
+    assert "3,000 orders sent in 10.0 s (300/s of 300/s offered)" in line
+    assert "2,990 acknowledged (249 acks/s)" in line  # 2,990 over 12 s
+    assert "12,000 pushes (800 pushes/s)" in line  # over 15 s
+    assert line.endswith("lost 0")
+
+
+def test_acks_are_counted_over_the_sending_time_at_least() -> None:
+    tally = Tally(sent=10, acks=10)
+    tally.first_send, tally.last_send, tally.last_ack = 0.5, 10.5, 2.0
+    (line,) = edge_lines(tally, 1.0, 1)
+    assert "(1 acks/s)" in line and line.endswith("lost 1")
