@@ -74,6 +74,15 @@ test-all: lint
 
 # 100,000 fuzz cases (tests/fuzz: HTTP requests and WebSocket frames into the local edge,
 # raw Kafka record bytes into the engine), 25,000 per test; make test runs a slice of each.
+# The fault suite (tests/faults: broker, Redis, engine and gateway restarts under load, each
+# case bounded), every case at both sizes, then its table (docs/FAULTS.md); make test runs
+# one small case per kind of fault.
+.PHONY: faults
+faults: setup
+	mkdir -p build && rm -f build/faults.jsonl
+	HOTSHARD_FAULTS_REPORT=build/faults.jsonl timeout 3600 $(VENV)/bin/pytest -q -rxX tests/faults; \
+	  status=$$?; $(PY) -m tests.faults.report build/faults.jsonl; exit $$status
+
 .PHONY: fuzz mutate
 fuzz: setup
 	HOTSHARD_FUZZ_EXAMPLES=25000 timeout 3600 $(VENV)/bin/pytest -q tests/fuzz

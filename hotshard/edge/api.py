@@ -26,6 +26,7 @@ problem is a 4xx, never a 500 or a stack trace.
 """
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -150,10 +151,16 @@ class EdgeApi:
         self.log = logger or Logger(service="order_router")
         self.count = count
         self.http = self._http_app()
+        # Powertools' resolvers keep the request being resolved in a class attribute
+        # (BaseRouter.current_event) that routing and the routes read: two requests
+        # resolved side by side (the local gateway serves HTTP from threads) could be routed
+        # and answered with each other's event. One at a time, as in a Lambda container.
+        self._resolving = threading.Lock()
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         if event.get("version") == "2.0":
-            return self.http.resolve(event, context)
+            with self._resolving:
+                return self.http.resolve(event, context)
         if "eventType" in event.get("requestContext", {}):
             return self.websocket(APIGatewayWebSocketEvent(event))
         self.log.warning("unknown event shape", extra={"keys": sorted(event)[:10]})

@@ -108,15 +108,20 @@ end
 """
 
 # KEYS: order, balance, open orders.
-# ARGV: seq, status, reason, filled, leaves, stale_code, rejected_code, order_id.
+# ARGV: seq, status, reason, filled, leaves, stale_code, rejected_code, order_id,
+# duplicate_code. A REJECTED(DUPLICATE_ORDER_ID) after the record had a status is about a
+# second copy of the order (a resend the router produced again after it lost track of the
+# first, e.g. Redis went away between produce and confirm): the record is the first
+# copy's and keeps its status, open order and reservation. As the record's first status
+# (an id the engine remembers from an order whose record is gone) it is the answer.
 _STATUS = (
     _RELEASE_FN
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local seq = tonumber(ARGV[1])
-if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[1], 'status_seq') or '0') then
-  return 0
-end
+local decided = tonumber(redis.call('HGET', KEYS[1], 'status_seq') or '0')
+if ARGV[2] == ARGV[7] and ARGV[3] == ARGV[9] and decided > 0 then return 0 end
+if seq > 0 and seq <= decided then return 0 end
 local leaves = tonumber(ARGV[5])
 if ARGV[2] == ARGV[7] and ARGV[3] == ARGV[6] then
   redis.call('HSET', KEYS[1], 'state', 'RETRY', 'status', ARGV[2], 'reason', ARGV[3])
@@ -320,6 +325,7 @@ class OrderRecords:
                 Reason.STALE_ROUTE.name,
                 Status.REJECTED.name,
                 order_id,
+                Reason.DUPLICATE_ORDER_ID.name,
             ],
             pipe=pipe,
         )

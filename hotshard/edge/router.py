@@ -243,8 +243,23 @@ def produce_confirmed(
 
 
 def _fatal(error: Any) -> bool:
+    """Must the producer be replaced? librdkafka's idempotent producer turns fatal on
+    OUT_OF_ORDER_SEQUENCE_NUMBER (a broker that forgot its state, e.g. Tansu on restart):
+    that record's delivery report carries the broker's code and every later produce()
+    raises _FATAL, and neither error object has its fatal() flag set (found by
+    tests/faults against real Tansu), so the codes count as well as the flag."""
+    from confluent_kafka import KafkaError  # noqa: PLC0415 - keeps the module light
+
     check = getattr(error, "fatal", None)
-    return bool(check()) if callable(check) else True
+    if not callable(check):
+        return True
+    if check():
+        return True
+    code = getattr(error, "code", None)
+    return callable(code) and code() in (
+        KafkaError._FATAL,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    )
 
 
 class OrderRouter:

@@ -22,7 +22,7 @@ from hotshard.wire import decode_order
 from lambdas.order_router import handler as order_router
 from tests.fuzz.conftest import FUZZ
 from tests.fuzz.strategies import ids, json_values, orders
-from tests.hotshard.edge.kit import SECRET, CountingProducer, token
+from tests.hotshard.edge.kit import OPEN, SECRET, CountingProducer, token
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,10 @@ def fuzz_edge(redis_server: Any, broker: Any) -> Iterator[tuple[LocalEdge, Recor
     with local_edge(settings, feed=False) as edge:
         router = order_router.api().router
         recording = Recording(broker.bootstrap)
+        # module-scoped: closed here at the end, not by the per-test close_producers
+        # (make fuzz runs both tests in one process; closed after the first, the second
+        # got INTERNAL from a closed producer)
+        OPEN.remove(recording)
         router.producer.close()
         router.producer = recording
         yield edge, recording

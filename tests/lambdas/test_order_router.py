@@ -14,6 +14,7 @@ from hotshard import names, route
 from hotshard.domain import Action, Side
 from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import RefusedError
+from hotshard.reasons import Reason
 from hotshard.registry import EngineRecord, register_engine
 from hotshard.route import MIGRATING
 from lambdas.order_router import handler as module
@@ -275,6 +276,31 @@ def test_balance_reservation_is_taken_refused_and_released(r, broker):
     assert int(r.hget("balance:alice", "CASH")) == 100 + 20 + 300
     assert int(r.hget("balance:alice", "AAPL")) == 2
     assert e.producer.produced == 1
+
+
+def test_a_duplicate_id_rejection_leaves_the_first_orders_record_alone(r, broker):
+    # Redis went away between produce and confirm: the client's resend was produced again
+    # and the engine refused that second copy DUPLICATE_ORDER_ID (filled 0, leaves 0). The
+    # record is the first copy's: still open, its reservation kept.
+    e = edge(r, broker.bootstrap, balance_check=True)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    r.hset("balance:alice", mapping={"CASH": 600})
+    e.router.submit("alice", ORDER)  # reserves 100 x 5
+    records = e.router.records
+    records.apply_status("alice", "o-1", seq=1, status=1, reason=0, filled=0, leaves=5)
+    duplicate = int(Reason.DUPLICATE_ORDER_ID)
+    records.apply_status("alice", "o-1", seq=2, status=2, reason=duplicate, filled=0, leaves=0)
+    record = records.read("alice", "o-1")
+    assert record is not None
+    assert (record["status"], record["leaves"]) == ("ACCEPTED", "5")
+    assert records.open_orders("alice", 10)[0] == ["o-1"]
+    assert int(r.hget("balance:alice", "CASH")) == 100
+    # as an order's first answer (the engine remembers the id from an order whose record
+    # is gone) it is the order's status
+    e.router.submit("alice", {**ORDER, "order_id": "o-2", "price": 10})
+    records.apply_status("alice", "o-2", seq=3, status=2, reason=duplicate, filled=0, leaves=0)
+    assert records.read("alice", "o-2")["reason"] == "DUPLICATE_ORDER_ID"  # type: ignore[index]
+    assert records.open_orders("alice", 10)[0] == ["o-1"]
 
 
 FUZZ_FIELDS = [

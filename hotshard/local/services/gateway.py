@@ -4,6 +4,7 @@ the feeder) as a child process; its URLs are the JSON line it prints once it ser
 import json
 import secrets
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hotshard.local.services.process import (
     wait_for,
 )
 
+PORT_NAMES = ("ws", "http", "management")
 QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
 
@@ -28,6 +30,15 @@ class GatewayProcess:
     """Given to the stream handler only (start_stream): the Management API's shared secret."""
     process: Process
 
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        """(WebSocket, HTTP, Management API) ports, as start_gateway(ports=...) takes them."""
+        ws, http, management = (
+            urllib.parse.urlsplit(u).port for u in (self.ws_url, self.http_url, self.management_url)
+        )
+        assert ws and http and management
+        return ws, http, management
+
 
 def start_gateway(
     workdir: Path,
@@ -37,9 +48,13 @@ def start_gateway(
     *,
     feed: bool = True,
     management_secret: str = "",
+    ports: tuple[int, int, int] = (0, 0, 0),
 ) -> GatewayProcess:
     """Start the local edge with JWT secret `secret`; returns once it serves. feed=False:
-    without the feeder and stream_handler (`start_stream` runs them in their own process)."""
+    without the feeder and stream_handler (`start_stream` runs them in their own process).
+    `ports`: (WebSocket, HTTP, Management API), 0 = a free one; a restart passes the
+    ports of the gateway it replaces (GatewayProcess.ports), so clients reconnect to the
+    same URLs."""
     repo = Path(__file__).resolve().parents[3]
     argv = [
         sys.executable,
@@ -50,6 +65,7 @@ def start_gateway(
         "--redis-port",
         str(redis_port),
         *([] if feed else ["--no-feed"]),
+        *(f"--{name}-port={port}" for name, port in zip(PORT_NAMES, ports, strict=True) if port),
     ]
     management_secret = management_secret or secrets.token_urlsafe(32)
     env = {
@@ -58,13 +74,18 @@ def start_gateway(
         names.ENV_MANAGEMENT_SECRET: management_secret,
         **QUIET,
     }
+    log = workdir / "gateway.log"
+    start = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     process = spawn("gateway", argv, workdir, env)
     urls: dict[str, str] = {}
 
     def serving() -> bool:
         if not process.alive():
             raise ServiceError(f"gateway exited:\n{process.log_tail()}")
-        for line in process.log_path.read_text(errors="replace").splitlines():
+        with open(process.log_path, "rb") as f:
+            f.seek(start)
+            lines = f.read().decode(errors="replace").splitlines()
+        for line in lines:
             if line.startswith("{") and '"ws_url"' in line:
                 urls.update(json.loads(line))
                 return True
