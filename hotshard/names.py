@@ -62,7 +62,7 @@ REDIS_CHECKPOINT = "checkpoint:orders:{}"  # JSON per partition: where a restart
 # Migration (hotshard.migration): set once the PENDING_END marker for (symbol, epoch) is on
 # pending-orders; a router that produced there for that epoch and then sees it answers
 # STALE_ROUTE (its record may be after the marker). The fleet's claims on warm engines.
-REDIS_PENDING_END = "pending-end:{}:{}"  # string: symbol, epoch -> "topic/partition/offset"
+REDIS_PENDING_END = "pending-end:{}:{}"  # symbol, epoch -> "topic/partition/@start|offset"
 REDIS_FLEET_CLAIM = "fleet-claim:{}"  # string per engine instance: the migration that took it
 REDIS_FLEET_SCALED = "fleet-scaled:{}"  # string per execution: it raised the desired capacity
 REDIS_PENDING_FROM = "pending-from:{}:{}"  # symbol, epoch: pending-orders' start of the replay

@@ -3,6 +3,7 @@ PENDING_END marker records (orders.proto PendingMarker)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from hotshard import wire
@@ -10,6 +11,7 @@ from hotshard.edge.router import produce_confirmed
 from hotshard.migration.errors import StoreUnavailable
 
 TIMEOUT_S = 10.0
+SCAN_IDLE_S = 1.0
 
 
 class Broker:
@@ -51,6 +53,34 @@ class Broker:
         except (TimeoutError, RuntimeError) as exc:
             raise StoreUnavailable(f"PENDING_END on {topic}/{partition}: {exc}") from exc
         return offset
+
+    def find_end_marker(
+        self, topic: str, partition: int, symbol: str, epoch: int, from_offset: int
+    ) -> int | None:
+        """The offset of the first PENDING_END for (symbol, epoch) at or after `from_offset`,
+        None if there is none: read up to the end (no record for SCAN_IDLE_S), never by the
+        high watermark (on Tansu it is not the end of the log)."""
+        from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+
+        consumer = Consumer(
+            {**self.config, "group.id": "hotshard-migration-scan", "enable.auto.commit": False}
+        )
+        try:
+            consumer.assign([TopicPartition(topic, partition, from_offset)])
+            deadline = time.monotonic() + TIMEOUT_S
+            while time.monotonic() < deadline:
+                batch = consumer.consume(num_messages=1000, timeout=SCAN_IDLE_S)
+                if not batch:
+                    return None
+                for message in batch:
+                    value, offset = message.value(), message.offset()
+                    if message.error() is not None or value is None or offset is None:
+                        continue
+                    if wire.pending_marker_of(value) == (symbol, epoch, wire.PENDING_END):
+                        return int(offset)
+            raise StoreUnavailable(f"{topic}/{partition}: no end of the scan in {TIMEOUT_S} s")
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -164,6 +164,27 @@ def may_scale_in(
     return not any(set(e.partitions) & routed_set or e.instance in claimed_set for e in engines)
 
 
+@dataclass(frozen=True)
+class MarkerStep:
+    """What an end_marker call does, from `pending-end:{S}:{E}` as it finds it."""
+
+    done: bool  # the marker's offset is recorded: nothing to do
+    search_from: int | None  # an earlier attempt may have written it at or after this
+
+
+def marker_step(current: str | None) -> MarkerStep:
+    """None: write the marker (after announcing it); `topic/partition/OFFSET`: done;
+    `topic/partition/@START`: look for an earlier attempt's marker from START first;
+    `topic/partition/` (the format before START was kept): look from 0."""
+    if current is None:
+        return MarkerStep(False, None)
+    tail = current.rpartition("/")[2]
+    if tail.isdigit():
+        return MarkerStep(True, None)
+    start = tail.removeprefix("@")
+    return MarkerStep(False, int(start) if start.isdigit() else 0)
+
+
 def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
     return 0 <= lag <= threshold
 

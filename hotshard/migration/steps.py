@@ -371,16 +371,29 @@ def switch_routing(ctx: Context, state: State) -> Result:
 
 def end_marker(ctx: Context, topic: str, partition: int, symbol: str, epoch: int) -> None:
     """PENDING_END for (symbol, epoch) on topic/partition, once however often it is retried.
-    `pending-end:{S}:{E}` is set BEFORE the marker is written (value `topic/partition/`)
-    and completed with the marker's offset after: a router that produced a record and then
-    finds no key knows its record is before the marker (it will be replayed); one that
-    finds the offset compares; one that finds no offset yet waits for it (route.pending_ended)."""
+    `pending-end:{S}:{E}` is set BEFORE the marker is written (value
+    `topic/partition/@start`, start being the partition's end offset then) and completed
+    with the marker's offset after (a retry that finds `@start` looks for the marker an
+    earlier attempt may have written from there before writing one): a router that
+    produced a record and then finds no key knows its record is before the marker (it
+    will be replayed); one that finds the offset compares; one that finds no offset yet
+    waits for it (route.pending_ended)."""
     key = names.REDIS_PENDING_END.format(symbol, epoch)
-    current = ctx.redis.get(key)
-    if current is not None and not text(current).endswith("/"):
+    raw = ctx.redis.get(key)
+    current = None if raw is None else text(raw)
+    decided = plan.marker_step(current)
+    if decided.done:
         return
-    ctx.redis.set(key, f"{topic}/{partition}/", ex=KEY_TTL_S)
-    offset = ctx.broker.write_end_marker(topic, partition, symbol, epoch)
+    offset = None
+    if decided.search_from is not None:
+        # An earlier attempt died between the marker and its offset: a second marker
+        # would make routers compare with it while the replay stops at the first.
+        offset = ctx.broker.find_end_marker(topic, partition, symbol, epoch, decided.search_from)
+    if offset is None:
+        if decided.search_from is None:
+            start = ctx.broker.end_offset(topic, partition)  # a lower bound on Tansu
+            ctx.redis.set(key, f"{topic}/{partition}/@{start}", ex=KEY_TTL_S)
+        offset = ctx.broker.write_end_marker(topic, partition, symbol, epoch)
     ctx.redis.set(key, f"{topic}/{partition}/{offset}", ex=KEY_TTL_S)
 
 

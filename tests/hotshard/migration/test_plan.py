@@ -93,6 +93,14 @@ def test_an_alarm_within_the_cooldown_after_a_move_starts_nothing() -> None:
     assert not plan.cooling_down(40.0, 50.0, 180.0)  # an end stamped ahead of this clock
 
 
+def test_an_end_marker_is_written_once_even_after_a_retry() -> None:
+    assert plan.marker_step(None) == plan.MarkerStep(False, None)  # announce, write
+    assert plan.marker_step("pending-orders/3/120") == plan.MarkerStep(True, None)
+    # an attempt died after announcing it: look for its marker from where it started
+    assert plan.marker_step("pending-orders/3/@97") == plan.MarkerStep(False, 97)
+    assert plan.marker_step("pending-orders/3/") == plan.MarkerStep(False, 0)
+
+
 def test_target_is_an_idle_warm_engine_not_claimed() -> None:
     pool = [C("src", "s", (0, 1)), C("w-1", "w1", (4,)), C("w-0", "w0", (5,)), C("reg", "r", (2,))]
     kwargs = {"source": "src", "spare": [4, 5], "routed": [0, 1, 2], "requested": None}

@@ -1,7 +1,8 @@
 """Migration steps (hotshard.migration.steps) against a real Redis and the real fleet,
 with the engines' answers given: a source without the book is nothing to unfence, the
 target goes back to the pool whatever the source answers, and an alarm's execution within
-the cooldown after a migration ended moves nothing."""
+the cooldown after a migration ended moves nothing, and a PENDING_END marker is written
+once however its writer died and was retried (a real broker)."""
 # mypy: disable-error-code="arg-type,return-value"
 
 from dataclasses import dataclass, field, replace
@@ -144,3 +145,37 @@ class Books:
 
     def close(self) -> None:
         pass
+
+
+@pytest.mark.integration
+def test_a_retried_end_marker_finds_the_one_written_before_it_died(
+    r: redis.Redis, broker: Any
+) -> None:
+    """The attempt announced the marker, wrote it and died before recording its offset: the
+    retry records that marker's offset. Writing a second one would have the replay stop at
+    the first while routers acknowledged records up to the second: acknowledged, lost."""
+    from hotshard.kafka import client_config  # noqa: PLC0415
+    from hotshard.migration.markers import Broker  # noqa: PLC0415
+
+    markers = Broker(client_config(broker.bootstrap))
+    ctx = replace(
+        _context(r, Engine(control_pb2.UnfenceReply()), Engine(control_pb2.UnfenceReply()))
+    )
+    ctx = replace(ctx, broker=markers)
+    topic, key = names.TOPIC_PENDING_ORDERS, names.REDIS_PENDING_END.format("HOT", 7)
+    try:
+        start = markers.end_offset(topic, 2)
+        r.set(key, f"{topic}/2/@{start}")
+        first = markers.write_end_marker(topic, 2, "HOT", 7)  # then the task died
+        steps.end_marker(ctx, topic, 2, "HOT", 7)
+        assert r.get(key) == f"{topic}/2/{first}".encode()
+        steps.end_marker(ctx, topic, 2, "HOT", 7)  # done: nothing more
+        assert markers.find_end_marker(topic, 2, "HOT", 7, first + 1) is None
+        # Died after announcing, before writing: the retry writes it (once).
+        other = names.REDIS_PENDING_END.format("HOT", 8)
+        r.set(other, f"{topic}/2/@{markers.end_offset(topic, 2)}")
+        steps.end_marker(ctx, topic, 2, "HOT", 8)
+        written = int(r.get(other).decode().rpartition("/")[2])  # type: ignore[union-attr]
+        assert markers.find_end_marker(topic, 2, "HOT", 8, 0) == written
+    finally:
+        markers.close()
