@@ -3,18 +3,17 @@
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import IO
-
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from typing import IO, Any
 
 from engine.book import DedupBudgetError
 from engine.runtime import tune_gc
-from engine.service.control import serve
 from engine.service.core import EngineState
 from engine.service.errors import EngineFailedError
+from engine.service.logs import JsonLines
 from engine.service.loop import Engine
 from engine.service.settings import EngineSettings, market_for, parse_args
 from engine.service.store import SnapshotStore, s3_client
@@ -22,16 +21,17 @@ from hotshard import clients, kafka
 from hotshard.names import KAFKA_GROUP_PREFIX
 
 SERVICE = "engine"  # the `service` field of every log line (the Lambdas name theirs)
+CONTROL_WAIT_S = 2.0
+"""The gRPC server starts once the loop has caught up with its partitions, or after this
+long at the latest."""
 
 
 def configure_logging(level: str, instance: str = "", stream: IO[str] | None = None) -> None:
-    """JSON log lines on stderr through Powertools' formatter, the one the Lambdas' Logger
-    uses: the same fields (level, location, message, timestamp, service, and each record's
-    `extra`), plus the engine's `instance`. The engine's modules log with the standard
+    """JSON log lines on stderr with the fields the Lambdas' Powertools Logger writes
+    (level, location, message, timestamp, service, and each record's `extra`), plus the
+    engine's `instance` (engine.service.logs). The engine's modules log with the standard
     `logging.getLogger(...)`; the root handler formats them all."""
-    formatter = LambdaPowertoolsFormatter(json_default=str, service=SERVICE)
-    if instance:
-        formatter.append_keys(instance=instance)
+    formatter = JsonLines(SERVICE, **({"instance": instance} if instance else {}))
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -93,36 +93,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     began = time.monotonic()
+    tune_gc()  # before the books load: what is built so far is small to collect
     try:
         engine.start()
     except EngineFailedError as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 3
-    server = serve(engine, settings.grpc_bind, settings.grpc_port)
-    log.info(
-        "serving",
-        extra={
-            "grpc": settings.address,
-            "ready_s": round(time.monotonic() - began, 3),
-        },
-    )
-    tune_gc()
+    tune_gc(collect=False)  # the loaded books leave the collector's view, no full pass
+    # Matching first: the gRPC server (grpc, health, reflection: the slowest imports of the
+    # start) comes up on its own thread once the loop has caught up, so after a crash the
+    # books match again without waiting for it (control callers retry UNAVAILABLE meanwhile)
+    control = Control(engine, settings.grpc_bind, settings.grpc_port, began)
+    control.thread.start()
     try:
         engine.run()
     except EngineFailedError as exc:
         log.error(
             "engine failed; exiting for a restart from the checkpoint", extra={"error": str(exc)}
         )
-        server.stop(0)
+        control.stop(0)
         return 1
     except Exception:
         # a bug: exit (non-zero, gRPC threads stopped) rather than linger without consuming
         log.exception("engine crashed; exiting for a restart from the checkpoint")
-        server.stop(0)
+        control.stop(0)
         return 1
     engine.shutdown()
-    server.stop(1).wait(5)
+    control.stop(1)
     return 0
+
+
+class Control:
+    """The gRPC server, started on its own thread (see main)."""
+
+    def __init__(self, engine: Engine, bind: str, port: int, began: float) -> None:
+        self.engine = engine
+        self.bind = bind
+        self.port = port
+        self.began = began
+        self.server: Any = None
+        self.failed: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, name="control-setup", daemon=True)
+
+    def _start(self) -> None:
+        self.engine.caught_up.wait(CONTROL_WAIT_S)
+        try:
+            from engine.service.control import serve  # noqa: PLC0415 - see main
+
+            self.server = serve(self.engine, self.bind, self.port)
+        except BaseException as exc:  # e.g. the port is taken: the engine cannot go on
+            logging.getLogger("hotshard.engine").error(
+                "cannot serve gRPC", extra={"error": str(exc)}
+            )
+            self.failed = exc
+            self.engine.fail(f"gRPC control did not start: {exc}")
+            return
+        logging.getLogger("hotshard.engine").info(
+            "serving",
+            extra={
+                "grpc": self.engine.settings.address,
+                "ready_s": round(time.monotonic() - self.began, 3),
+            },
+        )
+
+    def stop(self, grace: float) -> None:
+        self.thread.join(30)
+        if self.server is not None:
+            self.server.stop(grace).wait(5)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ import gc
 YOUNG_GENERATION = 100_000
 
 
-def tune_gc() -> None:
+def tune_gc(*, collect: bool = True) -> None:
     """Collect less often and move everything built so far (code, config, data loaded at
-    start) out of the collector's view."""
-    gc.collect()
+    start) out of the collector's view. `collect=False`: freeze without a full collection
+    first (an engine that tuned before loading its books: a full pass over a million
+    restored orders' index is pure cost on the way back to matching)."""
+    if collect:
+        gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION, older, oldest)

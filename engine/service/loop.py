@@ -76,6 +76,8 @@ class Engine:
     emit: Callable[[str], None] = print
     partitions: list[int] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    caught_up: threading.Event = field(default_factory=threading.Event)
+    """Set when a consume first finds nothing waiting (the start's backlog is applied)."""
     serving: bool = False
     _controls: "queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]]" = field(
         default_factory=queue.SimpleQueue
@@ -244,6 +246,8 @@ class Engine:
             messages = consume(s.batch_size, timeout)
             if messages:
                 self._process(messages)
+            elif not self.caught_up.is_set():
+                self.caught_up.set()
             self.producer.poll(0)
             if self._failure:
                 raise EngineFailedError(self._failure)
@@ -327,6 +331,10 @@ class Engine:
             self._failure = f"consumer: {error}"
         else:
             log.warning("consumer error", extra={"error": str(error)})
+
+    def fail(self, why: str) -> None:
+        """From any thread: the loop stops at its next turn (EngineFailedError)."""
+        self._failure = why
 
     def on_delivery(self, error: Any, message: Any) -> None:
         """Producer callback (configured to report failures only)."""
