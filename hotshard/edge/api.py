@@ -94,6 +94,14 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 failover that takes longer than they do)."""
 
 
+_RESOLVING = threading.Lock()
+"""Powertools' resolvers keep the request being resolved in a class attribute
+(BaseRouter.current_event) that routing and the routes read: two requests resolved side by
+side (the local gateway serves HTTP from threads), by one EdgeApi or two (concurrent cold
+starts), could be routed and answered with each other's event. One at a time in the
+process, as in a Lambda container."""
+
+
 def redis_unavailable(exc: Exception) -> RefusedError:
     """A request that met an unreachable Redis: nothing was sent, the client may send the
     same request again (503 NOT_DELIVERED with a retry hint)."""
@@ -151,15 +159,10 @@ class EdgeApi:
         self.log = logger or Logger(service="order_router")
         self.count = count
         self.http = self._http_app()
-        # Powertools' resolvers keep the request being resolved in a class attribute
-        # (BaseRouter.current_event) that routing and the routes read: two requests
-        # resolved side by side (the local gateway serves HTTP from threads) could be routed
-        # and answered with each other's event. One at a time, as in a Lambda container.
-        self._resolving = threading.Lock()
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         if event.get("version") == "2.0":
-            with self._resolving:
+            with _RESOLVING:
                 return self.http.resolve(event, context)
         if "eventType" in event.get("requestContext", {}):
             return self.websocket(APIGatewayWebSocketEvent(event))
