@@ -480,9 +480,11 @@ def start_profiles(
     return procs
 
 
-def profile_table(path: Path, top: int = 14) -> Table:
+def profile_table(
+    path: Path, top: int = 14, ours: tuple[str, ...] = ("hotshard", "lambdas")
+) -> Table:
     """Collapsed stacks -> where the samples' leaf frames are, and the share of samples that
-    pass through each of the edge's own functions."""
+    pass through each of our own functions (frames whose file path contains one of `ours`)."""
     leaf: Counter[str] = Counter()
     through: Counter[str] = Counter()
     total = 0
@@ -490,7 +492,7 @@ def profile_table(path: Path, top: int = 14) -> Table:
         # the thread's frame first: skip idle threads waiting on a lock/select at the leaf
         total += n
         leaf[_short(frames[-1])] += n
-        for name in {_short(f) for f in frames if "hotshard" in f or "lambdas" in f}:
+        for name in {_short(f) for f in frames if any(o in f for o in ours)}:
             through[name] += n
     table = Table(
         title=f"py-spy: {path.stem} ({total:,} samples holding the GIL)", title_justify="left"

@@ -10,6 +10,9 @@
    order_status of each input offset arrives: order-to-event latency p50/p99/max
    (client send -> event read, so it includes both Kafka hops and the reader).
 
+`--profile DIR` runs py-spy (GIL samples, 200/s) on the engine process during the throughput
+run and prints where its samples are (DIR/engine.txt, collapsed stacks).
+
 Everything runs on 127.0.0.1 on free ports and is stopped at the end. On a 2-core machine
 the broker, the engine, the producer and the reader share the cores: compare ratios in
 one run, not absolute numbers across machines.
@@ -17,8 +20,12 @@ one run, not absolute numbers across machines.
 
 import argparse
 import multiprocessing as mp
+import os
+import signal
+import subprocess
 import time
 from array import array
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -35,10 +42,12 @@ from hotshard.v1 import events_pb2
 from hotshard.wire import encode_order
 
 
-def _reader(bootstrap: str, partition: int) -> Consumer:
+def _reader(bootstrap: str, partition: int, fetch_wait_ms: int) -> Consumer:
     c = Consumer(
         kafka.consumer_config(
-            {"bootstrap.servers": bootstrap}, group_id="hotshard-bench", fetch_wait_max_ms=10
+            {"bootstrap.servers": bootstrap},
+            group_id="hotshard-bench",
+            fetch_wait_max_ms=fetch_wait_ms,
         )
     )
     c.assign([TopicPartition(TOPIC_ORDER_STATUS, partition, 0)])
@@ -87,13 +96,34 @@ def _offer(bootstrap: str, count: int, rate: float, seed: int, symbols: int, out
     Path(out).write_bytes(sent.tobytes())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Reads:
+    arrived: "array[int]"
+    """Per input offset: when its first order_status was read (ns since the epoch)."""
+    produced: "array[int]"
+    """... and that record's timestamp: when the engine produced it (ms resolution, in ns)."""
+    first: float
+    last: float
+    cpu: float
+    """The engine's CPU seconds from the first read to the last (0 if not asked)."""
+
+
 def _read_statuses(
-    consumer: Consumer, first_offset: int, count: int, timeout: float
-) -> tuple["array[int]", float, float]:
-    """Arrival time (ns) of the first order_status of each input offset; first/last times."""
+    consumer: Consumer, first_offset: int, count: int, timeout: float, pid: int = 0
+) -> Reads:
+    """Read order_status until every input offset in [first_offset, +count) has one."""
     arrived = array("q", [0]) * count
+    produced = array("q", [0]) * count
     seen = 0
     first = last = 0.0
+    cpu_first = cpu_last = 0.0
     deadline = time.monotonic() + timeout
     parse = events_pb2.OrderStatusBatch.FromString
     while seen < count and time.monotonic() < deadline:
@@ -102,19 +132,42 @@ def _read_statuses(
             continue
         now_ns = time.time_ns()
         now = time.perf_counter()
+        if pid:
+            cpu_last = cpu_seconds(pid)
+            cpu_first = cpu_first or cpu_last
         first = first or now
         for m in msgs:
             if m.error() is not None:
                 continue
+            made_ns = m.timestamp()[1] * 1_000_000
             for ev in parse(m.value() or b"").events:
                 i = ev.input_offset - first_offset
                 if 0 <= i < count and not arrived[i]:
                     arrived[i] = now_ns
+                    produced[i] = made_ns
                     seen += 1
         last = now
     if seen < count:
         raise SystemExit(f"only {seen:,} of {count:,} orders produced events in {timeout} s")
-    return arrived, first, last
+    return Reads(arrived, produced, first, last, cpu_last - cpu_first)
+
+
+def _stop_profiles(spies: list["subprocess.Popen[bytes]"], out: Path | None) -> None:
+    """SIGINT makes py-spy write what it sampled; then print the table."""
+    if not spies or out is None:
+        return
+    from rich.console import Console  # noqa: PLC0415
+
+    from bench.edge import profile_table  # noqa: PLC0415
+
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    Console(width=140).print(profile_table(out / "engine.txt", 24, ("hotshard/", "engine/")))
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -132,6 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-orders", type=int, default=300_000, help="orders offered at --rate")
     p.add_argument("--symbols", type=int, default=100)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=10,
+        help="fetch.wait.max.ms of the engine and the reader (Tansu holds a fetch about a "
+        "quarter of it: the broker's share of each hop)",
+    )
+    p.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
+    p.add_argument(
+        "--skip-latency", action="store_true", help="only the throughput run (e.g. to profile)"
+    )
     args = p.parse_args(argv)
 
     stream = zipf_stream(args.orders, seed=args.seed, symbols=args.symbols)
@@ -147,18 +211,31 @@ def main(argv: list[str] | None = None) -> int:
         kafka.create_topics(broker.admin(), 2)
         kafka.create_topics(broker.admin(), 1, (WARMUP_TOPIC,))
         _preload(broker.bootstrap, values, keys)
-        consumer = _reader(broker.bootstrap, 0)
+        consumer = _reader(broker.bootstrap, 0, args.fetch_wait_ms)
         engine = start_engine(
             workdir=wd,
             brokers=broker.bootstrap,
             redis_port=redis_srv.port,
             partitions="0-1",
             instance="bench",
-            extra_args=["--snapshot-interval-s", "3600", "--fetch-wait-max-ms", "10"],
+            extra_args=[
+                "--snapshot-interval-s",
+                "3600",
+                "--fetch-wait-max-ms",
+                str(args.fetch_wait_ms),
+            ],
             wait=False,  # read from the first event on
         )
+        spies = []
+        if args.profile:
+            from bench.edge import start_profiles  # noqa: PLC0415
+
+            spies = start_profiles({"engine": engine.process.popen.pid}, 600, args.profile)
         try:
-            arrived, _, _ = _read_statuses(consumer, 0, args.orders, timeout=300)
+            pid = engine.process.popen.pid
+            reads = _read_statuses(consumer, 0, args.orders, timeout=300, pid=pid)
+            arrived, cpu = reads.arrived, reads.cpu
+            _stop_profiles(spies, args.profile)
             # The orders of the first read share its arrival time; the clock starts there,
             # so they are not counted (counting them overstates the rate by a whole batch).
             first_ns, last_ns = min(arrived), max(arrived)
@@ -169,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rate:,.0f} orders/s end to end ({counted:,} orders in "
                 f"{(last_ns - first_ns) / 1e9:.2f} s after the first events were read)"
             )
+            # the engine's own CPU time over the same span: what an order costs it whatever
+            # else the machine runs (the broker, the reader and other users share the cores)
+            print(
+                f"engine CPU: {cpu:.2f} s for those orders, {cpu / max(counted, 1) * 1e6:.1f} us "
+                f"per order ({counted / max(cpu, 1e-9):,.0f} orders per engine CPU-second); "
+                f"load average {_load()}"
+            )
+            if args.skip_latency:
+                return 0
 
             out = wd / "sent.bin"
             offer = mp.get_context("spawn").Process(
@@ -183,19 +269,32 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
             consumer.close()
-            consumer = _reader(broker.bootstrap, 1)
+            consumer = _reader(broker.bootstrap, 1, args.fetch_wait_ms)
             offer.start()
-            arrived, first, last = _read_statuses(consumer, 0, args.latency_orders, timeout=300)
+            reads = _read_statuses(consumer, 0, args.latency_orders, timeout=300)
             offer.join(60)
             sent = array("q")
             sent.frombytes(out.read_bytes())
-            lat = sorted((a - s) / 1e6 for a, s in zip(arrived, sent, strict=True))
+            lat = sorted((a - s) / 1e6 for a, s in zip(reads.arrived, sent, strict=True))
             print(
                 f"latency at {args.rate:,.0f} orders/s offered ({args.latency_orders:,} orders; "
-                f"achieved {args.latency_orders / (last - first):,.0f}/s): "
+                f"achieved {args.latency_orders / (reads.last - reads.first):,.0f}/s): "
                 f"p50 {_pct(lat, 0.5):.2f} ms, p99 {_pct(lat, 0.99):.2f} ms, "
-                f"max {lat[-1]:.2f} ms (send -> first order_status read)"
+                f"max {lat[-1]:.2f} ms (send -> first order_status read); load {_load()}"
             )
+            # Split at the event record's timestamp (set by the engine's producer when it
+            # publishes): before it, hop 1 (the broker holding the order until the engine's
+            # fetch returns) and the engine's batch; after it, hop 2 (linger, the broker
+            # holding the event until the reader's fetch returns). ms resolution.
+            into = sorted((p - s) / 1e6 for p, s in zip(reads.produced, sent, strict=True))
+            out_of = sorted(
+                (a - p) / 1e6 for a, p in zip(reads.arrived, reads.produced, strict=True)
+            )
+            for name, part in (("send -> engine publishes", into), ("publish -> read", out_of)):
+                print(
+                    f"  {name}: p50 {_pct(part, 0.5):.1f} ms, p99 {_pct(part, 0.99):.1f} ms "
+                    f"(fetch wait {args.fetch_wait_ms} ms, engine and reader)"
+                )
         finally:
             engine.process.stop()
             consumer.close()

@@ -123,10 +123,9 @@ class Book:
         "dirty",
         "done",
         "done_next",
-        "ended",
+        "index",
         "instrument",
         "last_price",
-        "live",
         "lot",
         "max_quantity",
         "price_max",
@@ -160,11 +159,11 @@ class Book:
         self.asks: dict[int, Level] = {}
         self.bid_keys: list[int] = []
         self.ask_keys: list[int] = []
-        # Live orders by (user_id, order_id), and apart from them the last `dedup_window`
-        # ended ones: an order leaves the big index when it ends (while it is in cache)
-        # and is forgotten from the small one, which stays in cache too.
-        self.live = OrderIndex()
-        self.ended = OrderIndex()
+        # Every order the book knows by (user_id, order_id): the live ones (leaves > 0) and
+        # the last `dedup_window` ended ones (leaves 0), in one index so that an ADD is one
+        # probe (duplicate check and insert at once) and an order that ends stays where it
+        # is: only forgetting the oldest ended order touches the index again.
+        self.index = OrderIndex()
         # The ended orders still remembered, a ring: once full, `done[done_next]` is the
         # oldest, the next to forget.
         self.done: list[Order] = []
@@ -322,13 +321,9 @@ class Book:
         limit = otype == LIMIT
         rests = limit and tif == GTC
         order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
-        # Only an order that may rest enters the live index; a taker that may not is never
-        # looked up by id during its own command, so it is only checked against it.
-        if (
-            (self.ended.by_id and self.ended.get(order_id, user_id) is not None)
-            or (rests and not self.live.insert(order))
-            or (not rests and self.live.get(order_id, user_id) is not None)
-        ):
+        # One probe checks the id against every known order, live or ended, and indexes
+        # this one (a taker too: it ends, and is remembered, within this command).
+        if not self.index.insert(order):
             self.reject(order_id, user_id, _DUPLICATE, out)
             return
         buy = side == BUY
@@ -336,12 +331,12 @@ class Book:
         opp_keys = self.ask_keys if buy else self.bid_keys
         crosses = len(opp_keys) > 0 and opp_keys[-1] >= limit_key
         if crosses and post_only:
-            if rests:
-                self.live.remove(order)
+            self.index.remove(order)
             self.reject(order_id, user_id, _POST_ONLY_WOULD_CROSS, out)
             return
         if tif == FOK and not self._can_fill(buy, user_id, limit_key, qty):
-            # a killed FOK leaves no trace, not even its id (and it never entered the index)
+            # a killed FOK leaves no trace, not even its id
+            self.index.remove(order)
             seq = self.seq + 1
             self.seq = seq
             out.append((_STATUS, seq, order_id, user_id, EXPIRED, _FILL_OR_KILL, 0, 0))
@@ -431,13 +426,7 @@ class Book:
         order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
         ext = Special(display, aon, 0, tif)
         order.ext = ext
-        # pending stops and orders that may rest enter the live index
-        indexed = is_stop or (limit and tif == GTC)
-        if (
-            (self.ended.by_id and self.ended.get(order_id, user_id) is not None)
-            or (indexed and not self.live.insert(order))
-            or (not indexed and self.live.get(order_id, user_id) is not None)
-        ):
+        if not self.index.insert(order):
             self.reject(order_id, user_id, _DUPLICATE, out)
             return
         if not is_stop:
@@ -460,7 +449,7 @@ class Book:
         """A valid order that is not plain (or a stop just triggered) meets the book:
         post-only and FOK checks, ACCEPTED (TRIGGERED for a stop), matching (an all-or-none
         order only if it fills completely), then the remainder rests or expires. A new
-        order is in the live index if it may rest; a triggered stop is in it already."""
+        order is in the index already (so is a triggered stop)."""
         buy = order.side == BUY
         price = order.price
         limit_key: i64 = (-price if buy else price) if limit else _ANY_KEY
@@ -480,12 +469,12 @@ class Book:
                 return
         else:
             if crosses and order.post_only:
-                if rests:
-                    self.live.remove(order)
+                self.index.remove(order)
                 self.reject(order.order_id, order.user_id, _POST_ONLY_WOULD_CROSS, out)
                 return
             if tif == FOK and not self._can_fill(buy, order.user_id, limit_key, order.leaves):
                 # as in `_add`: no trace, not even its id
+                self.index.remove(order)
                 order.leaves = 0
                 self._status(order, EXPIRED, _FILL_OR_KILL, out)
                 return
@@ -495,8 +484,6 @@ class Book:
         if rests:
             self._rest_remainder(order, 0, out)
             return
-        if triggered:
-            self.live.remove(order)
         self._end_taker(order, _NO_LIQUIDITY if not limit else _IMMEDIATE_OR_CANCEL, out)
 
     def _pend(self, order: Order, stop: i64) -> None:
@@ -583,14 +570,13 @@ class Book:
             ext.stop = 0
 
     def _end_taker(self, order: Order, reason: int, out: list[Event]) -> None:
-        """A taker that may not rest (never in the live index): FILLED, or EXPIRED with
-        what is left cancelled."""
+        """A taker that may not rest: FILLED, or EXPIRED with what is left cancelled."""
         if order.leaves:
             order.leaves = 0
             self._status(order, EXPIRED, reason, out)
         else:
             self._status(order, FILLED, NO_REASON, out)
-        self._keep(order)
+        self._ended(order)
 
     def _rest_remainder(self, order: Order, filled_before: i64, out: list[Event]) -> None:
         """A GTC limit after matching: rests what is left (PARTIALLY_FILLED if it traded
@@ -941,7 +927,7 @@ class Book:
                 fresh.ext = ext
                 maker.ext = None
                 level.hidden -= peak
-                self.live.swap(maker, fresh)
+                self.index.swap(maker, fresh)
                 maker.leaves = 0
                 if i == head:
                     head += 1
@@ -1013,7 +999,7 @@ class Book:
         ext = order.ext
         moved.ext = ext
         order.ext = None
-        self.live.swap(order, moved)
+        self.index.swap(order, moved)
         self._status(moved, REPLACED, NO_REASON, out)
         aon = ext is not None and ext.aon
         if crosses and (not aon or self._can_fill(buy, moved.user_id, limit_key, leaves)):
@@ -1022,15 +1008,14 @@ class Book:
 
     def _find(self, order_id: str, user_id: str, out: list[Event]) -> Order | None:
         """The live order (user_id, order_id), or None after emitting why not."""
-        order = self.live.get(order_id, user_id)
-        if order is not None:
-            return order
-        ended = self.ended.get(order_id, user_id) if self.ended.by_id else None
-        if ended is None:
+        order = self.index.get(order_id, user_id)
+        if order is None:
             self.reject(order_id, user_id, _UNKNOWN_ORDER, out)
-        else:
-            self._status(ended, REJECTED, _ORDER_NOT_OPEN, out)
-        return None
+            return None
+        if not order.leaves:  # ended, still remembered
+            self._status(order, REJECTED, _ORDER_NOT_OPEN, out)
+            return None
+        return order
 
     def _level_of(self, order: Order) -> Level:
         return self.bids[order.price] if order.side == BUY else self.asks[-order.price]
@@ -1074,26 +1059,23 @@ class Book:
         self._touch(level)
 
     def _ended(self, order: Order) -> None:
-        """An order has ended: it leaves the live index and is remembered for duplicate
-        rejection within the window. A replace that re-queues an order never ends the old
-        object (the new one takes its place in the index)."""
-        self.live.remove(order)
-        self._keep(order)
-
-    def _keep(self, order: Order) -> None:
-        """Remember an ended order (not in the live index) within the window."""
+        """An order (in the index, leaves 0 now) has ended: it stays in the index, remembered
+        for duplicate rejection within the window, or leaves it (window 0). A replace that
+        re-queues an order never ends the old object (the new one takes its place)."""
         if self.dedup_window:
-            self.ended.insert(order)
             self._remember(order)
+        else:
+            self.index.remove(order)
 
     def _remember(self, order: Order) -> None:
-        """Put `order`, in `ended`, in the ring, forgetting the oldest beyond the window."""
+        """Put `order`, ended and in the index, in the ring, forgetting the oldest beyond
+        the window."""
         done = self.done
         if len(done) < self.dedup_window:
             done.append(order)
             return
         at = self.done_next
-        self.ended.remove(done[at])
+        self.index.remove(done[at])
         done[at] = order
         at += 1
         self.done_next = at if at < self.dedup_window else 0
@@ -1145,20 +1127,24 @@ class Book:
     def depth_update(self) -> DepthUpdate | None:
         """Levels changed since the last call (quantity 0: level gone), best first; None if
         nothing changed. Conflates any number of commands into one update."""
-        if not self.dirty:
+        dirty = self.dirty
+        if not dirty:
             return None
-        dirty_bids, dirty_asks = self.dirty_prices()
-        for level in self.dirty:
-            level.dirty = False
         self.dirty = []
-        bids: list[tuple[int, int]] = []
-        asks: list[tuple[int, int]] = []
-        for price in reversed(dirty_bids):
-            bid = self.bids.get(price)
-            bids.append((price, bid.total - bid.hidden if bid is not None else 0))
-        for price in dirty_asks:
-            ask = self.asks.get(-price)
-            asks.append((price, ask.total - ask.hidden if ask is not None else 0))
+        # A price's levels are created one after another (a new one only once the last is
+        # gone, total 0) and each is listed at its first touch, so the last listed level of
+        # a price is its current state: its shown quantity, or 0 if it is gone.
+        shown_bids: dict[int, int] = {}
+        shown_asks: dict[int, int] = {}
+        for level in dirty:
+            level.dirty = False
+            shown = level.total - level.hidden if level.total else 0
+            if level.side == BUY:
+                shown_bids[level.price] = shown
+            else:
+                shown_asks[level.price] = shown
+        bids = sorted(shown_bids.items(), reverse=True)
+        asks = sorted(shown_asks.items())
         return DepthUpdate(self.seq, bids, asks)
 
     def depth_snapshot(self, levels: int) -> DepthUpdate:
@@ -1176,7 +1162,7 @@ class Book:
         return count
 
     def open_order(self, order_id: str, user_id: str) -> Order | None:
-        order = self.live.get(order_id, user_id)
+        order = self.index.get(order_id, user_id)
         return order if order is not None and order.leaves else None
 
     # ------------------------------------------------------------------ state
@@ -1269,7 +1255,7 @@ class Book:
                 raise ValueError(f"stop {user_id}/{order_id} invalid")
             order = Order(qty, 0, order_id, user_id, side, price, False)
             order.ext = Special(displays[i], aons[i], stops[i], tifs[i])
-            if not self.live.insert(order):
+            if not self.index.insert(order):
                 raise ValueError(f"order {user_id}/{order_id} twice")
             self._pend(order, stops[i])
 
@@ -1308,7 +1294,7 @@ class Book:
             if self._check_price(price):
                 raise ValueError(f"order {user_id}/{order_id} invalid")
             order = Order(qty, done, order_id, user_id, side, price, post_only[i])
-            if not self.live.insert(order):
+            if not self.index.insert(order):
                 raise ValueError(f"order {user_id}/{order_id} twice")
             if level is None or level.price != price or level.side != side:
                 known = self.bids.get(price) if side == BUY else self.asks.get(-price)
@@ -1342,6 +1328,6 @@ class Book:
             if done < 0 or done > MAX_PRICE:
                 raise ValueError(f"ended order {user_id}/{order_id} invalid")
             ended = Order(0, done, order_id, user_id, 0, 0, False)
-            if self.live.get(order_id, user_id) is not None or not self.ended.insert(ended):
+            if not self.index.insert(ended):
                 raise ValueError(f"order {user_id}/{order_id} twice")
             self._remember(ended)

@@ -20,8 +20,10 @@ records from `pending-orders`; held records are applied in order by `drain`.
 
 from dataclasses import dataclass, field
 
-from engine.book import Book, Market
+from engine import fastwire
+from engine.book import BUILD, Book, Market
 from engine.book.snapshot import SnapshotInfo
+from hotshard import wire
 from hotshard.commands import Command
 from hotshard.events import SEQ, Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
@@ -29,12 +31,18 @@ from hotshard.reasons import Reason
 from hotshard.recovery import BookEntry, Checkpoint, ExpectEntry, FenceEntry
 from hotshard.v1 import orders_pb2
 from hotshard.wire import (
-    decode_order,
     encode_depth,
     encode_handoff,
-    encode_symbol_batch,
     encode_unsequenced,
 )
+
+# The Kafka records: written and read by hand (engine.fastwire) in the compiled build;
+# through the protobuf runtime (the reference: the same bytes, the same reading) when the
+# book runs as pure Python, where the hand-written code would be the slower one.
+encode_symbol_batch = (
+    fastwire.encode_symbol_batch if BUILD == "native" else wire.encode_symbol_batch
+)
+decode_order = fastwire.decode_order if BUILD == "native" else wire.decode_order
 
 MAX_HELD = 100_000
 """Records held per symbol (waiting for it to become active here); beyond, STALE_ROUTE."""

@@ -27,10 +27,15 @@ HISTOGRAM_MAX_BITS = 38  # ... above 2^38 ns (~275 s) the highest: <= 96 buckets
 
 
 def bucket_of(latency_ns: int) -> int:
-    """The histogram bucket of a latency: 4 per power of two (mantissa's top two bits)."""
-    bits = min(max(latency_ns.bit_length(), HISTOGRAM_MIN_BITS), HISTOGRAM_MAX_BITS)
-    clamped = min(max(latency_ns, 1 << (bits - 1)), (1 << bits) - 1)
-    return bits * HISTOGRAM_SUBBUCKETS + ((clamped >> (bits - 3)) & 3)
+    """The histogram bucket of a latency: 4 per power of two (mantissa's top two bits);
+    below 2^(MIN_BITS-1) the lowest bucket, from 2^MAX_BITS the highest. Called once per
+    order: plain comparisons, no min/max calls."""
+    bits = latency_ns.bit_length()
+    if bits < HISTOGRAM_MIN_BITS:
+        return HISTOGRAM_MIN_BITS * HISTOGRAM_SUBBUCKETS
+    if bits > HISTOGRAM_MAX_BITS:
+        return HISTOGRAM_MAX_BITS * HISTOGRAM_SUBBUCKETS + 3
+    return bits * HISTOGRAM_SUBBUCKETS + ((latency_ns >> (bits - 3)) & 3)
 
 
 def bucket_value_ms(bucket: int) -> float:

@@ -1,0 +1,146 @@
+"""The engine's hand-written records: its events are protobuf's bytes and its orders read
+as protobuf reads them (hotshard.wire, the reference every other reader and writer uses),
+under either build of engine.fastwire."""
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from engine.book import Book, Instrument
+from engine.fastwire import decode_order, encode_symbol_batch
+from hotshard import wire
+from hotshard.commands import Command, add, cancel, replace
+from hotshard.domain import OrderType, Side
+from hotshard.events import DepthUpdate
+from hotshard.local.flow import Stream, short_stream, zipf_stream
+
+
+def batches(stream: Stream, size: int) -> Iterator[tuple[Any, ...]]:
+    """Per chunk of `size` commands: per symbol, its events, ends and offsets."""
+    books: dict[str, Book] = {}
+    offset = 0
+    for start in range(0, len(stream), size):
+        groups: dict[str, list[tuple[int, Command]]] = {}
+        for symbol, command in stream[start : start + size]:
+            groups.setdefault(symbol, []).append((offset, command))
+            offset += 1
+        for symbol, items in groups.items():
+            book = books.setdefault(symbol, Book(Instrument(symbol)))
+            ends: list[int] = []
+            events = book.apply_all([c for _, c in items], ends)
+            yield symbol, events, ends, [o for o, _ in items], book.depth_update()
+
+
+@pytest.mark.parametrize("flow", [zipf_stream, short_stream])
+def test_the_bytes_are_protobufs(flow):
+    rng = random.Random(3)
+    checked = 0
+    for symbol, events, ends, offsets, depth in batches(flow(6000, seed=4), 700):
+        # stamps on some orders only, offset 0 included (a zero field is left out)
+        stamps = {o: rng.randrange(1, 1 << 62) for o in offsets if rng.random() < 0.5}
+        args = (symbol, events[0][1] - 1, events[-1][1], events, ends, offsets, depth, offsets[-1])
+        for s in (stamps, None, {}):
+            assert encode_symbol_batch(*args, s) == wire.encode_symbol_batch(*args, s)
+        checked += len(events)
+    assert checked > 10_000
+
+
+def test_edge_values_are_protobufs():
+    """Zeros, 64-bit values, negative ints (two's complement), non-ASCII ids, no events."""
+    events = [
+        (1, 1, "ä-1", "u", 0, 0, 0, 0),
+        (3, (1 << 63) - 1, "m", "t", -5, 1 << 40, 2, 7),
+        (2, 3, "", "", 127, 128, 1, 16383),
+        (2, 4, "x" * 300, "y", -1, 16384, 0, 0),
+    ]
+    ends, offsets = [1, 4], [0, 1 << 50]
+    depth = DepthUpdate(4, [(10, 5)], [])
+    for after, through in ((0, 0), (0, 4), (127, 1 << 62)):
+        args = ("SYM", after, through, events, ends, offsets, depth, 0, {0: 9, 1 << 50: -3})
+        assert encode_symbol_batch(*args) == wire.encode_symbol_batch(*args)
+    empty: tuple[Any, ...] = ("S", 5, 5, [], [], [], None, 0)
+    assert encode_symbol_batch(*empty) == wire.encode_symbol_batch(*empty)
+
+
+def order_records() -> list[bytes]:
+    """Encoded orders of every kind (the flows, the order types, epochs, stamps)."""
+    rng = random.Random(9)
+    out = []
+    for symbol, command in [*zipf_stream(3000, seed=2), *short_stream(2000, seed=3)]:
+        out.append(
+            wire.encode_order(
+                symbol,
+                command,
+                route_epoch=rng.choice((0, 1, 7, 1 << 40)),
+                client_ts_ns=rng.choice((0, 1, 1 << 62)),
+                received_ts_ns=rng.choice((0, 5, (1 << 63) - 1)),
+            )
+        )
+    specials = [
+        add("o-1", "u:1", Side.SELL, 10, 5, order_type=OrderType.STOP_LIMIT, stop_price=12),
+        add("o.2", "u@2", Side.BUY, 10, 50, display_quantity=5, all_or_none=False),
+        add("o~3", "u_3", Side.BUY, 10, 50, all_or_none=True, post_only=True),
+        add("o4", "u", Side.BUY, -3, -1),  # negative int64s: the reference's to read
+        replace("o5", "u", 11, 3),
+        cancel("o6", "u"),
+        add("ä", "u", Side.BUY, 1, 1),  # not an id
+        add("x" * 65, "u", Side.BUY, 1, 1),  # too long
+        add("", "u", Side.BUY, 1, 1),
+    ]
+    out.extend(wire.encode_order("SYM", c, route_epoch=(1 << 64) - 1) for c in specials)
+    out.extend(wire.encode_order("SYM", c) for c in specials)
+    out.append(wire.encode_pending_marker("SYM", 3))
+    return out
+
+
+def test_orders_read_as_the_reference_reads_them():
+    rng = random.Random(11)
+    records = order_records()
+    cases = list(records)
+    for value in records[:3000]:
+        data = bytearray(value)
+        kind = rng.randrange(4)
+        if kind == 0 and data:  # a flipped byte
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1:  # truncated
+            del data[rng.randrange(len(data) + 1) :]
+        elif kind == 2:  # an unknown or repeated field appended
+            data += bytes([rng.randrange(256) for _ in range(rng.randrange(1, 6))])
+        else:  # two records in one (every field twice: the last wins)
+            data += rng.choice(records)
+        cases.append(bytes(data))
+    cases += [b"", bytes(rng.randrange(256) for _ in range(40))]
+    fast = 0
+    for value in cases:
+        for key in (None, b"SYM"):
+            got = decode_order(value, key)
+            assert got == wire.decode_order(value, key), value
+            fast += got.command is not None
+    assert fast > 8000
+
+
+def test_most_orders_take_the_fast_path():
+    from engine.fastwire import _decode_plain  # noqa: PLC0415
+
+    records = order_records()[:5000]
+    assert sum(_decode_plain(v) is not None for v in records) == len(records)
+
+
+def test_depth_records_are_protobufs():
+    from engine.fastwire import encode_depth  # noqa: PLC0415
+
+    updates = [
+        DepthUpdate(0, [], []),
+        DepthUpdate(7, [(10, 5), (9, 0)], [(11, 1 << 40)], snapshot=False),
+        DepthUpdate(1 << 62, [(1, 1)] * 30, [(-3, -4), (0, 0)], snapshot=True),
+    ]
+    for *_, depth in batches(short_stream(3000, seed=6), 500):
+        if depth is not None:
+            updates.append(depth)
+    for update in updates:
+        for offset, ts in ((0, 0), (5, 1 << 60), (1 << 50, -1)):
+            for symbol in ("S", "", "x" * 200):
+                got = encode_depth(symbol, update, offset, ts)
+                assert got == wire.encode_depth(symbol, update, offset, ts)
