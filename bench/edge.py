@@ -691,7 +691,10 @@ def thread_table(phase: Phase, top: int = 24) -> Table:
     for column in ("process", "threads", "ms/order", "share"):
         table.add_column(column, justify="left" if column in ("process", "threads") else "right")
     total = sum(phase.thread_s.values()) or 1e-9
-    ranked = sorted(phase.thread_s.items(), key=lambda kv: -kv[1])[:top]
+    ranked = sorted(
+        ((k, v) for k, v in phase.thread_s.items() if 1000 * v / max(phase.acks, 1) >= 0.001),
+        key=lambda kv: -kv[1],
+    )[:top]
     for (process, kind), seconds in ranked:
         per = 1000 * seconds / max(phase.acks, 1)
         table.add_row(process, kind, f"{per:.3f}", f"{seconds / total:.1%}")

@@ -7,7 +7,7 @@ matched against `aud` (ID tokens) or `client_id` (access tokens). The user is on
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
@@ -15,6 +15,10 @@ import jwt
 from hotshard.reasons import HotshardError, Reason
 
 LEEWAY_S = 5
+CACHE_TTL_S = 300.0
+"""How long a verified token's claims are answered without verifying it again (bounded
+also by its exp)."""
+CACHE_SIZE = 10_000
 
 
 class AuthError(HotshardError):
@@ -24,20 +28,47 @@ class AuthError(HotshardError):
 
 class TokenVerifier:
     def __init__(
-        self, *, secret: str = "", issuer: str = "", audience: str = "", user_claim: str = "sub"
+        self,
+        *,
+        secret: str = "",
+        issuer: str = "",
+        audience: str = "",
+        user_claim: str = "sub",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.secret = secret
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.user_claim = user_claim
+        self.clock = clock
+        self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        """token -> (its verified claims, until when they may be answered again)."""
         self._jwks: jwt.PyJWKClient | None = None
         if not secret and issuer:
             self._jwks = jwt.PyJWKClient(f"{self.issuer}/.well-known/jwks.json", lifespan=3600)
 
     def claims(self, token: str) -> dict[str, Any]:
-        """The token's verified claims; raises AuthError."""
+        """The token's verified claims; raises AuthError. A token verified before is not
+        verified again while it is valid (at most CACHE_TTL_S): an RS256 check costs
+        milliseconds, and clients reconnect and call with the same token again and again."""
         if not token:
             raise AuthError("a token is required")
+        now = self.clock()
+        cached = self._cache.get(token)
+        if cached is not None:
+            claims, until = cached
+            if now < until and _current(claims, now):
+                return dict(claims)
+            self._cache.pop(token, None)
+        claims = self._verify(token)
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[token] = (claims, min(float(exp) + LEEWAY_S, now + CACHE_TTL_S))
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             if self.secret:
                 claims: dict[str, Any] = jwt.decode(
@@ -67,6 +98,14 @@ class TokenVerifier:
 
     def user(self, token: str) -> str:
         return user_of(self.claims(token), self.user_claim)
+
+
+def _current(claims: Mapping[str, Any], now: float) -> bool:
+    """Not expired and already valid (exp, nbf with LEEWAY_S), as pyjwt checks them."""
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if isinstance(exp, int | float) and now > float(exp) + LEEWAY_S:
+        return False
+    return not (isinstance(nbf, int | float) and now < float(nbf) - LEEWAY_S)
 
 
 def user_of(claims: Mapping[str, Any], claim: str) -> str:

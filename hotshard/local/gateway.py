@@ -50,7 +50,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from hotshard.edge.api import not_found_json
-from hotshard.edge.auth import AuthError, TokenVerifier, bearer
+from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.local.shapes import http_event, websocket_event
 from hotshard.names import MANAGEMENT_SECRET_HEADER, WEBSOCKET_ROUTES
 
@@ -417,7 +417,7 @@ class LocalGateway:
         try:
             token = bearer(headers, None)
             claims = self.verifier.claims(token)
-            self.verifier.user(token)  # the authorizer refuses a token naming no user
+            user_of(claims, self.verifier.user_claim)  # the authorizer refuses no user
         except AuthError:
             return _json(401, {"message": "Unauthorized"})
         query = dict(parse_qsl(split.query))

@@ -84,3 +84,54 @@ def test_hs256_with_the_local_secret():
         verifier.user(mint_token("other", "bob"))
     with pytest.raises(AuthError):
         TokenVerifier().user(mint_token("s", "bob"))
+
+
+def test_a_verified_token_is_not_verified_again_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(secret="s" * 32, clock=lambda: now[0])
+    token = mint_token("s" * 32, "alice", ttl_s=60)
+    calls = []
+    real = jwt.decode
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    assert verifier.user(token) == "alice"
+    claims = verifier.claims(token)
+    claims["sub"] = "mallory"  # a caller's copy: the cache keeps what was verified
+    assert verifier.user(token) == "alice"
+    assert len(calls) == 1
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(AuthError):
+        verifier.claims(forged)  # another string: verified, refused
+    calls.clear()
+    now[0] += 60 + 6  # past exp + leeway (on the verifier's clock): verified again
+    verifier.claims(token)
+    assert len(calls) == 1
+
+
+def test_the_cache_answers_at_most_for_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hotshard.edge import auth  # noqa: PLC0415
+
+    now = [time.time()]
+    verifier = TokenVerifier(secret="s" * 32, clock=lambda: now[0])
+    token = mint_token("s" * 32, "bob", ttl_s=3600)
+    calls = []
+    real = jwt.decode
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    verifier.claims(token)
+    now[0] += auth.CACHE_TTL_S - 1
+    verifier.claims(token)
+    assert len(calls) == 1
+    now[0] += 2
+    verifier.claims(token)
+    assert len(calls) == 2
