@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         offset = args.orders - 1
         wait_consumed(engine, offset, 600)
+        # and delivered its events (Stats' lag counts those not acknowledged yet): the stop's
+        # final checkpoint follows a flush
+        wait_for(lambda: stats(engine).consumer_lag == 0, 600, "the events", interval=0.5)
         resting_now = sum(s.resting_orders for s in stats(engine).symbols)
         # SIGTERM: the final checkpoint covers the whole book (its dump can take a while on a
         # loaded machine: never SIGKILL it after the usual 10 s)

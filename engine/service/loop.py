@@ -51,6 +51,9 @@ FLUSH_TIMEOUT_S = 10.0
 """The longest a flush waits; never more than a third of the ownership TTL."""
 REDIS_RETRY_MAX_S = 5.0
 """While Redis is unreachable, the loop tries its Redis work at most this far apart."""
+SHUTDOWN_DELIVERY_S = 120.0
+"""How long a graceful stop waits for its events to be delivered before its final
+checkpoint (one flush is capped at TTL/3; a stop after a big backlog needs several)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,7 @@ class Engine:
         self._run_controls()
         self._workers.shutdown(wait=True)
         self._run_controls()
+        self._deliver_all(SHUTDOWN_DELIVERY_S)
         try:
             self.checkpoint_all("shutdown")
         finally:
@@ -266,6 +270,15 @@ class Engine:
             registry.deregister_engine(self.redis, self.settings.instance, self.partitions)
             self.consumer.close()
             log.info("engine stopped", extra={"instance": self.settings.instance})
+
+    def _deliver_all(self, limit_s: float) -> None:
+        """Flush until every event is delivered (or `limit_s`): a stop right after a big
+        backlog has more pending than one flush (TTL/3) delivers, and its final checkpoint
+        would be skipped. Ownership stays refreshed meanwhile (the stop is making progress)."""
+        deadline = time.monotonic() + limit_s
+        while len(self.producer) and not self._failure and time.monotonic() < deadline:
+            self._turned = time.monotonic()
+            self.producer.flush(1.0)
 
     # ------------------------------------------------------------------ the batch
 
