@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         help="fetch.wait.max.ms of the engine and the reader (Tansu holds a fetch about a "
         "quarter of it: the broker's share of each hop)",
     )
+    p.add_argument(
+        "--batch-size", type=int, default=0, help="the engine's --batch-size (0: its default)"
+    )
     p.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
     p.add_argument(
         "--skip-latency", action="store_true", help="only the throughput run (e.g. to profile)"
@@ -223,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 "3600",
                 "--fetch-wait-max-ms",
                 str(args.fetch_wait_ms),
+                *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
             ],
             wait=False,  # read from the first event on
         )
