@@ -101,6 +101,9 @@ class Engine:
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="offload")
     )
     _heart: threading.Thread | None = None
+    _closing: bool = False
+    """Set by shutdown: its final snapshots (a big book's dump can outlast the ownership TTL)
+    keep ownership until the final checkpoint is written."""
     _fences_unneeded: dict[str, float] = field(default_factory=dict)
     """Fences no checkpoint needs any more, and since when (monotonic)."""
     _periodic: bool = False
@@ -259,6 +262,7 @@ class Engine:
     def shutdown(self) -> None:
         """Stop: publish what is pending, final snapshot, deregister."""
         self.serving = False
+        self._closing = True  # a stop makes progress: the heartbeat keeps ownership for it
         self._run_controls()
         self._workers.shutdown(wait=True)
         self._run_controls()
@@ -266,6 +270,7 @@ class Engine:
         try:
             self.checkpoint_all("shutdown")
         finally:
+            self._closing = False
             self._turned = 0.0
             registry.deregister_engine(self.redis, self.settings.instance, self.partitions)
             self.consumer.close()
@@ -378,13 +383,17 @@ class Engine:
         """The heartbeat thread: refresh ownership while the loop keeps turning (a loop
         stuck for longer than the TTL lets ownership lapse, for another engine to take)."""
         s = self.settings
-        while not self.stopping.is_set() and self._turned:
-            if time.monotonic() - self._turned < s.ownership_ttl_s - s.heartbeat_interval_s:
+        while (not self.stopping.is_set() or self._closing) and self._turned:
+            turning = time.monotonic() - self._turned < s.ownership_ttl_s - s.heartbeat_interval_s
+            if turning or self._closing:
                 try:
                     self._heartbeat()
                 except Exception as exc:  # Redis away: the TTL decides, retry
                     log.warning("heartbeat failed", extra={"error": str(exc)})
-            self.stopping.wait(s.heartbeat_interval_s)
+            if self.stopping.is_set():
+                time.sleep(s.heartbeat_interval_s)  # stopping: wait() no longer waits
+            else:
+                self.stopping.wait(s.heartbeat_interval_s)
 
     def _redis_step(self, now: float, work: Callable[[], object]) -> None:
         """Run Redis work of the loop; an unreachable Redis (restarting, failing over)
