@@ -6,8 +6,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotshard.codec import InvalidOrderError, decode_order, decode_order_json, event_json
+from hotshard.codec import (
+    MAX_VALUE,
+    InvalidOrderError,
+    decode_order,
+    decode_order_json,
+    depth_update_json,
+    dumps,
+    event_json,
+)
+from hotshard.commands import replace
 from hotshard.domain import Action, OrderType, Side, TimeInForce
+from hotshard.events import DepthUpdate
 from hotshard.reasons import Reason
 
 GOOD = {
@@ -145,3 +155,133 @@ def test_events_render_with_names_and_stable_bytes():
     trade = (3, 3, "m", "t", 100, 5, 2, 3)
     assert json.dumps(event_json("AAPL", trade)) == json.dumps(event_json("AAPL", trade))
     assert event_json("AAPL", trade)["taker_side"] == "SELL"
+
+
+# ------------------------------------------------------------------ what a client reads
+# (written against the mutants mutation testing left alive, docs/MUTATION.md)
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"symbol": None}, "symbol is required: 1-64 printable characters"),
+        ({"order_id": "a b"}, "order_id is required: 1-64 printable characters"),
+        ({"user_id": ""}, "user_id is required: 1-64 printable characters"),
+        ({"side": None}, "side is required"),
+        ({"side": "UP"}, "side must be one of BUY|SELL"),
+        ({"type": 1}, "type must be one of LIMIT|MARKET|STOP|STOP_LIMIT"),
+        ({"tif": "DAY"}, "tif must be one of GTC|IOC|FOK"),
+        ({"action": "AMEND"}, "action must be one of ADD|CANCEL|REPLACE"),
+        ({"post_only": 1}, "post_only must be true or false"),
+        ({"all_or_none": "no"}, "all_or_none must be true or false"),
+        ({"price": None}, "price is required"),
+        ({"quantity": 2.0}, "quantity must be an integer (ticks or lots)"),
+        ({"stop_price": -(1 << 62)}, "stop_price is out of range"),
+    ],
+)
+def test_each_rejection_says_which_field_and_what_it_must_be(change, detail):
+    order = {k: v for k, v in (GOOD | change).items() if v is not None}
+    with pytest.raises(InvalidOrderError) as caught:
+        decode_order(order)
+    assert caught.value.detail == detail
+
+
+def test_a_rejection_names_the_order_as_far_as_it_could_be_read():
+    with pytest.raises(InvalidOrderError) as caught:
+        decode_order(GOOD | {"side": "UP"})
+    assert (caught.value.symbol, caught.value.order_id, caught.value.user_id) == (
+        "AAPL",
+        "o-1",
+        "alice",
+    )
+    with pytest.raises(InvalidOrderError) as caught:
+        decode_order(GOOD | {"user_id": True})  # not an id: rejected, the rest still named
+    assert caught.value.reason == Reason.BAD_ID
+    assert (caught.value.symbol, caught.value.order_id, caught.value.user_id) == (
+        "AAPL",
+        "o-1",
+        "",
+    )
+    with pytest.raises(InvalidOrderError) as caught:
+        decode_order_json(b"{")
+    assert caught.value.detail.startswith("not JSON: ")
+
+
+def test_integers_are_accepted_up_to_the_range_bound_inclusive():
+    for value in (MAX_VALUE, -MAX_VALUE):
+        assert decode_order(GOOD | {"price": value}).command[7] == value
+    for value in (MAX_VALUE + 1, -MAX_VALUE - 1):
+        with pytest.raises(InvalidOrderError) as caught:
+            decode_order(GOOD | {"price": value})
+        assert caught.value.reason == Reason.VALUE_OUT_OF_RANGE
+
+
+def test_replace_reads_its_price_and_quantity_and_nothing_else():
+    request = decode_order(GOOD | {"action": "replace", "price": 101, "quantity": 3})
+    assert request.command == replace("o-1", "alice", 101, 3)
+    for missing in ("price", "quantity"):
+        order = {k: v for k, v in GOOD.items() if k != missing} | {"action": "REPLACE"}
+        with pytest.raises(InvalidOrderError) as caught:
+            decode_order(order)
+        assert caught.value.reason == Reason.MISSING_FIELD
+
+
+def test_a_stop_price_given_to_a_limit_order_is_read_so_the_book_can_refuse_it():
+    assert decode_order(GOOD | {"stop_price": 7}).command[9] == 7
+
+
+def test_events_render_exactly_as_docs_formats_shows_them():
+    status = (1, 3, "o", "u", 2, int(Reason.DUPLICATE_ORDER_ID), 0, 0)
+    assert event_json("AAPL", status) == {
+        "type": "order_status",
+        "symbol": "AAPL",
+        "seq": 3,
+        "order_id": "o",
+        "user_id": "u",
+        "status": "REJECTED",
+        "reason": "DUPLICATE_ORDER_ID",
+        "filled": 0,
+        "leaves": 0,
+    }
+    accepted = event_json("AAPL", (1, 4, "o", "u", 1, 0, 2, 3))
+    assert "reason" not in accepted and (accepted["filled"], accepted["leaves"]) == (2, 3)
+    assert event_json("AAPL", (2, 5, "o", "u", 100, 5, 2, 4)) == {
+        "type": "fill",
+        "symbol": "AAPL",
+        "seq": 5,
+        "order_id": "o",
+        "user_id": "u",
+        "price": 100,
+        "quantity": 5,
+        "liquidity": "TAKER",
+        "trade_id": 4,
+    }
+    assert event_json("AAPL", (3, 4, "m", "t", 100, 5, 1, 4)) == {
+        "type": "trade",
+        "symbol": "AAPL",
+        "seq": 4,
+        "price": 100,
+        "quantity": 5,
+        "maker_order_id": "m",
+        "taker_order_id": "t",
+        "taker_side": "BUY",
+    }
+    with pytest.raises(ValueError, match="unknown event kind 9"):
+        event_json("AAPL", (9, 1, "o", "u", 0, 0, 0, 0))
+
+
+def test_depth_renders_levels_as_pairs_and_says_when_it_is_a_snapshot():
+    update = DepthUpdate(7, [(101, 5), (100, 0)], [(102, 3)])
+    assert depth_update_json("AAPL", update) == {
+        "type": "depth",
+        "symbol": "AAPL",
+        "seq": 7,
+        "bids": [[101, 5], [100, 0]],
+        "asks": [[102, 3]],
+    }
+    snap = depth_update_json("AAPL", DepthUpdate(8, [], [(102, 3)], snapshot=True))
+    assert snap["snapshot"] is True and snap["bids"] == []
+
+
+def test_dumps_is_compact_and_keeps_non_ascii_text_as_is():
+    assert dumps({"a": 1, "b": [1, 2], "id": "é✓"}) == '{"a":1,"b":[1,2],"id":"é✓"}'

@@ -1,21 +1,29 @@
 """Orders and events on the wire: protobuf records <-> commands and event tuples."""
 
+import pytest
+
 from engine.book import Book, Instrument, add, cancel, replace
 from hotshard.domain import OrderType, Side, TimeInForce
-from hotshard.events import FILL, STATUS, TRADE, Event
+from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
 from hotshard.reasons import Reason
 from hotshard.v1 import events_pb2, orders_pb2
 from hotshard.wire import (
+    PENDING_BEGIN,
+    PENDING_END,
     Handoff,
     decode_depth,
+    decode_depth_stamped,
     decode_order,
+    encode_depth,
     encode_handoff,
     encode_order,
+    encode_pending_marker,
     encode_symbol_batch,
     encode_unsequenced,
     event_tuple,
     handoff_of,
     parse_batch,
+    pending_marker_of,
 )
 
 
@@ -149,3 +157,134 @@ def test_records_without_a_handoff_read_as_before():
     assert handoff_of(parse_batch(STATUS, encode_handoff("S", 9, 0, 0).order_status)) == Handoff(
         0, 0
     )
+
+
+# ------------------------------------------------------------------ written against the
+# mutants mutation testing left alive (docs/MUTATION.md)
+
+
+def test_the_routers_receive_time_travels_with_the_order_and_only_when_set():
+    raw = encode_order("ABC", add("o", "u", Side.BUY, 100, 5), received_ts_ns=987)
+    decoded = decode_order(raw)
+    assert (decoded.received_ts_ns, decoded.order_id, decoded.user_id) == (987, "o", "u")
+    plain = orders_pb2.OrderCommand.FromString(encode_order("ABC", add("o", "u", Side.BUY, 1, 5)))
+    assert "received_ts_ns" not in {f.name for f, _ in plain.ListFields()}
+    assert decode_order(encode_order("ABC", add("o", "u", Side.BUY, 1, 5))).received_ts_ns == 0
+
+
+def test_an_id_no_book_could_use_is_bad_id_naming_what_was_read():
+    for order_id, user_id, symbol in (("a b", "u", "S"), ("o", "é", "S"), ("o", "u", "S S")):
+        raw = orders_pb2.OrderCommand(
+            action="ADD", symbol=symbol, order_id=order_id, user_id=user_id, quantity=1
+        ).SerializeToString()
+        decoded = decode_order(raw)
+        assert (decoded.command, decoded.reason) == (None, Reason.BAD_ID)
+        assert (decoded.symbol, decoded.order_id, decoded.user_id) == (symbol, order_id, user_id)
+    no_user = orders_pb2.OrderCommand(action="ADD", symbol="S", order_id="o").SerializeToString()
+    assert decode_order(no_user).reason == Reason.MISSING_FIELD
+
+
+def test_a_record_without_a_symbol_names_the_key_and_keeps_what_it_read():
+    raw = orders_pb2.OrderCommand(
+        action="ADD", order_id="o", user_id="u", route_epoch=3, client_ts_ns=5, received_ts_ns=6
+    ).SerializeToString()
+    decoded = decode_order(raw, b"KEY")
+    assert (decoded.symbol, decoded.reason, decoded.command) == ("KEY", Reason.MISSING_FIELD, None)
+    assert (decoded.order_id, decoded.user_id, decoded.route_epoch) == ("o", "u", 3)
+    assert (decoded.client_ts_ns, decoded.received_ts_ns) == (5, 6)
+
+
+def test_a_key_that_is_not_an_id_is_not_taken_for_a_symbol():
+    for key in (b"\xff\xfe", b"A B", b"", None):
+        assert decode_order(b"\xff\xff not protobuf", key).symbol == ""
+
+
+def test_cancel_and_replace_carry_only_their_own_fields():
+    raw = orders_pb2.OrderCommand(
+        action="CANCEL", symbol="S", order_id="o", user_id="u", side="BUY", price=5, quantity=9
+    ).SerializeToString()
+    assert decode_order(raw).command == cancel("o", "u")
+    raw = orders_pb2.OrderCommand(
+        action="REPLACE",
+        symbol="S",
+        order_id="o",
+        user_id="u",
+        side="SELL",
+        price=5,
+        quantity=9,
+        stop_price=4,
+        display_quantity=2,
+        all_or_none=True,
+    ).SerializeToString()
+    assert decode_order(raw).command == replace("o", "u", 5, 9)
+
+
+def test_pending_markers_are_control_records_not_orders():
+    raw = encode_pending_marker("S", 7, PENDING_BEGIN)
+    assert pending_marker_of(raw) == ("S", 7, PENDING_BEGIN)
+    assert pending_marker_of(encode_pending_marker("S", 8)) == ("S", 8, PENDING_END)
+    decoded = decode_order(raw)
+    assert (decoded.command, decoded.reason, decoded.marker) == (None, Reason.MALFORMED, 1)
+    assert (decoded.symbol, decoded.route_epoch) == ("S", 7)
+    assert pending_marker_of(encode_order("S", add("o", "u", Side.BUY, 1, 1))) is None
+    assert pending_marker_of(b"\xff\xff not protobuf") is None
+
+
+def test_every_event_of_a_batch_names_its_symbol_and_carries_its_receive_time():
+    book = Book(Instrument("S"))
+    commands = [add("m", "u1", Side.SELL, 100, 5), add("t", "u2", Side.BUY, 100, 2)]
+    ends: list[int] = []
+    events = book.apply_all(commands, ends)
+    depth = book.depth_update()
+    records = encode_symbol_batch(
+        "S", 0, book.seq, events, ends, [40, 41], depth, 41, stamps={40: 1000, 41: 2000}
+    )
+    statuses = events_pb2.OrderStatusBatch.FromString(records.order_status).events
+    fills = events_pb2.FillBatch.FromString(records.fills).events
+    [trade] = events_pb2.TradeBatch.FromString(records.trades).events
+    assert [(s.symbol, s.input_offset, s.ts_ns) for s in statuses] == [
+        ("S", 40, 1000),
+        ("S", 41, 2000),
+        ("S", 41, 2000),
+        ("S", 41, 2000),
+    ]
+    assert [(f.symbol, f.ts_ns, f.trade_id) for f in fills] == [("S", 2000, 3), ("S", 2000, 3)]
+    assert (trade.symbol, trade.ts_ns, trade.seq) == ("S", 2000, 3)
+    assert records.depth is not None
+    [(_, update, offset, ts)] = decode_depth_stamped(records.depth)
+    assert (update.bids, update.asks, offset, ts) == ([], [(100, 3)], 41, 2000)
+    # without stamps (or for an offset they lack) no event carries a time
+    bare = encode_symbol_batch("S", 0, book.seq, events, ends, [40, 41], depth, 41, {40: 5})
+    assert [s.ts_ns for s in events_pb2.OrderStatusBatch.FromString(bare.order_status).events] == [
+        5,
+        0,
+        0,
+        0,
+    ]
+    assert bare.depth is not None and decode_depth_stamped(bare.depth)[0][3] == 0
+
+
+def test_a_depth_snapshot_stays_a_snapshot_on_the_wire():
+    raw = encode_depth("S", DepthUpdate(9, [(99, 4)], [(101, 2)], snapshot=True), 12, 77)
+    [(symbol, update, offset, ts)] = decode_depth_stamped(raw)
+    assert (symbol, update, offset, ts) == (
+        "S",
+        DepthUpdate(9, [(99, 4)], [(101, 2)], True),
+        12,
+        77,
+    )
+    assert events_pb2.DepthBatch.FromString(raw).symbol == "S"
+
+
+def test_an_unsequenced_status_carries_everything_a_client_is_told():
+    event = (STATUS, 0, "o", "u", 2, int(Reason.UNKNOWN_SYMBOL), 3, 4)
+    batch = events_pb2.OrderStatusBatch.FromString(encode_unsequenced("S", 17, event, ts_ns=55))
+    assert batch.symbol == "S"
+    [status] = batch.events
+    assert (status.symbol, status.seq, status.input_offset, status.ts_ns) == ("S", 0, 17, 55)
+    assert event_tuple(STATUS, status) == (event, 17)
+
+
+def test_parse_batch_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="unknown event kind 7"):
+        parse_batch(7, b"")

@@ -3,7 +3,7 @@ pins one boundary of the book that no other test held."""
 
 from engine.book import add, replace
 from hotshard.domain import OrderType, Side
-from tests.builders import book, resting, statuses, trades
+from tests.builders import book, resting, statuses, trades, view
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -53,3 +53,43 @@ def test_the_largest_quantity_is_accepted_and_one_more_is_out_of_range():
     assert statuses(b.apply(add("over", "u", BUY, 10, 1001))) == [
         ("over", "REJECTED", "VALUE_OUT_OF_RANGE")
     ]
+
+
+def test_apply_all_gives_the_events_of_applying_each_command_in_turn():
+    # apply_all without `ends` was exercised by no unit test (its arguments could be dropped)
+    commands = [
+        add("a", "alice", SELL, 100, 10),
+        add("b", "bob", BUY, 101, 4),
+        replace("a", "alice", 100, 8),
+        add("c", "carol", BUY, 100, 9),
+    ]
+    one_by_one = book()
+    expected = [e for c in commands for e in one_by_one.apply(c)]
+    assert book().apply_all(commands) == expected
+    ends: list[int] = []
+    assert book().apply_all(commands, ends) == expected
+    assert ends == [1, 7, 8, 14]
+
+
+def test_a_post_only_iceberg_or_all_or_none_that_would_cross_is_rejected_and_leaves_no_trace():
+    for extra in ({"display_quantity": 2}, {"all_or_none": True}):
+        b = book()
+        b.apply(add("ask", "alice", SELL, 100, 5))
+        events = b.apply(add("p", "bob", BUY, 100, 4, post_only=True, **extra))
+        assert view(events) == [
+            {
+                "type": "order_status",
+                "seq": 2,
+                "order_id": "p",
+                "user_id": "bob",
+                "status": "REJECTED",
+                "reason": "POST_ONLY_WOULD_CROSS",
+                "filled": 0,
+                "leaves": 0,
+            }
+        ]
+        assert b.depth(5) == ([], [(100, 5)])
+        # the id was never taken: the same order at a passive price rests
+        assert statuses(b.apply(add("p", "bob", BUY, 99, 4, post_only=True, **extra))) == [
+            ("p", "ACCEPTED", "")
+        ]

@@ -6,7 +6,7 @@ import pytest
 
 from hotshard.commands import Command, add, cancel, replace
 from hotshard.domain import MAX_PRICE, MAX_QUANTITY, OrderType, Side
-from hotshard.edge.limits import Limits, PreTradeLimits
+from hotshard.edge.limits import Limits, PreTradeLimits, instrument_json
 from hotshard.reasons import Reason
 
 BUY = Side.BUY
@@ -96,3 +96,84 @@ def test_limits_are_validated_when_read():
     assert table.of("OTHER") == Limits(lot=2)
     assert table.of("S") == Limits() and table.of("B") == Limits()
     assert Limits(price_min=5, price_max=5).price_max == 5  # a one-price band is allowed
+
+
+# ------------------------------------------------------------------ what a client reads
+# (the second mutation run's survivors, docs/MUTATION.md)
+
+TOO_MANY, TOO_HIGH = MAX_QUANTITY + 1, MAX_PRICE + 1
+
+
+@pytest.mark.parametrize(
+    ("symbol", "command", "detail"),
+    [
+        ("AAPL", add("o", "u", BUY, 100, 0), "quantity must be > 0"),
+        ("ANY", add("o", "u", BUY, 1, TOO_MANY), f"quantity {TOO_MANY} is above {MAX_QUANTITY}"),
+        ("AAPL", add("o", "u", BUY, 100, 15), "quantity must be a multiple of the lot 10"),
+        ("AAPL", add("o", "u", BUY, 0, 10), "price must be > 0"),
+        ("AAPL", add("o", "u", BUY, 102, 10), "price must be a multiple of the tick 5"),
+        ("AAPL", add("o", "u", BUY, 1005, 10), "price 1005 is outside the band [100, 1000]"),
+        (
+            "ANY",
+            add("o", "u", BUY, TOO_HIGH, 1),
+            f"price {TOO_HIGH} is outside the band [1, {MAX_PRICE}]",
+        ),
+        (
+            "AAPL",
+            add("o", "u", BUY, 0, 10, order_type=OrderType.STOP, stop_price=95),
+            "stop_price must be a multiple of 5 in [100, 1000]",
+        ),
+        ("CAP", add("o", "u", BUY, 100, 51), "quantity 51 is above the maximum 50"),
+        ("CAP", add("o", "u", BUY, 101, 50), "notional 5050 is above the maximum 5000"),
+    ],
+)
+def test_each_refusal_says_what_the_rule_is(symbol, command, detail):
+    refusal = RULES.check(symbol, command)
+    assert refusal is not None and refusal.detail == detail
+
+
+def test_the_default_limits_apply_to_every_symbol_not_named():
+    rules = PreTradeLimits.from_json({"*": {"lot": 5, "max_quantity": 20}, "S": {}})
+    assert reason("X", add("o", "u", BUY, 1, 7)) is None  # RULES has no default of its own
+    refusal = rules.check("X", add("o", "u", BUY, 1, 7))
+    assert refusal is not None and refusal.reason == Reason.QUANTITY_OFF_LOT
+    assert rules.check("S", add("o", "u", BUY, 1, 7)) is None  # a named symbol: its own
+    assert "*" not in rules.by_symbol and rules.default == Limits(lot=5, max_quantity=20)
+    assert PreTradeLimits.load(None).check("X", add("o", "u", BUY, 1, 7)) is None
+
+
+def test_a_limits_file_names_the_symbol_whose_rules_are_wrong():
+    with pytest.raises(ValueError, match=r"^limits of S: ") as caught:
+        PreTradeLimits.from_json({"S": {"tick": 1, "unknown": 1}})
+    assert "unknown" in str(caught.value)
+    with pytest.raises(ValueError, match=r"^limits must be a JSON object keyed by symbol$"):
+        PreTradeLimits.from_json([])
+    for bad, message in (
+        ({"tick": -1}, "tick must be an integer >= 0, got -1"),
+        ({"lot": "2"}, "lot must be an integer >= 0, got '2'"),
+        ({"tick": 0}, "tick and lot must be >= 1, got 0, 1"),
+        ({"lot": 0}, "tick and lot must be >= 1, got 1, 0"),
+        ({"price_min": 10, "price_max": 9}, "price_max 9 is below price_min 10"),
+    ):
+        with pytest.raises(ValueError) as caught:
+            Limits(**bad)
+        assert str(caught.value) == message
+    assert Limits(price_min=10, price_max=0).price_max == 0  # 0: no band of its own
+
+
+def test_the_engines_keys_are_ignored_by_the_router():
+    rules = PreTradeLimits.from_json({"S": {"self_trade_prevention": True, "dedup_window": 5}})
+    assert rules.of("S") == Limits()
+
+
+def test_instruments_answer_every_rule_of_a_symbol():
+    limits = Limits(tick=5, lot=10, price_min=100, price_max=1000, max_quantity=50, max_notional=9)
+    assert instrument_json("AAPL", limits) == {
+        "symbol": "AAPL",
+        "tick": 5,
+        "lot": 10,
+        "price_min": 100,
+        "price_max": 1000,
+        "max_quantity": 50,
+        "max_notional": 9,
+    }
