@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hotshard.codec import (
@@ -120,6 +120,7 @@ def test_not_json_and_not_an_object_are_malformed():
         assert caught.value.reason == Reason.MALFORMED
 
 
+@settings(deadline=None)  # a loaded machine must not fail it (nor "kill" a mutant)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -133,6 +134,7 @@ def test_any_json_value_decodes_or_is_rejected_with_a_reason(value):
         assert isinstance(bad.reason, Reason)
 
 
+@settings(deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from([*sorted(GOOD), "type", "tif", "post_only"]),
