@@ -6,6 +6,10 @@ fixed, derandomized set so a submission's result does not depend on the draw.
 
 import os
 
+# Engines run in the test process (tests/integration/inprocess.py) fork snapshot children:
+# gRPC's fork handlers must be off before anything imports gRPC (engine/__init__.py says why).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)

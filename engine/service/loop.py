@@ -12,13 +12,15 @@ the checkpoint and replays `orders` from it can re-emit events (same seqs: consu
 them, hotshard.dedupe) but never skips one.
 
 Besides the owned partitions, the consumer reads the partitions shadows follow and the
-`pending-orders` partitions replays take records from (engine.service.core). Snapshots a
-move needs are dumped off the loop (`offload`): a frozen or fenced book does not change
-while a worker thread dumps it. Ownership is refreshed by a heartbeat thread while the
+`pending-orders` partitions replays take records from (engine.service.core). Periodic
+snapshots and those a move needs are dumped by a forked child (engine.service.forked): the
+loop pays only the fork, the book goes on matching, and a worker stores what the child
+writes (`offload`). Ownership is refreshed by a heartbeat thread while the
 loop keeps turning (a loop stuck longer than the ownership TTL loses it), and a flush
 never waits longer than a third of that TTL.
 """
 
+import functools
 import logging
 import queue
 import threading
@@ -33,8 +35,10 @@ from confluent_kafka import KafkaException
 
 from engine.book import Book
 from engine.book.snapshot import SnapshotInfo, dump, load
+from engine.service import forked
 from engine.service.core import EngineState, Output, restore_partition
 from engine.service.errors import EngineFailedError
+from engine.service.forked import DumpChild, DumpSpec
 from engine.service.metrics import Metrics
 from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
@@ -106,7 +110,9 @@ class Engine:
     keep ownership until the final checkpoint is written."""
     _fences_unneeded: dict[str, float] = field(default_factory=dict)
     """Fences no checkpoint needs any more, and since when (monotonic)."""
-    _periodic: bool = False
+    _periodic: DumpChild | None = None
+    """The periodic checkpoint's snapshot child while it runs."""
+    _next_turn: list[Callable[[], Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -254,6 +260,10 @@ class Engine:
                 self._process(messages)
             elif not self.caught_up.is_set():
                 self.caught_up.set()
+            if self._next_turn:
+                later, self._next_turn = self._next_turn, []
+                for fn in later:
+                    fn()
             self.producer.poll(0)
             if self._failure:
                 raise EngineFailedError(self._failure)
@@ -264,6 +274,11 @@ class Engine:
         self.serving = False
         self._closing = True  # a stop makes progress: the heartbeat keeps ownership for it
         self._run_controls()
+        later, self._next_turn = self._next_turn, []
+        for fn in later:
+            fn()
+        if self._periodic is not None:
+            self._periodic.cancel()  # the final checkpoint below snapshots what it had
         self._workers.shutdown(wait=True)
         self._run_controls()
         self._deliver_all(SHUTDOWN_DELIVERY_S)
@@ -367,7 +382,7 @@ class Engine:
         now = time.monotonic()
         if self._redis_lost and now < self._redis_retry_at:
             pass  # Redis is down: matching goes on, the checkpoint waits for the next try
-        elif now - self._last_snapshot >= s.snapshot_interval_s and not self._periodic:
+        elif now - self._last_snapshot >= s.snapshot_interval_s and self._periodic is None:
             self._last_snapshot = now
             self._redis_step(now, self.periodic_checkpoint)
         if now - self._last_depth >= s.depth_snapshot_interval_s:
@@ -482,73 +497,109 @@ class Engine:
         log.warning("redis restarted or failed over: partitions claimed, books re-snapshot")
 
     def periodic_checkpoint(self) -> None:
-        """Snapshot every changed active book off the loop, one at a time (each is frozen
-        only while its own dump runs: its records wait, every other symbol goes on), then
-        write the checkpoints naming them."""
+        """Snapshot every changed active book in one forked child (engine.service.forked:
+        the loop pays the fork, no book is frozen, nothing is held), store each snapshot
+        from a worker as it comes, then write the checkpoints naming them. A Fence or
+        Remove of a symbol not yet dumped cancels the child (`cancel_periodic`): the
+        books it did not deliver stay dirty for the next checkpoint."""
         state = self.state
         self._reclaim_if_forgotten()
         todo = sorted(s for s in state.dirty if state.active(s))
-        self._periodic = True
         began = time.monotonic()
 
-        def finish() -> None:
-            self._periodic = False
-            self._redis_step(time.monotonic(), write)
-
-        def write() -> None:
+        def write(stored: int, fork_ms: float) -> None:
             if self.flush() and self.write_checkpoints():
                 log.info(
                     "checkpoint",
                     extra={
                         "why": "periodic",
-                        "snapshots": len(todo),
+                        "snapshots": stored,
+                        "fork_ms": fork_ms,
                         "seconds": round(time.monotonic() - began, 3),
                         "positions": dict(state.position),
                     },
                 )
 
-        def step(i: int) -> None:
-            while i < len(todo) and not state.active(todo[i]):
-                i += 1  # removed, fenced or frozen meanwhile: the next checkpoint has it
-            if i == len(todo):
-                finish()
-                return
-            symbol = todo[i]
-            if not self.flush():  # a snapshot is stored only once its events are out
-                self._periodic = False
-                return
-            book = state.market.books[symbol]
-            partition = state.home[symbol]
-            offset = state.applied_offset(symbol)
-            epoch = state.epoch.get(symbol, 0)
-            seq = book.seq
-            state.frozen.add(symbol)
+        if not todo:
+            write(0, 0.0)
+            return
+        if not self.flush():  # a snapshot is stored only once its events are out
+            return
+        captured = {s: self._capture(s) for s in todo}
+        try:
+            child = self.fork_dump([spec for spec, _seq in captured.values()])
+        except OSError as exc:  # no memory or no process slot for a child: next time
+            log.warning("snapshot fork failed", extra={"error": str(exc)})
+            return
+        self._periodic = child
+        stored: list[str] = []
 
-            def store() -> str:
-                data = dump(book, input_offset=offset, partition=partition, owner_epoch=epoch)
-                record = self.store.put(
-                    symbol,
-                    data,
-                    partition=partition,
-                    input_offset=offset,
-                    seq=seq,
-                    owner_epoch=epoch,
-                )
-                return record.location
+        def keep(symbol: str, location: str) -> None:
+            spec, seq = captured[symbol]
+            if state.market.books.get(symbol) is spec.book:  # not removed (and back) since
+                self.stored(symbol, location, spec.input_offset, seq)
+                stored.append(symbol)
 
-            def then(done: Future[str]) -> None:
-                state.frozen.discard(symbol)
-                error = done.exception()
-                if error is None:
-                    self.stored(symbol, done.result(), offset, seq)
-                else:
-                    log.warning("snapshot failed", extra={"symbol": symbol, "error": str(error)})
-                self._apply(state.drain(symbol))
-                step(i + 1)
+        def store() -> None:
+            try:
+                for symbol, data in child.frames():
+                    spec, seq = captured[symbol]
+                    try:
+                        record = self.store.put(
+                            symbol,
+                            data,
+                            partition=spec.partition,
+                            input_offset=spec.input_offset,
+                            seq=seq,
+                            owner_epoch=spec.owner_epoch,
+                        )
+                    except Exception as exc:  # this one waits for the next checkpoint
+                        log.warning("snapshot failed", extra={"symbol": symbol, "error": str(exc)})
+                        continue
+                    self.post(functools.partial(keep, symbol, record.location))
+            finally:
+                child.wait()
 
-            self.offload(store, then)
+        def then(done: "Future[None]") -> None:
+            self._periodic = None
+            error = done.exception()
+            if error is not None:
+                log.warning("periodic snapshots incomplete", extra={"error": str(error)})
+            fork_ms = round(child.fork_s * 1000, 1)
+            self._redis_step(time.monotonic(), lambda: write(len(stored), fork_ms))
 
-        step(0)
+        self.offload(store, then)
+
+    def cancel_periodic(self, symbol: str) -> None:
+        """On the loop: `symbol` is about to be fenced or removed; if the periodic child has
+        not delivered its snapshot yet, stop it rather than let it compete with the move."""
+        child = self._periodic
+        if child is not None and symbol in child.symbols and symbol not in child.received:
+            child.cancel()
+            log.info("periodic snapshot cancelled", extra={"symbol": symbol})
+
+    def _capture(self, symbol: str) -> tuple[DumpSpec, int]:
+        """What a snapshot of the active book taken now says about it, and its seq."""
+        state = self.state
+        book = state.market.books[symbol]
+        spec = DumpSpec(
+            book, state.applied_offset(symbol), state.home[symbol], state.epoch.get(symbol, 0)
+        )
+        return spec, book.seq
+
+    def fork_dump(self, specs: list[DumpSpec]) -> DumpChild:
+        """On the loop: a child dumping `specs` as the books are now (engine.service.forked)."""
+        child = forked.fork_dump(specs)
+        log.debug(
+            "snapshot child forked",
+            extra={"symbols": len(specs), "fork_ms": round(child.fork_s * 1000, 1)},
+        )
+        return child
+
+    def next_turn(self, fn: Callable[[], Any]) -> None:
+        """On the loop: run `fn` on the loop's next turn, after its next consume (which
+        lets the gRPC threads answer first what this turn decided)."""
+        self._next_turn.append(fn)
 
     def write_checkpoints(self) -> bool:
         """The checkpoints of every owned partition as the state is now (no snapshot taken;

@@ -3,12 +3,14 @@
 Each runs on the gRPC handler's thread: the steps that read or change the state run on the
 loop thread (`Engine.call`, between two batches) and ask engine.service.handover what they
 may do; the slow parts (fetching, loading, dumping and storing a snapshot) run on the
-handler's thread or a worker (`Engine.offload`) while the loop goes on matching. A book
-being dumped is frozen (its records are held and applied right after) or fenced, so it does
-not change meanwhile. A change that could not be made durable is answered NotDurableError.
-Every call is idempotent: the same request again gets the same answer.
+handler's thread or a worker (`Engine.offload`) while the loop goes on matching. A book is
+dumped by a child forked on the loop (engine.service.forked): the child has the book as it
+was at the fork, the loop's copy goes on matching, nothing is held. A change that could
+not be made durable is answered NotDurableError. Every call is idempotent: the same
+request again gets the same answer.
 """
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from engine.book import Book, DedupBudgetError
-from engine.book.snapshot import SnapshotError, SnapshotInfo, dump, load
+from engine.book.snapshot import SnapshotError, SnapshotInfo, load
 from engine.service import handover
 from engine.service.core import Replay, Shadow
 from engine.service.errors import (
@@ -28,6 +30,7 @@ from engine.service.errors import (
     NotOwnedError,
     SnapshotMissingError,
 )
+from engine.service.forked import DumpChild, DumpFailedError, DumpSpec
 from engine.service.loop import Engine, SnapshotResult
 from hotshard import registry, route
 from hotshard.reasons import Reason
@@ -35,10 +38,15 @@ from hotshard.recovery import BookEntry, FenceEntry
 
 T = TypeVar("T")
 
+log = logging.getLogger("hotshard.engine")
+
 STEP_TIMEOUT_S = 30.0
 """How long a call waits for a busy symbol, a catch-up or a replay before SHADOW_BEHIND /
 NOT_DURABLE (the caller retries: every call is idempotent)."""
 POLL_S = 0.002
+FENCE_SNAPSHOT_ATTEMPTS = 3
+"""A fenced book's snapshot child that fails (not its store) is forked again, up to this
+many times."""
 
 
 class _BusyError(Exception):
@@ -98,6 +106,16 @@ class Promoted:
     held: int = 0
     location: str = ""
     durable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Captured:
+    """A book as Snapshot captured it on the loop, and the child dumping it."""
+
+    spec: DumpSpec
+    seq: int
+    state_hash: str
+    child: DumpChild
 
 
 @dataclass(slots=True)
@@ -187,12 +205,13 @@ class Operations:
     # ------------------------------------------------------------------ Snapshot
 
     def snapshot(self, symbol: str) -> SnapshotResult:
-        """Store a snapshot of the book off the loop (the book is frozen meanwhile; a fenced
-        book's answer is its fence snapshot)."""
+        """Store a snapshot of the book as it is now: a child forked on the loop dumps it
+        (engine.service.forked) while the book goes on matching, and this thread stores
+        what the child wrote. A fenced book's answer is its fence snapshot."""
         engine = self.engine
         state = engine.state
 
-        def freeze() -> tuple[Book, int, int, int, str, FenceEntry | None]:
+        def capture() -> _Captured | FenceEntry:
             book = handover.held_book(state.market.books, symbol)
             fence = state.fences.get(symbol)
             if fence is not None:
@@ -203,47 +222,63 @@ class Operations:
                     if not state.through_fence(symbol):
                         raise _BusyError
                     self._store_fence_snapshot(symbol, book, fence)
-                return book, fence.partition, fence.offset, fence.owner_epoch, "", fence
+                return fence
             if symbol in state.frozen or symbol in state.replays:
-                raise _BusyError
-            self._flushed()
-            state.frozen.add(symbol)
-            epoch = state.epoch.get(symbol, 0)
-            offset = state.applied_offset(symbol)
-            return book, state.home[symbol], offset, epoch, handover.state_hash(book), None
+                raise _BusyError  # being restored, or ahead of its partition's offsets
+            self._flushed()  # a snapshot is stored only once its events are out
+            spec = DumpSpec(
+                book, state.applied_offset(symbol), state.home[symbol], state.epoch.get(symbol, 0)
+            )
+            try:
+                child = engine.fork_dump([spec])
+            except OSError as exc:
+                raise NotDurableError(Reason.NOT_DURABLE, f"cannot fork: {exc}") from exc
+            log.info(
+                "snapshot",
+                extra={"symbol": symbol, "seq": book.seq, "fork_ms": round(child.fork_s * 1e3, 1)},
+            )
+            return _Captured(spec, book.seq, handover.state_hash(book), child)
 
-        book, partition, offset, epoch, digest, fence = self._until(
-            freeze, Reason.NOT_DURABLE, f"{symbol} is busy"
-        )
-        if fence is not None:
+        taken = self._until(capture, Reason.NOT_DURABLE, f"{symbol} is busy")
+        if isinstance(taken, FenceEntry):
             size = self._wait_job(symbol)
             return SnapshotResult(
-                partition,
-                offset,
-                fence.location,
-                fence.seq,
-                fence.owner_epoch,
+                taken.partition,
+                taken.offset,
+                taken.location,
+                taken.seq,
+                taken.owner_epoch,
                 size,
-                fence.state_hash,
+                taken.state_hash,
             )
-        seq = book.seq
-        record = None
+        spec = taken.spec
         try:
-            data = dump(book, input_offset=offset, partition=partition, owner_epoch=epoch)
-            record = engine.store.put(
-                symbol, data, partition=partition, input_offset=offset, seq=seq, owner_epoch=epoch
-            )
-        finally:
-            stored = record
+            data = taken.child.read_all()[symbol]
+        except DumpFailedError as exc:
+            raise NotDurableError(exc.reason, exc.detail) from exc
+        record = engine.store.put(
+            symbol,
+            data,
+            partition=spec.partition,
+            input_offset=spec.input_offset,
+            seq=taken.seq,
+            owner_epoch=spec.owner_epoch,
+        )
 
-            def thaw() -> None:
-                state.frozen.discard(symbol)
-                if stored is not None:
-                    engine.stored(symbol, stored.location, offset, seq)
-                engine._apply(state.drain(symbol))
+        def keep() -> None:
+            if state.market.books.get(symbol) is spec.book:  # not removed (and back) since
+                engine.stored(symbol, record.location, spec.input_offset, taken.seq)
 
-            self._loop(thaw)
-        return SnapshotResult(partition, offset, record.location, seq, epoch, len(data), digest)
+        self._loop(keep)
+        return SnapshotResult(
+            spec.partition,
+            spec.input_offset,
+            record.location,
+            taken.seq,
+            spec.owner_epoch,
+            len(data),
+            taken.state_hash,
+        )
 
     # ------------------------------------------------------------------ Fence
 
@@ -260,6 +295,7 @@ class Operations:
                 return _fenced(fence), False
             if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
                 raise _BusyError
+            engine.cancel_periodic(symbol)  # the fence snapshot supersedes it
             home = state.home[symbol]
             owner = state.epoch.get(symbol, 0)
             handover.check_fence_request(epoch, owner, to_partition, home)
@@ -291,17 +327,29 @@ class Operations:
         return fenced
 
     def _store_fence_snapshot(self, symbol: str, book: Book, entry: FenceEntry) -> None:
-        """On the loop: dump and store the fenced (unchanging) book on a worker."""
+        """On the loop: the fenced (unchanging) book is dumped by a child forked on the
+        loop's next turn (after the Fence is answered: the fork is not in the pause) and
+        stored from a worker; the job answers its size."""
         engine = self.engine
+        job: Future[int] = Future()
+        job.set_running_or_notify_cancel()
+        self._jobs[symbol] = job
+        spec = DumpSpec(book, entry.offset, entry.partition, entry.owner_epoch, fenced=True)
 
-        def store() -> int:
-            data = dump(
-                book,
-                input_offset=entry.offset,
-                partition=entry.partition,
-                owner_epoch=entry.owner_epoch,
-                fenced=True,
+        def begin(attempt: int) -> None:
+            try:
+                child = engine.fork_dump([spec])
+            except OSError as exc:
+                dump_failed(attempt, exc)
+                return
+            log.info(
+                "fence snapshot",
+                extra={"symbol": symbol, "seq": entry.seq, "fork_ms": round(child.fork_s * 1e3, 1)},
             )
+            engine.offload(lambda: store(child), lambda done: then(attempt, done))
+
+        def store(child: DumpChild) -> int:
+            data = child.read_all()[symbol]
             engine.store.put(
                 symbol,
                 data,
@@ -313,13 +361,28 @@ class Operations:
             )
             return len(data)
 
-        def then(done: "Future[int]") -> None:
-            if done.exception() is None and engine.state.market.books.get(symbol) is book:
+        def dump_failed(attempt: int, error: BaseException) -> None:
+            if attempt < FENCE_SNAPSHOT_ATTEMPTS and engine.state.market.books.get(symbol) is book:
+                log.warning("fence snapshot child failed", extra={"error": str(error)})
+                engine.next_turn(lambda: begin(attempt + 1))  # the fenced book is unchanged
+            else:
+                job.set_exception(error)
+
+        def then(attempt: int, done: "Future[int]") -> None:
+            error = done.exception()
+            if isinstance(error, DumpFailedError):
+                dump_failed(attempt, error)
+                return
+            if error is not None:  # the store's: the caller's retry stores it again
+                job.set_exception(error)
+                return
+            if engine.state.market.books.get(symbol) is book:
                 engine.stored(symbol, entry.location, entry.offset, entry.seq)
                 if engine.flush():
                     engine.write_checkpoints()
+            job.set_result(done.result())
 
-        self._jobs[symbol] = engine.offload(store, then)
+        engine.next_turn(lambda: begin(1))
 
     # ------------------------------------------------------------------ Follow
 
@@ -626,6 +689,7 @@ class Operations:
                 return None, fence
             if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
                 raise _BusyError
+            engine.cancel_periodic(symbol)
             self._flushed()
             current = route.lookup(engine.redis, symbol) if fence_epoch <= 0 else None
             epoch = handover.fence_epoch(fence_epoch, current.epoch if current else None)

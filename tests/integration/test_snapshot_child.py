@@ -1,0 +1,156 @@
+"""The engine's snapshots never hold a book (engine.service.forked): on a real redis-server,
+an engine loop whose Kafka clients are stand-ins. Before: the periodic snapshot and the
+Snapshot RPC froze the book while a worker thread dumped it (its records were held, for
+9-13 s at 1M orders on a loaded machine), and a Fence of that symbol waited behind it."""
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from engine.book import Book, Instrument, Market, add, snapshot
+from engine.service.core import EngineState
+from engine.service.loop import Engine
+from engine.service.operations import Operations
+from engine.service.settings import EngineSettings
+from engine.service.store import SnapshotStore
+from hotshard import recovery, registry
+from hotshard.domain import Side
+from hotshard.local.services.redis import RedisServer
+from hotshard.wire import encode_order
+
+pytestmark = pytest.mark.integration
+
+INSTANCE = "snapper"
+
+
+class Consumer:
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        time.sleep(timeout)
+        return []
+
+    def assign(self, partitions: list[Any]) -> None:
+        pass
+
+    def get_watermark_offsets(self, *a: Any, **kw: Any) -> tuple[int, int]:
+        return 0, 0
+
+    def close(self) -> None:
+        pass
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes, int]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, partition: int) -> None:
+        self.records.append((topic, value, key, partition))
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+def big_book(symbol: str, orders: int) -> Book:
+    book = Book(Instrument(symbol))
+    book.apply_all(
+        [
+            add(
+                f"r{i}",
+                f"u{i % 7}",
+                Side.BUY if i % 2 else Side.SELL,
+                100 - i % 40 if i % 2 else 101 + i % 40,
+                5,
+            )
+            for i in range(orders)
+        ]
+    )
+    return book
+
+
+def record(offset: int, symbol: str, oid: str) -> tuple[int, int, bytes, bytes]:
+    value = encode_order(symbol, add(oid, "u", Side.BUY, 90, 1), route_epoch=0)
+    return (0, offset, symbol.encode(), value)
+
+
+@pytest.fixture
+def engine(redis_server: RedisServer) -> Iterator[Engine]:
+    client = redis.Redis(port=redis_server.port)
+    assert registry.claim_partitions(client, INSTANCE, [0], 60_000) == []
+    state = EngineState(Market(open_listing=True))
+    engine = Engine(
+        EngineSettings(instance_id=INSTANCE, partitions=(0,), snapshot_interval_s=3600),
+        state,
+        Consumer(),
+        Producer(),
+        client,
+        SnapshotStore(client, instance=INSTANCE),
+    )
+    engine.partitions = [0]
+    state.position[0] = 100
+    yield engine
+    client.close()
+
+
+def settle(engine: Engine) -> None:
+    """Run the loop's posted work until the periodic checkpoint is done."""
+    deadline = time.monotonic() + 120
+    while engine._periodic is not None or not engine._controls.empty():
+        assert time.monotonic() < deadline
+        engine._run_controls()
+        time.sleep(0.005)
+
+
+def test_the_periodic_snapshot_holds_nothing_and_stores_the_book_at_its_offset(engine):
+    state = engine.state
+    book = big_book("A", 60_000)
+    state.add_book(book, 0, 99)
+    at_fork = snapshot.dump(book, input_offset=99, partition=0)
+    engine.periodic_checkpoint()
+    assert engine._periodic is not None  # the child is dumping A now
+    result = state.apply_batch([record(100 + i, "A", f"new{i}") for i in range(50)])
+    assert result.orders == {"A": 50} and not state.held  # matched at once, nothing held
+    settle(engine)
+    entry = state.snaps["A"]
+    assert (entry.offset, entry.seq) == (99, 60_000)
+    assert engine.store.fetch(entry.location) == at_fork  # the book at offset 99
+    assert "A" in state.dirty  # it changed since
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None and checkpoint.books["A"].location == entry.location
+
+
+def test_a_fence_does_not_wait_for_the_periodic_snapshot_of_its_symbol_it_cancels_it(engine):
+    state = engine.state
+    book = big_book("A", 200_000)
+    state.add_book(book, 0, 99)
+    state.apply_batch([record(100, "A", "late")])  # after the snapshot the fence stores
+    ops = Operations(engine)
+    loop = threading.Thread(target=engine.run, daemon=True)
+    loop.start()
+    try:
+        engine.call(engine.periodic_checkpoint)
+        child = engine._periodic
+        assert child is not None
+        fenced = ops.fence("A", 1, 1)
+        assert child.cancelled  # it had not delivered A: the fence did not wait for it
+        assert (fenced.fence_offset, fenced.final_seq) == (100, 200_001)
+        # the fence snapshot is the fenced book, and what a Snapshot of it answers
+        result = ops.snapshot("A")
+        assert result.location == fenced.location and result.input_offset == 100
+        restored, info = snapshot.load(engine.store.fetch(fenced.location))
+        assert (info.fenced, info.seq, restored.resting()) == (True, 200_001, 200_001)
+        deadline = time.monotonic() + 60
+        while engine._periodic is not None:  # the cancelled child is reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        engine.stopping.set()
+        loop.join(30)
