@@ -465,9 +465,14 @@ class OrderRouter:
         than the cursor `before` (the `next` of the previous page). The history keeps the
         last orders.FILL_HISTORY fills of each user."""
         limit = _page_size(limit)
-        if before and not _STREAM_ID.fullmatch(before):
-            raise InvalidOrderError(Reason.MALFORMED, "before must be a cursor from `next`")
+        if before:
+            cursor = _cursor(before)
+            if cursor is None:
+                raise InvalidOrderError(Reason.MALFORMED, "before must be a cursor from `next`")
+            before = cursor
         out: list[dict[str, Any]] = []
+        if before == "0-0":  # nothing is older (and Redis refuses the empty interval)
+            return {"type": "fills", "user_id": user_id, "fills": out, "next": ""}
         cursor = before
         while len(out) < limit:
             page, cursor = self.records.fills(user_id, limit, cursor)
@@ -786,6 +791,16 @@ def fill_json(user_id: str, entry_id: str, f: dict[str, str]) -> dict[str, Any]:
 
 def _failure(order_id: str, reason: Reason, detail: str) -> dict[str, Any]:
     return {"order_id": order_id, "reason": reason.name, "code": int(reason), "detail": detail}
+
+
+def _cursor(text: str) -> str | None:
+    """A Redis stream id (MS-SEQ, each part a 64-bit unsigned integer: what `next` names),
+    in its canonical form; None if it is not one. A larger part, or `000-0`, passed the
+    pattern and made Redis raise (502; found by schemathesis)."""
+    if not _STREAM_ID.fullmatch(text):
+        return None
+    ms, seq = (int(part) for part in text.split("-"))
+    return f"{ms}-{seq}" if ms < 2**64 and seq < 2**64 else None
 
 
 def _page_size(limit: int) -> int:

@@ -123,9 +123,19 @@ def test_ping_instruments_balance_and_open_orders_without_an_engine(edge, r):
     aapl = http(edge, "GET", "/orders?symbol=AAPL")[1]
     assert [o["order_id"] for o in aapl["orders"]] == ["o-1", "o-3"]
     assert http(edge, "GET", "/orders", user="bob")[1]["orders"] == []
-    for bad in ("/orders?limit=0", "/orders?limit=x", "/orders?limit=5000", "/fills?before=z"):
+    too_big = f"{2**64}-0"  # fits the cursor's pattern, not a stream id (was 502)
+    for bad in (
+        "/orders?limit=0",
+        "/orders?limit=x",
+        "/orders?limit=5000",
+        "/fills?before=z",
+        f"/fills?before={too_big}",
+        f"/fills?before=1-{2**64}",
+    ):
         status, refused = http(edge, "GET", bad)
         assert (status, refused["reason"]) == (400, "MALFORMED"), bad
+    for oldest in ("0-0", "000-0"):
+        assert http(edge, "GET", f"/fills?before={oldest}")[1]["fills"] == []  # none older
 
     status, done = http(edge, "DELETE", "/orders?symbol=AAPL")
     assert status == 202 and done["type"] == "cancel_all"
