@@ -77,6 +77,7 @@ class Rig:
     broker_restarts: int = 0
     rebuilt: list[str] = field(default_factory=list)
     rebuild_until: float = 0.0
+    stopping: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start_engine(self) -> None:
@@ -100,6 +101,8 @@ class Rig:
 
     def supervise_once(self) -> None:
         with self.lock:
+            if self.stopping:  # the rig is being torn down: start nothing more
+                return
             if self.broker.process is not None and not self.broker.process.alive():
                 self.broker.restart()  # Tansu sometimes dies soon after a restart
                 self.broker_restarts += 1
@@ -157,7 +160,8 @@ def rig(tmp: Path, *, durable_broker: bool = False, aof: bool = True) -> Iterato
         finally:
             stop.set()
             supervisor.join(30)
-            with the.lock:
+            with the.lock:  # waits for a round in progress; none starts anything after
+                the.stopping = True
                 for proc in (the.gateway, the.engine):
                     if proc is not None:
                         proc.process.stop(signal.SIGKILL)
