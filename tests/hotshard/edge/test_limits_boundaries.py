@@ -177,3 +177,22 @@ def test_instruments_answer_every_rule_of_a_symbol():
         "max_quantity": 50,
         "max_notional": 9,
     }
+
+
+def test_without_a_default_every_unnamed_symbol_has_the_books_rules_only():
+    rules = PreTradeLimits.from_json({"S": {"lot": 5}})
+    assert rules.of("X") == Limits()
+    assert rules.check("X", add("o", "u", BUY, 7, 3)) is None
+
+
+def test_a_stop_price_is_accepted_at_both_ends_of_the_band_and_never_at_zero():
+    stop = OrderType.STOP
+    for at in (100, 1000):  # AAPL's band [100, 1000], tick 5
+        assert reason("AAPL", add("o", "u", BUY, 0, 10, order_type=stop, stop_price=at)) is None
+    assert (
+        PreTradeLimits({}).check("X", add("o", "u", BUY, 0, 1, order_type=stop, stop_price=1))
+        is None
+    )
+    free = PreTradeLimits({}, Limits(price_min=0))  # a band from 0 still needs a stop > 0
+    refusal = free.check("X", add("o", "u", BUY, 0, 1, order_type=stop, stop_price=0))
+    assert refusal is not None and refusal.reason == Reason.BAD_STOP_PRICE
