@@ -287,3 +287,8 @@ def test_depth_renders_levels_as_pairs_and_says_when_it_is_a_snapshot():
 
 def test_dumps_is_compact_and_keeps_non_ascii_text_as_is():
     assert dumps({"a": 1, "b": [1, 2], "id": "é✓"}) == '{"a":1,"b":[1,2],"id":"é✓"}'
+
+
+def test_a_json_text_decodes_to_the_same_request_as_its_object():
+    assert decode_order_json(json.dumps(GOOD)) == decode_order(GOOD)
+    assert decode_order_json(json.dumps(GOOD).encode()) == decode_order(GOOD)

@@ -10,6 +10,7 @@ from hotshard.v1 import events_pb2, orders_pb2
 from hotshard.wire import (
     PENDING_BEGIN,
     PENDING_END,
+    DecodedOrder,
     Handoff,
     decode_depth,
     decode_depth_stamped,
@@ -225,7 +226,7 @@ def test_pending_markers_are_control_records_not_orders():
     assert pending_marker_of(encode_pending_marker("S", 8)) == ("S", 8, PENDING_END)
     decoded = decode_order(raw)
     assert (decoded.command, decoded.reason, decoded.marker) == (None, Reason.MALFORMED, 1)
-    assert (decoded.symbol, decoded.route_epoch) == ("S", 7)
+    assert (decoded.symbol, decoded.route_epoch, decoded.client_ts_ns) == ("S", 7, 0)
     assert pending_marker_of(encode_order("S", add("o", "u", Side.BUY, 1, 1))) is None
     assert pending_marker_of(b"\xff\xff not protobuf") is None
 
@@ -288,3 +289,33 @@ def test_an_unsequenced_status_carries_everything_a_client_is_told():
 def test_parse_batch_refuses_an_unknown_kind():
     with pytest.raises(ValueError, match="unknown event kind 7"):
         parse_batch(7, b"")
+
+
+def test_an_order_encoded_without_an_epoch_or_timestamps_reads_them_as_zero():
+    decoded = decode_order(encode_order("S", add("o", "u", Side.BUY, 1, 1)))
+    assert (decoded.route_epoch, decoded.client_ts_ns, decoded.received_ts_ns) == (0, 0, 0)
+    event = (STATUS, 0, "o", "u", 2, int(Reason.UNKNOWN_SYMBOL), 0, 0)
+    [status] = events_pb2.OrderStatusBatch.FromString(encode_unsequenced("S", 1, event)).events
+    assert status.ts_ns == 0
+
+
+def test_unreadable_or_empty_records_carry_nothing_but_their_reason():
+    assert decode_order(b"\xff\xff\xff not protobuf", b"ABC") == DecodedOrder(
+        "ABC", None, 0, 0, Reason.MALFORMED
+    )
+    for empty in (None, b""):
+        assert decode_order(empty) == DecodedOrder("", None, 0, 0, Reason.MISSING_FIELD)
+
+
+def test_a_refused_record_keeps_its_epoch_and_times_for_the_rejection_it_causes():
+    raw = orders_pb2.OrderCommand(
+        action="ADD",
+        symbol="S",
+        order_id="a b",
+        user_id="u",
+        route_epoch=3,
+        client_ts_ns=5,
+        received_ts_ns=6,
+    ).SerializeToString()
+    decoded = decode_order(raw)
+    assert decoded == DecodedOrder("S", None, 3, 5, Reason.BAD_ID, "a b", "u", 6)
