@@ -319,3 +319,26 @@ def test_a_refused_record_keeps_its_epoch_and_times_for_the_rejection_it_causes(
     ).SerializeToString()
     decoded = decode_order(raw)
     assert decoded == DecodedOrder("S", None, 3, 5, Reason.BAD_ID, "a b", "u", 6)
+
+
+def test_an_unknown_action_keeps_the_ids_epoch_and_times_for_its_rejection():
+    raw = orders_pb2.OrderCommand(
+        symbol="S", order_id="o", user_id="u", route_epoch=3, client_ts_ns=5, received_ts_ns=6
+    ).SerializeToString()
+    assert decode_order(raw) == DecodedOrder("S", None, 3, 5, Reason.BAD_ACTION, "o", "u", 6)
+
+
+def test_a_batch_after_earlier_ones_states_its_seq_range_and_depth_carries_no_time_unasked():
+    book = Book(Instrument("S"))
+    ends: list[int] = []
+    events = book.apply_all([add("a", "u", Side.BUY, 10, 1)], ends)
+    records = encode_symbol_batch("S", 7, 8, events, ends, [0], None, 0)
+    for kind, raw in (
+        (STATUS, records.order_status),
+        (FILL, records.fills),
+        (TRADE, records.trades),
+    ):
+        batch = parse_batch(kind, raw)
+        assert (batch.after_seq, batch.through_seq) == (7, 8)
+    raw = encode_depth("S", DepthUpdate(1, [(10, 1)], []), 0)
+    assert decode_depth_stamped(raw)[0][3] == 0

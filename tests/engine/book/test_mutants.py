@@ -93,3 +93,13 @@ def test_a_post_only_iceberg_or_all_or_none_that_would_cross_is_rejected_and_lea
         assert statuses(b.apply(add("p", "bob", BUY, 99, 4, post_only=True, **extra))) == [
             ("p", "ACCEPTED", "")
         ]
+
+
+def test_a_depth_update_shows_an_icebergs_peak_and_no_all_or_none_quantity():
+    b = book()
+    b.apply(add("ice", "alice", SELL, 100, 10, display_quantity=3))
+    b.apply(add("aon", "bob", BUY, 90, 5, all_or_none=True))
+    b.apply(add("p", "carol", BUY, 90, 2))
+    update = b.depth_update()
+    assert update is not None
+    assert (update.bids, update.asks) == ([(90, 2)], [(100, 3)])
