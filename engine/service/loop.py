@@ -306,7 +306,10 @@ class Engine:
         records = []
         shadowed = []
         pending = []
+        moved_back = []
         owned = self.partitions
+        # a rollback after a pre-copy switch replays the target's `orders` partition here
+        replayed = {p for t, p in self.state.pending_partitions() if t == TOPIC_ORDERS}
         for m in messages:
             if m.error() is not None:
                 self._consumer_error(m.error())
@@ -318,15 +321,20 @@ class Engine:
                 records.append(record)
             else:
                 shadowed.append(record)
+                if record[0] in replayed:
+                    moved_back.append(record)
         state = self.state
         if shadowed:
             state.apply_shadow(shadowed)
         if pending:
             self._apply(state.apply_pending(TOPIC_PENDING_ORDERS, pending))
+        if moved_back:
+            self._apply(state.apply_pending(TOPIC_ORDERS, moved_back))
+        if pending or moved_back:
             self._replays_done()
         if records:
             self._apply(state.apply_batch(records))
-        if pending:
+        if pending or moved_back:
             # only now: a reassignment in the middle of a batch would read again what the
             # rest of the batch holds
             self.reassign_if_needed()
