@@ -1,7 +1,7 @@
 """Tests written to kill mutants that survived mutation testing (docs/MUTATION.md): each
 pins one boundary of the book that no other test held."""
 
-from engine.book import add, replace
+from engine.book import add, cancel, replace
 from hotshard.domain import OrderType, Side
 from tests.builders import book, resting, statuses, trades, view
 
@@ -103,3 +103,18 @@ def test_a_depth_update_shows_an_icebergs_peak_and_no_all_or_none_quantity():
     update = b.depth_update()
     assert update is not None
     assert (update.bids, update.asks) == ([(90, 2)], [(100, 3)])
+
+
+def test_an_iceberg_left_alone_at_its_level_after_a_replace_and_a_cancel_still_trades_by_peak():
+    # `_rehide`'s `level.special += 1` -> `= 1`: the level forgot it still held an iceberg
+    b = book()
+    b.apply(add("ice1", "alice", SELL, 100, 10, display_quantity=2))
+    b.apply(add("ice2", "carol", SELL, 100, 10, display_quantity=2))
+    assert statuses(b.apply(replace("ice1", "alice", 100, 8))) == [("ice1", "REPLACED", "")]
+    b.apply(cancel("ice1", "alice"))
+    assert b.depth(5) == ([], [(100, 2)])
+    assert trades(b.apply(add("t", "bob", BUY, 100, 5))) == [
+        ("ice2", "t", 100, 2),
+        ("ice2", "t", 100, 2),
+        ("ice2", "t", 100, 1),
+    ]
