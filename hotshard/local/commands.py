@@ -228,16 +228,23 @@ def migrate_command(args: argparse.Namespace) -> int:
     summary["status"] = status
     if code == EXIT_NOTHING:
         say(f"nothing to move: {why_nothing(state)}")
+        say(f"{status}: {summary.get('symbol')} not moved, {summary.get('duration_ms')} ms in all")
+    else:
+        say(summary_line(status, summary))
+    if args.json:
+        print(json.dumps({k: summary.get(k) for k in SUMMARY_KEYS}), flush=True)
+    return code
+
+
+def summary_line(status: str, summary: dict[str, Any]) -> str:
+    """The last human line of `hotshard migrate` for a move (made or rolled back)."""
     pause = summary.get("pause_ms")
-    say(
+    return (
         f"{status}: {summary.get('symbol')} {summary.get('from')} -> {summary.get('to')}, "
         f"pause {pause if pause is not None else '-'} ms, "
         f"{summary.get('duration_ms')} ms in all, {summary.get('orders_buffered')} orders "
         f"buffered, snapshot {summary.get('snapshot_bytes')} bytes"
     )
-    if args.json:
-        print(json.dumps({k: summary.get(k) for k in SUMMARY_KEYS}), flush=True)
-    return code
 
 
 SUMMARY_KEYS = (
