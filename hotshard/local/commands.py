@@ -343,6 +343,7 @@ def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
                 stats = client.stats()
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {exc}"
+            row["pool"] = pool_state(row)  # None: an engine that does not answer is no one's
             out.append(row)
             continue
         row.update(

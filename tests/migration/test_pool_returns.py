@@ -28,7 +28,7 @@ def _settled(cluster: Any, warm: int) -> tuple[list[dict[str, Any]], dict[str, A
     while True:
         rows = [row for row in engine_rows(cluster.state()) if row["warm"]]
         group = cluster.pool.group()
-        idle = [row for row in rows if row["pool"] == "idle"]
+        idle = [row for row in rows if row.get("pool") == "idle"]  # one being stopped has none
         if (len(idle) == len(rows) == warm and group["DesiredCapacity"] == warm) or (
             time.monotonic() > deadline
         ):
