@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from engine.book import Book, Instrument, snapshot
+from engine.book import Book, Instrument, add, snapshot
 from hotshard.codec import event_json
 from hotshard.domain import Side
 from hotshard.events import Event
@@ -12,6 +12,24 @@ SYMBOL = "TEST"
 
 def book(**rules: Any) -> Book:
     return Book(Instrument(SYMBOL, **rules))
+
+
+def big_book(symbol: str, orders: int) -> Book:
+    """A book of `orders` resting orders of 7 users over 40 levels a side, none crossing."""
+    book = Book(Instrument(symbol))
+    book.apply_all(
+        [
+            add(
+                f"r{i}",
+                f"u{i % 7}",
+                Side.BUY if i % 2 else Side.SELL,
+                100 - i % 40 if i % 2 else 101 + i % 40,
+                5,
+            )
+            for i in range(orders)
+        ]
+    )
+    return book
 
 
 def view(events: list[Event]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from engine.book import Book, Instrument, Market, add, snapshot
+from engine.book import Market, add, snapshot
 from engine.service.core import EngineState
 from engine.service.loop import Engine
 from engine.service.operations import Operations
@@ -21,6 +21,7 @@ from hotshard import recovery, registry
 from hotshard.domain import Side
 from hotshard.local.services.redis import RedisServer
 from hotshard.wire import encode_order
+from tests.builders import big_book
 
 pytestmark = pytest.mark.integration
 
@@ -57,23 +58,6 @@ class Producer:
 
     def __len__(self) -> int:
         return 0
-
-
-def big_book(symbol: str, orders: int) -> Book:
-    book = Book(Instrument(symbol))
-    book.apply_all(
-        [
-            add(
-                f"r{i}",
-                f"u{i % 7}",
-                Side.BUY if i % 2 else Side.SELL,
-                100 - i % 40 if i % 2 else 101 + i % 40,
-                5,
-            )
-            for i in range(orders)
-        ]
-    )
-    return book
 
 
 def record(offset: int, symbol: str, oid: str) -> tuple[int, int, bytes, bytes]:

@@ -7,27 +7,11 @@ import time
 
 import pytest
 
-from engine.book import Book, Instrument, add, cancel, snapshot
+from engine.book import Book, add, cancel, snapshot
 from engine.service.forked import DumpFailedError, DumpSpec, fork_dump
 from hotshard.domain import Side, TimeInForce
 from hotshard.reasons import Reason
-
-
-def big_book(symbol: str, orders: int) -> Book:
-    book = Book(Instrument(symbol))
-    book.apply_all(
-        [
-            add(
-                f"r{i}",
-                f"u{i % 7}",
-                Side.BUY if i % 2 else Side.SELL,
-                100 - i % 40 if i % 2 else 101 + i % 40,
-                5,
-            )
-            for i in range(orders)
-        ]
-    )
-    return book
+from tests.builders import big_book
 
 
 def churn(book: Book, rounds: int) -> None:
