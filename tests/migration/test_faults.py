@@ -51,10 +51,17 @@ def raise_in(step: str) -> Any:
     return before
 
 
-def at_step(step: str, act: Any, timeout_s: float = 60.0) -> Any:
-    """A `during` that waits until the running execution entered `step`, then acts."""
+Act = Any  # (state) -> None: the fault, done once the step is entered
+Arm = Any  # (state) -> Act: run before the migration starts, to resolve what it acts on
+
+
+def at_step(step: str, arm: Arm, fired: list[str], timeout_s: float = 60.0) -> Any:
+    """A `during` that arms the fault at once (before the migration starts), waits until
+    the running execution entered `step`, then acts (and notes it in `fired`: a fault
+    that never fired tested nothing)."""
 
     def during(state: dict[str, Any]) -> None:
+        act = arm(state)
         sfn = boto_client(state["aws_endpoint"])("stepfunctions")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -65,27 +72,37 @@ def at_step(step: str, act: Any, timeout_s: float = 60.0) -> Any:
                 events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
                 if any(e.get("stateEnteredEventDetails", {}).get("name") == step for e in events):
                     act(state)
+                    fired.append(step)
                     return
             time.sleep(0.05)
 
     return during
 
 
-def _engine_pid(state: dict[str, Any], which: str) -> int:
+def source_instance(state: dict[str, Any]) -> str:
+    """The hot symbol's owner now: armed before the move, the move's source (looked up once
+    the step is entered, it is the target already if the step was SwitchRouting)."""
     r = _redis(state)
     try:
-        if which == "source":
-            instance = text(r.hget(names.REDIS_ROUTE.format(HOT), "instance") or "engine-0")
-        else:
-            prefix = names.REDIS_FLEET_CLAIM.format("")
-            claims = [text(k)[len(prefix) :] for k in r.scan_iter(match=prefix + "*")]
-            instance = claims[0]
+        return text(r.hget(names.REDIS_ROUTE.format(HOT), "instance") or "engine-0")
     finally:
         r.close()
-    return _pid_of(state, instance)
+
+
+def target_instance(state: dict[str, Any]) -> str:
+    """The engine the running move claimed (ProvisionNewInstance has run)."""
+    r = _redis(state)
+    try:
+        prefix = names.REDIS_FLEET_CLAIM.format("")
+        (claimed,) = [text(k)[len(prefix) :] for k in r.scan_iter(match=prefix + "*")]
+    finally:
+        r.close()
+    return claimed
 
 
 def _pid_of(state: dict[str, Any], instance: str) -> int:
+    """The instance's process now (the supervisor may have restarted it: the state file
+    names its current pid)."""
     import json  # noqa: PLC0415
 
     path = Path(state["state_file"])
@@ -94,11 +111,23 @@ def _pid_of(state: dict[str, Any], instance: str) -> int:
     return int(engine["pid"])
 
 
-def kill(which: str) -> Any:
+def _kill(instance: str) -> Act:
     def act(state: dict[str, Any]) -> None:
-        os.kill(_engine_pid(state, which), signal.SIGKILL)
+        os.kill(_pid_of(state, instance), signal.SIGKILL)
 
     return act
+
+
+def kill_source(state: dict[str, Any]) -> Act:
+    return _kill(source_instance(state))  # resolved now, before the step runs
+
+
+def kill_target(_state: dict[str, Any]) -> Act:
+    return lambda state: _kill(target_instance(state))(state)  # claimed by then
+
+
+def _now(act: Act) -> Arm:
+    return lambda _state: act
 
 
 def restart_redis(state: dict[str, Any]) -> None:
@@ -112,12 +141,12 @@ def pause_broker(state: dict[str, Any]) -> None:
     os.kill(pid, signal.SIGCONT)
 
 
-FAULTS = {
+FAULTS: dict[str, Arm] = {
     "raise": None,
-    "kill-source": kill("source"),
-    "kill-target": kill("target"),
-    "redis-restart": restart_redis,
-    "broker-pause": pause_broker,
+    "kill-source": kill_source,
+    "kill-target": kill_target,
+    "redis-restart": _now(restart_redis),
+    "broker-pause": _now(pause_broker),
 }
 MATRIX = [
     (strategy, step, fault)
@@ -142,11 +171,13 @@ def test_a_fault_during_a_move_ends_moved_or_rolled_back(
     tmp_path: Path, strategy: str, step: str, fault: str
 ) -> None:
     before = raise_in(step) if fault == "raise" else None
-    during = None if fault == "raise" else at_step(step, FAULTS[fault])
+    fired: list[str] = []
+    during = None if fault == "raise" else at_step(step, FAULTS[fault], fired)
     code, summary, printed, _load, verdict = _move_under_load(
         tmp_path, strategy, seed=11, before=before, during=during
     )
     assert code in (0, 2), printed
+    assert fault == "raise" or fired == [step], f"{fault} never fired at {step}"
     if fault == "raise":
         assert code == 2 and summary["status"] == "ROLLED_BACK", printed
     assert verdict.route is not None and verdict.route.status == ACTIVE, verdict.route
