@@ -12,12 +12,12 @@ the checkpoint and replays `orders` from it can re-emit events (same seqs: consu
 them, hotshard.dedupe) but never skips one.
 
 Besides the owned partitions, the consumer reads the partitions shadows follow and the
-`pending-orders` partitions replays take records from (engine.service.core). Periodic
-snapshots and those a move needs are dumped by a forked child (engine.service.forked): the
-loop pays only the fork, the book goes on matching, and a worker stores what the child
-writes (`offload`). Ownership is refreshed by a heartbeat thread while the
-loop keeps turning (a loop stuck longer than the ownership TTL loses it), and a flush
-never waits longer than a third of that TTL.
+`pending-orders` partitions replays take records from (engine.service.core). Every
+snapshot (periodic, after Redis comes back, at shutdown, and those a move needs) is dumped
+by a forked child (engine.service.forked): the loop pays only the fork, the book goes on
+matching, and a worker stores what the child writes (`offload`). Ownership is refreshed
+by a heartbeat thread while the loop keeps turning (a loop stuck longer than the ownership
+TTL loses it), and a flush never waits longer than a third of that TTL.
 """
 
 import functools
@@ -34,7 +34,7 @@ import redis
 from confluent_kafka import KafkaException
 
 from engine.book import Book
-from engine.book.snapshot import SnapshotInfo, dump, load
+from engine.book.snapshot import SnapshotInfo, load
 from engine.service import forked
 from engine.service.core import EngineState, Output, restore_partition
 from engine.service.errors import EngineFailedError
@@ -283,7 +283,7 @@ class Engine:
         self._run_controls()
         self._deliver_all(SHUTDOWN_DELIVERY_S)
         try:
-            self.checkpoint_all("shutdown")
+            self.final_checkpoint()
         finally:
             self._closing = False
             self._turned = 0.0
@@ -421,9 +421,10 @@ class Engine:
     def _redis_step(self, now: float, work: Callable[[], object]) -> None:
         """Run Redis work of the loop; an unreachable Redis (restarting, failing over)
         does not stop matching: the work is tried again with backoff (1 s doubling to
-        REDIS_RETRY_MAX_S), and once Redis answers again every book's snapshot and every
-        partition's checkpoint are written anew, since it may have come back empty
-        (hotshard.route.rebuild_routes re-lists the symbols from those checkpoints)."""
+        REDIS_RETRY_MAX_S), and once Redis answers again the next turn starts a periodic
+        checkpoint (forked; if Redis came back empty it snapshots every book, see
+        `_reclaim_if_forgotten`), so hotshard.route.rebuild_routes can re-list the symbols
+        from those checkpoints."""
         try:
             work()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -437,7 +438,9 @@ class Engine:
             down_s = round(now - self._redis_lost, 3)
             self._redis_lost = 0.0
             log.warning("redis reachable again", extra={"down_s": down_s})
-            self._redis_step(now, lambda: self.checkpoint_all("redis-back"))
+            # snapshots and checkpoints anew by the forked periodic checkpoint, on the next
+            # turn with no child running (it reclaims first): never a dump on the loop
+            self._last_snapshot = 0.0
 
     def _heartbeat(self) -> None:
         s = self.settings
@@ -456,33 +459,44 @@ class Engine:
             log.warning("events not yet delivered", extra={"pending": remaining})
         return remaining == 0 and not self._failure
 
-    def checkpoint_all(self, why: str, *, snapshots: bool = True) -> bool:
-        """Write every owned partition's checkpoint, after flushing; with `snapshots`,
-        first snapshot every changed active book on the loop (the periodic checkpoint)."""
+    def final_checkpoint(self) -> bool:
+        """The shutdown's checkpoint of every owned partition, after flushing: every changed
+        active book is snapshotted first, by a forked child like the periodic one (so no
+        book is ever dumped in the engine's own process; nothing matches any more, so the
+        loop just waits for it). A fork that fails leaves the checkpoint naming the
+        snapshots stored before (a restart then replays more)."""
         if not self.flush():
             return False
         began = time.monotonic()
         state = self.state
         self._reclaim_if_forgotten()
-        changed = []
-        if snapshots:
-            changed = sorted(s for s in state.dirty if state.active(s))
-            for symbol in changed:
-                self.store_snapshot(symbol)
+        todo = sorted(s for s in state.dirty if state.active(s))
+        stored: list[str] = []
+        if todo:
+            captured = {s: self._capture(s) for s in todo}
+            try:
+                child = self.fork_dump([spec for spec, _seq in captured.values()])
+            except OSError as exc:
+                log.warning("final snapshot fork failed", extra={"error": str(exc)})
+            else:
+                try:
+                    self._store_frames(child, captured, lambda keep: keep(), stored)
+                except forked.DumpFailedError as exc:
+                    log.warning("final snapshots incomplete", extra={"error": str(exc)})
         if not self.write_checkpoints():
             return False
         log.info(
             "checkpoint",
             extra={
-                "why": why,
-                "snapshots": len(changed),
+                "why": "shutdown",
+                "snapshots": len(stored),
                 "seconds": round(time.monotonic() - began, 3),
                 "positions": dict(state.position),
             },
         )
         return True
 
-    def _reclaim_if_forgotten(self) -> None:
+    def _reclaim_if_forgotten(self) -> bool:
         """A Redis that restarted or failed over (its run_id changed) may have come back
         without its data (no AOF, writes lost in a failover): who owns the partitions, the
         snapshot records. Claim the partitions again (if another instance holds one, the
@@ -491,11 +505,11 @@ class Engine:
         hotshard.route.rebuild_routes can re-list every symbol from them."""
         run_id = str(self.redis.info("server").get("run_id", ""))
         if run_id == self._redis_run_id:
-            return
+            return False
         first = not self._redis_run_id
         self._redis_run_id = run_id
         if first:
-            return
+            return False
         s = self.settings
         registry.claim_partitions(
             self.redis, s.instance, self.partitions, int(s.ownership_ttl_s * 1000)
@@ -503,6 +517,7 @@ class Engine:
         self.register()
         self.state.dirty.update(self.state.market.books)
         log.warning("redis restarted or failed over: partitions claimed, books re-snapshot")
+        return True
 
     def periodic_checkpoint(self) -> None:
         """Snapshot every changed active book in one forked child (engine.service.forked:
@@ -516,6 +531,11 @@ class Engine:
         began = time.monotonic()
 
         def write(stored: int, fork_ms: float) -> None:
+            if self._reclaim_if_forgotten():
+                # Redis forgot while the child's snapshots were stored: a checkpoint now
+                # could name lost ones; the next turn's periodic snapshots every book again
+                self._last_snapshot = 0.0
+                return
             if self.flush() and self.write_checkpoints():
                 log.info(
                     "checkpoint",
@@ -542,31 +562,8 @@ class Engine:
         self._periodic = child
         stored: list[str] = []
 
-        def keep(symbol: str, location: str) -> None:
-            spec, seq = captured[symbol]
-            if state.market.books.get(symbol) is spec.book:  # not removed (and back) since
-                self.stored(symbol, location, spec.input_offset, seq)
-                stored.append(symbol)
-
         def store() -> None:
-            try:
-                for symbol, data in child.frames():
-                    spec, seq = captured[symbol]
-                    try:
-                        record = self.store.put(
-                            symbol,
-                            data,
-                            partition=spec.partition,
-                            input_offset=spec.input_offset,
-                            seq=seq,
-                            owner_epoch=spec.owner_epoch,
-                        )
-                    except Exception as exc:  # this one waits for the next checkpoint
-                        log.warning("snapshot failed", extra={"symbol": symbol, "error": str(exc)})
-                        continue
-                    self.post(functools.partial(keep, symbol, record.location))
-            finally:
-                child.wait()
+            self._store_frames(child, captured, self.post, stored)
 
         def then(done: "Future[None]") -> None:
             self._periodic = None
@@ -577,6 +574,43 @@ class Engine:
             self._redis_step(time.monotonic(), lambda: write(len(stored), fork_ms))
 
         self.offload(store, then)
+
+    def _store_frames(
+        self,
+        child: DumpChild,
+        captured: dict[str, tuple[DumpSpec, int]],
+        on_loop: Callable[[Callable[[], None]], None],
+        stored: list[str],
+    ) -> None:
+        """Store each snapshot `child` writes (a failed store waits for the next checkpoint)
+        and have `on_loop` run, on the loop, the step that lets the next checkpoint name it
+        (`stored` lists those); reaps the child (DumpFailedError if it did not finish)."""
+        state = self.state
+
+        def keep(symbol: str, location: str) -> None:
+            spec, seq = captured[symbol]
+            if state.market.books.get(symbol) is spec.book:  # not removed (and back) since
+                self.stored(symbol, location, spec.input_offset, seq)
+                stored.append(symbol)
+
+        try:
+            for symbol, data in child.frames():
+                spec, seq = captured[symbol]
+                try:
+                    record = self.store.put(
+                        symbol,
+                        data,
+                        partition=spec.partition,
+                        input_offset=spec.input_offset,
+                        seq=seq,
+                        owner_epoch=spec.owner_epoch,
+                    )
+                except Exception as exc:  # this one waits for the next checkpoint
+                    log.warning("snapshot failed", extra={"symbol": symbol, "error": str(exc)})
+                    continue
+                on_loop(functools.partial(keep, symbol, record.location))
+        finally:
+            child.wait()
 
     def cancel_periodic(self, symbol: str) -> None:
         """On the loop: `symbol` is about to be fenced or removed; if the periodic child has
@@ -641,24 +675,6 @@ class Engine:
                 del self.state.fences[symbol]
                 del seen[symbol]
                 log.info("fence dropped", extra={"symbol": symbol})
-
-    def store_snapshot(self, symbol: str) -> SnapshotResult:
-        """Snapshot a book on the loop (periodic checkpoints, Restore)."""
-        book = self.state.market.books[symbol]
-        partition = self.state.home.get(symbol, -1)
-        offset = self.state.applied_offset(symbol)
-        epoch = self.state.epoch.get(symbol, 0)
-        data = dump(book, input_offset=offset, partition=partition, owner_epoch=epoch)
-        record = self.store.put(
-            symbol,
-            data,
-            partition=partition,
-            input_offset=offset,
-            seq=book.seq,
-            owner_epoch=epoch,
-        )
-        self.stored(symbol, record.location, offset, book.seq)
-        return SnapshotResult(partition, offset, record.location, book.seq, epoch, len(data))
 
     def stored(self, symbol: str, location: str, offset: int, seq: int) -> None:
         """A snapshot of the symbol's book at `offset` is durable at `location` (on the

@@ -17,7 +17,7 @@ import redis
 
 from engine.book import Book, Instrument, add
 from engine.book.snapshot import dump, load
-from engine.service import core, operations
+from engine.service import core, forked, operations
 from engine.service import loop as engine_loop
 from engine.service.store import SnapshotStore
 from hotshard import names, recovery
@@ -292,8 +292,9 @@ def test_restore_and_follow_never_decode_or_dump_on_the_loop(broker, redis_serve
 
         return call
 
-    # (a snapshot child's dumps run in the child: it never appears here)
-    monkeypatch.setattr(engine_loop, "dump", watched(dump))
+    # (a snapshot child's dumps run in the child: it never appears here; the loop module
+    # has no dump of its own any more, every snapshot is forked)
+    monkeypatch.setattr(forked, "dump", watched(forked.dump))
     for module in (engine_loop, operations):
         monkeypatch.setattr(module, "load", watched(module.load))
     restored, shadowed = Book(Instrument("RST")), Book(Instrument("FOL"))

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from engine.book import Market, add, snapshot
+from engine.book import Book, Market, add, snapshot
+from engine.service import forked
+from engine.service import loop as engine_loop
 from engine.service.core import EngineState
 from engine.service.loop import Engine
 from engine.service.operations import Operations
@@ -138,3 +140,30 @@ def test_a_fence_does_not_wait_for_the_periodic_snapshot_of_its_symbol_it_cancel
     finally:
         engine.stopping.set()
         loop.join(30)
+
+
+def test_the_final_checkpoint_of_a_stop_is_dumped_by_a_child_not_in_the_engine(
+    engine, monkeypatch
+):
+    # before: shutdown's checkpoint dumped every changed book in the engine's own process
+    # (the last place a book was dumped on the loop thread besides "redis-back")
+    in_process: list[str] = []
+
+    def watched(book: Book, **kw: Any) -> bytes:
+        in_process.append(book.symbol)  # a forked child's calls never show up here
+        return snapshot.dump(book, **kw)
+
+    monkeypatch.setattr(engine_loop, "dump", watched, raising=False)
+    monkeypatch.setattr(forked, "dump", watched)
+    state = engine.state
+    book = big_book("A", 50_000)
+    state.add_book(book, 0, 99)
+    state.apply_batch([record(100, "A", "last")])
+    at_stop = snapshot.dump(book, input_offset=100, partition=0)
+    engine.shutdown()
+    assert in_process == []
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None
+    entry = checkpoint.books["A"]
+    assert (entry.offset, entry.seq) == (100, 50_001)
+    assert engine.store.fetch(entry.location) == at_stop
