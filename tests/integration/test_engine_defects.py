@@ -294,7 +294,7 @@ def test_restore_and_follow_never_decode_or_dump_on_the_loop(broker, redis_serve
 
     # (a snapshot child's dumps run in the child: it never appears here; the loop module
     # has no dump of its own any more, every snapshot is forked)
-    monkeypatch.setattr(forked, "dump", watched(forked.dump))
+    monkeypatch.setattr(forked, "dump", watched(dump))
     for module in (engine_loop, operations):
         monkeypatch.setattr(module, "load", watched(module.load))
     restored, shadowed = Book(Instrument("RST")), Book(Instrument("FOL"))

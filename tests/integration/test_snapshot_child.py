@@ -142,9 +142,7 @@ def test_a_fence_does_not_wait_for_the_periodic_snapshot_of_its_symbol_it_cancel
         loop.join(30)
 
 
-def test_the_final_checkpoint_of_a_stop_is_dumped_by_a_child_not_in_the_engine(
-    engine, monkeypatch
-):
+def test_the_final_checkpoint_of_a_stop_is_dumped_by_a_child_not_in_the_engine(engine, monkeypatch):
     # before: shutdown's checkpoint dumped every changed book in the engine's own process
     # (the last place a book was dumped on the loop thread besides "redis-back")
     in_process: list[str] = []
