@@ -66,7 +66,7 @@ REDIS_PENDING_END = "pending-end:{}:{}"  # symbol, epoch -> "topic/partition/@st
 REDIS_FLEET_CLAIM = "fleet-claim:{}"  # string per engine instance: the migration that took it
 REDIS_FLEET_SCALED = "fleet-scaled:{}"  # string per execution: it raised the desired capacity
 REDIS_PENDING_FROM = "pending-from:{}:{}"  # symbol, epoch: pending-orders' start of the replay
-REDIS_MIGRATION_ENDED = "migration-ended"  # string: ms the last migration ended (cooldown)
+REDIS_MIGRATION_ENDED = "migration-ended:{}"  # string per symbol: ms its last migration ended
 REDIS_MOVE = "move:{}:{}"  # symbol, epoch: JSON of the switch (target's start offset, time)
 
 # Environment variables of the engine beyond the fleet's common ones (all optional).
@@ -122,6 +122,9 @@ WEBSOCKET_ROUTES = (
 # fleet, and spare ones reserved for migration targets: warm-pool engines own them empty.
 ENV_SPARE_PARTITIONS = "SPARE_PARTITIONS"  # e.g. "12-47": never list a symbol there
 ENV_MIGRATION_COOLDOWN_S = "MIGRATION_COOLDOWN_S"  # s after a move in which an alarm moves nothing
+# the alarms' thresholds (cdk.json): which other symbol an alarm moves while one cools down
+ENV_CPU_ALARM_THRESHOLD = "CPU_ALARM_THRESHOLD"
+ENV_RATE_ALARM_THRESHOLD = "SYMBOL_RATE_ALARM_THRESHOLD"
 REDIS_SPARE_PARTITIONS = "spare-partitions"  # set: partitions listing never picks (warm pool)
 REDIS_PARTITION_HOME = "home:orders:{}"  # string per partition: the engine whose claim on it
 # survives restarts and stopped warm-pool instances (no TTL; the lease is owner:orders:{})

@@ -229,6 +229,8 @@ class MigrationStack(Stack):
             names.ENV_SPARE_PARTITIONS: config.spare_partition_list,
             # the alarms' period is one minute (_hot_alarm)
             names.ENV_MIGRATION_COOLDOWN_S: str(config.migration_cooldown_periods * 60),
+            names.ENV_CPU_ALARM_THRESHOLD: str(config.cpu_alarm_threshold),
+            names.ENV_RATE_ALARM_THRESHOLD: str(config.symbol_rate_alarm_threshold),
         }
         self.tasks: dict[str, HotshardFunction] = {}
         for fn in functions.values():

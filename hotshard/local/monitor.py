@@ -4,12 +4,13 @@ engine process CPU (ProcessCpu) and the highest per-symbol order rate (SymbolOrd
 judges them like the alarms (threshold from cdk.json's context, greater than it in
 hotshard:alarmDatapointsToAlarm of the last hotshard:alarmEvaluationPeriods periods) and,
 on a transition to ALARM, starts one execution of the state machine with the event
-EventBridge would deliver - not while one it started runs, nor for
-hotshard:migrationCooldownPeriods periods after it ended (a moved symbol's meters restart
-on its new engine: without a cooldown the alarm may go OK and back to ALARM and move
-again at once; in AWS, DetectHotSymbol refuses an alarm's execution during the same
-cooldown). Locally a period is a few seconds, not a minute; the thresholds and counts are
-the same."""
+EventBridge would deliver - not while one it started runs, nor when the symbol it would
+move is within hotshard:migrationCooldownPeriods periods of the end of its own last
+migration and no other is above the alarm's threshold (a moved symbol's meters restart
+on its new engine: without a cooldown the alarm may go OK and back to ALARM and move it
+again at once; the cooldown is per symbol: a second hot symbol elsewhere may move; in
+AWS, DetectHotSymbol makes the same decision, plan.hottest). Locally a period is a few
+seconds, not a minute; the thresholds and counts are the same."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hotshard import names
 from hotshard.migration import plan
+from hotshard.migration.errors import NoHotSymbol
+from hotshard.reasons import Reason
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 DEFAULT_CPU_THRESHOLD = 85.0
@@ -107,6 +110,13 @@ def alarm_event(alarm: Alarm, value: float | None) -> dict[str, Any]:
     }
 
 
+def loads(stats: Iterable[Any]) -> list[plan.EngineLoad]:
+    """The engines' loads as DetectHotSymbol sees them, from their StatsReply."""
+    return [
+        plan.engine_load(s.instance_id, "", (p.partition for p in s.partitions), s) for s in stats
+    ]
+
+
 def maxima(stats: Iterable[Any]) -> tuple[float | None, float | None]:
     """(max process CPU, max per-symbol orders/s) over engines' StatsReply."""
     cpu: float | None = None
@@ -120,8 +130,9 @@ def maxima(stats: Iterable[Any]) -> tuple[float | None, float | None]:
 
 class Monitor:
     """Every `period_s`: read Stats, judge both alarms, start an execution on ALARM (not
-    while one it started is still running, nor within the cooldown after it ended:
-    plan.cooling_down)."""
+    while one it started is still running, nor when plan.hottest says every candidate is
+    cooling down). `ended(symbols)`: when each symbol's last migration ended (seconds on
+    `clock`; hotshard.migration.steps.ended_ms read from Redis)."""
 
     def __init__(
         self,
@@ -134,7 +145,8 @@ class Monitor:
         rate_threshold: float | None = None,
         say: Callable[[str], None] = lambda _line: None,
         cooldown_periods: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        ended: Callable[[Iterable[str]], Mapping[str, float]] = lambda _symbols: {},
+        clock: Callable[[], float] = time.time,
     ) -> None:
         cpu, rate = thresholds()
         judged = evaluation()
@@ -155,41 +167,52 @@ class Monitor:
             ),
         )
         self.read_stats, self.start, self.running = read_stats, start, running
-        self.period_s, self.say, self.clock = period_s, say, clock
+        self.period_s, self.say, self.clock, self.ended = period_s, say, clock, ended
         periods = judged.cooldown if cooldown_periods is None else cooldown_periods
         self.cooldown_s = periods * period_s
         self.started: list[str] = []
-        self.ended_at: float | None = None  # when the last execution it started was seen ended
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def tick(self) -> str | None:
         try:
-            cpu, rate = maxima(self.read_stats())
+            stats = self.read_stats()
         except Exception:
-            cpu, rate = None, None
+            stats = []
+        cpu, rate = maxima(stats)
         fired = [
             (alarm, value)
             for alarm, value in zip(self.alarms, (cpu, rate), strict=True)
             if alarm.observe(value)
         ]
-        if self.started and self.ended_at is None and not self.running(self.started[-1]):
-            self.ended_at = self.clock()
         if not fired:
             return None
-        if self.started and self.ended_at is None:
+        if self.started and self.running(self.started[-1]):
             return None  # one it started is still running
-        now = self.clock()
-        if plan.cooling_down(now, self.ended_at, self.cooldown_s):
-            alarm, value = fired[0]
-            self.say(f"monitor: {alarm.name} during the cooldown after a move: nothing started")
-            return None
         alarm, value = fired[0]
+        refused = self._cooling_down(alarm, loads(stats))
+        if refused:
+            self.say(f"monitor: {alarm.name}: {refused}: nothing started")
+            return None
         arn = self.start(alarm_event(alarm, value))
         self.started.append(arn)
-        self.ended_at = None
         self.say(f"monitor: {alarm.name} ({alarm.metric} {value} > {alarm.threshold}): {arn}")
         return arn
+
+    def _cooling_down(self, alarm: Alarm, engines: list[plan.EngineLoad]) -> str:
+        """Why DetectHotSymbol would move nothing for the cooldown ("" : it may move one)."""
+        symbols = [s for e in engines for s in e.symbols]
+        try:
+            ended = self.ended(symbols)
+        except Exception:  # Redis away: DetectHotSymbol, reading it, decides
+            ended = {}
+        cooling = plan.cooling(self.clock(), ended, self.cooldown_s)
+        try:
+            by_rate = alarm.name == plan.RATE_ALARM
+            plan.hottest(engines, by_rate=by_rate, cooling=cooling, threshold=alarm.threshold)
+        except NoHotSymbol as exc:
+            return exc.detail if exc.reason == Reason.MIGRATION_COOLDOWN else ""
+        return ""
 
     def run(self) -> None:
         while not self._stop.wait(self.period_s):

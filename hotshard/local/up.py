@@ -29,12 +29,13 @@ from typing import Any
 from hotshard import kafka, route
 from hotshard.local.control import ASG_NAME, REGION, ControlPlane, control_plane, redis_faults
 from hotshard.local.fleet import WarmPool
-from hotshard.local.monitor import Monitor, evaluation
+from hotshard.local.monitor import Monitor, evaluation, thresholds
 from hotshard.local.services.broker import Broker, tansu
 from hotshard.local.services.engine import EngineProcess, start_engine
 from hotshard.local.services.gateway import GatewayProcess, start_gateway
 from hotshard.local.services.process import ServiceError, free_port, workdir
 from hotshard.local.services.redis import RedisServer, redis_server
+from hotshard.migration import steps
 from hotshard.migration.engines import EngineClient
 from hotshard.migration.settings import MigrationSettings
 
@@ -277,6 +278,8 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
             spare_partitions=spare,
             # the alarms' cooldown, in the monitor's periods (as infra/migration.py's in minutes)
             cooldown_s=evaluation().cooldown * options.monitor_period_s,
+            cpu_alarm_threshold=options.cpu_threshold or thresholds()[0],
+            rate_alarm_threshold=options.rate_threshold or thresholds()[1],
         )
         with control_plane(settings, REGION) as plane:
             say(f"control plane: moto {plane.url}, state machine {plane.state_machine_arn}")
@@ -326,6 +329,9 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
                         cpu_threshold=options.cpu_threshold,
                         rate_threshold=options.rate_threshold,
                         say=say,
+                        ended=lambda symbols: {
+                            s: ms / 1000 for s, ms in steps.ended_ms(r, symbols).items()
+                        },
                     )
                     cluster.monitor.start_thread()
                 cluster.write_state()

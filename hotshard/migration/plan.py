@@ -4,7 +4,7 @@ summary of a finished move. No I/O: hotshard.migration.steps feeds them what it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +68,37 @@ class EngineLoad:
 RATE_ALARM = "SymbolRateHigh"  # infra/migration.py's per-symbol rate alarm
 
 
+def engine_load(instance: str, address: str, partitions: Iterable[int], stats: Any) -> EngineLoad:
+    """An engine's load from its StatsReply: the orders/s of the symbols it owns (not its
+    shadows, on other partitions; not its fenced books, leaving)."""
+    owned = set(partitions)
+    fenced = {f.symbol for f in stats.fences}
+    symbols = {
+        s.symbol: s.orders_per_second
+        for s in stats.symbols
+        if (s.partition in owned or not s.partition) and s.symbol not in fenced
+    }
+    return EngineLoad(instance, address, tuple(sorted(owned)), stats.cpu_percent, symbols)
+
+
 def hottest(
-    engines: Iterable[EngineLoad], engine: str | None = None, *, by_rate: bool = False
+    engines: Iterable[EngineLoad],
+    engine: str | None = None,
+    *,
+    by_rate: bool = False,
+    cooling: Set[str] = frozenset(),
+    threshold: float | None = None,
 ) -> tuple[EngineLoad, str]:
     """The engine to relieve and its busiest symbol: `engine`; else, `by_rate` (the rate
     alarm fired), the engine of the busiest symbol; else the highest CPU, then orders/s.
-    Moving an engine's only symbol relieves nothing: NoHotSymbol."""
+    Moving an engine's only symbol relieves nothing: NoHotSymbol.
+
+    `cooling` (an alarm's execution): symbols whose last migration ended within the
+    cooldown; none of them moves again yet (a moved symbol's meters restart on its new
+    engine). When the hottest is one of them, the hottest other candidate still above the
+    alarm's `threshold` moves instead: a symbol, by its orders/s (`by_rate`), or an engine,
+    by its CPU, whose busiest symbol is not cooling down (the load of one that is, is the
+    moved symbol's). None (or no threshold known): NoHotSymbol(MIGRATION_COOLDOWN)."""
     pool = list(engines)
     if engine is not None:
         pool = [e for e in pool if e.instance == engine]
@@ -89,8 +114,46 @@ def hottest(
         source = max(busy, key=lambda e: (e.cpu_percent, sum(e.symbols.values()), e.instance))
     if len(source.symbols) < 2:
         raise NoHotSymbol(f"{source.instance} trades one symbol only: moving it relieves nothing")
-    symbol = max(source.symbols, key=lambda s: (source.symbols[s], s))
-    return source, symbol
+    symbol = _busiest(source)
+    if symbol not in cooling:
+        return source, symbol
+    other = _not_cooling(busy, by_rate=by_rate, cooling=cooling, threshold=threshold)
+    if other is None:
+        raise NoHotSymbol(
+            f"{symbol} is the hottest and its last migration ended within the cooldown; "
+            "no other symbol is above the alarm's threshold",
+            Reason.MIGRATION_COOLDOWN,
+        )
+    return other
+
+
+def _busiest(load: EngineLoad, skip: Set[str] = frozenset()) -> str:
+    return max((s for s in load.symbols if s not in skip), key=lambda s: (load.symbols[s], s))
+
+
+def _not_cooling(
+    busy: list[EngineLoad], *, by_rate: bool, cooling: Set[str], threshold: float | None
+) -> tuple[EngineLoad, str] | None:
+    """The hottest candidate above `threshold` that is not cooling down (hottest's)."""
+    if threshold is None:
+        return None
+    shared = [e for e in busy if len(e.symbols) > 1]
+    if by_rate:
+        rates = [
+            (rate, e.instance, s, e)
+            for e in shared
+            for s, rate in e.symbols.items()
+            if s not in cooling and rate > threshold
+        ]
+        if not rates:
+            return None
+        _rate, _instance, symbol, source = max(rates, key=lambda r: (r[0], r[1], r[2]))
+        return source, symbol
+    hot = [e for e in shared if e.cpu_percent > threshold and _busiest(e) not in cooling]
+    if not hot:
+        return None
+    source = max(hot, key=lambda e: (e.cpu_percent, sum(e.symbols.values()), e.instance))
+    return source, _busiest(source)
 
 
 def check_has_book(symbol: str, source: str, books: Iterable[str]) -> None:
@@ -146,11 +209,17 @@ def choose_target(
 
 
 def cooling_down(now: float, ended: float | None, cooldown: float) -> bool:
-    """Whether an alarm at `now` comes within `cooldown` of the end of the last migration
-    (`ended`, None: none ended yet): it starts no other one then. The local monitor and
-    DetectHotSymbol (an alarm's execution) both ask, with cdk.json's
-    hotshard:migrationCooldownPeriods times the alarm period."""
+    """Whether an alarm at `now` comes within `cooldown` of the end of a symbol's last
+    migration (`ended`, None: none ended yet): it does not move that symbol again then."""
     return ended is not None and 0 <= now - ended < cooldown
+
+
+def cooling(now: float, ended: Mapping[str, float], cooldown: float) -> frozenset[str]:
+    """The symbols an alarm at `now` does not move (`ended`: when each symbol's last
+    migration ended). The local monitor and DetectHotSymbol (an alarm's execution) both
+    ask, with cdk.json's hotshard:migrationCooldownPeriods times the alarm period, and
+    pass the answer to `hottest`: the cooldown is per symbol, another hot one may move."""
+    return frozenset(s for s, at in ended.items() if cooling_down(now, at, cooldown))
 
 
 def may_scale_in(

@@ -40,8 +40,14 @@ class MigrationSettings:
     spare_partitions: tuple[int, ...] = ()
     catch_up_lag: int = 64
     catch_up_wait_s: float = 20.0
-    # after a migration ends, an alarm starts no other one for this long (0: no cooldown)
+    # after a symbol's migration ends, an alarm does not move it again for this long (0: no
+    # cooldown); another symbol above the alarm's threshold may move meanwhile
     cooldown_s: float = 0.0
+    cpu_alarm_threshold: float | None = None  # None: unknown, no other symbol moves
+    rate_alarm_threshold: float | None = None
+
+    def alarm_threshold(self, *, by_rate: bool) -> float | None:
+        return self.rate_alarm_threshold if by_rate else self.cpu_alarm_threshold
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MigrationSettings:
@@ -59,4 +65,11 @@ class MigrationSettings:
             catch_up_lag=int(env_value(env, ENV_CATCH_UP_LAG, str(d.catch_up_lag))),
             catch_up_wait_s=float(env_value(env, ENV_CATCH_UP_WAIT_S, str(d.catch_up_wait_s))),
             cooldown_s=float(env_value(env, names.ENV_MIGRATION_COOLDOWN_S, str(d.cooldown_s))),
+            cpu_alarm_threshold=_threshold(env, names.ENV_CPU_ALARM_THRESHOLD),
+            rate_alarm_threshold=_threshold(env, names.ENV_RATE_ALARM_THRESHOLD),
         )
+
+
+def _threshold(env: Mapping[str, str], name: str) -> float | None:
+    value = env_value(env, name, "")
+    return float(value) if value else None

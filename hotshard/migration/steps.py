@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,19 +125,7 @@ def _loads(ctx: Context) -> list[plan.EngineLoad]:
             stats = ctx.client(engine.address).stats()
         except (EngineUnavailable, EngineCallFailed):
             continue
-        owned = set(engine.partitions)
-        symbols = {
-            s.symbol: s.orders_per_second
-            for s in stats.symbols
-            if s.partition in owned or not s.partition
-        }
-        fenced = {f.symbol for f in stats.fences}
-        symbols = {s: rate for s, rate in symbols.items() if s not in fenced}
-        out.append(
-            plan.EngineLoad(
-                engine.instance, engine.address, engine.partitions, stats.cpu_percent, symbols
-            )
-        )
+        out.append(plan.engine_load(engine.instance, engine.address, engine.partitions, stats))
     return out
 
 
@@ -146,12 +134,17 @@ def _loads(ctx: Context) -> list[plan.EngineLoad]:
 
 def detect_hot_symbol(ctx: Context, state: State) -> Result:
     request = plan.parse_request(state)
-    if request.alarm:
-        _check_cooldown(ctx, request.alarm)
     symbol = request.symbol
     if symbol is None:
         by_rate = request.alarm == plan.RATE_ALARM
-        _, symbol = plan.hottest(_loads(ctx), request.engine, by_rate=by_rate)
+        loads = _loads(ctx)
+        _, symbol = plan.hottest(
+            loads,
+            request.engine,
+            by_rate=by_rate,
+            cooling=_cooling(ctx, loads) if request.alarm else frozenset(),
+            threshold=ctx.settings.alarm_threshold(by_rate=by_rate),
+        )
     found = route.lookup(ctx.redis, symbol)
     if found is None:
         raise BadInput(f"{symbol} is not listed")
@@ -180,23 +173,26 @@ def detect_hot_symbol(ctx: Context, state: State) -> Result:
     }
 
 
-def _check_cooldown(ctx: Context, alarm: str) -> None:
-    """An alarm's execution within the cooldown after the last migration ended moves
-    nothing (the local monitor makes the same decision before it starts one)."""
-    raw = ctx.redis.get(names.REDIS_MIGRATION_ENDED)
-    ended = None if raw is None else int(text(raw))
-    cooldown_ms = ctx.settings.cooldown_s * 1000
-    if plan.cooling_down(ctx.clock_ms(), ended, cooldown_ms):
-        raise NoHotSymbol(
-            f"{alarm}: within the {ctx.settings.cooldown_s:.0f} s cooldown after the last "
-            "migration ended",
-            Reason.MIGRATION_COOLDOWN,
-        )
+def ended_ms(r: redis.Redis, symbols: Iterable[str]) -> dict[str, int]:
+    """When each symbol's last migration ended (ms; absent: none within KEY_TTL_S)."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    values = r.mget([names.REDIS_MIGRATION_ENDED.format(s) for s in wanted])
+    return {s: int(text(v)) for s, v in zip(wanted, values, strict=True) if v is not None}
 
 
-def _ended(ctx: Context) -> None:
-    """Stamp the end of a migration (moved or rolled back): the cooldown starts."""
-    ctx.redis.set(names.REDIS_MIGRATION_ENDED, str(ctx.clock_ms()), ex=KEY_TTL_S)
+def _cooling(ctx: Context, loads: list[plan.EngineLoad]) -> frozenset[str]:
+    """The symbols an alarm's execution does not move yet: their last migration (moved or
+    rolled back) ended within the cooldown. The local monitor makes the same decision
+    before it starts one."""
+    ended = ended_ms(ctx.redis, (s for load in loads for s in load.symbols))
+    return plan.cooling(ctx.clock_ms(), ended, ctx.settings.cooldown_s * 1000)
+
+
+def _ended(ctx: Context, symbol: str) -> None:
+    """Stamp the end of the symbol's migration (moved or rolled back): its cooldown starts."""
+    ctx.redis.set(names.REDIS_MIGRATION_ENDED.format(symbol), str(ctx.clock_ms()), ex=KEY_TTL_S)
 
 
 def provision_new_instance(ctx: Context, state: State) -> Result:
@@ -424,7 +420,7 @@ def cleanup(ctx: Context, state: State) -> Result:
         if not _gone(exc):
             raise
     ctx.fleet.release(target, execution=move.execution)
-    _ended(ctx)
+    _ended(ctx, move.symbol)
     return plan.summary(state, "SUCCEEDED", ctx.clock_ms())
 
 
@@ -476,7 +472,7 @@ def rollback(ctx: Context, state: State) -> Result:
         raise
     if target is not None:
         _drop_target(ctx, move, target)
-    _ended(ctx)
+    _ended(ctx, move.symbol)
     return {
         "route": decided.route,
         "epoch": decided.unfence_epoch,

@@ -6,7 +6,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
 from hotshard import names
-from hotshard.local.monitor import evaluation
+from hotshard.local.monitor import evaluation, thresholds
 from infra.app import build
 from infra.migration import (
     ASL_FILE,
@@ -146,7 +146,7 @@ def test_cpu_alarm_fires_above_85_percent(migration: Template) -> None:
 def test_the_alarms_evaluate_and_cool_down_as_the_local_monitor(migration: Template) -> None:
     """cdk.json's hotshard:alarmEvaluationPeriods / alarmDatapointsToAlarm /
     migrationCooldownPeriods: the same numbers hotshard.local.monitor reads."""
-    judged = evaluation()
+    judged, (cpu, rate) = evaluation(), thresholds()
     for metric in ("ProcessCpu", "SymbolOrderRate"):
         migration.has_resource_properties(
             "AWS::CloudWatch::Alarm",
@@ -169,7 +169,12 @@ def test_the_alarms_evaluate_and_cool_down_as_the_local_monitor(migration: Templ
             "Handler": "statemachine.tasks.detect_hot_symbol.handler",
             "Environment": {
                 "Variables": Match.object_like(
-                    {names.ENV_MIGRATION_COOLDOWN_S: str(judged.cooldown * 60)}
+                    {
+                        names.ENV_MIGRATION_COOLDOWN_S: str(judged.cooldown * 60),
+                        # which other symbol an alarm moves while one cools down: the alarms'
+                        names.ENV_CPU_ALARM_THRESHOLD: str(round(cpu)),
+                        names.ENV_RATE_ALARM_THRESHOLD: str(round(rate)),
+                    }
                 )
             },
         },

@@ -41,10 +41,15 @@ def test_two_of_three_periods_above_the_threshold_alarm_once() -> None:
     assert not Alarm("x", "m", 85).observe(85)  # greater than, not equal
 
 
-def _stats(cpu: float, **rates: float) -> Any:
+def _stats(cpu: float, instance: str = "e-0", **rates: float) -> Any:
     return SimpleNamespace(
+        instance_id=instance,
         cpu_percent=cpu,
-        symbols=[SimpleNamespace(symbol=s, orders_per_second=v) for s, v in rates.items()],
+        symbols=[
+            SimpleNamespace(symbol=s, orders_per_second=v, partition=0) for s, v in rates.items()
+        ],
+        partitions=[SimpleNamespace(partition=0)],
+        fences=[],
     )
 
 
@@ -85,39 +90,51 @@ def test_the_monitor_starts_one_execution_per_alarm_and_not_while_running() -> N
     assert started[0]["detail"]["alarmName"] == "EngineCpuHigh"
 
 
-def test_no_second_migration_within_the_cooldown_after_one_ended() -> None:
-    """ALARM, OK, ALARM again right after the move ended (a moved symbol's meters restart):
-    nothing starts until cooldown periods have passed since the end."""
+def test_no_second_migration_of_a_symbol_within_its_cooldown_another_may_move() -> None:
+    """ALARM, OK, ALARM again right after HOT's move ended (its meters restart on its new
+    engine): HOT does not move again until cooldown periods have passed since its end; a
+    second hot symbol on another engine moves meanwhile."""
     now = [0.0]
     started: list[str] = []
     running = [True]
+    ended: dict[str, float] = {}
 
     def start(_event: dict[str, Any]) -> str:
         started.append(f"arn-{len(started) + 1}")
         return started[-1]
 
-    feed: list[float] = []
+    feed: list[list[Any]] = []
     monitor = Monitor(
-        lambda: [_stats(feed.pop(0))],
+        lambda: feed.pop(0),
         start,
         lambda _arn: running[0],
         period_s=1.0,
         cpu_threshold=85,
-        cooldown_periods=4,
+        cooldown_periods=6,
+        ended=lambda symbols: {s: t for s, t in ended.items() if s in set(symbols)},
         clock=lambda: now[0],
     )
-    assert monitor.cooldown_s == 4.0
+    assert monitor.cooldown_s == 6.0
 
-    def run(values: list[float]) -> list[str | None]:
-        feed.extend(values)
+    def run(*periods: list[Any]) -> list[str | None]:
+        feed.extend(periods)
         out = []
-        for _ in values:
+        for _ in periods:
             now[0] += 1.0
             out.append(monitor.tick())
         return out
 
-    assert run([95, 95]) == [None, "arn-1"]
-    running[0] = False  # the move ends: seen at the next tick (t=3)
-    assert run([1, 1, 95, 95]) == [None, None, None, None]  # ALARM again at t=6: 3 s after the end
-    assert run([1, 1, 95, 95]) == [None, None, None, "arn-2"]  # ALARM at t=10: 7 s after the end
-    assert started == ["arn-1", "arn-2"]
+    hot = [_stats(95, "e-0", HOT=900, A=1), _stats(10, "e-1", B=5, C=1)]
+    cool = [_stats(1, "e-0", A=1), _stats(1, "e-1", HOT=1, B=5)]
+    hot_again = [_stats(1, "e-0", A=1), _stats(95, "e-1", HOT=900, B=5)]
+    assert run(hot, hot) == [None, "arn-1"]
+    running[0] = False
+    ended["HOT"] = now[0]  # HOT's move ended at t=2
+    assert run(cool, cool, hot_again, hot_again) == [None, None, None, None]  # ALARM at t=6: 4 s
+    assert run(cool, cool, hot_again, hot_again) == [None, None, None, "arn-2"]  # t=10: 8 s
+    # another symbol, hot on another engine, during HOT's cooldown: it moves
+    running[0] = False
+    ended["HOT"] = now[0]
+    both = [_stats(95, "e-0", HOT=900, A=1), _stats(90, "e-1", B=700, C=1)]
+    assert run(cool, cool, both, both) == [None, None, None, "arn-3"]  # t=14: HOT 4 s
+    assert started == ["arn-1", "arn-2", "arn-3"]

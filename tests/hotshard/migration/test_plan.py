@@ -8,6 +8,7 @@ from hotshard.migration.errors import BadInput, NoHotSymbol, NoTarget, RollbackI
 from hotshard.migration.settings import MigrationSettings, parse_partitions
 from hotshard.reasons import Reason
 from hotshard.route import ACTIVE, MIGRATING, Route
+from hotshard.v1 import control_pb2
 
 
 def test_a_request_names_a_symbol_or_an_engine() -> None:
@@ -70,6 +71,58 @@ def test_a_lone_symbol_is_not_worth_moving() -> None:
         plan.hottest([_load("a", 99, ONLY=1000)])
     with pytest.raises(NoHotSymbol):
         plan.hottest([_load("a", 0)])
+
+
+COOLING = frozenset({"HOT"})  # HOT's last migration ended within the cooldown
+
+
+def test_an_alarm_moves_a_second_hot_symbol_elsewhere_while_the_first_cools_down() -> None:
+    # HOT moved to "b" and is still its busiest (its meters restarted there); "c" is hot too
+    engines = [_load("a", 20, X=5, Y=1), _load("b", 95, HOT=900, Z=3), _load("c", 90, B=400, W=2)]
+    assert plan.hottest(engines)[1] == "HOT"  # no cooldown: the hottest
+    source, symbol = plan.hottest(engines, cooling=COOLING, threshold=85)
+    assert (source.instance, symbol) == ("c", "B")
+    source, symbol = plan.hottest(engines, by_rate=True, cooling=COOLING, threshold=100)
+    assert (source.instance, symbol) == ("c", "B")
+
+
+def test_the_cooling_symbol_itself_never_moves_nor_a_cold_one_in_its_place() -> None:
+    engines = [_load("a", 20, X=5, Y=1), _load("b", 95, HOT=900, Z=3), _load("c", 30, B=40, W=2)]
+    for by_rate, threshold in ((False, 85.0), (True, 100.0), (False, None), (True, None)):
+        with pytest.raises(NoHotSymbol, match="HOT is the hottest") as refused:
+            plan.hottest(engines, by_rate=by_rate, cooling=COOLING, threshold=threshold)
+        assert refused.value.reason == Reason.MIGRATION_COOLDOWN
+    # "b" is over the CPU threshold, but its load is HOT's: Z (3/s) would relieve nothing
+    with pytest.raises(NoHotSymbol):
+        plan.hottest([_load("b", 95, HOT=900, Z=3)], cooling=COOLING, threshold=1)
+    # by rate, a second symbol above the threshold on HOT's own engine may move
+    source, symbol = plan.hottest(
+        [_load("b", 95, HOT=900, Z=300)], by_rate=True, cooling=COOLING, threshold=100
+    )
+    assert (source.instance, symbol) == ("b", "Z")
+
+
+def test_the_cooldown_is_per_symbol() -> None:
+    ended = {"HOT": 100.0, "B": 250.0, "OLD": -500.0}
+    assert plan.cooling(279.9, ended, 180.0) == {"HOT", "B"}
+    assert plan.cooling(280.0, ended, 180.0) == {"B"}
+    assert plan.cooling(280.0, ended, 0.0) == frozenset()  # no cooldown configured
+    assert plan.cooling(280.0, {}, 180.0) == frozenset()  # nothing moved yet
+
+
+def test_an_engines_load_leaves_out_its_shadows_and_fenced_books() -> None:
+    stats = control_pb2.StatsReply(
+        cpu_percent=70,
+        symbols=[
+            control_pb2.SymbolStats(symbol="A", orders_per_second=5, partition=2),
+            control_pb2.SymbolStats(symbol="SHADOW", orders_per_second=99, partition=7),
+            control_pb2.SymbolStats(symbol="LEAVING", orders_per_second=50, partition=2),
+            control_pb2.SymbolStats(symbol="P0", orders_per_second=1, partition=0),
+        ],
+        fences=[control_pb2.FenceStats(symbol="LEAVING")],
+    )
+    load = plan.engine_load("e", "e:1", [2, 3], stats)
+    assert load == plan.EngineLoad("e", "e:1", (2, 3), 70, {"A": 5, "P0": 1})
 
 
 C = plan.Candidate

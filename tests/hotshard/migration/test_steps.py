@@ -1,8 +1,9 @@
 """Migration steps (hotshard.migration.steps) against a real Redis and the real fleet,
 with the engines' answers given: a source without the book is nothing to unfence, the
-target goes back to the pool whatever the source answers, and an alarm's execution within
-the cooldown after a migration ended moves nothing, and a PENDING_END marker is written
-once however its writer died and was retried (a real broker)."""
+target goes back to the pool whatever the source answers, an alarm's execution does not
+move a symbol within the cooldown after its last migration ended (another hot one may),
+and a PENDING_END marker is written once however its writer died and was retried (a real
+broker)."""
 # mypy: disable-error-code="arg-type,return-value"
 
 from dataclasses import dataclass, field, replace
@@ -93,7 +94,7 @@ def test_a_source_without_the_book_has_nothing_to_unfence(r: redis.Redis) -> Non
     assert (result["route"], result["source_book"], result["replayed"]) == ("none", False, 0)
     assert source.calls == ["Unfence HOT 1"] and target.calls == ["Remove HOT"]
     assert r.get(names.REDIS_FLEET_CLAIM.format("w-0")) is None  # back in the pool
-    assert r.get(names.REDIS_MIGRATION_ENDED) is not None  # the cooldown starts
+    assert r.get(names.REDIS_MIGRATION_ENDED.format("HOT")) is not None  # its cooldown starts
 
 
 @pytest.mark.integration
@@ -114,24 +115,49 @@ def test_an_unfenced_source_answers_what_it_replayed(r: redis.Redis) -> None:
     assert r.get(names.REDIS_FLEET_CLAIM.format("w-0")) is None
 
 
+@dataclass
+class Loaded:
+    """An engine that serves `rates` (symbol -> orders/s) on `partition`."""
+
+    partition: int
+    rates: dict[str, float]
+
+    def health(self) -> control_pb2.HealthReply:
+        return control_pb2.HealthReply(serving=True, symbols=list(self.rates))
+
+    def stats(self) -> control_pb2.StatsReply:
+        symbols = [
+            control_pb2.SymbolStats(symbol=s, orders_per_second=v, partition=self.partition)
+            for s, v in self.rates.items()
+        ]
+        return control_pb2.StatsReply(symbols=symbols, cpu_percent=50)
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.mark.integration
-def test_an_alarm_within_the_cooldown_moves_nothing(r: redis.Redis) -> None:
-    settings = MigrationSettings(cooldown_s=180)
+def test_an_alarm_within_a_symbols_cooldown_moves_another_hot_one_or_nothing(
+    r: redis.Redis,
+) -> None:
+    settings = MigrationSettings(cooldown_s=180, rate_alarm_threshold=100)
     ctx = _context(r, Engine(control_pb2.UnfenceReply()), Engine(control_pb2.UnfenceReply()))
     ctx = replace(ctx, settings=settings, clock_ms=lambda: 1_000_000)
+    route.list_symbol_at(r, "BEE", 4, "w-0")
+    engines = {"src:1": Loaded(0, {"HOT": 900, "AAA": 5}), "dst:1": Loaded(4, {"BEE": 40})}
+    ctx = replace(ctx, engine=engines.__getitem__)
     alarm = {"source": "aws.cloudwatch", "detail": {"alarmName": "SymbolRateHigh"}}
-    r.set(names.REDIS_MIGRATION_ENDED, str(1_000_000 - 179_000))
-    with pytest.raises(NoHotSymbol, match="cooldown") as refused:
+    r.set(names.REDIS_MIGRATION_ENDED.format("HOT"), str(1_000_000 - 179_000))
+    with pytest.raises(NoHotSymbol, match="cooldown") as refused:  # BEE is below 100/s
         steps.detect_hot_symbol(ctx, alarm)
     assert refused.value.reason == Reason.MIGRATION_COOLDOWN
-    # A move asked for by hand is not the alarm's: no cooldown (HOT has no book here).
-    with pytest.raises(NoHotSymbol) as by_hand:
-        steps.detect_hot_symbol(replace(ctx, engine=lambda _a: Books()), {"symbol": "HOT"})
-    assert by_hand.value.reason == Reason.NO_BOOK
-    r.set(names.REDIS_MIGRATION_ENDED, str(1_000_000 - 180_000))
-    with pytest.raises(NoHotSymbol) as after:  # past the cooldown: Stats decide (none here)
-        steps.detect_hot_symbol(replace(ctx, engine=lambda _a: Books()), alarm)
-    assert after.value.reason == Reason.NO_HOT_SYMBOL
+    # A move asked for by hand is not the alarm's: no cooldown.
+    assert steps.detect_hot_symbol(ctx, {"symbol": "HOT"})["symbol"] == "HOT"
+    # Another symbol above the alarm's threshold, on another engine: it moves meanwhile.
+    engines["dst:1"].rates = {"BEE": 400, "CEE": 1}
+    assert steps.detect_hot_symbol(ctx, alarm)["symbol"] == "BEE"
+    r.set(names.REDIS_MIGRATION_ENDED.format("HOT"), str(1_000_000 - 180_000))
+    assert steps.detect_hot_symbol(ctx, alarm)["symbol"] == "HOT"  # past its cooldown
 
 
 class Books:
