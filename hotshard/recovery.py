@@ -7,7 +7,8 @@ paused or zombie owner can never replace what the new owner recovers from.
   (engine.service.store); a location is `redis:KEY` or `s3://bucket/key`.
 - `checkpoint:orders:{P}`: JSON (docs/FORMATS.md "Checkpoints"): per book the snapshot
   (location, offset, seq, owner epoch) it resumes from, the fences of symbols leaving or
-  gone, and the symbols the engine expects (a shadow's records held on P). A restart
+  gone, what is left of older ones (`gone`), and the symbols the engine expects (a
+  shadow's records held on P). A restart
   loads exactly these snapshots, never "the latest snapshot of S" written by whoever:
   there is no global snapshot record (engine.service.core.restore_partition does the
   arithmetic).
@@ -96,6 +97,17 @@ class FenceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class GoneEntry:
+    """What is left of a removed symbol's fence once no checkpoint needs the rest: it
+    was applied on the partition through `offset` (a rewind or restart reading those
+    records again ignores them) and left for route `epoch`; its later records are
+    STALE_ROUTE, never a fresh book. In JSON a pair `[epoch, offset]`."""
+
+    epoch: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExpectEntry:
     """A symbol the engine expects to own (it shadows it, or did before a restart): its
     records on the partition with a route epoch above `epoch` are held, from `from_offset`
@@ -119,6 +131,10 @@ class Checkpoint:
     expect: dict[str, ExpectEntry] = field(default_factory=dict)
     instance: str = ""
     taken_ms: int = 0
+    gone: dict[str, GoneEntry] = field(default_factory=dict)
+    rewind_floor: int = -1
+    """The last offset of a gone symbol the engine no longer remembers (its entry was
+    dropped to bound `gone`): no follow-Restore may rewind the partition to it or before."""
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -138,6 +154,8 @@ class Checkpoint:
                 "books": {s: asdict(b) for s, b in self.books.items()},
                 "fences": {s: asdict(f) for s, f in self.fences.items()},
                 "expect": {s: asdict(e) for s, e in self.expect.items()},
+                "gone": {s: [g.epoch, g.offset] for s, g in self.gone.items()},
+                "rewind_floor": self.rewind_floor,
                 "instance": self.instance,
                 "taken_ms": self.taken_ms,
             },
@@ -167,6 +185,8 @@ class Checkpoint:
             {str(k): ExpectEntry(**v) for k, v in raw.get("expect", {}).items()},
             str(raw.get("instance", "")),
             int(raw.get("taken_ms", 0)),
+            {str(k): GoneEntry(int(v[0]), int(v[1])) for k, v in raw.get("gone", {}).items()},
+            int(raw.get("rewind_floor", -1)),
         )
 
 

@@ -340,15 +340,17 @@ def plan_rebuild(
     """The routes the engines' checkpoints imply (pure): every book a partition's
     checkpoint lists routes to that partition, owned by the partition's live owner (else
     the instance that wrote the checkpoint), ACTIVE, at the book's owner epoch, or above
-    every fence any partition holds for the symbol if that is higher (a moved symbol keeps
-    an epoch its old owner refuses). A book that is fenced where it is listed (kept for a
-    rollback) is not a home; of two homes, the later checkpoint wins."""
+    every fence (or gone entry) any partition holds for the symbol if that is higher (a
+    moved symbol keeps an epoch its old owner refuses). A book that is fenced where it is
+    listed (kept for a rollback) is not a home; of two homes, the later checkpoint wins."""
     fence: dict[str, int] = {}
     homes: dict[str, tuple[int, str, int]] = {}  # symbol -> (partition, instance, epoch)
     cps = list(checkpoints)
     for cp in cps:
         for symbol, entry in cp.fences.items():
             fence[symbol] = max(fence.get(symbol, 0), entry.epoch)
+        for symbol, left in cp.gone.items():
+            fence[symbol] = max(fence.get(symbol, 0), left.epoch)
     for cp in sorted(cps, key=lambda c: (c.taken_ms, c.partition)):
         for symbol, book in cp.books.items():
             if symbol in cp.fences:

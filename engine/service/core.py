@@ -28,7 +28,7 @@ from hotshard.commands import Command
 from hotshard.events import SEQ, Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
-from hotshard.recovery import BookEntry, Checkpoint, ExpectEntry, FenceEntry
+from hotshard.recovery import BookEntry, Checkpoint, ExpectEntry, FenceEntry, GoneEntry
 from hotshard.v1 import orders_pb2
 from hotshard.wire import (
     encode_depth,
@@ -47,7 +47,10 @@ decode_order = fastwire.decode_order if BUILD == "native" else wire.decode_order
 MAX_HELD = 100_000
 """Records held per symbol (waiting for it to become active here); beyond, STALE_ROUTE."""
 MAX_FENCES = 10_000
-"""Fences of symbols that left (no book) kept per engine; the oldest go first."""
+"""Fences of symbols that left (no book) kept per engine; the oldest are buried first."""
+MAX_GONE = 10_000
+"""Gone entries (what is left of a pruned fence) kept per engine; the oldest are dropped
+first and raise their partition's rewind floor."""
 
 APPLY, HOLD, STALE, IGNORE = 0, 1, 2, 3
 """What `_admit` does with a record of an owned partition."""
@@ -161,6 +164,9 @@ class EngineState:
       offset): their orders at offsets <= skip[symbol] are already in the book.
     - `fences`: symbols that left this engine and the route epoch below which their orders
       are rejected with STALE_ROUTE.
+    - `gone`: what is left of the fence of a removed symbol once no checkpoint needs it
+      (partition, offset, epoch): its records through the offset are ignored, later ones
+      refused STALE_ROUTE; never a fresh book (bounded: MAX_GONE, `rewind_floor`).
     - `dirty`: symbols changed since their last stored snapshot.
     """
 
@@ -187,6 +193,11 @@ class EngineState:
     restoring: set[str] = field(default_factory=set)
     """Books a Restore installed whose snapshot is not stored yet: a checkpoint leaves them
     out and goes no further than their offset (a crash now is a crash before the Restore)."""
+    gone: dict[str, tuple[int, GoneEntry]] = field(default_factory=dict)
+    """Removed symbols whose fence was pruned: (partition, what is left of the fence)."""
+    rewind_floor: dict[int, int] = field(default_factory=dict)
+    """Per partition, the last offset of a gone symbol no longer remembered: a rewind to it
+    or before would read its records as a new symbol's (refused, REWIND_PAST_GONE)."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -322,6 +333,11 @@ class EngineState:
             if partition == fence.partition and offset <= fence.offset:
                 return IGNORE  # it was applied before the symbol left
             return STALE
+        if self.gone:
+            buried = self.gone.get(symbol)
+            if buried is not None:
+                gone_from, left = buried
+                return IGNORE if partition == gone_from and offset <= left.offset else STALE
         return APPLY
 
     def _hold(self, symbol: str, record: Record) -> bool:
@@ -542,6 +558,7 @@ class EngineState:
         symbol = book.symbol
         self.home[symbol] = partition
         self.fences.pop(symbol, None)
+        self.gone.pop(symbol, None)
         self.expect.pop(symbol, None)
         self.epoch[symbol] = epoch
         self.snaps[symbol] = BookEntry(location, applied_through, book.seq, epoch)
@@ -577,6 +594,13 @@ class EngineState:
             return False
         for symbol in self.symbols_of(partition):
             self.skip[symbol] = max(self.skip.get(symbol, -1), self.applied_offset(symbol))
+        for symbol, held in list(self.held.items()):
+            # records held from `to_offset` on are read again, and held again in order
+            kept = [r for r in held if r[0] != partition or r[1] < to_offset]
+            if kept:
+                self.held[symbol] = kept
+            else:
+                del self.held[symbol]
         self.position[partition] = to_offset
         return True
 
@@ -618,11 +642,22 @@ class EngineState:
         ]
 
     def _bound_fences(self) -> None:
-        """At most MAX_FENCES fences of symbols with no book here: the oldest go first (an
-        order stamped with an epoch that old has long been retried elsewhere)."""
+        """At most MAX_FENCES fences of symbols with no book here: the oldest are buried
+        first (only a gone entry is left of them)."""
         gone = [s for s in self.fences if s not in self.market.books]
         for symbol in gone[: max(0, len(gone) - MAX_FENCES)]:
-            del self.fences[symbol]
+            self.bury(symbol)
+
+    def bury(self, symbol: str) -> None:
+        """Drop the fence of a removed symbol, keeping only what refuses its late records
+        and ignores its records read again (`gone`); at most MAX_GONE are kept, the oldest
+        dropped first, each raising its partition's rewind floor to its offset."""
+        fence = self.fences.pop(symbol)
+        self.gone.pop(symbol, None)
+        self.gone[symbol] = (fence.partition, GoneEntry(fence.epoch, fence.offset))
+        for old in list(self.gone)[: max(0, len(self.gone) - MAX_GONE)]:
+            partition, left = self.gone.pop(old)
+            self.rewind_floor[partition] = max(self.rewind_floor.get(partition, -1), left.offset)
 
     def checkpoint(self, partition: int, instance: str, taken_ms: int) -> Checkpoint:
         """The checkpoint of `partition` as of now; valid once every event so far is
@@ -655,7 +690,9 @@ class EngineState:
             held = self.held.get(symbol)
             first = held[0][1] if held and held[0][0] == partition else -1
             expect[symbol] = ExpectEntry(epoch, first)
-        return Checkpoint(partition, offset, books, fences, expect, instance, taken_ms)
+        gone = {s: left for s, (p, left) in self.gone.items() if p == partition}
+        floor = self.rewind_floor.get(partition, -1)
+        return Checkpoint(partition, offset, books, fences, expect, instance, taken_ms, gone, floor)
 
 
 def split_events(
@@ -728,6 +765,11 @@ def restore_partition(
             state.skip[symbol] = entry.offset
     for symbol, fence in checkpoint.fences.items():
         state.fences[symbol] = fence
+    for symbol, left in checkpoint.gone.items():
+        if symbol not in state.market.books and symbol not in state.fences:
+            state.gone[symbol] = (partition, left)
+    if checkpoint.rewind_floor >= 0:
+        state.rewind_floor[partition] = checkpoint.rewind_floor
     for symbol, expected in checkpoint.expect.items():
         if symbol not in state.market.books:
             state.expect[symbol] = max(state.expect.get(symbol, 0), expected.epoch)

@@ -64,10 +64,13 @@ def plan_restore(
     from_offset: int,
     owned: Collection[int],
     position: Mapping[int, int],
+    rewind_floor: Mapping[int, int] | None = None,
 ) -> RestorePlan:
     """With `follow`, the book is fed from `partition` starting at `from_offset` (a
     partition not owned yet is adopted); without, from its snapshot's partition, which must
-    be owned, at the current position (`position`: next offset per owned partition)."""
+    be owned, at the current position (`position`: next offset per owned partition). A
+    follow that rewinds an owned partition to its rewind floor or before is refused: the
+    records there of a symbol gone long ago would be read as a new symbol's."""
     if info.symbol != symbol:
         raise BadRequestError(
             Reason.SNAPSHOT_OF_ANOTHER_SYMBOL, f"snapshot is of {info.symbol}, not {symbol}"
@@ -84,6 +87,13 @@ def plan_restore(
             f"{info.input_offset} of partition {target}",
         )
     adopt = target not in owned
+    floor = (rewind_floor or {}).get(target, -1)
+    if follow and not adopt and from_offset <= floor < position.get(target, 0):
+        raise BadRequestError(
+            Reason.REWIND_PAST_GONE,
+            f"follow from {from_offset}: partition {target} holds records up to {floor} of "
+            "symbols removed here that are no longer remembered",
+        )
     if adopt and not follow:
         raise NotOwnedError(
             Reason.PARTITION_NOT_OWNED,

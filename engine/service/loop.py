@@ -662,9 +662,10 @@ class Engine:
         return True
 
     def _prune_fences(self, resume: dict[int, int]) -> None:
-        """Drop the fences of removed symbols that the checkpoints just written no longer
-        need, once they have not been needed for --fence-retain-s (late orders routed by a
-        stale table get STALE_ROUTE meanwhile); the next checkpoint leaves them out."""
+        """Bury the fences of removed symbols that the checkpoints just written no longer
+        need, once they have not been needed for --fence-retain-s: the next checkpoint
+        keeps only a gone entry of each (EngineState.bury), which goes on refusing late
+        orders routed by a stale table STALE_ROUTE and ignoring records read again."""
         now = time.monotonic()
         unneeded = set(self.state.prunable_fences(resume))
         seen = self._fences_unneeded
@@ -672,9 +673,9 @@ class Engine:
             del seen[symbol]
         for symbol in sorted(unneeded):
             if now - seen.setdefault(symbol, now) >= self.settings.fence_retain_s:
-                del self.state.fences[symbol]
+                self.state.bury(symbol)
                 del seen[symbol]
-                log.info("fence dropped", extra={"symbol": symbol})
+                log.info("fence buried", extra={"symbol": symbol})
 
     def stored(self, symbol: str, location: str, offset: int, seq: int) -> None:
         """A snapshot of the symbol's book at `offset` is durable at `location` (on the

@@ -547,6 +547,7 @@ class Operations:
             state.home[symbol] = q
             state.epoch[symbol] = req.owner_epoch
             state.fences.pop(symbol, None)
+            state.gone.pop(symbol, None)
             state.skip.pop(symbol, None)
             state.snaps[symbol] = BookEntry("", first - 1, book.seq, req.owner_epoch)
             state.dirty.add(symbol)
@@ -784,6 +785,7 @@ class Operations:
                 from_offset=from_offset,
                 owned=engine.partitions,
                 position=state.position,
+                rewind_floor=state.rewind_floor,
             )
             if plan.adopt:
                 self._adopt(plan.partition, from_offset)

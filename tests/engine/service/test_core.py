@@ -6,6 +6,7 @@ import pytest
 
 from engine.book import Book, Instrument, Market, add, cancel
 from engine.book.snapshot import dump, load
+from engine.service import core
 from engine.service.core import EngineState, Output, Record, restore_partition
 from hotshard.dedupe import SequenceGuard
 from hotshard.domain import Side, Status, TimeInForce
@@ -260,6 +261,74 @@ def test_rewind_makes_other_books_skip_what_they_hold():
     book = Book(Instrument("B"))
     state.add_book(book, 0, 1)
     assert state.home["B"] == 0
+
+
+def _order(offset: int, symbol: str, oid: str, epoch: int = 1) -> Record:
+    return (
+        0,
+        offset,
+        symbol.encode(),
+        encode_order(symbol, add(oid, "u", Side.BUY, 10, 1), route_epoch=epoch),
+    )
+
+
+def _verdicts(state: EngineState, recs: list[Record]) -> list[tuple[str, int, int]]:
+    """(order id, seq, reason) of the status events the records give."""
+    out = collect(state.apply_batch(recs).outputs)
+    return sorted((e[2], e[1], e[5]) for evs in out.values() for e in evs if e[0] == STATUS)
+
+
+def test_a_buried_fence_still_refuses_late_orders_and_ignores_records_read_again():
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([_order(0, "A", "a0"), _order(1, "K", "k0"), _order(2, "A", "a1")])
+    state.remove_book("A", FenceEntry(2, 2, 2, partition=0))
+    state.bury("A")
+    assert "A" not in state.fences and state.gone["A"][0] == 0
+    checkpoint = state.checkpoint(0, "i", 1)
+    again = Checkpoint.from_json(checkpoint.to_json())
+    assert again.gone == {"A": checkpoint.gone["A"]} and again.fences == {}
+    for fresh in (state, EngineState(Market(open_listing=True))):
+        if fresh is not state:
+            restore_partition(fresh, again, 0, {})
+            fresh.position[0] = 3
+        # a late order at the old epoch (or any epoch): STALE_ROUTE, no fresh book
+        assert _verdicts(fresh, [_order(3, "A", "late", 1), _order(4, "A", "later", 5)]) == [
+            ("late", 0, Reason.STALE_ROUTE),
+            ("later", 0, Reason.STALE_ROUTE),
+        ]
+        assert "A" not in fresh.market.books
+    assert state.rewind(0, 0)  # A's records up to the fence are read again: ignored
+    assert (
+        _verdicts(state, [_order(0, "A", "a0"), _order(1, "K", "k0"), _order(2, "A", "a1")]) == []
+    )
+    assert sorted(state.market.books) == ["K"]
+
+
+def test_gone_entries_are_bounded_and_the_oldest_raise_the_rewind_floor(monkeypatch):
+    monkeypatch.setattr(core, "MAX_GONE", 2)
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([_order(i, f"S{i}", f"o{i}") for i in range(4)])
+    for i in range(4):
+        state.remove_book(f"S{i}", FenceEntry(2, i, 1, partition=0))
+        state.bury(f"S{i}")
+    assert sorted(state.gone) == ["S2", "S3"] and state.rewind_floor == {0: 1}
+    again = Checkpoint.from_json(state.checkpoint(0, "i", 1).to_json())
+    assert again.rewind_floor == 1
+    fresh = EngineState(Market(open_listing=True))
+    restore_partition(fresh, again, 0, {})
+    assert fresh.rewind_floor == {0: 1} and sorted(fresh.gone) == ["S2", "S3"]
+
+
+def test_a_rewind_holds_each_record_once():
+    # before: records held for a symbol (an expected one, a frozen book) were held again
+    # when a rewind read them a second time, and applied twice when released
+    state = EngineState(Market(open_listing=True))
+    state.expect["E"] = 1
+    state.apply_batch([_order(0, "K", "k0"), _order(1, "E", "e0", 2), _order(2, "E", "e1", 2)])
+    assert [r[1] for r in state.held["E"]] == [1, 2]
+    assert state.rewind(0, 1)
+    state.apply_batch([_order(1, "E", "e0", 2), _order(2, "E", "e1", 2)])
+    assert [r[1] for r in state.held["E"]] == [1, 2]
 
 
 def test_quantities_that_would_overflow_a_level_are_rejected_not_a_crash():
