@@ -133,7 +133,7 @@ lambda-deps: setup
 	rm -rf build/lambda-deps
 	$(PY) -m pip install -q --target build/lambda-deps/python -c constraints.txt \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
-		--only-binary=:all: 'aws-lambda-powertools[tracer]' confluent-kafka redis protobuf grpcio \
+		--only-binary=:all: 'aws-lambda-powertools[tracer]' confluent-kafka redis hiredis protobuf grpcio \
 		aws-msk-iam-sasl-signer-python 'pyjwt[crypto]'
 
 deploy: setup cdk-cli lambda-deps

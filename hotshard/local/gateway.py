@@ -280,8 +280,11 @@ class LocalGateway:
             return
         client = self._clients[conn_id]
         # Frames are handled side by side (API Gateway invokes the integration for each
-        # message on its own), except that frames naming the same symbol are handled in
-        # the order they came, so an order and its cancel reach the broker in that order.
+        # message on its own, in no promised order), except that frames naming the same
+        # order (symbol and order_id) are handled in the order they came, so an order and
+        # its replace or cancel reach the broker in that order. Different orders of one
+        # symbol do not wait for each other: a lane per symbol capped a connection at one
+        # order per request latency per symbol (~410 acks/s at 1,000/s offered, load ~10).
         # At most IN_FLIGHT frames per connection are being handled; reading waits beyond.
         lanes: dict[str, asyncio.Task[None]] = {}
         room = asyncio.Semaphore(IN_FLIGHT)
@@ -544,16 +547,17 @@ def _forget(lanes: dict[str, "asyncio.Task[None]"], lane: str, done: "asyncio.Ta
 
 
 def _lane_and_route(text: str) -> tuple[str, str]:
-    """(lane, route key) of a frame, from one parse: the symbol it names ("" when none can
-    be read; frames of one lane are handled in order) and its `action` if that is a route
-    (`$request.body.action`), else "$default". The route handler parses the text itself."""
+    """(lane, route key) of a frame, from one parse: the order it names, symbol and
+    order_id ("" for what cannot be read; frames of one lane are handled in order), and its
+    `action` if that is a route (`$request.body.action`), else "$default". The route
+    handler parses the text itself."""
     with contextlib.suppress(ValueError, RecursionError):  # too deep to parse: no lane
         frame = json.loads(text)
         if isinstance(frame, dict):
-            symbol = frame.get("symbol", "")
             action = frame.get("action")
             route_key = action if isinstance(action, str) and action in WS_ROUTES else "$default"
-            return (symbol if isinstance(symbol, str) else ""), route_key
+            named = (frame.get("symbol"), frame.get("order_id"))
+            return "\0".join(v if isinstance(v, str) else "" for v in named), route_key
     return "", "$default"
 
 

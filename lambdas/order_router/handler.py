@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hotshard.edge.api import EdgeApi, build
+from hotshard.edge.runtime import tune_gc
 from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
@@ -29,7 +30,9 @@ def count(name: str) -> None:
 
 @cache
 def api() -> EdgeApi:
-    return build(EdgeSettings.from_env(os.environ), logger=logger, count=count)
+    built = build(EdgeSettings.from_env(os.environ), logger=logger, count=count)
+    tune_gc()
+    return built
 
 
 @tracer.capture_lambda_handler(capture_response=False)

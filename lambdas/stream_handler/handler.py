@@ -21,6 +21,7 @@ from hotshard.edge.depth import DepthStore
 from hotshard.edge.management import ManagementClient, static_credentials
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, push_latencies_ms
+from hotshard.edge.runtime import tune_gc
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.edge.streams import StreamSeqs
@@ -43,7 +44,9 @@ def pusher() -> Pusher:
         credentials=static_credentials(os.environ),
         secret=settings.management_secret,
     )
-    return Pusher(Sessions(r), OrderRecords(r), DepthStore(r), management.post, StreamSeqs(r))
+    built = Pusher(Sessions(r), OrderRecords(r), DepthStore(r), management.post, StreamSeqs(r))
+    tune_gc()
+    return built
 
 
 @tracer.capture_lambda_handler(capture_response=False)
