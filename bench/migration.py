@@ -23,15 +23,19 @@ sent during the move). A plot of pause and worst stall against book size.
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hotshard import route
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+from hotshard import kafka, route
 from hotshard.commands import add
 from hotshard.domain import Side
 from hotshard.local.demo import report
@@ -45,8 +49,8 @@ from hotshard.local.demo.migration import (
 )
 from hotshard.local.traffic import producer
 from hotshard.local.up import UpOptions, up
-from hotshard.names import TOPIC_ORDERS
-from hotshard.v1 import control_pb2
+from hotshard.names import TOPIC_ORDER_STATUS, TOPIC_ORDERS
+from hotshard.v1 import control_pb2, events_pb2
 from hotshard.wire import encode_order
 
 STRATEGIES = ("pre-copy", "stop-and-copy")
@@ -125,12 +129,121 @@ def wait_warm(cluster: Any, timeout: float = 60.0) -> None:
 
 
 @dataclass
+class EngineSide:
+    """The moved symbol's latency at the engines' output: order sent (WebSocket) -> its
+    first ORDER_STATUS read from the `order_status` topic (every partition, from its end
+    when the move's clients start). The same path as the edge's but for the gateway's
+    stream handler and push: the pre-loaded books' millions of ACCEPTED statuses are
+    behind the start offset here, where the stream handler reads them all first."""
+
+    bootstrap: str
+    tally: Tally
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        consumer = Consumer(
+            kafka.consumer_config(
+                {"bootstrap.servers": self.bootstrap},
+                group_id="bench-migration",
+                fetch_wait_max_ms=10,
+            )
+        )
+        topic = consumer.list_topics(TOPIC_ORDER_STATUS, timeout=10).topics[TOPIC_ORDER_STATUS]
+        consumer.assign(
+            [TopicPartition(TOPIC_ORDER_STATUS, p, OFFSET_END) for p in sorted(topic.partitions)]
+        )
+        consumer.consume(1, 0.5)  # resolve the end offsets before the clients send
+        self.thread = threading.Thread(target=self._read, args=(consumer,), daemon=True)
+        self.thread.start()
+
+    def _read(self, consumer: Any) -> None:
+        parse = events_pb2.OrderStatusBatch.FromString
+        watched = self.tally.watched
+        by_id: dict[str, float] = {}
+        try:
+            while not self.stop.is_set():
+                messages = consumer.consume(1000, 0.01)
+                now = time.time()
+                if not messages:
+                    continue
+                if len(by_id) < len(self.tally.sent_at):
+                    by_id = {oid: t for (_, oid), t in list(self.tally.sent_at.items())}
+                for m in messages:
+                    if m.error() is not None:
+                        continue
+                    for ev in parse(m.value() or b"").events:
+                        if ev.symbol != watched or ev.order_id in self.seen:
+                            continue
+                        sent = by_id.get(ev.order_id)
+                        if sent is None:
+                            continue
+                        self.seen.add(ev.order_id)
+                        self.samples.append((sent, (now - sent) * 1e3))
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(10)
+
+
+def engine_logs(workdir: Path, symbol: str) -> list[dict[str, Any]]:
+    """The engines' own log lines about the move's steps on `symbol` (fence, fence
+    snapshot, promote, snapshot), oldest first."""
+    wanted = {"fence", "fence snapshot", "promote", "snapshot"}
+    out: list[tuple[float, dict[str, Any]]] = []
+    for path in sorted(workdir.glob("engine-*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+                stamp = datetime.strptime(record["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z")
+            except (ValueError, KeyError, TypeError):
+                continue
+            if record.get("message") in wanted and record.get("symbol") == symbol:
+                record["engine"] = path.stem
+                out.append((stamp.timestamp(), record))
+    return [r for _, r in sorted(out, key=lambda x: x[0])]
+
+
+def pause_steps(output: dict[str, Any]) -> dict[str, int]:
+    """Where the pause went, from the state machine's own timestamps (ms)."""
+    switch = output.get("switch") or {}
+    fence = switch.get("fence") or {}
+    resumed = switch.get("resumed_ms")
+    out: dict[str, int] = {}
+    pause = output.get("pause") or {}
+    if pause.get("paused_ms") and fence.get("fenced_ms"):  # stop-and-copy
+        out["pause->fenced"] = int(fence["fenced_ms"]) - int(pause["paused_ms"])
+        if switch.get("switched_ms"):
+            out["fenced->switch"] = int(switch["switched_ms"]) - int(fence["fenced_ms"])
+    switched, moved = switch.get("switched_ms"), switch.get("moved_ms")
+    if switched and moved:
+        out["route write"] = int(moved) - int(switched)
+        if fence.get("fenced_ms") and not pause.get("paused_ms"):
+            out["fence"] = int(fence["fenced_ms"]) - int(moved)
+            if resumed:
+                out["promote"] = int(resumed) - int(fence["fenced_ms"])
+        elif resumed:
+            out["promote"] = int(resumed) - int(moved)
+    return out
+
+
+@dataclass
 class Move:
     size: int
     strategy: str
     symbol: str
     recorded: report.Recorded
     summary: report.Summary
+    engine_side: report.Summary | None = None
+    steps: dict[str, int] = field(default_factory=dict)
+    logs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -> Move:
@@ -158,14 +271,18 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
             )
         )
 
+    engine_side = EngineSide(cluster.broker.bootstrap, tally)
+    engine_side.start()
     trader = threading.Thread(target=load, daemon=True)
     trader.start()
     # The stream handler reads every event of the pre-loaded books first (an ACCEPTED
-    # status per resting order): wait until the symbol's orders come back promptly.
+    # status per resting order): wait until the symbol's orders come back promptly, at
+    # the edge or (the stream handler still behind) at the engines' output.
     deadline = time.time() + CATCH_UP_S
     while time.time() < deadline:
         recent = [lat for sent, lat in list(tally.hot)[-50:] if sent > time.time() - 3]
-        if len(recent) >= 20 and report.percentile(recent, 0.9) < READY_MS:
+        ours = [lat for sent, lat in engine_side.samples[-50:] if sent > time.time() - 3]
+        if any(len(x) >= 20 and report.percentile(x, 0.9) < READY_MS for x in (recent, ours)):
             break
         time.sleep(0.5)
     began = time.time()
@@ -175,6 +292,8 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
     time.sleep(AFTER_S)
     stop.set()
     trader.join(60)
+    time.sleep(1.0)  # the last orders' statuses
+    engine_side.close()
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     output = json.loads(described.get("output") or "{}")
     lost = tally.no_reply + sum(1 for key in tally.waiting if key in tally.acked_ids)
@@ -195,14 +314,27 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
         acked=tally.acks,
         lost=lost,
     )
-    return Move(size, strategy, symbol, recorded, report.summarize(recorded))
+    at_engines = dataclasses.replace(
+        recorded, samples=sorted(x for x in engine_side.samples if x[0] > began + WARM_UP_S)
+    )
+    return Move(
+        size,
+        strategy,
+        symbol,
+        recorded,
+        report.summarize(recorded),
+        report.summarize(at_engines),
+        pause_steps(output),
+        engine_logs(cluster.workdir, symbol),
+    )
 
 
 def table(moves: list[Move]) -> list[str]:
     head = (
         f"{'book':>9} {'strategy':<14} {'pause ms':>9} {'total ms':>9} {'snapshot B':>12} "
         f"{'buffered':>8} {'p50/p99 before':>15} {'p50/p99 during':>15} "
-        f"{'p50/p99 after':>15} {'worst':>7} {'lost':>4} status"
+        f"{'p50/p99 after':>15} {'worst':>7} {'lost':>4} status | at the engines' output: "
+        f"{'p50/p99 before':>15} {'p50/p99 during':>15} {'worst':>7} {'stall/p99':>9}"
     )
     lines = [head]
     for m in moves:
@@ -217,7 +349,32 @@ def table(moves: list[Move]) -> list[str]:
             f"{s.duration_ms or float('nan'):>9.0f} {s.snapshot_bytes:>12,} "
             f"{s.orders_buffered:>8,} {pair('before'):>15} {pair('during'):>15} "
             f"{pair('after'):>15} {s.latency['during'].worst:>7.0f} {s.lost:>4} {s.status}"
+            + engine_columns(m.engine_side)
         )
+    return lines
+
+
+def engine_columns(e: report.Summary | None) -> str:
+    if e is None:
+        return ""
+    before, during = e.latency["before"], e.latency["during"]
+    ratio = during.worst / before.p99 if before.p99 else float("nan")
+    return (
+        f" | {before.p50:.0f}/{before.p99:.0f}".rjust(18)
+        + f" {during.p50:.0f}/{during.p99:.0f}".rjust(16)
+        + f" {during.worst:>7.0f} {ratio:>9.1f}"
+    )
+
+
+def breakdown(m: Move) -> list[str]:
+    """Where the pause went: the state machine's steps, then the engines' own timings."""
+    lines = [
+        f"  {m.symbol} {m.strategy}: pause {m.summary.pause_ms} ms = "
+        + ", ".join(f"{k} {v}" for k, v in m.steps.items())
+    ]
+    for record in m.logs:
+        timings = {k: v for k, v in record.items() if k.endswith("_ms") or k == "ms"}
+        lines.append(f"    {record['engine']}: {record['message']} {timings}")
     return lines
 
 
@@ -237,6 +394,9 @@ def plot(moves: list[Move], path: Path, title: str) -> Path:
                   label=f"{strategy}: worst stall")  # fmt: skip
         left.plot(sizes, [m.summary.latency["before"].p99 for m in ms], ":", color=colour,
                   label=f"{strategy}: p99 before")  # fmt: skip
+        engine = [m.engine_side.latency["during"].worst if m.engine_side else 0 for m in ms]
+        left.plot(sizes, engine, "^-.", color=colour,
+                  label=f"{strategy}: worst stall at the engines' output")  # fmt: skip
         right.plot(sizes, [m.summary.duration_ms or 0 for m in ms], "o-", color=colour,
                    label=f"{strategy}: total duration")  # fmt: skip
     left.axhline(50, color="grey", linewidth=0.8, linestyle="--", label="goal: pre-copy 50 ms")
@@ -303,17 +463,34 @@ def main(argv: list[str] | None = None) -> int:
                 moved = move_one(cluster, name_of(size, strategy), size, strategy, args.rate)
                 moves.append(moved)
                 print(table([moved])[-1], flush=True)
+                for line in breakdown(moved):
+                    print(line, flush=True)
     load_after = os.getloadavg()
     print()
     for line in table(moves):
         print(line)
+    for m in moves:
+        for line in breakdown(m):
+            print(line)
     title = (
         f"hotshard migration through the state machine, {args.rate:.0f} orders/s on the moved "
         f"symbol through the edge; load {load_before[0]:.1f} -> {load_after[0]:.1f} on 2 cores"
     )
     if args.json is not None:
         args.json.write_text(
-            json.dumps([{"size": m.size, **m.recorded.__dict__} for m in moves], default=str)
+            json.dumps(
+                [
+                    {
+                        "size": m.size,
+                        **m.recorded.__dict__,
+                        "engine_samples": m.engine_side and m.engine_side.latency,
+                        "pause_steps": m.steps,
+                        "engine_logs": m.logs,
+                    }
+                    for m in moves
+                ],
+                default=str,
+            )
         )
     print(f"load after: {load_after}")
     print(f"plot: {plot(moves, args.plot, title)}")

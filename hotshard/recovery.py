@@ -40,24 +40,43 @@ class SnapshotRecord:
     owner_epoch: int = 0
 
 
-# KEYS: owner of the snapshot's partition[, the data key]. ARGV: instance, data.
-_WRITE_SNAPSHOT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if #KEYS == 2 then redis.call('SET', KEYS[2], ARGV[2]) end
-return 1
-"""
+WATCH_ATTEMPTS = 20
+"""A snapshot write retried this often when the owner key changed under it but still names
+this instance (each heartbeat refreshes the key's expiry, which counts as a change)."""
 
 
 def write_snapshot_data(
     r: redis.Redis, instance: str, partition: int, *, data_key: str = "", data: bytes = b""
 ) -> bool:
-    """Store a snapshot's bytes under `data_key` (small snapshots; without a key only the
-    ownership is checked, for one stored in S3): atomically, and only while `instance` owns
-    `partition` (a zombie must not write what a new owner may read). False if not."""
-    keys = [names.REDIS_PARTITION_OWNER.format(partition)]
-    if data_key:
-        keys.append(data_key)
-    return bool(r.eval(_WRITE_SNAPSHOT, len(keys), *keys, instance, data))
+    """Store a snapshot's bytes under `data_key` (without a key only the ownership is
+    checked, for one stored in S3): atomically, and only while `instance` owns `partition`
+    (a zombie must not write what a new owner may read). False if not.
+
+    WATCH on the owner key, then the SET in MULTI/EXEC: the EXEC fails if the owner key
+    changed since it was read. Not a Lua script: a script's arguments are copied into Lua
+    and back, and a script holds Redis for its whole run: a 26 MB value on a starved
+    machine passed Redis's busy-script limit and every other client got BUSY."""
+    owner_key = names.REDIS_PARTITION_OWNER.format(partition)
+    with r.pipeline(transaction=True) as pipe:
+        for _ in range(WATCH_ATTEMPTS):
+            try:
+                pipe.watch(owner_key)  # type: ignore[no-untyped-call]
+                owner = pipe.get(owner_key)
+                if owner is None or _text(owner) != instance:
+                    return False
+                if not data_key:
+                    return True
+                pipe.multi()
+                pipe.set(data_key, data)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
+    return False
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -15,7 +15,9 @@ serves; overall "" and per service) and server reflection, so grpc_health_probe 
 grpcurl work without the project's protos.
 """
 
+import functools
 import logging
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -33,6 +35,12 @@ from hotshard.v1 import control_pb2, control_pb2_grpc
 log = logging.getLogger("hotshard.engine.control")
 
 CALL_TIMEOUT_S = 60.0
+
+
+def _after_reply(context: grpc.ServicerContext, fn: Callable[[], None]) -> None:
+    """`fn` once the RPC is over (its reply sent), or now if it is over already."""
+    if not context.add_callback(fn):
+        fn()
 
 
 class EngineControl(control_pb2_grpc.EngineControlServicer):
@@ -129,7 +137,12 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
     ) -> control_pb2.FenceReply:
         fenced = self._op(
             context,
-            lambda: self.operations.fence(request.symbol, request.epoch, request.to_partition),
+            lambda: self.operations.fence(
+                request.symbol,
+                request.epoch,
+                request.to_partition,
+                after_reply=functools.partial(_after_reply, context),
+            ),
         )
         return control_pb2.FenceReply(
             fence_offset=fenced.fence_offset,

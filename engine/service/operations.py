@@ -10,6 +10,7 @@ not be made durable is answered NotDurableError. Every call is idempotent: the s
 request again gets the same answer.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -282,13 +283,28 @@ class Operations:
 
     # ------------------------------------------------------------------ Fence
 
-    def fence(self, symbol: str, epoch: int, to_partition: int) -> Fenced:
+    def fence(
+        self,
+        symbol: str,
+        epoch: int,
+        to_partition: int,
+        *,
+        after_reply: Callable[[Callable[[], None]], None] | None = None,
+    ) -> Fenced:
         """Stop applying the symbol at its current position f; its snapshot at f is stored
-        off the loop (its location is in the answer at once)."""
+        off the loop (its location is in the answer at once). With `after_reply` (the gRPC
+        handler's: it runs what it is given once the reply is sent) the snapshot's fork
+        starts only then: forking holds the loop for the whole process's page tables
+        (100-240 ms at 2 million orders), which must not delay the answer the move's pause
+        waits for."""
         engine = self.engine
         state = engine.state
+        asked = time.perf_counter()
+        timing: dict[str, float] = {}
+        deferred: list[Callable[[], None]] = []
 
         def do() -> tuple[Fenced, bool]:
+            timing["queued"] = time.perf_counter() - asked
             book = handover.held_book(state.market.books, symbol)
             fence = state.fences.get(symbol)
             if fence is not None and handover.same_fence(fence, epoch, to_partition):
@@ -299,7 +315,9 @@ class Operations:
             home = state.home[symbol]
             owner = state.epoch.get(symbol, 0)
             handover.check_fence_request(epoch, owner, to_partition, home)
+            began = time.perf_counter()
             self._flushed()
+            timing["flush"] = time.perf_counter() - began
             offset = state.applied_offset(symbol)
             location = engine.store.location_for(
                 symbol,
@@ -319,17 +337,39 @@ class Operations:
             )
             state.fence(symbol, entry)
             engine._publish(state.handoff(symbol, home, book.seq, to_partition, epoch))
+            began = time.perf_counter()
             self._durable()
-            self._store_fence_snapshot(symbol, book, entry)
+            timing["durable"] = time.perf_counter() - began
+            start = self._store_fence_snapshot(
+                symbol, book, entry, deferred=after_reply is not None
+            )
+            if start is not None:
+                deferred.append(start)
             return _fenced(entry), True
 
-        fenced, _new = self._until(do, Reason.NOT_DURABLE, f"{symbol} is busy")
+        fenced, new = self._until(do, Reason.NOT_DURABLE, f"{symbol} is busy")
+        if after_reply is not None:
+            for start in deferred:
+                after_reply(functools.partial(engine.post, start))
+        if new:
+            log.info(
+                "fence",
+                extra={
+                    "symbol": symbol,
+                    "offset": fenced.fence_offset,
+                    "ms": round((time.perf_counter() - asked) * 1e3, 1),
+                    **{f"{k}_ms": round(v * 1e3, 1) for k, v in timing.items()},
+                },
+            )
         return fenced
 
-    def _store_fence_snapshot(self, symbol: str, book: Book, entry: FenceEntry) -> None:
+    def _store_fence_snapshot(
+        self, symbol: str, book: Book, entry: FenceEntry, *, deferred: bool = False
+    ) -> Callable[[], None] | None:
         """On the loop: the fenced (unchanging) book is dumped by a child forked on the
-        loop's next turn (after the Fence is answered: the fork is not in the pause) and
-        stored from a worker; the job answers its size."""
+        loop's next turn and stored from a worker; the job answers its size. `deferred`:
+        the fork is not scheduled; the caller runs what this returns on the loop later
+        (after the Fence's reply is sent)."""
         engine = self.engine
         job: Future[int] = Future()
         job.set_running_or_notify_cancel()
@@ -337,6 +377,10 @@ class Operations:
         spec = DumpSpec(book, entry.offset, entry.partition, entry.owner_epoch, fenced=True)
 
         def begin(attempt: int) -> None:
+            if engine.state.fences.get(symbol) is not entry:
+                # unfenced (or removed) before its fork: the book is no longer the fence's
+                job.set_exception(DumpFailedError(Reason.NOT_DURABLE, f"{symbol} not fenced"))
+                return
             try:
                 child = engine.fork_dump([spec])
             except OSError as exc:
@@ -382,7 +426,10 @@ class Operations:
                     engine.write_checkpoints()
             job.set_result(done.result())
 
+        if deferred:
+            return lambda: begin(1)
         engine.next_turn(lambda: begin(1))
+        return None
 
     # ------------------------------------------------------------------ Follow
 
@@ -455,8 +502,11 @@ class Operations:
         state = engine.state
         symbol = req.symbol
         f = req.through_offset
+        asked = time.perf_counter()
+        timing: dict[str, float] = {}
 
         def begin() -> str:
+            timing["queued"] = time.perf_counter() - asked
             if self._is_promoted(req):
                 return "done"
             book = state.market.books.get(symbol)
@@ -553,10 +603,23 @@ class Operations:
             state.dirty.add(symbol)
             self._start(symbol, req.owner_epoch, q, len(held), req.pending)
 
+        began = time.perf_counter()
         self._until(activate, Reason.SHADOW_BEHIND, f"{symbol}: shadow not through {f} yet")
+        timing["catch_up"] = time.perf_counter() - began
         if req.wait_durable:
             return self._make_durable(symbol)
-        return self._loop(lambda: self._answer(symbol))
+        answer = self._loop(lambda: self._answer(symbol))
+        log.info(
+            "promote",
+            extra={
+                "symbol": symbol,
+                "through": f,
+                "source": source,
+                "ms": round((time.perf_counter() - asked) * 1e3, 1),
+                **{f"{k}_ms": round(v * 1e3, 1) for k, v in timing.items()},
+            },
+        )
+        return answer
 
     def _is_promoted(self, req: PromoteRequest) -> bool:
         done = self._activations.get(req.symbol)

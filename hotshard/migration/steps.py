@@ -328,6 +328,7 @@ def switch_routing(ctx: Context, state: State) -> Result:
     switched = Route(move.symbol, target.partition, target.instance, ACTIVE, move.next_epoch)
     key = names.REDIS_MOVE.format(move.symbol, move.next_epoch)
     current = route.lookup(ctx.redis, move.symbol)
+    moved_ms = None
     if current != switched:
         # Before the route changes: q's end offset (where a move-back replays from) and when.
         record = {
@@ -341,6 +342,7 @@ def switch_routing(ctx: Context, state: State) -> Result:
         else:
             active = Route(move.symbol, move.p, move.source, ACTIVE, move.epoch)
             route.move(ctx.redis, active, target.partition, target.instance)
+        moved_ms = ctx.clock_ms()
     kept = json.loads(text(ctx.redis.get(key) or b"{}"))
     pending = None
     if move.strategy == plan.STOP_AND_COPY:
@@ -358,6 +360,7 @@ def switch_routing(ctx: Context, state: State) -> Result:
     return {
         "epoch": move.next_epoch,
         "switched_ms": int(kept.get("switched_ms", ctx.clock_ms())),
+        "moved_ms": moved_ms,  # the route changed (None: an earlier attempt changed it)
         "target_from": kept.get("target_from"),
         "resumed_ms": ctx.clock_ms(),
         "fence": fence,

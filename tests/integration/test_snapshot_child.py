@@ -3,6 +3,7 @@ an engine loop whose Kafka clients are stand-ins. Before: the periodic snapshot 
 Snapshot RPC froze the book while a worker thread dumped it (its records were held, for
 9-13 s at 1M orders on a loaded machine), and a Fence of that symbol waited behind it."""
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from engine.book import Book, Market, add, snapshot
 from engine.service import forked
 from engine.service import loop as engine_loop
 from engine.service.core import EngineState
+from engine.service.errors import SnapshotMissingError
 from engine.service.loop import Engine
 from engine.service.operations import Operations
 from engine.service.settings import EngineSettings
@@ -165,3 +167,34 @@ def test_the_final_checkpoint_of_a_stop_is_dumped_by_a_child_not_in_the_engine(e
     entry = checkpoint.books["A"]
     assert (entry.offset, entry.seq) == (100, 50_001)
     assert engine.store.fetch(entry.location) == at_stop
+
+
+def test_a_fence_answered_over_grpc_forks_its_snapshot_only_after_the_reply(engine, caplog):
+    """Fence with `after_reply` (what the gRPC handler passes): no child is forked until
+    the handler's reply is sent, then the fence snapshot is stored as before. Before: the
+    fork ran on the loop's next turn, and when the handler thread had not yet sent the
+    reply by then, the move's pause waited for the fork (156-161 ms on an engine holding
+    2.1 million orders)."""
+    caplog.set_level(logging.INFO, logger="hotshard.engine")
+    state = engine.state
+    state.add_book(big_book("A", 20_000), 0, 99)
+    ops = Operations(engine)
+    replies: list[Any] = []
+    loop = threading.Thread(target=engine.run, daemon=True)
+    loop.start()
+    try:
+        fenced = ops.fence("A", 1, 1, after_reply=replies.append)
+        time.sleep(0.3)  # many loop turns: the old code forked on the first
+        forked = [r for r in caplog.records if r.getMessage() == "fence snapshot"]
+        assert forked == [] and len(replies) == 1
+        with pytest.raises(SnapshotMissingError):
+            engine.store.fetch(fenced.location)
+        replies[0]()  # the reply is sent
+        result = ops.snapshot("A")  # waits for the fence snapshot
+        assert result.location == fenced.location
+        assert [r for r in caplog.records if r.getMessage() == "fence snapshot"]
+        restored, info = snapshot.load(engine.store.fetch(fenced.location))
+        assert (info.fenced, restored.resting()) == (True, 20_000)
+    finally:
+        engine.stopping.set()
+        loop.join(30)
