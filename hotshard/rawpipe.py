@@ -19,12 +19,19 @@ command Redis refused gets its ResponseError as its reply (`raise_on_error=False
 raises it. A dropped connection is retried as redis-py retries a command (the client's
 Retry: a restart shorter than its tries is not seen), then raises redis.ConnectionError.
 
+`send_only()` writes the queued commands and returns without their replies: they are read
+(an error logged) before anything else is read on this thread's connection. For a write
+whose answer the request does not wait for (the router's confirm after the broker's
+acknowledgement): the bytes are sent before the request answers, and Redis applies a
+connection's commands in order, so the thread's next command sees it.
+
 Each thread sends on a connection of its own (made with the client's settings), not one
 from the client's pool: the pool's lock and its "has the connection unread data" poll
 before every command were a quarter of the router's time with 64 handler threads. A
 Lambda container runs one request at a time, so there it is one connection either way.
 """
 
+import logging
 import threading
 import weakref
 from collections.abc import Sequence
@@ -34,6 +41,8 @@ import redis
 from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | bytes | int | float
+
+log = logging.getLogger("hotshard.rawpipe")
 
 
 def pack(commands: list[tuple[Arg, ...]]) -> bytes:
@@ -96,6 +105,31 @@ class RawPipeline:
                     raise reply
         return replies
 
+    def send_only(self) -> None:
+        """Write the queued commands (no scripts: a NOSCRIPT could not be answered) without
+        waiting for their replies; they are read before this thread's next replies. Raises
+        redis.ConnectionError if they could not be written."""
+        commands, self.commands = self.commands, []
+        if self._scripts:
+            raise ValueError("send_only takes commands, not script calls")
+        if not commands:
+            return
+        local = _thread_local(self.r)
+        conn = thread_connection(self.r)
+        data = pack(commands)
+
+        def send() -> None:
+            try:
+                _drain(local, conn)
+                conn.send_packed_command([data])
+            except BaseException:
+                local.unread = 0
+                conn.disconnect()
+                raise
+
+        conn.retry.call_with_retry(send, lambda _error: None)
+        local.unread = len(commands)
+
     def _load(self) -> None:
         for sha, source in self._scripts.items():
             loaded = self.r.script_load(source)
@@ -103,11 +137,13 @@ class RawPipeline:
                 raise ResponseError(f"SCRIPT LOAD answered {loaded!r} for {sha}")
 
     def _send(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
+        local = _thread_local(self.r)
         conn = thread_connection(self.r)
         data = pack(commands)
 
         def roundtrip() -> list[Any]:
             try:
+                _drain(local, conn)
                 conn.send_packed_command([data])
                 replies: list[Any] = []
                 for _ in commands:
@@ -117,6 +153,7 @@ class RawPipeline:
                         replies.append(exc)
                 return replies
             except BaseException:
+                local.unread = 0
                 conn.disconnect()  # a half-read connection is of no further use
                 raise
 
@@ -124,17 +161,33 @@ class RawPipeline:
         return result
 
 
+def _drain(local: threading.local, conn: Any) -> None:
+    """Read the replies of what send_only() wrote on this connection (first: they come
+    before any later command's); a refused one is logged, there is nobody to answer."""
+    while getattr(local, "unread", 0):
+        try:
+            conn.read_response()
+        except ResponseError as exc:
+            log.warning("a command sent without waiting was refused: %s", exc)
+        local.unread -= 1
+
+
 _LOCALS: "weakref.WeakKeyDictionary[redis.Redis, threading.local]" = weakref.WeakKeyDictionary()
 _LOCALS_LOCK = threading.Lock()
+
+
+def _thread_local(r: redis.Redis) -> threading.local:
+    local = _LOCALS.get(r)
+    if local is None:
+        with _LOCALS_LOCK:
+            local = _LOCALS.setdefault(r, threading.local())
+    return local
 
 
 def thread_connection(r: redis.Redis) -> Any:
     """This thread's own connection to `r`'s server (redis-py's Connection, with the
     pool's settings: timeouts, TLS, retry); it connects when first used."""
-    local = _LOCALS.get(r)
-    if local is None:
-        with _LOCALS_LOCK:
-            local = _LOCALS.setdefault(r, threading.local())
+    local = _thread_local(r)
     conn = getattr(local, "conn", None)
     if conn is None:
         pool = r.connection_pool

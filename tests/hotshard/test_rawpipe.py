@@ -7,7 +7,7 @@ import pytest
 import redis
 from redis.connection import Connection
 
-from hotshard.rawpipe import RawPipeline, pack
+from hotshard.rawpipe import RawPipeline, hash_items, pack
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +76,44 @@ def test_a_pipeline_sends_no_script_exists(r: redis.Redis) -> None:
 def _calls(r: redis.Redis, command: str) -> int:
     stats = r.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_sent_only_commands_apply_in_order_and_their_replies_are_not_anyone_elses(
+    r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    r.set("s", "text")
+    pipe = RawPipeline(r)
+    pipe.command("HSET", "h", "state", "ACCEPTED")
+    pipe.command("HSET", "s", "f", 1)  # WRONGTYPE: logged, nobody waits for it
+    pipe.send_only()
+    pipe.command("HSET", "h", "offset", 7)
+    pipe.send_only()
+    pipe.command("HGETALL", "h")
+    pipe.command("GET", "s")
+    replies = pipe.execute()
+    assert dict(hash_items(replies[0])) == {b"state": b"ACCEPTED", b"offset": b"7"}
+    assert replies[1] == b"text"
+    assert "WRONGTYPE" in caplog.text
+    pipe.command("INCR", "n")
+    assert pipe.execute() == [1]  # nothing left unread
+
+
+def test_unread_replies_of_a_dropped_connection_do_not_answer_the_next_command(
+    r: redis.Redis,
+) -> None:
+    pipe = RawPipeline(r)
+    pipe.command("CLIENT", "ID")
+    (mine,) = pipe.execute()
+    pipe.command("SET", "k", "v")
+    pipe.send_only()
+    r.client_kill_filter(_id=mine)
+    pipe.command("GET", "k")
+    pipe.command("INCR", "n")
+    assert pipe.execute() == [b"v", 1]
+
+
+def test_send_only_takes_no_script_calls(r: redis.Redis) -> None:
+    pipe = RawPipeline(r)
+    pipe.script(r.register_script(INCR_BY), ["c"], [1])
+    with pytest.raises(ValueError):
+        pipe.send_only()
