@@ -302,6 +302,13 @@ def test_a_buried_fence_still_refuses_late_orders_and_ignores_records_read_again
         _verdicts(state, [_order(0, "A", "a0"), _order(1, "K", "k0"), _order(2, "A", "a1")]) == []
     )
     assert sorted(state.market.books) == ["K"]
+    # so are they by an engine restarted from that checkpoint that reads them again (a
+    # crash in the middle of such a rewind)
+    restarted = EngineState(Market(open_listing=True))
+    restore_partition(restarted, again, 0, {})
+    restarted.position[0] = 0
+    assert _verdicts(restarted, [_order(0, "A", "a0"), _order(2, "A", "a1")]) == []
+    assert "A" not in restarted.market.books
 
 
 def test_gone_entries_are_bounded_and_the_oldest_raise_the_rewind_floor(monkeypatch):
