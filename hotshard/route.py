@@ -197,6 +197,16 @@ def partition_loads(r: redis.Redis) -> dict[int, int]:
     return {int(text(k)): int(text(v)) for k, v in raw.items()}
 
 
+def owners(r: redis.Redis) -> set[str]:
+    """Every engine instance a listed symbol's route names (live or not)."""
+    symbols = listed_symbols(r)
+    with r.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.hget(names.REDIS_ROUTE.format(symbol), "instance")
+        found = pipe.execute()
+    return {text(v) for v in found if v}
+
+
 def partition_owners(r: redis.Redis) -> dict[int, str]:
     """Partition -> instance, from the live engines in the registry; spare partitions
     (`spare-partitions`: the warm pool's, for migration targets) are left out."""

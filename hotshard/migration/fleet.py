@@ -35,6 +35,8 @@ from hotshard.migration.errors import (
 )
 
 CLAIM_TTL_S = 6 * 3600
+SCALE_IN = "scale-in:{}"  # the claim on an instance's idle engines while it is given back
+SCALE_IN_CLAIM_S = 600  # they go with the instance; this only outlives a failed attempt
 
 
 @dataclass(frozen=True)
@@ -153,22 +155,60 @@ class AutoScalingFleet:
     def give_back(self, target: Target, *, execution: str) -> None:
         """A rollback: the target is idle again. One the execution scaled out for goes back
         to the warm pool (terminated with the desired capacity decremented), unless another
-        engine process of its instance is in use (plan.may_scale_in)."""
+        engine process of its instance is in use (plan.may_scale_in): it carries a routed
+        partition, it is claimed, or the routing table names it as a symbol's owner (an
+        engine restarting has no registry record, yet its symbols are routed to it). The
+        instance's idle engines are claimed first, so no migration takes one meanwhile."""
         ec2_id = ec2_instance_of(target.instance)
-        if (
-            target.scaled_out
-            and self.asg_name
-            and ec2_id is not None
-            and self._instance_free(ec2_id, execution)
-        ):
-            try:
-                self._client().terminate_instance_in_auto_scaling_group(
-                    InstanceId=ec2_id, ShouldDecrementDesiredCapacity=True
-                )
-            except Exception as exc:  # already gone: nothing to give back
-                if "not found" not in str(exc).lower() and "ValidationError" not in str(exc):
-                    raise
+        if target.scaled_out and self.asg_name and ec2_id is not None:
+            held = self._hold_instance(ec2_id, target.instance, execution)
+            if held is not None and self._instance_free(ec2_id, execution):
+                self._terminate(ec2_id)
+            else:
+                for instance in held or []:
+                    self.r.delete(names.REDIS_FLEET_CLAIM.format(instance))
         self.release(target, execution=execution)
+
+    def _hold_instance(self, ec2_id: str, target: str, execution: str) -> list[str] | None:
+        """Claim the instance's other unclaimed live engines for this scale-in (None: one
+        is claimed by another migration; the claims taken are dropped)."""
+        mine = (execution, SCALE_IN.format(execution))
+        held: list[str] = []
+        for engine in registry.live_engines(self.r):
+            if ec2_instance_of(engine.instance) != ec2_id or engine.instance == target:
+                continue
+            if self._claimant(engine.instance) in mine:
+                continue
+            key = names.REDIS_FLEET_CLAIM.format(engine.instance)
+            if not self.r.set(key, mine[1], nx=True, ex=SCALE_IN_CLAIM_S):
+                for instance in held:
+                    self.r.delete(names.REDIS_FLEET_CLAIM.format(instance))
+                return None
+            held.append(engine.instance)
+        return held
+
+    def _terminate(self, ec2_id: str) -> None:
+        """Back to the warm pool, once: an instance no longer in the group (a retry after it
+        was given back, or terminated meanwhile) or leaving it has nothing to give back."""
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        client = self._client()
+        group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[self.asg_name])
+        states = [
+            i["LifecycleState"]
+            for g in group["AutoScalingGroups"]
+            for i in g["Instances"]
+            if i["InstanceId"] == ec2_id
+        ]
+        if not states or states[0].startswith(("Terminat", "Warmed")):
+            return
+        try:
+            client.terminate_instance_in_auto_scaling_group(
+                InstanceId=ec2_id, ShouldDecrementDesiredCapacity=True
+            )
+        except ClientError as exc:  # gone between the two calls
+            if exc.response.get("Error", {}).get("Code") != "ValidationError":
+                raise
 
     def _instance_free(self, ec2_id: str, execution: str) -> bool:
         engines = [
@@ -176,11 +216,11 @@ class AutoScalingFleet:
             for e in registry.live_engines(self.r)
             if ec2_instance_of(e.instance) == ec2_id
         ]
-        others = [
-            e.instance for e in engines if self._claimant(e.instance) not in (None, execution)
-        ]
+        mine = (None, execution, SCALE_IN.format(execution))
+        others = [e.instance for e in engines if self._claimant(e.instance) not in mine]
         routed = [p for p, n in route.partition_loads(self.r).items() if n > 0]
-        return plan.may_scale_in(engines, routed=routed, claimed=others)
+        owning = [o for o in route.owners(self.r) if ec2_instance_of(o) == ec2_id]
+        return not owning and plan.may_scale_in(engines, routed=routed, claimed=others)
 
 
 def _serving(address: str) -> bool:

@@ -148,9 +148,43 @@ def test_a_scaled_out_target_is_terminated_unless_its_instance_is_in_use(
         return found
 
     # The instance's other engine carries a symbol another move put there: it stays.
+    other = names.REDIS_FLEET_CLAIM.format(f"{ec2_id}-50052")
     route.list_symbol_at(r, "AAA", 5, f"{ec2_id}-50052")
     fleet.give_back(target, execution=EXECUTION)
     assert group()["DesiredCapacity"] == 1 and len(group()["Instances"]) == 1
+    assert r.get(other) is None  # held for the scale-in, dropped when it did not happen
     route.delist(r, "AAA")
+    # Another migration took the instance's other engine: it stays, that claim untouched.
+    r.set(other, "arn:execution:BBB-1")
+    fleet.give_back(target, execution=EXECUTION)
+    assert group()["DesiredCapacity"] == 1 and r.get(other) == b"arn:execution:BBB-1"
+    r.delete(other)
     fleet.give_back(target, execution=EXECUTION)
     assert group()["DesiredCapacity"] == 0 and group()["Instances"] == []
+
+
+@pytest.mark.integration
+def test_an_instance_whose_other_engine_owns_symbols_stays_while_that_engine_restarts(
+    aws: Any, r: redis.Redis
+) -> None:
+    """The other engine of the target's instance owns AAA (the routing table says so) but
+    is restarting: its registry record has lapsed. Judged by the live engines alone, the
+    instance looked free and was terminated with AAA's owner on it."""
+    ec2_id, autoscaling = _scaled_out_instance(aws, r)
+    fleet = AutoScalingFleet(r, spare=(4, 5), asg_name=ASG, autoscaling=lambda: autoscaling)
+    target = Target(f"{ec2_id}-50051", "127.0.0.1:1", 4, scaled_out=True)
+    route.list_symbol_at(r, "AAA", 5, f"{ec2_id}-50052")
+    registry.deregister_engine(r, f"{ec2_id}-50052", (5,))  # killed, not back yet
+    fleet.give_back(target, execution=EXECUTION)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])[
+        "AutoScalingGroups"
+    ]
+    assert group["DesiredCapacity"] == 1 and len(group["Instances"]) == 1
+    assert r.get(names.REDIS_FLEET_CLAIM.format(target.instance)) is None  # given back
+    route.delist(r, "AAA")
+    fleet.give_back(target, execution=EXECUTION)
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])[
+        "AutoScalingGroups"
+    ]
+    assert group["DesiredCapacity"] == 0 and group["Instances"] == []
+    fleet.give_back(target, execution=EXECUTION)  # a retry: the instance is gone already
