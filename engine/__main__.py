@@ -1,5 +1,6 @@
 """`python -m engine`: one engine process (see `python -m engine --help`)."""
 
+import functools
 import logging
 import signal
 import sys
@@ -18,7 +19,7 @@ from engine.service.loop import Engine
 from engine.service.settings import EngineSettings, market_for, parse_args
 from engine.service.store import SnapshotStore, s3_client
 from hotshard import clients, kafka
-from hotshard.names import KAFKA_GROUP_PREFIX
+from hotshard.names import KAFKA_GROUP_PREFIX, TOPIC_ORDERS
 
 SERVICE = "engine"  # the `service` field of every log line (the Lambdas name theirs)
 CONTROL_WAIT_S = 2.0
@@ -66,6 +67,7 @@ def build(settings: EngineSettings) -> Engine:
         )
     )
     engine = Engine(settings, EngineState(market), consumer, None, r, store)
+    engine.log_identity = functools.partial(kafka.topic_id, AdminClient(base), TOPIC_ORDERS)
     engine.producer = Producer(
         {
             **kafka.producer_config(base, linger_ms=settings.linger_ms),

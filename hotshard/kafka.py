@@ -106,3 +106,18 @@ def create_topics(admin: Any, partitions: int, topics: tuple[str, ...] = TOPICS)
         return
     for future in admin.create_topics(missing, request_timeout=10).values():
         future.result(timeout=15)
+
+
+def topic_id(admin: Any, topic: str, timeout_s: float = 10.0) -> str:
+    """The broker's id of `topic` (Metadata v10+ / DescribeTopics): a log's identity. A
+    broker that lost its data and made the topic again gives it another id, while its
+    offsets restart at 0 (Tansu on memory storage: measured; durable s3:// storage keeps
+    the id across a restart). "" when the broker reports none (all zeros: too old).
+    Raises KafkaException when the topic cannot be described (e.g. it does not exist)."""
+    from confluent_kafka import TopicCollection  # noqa: PLC0415
+
+    futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)
+    found = futures[topic].result(timeout=timeout_s + 5)
+    uuid = found.topic_id
+    text = "" if uuid is None else str(uuid)
+    return "" if text in ("", "AAAAAAAAAAAAAAAAAAAAAA") else text

@@ -42,6 +42,7 @@ METRICS_NAMESPACE = "hotshard"
 METRIC_PROCESS_CPU = "ProcessCpu"  # percent of one core used by one engine process
 METRIC_SYMBOL_ORDER_RATE = "SymbolOrderRate"  # orders/s of one symbol, dimension DIM_SYMBOL
 DIM_SYMBOL = "Symbol"
+METRIC_LOG_REPLACED = "LogReplaced"  # partitions resumed on a replaced `orders` log (data lost)
 
 # Environment variables the Lambdas read beyond the engine's (set by infra/).
 ENV_SNAPSHOT_BUCKET = "SNAPSHOT_BUCKET"

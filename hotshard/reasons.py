@@ -73,6 +73,7 @@ class Reason(IntEnum):
     HELD_FULL = 415
     UNSUPPORTED_CHECKPOINT_FORMAT = 416
     REWIND_PAST_GONE = 417
+    LOG_REPLACED = 418
     # 5xx: the migration's orchestration (statemachine/tasks over hotshard.migration)
     NO_HOT_SYMBOL = 500
     BAD_MIGRATION_INPUT = 501

@@ -15,7 +15,7 @@ paused or zombie owner can never replace what the new owner recovers from.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import redis
 
@@ -154,6 +154,11 @@ class Checkpoint:
     rewind_floor: int = -1
     """The last offset of a gone symbol the engine no longer remembers (its entry was
     dropped to bound `gone`): no follow-Restore may rewind the partition to it or before."""
+    log_id: str = ""
+    """The identity of the `orders` log the offsets are positions in (its topic id; "":
+    unknown, a checkpoint written before log identities or on a broker without topic ids).
+    A broker that lost its data comes back with a topic of another id whose offsets start
+    at 0 again: the same numbers, other records."""
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -177,6 +182,7 @@ class Checkpoint:
                 "rewind_floor": self.rewind_floor,
                 "instance": self.instance,
                 "taken_ms": self.taken_ms,
+                "log_id": self.log_id,
             },
             sort_keys=True,
         )
@@ -206,6 +212,22 @@ class Checkpoint:
             int(raw.get("taken_ms", 0)),
             {str(k): GoneEntry(int(v[0]), int(v[1])) for k, v in raw.get("gone", {}).items()},
             int(raw.get("rewind_floor", -1)),
+            str(raw.get("log_id", "")),
+        )
+
+    def rebased(self, log_id: str) -> "Checkpoint":
+        """This checkpoint moved to a replaced log `log_id` (nothing of its old log is in
+        it): the same books, fences, expected and gone symbols, consumed from offset 0. The
+        records of the old log after `offset` are lost with it (the caller reports them)."""
+        return replace(
+            self,
+            offset=-1,
+            books={s: replace(b, offset=-1) for s, b in self.books.items()},
+            fences={s: replace(f, offset=-1) for s, f in self.fences.items()},
+            expect={s: replace(e, from_offset=-1) for s, e in self.expect.items()},
+            gone={s: replace(g, offset=-1) for s, g in self.gone.items()},
+            rewind_floor=-1,
+            log_id=log_id,
         )
 
 

@@ -198,6 +198,8 @@ class EngineState:
     rewind_floor: dict[int, int] = field(default_factory=dict)
     """Per partition, the last offset of a gone symbol no longer remembered: a rewind to it
     or before would read its records as a new symbol's (refused, REWIND_PAST_GONE)."""
+    log_id: str = ""
+    """The identity (topic id) of the `orders` log `position` counts in ("" unknown)."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -692,7 +694,18 @@ class EngineState:
             expect[symbol] = ExpectEntry(epoch, first)
         gone = {s: left for s, (p, left) in self.gone.items() if p == partition}
         floor = self.rewind_floor.get(partition, -1)
-        return Checkpoint(partition, offset, books, fences, expect, instance, taken_ms, gone, floor)
+        return Checkpoint(
+            partition,
+            offset,
+            books,
+            fences,
+            expect,
+            instance,
+            taken_ms,
+            gone,
+            floor,
+            self.log_id,
+        )
 
 
 def split_events(

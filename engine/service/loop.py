@@ -44,11 +44,17 @@ from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
 from hotshard import recovery, registry
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
+from hotshard.reasons import Reason
 
 log = logging.getLogger("hotshard.engine")
 
 T = TypeVar("T")
 
+SEQ_JUMP_ON_REPLACED_LOG = 1_000_000
+"""How far a book's seq jumps when its `orders` log was replaced: past every seq it may
+have emitted after its checkpoint (at most one checkpoint interval of events, far below
+this), so no seq of the new log repeats one readers saw from the old (they would drop it
+as a replay); readers see a Gap instead: the events lost with the old log."""
 POSITION_SLACK = 10_000
 """How far past the reported high watermark a checkpoint may be (one producer batch)."""
 FLUSH_TIMEOUT_S = 10.0
@@ -81,6 +87,9 @@ class Engine:
     store: SnapshotStore
     metrics: Metrics = field(default_factory=Metrics)
     emit: Callable[[str], None] = print
+    log_identity: Callable[[], str] | None = None
+    """Reads the identity (topic id) of the `orders` log now (hotshard.kafka.topic_id);
+    None: not known (checkpoints then carry none, and only the position check guards)."""
     partitions: list[int] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     caught_up: threading.Event = field(default_factory=threading.Event)
@@ -113,6 +122,8 @@ class Engine:
     _periodic: DumpChild | None = None
     """The periodic checkpoint's snapshot child while it runs."""
     _next_turn: list[Callable[[], Any]] = field(default_factory=list)
+    _replaced: list[int] = field(default_factory=list)
+    """Partitions whose checkpoint named a replaced `orders` log (this start)."""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -131,11 +142,15 @@ class Engine:
             raise EngineFailedError(f"partitions {taken} are owned by another live instance")
         registry.set_homes(self.redis, s.instance, self.partitions)
         began = time.monotonic()
+        self.state.log_id = self._read_log_id()
         for partition in self.partitions:
             self._recover(partition)
         self._check_positions()
         self.assign()
         self.register()
+        if self._replaced and not self.checkpoint_all("orders log replaced"):
+            # the jumped seqs must be durable before any event carries one
+            raise EngineFailedError(f"cannot checkpoint the replaced log of {self._replaced}")
         self.serving = True
         log.info(
             "engine started",
@@ -159,6 +174,8 @@ class Engine:
             checkpoint = recovery.read_checkpoint(self.redis, partition)
         except (ValueError, recovery.CheckpointError) as exc:  # its reason is in the text
             raise EngineFailedError(f"checkpoint of partition {partition}: {exc}") from exc
+        if checkpoint is not None:
+            checkpoint = self._same_log(checkpoint)
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
         if checkpoint is not None:
             for symbol, entry in checkpoint.books.items():
@@ -172,10 +189,52 @@ class Engine:
                         f"{symbol}: {exc}"
                     ) from exc
         start = restore_partition(self.state, checkpoint, partition, books)
+        if partition in self._replaced:
+            for symbol in books:
+                self.state.market.books[symbol].seq += SEQ_JUMP_ON_REPLACED_LOG
+                self.state.dirty.add(symbol)
         log.info(
             "partition recovered",
             extra={"partition": partition, "symbols": len(books), "resume_offset": start},
         )
+
+    def _read_log_id(self) -> str:
+        if self.log_identity is None:
+            return ""
+        try:
+            return self.log_identity()
+        except KafkaException as exc:  # e.g. the topic is not there (yet): a restart retries
+            raise EngineFailedError(f"cannot read the identity of {TOPIC_ORDERS}: {exc}") from exc
+
+    def _same_log(self, checkpoint: recovery.Checkpoint) -> recovery.Checkpoint:
+        """A checkpoint of another `orders` log than the broker's (it lost its data and
+        made the topic again: offsets from 0, other records) is moved to the new log: its
+        books resume there from offset 0 (seeking to the old position would silently skip
+        the first orders acknowledged in the new log), their seqs jump by
+        SEQ_JUMP_ON_REPLACED_LOG (made durable by a checkpoint before consuming). The
+        records of the old log after the checkpoint were acknowledged and are gone with
+        it: reported loudly (error log, LOG_REPLACED, the LogReplaced metric), never
+        counted as applied."""
+        current = self.state.log_id
+        if not checkpoint.log_id or not current or checkpoint.log_id == current:
+            return checkpoint
+        self.metrics.log_replaced += 1
+        self._replaced.append(checkpoint.partition)
+        log.error(
+            "orders log replaced: acknowledged records after the checkpoint are lost",
+            extra={
+                "reason": Reason.LOG_REPLACED.name,
+                "partition": checkpoint.partition,
+                "checkpoint_log_id": checkpoint.log_id,
+                "log_id": current,
+                "lost_after_offset": checkpoint.offset,
+                "checkpoint_taken_ms": checkpoint.taken_ms,
+                "books": len(checkpoint.books),
+                "resume_offset": 0,
+                "seq_jump": SEQ_JUMP_ON_REPLACED_LOG,
+            },
+        )
+        return checkpoint.rebased(current)
 
     def _check_positions(self) -> None:
         """A checkpoint's position outside the partition's log (it was truncated, or

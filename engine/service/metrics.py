@@ -104,6 +104,9 @@ class Metrics:
     total: int = 0
     rate: float = 0.0
     cpu_percent: float = 0.0
+    log_replaced: int = 0
+    """Partitions whose checkpoint named another `orders` log than the broker's (it lost
+    its data): a count since the start, alarmed on (LogReplaced)."""
     _window: int = 0
     _since: float = 0.0
     _cpu_since: float = 0.0
@@ -157,6 +160,7 @@ class Metrics:
                             {"Name": names.METRIC_PROCESS_CPU, "Unit": "Percent"},
                             {"Name": "OrderRate", "Unit": "Count/Second"},
                             {"Name": "ConsumerLag", "Unit": "Count"},
+                            {"Name": names.METRIC_LOG_REPLACED, "Unit": "Count"},
                         ],
                     }
                 ],
@@ -165,6 +169,7 @@ class Metrics:
             names.METRIC_PROCESS_CPU: round(self.cpu_percent, 2),
             "OrderRate": round(self.rate, 1),
             "ConsumerLag": lag,
+            names.METRIC_LOG_REPLACED: self.log_replaced,
         }
         out = [json.dumps(process, separators=(",", ":"))]
         busy = sorted(

@@ -49,6 +49,11 @@ RETRY_AFTER_MS = 1000
 again (the `retry_after_ms` of the error, `Retry-After` over HTTP)."""
 
 
+STALL_TIMEOUTS = 1
+"""A producer with nothing acknowledged for this many delivery timeouts, while a request
+timed out, is replaced (OrderRouter._if_stalled)."""
+
+
 class RefusedError(HotshardError):
     """An order the router will not send; names it as far as it was read. `retry_after_ms`
     > 0: nothing was acknowledged, the same order may be sent again after that long."""
@@ -230,6 +235,8 @@ def produce_confirmed(
         except KafkaException as exc:  # a producer in a fatal state refuses every produce
             fatal = _fatal(exc.args[0] if exc.args else None)
             raise ProducerFailedError(str(exc), fatal=fatal) from exc
+        except RuntimeError as exc:  # closed already ("Producer has been closed"): unusable
+            raise ProducerFailedError(str(exc), fatal=True) from exc
     if pump is not None:
         pump.wait(delivery, deadline)
     while not delivery.done:
@@ -283,6 +290,9 @@ class OrderRouter:
         self.new_producer = new_producer
         """Makes a fresh producer when the current one hit a fatal error (None: keep it)."""
         self.producer_replacements = 0
+        self._acked_at = time.monotonic()
+        """When the broker last acknowledged a record of this router (or a producer was
+        made): see _if_stalled."""
         self._producer_lock = threading.Lock()
         self._reapers: list[threading.Thread] = []  # each polls, then closes, a failed one
         self._closing = threading.Event()
@@ -529,15 +539,26 @@ class OrderRouter:
     def _produce(
         self, topic: str, partition: int, key: bytes, value: bytes, delivery: Delivery
     ) -> None:
+        from confluent_kafka import KafkaException  # noqa: PLC0415 - keeps the module light
+
         deadline = time.monotonic() + self.delivery_timeout_s
+        producer = self.producer
         while True:
             try:
-                self.producer.produce(topic, value, key, partition, on_delivery=delivery)
+                producer.produce(topic, value, key, partition, on_delivery=delivery)
                 return
             except BufferError:
                 if time.monotonic() > deadline:
                     raise RefusedError(Reason.NOT_DELIVERED, "producer queue full") from None
-                self.producer.poll(0.01)
+                producer.poll(0.01)
+            except (KafkaException, RuntimeError) as exc:  # fatal, or closed already
+                if isinstance(exc, RuntimeError) or _fatal(exc.args[0] if exc.args else None):
+                    self._replace_producer(producer, str(exc))
+                raise RefusedError(
+                    Reason.NOT_DELIVERED,
+                    f"not acknowledged by the broker ({exc}); send it again",
+                    retry_after_ms=RETRY_AFTER_MS,
+                ) from exc
 
     # ------------------------------------------------------------------ the path
 
@@ -619,12 +640,24 @@ class OrderRouter:
                 return  # another request replaced it already
             self.producer = self.new_producer()
             self.producer_replacements += 1
+            self._acked_at = time.monotonic()  # the new one's first chance
             reaper = threading.Thread(
                 target=self._reap, args=(failed,), name="producer-reaper", daemon=True
             )
             self._reapers.append(reaper)
-        log.warning("producer replaced after a fatal error: %s", why)
+        log.warning("producer replaced (fatal error or stalled): %s", why)
         reaper.start()
+
+    def _if_stalled(self, producer: Any) -> None:
+        """A request timed out and nothing at all was acknowledged for STALL_TIMEOUTS
+        delivery timeouts: the producer is replaced as if it had a fatal error. Some never
+        recover and never turn fatal either (measured: after Tansu restarted on memory
+        storage, an idempotent producer is answered UNKNOWN_PRODUCER_ID, bumps its epoch
+        and retries, forever, until message.timeout.ms, 300 s); a fresh one works at once.
+        While the broker is down this replaces at most once per STALL_TIMEOUTS timeouts."""
+        if time.monotonic() - self._acked_at >= STALL_TIMEOUTS * self.delivery_timeout_s:
+            stalled = time.monotonic() - self._acked_at
+            self._replace_producer(producer, f"nothing acknowledged for {stalled:.1f} s")
 
     def _reap(self, failed: Any) -> None:
         deadline = time.monotonic() + self.delivery_timeout_s
@@ -702,6 +735,9 @@ class OrderRouter:
                 self.delivery_timeout_s,
                 pump=self.pump,
             )
+        except TimeoutError:
+            self._if_stalled(producer)
+            raise
         except ProducerFailedError as exc:
             if exc.fatal:
                 self._replace_producer(producer, str(exc))
@@ -712,6 +748,7 @@ class OrderRouter:
                 order_id=order_id,
                 retry_after_ms=RETRY_AFTER_MS,
             ) from exc
+        self._acked_at = time.monotonic()
         if topic == TOPIC_PENDING_ORDERS and route.pending_ended(
             self.r, symbol, epoch, offset, wait_s=self.delivery_timeout_s
         ):
@@ -842,6 +879,8 @@ def _close(producer: Any, flush_s: float = 0.0) -> None:
         close = getattr(producer, "close", None)
         if callable(close):
             close()
+    except RuntimeError:  # closed already (confluent-kafka: "Producer has been closed")
+        pass
     except Exception:  # closing a broken producer must not fail the request
         log.warning("closing a producer failed", exc_info=True)
 

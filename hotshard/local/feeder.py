@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from hotshard.kafka import consumer_config
+from hotshard.kafka import consumer_config, topic_id
 from hotshard.local.gateway import LambdaContext
 from hotshard.local.shapes import msk_event, msk_record
 from hotshard.names import (
@@ -36,6 +36,8 @@ GROUP = KAFKA_GROUP_PREFIX + "stream"
 ATTEMPTS = 3
 REDIS_WAIT_MAX_S = 1.0
 IDLE_WAIT_S = 0.1
+LOG_CHECK_S = 1.0
+"""How often the feeder compares its topics' ids with the broker's (a replaced log)."""
 """With window 0: how long one read waits while nothing has arrived."""
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -71,7 +73,12 @@ class Feeder:
         self.stopping = threading.Event()
         self.invocations = 0
         self.failures = 0
+        self.replaced = 0
+        """Topics found replaced (another topic id: the broker lost its data)."""
         self._thread: threading.Thread | None = None
+        self._admin: Any = None
+        self._log_ids: dict[str, str] = {}
+        self._checked_at = 0.0
 
     def _assign(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition  # noqa: PLC0415
@@ -88,6 +95,57 @@ class Feeder:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
         self.consumer.assign(committed)
+        self._log_ids = {t: self._log_id(t) for t in {tp.topic for tp in wanted}}
+        self._checked_at = time.monotonic()
+
+    def _log_id(self, topic: str) -> str:
+        from confluent_kafka import KafkaException  # noqa: PLC0415
+        from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+        if self._admin is None:
+            self._admin = AdminClient(self.base)
+        try:
+            return topic_id(self._admin, topic, timeout_s=5)
+        except KafkaException:  # not there (yet): compared next time
+            return ""
+
+    def _check_logs(self) -> None:
+        """A topic with another id than at the start is a replaced log (Tansu on memory
+        storage after a restart: empty, offsets from 0): its partitions are read again from
+        their beginning. Left at the old positions, the consumer would skip the first
+        records of the new log once it has grown past them, silently. What it re-reads the
+        stream handler's sequence guard drops as seen (hotshard.dedupe)."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition  # noqa: PLC0415
+
+        self._checked_at = time.monotonic()
+        changed = []
+        for topic, known in self._log_ids.items():
+            now = self._log_id(topic)
+            if now and known and now != known:
+                changed.append(topic)
+            if now:
+                self._log_ids[topic] = now
+        if not changed:
+            return
+        self.replaced += len(changed)
+        log.error(
+            "event log replaced: reading it from its start",
+            extra={"reason": "LOG_REPLACED", "topics": changed},
+        )
+        assigned = self.consumer.assignment()
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(assigned)}
+        self.consumer.assign(
+            [
+                TopicPartition(
+                    tp.topic,
+                    tp.partition,
+                    OFFSET_BEGINNING
+                    if tp.topic in changed or positions[(tp.topic, tp.partition)] < 0
+                    else positions[(tp.topic, tp.partition)],
+                )
+                for tp in assigned
+            ]
+        )
 
     def start(self) -> None:
         self._assign()
@@ -106,6 +164,8 @@ class Feeder:
 
     def step(self) -> int:
         """One read and the invocations it makes; returns records delivered."""
+        if time.monotonic() - self._checked_at >= LOG_CHECK_S:
+            self._check_logs()
         messages = self._read()
         by_topic: dict[str, list[Any]] = {}
         for msg in messages:

@@ -358,6 +358,12 @@ class Outcome:
     gave_up: int
     seconds: float
     answers: dict[str, int]
+    back_at: float = 0.0
+    """When the fault was over (monotonic): an order acknowledged later was acknowledged by
+    the restarted service."""
+    acked_at: dict[str, float] = field(default_factory=dict)
+    events: dict[str, list[Any]] = field(default_factory=dict)
+    """The de-duplicated events per symbol, as the truth reader read them."""
 
     def row(self) -> dict[str, Any]:
         return {
@@ -446,6 +452,7 @@ def run_case(
         load.pushes = as_pushes(reader)
         verdict = judge(load, resent=frozenset(timing.resent))
         gaps = list(reader.guard.gaps)
+        events = {symbol: list(evs) for symbol, evs in reader.events.items()}
     finally:
         reader.close()
     resume = timing.resume_s(fault_at[0])
@@ -465,6 +472,9 @@ def run_case(
         gave_up=timing.gave_up,
         seconds=time.monotonic() - began,
         answers=dict(timing.answers),
+        back_at=fault_at[0] + down_s,
+        acked_at=dict(timing.acked_at),
+        events=events,
     )
     report = os.environ.get(REPORT_ENV)
     if report:

@@ -109,3 +109,25 @@ def test_a_checkpoint_of_the_old_format_is_refused_not_resolved_by_symbol() -> N
     with pytest.raises(recovery.CheckpointError, match="per-symbol snapshots") as caught:
         recovery.Checkpoint.from_json(old)
     assert caught.value.reason == Reason.UNSUPPORTED_CHECKPOINT_FORMAT
+
+
+def test_a_checkpoint_keeps_its_log_identity_and_rebases_onto_a_replaced_log() -> None:
+    checkpoint = recovery.Checkpoint(
+        partition=2,
+        offset=41,
+        books={"A": recovery.BookEntry("redis:a", 40, 7, 2)},
+        fences={"F": recovery.FenceEntry(3, 30, 5, to_partition=1)},
+        expect={"E": recovery.ExpectEntry(4, 12)},
+        instance="e1",
+        gone={"G": recovery.GoneEntry(2, 20)},
+        rewind_floor=20,
+        log_id="old-id",
+    )
+    assert recovery.Checkpoint.from_json(checkpoint.to_json()) == checkpoint
+    assert recovery.Checkpoint.from_json('{"partition": 1, "offset": 3}').log_id == ""
+    moved = checkpoint.rebased("new-id")
+    assert moved.log_id == "new-id" and moved.resume_offset() == 0
+    assert moved.books["A"] == recovery.BookEntry("redis:a", -1, 7, 2)  # the book, from 0
+    assert (moved.fences["F"].offset, moved.fences["F"].epoch) == (-1, 3)
+    assert moved.expect["E"] == recovery.ExpectEntry(4, -1)
+    assert (moved.gone["G"], moved.rewind_floor) == (recovery.GoneEntry(2, -1), -1)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,9 +20,10 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from websockets.asyncio.client import connect
 
-from hotshard import route
+from hotshard import kafka, route
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
+from hotshard.local.services.broker import tansu
 from hotshard.names import MANAGEMENT_SECRET_HEADER
 from lambdas.order_router import handler as order_router
 from tests.hotshard.edge.kit import SECRET, CountingProducer, token, ws_message
@@ -217,6 +219,66 @@ def test_a_producer_with_a_fatal_error_is_replaced_and_the_order_answered_503(ed
     # and the WebSocket path keeps working too
     (reply,) = asyncio.run(ws_exchange(edge, [json.dumps({"action": "order", **order("f-3")})]))
     assert reply["type"] == "ack"
+
+
+def test_a_closed_producer_is_replaced_and_answered_503_not_500(edge):
+    # before: produce() on a closed producer raises RuntimeError("Producer has been
+    # closed"), which no handler expected: 500 INTERNAL, and the producer stayed closed
+    router = order_router.api().router
+    assert http(edge, "POST", "/orders", order("c-1"))[0] == 202
+    router.producer.close()
+    status, headers, body = http(edge, "POST", "/orders", order("c-2"))
+    assert status == 503, body
+    assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
+    assert int(headers["Retry-After"]) >= 1 and router.producer_replacements == 1
+    status, _, ack = http(edge, "POST", "/orders", order("c-2"))
+    assert status == 202 and ack["duplicate"] is False
+    # cancel-all produces through the same producer: a closed one fails each cancel with a
+    # retry hint (not a 500) and is replaced; the next cancel-all cancels them
+    router.producer.close()
+    status, _, body = http(edge, "DELETE", "/orders")
+    assert status == 202, body
+    failed = [f["order_id"] for f in body["failed"] if f["reason"] == "NOT_DELIVERED"]
+    assert len(failed) == 1 and router.producer_replacements == 2, body
+    status, _, body = http(edge, "DELETE", "/orders")
+    assert status == 202 and failed[0] in body["cancelled"], body
+
+
+def test_a_producer_stalled_by_a_broker_that_forgot_it_is_replaced(r, redis_server):
+    # Tansu restarted on memory storage answers the idempotent producer it knew
+    # UNKNOWN_PRODUCER_ID forever; librdkafka bumps its epoch and retries until
+    # message.timeout.ms (300 s), never fatal. Before: 503 NOT_DELIVERED for 5 minutes.
+    with tansu() as fresh:
+        kafka.create_topics(fresh.admin(), 4)
+        settings = EdgeSettings(
+            kafka_brokers=fresh.bootstrap,
+            redis_port=redis_server.port,
+            jwt_secret=SECRET,
+            delivery_timeout_ms=1000,
+        )
+        route.list_symbol_at(r, "MSFT", 1, "e1")
+        with local_edge(settings) as running:
+            assert until_acked(running, "s-1", 15)[-1] == 202  # the first waits for its PID
+            before = order_router.api().router.producer_replacements
+            fresh.restart()
+            kafka.create_topics(fresh.admin(), 4)
+            answers = until_acked(running, "s-2", 20)
+            assert answers[-1] == 202, answers
+            assert order_router.api().router.producer_replacements > before
+
+
+def until_acked(edge: LocalEdge, order_id: str, within_s: float) -> list[Any]:
+    """POST the order until acknowledged, as a client honouring the retry hint: the answers."""
+    answers: list[Any] = []
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        status, _, body = http(edge, "POST", "/orders", order(order_id))
+        answers.append(status if status == 202 else body.get("reason"))
+        if status == 202:
+            break
+        assert (status, body["reason"]) in ((503, "NOT_DELIVERED"), (409, "ORDER_IN_FLIGHT"))
+        time.sleep(0.2)
+    return answers
 
 
 # ---------------------------------------------------------------- input that crashed
