@@ -148,7 +148,7 @@ class Engine:
         self._check_positions()
         self.assign()
         self.register()
-        if self._replaced and not self.checkpoint_all("orders log replaced"):
+        if self._replaced and not self.final_checkpoint("orders log replaced", complete=True):
             # the jumped seqs must be durable before any event carries one
             raise EngineFailedError(f"cannot checkpoint the replaced log of {self._replaced}")
         self.serving = True
@@ -518,12 +518,13 @@ class Engine:
             log.warning("events not yet delivered", extra={"pending": remaining})
         return remaining == 0 and not self._failure
 
-    def final_checkpoint(self) -> bool:
+    def final_checkpoint(self, why: str = "shutdown", *, complete: bool = False) -> bool:
         """The shutdown's checkpoint of every owned partition, after flushing: every changed
         active book is snapshotted first, by a forked child like the periodic one (so no
         book is ever dumped in the engine's own process; nothing matches any more, so the
         loop just waits for it). A fork that fails leaves the checkpoint naming the
-        snapshots stored before (a restart then replays more)."""
+        snapshots stored before (a restart then replays more); with `complete`, no
+        checkpoint is written then (False)."""
         if not self.flush():
             return False
         began = time.monotonic()
@@ -542,12 +543,14 @@ class Engine:
                     self._store_frames(child, captured, lambda keep: keep(), stored)
                 except forked.DumpFailedError as exc:
                     log.warning("final snapshots incomplete", extra={"error": str(exc)})
+        if complete and sorted(stored) != todo:
+            return False
         if not self.write_checkpoints():
             return False
         log.info(
             "checkpoint",
             extra={
-                "why": "shutdown",
+                "why": why,
                 "snapshots": len(stored),
                 "seconds": round(time.monotonic() - began, 3),
                 "positions": dict(state.position),
