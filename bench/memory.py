@@ -143,7 +143,7 @@ def dedup(symbols: int, ids: int) -> None:
             book.apply_all(commands)
     gc.collect()
     growth = rss() - before
-    remembered = sum(len(book.done) for book in market)
+    remembered = sum(book.remembered() for book in market)
     print(
         f"dedup, {symbols:,} symbols: window {window:,} each, {remembered:,} ids remembered "
         f"(budget {ids:,}) after {serial:,} ended orders: resident memory growth "

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         restored, _ = snapshot.load(data)
         loads.append(time.perf_counter() - start)
         del restored
-    print(f"resting orders: {book.resting():,}, ended orders remembered: {len(book.done):,}")
+    print(f"resting orders: {book.resting():,}, ended orders remembered: {book.remembered():,}")
     print(f"snapshot size: {len(data) / 1e6:.1f} MB ({len(data) / book.resting():.0f} bytes/order)")
     print(f"dump: {statistics.median(dumps):.2f} s, load: {statistics.median(loads):.2f} s")
 

@@ -1,6 +1,6 @@
 """Which build of the book an import loads: the compiled one or the pure-Python source.
 
-The compiled build is the same source (engine/book/order.py, index.py, level.py, book.py,
+The compiled build is the same source (engine/book/order.py, ended.py, index.py, level.py, book.py,
 and engine/fastwire.py) compiled by mypyc (`python -m engine.build`, run by `make native`
 and `make setup`): extension files next to their source (`book.py` and `book.cpython-311-*.so`).
 `HOTSHARD_BOOK` chooses:
@@ -26,6 +26,7 @@ from types import ModuleType
 ENV = "HOTSHARD_BOOK"
 COMPILED = (
     "engine.book.order",
+    "engine.book.ended",
     "engine.book.index",
     "engine.book.level",
     "engine.book.book",

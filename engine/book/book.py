@@ -20,6 +20,7 @@ from typing import Any, Final, final
 
 from mypy_extensions import i64
 
+from engine.book.ended import EndedOrders
 from engine.book.index import OrderIndex
 from engine.book.instrument import Instrument
 from engine.book.level import COMPACT_SLACK, Level
@@ -121,8 +122,7 @@ class Book:
         "bids",
         "dedup_window",
         "dirty",
-        "done",
-        "done_next",
+        "ended",
         "index",
         "instrument",
         "last_price",
@@ -159,15 +159,11 @@ class Book:
         self.asks: dict[int, Level] = {}
         self.bid_keys: list[int] = []
         self.ask_keys: list[int] = []
-        # Every order the book knows by (user_id, order_id): the live ones (leaves > 0) and
-        # the last `dedup_window` ended ones (leaves 0), in one index so that an ADD is one
-        # probe (duplicate check and insert at once) and an order that ends stays where it
-        # is: only forgetting the oldest ended order touches the index again.
+        # The live orders by (user_id, order_id) (pending stops too), and the last
+        # `dedup_window` ended ones apart, compact (engine.book.ended): an order that ends
+        # leaves the index for the ring.
         self.index = OrderIndex()
-        # The ended orders still remembered, a ring: once full, `done[done_next]` is the
-        # oldest, the next to forget.
-        self.done: list[Order] = []
-        self.done_next: i64 = 0
+        self.ended = EndedOrders(instrument.dedup_window)
         self.dirty: list[Level] = []
         # Pending stops by trigger price, like the levels: a buy stop under key -stop, a sell
         # stop under key stop, so on either side the next to trigger is the largest key,
@@ -321,9 +317,8 @@ class Book:
         limit = otype == LIMIT
         rests = limit and tif == GTC
         order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
-        # One probe checks the id against every known order, live or ended, and indexes
-        # this one (a taker too: it ends, and is remembered, within this command).
-        if not self.index.insert(order):
+        # A taker is indexed too: it ends, and is remembered, within this command.
+        if not self._admit(order):
             self.reject(order_id, user_id, _DUPLICATE, out)
             return
         buy = side == BUY
@@ -426,7 +421,7 @@ class Book:
         order = Order(qty, 0, order_id, user_id, side, price if limit else 0, post_only)
         ext = Special(display, aon, 0, tif)
         order.ext = ext
-        if not self.index.insert(order):
+        if not self._admit(order):
             self.reject(order_id, user_id, _DUPLICATE, out)
             return
         if not is_stop:
@@ -1006,16 +1001,31 @@ class Book:
             self._take(moved, limit_key, out)
         self._rest_remainder(moved, filled, out)
 
+    def _admit(self, order: Order) -> bool:
+        """Index a new order; False (nothing changes) if its (user_id, order_id) is live or
+        remembered as ended."""
+        if not self.index.insert(order):
+            return False
+        if self.ended.find(order.order_id, order.user_id) >= 0:
+            self.index.remove(order)
+            return False
+        return True
+
     def _find(self, order_id: str, user_id: str, out: list[Event]) -> Order | None:
         """The live order (user_id, order_id), or None after emitting why not."""
         order = self.index.get(order_id, user_id)
-        if order is None:
-            self.reject(order_id, user_id, _UNKNOWN_ORDER, out)
-            return None
-        if not order.leaves:  # ended, still remembered
-            self._status(order, REJECTED, _ORDER_NOT_OPEN, out)
-            return None
-        return order
+        if order is not None:
+            return order
+        ended = self.ended
+        slot = ended.find(order_id, user_id)
+        seq = self.seq + 1
+        self.seq = seq
+        if slot < 0:
+            out.append((_STATUS, seq, order_id, user_id, REJECTED, _UNKNOWN_ORDER, 0, 0))
+        else:  # ended, still remembered
+            filled: int = ended.filled[slot]
+            out.append((_STATUS, seq, order_id, user_id, REJECTED, _ORDER_NOT_OPEN, filled, 0))
+        return None
 
     def _level_of(self, order: Order) -> Level:
         return self.bids[order.price] if order.side == BUY else self.asks[-order.price]
@@ -1059,26 +1069,11 @@ class Book:
         self._touch(level)
 
     def _ended(self, order: Order) -> None:
-        """An order (in the index, leaves 0 now) has ended: it stays in the index, remembered
-        for duplicate rejection within the window, or leaves it (window 0). A replace that
-        re-queues an order never ends the old object (the new one takes its place)."""
-        if self.dedup_window:
-            self._remember(order)
-        else:
-            self.index.remove(order)
-
-    def _remember(self, order: Order) -> None:
-        """Put `order`, ended and in the index, in the ring, forgetting the oldest beyond
-        the window."""
-        done = self.done
-        if len(done) < self.dedup_window:
-            done.append(order)
-            return
-        at = self.done_next
-        self.index.remove(done[at])
-        done[at] = order
-        at += 1
-        self.done_next = at if at < self.dedup_window else 0
+        """An order (in the index, leaves 0 now) has ended: it leaves the index and is
+        remembered for duplicate rejection within the window. A replace that re-queues an
+        order never ends the old object (the new one takes its place)."""
+        self.index.remove(order)
+        self.ended.add(order.order_id, order.user_id, order.filled)
 
     # ------------------------------------------------------------------ queries
 
@@ -1162,8 +1157,11 @@ class Book:
         return count
 
     def open_order(self, order_id: str, user_id: str) -> Order | None:
-        order = self.index.get(order_id, user_id)
-        return order if order is not None and order.leaves else None
+        return self.index.get(order_id, user_id)
+
+    def remembered(self) -> int:
+        """Number of ended orders remembered for duplicate rejection."""
+        return self.ended.count()
 
     # ------------------------------------------------------------------ state
 
@@ -1260,9 +1258,13 @@ class Book:
             self._pend(order, stops[i])
 
     def ended_orders(self) -> list[Order]:
-        """The ended orders remembered for duplicate rejection, oldest first."""
-        at = self.done_next
-        return self.done[at:] + self.done[:at]
+        """The ended orders remembered for duplicate rejection, oldest first (built on
+        demand: the book keeps only their ids and filled quantity)."""
+        order_ids, user_ids, filled = self.ended.columns()
+        return [
+            Order(0, filled[i], order_ids[i], user_ids[i], 0, 0, False)
+            for i in range(len(order_ids))
+        ]
 
     def restore_orders(self, columns: OrderColumns, extras: OrderExtras | None = None) -> None:
         """Rebuild queues from `order_columns` (and `order_extras`) output. Raises
@@ -1327,7 +1329,8 @@ class Book:
             done = filled[i]
             if done < 0 or done > MAX_PRICE:
                 raise ValueError(f"ended order {user_id}/{order_id} invalid")
-            ended = Order(0, done, order_id, user_id, 0, 0, False)
-            if not self.index.insert(ended):
+            if self.index.get(order_id, user_id) is not None or (
+                self.ended.find(order_id, user_id) >= 0
+            ):
                 raise ValueError(f"order {user_id}/{order_id} twice")
-            self._remember(ended)
+            self.ended.add(order_id, user_id, done)

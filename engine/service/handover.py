@@ -131,7 +131,7 @@ docs/BENCHMARKS.md), to choose Redis or S3 before the bytes exist."""
 
 
 def snapshot_estimate(book: Book) -> int:
-    return 256 + SNAPSHOT_BYTES_PER_ORDER * (book.resting() + len(book.ended_orders()))
+    return 256 + SNAPSHOT_BYTES_PER_ORDER * (book.resting() + book.remembered())
 
 
 def same_fence(fence: FenceEntry, epoch: int, to_partition: int) -> bool:

@@ -1,0 +1,79 @@
+"""The ring of remembered ended orders (engine.book.ended) against a plain list of the last
+`window` ended orders: what it finds, what it lists, through every wrap of its arena, its
+table's growth and deletions."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.book.ended import EndedOrders, id_hash
+
+# ids of every length the book accepts: empty, one character, long, non-ASCII
+IDS = st.text(alphabet="ab1é\u4e2d\U0001f600", min_size=0, max_size=70)
+USERS = st.sampled_from(["", "u", "alice", "\u4e2d" * 40])
+
+
+def reference_find(held: list[tuple[str, str, int]], order_id: str, user_id: str) -> int:
+    return next((i for i, (o, u, _) in enumerate(held) if o == order_id and u == user_id), -1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.sampled_from([1, 2, 3, 7, 40]),
+    steps=st.lists(st.tuples(IDS, USERS, st.integers(0, 1 << 40)), max_size=300),
+)
+def test_it_remembers_exactly_the_last_window_of_ended_orders(
+    window: int, steps: list[tuple[str, str, int]]
+) -> None:
+    ended = EndedOrders(window)
+    held: list[tuple[str, str, int]] = []  # oldest first
+    for order_id, user_id, filled in steps:
+        at = reference_find(held, order_id, user_id)
+        slot = ended.find(order_id, user_id)
+        assert (slot >= 0) == (at >= 0)
+        if at >= 0:
+            assert ended.filled[slot] == held[at][2]
+            continue  # the book never ends an order whose id it still remembers
+        ended.add(order_id, user_id, filled)
+        held = [*held, (order_id, user_id, filled)][-window:]
+        order_ids, user_ids, filled_column = ended.columns()
+        assert list(zip(order_ids, user_ids, filled_column, strict=True)) == held
+        assert ended.count() == len(held)
+    for order_id, user_id, filled in held:
+        assert ended.filled[ended.find(order_id, user_id)] == filled
+
+
+def test_ids_that_differ_only_by_user_or_length_are_told_apart() -> None:
+    ended = EndedOrders(10)
+    ended.add("7", "u1", 3)
+    assert ended.find("7", "u2") == -1
+    assert ended.find("7", "u") == -1
+    assert ended.find("71", "u1") == -1
+    assert ended.find("7", "u1") >= 0
+
+
+def test_a_window_of_0_remembers_nothing() -> None:
+    ended = EndedOrders(0)
+    ended.add("a", "u", 1)
+    assert ended.count() == 0
+    assert ended.find("a", "u") == -1
+
+
+def test_many_orders_through_a_large_window() -> None:
+    ended = EndedOrders(5000)
+    for i in range(20_000):
+        ended.add(str(i), f"u{i % 7}", i)
+    assert ended.count() == 5000
+    assert ended.find("14999", "u5") == -1  # forgotten
+    assert ended.filled[ended.find("15000", f"u{15000 % 7}")] == 15000
+    assert ended.columns()[0] == [str(i) for i in range(15_000, 20_000)]
+
+
+def test_the_hash_is_fixed_not_seeded_per_process() -> None:
+    # the table's layout never decides what is found, but a fixed hash keeps it (and its
+    # cost) the same in every run and both builds, whatever PYTHONHASHSEED is
+    assert [id_hash(s) for s in ("", "0", "order-17", "\u00e9\u4e2d")] == [
+        372931385,
+        3758584214,
+        308896771,
+        2459363474,
+    ]
