@@ -229,6 +229,9 @@ def pause_steps(output: dict[str, Any]) -> dict[str, int]:
             out["fence"] = int(fence["fenced_ms"]) - int(moved)
             if resumed:
                 out["promote"] = int(resumed) - int(fence["fenced_ms"])
+        elif resumed and fence.get("marked_ms"):  # stop-and-copy: the end marker first
+            out["end marker"] = int(fence["marked_ms"]) - int(moved)
+            out["promote"] = int(resumed) - int(fence["marked_ms"])
         elif resumed:
             out["promote"] = int(resumed) - int(moved)
     return out
@@ -244,6 +247,8 @@ class Move:
     engine_side: report.Summary | None = None
     steps: dict[str, int] = field(default_factory=dict)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    engine_lost: int = 0
+    """Acknowledged orders of the symbol whose status never reached the engines' output."""
 
 
 def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -> Move:
@@ -326,6 +331,11 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
         report.summarize(at_engines),
         pause_steps(output),
         engine_logs(cluster.workdir, symbol),
+        engine_lost=sum(
+            1
+            for key in list(tally.acked_ids)
+            if key in tally.sent_at and key[1] not in engine_side.seen
+        ),
     )
 
 
@@ -334,7 +344,8 @@ def table(moves: list[Move]) -> list[str]:
         f"{'book':>9} {'strategy':<14} {'pause ms':>9} {'total ms':>9} {'snapshot B':>12} "
         f"{'buffered':>8} {'p50/p99 before':>15} {'p50/p99 during':>15} "
         f"{'p50/p99 after':>15} {'worst':>7} {'lost':>4} status | at the engines' output: "
-        f"{'p50/p99 before':>15} {'p50/p99 during':>15} {'worst':>7} {'stall/p99':>9}"
+        f"{'p50/p99 before':>15} {'p50/p99 during':>15} {'worst':>7} {'stall/p99':>9} "
+        f"{'lost':>4}"
     )
     lines = [head]
     for m in moves:
@@ -350,6 +361,7 @@ def table(moves: list[Move]) -> list[str]:
             f"{s.orders_buffered:>8,} {pair('before'):>15} {pair('during'):>15} "
             f"{pair('after'):>15} {s.latency['during'].worst:>7.0f} {s.lost:>4} {s.status}"
             + engine_columns(m.engine_side)
+            + f" {m.engine_lost:>4}"
         )
     return lines
 

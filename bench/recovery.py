@@ -26,6 +26,7 @@ whole life from exec: imports included) and prints where the time went.
 import argparse
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -241,6 +242,23 @@ def spawn_engine(
     return EngineProcess(port, INSTANCE, spawn(name, argv, wd, {"PYTHONPATH": str(repo)}))
 
 
+def engine_pid(engine: EngineProcess, under_spy: bool) -> int:
+    pid = engine.process.popen.pid
+    if under_spy:  # py-spy's child
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return int(children[0]) if children else pid
+    return pid
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _written(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
@@ -359,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
                 wd, broker.bootstrap, redis_srv.port, port, f"engine-restart-{run}", profile
             )
             deadline = time.monotonic() + 60
+            cpu_at_hit = 0.0
             while (hit := prober.first_after(kill_ns)) is None and time.monotonic() < deadline:
+                cpu_at_hit = process_cpu_s(engine_pid(engine, profile is not None))
                 time.sleep(0.002)
             if hit is None:
                 raise SystemExit(f"no probe matched within 60 s after the kill:\n"
@@ -387,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
                 # loop has caught up (engine/__main__.py), so it is not on this path
                 row["replay_s"] = hit[1] / 1e9 - t_start
                 row["grpc_up_after_kill_s"] = serving[0] - kill_ns / 1e9
+                # CPU seconds (the engine process, all threads) as of "engine started", and
+                # spent in the snapshot's fetch and load (the loading thread's)
+                row["cpu_to_started_s"] = float(started[1].get("cpu_s", math.nan))
+                row["fetch_cpu_s"] = float(recovered[1].get("fetch_cpu_s", math.nan))
+                row["load_s"] = float(recovered[1].get("load_s", math.nan))
+                row["load_cpu_s"] = float(recovered[1].get("load_cpu_s", math.nan))
+            # CPU of the engine process until the first probe was read (within ~2 ms)
+            row["cpu_to_matching_s"] = cpu_at_hit
             row["probe_p50_before_ms"] = statistics.median(before) if before else float("nan")
             results.append(row)
             parts = ", ".join(f"{k} {v:.3f}" for k, v in row.items())

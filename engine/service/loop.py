@@ -159,6 +159,9 @@ class Engine:
                 "partitions": self.partitions,
                 "symbols": len(self.state.market.books),
                 "recovery_s": round(time.monotonic() - began, 3),
+                # CPU since exec: the whole process (librdkafka's threads too), this thread
+                "cpu_s": round(time.process_time(), 3),
+                "thread_cpu_s": round(time.thread_time(), 3),
                 "positions": dict(self.state.position),
             },
         )
@@ -177,12 +180,20 @@ class Engine:
         if checkpoint is not None:
             checkpoint = self._same_log(checkpoint)
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
+        spent = {"fetch_s": 0.0, "fetch_cpu_s": 0.0, "load_s": 0.0, "load_cpu_s": 0.0}
         if checkpoint is not None:
             for symbol, entry in checkpoint.books.items():
                 if not entry.location:
                     continue
                 try:
-                    books[symbol] = load(self.store.fetch(entry.location))
+                    wall, cpu = time.perf_counter(), time.thread_time()
+                    data = self.store.fetch(entry.location)
+                    spent["fetch_s"] += time.perf_counter() - wall
+                    spent["fetch_cpu_s"] += time.thread_time() - cpu
+                    wall, cpu = time.perf_counter(), time.thread_time()
+                    books[symbol] = load(data)
+                    spent["load_s"] += time.perf_counter() - wall
+                    spent["load_cpu_s"] += time.thread_time() - cpu
                 except Exception as exc:
                     raise EngineFailedError(
                         f"checkpoint of partition {partition} names {entry.location} for "
@@ -195,7 +206,12 @@ class Engine:
                 self.state.dirty.add(symbol)
         log.info(
             "partition recovered",
-            extra={"partition": partition, "symbols": len(books), "resume_offset": start},
+            extra={
+                "partition": partition,
+                "symbols": len(books),
+                "resume_offset": start,
+                **{k: round(v, 3) for k, v in spent.items()},
+            },
         )
 
     def _read_log_id(self) -> str:

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 import urllib.request
@@ -54,6 +55,7 @@ ASG_NAME = "hotshard-engines"
 REGION = "us-east-1"
 KEY, SECRET = "testing", "testing"
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+TASK_SWITCH_INTERVAL_S = 0.0005
 
 Handler = Callable[[Any, Any], Any]
 FAULT_KEY = "local-fault:{}"  # Redis, local only: a task module -> "fatal" | "transient"
@@ -332,6 +334,13 @@ def control_plane(settings: MigrationSettings, region: str = REGION) -> Iterator
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
+    # The tasks run on threads of this process, beside whatever else it runs (a demo's or
+    # a benchmark's trading clients): each blocking call of a task (Redis, gRPC) gives up
+    # the GIL, and with CPython's 5 ms switch interval getting it back waited behind a busy
+    # thread; a move's pause (one task: route, Fence, Promote) paid that per call. In AWS
+    # each task is a Lambda process of its own.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(TASK_SWITCH_INTERVAL_S)
     try:
         _configure(url)
         make = boto_client(url, region)
@@ -341,6 +350,7 @@ def control_plane(settings: MigrationSettings, region: str = REGION) -> Iterator
             arn = deploy(make, settings)
             yield ControlPlane(url, region, arn, dispatch, make)
     finally:
+        sys.setswitchinterval(switch_interval)
         runtime.use_context(None)
         server.stop()
         if previous is None:

@@ -46,6 +46,16 @@ class EngineClient:
     def close(self) -> None:
         self._channel.close()
 
+    def connect(self, timeout_s: float = 2.0) -> bool:
+        """Open the channel now (name resolution, TCP, HTTP/2) rather than in the first
+        call; False if it is not ready within `timeout_s` (the first call then tries
+        again, and fails as it would have)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
+
     def __enter__(self) -> EngineClient:
         return self
 
