@@ -31,6 +31,7 @@ from hotshard.reasons import Reason
 from hotshard.recovery import BookEntry, Checkpoint, ExpectEntry, FenceEntry, GoneEntry
 from hotshard.v1 import orders_pb2
 from hotshard.wire import (
+    DecodedOrder,
     encode_depth,
     encode_handoff,
     encode_unsequenced,
@@ -129,6 +130,13 @@ class Shadow:
     stop: int = -1
     """Set by Promote: nothing after this offset is applied (-1: not yet known)."""
     snapshot_seq: int = 0
+    waiting: list[tuple[float, int, DecodedOrder]] = field(default_factory=list)
+    """The symbol's records read but not applied yet: (read at, offset, record), oldest
+    first. While the fence offset is unknown a record waits `hold_s` (apply_shadow): the
+    records the source refuses after its Fence (orders routed before the switch that land
+    after the fence) arrive just before the Promote that says where the fence is, and a
+    shadow that had applied one of them could not be promoted (SHADOW_PAST_FENCE: the
+    fallback snapshot, seconds on a big book). Once `stop` is known, nothing waits."""
 
     def __post_init__(self) -> None:
         self.read = max(self.read, self.next_offset)
@@ -368,10 +376,12 @@ class EngineState:
 
     # ------------------------------------------------------------------ shadows, replays
 
-    def apply_shadow(self, records: list[Record]) -> None:
+    def apply_shadow(self, records: list[Record], now: float = 0.0, hold_s: float = 0.0) -> None:
         """Records of partitions this engine does not own, read for its shadows: each
         shadow applies its symbol's records (as its owner would: lower route epochs than
-        the owner's are refused there, so they change nothing here) and publishes nothing."""
+        the owner's are refused there, so they change nothing here) and publishes nothing.
+        While a shadow's fence offset is unknown its records wait `hold_s` after `now`
+        (Shadow.waiting); `release_shadows` applies them."""
         shadows = self.shadows
         for record in records:
             partition, offset, key, value = record
@@ -380,22 +390,27 @@ class EngineState:
                 if shadow.source == partition and offset >= shadow.read:
                     shadow.read = offset + 1
             shadow_of = shadows.get(decoded.symbol)
-            if (
-                shadow_of is None
-                or shadow_of.source != partition
-                or offset < shadow_of.next_offset
-                or (shadow_of.stop >= 0 and offset > shadow_of.stop)
-            ):
+            if shadow_of is None or shadow_of.source != partition:
                 continue
-            shadow_of.next_offset = offset + 1
-            if decoded.route_epoch < shadow_of.epoch:
+            waiting = shadow_of.waiting
+            if offset < (waiting[-1][1] + 1 if waiting else shadow_of.next_offset):
+                continue  # read again
+            waiting.append((now, offset, decoded))
+        self.release_shadows(now, hold_s)
+
+    def release_shadows(self, now: float, hold_s: float) -> None:
+        """Apply the shadows' records that waited `hold_s` since `now` - each was read, and
+        all of them up to a known fence offset; drop the ones after it."""
+        for shadow in self.shadows.values():
+            waiting = shadow.waiting
+            due = 0
+            while due < len(waiting) and (shadow.stop >= 0 or waiting[due][0] <= now - hold_s):
+                due += 1
+            if not due:
                 continue
-            shadow_of.last_applied = offset
-            book = shadow_of.book
-            if decoded.command is None:
-                book.reject(decoded.order_id, decoded.user_id, decoded.reason, [])
-            else:
-                book.apply(decoded.command)
+            for _, offset, decoded in waiting[:due]:
+                _shadow_apply(shadow, offset, decoded)
+            del waiting[:due]
 
     def apply_pending(self, topic: str, records: list[Record]) -> BatchResult:
         """Records of `topic` (pending-orders) read for replays: each replay applies its
@@ -788,3 +803,19 @@ def restore_partition(
             state.expect[symbol] = max(state.expect.get(symbol, 0), expected.epoch)
     state.position[partition] = start
     return start
+
+
+def _shadow_apply(shadow: Shadow, offset: int, decoded: DecodedOrder) -> None:
+    """One record of the shadow's symbol, in offset order (the owner's rules: see
+    EngineState.apply_shadow)."""
+    if offset < shadow.next_offset or (shadow.stop >= 0 and offset > shadow.stop):
+        return
+    shadow.next_offset = offset + 1
+    if decoded.route_epoch < shadow.epoch:
+        return
+    shadow.last_applied = offset
+    book = shadow.book
+    if decoded.command is None:
+        book.reject(decoded.order_id, decoded.user_id, decoded.reason, [])
+    else:
+        book.apply(decoded.command)

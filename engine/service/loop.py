@@ -335,6 +335,8 @@ class Engine:
                 self._process(messages)
             elif not self.caught_up.is_set():
                 self.caught_up.set()
+            if self.state.shadows:
+                self.state.release_shadows(time.monotonic(), s.shadow_hold_ms / 1000)
             if self._next_turn:
                 later, self._next_turn = self._next_turn, []
                 for fn in later:
@@ -400,7 +402,7 @@ class Engine:
                     moved_back.append(record)
         state = self.state
         if shadowed:
-            state.apply_shadow(shadowed)
+            state.apply_shadow(shadowed, time.monotonic(), self.settings.shadow_hold_ms / 1000)
         if pending:
             self._apply(state.apply_pending(TOPIC_PENDING_ORDERS, pending))
         if moved_back:

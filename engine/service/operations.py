@@ -542,6 +542,7 @@ class Operations:
             )
             if source == "shadow" and shadow is not None:
                 shadow.stop = f
+                state.release_shadows(time.monotonic(), 0.0)  # what waited, through f
             return source
 
         source = self._loop(begin)
@@ -578,6 +579,7 @@ class Operations:
             shadow = state.shadows[symbol]
             if shadow.read <= f:
                 raise _BusyError  # still catching up on the source partition
+            state.release_shadows(time.monotonic(), 0.0)
             book = shadow.book
             handover.check_promoted(
                 seq=book.seq,

@@ -45,6 +45,7 @@ class EngineSettings:
     heartbeat_interval_s: float = 1.0
     ownership_ttl_s: float = 10.0
     fence_retain_s: float = 60.0
+    shadow_hold_ms: float = 500.0
     dedup_ids: int = DEFAULT_DEDUP_IDS
     dedup_window: int = DEFAULT_DEDUP_WINDOW
 
@@ -274,6 +275,14 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         "seconds the fence of a symbol that left (Remove) is kept once no checkpoint needs "
         "it: meanwhile its late orders on its old partition get REJECTED(STALE_ROUTE); "
         "after, such an order is one for a symbol not here (Stats stops listing the fence)",
+        type=float,
+    )
+    opt(
+        "--shadow-hold-ms",
+        "how long a shadow holds each record of its symbol before applying it while its "
+        "move's fence offset is not known yet: the records its source refuses after the "
+        "Fence arrive just before the Promote, and a shadow that applied one must be "
+        "promoted from the fence snapshot instead (seconds on a big book)",
         type=float,
     )
     opt(

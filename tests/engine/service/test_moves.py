@@ -108,6 +108,34 @@ def test_a_shadow_applies_only_its_symbol_publishes_nothing_and_stops_at_the_fen
     assert "X" not in again.market.books and "S" not in again.market.books
 
 
+def test_a_shadow_holds_its_records_so_a_late_one_past_the_fence_is_dropped_not_applied():
+    # before: a record routed before the switch that landed after the Fence (the source
+    # refuses it) was applied by the shadow at once; the Promote right after found the
+    # shadow past the fence and rebuilt the book from the fence snapshot (3.4 s at 100k
+    # orders, 31.5 s at 1M in bench.migration)
+    source = EngineState(Market(open_listing=True))
+    recs = [rec(0, 0, "S", "s0"), rec(0, 1, "S", "s1"), rec(0, 2, "S", "late")]
+    source.apply_batch(recs[:1])
+    snap, info = load(dump(source.market.books["S"], input_offset=0, partition=0, owner_epoch=1))
+    source.apply_batch(recs[1:2])  # fenced after offset 1: "late" is refused there
+    target = EngineState(Market(open_listing=True))
+    target.shadows["S"] = Shadow(snap, 0, 1, info.owner_epoch, 1, "loc")
+    target.apply_shadow(recs[1:2], now=10.0, hold_s=0.5)
+    shadow = target.shadows["S"]
+    assert shadow.last_applied == 0 and len(shadow.waiting) == 1  # held
+    target.release_shadows(10.6, 0.5)
+    assert shadow.last_applied == 1 and shadow.waiting == []  # applied once it waited
+    target.apply_shadow(recs[2:], now=11.0, hold_s=0.5)  # the late one
+    target.apply_shadow(recs[2:], now=11.1, hold_s=0.5)  # read again: not twice
+    assert shadow.read == 3 and shadow.last_applied == 1 and len(shadow.waiting) == 1
+    # Promote(through 1) within the hold: not past the fence, and the late one is dropped
+    assert shadow.last_applied <= 1
+    shadow.stop = 1
+    target.release_shadows(11.2, 0.0)
+    assert shadow.waiting == [] and shadow.last_applied == 1
+    assert handover.state_hash(shadow.book) == handover.state_hash(source.market.books["S"])
+
+
 def test_a_shadowed_symbols_records_on_the_own_partition_are_held_and_expected_after_restart():
     # before: a record for a symbol the engine did not own created a fresh book (seq 1)
     state = EngineState(Market(open_listing=True))
