@@ -163,14 +163,18 @@ class EngineSide:
         parse = events_pb2.OrderStatusBatch.FromString
         watched = self.tally.watched
         by_id: dict[str, float] = {}
+        taken = 0
         try:
             while not self.stop.is_set():
                 messages = consumer.consume(1000, 0.01)
                 now = time.time()
                 if not messages:
                     continue
-                if len(by_id) < len(self.tally.sent_at):
-                    by_id = {oid: t for (_, oid), t in list(self.tally.sent_at.items())}
+                log = self.tally.sent_log
+                end = len(log)
+                for _, oid, sent_at in log[taken:end]:
+                    by_id.setdefault(oid, sent_at)  # a resend: from the first send
+                taken = end
                 for m in messages:
                     if m.error() is not None:
                         continue
@@ -333,8 +337,8 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
         engine_logs(cluster.workdir, symbol),
         engine_lost=sum(
             1
-            for key in list(tally.acked_ids)
-            if key in tally.sent_at and key[1] not in engine_side.seen
+            for user, oid, _ in tally.sent_log
+            if (user, oid) in tally.acked_ids and oid not in engine_side.seen
         ),
     )
 

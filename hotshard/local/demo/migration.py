@@ -123,8 +123,9 @@ class Tally:
     waiting: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     """(user, order_id) -> (sent at, symbol) of orders with no ORDER_STATUS yet."""
     acked_ids: set[tuple[str, str]] = field(default_factory=set)
-    sent_at: dict[tuple[str, str], float] = field(default_factory=dict)
-    """(user, order_id) -> sent at, of every order of the watched symbol (kept)."""
+    sent_log: list[tuple[str, str, float]] = field(default_factory=list)
+    """(user, order_id, sent at) of every order of the watched symbol, in sending order
+    (appended only: another thread reads it as it grows)."""
     hot: list[tuple[float, float]] = field(default_factory=list)
     recent_hot: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4000))
     last_push: float = 0.0
@@ -419,7 +420,7 @@ async def trade(
             if frame["action"] == "order":
                 tally.waiting[(user, str(frame["order_id"]))] = (sent, str(frame["symbol"]))
                 if frame["symbol"] == tally.watched:
-                    tally.sent_at[(user, str(frame["order_id"]))] = sent
+                    tally.sent_log.append((user, str(frame["order_id"]), sent))
             try:
                 future = await client.send(frame)
             except ClientError:
