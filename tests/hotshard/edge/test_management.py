@@ -2,6 +2,7 @@
 (SigV4, service execute-api) and posts to a real HTTP server over a kept-alive connection;
 410 is 'gone', 5xx is retried."""
 
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -104,3 +105,63 @@ def test_posts_on_one_kept_alive_connection_and_410_is_gone(server: ThreadingHTT
     assert [b for _, _, b, _ in Recorder.seen][:2] == [b"one", b"two"]
     assert all(a.startswith("AWS4-HMAC-SHA256 Credential=AKID/") for _, a, _, _ in Recorder.seen)
     assert len({port for _, _, _, port in Recorder.seen}) == 1  # one connection throughout
+
+
+def _raw_server(answers: list[bytes]) -> tuple[socket.socket, threading.Thread, list[bytes]]:
+    """A server that reads each request (head and Content-Length body) and writes the next
+    answer's bytes as they are; an answer ending in b"<close>" is followed by closing the
+    connection (without saying so in a header)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while answers:
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rb") as rfile:
+                while answers:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = rfile.readline()
+                        if not line:
+                            break
+                        head += line
+                    if not head:
+                        break
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    seen.append(rfile.read(length))
+                    answer = answers.pop(0)
+                    conn.sendall(answer.removesuffix(b"<close>"))
+                    if answer.endswith(b"<close>"):
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread, seen
+
+
+def test_chunked_interim_and_closed_answers_are_read_and_a_dropped_connection_resent() -> None:
+    answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 410 Gone\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4\r\n{"me\r\n9;x=1\r\nssage":1}\r\n0\r\nTrailer: t\r\n\r\n',
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n<close>",  # closed without a header
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",  # 1.0: closes after it
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ]
+    listener, thread, seen = _raw_server(answers)
+    client = ManagementClient(
+        f"http://127.0.0.1:{listener.getsockname()[1]}",
+        region="us-east-1",
+        credentials=lambda: Credentials("AKID", "secret"),
+    )
+    try:
+        assert client.post("a=", b"one")
+        status, body = client.request("POST", "b=", b"two")
+        assert (status, body) == (410, b'{"message":1}')
+        assert client.post("c=", b"three")
+        assert client.post("d=", b"four")  # the old connection was closed: sent on a new one
+        assert client.post("e=", b"five")
+    finally:
+        listener.close()
+        thread.join(5)
+    assert seen == [b"one", b"two", b"three", b"four", b"five"]
