@@ -184,6 +184,7 @@ class EdgeApi:
             frame = self._frame(event)
             request_id = frame.pop("request_id", None)
             name = frame.pop("action", None)
+            self._registry_check()
             user = self.sessions.user_of(connection)
             if user is None:
                 raise AuthError("connection is not authenticated; reconnect")
@@ -225,6 +226,16 @@ class EdgeApi:
             bad = InvalidOrderError(Reason.MALFORMED, "request_id is too deeply nested")
             text, status = _dumps(error_json(bad)), 400
         return {"statusCode": status, "body": text}
+
+    def _registry_check(self) -> None:
+        """Redis came back empty: register again the connections this container knows (a
+        frame of any of them triggers it, at most once a second)."""
+        again = self.sessions.register_again_if_forgotten()
+        if again:
+            self.log.warning(
+                "connection registry was lost: registered again", extra={"connections": again}
+            )
+            self.count("Reregistered")
 
     def _disconnect(self, connection: str) -> None:
         cancel = self.sessions.cancels_on_disconnect(connection)

@@ -3,7 +3,9 @@ subscriptions (depth and trades) both ways. Written by order_router ($connect, $
 subscribe), read by stream_handler to fan out, cleaned by both (a 410 from the Management
 API means the connection is gone)."""
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import redis
 
@@ -15,6 +17,10 @@ CONNECTION_TTL_S = 3 * 3600  # API Gateway closes a connection after 2 hours at 
 BATCH = "batch"
 """A connection's push mode (`?pushes=batch` at $connect): several pushes per frame."""
 MODE_CACHE = 100_000
+KNOWN_MAX = 100_000
+"""Connections one process remembers well enough to register again (the oldest go first)."""
+FORGOTTEN_CHECK_S = 1.0
+"""How often a frame's handling checks that Redis still has the registry (one SET NX)."""
 
 # KEYS: conn, conn-subs. ARGV: conn id, user-conns key format prefix, subs key prefix.
 _DISCONNECT = """
@@ -34,11 +40,60 @@ def _prefix(fmt: str) -> str:
 
 
 class Sessions:
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: redis.Redis, clock: Callable[[], float] = time.monotonic) -> None:
         self.r = r
+        self.clock = clock
         self._disconnect = r.register_script(_DISCONNECT)
         self._users: dict[str, str] = {}  # a connection's user never changes: safe to cache
         self._batching: dict[str, bool] = {}  # nor does its push mode
+        self._known: dict[str, dict[str, str]] = {}
+        """Connection -> its `conn:{id}` fields, as this process last wrote or read them."""
+        self._subs: dict[str, set[str]] = {}
+        """Connection -> the symbols it subscribed to through this process."""
+        self._checked_at = -FORGOTTEN_CHECK_S
+        self.reregistered = 0
+        """Connections registered again after Redis came back without the registry."""
+
+    def _remember(self, connection_id: str, fields: dict[str, str]) -> None:
+        known = self._known.setdefault(connection_id, {})
+        known.update(fields)
+        if len(self._known) > KNOWN_MAX:
+            oldest = next(iter(self._known))
+            self._known.pop(oldest)
+            self._subs.pop(oldest, None)
+
+    def register_again_if_forgotten(self) -> int:
+        """At most every FORGOTTEN_CHECK_S: if Redis lost the registry (it restarted empty:
+        the marker key is gone), register again every connection this process knows, with
+        its push mode and subscriptions, so the stream handler finds them (before, no
+        status reached a connection opened before the restart until its client
+        reconnected). Returns how many were registered again."""
+        now = self.clock()
+        if now - self._checked_at < FORGOTTEN_CHECK_S:
+            return 0
+        self._checked_at = now
+        if not self.r.set(names.REDIS_SESSIONS_MARKER, "1", nx=True):
+            return 0  # still there: nothing was forgotten
+        if not self._known:
+            return 0  # a fresh Redis, or nothing of it known here
+        with self.r.pipeline(transaction=False) as pipe:
+            for connection_id, fields in self._known.items():
+                conn = names.REDIS_CONNECTION.format(connection_id)
+                mine = names.REDIS_USER_CONNECTIONS.format(fields["user"])
+                pipe.hset(conn, mapping=cast("dict[Any, Any]", fields))
+                pipe.expire(conn, CONNECTION_TTL_S)
+                pipe.sadd(mine, connection_id)
+                pipe.expire(mine, CONNECTION_TTL_S)
+                symbols = sorted(self._subs.get(connection_id, ()))
+                if symbols:
+                    subs = names.REDIS_CONNECTION_SUBS.format(connection_id)
+                    for symbol in symbols:
+                        pipe.sadd(names.REDIS_SUBSCRIBERS.format(symbol), connection_id)
+                    pipe.sadd(subs, *symbols)
+                    pipe.expire(subs, CONNECTION_TTL_S)
+            pipe.execute()
+        self.reregistered += len(self._known)
+        return len(self._known)
 
     def connect(self, connection_id: str, user_id: str, now_ms: int, *, pushes: str = "") -> None:
         """Record the connection; `pushes` = BATCH opts it in to BATCH frames."""
@@ -51,13 +106,18 @@ class Sessions:
             pipe.expire(conn, CONNECTION_TTL_S)
             pipe.sadd(mine, connection_id)
             pipe.expire(mine, CONNECTION_TTL_S)
+            pipe.set(names.REDIS_SESSIONS_MARKER, "1")
             pipe.execute()
         self._users[connection_id] = user_id
+        fields = {"user": user_id, "connected_ms": str(now_ms)}
+        self._remember(connection_id, {**fields, **({"pushes": pushes} if pushes else {})})
 
     def disconnect(self, connection_id: str) -> str | None:
         """Forget the connection and its subscriptions; returns its user (None: unknown)."""
         self._users.pop(connection_id, None)
         self._batching.pop(connection_id, None)
+        self._known.pop(connection_id, None)
+        self._subs.pop(connection_id, None)
         user = self._disconnect(
             keys=[
                 names.REDIS_CONNECTION.format(connection_id),
@@ -77,6 +137,8 @@ class Sessions:
         self.r.hset(
             names.REDIS_CONNECTION.format(connection_id), "cancel_on_disconnect", int(enabled)
         )
+        if connection_id in self._known:
+            self._remember(connection_id, {"cancel_on_disconnect": str(int(enabled))})
 
     def cancels_on_disconnect(self, connection_id: str) -> bool:
         raw = self.r.hget(names.REDIS_CONNECTION.format(connection_id), "cancel_on_disconnect")
@@ -85,10 +147,12 @@ class Sessions:
     def user_of(self, connection_id: str) -> str | None:
         user = self._users.get(connection_id)
         if user is None:
-            raw = self.r.hget(names.REDIS_CONNECTION.format(connection_id), "user")
-            if raw is None:
+            raw = self.r.hgetall(names.REDIS_CONNECTION.format(connection_id))
+            fields = {text(k): text(v) for k, v in raw.items()}
+            if "user" not in fields:
                 return None
-            user = self._users[connection_id] = text(raw)
+            user = self._users[connection_id] = fields["user"]
+            self._remember(connection_id, fields)
             if len(self._users) > 100_000:
                 self._users.clear()
         return user
@@ -104,6 +168,8 @@ class Sessions:
             pipe.sadd(mine, *wanted)
             pipe.expire(mine, CONNECTION_TTL_S)
             pipe.execute()
+        if connection_id in self._known:
+            self._subs.setdefault(connection_id, set()).update(wanted)
         return wanted
 
     def unsubscribe(self, connection_id: str, symbols: Iterable[str]) -> list[str]:
@@ -115,6 +181,7 @@ class Sessions:
                 pipe.srem(names.REDIS_SUBSCRIBERS.format(symbol), connection_id)
             pipe.srem(names.REDIS_CONNECTION_SUBS.format(connection_id), *gone)
             pipe.execute()
+        self._subs.get(connection_id, set()).difference_update(gone)
         return gone
 
     def of_users(self, users: Iterable[str]) -> dict[str, list[str]]:

@@ -1,0 +1,58 @@
+"""The WebSocket connection registry against a real Redis: a Redis that came back empty
+(no AOF) forgets every connection; the process handling frames registers again those it
+knows, so the stream handler finds them without the clients reconnecting."""
+
+import pytest
+
+from hotshard.edge.sessions import FORGOTTEN_CHECK_S, Sessions
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_connections_are_registered_again_after_redis_forgot_them(r):
+    clock = Clock()
+    router = Sessions(r, clock)  # the order router's: $connect, subscribe, every frame
+    router.connect("c1", "ann", 1_000, pushes="batch")
+    router.connect("c2", "ben", 2_000)
+    router.subscribe("c2", ["AAPL", "MSFT"])
+    router.set_cancel_on_disconnect("c2", True)
+    router.connect("c3", "ann", 3_000)
+    router.disconnect("c3")
+    stream = Sessions(r)  # the stream handler's, another process
+    assert stream.of_users(["ann"]) == {"ann": ["c1"]}
+    assert router.register_again_if_forgotten() == 0  # nothing forgotten
+
+    r.flushall()  # redis-server restarted without an AOF
+    assert stream.of_users(["ann", "ben"]) == {"ann": [], "ben": []}
+    assert router.register_again_if_forgotten() == 0  # checked a moment ago: not yet
+    clock.now += FORGOTTEN_CHECK_S
+    assert router.register_again_if_forgotten() == 2
+
+    fresh = Sessions(r)
+    assert fresh.of_users(["ann", "ben"]) == {"ann": ["c1"], "ben": ["c2"]}
+    assert fresh.of_symbols(["AAPL", "MSFT"]) == {"AAPL": ["c2"], "MSFT": ["c2"]}
+    assert fresh.batching(["c1", "c2"]) == {"c1"}
+    assert fresh.cancels_on_disconnect("c2") and fresh.user_of("c2") == "ben"
+    clock.now += FORGOTTEN_CHECK_S
+    assert router.register_again_if_forgotten() == 0  # the marker is back
+
+
+def test_a_connection_learned_from_redis_is_registered_again_too(r):
+    Sessions(r).connect("c9", "cat", 9_000)  # $connect handled by another container
+    clock = Clock()
+    frames = Sessions(r, clock)
+    assert frames.user_of("c9") == "cat"
+    frames.subscribe("c9", ["HOT"])
+    r.flushall()
+    clock.now += FORGOTTEN_CHECK_S
+    assert frames.register_again_if_forgotten() == 1
+    assert Sessions(r).of_symbols(["HOT"]) == {"HOT": ["c9"]}
+    assert Sessions(r).of_users(["cat"]) == {"cat": ["c9"]}
