@@ -15,13 +15,16 @@ import grpc
 import pytest
 import redis
 
+from engine.__main__ import build
 from engine.book import Book, Instrument, add
 from engine.book.snapshot import dump, load
 from engine.service import core, forked, operations
 from engine.service import loop as engine_loop
+from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
 from hotshard import kafka, names, recovery
 from hotshard.domain import Side
+from hotshard.local.services.process import free_port
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2
@@ -435,3 +438,56 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
     stats = engine.stub().Stats(control_pb2.StatsRequest(), timeout=5)
     [relog] = [s for s in stats.symbols if s.symbol == "RELOG"]
     assert relog.resting_orders == 9  # 3 bids from the snapshot, 6 asks above them
+
+
+class LowMarkAtTheEnd:
+    """The engine's consumer, with the broker's answer to ListOffsets that Tansu on s3://
+    storage gives right after a restart: the low watermark at the end of the log (measured
+    in tests/faults: 62..62 while offsets 0..81 were fetchable). Everything else is real."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def get_watermark_offsets(self, tp: Any, **kw: Any) -> tuple[int, int]:
+        _low, high = self.real.get_watermark_offsets(tp, **kw)
+        return high, high
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_low_watermark_above_a_readable_position_does_not_stop_the_engine(
+    broker, redis_server, engines
+):
+    # before: the engine believed the watermark, refused to start ("outside its log") on
+    # every restart, and the durable broker-restart case never resumed
+    r = redis_server.client()
+    engine = engines("0", "lowmark")
+    prod = producer(broker.bootstrap)
+    produce_orders(prod, [("LOW", add(f"o{i}", "u", Side.BUY, 10 + i, 1)) for i in range(4)],
+                   lambda s: 0)  # fmt: skip
+    prod.flush(10)
+    deadline = time.monotonic() + 20
+    checkpoint = recovery.read_checkpoint(r, 0)
+    while (checkpoint is None or checkpoint.offset < 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        checkpoint = recovery.read_checkpoint(r, 0)
+    assert checkpoint is not None and checkpoint.offset == 3
+    engine.process.stop(signal.SIGKILL)
+    produce_orders(prod, [("LOW", add("late", "u", Side.SELL, 50, 1))], lambda s: 0)
+    prod.flush(10)
+    settings = EngineSettings(
+        kafka_brokers=broker.bootstrap,
+        redis_port=redis_server.port,
+        partitions=(0,),
+        instance_id="lowmark",
+        grpc_port=free_port(),
+    )
+    again = build(settings)
+    again.consumer = LowMarkAtTheEnd(again.consumer)
+    try:
+        again.start()  # the record at the checkpoint's position is read: it is there
+        assert again.state.position[0] == 4
+        again.stopping.set()
+    finally:
+        again.shutdown()
