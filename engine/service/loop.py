@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import redis
 from confluent_kafka import KafkaException
 
+from engine import fastwire
 from engine.book import Book
 from engine.book.snapshot import SnapshotInfo, load
 from engine.service import forked
@@ -415,26 +416,13 @@ class Engine:
     # ------------------------------------------------------------------ the batch
 
     def _process(self, messages: list[Any]) -> None:
-        records = []
-        shadowed = []
-        pending = []
-        moved_back = []
-        owned = self.partitions
         # a rollback after a pre-copy switch replays the target's `orders` partition here
         replayed = {p for t, p in self.state.pending_partitions() if t == TOPIC_ORDERS}
-        for m in messages:
-            if m.error() is not None:
-                self._consumer_error(m.error())
-                continue
-            record = (m.partition(), m.offset(), m.key(), m.value())
-            if m.topic() == TOPIC_PENDING_ORDERS:
-                pending.append(record)
-            elif record[0] in owned:
-                records.append(record)
-            else:
-                shadowed.append(record)
-                if record[0] in replayed:
-                    moved_back.append(record)
+        records, shadowed, pending, moved_back, errors = fastwire.split_messages(
+            messages, self.partitions, TOPIC_PENDING_ORDERS, replayed
+        )
+        for error in errors:
+            self._consumer_error(error)
         state = self.state
         if shadowed:
             state.apply_shadow(shadowed, time.monotonic(), self.settings.shadow_hold_ms / 1000)

@@ -18,24 +18,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from engine.fastwire import (
+    HISTOGRAM_MAX_BITS,
+    HISTOGRAM_MIN_BITS,
+    HISTOGRAM_SUBBUCKETS,
+    bucket_of,
+    count_latencies,
+)
 from hotshard import names
 
 LATENCY_SAMPLES = 4096
-HISTOGRAM_SUBBUCKETS = 4  # buckets per doubling: a value is off by < 1/8 of itself
-HISTOGRAM_MIN_BITS = 14  # latencies below 2^14 ns (16 us) share the lowest bucket
-HISTOGRAM_MAX_BITS = 38  # ... above 2^38 ns (~275 s) the highest: <= 96 buckets in all
-
-
-def bucket_of(latency_ns: int) -> int:
-    """The histogram bucket of a latency: 4 per power of two (mantissa's top two bits);
-    below 2^(MIN_BITS-1) the lowest bucket, from 2^MAX_BITS the highest. Called once per
-    order: plain comparisons, no min/max calls."""
-    bits = latency_ns.bit_length()
-    if bits < HISTOGRAM_MIN_BITS:
-        return HISTOGRAM_MIN_BITS * HISTOGRAM_SUBBUCKETS
-    if bits > HISTOGRAM_MAX_BITS:
-        return HISTOGRAM_MAX_BITS * HISTOGRAM_SUBBUCKETS + 3
-    return bits * HISTOGRAM_SUBBUCKETS + ((latency_ns >> (bits - 3)) & 3)
+# the histogram's buckets (bucket_of): compiled with the book, once per order
+__all__ = ["HISTOGRAM_MAX_BITS", "HISTOGRAM_MIN_BITS", "HISTOGRAM_SUBBUCKETS", "bucket_of"]
 
 
 def bucket_value_ms(bucket: int) -> float:
@@ -57,20 +51,17 @@ class SymbolMeter:
     latency_min_ns: int = 0
     latency_max_ns: int = 0
 
-    def record(self, latencies: list[int]) -> None:
+    def record(self, now_ns: int, stamps: list[int]) -> None:
+        """The orders with client timestamps `stamps` (not empty) had their events at now_ns."""
+        fresh = not self.histogram
+        latencies, low, high, total = count_latencies(self.histogram, now_ns, stamps)
         self.latencies_ns.extend(latencies)
-        hist = self.histogram
-        fresh = not hist
-        for latency in latencies:
-            b = bucket_of(latency)
-            hist[b] = hist.get(b, 0) + 1
-        low, high = min(latencies), max(latencies)
         if fresh:
             self.latency_min_ns, self.latency_max_ns = low, high
         else:
             self.latency_min_ns = min(self.latency_min_ns, low)
             self.latency_max_ns = max(self.latency_max_ns, high)
-        self.latency_sum_ns += sum(latencies)
+        self.latency_sum_ns += total
 
     def drain_histogram(self) -> dict[str, object] | None:
         """The window's latencies as an EMF histogram value (ms), and a fresh window."""
@@ -128,7 +119,7 @@ class Metrics:
         self._window += n
         for symbol, stamps in client_ts.items():
             if stamps:
-                self.symbols[symbol].record([max(now_ns - ts, 0) for ts in stamps])
+                self.symbols[symbol].record(now_ns, stamps)
 
     def roll(self) -> float:
         """Close the current window: rates and CPU over it. Returns its length (s)."""

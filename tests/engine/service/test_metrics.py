@@ -58,3 +58,23 @@ def test_emf_carries_every_latency_of_the_window_as_values_and_counts():
     assert again[names.METRIC_ORDER_TO_EVENT]["Count"] == 1
     # Stats' in-process percentiles still read the recent samples
     assert m.symbols["AAPL"].percentile_ms(0.99) == 40.0
+
+
+def test_observed_latencies_count_as_the_plain_formula_says():
+    # the per-order loop is compiled (engine.fastwire.count_latencies): it must count what
+    # max(now - ts, 0) per order gives, across observes, future stamps included
+    metrics = Metrics()
+    batches = [(10**9, [10**9 - 5, 10**9 - 30_000, 10**9 + 7]), (2 * 10**9, [1, 10**9, 3])]
+    expected: dict[int, int] = {}
+    latencies = []
+    for now, stamps in batches:
+        metrics.observe({"S": len(stamps)}, {"S": stamps}, now)
+        for ts in stamps:
+            latency = max(now - ts, 0)
+            latencies.append(latency)
+            expected[bucket_of(latency)] = expected.get(bucket_of(latency), 0) + 1
+    meter = metrics.symbols["S"]
+    assert meter.histogram == expected
+    assert list(meter.latencies_ns) == latencies
+    assert (meter.latency_min_ns, meter.latency_max_ns) == (min(latencies), max(latencies))
+    assert meter.latency_sum_ns == sum(latencies)
