@@ -11,7 +11,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from hotshard.local.services.broker import tansu
 from hotshard.local.services.rclone import rclone_s3
@@ -19,9 +19,9 @@ from hotshard.local.services.rclone import rclone_s3
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
-def produce(bootstrap: str, tag: str, n: int) -> list[int]:
+def produce(bootstrap: str, tag: str, n: int) -> list[int | None]:
     """n records to t0[0] by a fresh idempotent producer: the offsets acknowledged."""
-    offsets: list[int] = []
+    offsets: list[int | None] = []
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 2})
     for i in range(n):
         p.produce("t0", f"{tag}{i}".encode(), partition=0,
@@ -32,10 +32,10 @@ def produce(bootstrap: str, tag: str, n: int) -> list[int]:
     return offsets
 
 
-def read_all(bootstrap: str) -> dict[int, bytes]:
+def read_all(bootstrap: str) -> dict[int | None, bytes | None]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "r", "fetch.wait.max.ms": 10})
     c.assign([TopicPartition("t0", 0, 0)])
-    got: dict[int, bytes] = {}
+    got: dict[int | None, bytes | None] = {}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for m in c.consume(100, 0.2):
