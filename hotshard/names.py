@@ -83,6 +83,7 @@ ENV_SNAPSHOT_S3_THRESHOLD = "SNAPSHOT_S3_THRESHOLD"  # bytes; larger snapshots g
 # in hotshard.route (routing table listing and moves) and hotshard.edge.
 REDIS_ROUTES = "routes"  # set of listed symbols
 REDIS_ROUTE_LOAD = "route-load"  # hash partition -> number of symbols routed to it
+REDIS_ROUTE_EPOCHS = "route-epochs"  # hash symbol -> epoch floor of a delisted symbol
 REDIS_ORDER = "order:{}:{}"  # hash per (user, order_id): idempotency record + latest status
 REDIS_BALANCE = "balance:{}"  # hash per user: asset (CASH or a symbol) -> available amount
 REDIS_OPEN_ORDERS = "open-orders:{}"  # sorted set per user: order_id -> claimed at (ms)

@@ -5,8 +5,11 @@ lowest, and the moves of a migration (pause, switch, roll back), each one atomic
 
 The epoch grows by one each time the symbol's partition changes; the router stamps every
 order with the epoch it saw, so an engine that gave the symbol away rejects late orders with
-STALE_ROUTE. Alongside: `routes` (set of listed symbols) and `route-load` (hash partition ->
-symbols routed there), kept in step by the same scripts.
+STALE_ROUTE. Epochs are never reused, across a delisting too: `route-epochs` keeps a
+delisted symbol's floor and a listing again starts above it (a book of it still on an
+engine, at the owner epoch of its last route, takes the new route's orders). Alongside:
+`routes` (set of listed symbols) and `route-load` (hash partition -> symbols routed there),
+kept in step by the same scripts.
 
 Every transition is a compare-and-set on the epoch (and status) the caller last read: two
 migrations of one symbol, or a listing racing a listing, cannot both win; the loser gets
@@ -61,12 +64,15 @@ class NoEngineError(RouteError):
         super().__init__(Reason.UNKNOWN_SYMBOL, detail)
 
 
-# KEYS: route, routes, route-load. ARGV: symbol, partition, instance.
-# Creates the route (epoch 1) unless it exists; returns the route's fields either way.
+# KEYS: route, routes, route-load, route-epochs. ARGV: symbol, partition, instance.
+# Creates the route (epoch 1, or one above a delisted symbol's floor) unless it exists;
+# returns the route's fields either way.
 _LIST = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  local floor = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
   redis.call('HSET', KEYS[1], 'partition', ARGV[2], 'instance', ARGV[3],
-             'status', 'ACTIVE', 'epoch', 1)
+             'status', 'ACTIVE', 'epoch', floor + 1)
+  redis.call('HDEL', KEYS[4], ARGV[1])
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 end
@@ -94,10 +100,14 @@ redis.call('HINCRBY', KEYS[1], 'epoch', tonumber(ARGV[6]))
 return {1, redis.call('HGETALL', KEYS[1])}
 """
 
-# KEYS: route, routes, route-load. ARGV: symbol.
+# KEYS: route, routes, route-load, route-epochs. ARGV: symbol.
+# The floor kept is the route's epoch + 1: a Remove fences one past the route's epoch.
 _DELIST = """
 local partition = redis.call('HGET', KEYS[1], 'partition')
 if not partition then return 0 end
+local floor = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') + 1
+local kept = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+redis.call('HSET', KEYS[4], ARGV[1], math.max(floor, kept))
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], partition, -1)
@@ -191,6 +201,16 @@ def lookup(r: redis.Redis, symbol: str) -> Route | None:
     return parse_route(symbol, r.hgetall(names.REDIS_ROUTE.format(symbol)))
 
 
+def last_epoch(r: redis.Redis, symbol: str) -> int | None:
+    """The symbol's route epoch, or for a delisted one the last it had (its floor - 1);
+    None: never listed (or its floor lost with Redis and not rebuilt)."""
+    found = lookup(r, symbol)
+    if found is not None:
+        return found.epoch
+    floor = r.hget(names.REDIS_ROUTE_EPOCHS, symbol)
+    return None if floor is None else int(text(floor)) - 1
+
+
 def partition_loads(r: redis.Redis) -> dict[int, int]:
     """Symbols routed to each partition that has any."""
     raw = r.hgetall(names.REDIS_ROUTE_LOAD)
@@ -240,10 +260,11 @@ def list_symbol_at(r: redis.Redis, symbol: str, partition: int, instance: str) -
     """Route `symbol` to a given partition (idempotent like `list_symbol`)."""
     flat = r.eval(
         _LIST,
-        3,
+        4,
         names.REDIS_ROUTE.format(symbol),
         names.REDIS_ROUTES,
         names.REDIS_ROUTE_LOAD,
+        names.REDIS_ROUTE_EPOCHS,
         symbol,
         partition,
         instance,
@@ -258,13 +279,16 @@ def listed_symbols(r: redis.Redis) -> list[str]:
 
 
 def delist(r: redis.Redis, symbol: str) -> bool:
-    """Remove the symbol's route; False if it was not listed."""
+    """Remove the symbol's route; False if it was not listed. Its epochs are not reused:
+    a listing again starts above every epoch it had and above the fence a Remove puts
+    (one past the route's), see `_LIST`."""
     done = r.eval(
         _DELIST,
-        3,
+        4,
         names.REDIS_ROUTE.format(symbol),
         names.REDIS_ROUTES,
         names.REDIS_ROUTE_LOAD,
+        names.REDIS_ROUTE_EPOCHS,
         symbol,
     )
     return bool(done)
@@ -373,6 +397,30 @@ def plan_rebuild(
     ]
 
 
+def plan_epoch_floors(
+    checkpoints: Iterable[recovery.Checkpoint], rebuilt: Iterable[RebuiltRoute]
+) -> dict[str, int]:
+    """Per symbol that left every engine (a fence or gone entry somewhere, no home), the
+    highest epoch among those (pure): a listing of it again starts above that."""
+    floors: dict[str, int] = {}
+    for cp in checkpoints:
+        for symbol, entry in cp.fences.items():
+            floors[symbol] = max(floors.get(symbol, 0), entry.epoch)
+        for symbol, left in cp.gone.items():
+            floors[symbol] = max(floors.get(symbol, 0), left.epoch)
+    for planned in rebuilt:
+        floors.pop(planned.symbol, None)
+    return floors
+
+
+# KEYS: route, route-epochs. ARGV: symbol, floor. A listed symbol needs no floor.
+_FLOOR = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local kept = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HSET', KEYS[2], ARGV[1], math.max(kept, tonumber(ARGV[2])))
+return 1
+"""
+
 # KEYS: route, routes set, route-load. ARGV: symbol, partition, instance, epoch.
 _RESTORE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -397,8 +445,9 @@ def read_checkpoints(r: redis.Redis) -> list[recovery.Checkpoint]:
 def rebuild_routes(r: redis.Redis) -> list[RebuiltRoute]:
     """Re-list, from the engines' checkpoints, every symbol that has no route (a Redis
     that came back empty, or lost keys): see plan_rebuild. A route that exists is left as
-    it is, so running it again, or beside a live router, changes nothing. Returns the
-    routes written."""
+    it is, so running it again, or beside a live router, changes nothing. The epoch
+    floors of symbols that left every engine are restored too (plan_epoch_floors). Returns
+    the routes written."""
     checkpoints = read_checkpoints(r)
     owners = {}
     for cp in checkpoints:  # spare partitions too: a moved symbol may live on one
@@ -406,7 +455,10 @@ def rebuild_routes(r: redis.Redis) -> list[RebuiltRoute]:
         if owner:
             owners[cp.partition] = owner
     written = []
-    for planned in plan_rebuild(checkpoints, owners):
+    planned_routes = plan_rebuild(checkpoints, owners)
+    for symbol, floor in plan_epoch_floors(checkpoints, planned_routes).items():
+        r.eval(_FLOOR, 2, names.REDIS_ROUTE.format(symbol), names.REDIS_ROUTE_EPOCHS, symbol, floor)
+    for planned in planned_routes:
         done = r.eval(
             _RESTORE,
             3,

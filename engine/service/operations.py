@@ -318,23 +318,7 @@ class Operations:
             began = time.perf_counter()
             self._flushed()
             timing["flush"] = time.perf_counter() - began
-            offset = state.applied_offset(symbol)
-            location = engine.store.location_for(
-                symbol,
-                seq=book.seq,
-                input_offset=offset,
-                estimate=handover.snapshot_estimate(book),
-            )
-            entry = FenceEntry(
-                epoch,
-                offset,
-                book.seq,
-                to_partition,
-                location,
-                owner,
-                home,
-                handover.state_hash(book),
-            )
+            entry = self._fence_entry(symbol, book, epoch, to_partition)
             state.fence(symbol, entry)
             engine._publish(state.handoff(symbol, home, book.seq, to_partition, epoch))
             began = time.perf_counter()
@@ -362,6 +346,20 @@ class Operations:
                 },
             )
         return fenced
+
+    def _fence_entry(self, symbol: str, book: Book, epoch: int, to_partition: int) -> FenceEntry:
+        """The fence of the symbol's book where it is now (its applied offset), with the
+        location its snapshot will be stored at (Fence's, and Remove's of an active book)."""
+        engine = self.engine
+        state = engine.state
+        offset = state.applied_offset(symbol)
+        location = engine.store.location_for(
+            symbol, seq=book.seq, input_offset=offset, estimate=handover.snapshot_estimate(book)
+        )
+        owner, home = state.epoch.get(symbol, 0), state.home[symbol]
+        return FenceEntry(
+            epoch, offset, book.seq, to_partition, location, owner, home, handover.state_hash(book)
+        )
 
     def _store_fence_snapshot(
         self, symbol: str, book: Book, entry: FenceEntry, *, deferred: bool = False
@@ -757,24 +755,9 @@ class Operations:
                 raise _BusyError
             engine.cancel_periodic(symbol)
             self._flushed()
-            current = route.lookup(engine.redis, symbol) if fence_epoch <= 0 else None
-            epoch = handover.fence_epoch(fence_epoch, current.epoch if current else None)
-            offset = state.applied_offset(symbol)
-            entry = FenceEntry(
-                epoch,
-                offset,
-                book.seq,
-                -1,
-                engine.store.location_for(
-                    symbol,
-                    seq=book.seq,
-                    input_offset=offset,
-                    estimate=handover.snapshot_estimate(book),
-                ),
-                state.epoch.get(symbol, 0),
-                state.home[symbol],
-                handover.state_hash(book),
-            )
+            current = route.last_epoch(engine.redis, symbol) if fence_epoch <= 0 else None
+            epoch = handover.fence_epoch(fence_epoch, current)
+            entry = self._fence_entry(symbol, book, epoch, -1)
             state.fence(symbol, entry)
             try:
                 self._durable()

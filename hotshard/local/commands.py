@@ -137,9 +137,11 @@ def describe_event(event: dict[str, Any], entered_at: dict[str, float]) -> str |
         entered_at[name] = stamp
         return f"  -> {name}"
     if kind.endswith("StateExited"):
-        name = event["stateExitedEventDetails"]["name"]
+        details = event["stateExitedEventDetails"]
+        name = details["name"]
         took = (stamp - entered_at.get(name, stamp)) * 1000
-        return f"  ok {name} ({took:.0f} ms)"
+        did = step_detail(name, details.get("output"))
+        return f"  ok {name} ({took:.0f} ms{': ' + did if did else ''})"
     if kind == "LambdaFunctionFailed":
         d = event["lambdaFunctionFailedEventDetails"]
         cause = str(d.get("cause", ""))
@@ -152,6 +154,31 @@ def describe_event(event: dict[str, Any], entered_at: dict[str, float]) -> str |
     if kind == "ExecutionSucceeded":
         return "  SUCCEEDED"
     return None
+
+
+def step_detail(name: str, output: str | None) -> str:
+    """What TransferSnapshot and ReplayPendingOrders did, from the state they left: their
+    names are the seed's, and in pre-copy ReplayPendingOrders replays no pending orders
+    (it waits until the target has applied what it held and is durable)."""
+    try:
+        state = json.loads(output or "")
+    except ValueError:
+        return ""
+    if not isinstance(state, dict):
+        return ""
+    strategy = (state.get("migration") or {}).get("strategy")
+    if name == "TransferSnapshot" and isinstance(state.get("snapshot"), dict):
+        snap = state["snapshot"]
+        return f"{snap.get('size_bytes', 0)} bytes at offset {snap.get('input_offset')} followed"
+    if name == "ReplayPendingOrders" and isinstance(state.get("replay"), dict):
+        replay = state["replay"]
+        if strategy == "pre-copy":
+            replayed = "pre-copy: no pending orders"
+        else:
+            replayed = f"{replay.get('replayed', 0)} pending replayed"
+        durable = "durable" if replay.get("durable") else "not durable"
+        return f"{replayed}, {replay.get('held', 0)} held applied, {durable}"
+    return ""
 
 
 def outcome(status: str, error: str | None, last_state: str | None) -> tuple[str, int]:

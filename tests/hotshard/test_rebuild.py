@@ -4,7 +4,7 @@ pure, rebuild_routes against a real Redis)."""
 import pytest
 
 from hotshard import recovery, registry, route
-from hotshard.recovery import BookEntry, Checkpoint, FenceEntry
+from hotshard.recovery import BookEntry, Checkpoint, FenceEntry, GoneEntry
 
 
 def cp(
@@ -65,3 +65,20 @@ def test_rebuild_relists_what_an_empty_redis_lost_and_keeps_existing_routes(r):
     assert msft is not None and msft.partition == 7
     assert route.listed_symbols(r) == ["AAPL", "IBM", "MSFT"]
     assert route.rebuild_routes(r) == []  # again: nothing to do
+
+
+def test_a_symbol_that_left_every_engine_keeps_its_highest_fence_or_gone_epoch_as_floor():
+    left = Checkpoint(0, 10, {}, {"F": FenceEntry(3, 9, 5)}, {}, "e0", 1, {"G": GoneEntry(4, 2)})
+    moved = cp(1, ("M",), fences={"M": 2}, taken_ms=2)
+    home = cp(2, ("M",), taken_ms=3, epoch=2)
+    planned = route.plan_rebuild([left, moved, home], {})
+    assert route.plan_epoch_floors([left, moved, home], planned) == {"F": 3, "G": 4}
+
+
+@pytest.mark.integration
+def test_rebuild_restores_the_floor_of_a_symbol_no_engine_holds(r):
+    registry.claim_partitions(r, "e1", [0], 60_000)
+    gone = Checkpoint(0, 10, {}, {}, {}, "e1", 1, {"GONE": GoneEntry(5, 3)})
+    assert recovery.write_checkpoint(r, gone)
+    assert route.rebuild_routes(r) == []
+    assert route.list_symbol_at(r, "GONE", 0, "e1").epoch == 6  # above its gone entry

@@ -116,6 +116,23 @@ def test_delisting_removes_the_route_and_its_load(r):
     assert route.listed_symbols(r) == []
 
 
+def test_a_symbol_listed_again_starts_above_every_epoch_it_had(r):
+    """Before, a listing again restarted at epoch 1: below the fence (or gone entry) its
+    old owner keeps, which refused every order of the symbol listed again there for good."""
+    listed = route.list_symbol_at(r, "AAPL", 0, "e1")
+    moved = route.move(r, listed, 3, "e2")
+    assert moved.epoch == 2
+    assert route.delist(r, "AAPL")
+    assert route.last_epoch(r, "AAPL") == 2
+    again = route.list_symbol_at(r, "AAPL", 0, "e1")
+    assert again.epoch == 4  # above 3, the epoch a Remove after the delisting fences at
+    assert route.list_symbol_at(r, "AAPL", 5, "e3") == again  # listing stays idempotent
+    assert route.delist(r, "AAPL")
+    assert route.list_symbol_at(r, "AAPL", 0, "e1").epoch == 6
+    assert route.last_epoch(r, "NEVER") is None
+    assert route.partition_loads(r) == {0: 1, 3: 0}
+
+
 def test_a_record_is_after_the_pending_end_marker_only_past_its_offset():
     assert route.pending_verdict(None, 5) is False  # the marker is written later
     assert route.pending_verdict(b"pending-orders/0/", 5) is None  # being written

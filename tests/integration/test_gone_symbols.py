@@ -15,7 +15,7 @@ import pytest
 from engine.book import Book, Instrument, add
 from engine.book.snapshot import dump
 from engine.service import core
-from hotshard import recovery
+from hotshard import recovery, route
 from hotshard.domain import Side, Status
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.reasons import Reason
@@ -58,9 +58,9 @@ def reader(broker: Any) -> Iterator[EventReader]:
     reader.close()
 
 
-def remove_and_bury(running: InProcessEngine, reader: EventReader, prod: Any) -> None:
+def remove(running: InProcessEngine, reader: EventReader, prod: Any) -> None:
     """GONE (three orders at route epoch 1) and KEEP on partition 0; GONE removed at fence
-    epoch 2 and its fence pruned."""
+    epoch 2."""
     orders = [
         (s, add(f"{s}-{i}", "u", Side.BUY, 10 + i, 1)) for i in range(3) for s in ("GONE", "KEEP")
     ]
@@ -69,6 +69,11 @@ def remove_and_bury(running: InProcessEngine, reader: EventReader, prod: Any) ->
     assert reader.read_until(lambda rd: len(rd.events.get("GONE", [])) >= 3, timeout=30)
     request = control_pb2.RemoveRequest(symbol="GONE", fence_epoch=2)
     running.stub.Remove(request, timeout=30)
+
+
+def remove_and_bury(running: InProcessEngine, reader: EventReader, prod: Any) -> None:
+    """`remove`, and GONE's fence pruned."""
+    remove(running, reader, prod)
     wait("GONE's fence to be pruned", lambda: buried(running, "GONE"))
 
 
@@ -106,6 +111,52 @@ def test_a_late_order_for_a_symbol_whose_fence_was_pruned_is_stale_route_never_a
             assert books(running) == ["KEEP"]
             assert not running.failure
     finally:
+        prod.flush(10)
+        prod.close()
+
+
+def test_a_symbol_delisted_and_listed_again_takes_its_orders_where_its_book_is(
+    broker, redis_server, reader
+):
+    """Before, a listing again restarted at route epoch 1: below the owner epoch of the
+    book still on the engine (2), which refused every order of it STALE_ROUTE for good.
+    Now the routing table lists it above every epoch it had, and the book goes on (its
+    seqs continue). A symbol removed from the partition stays refused there (its gone
+    entry: a fresh book would number its events from 1 again, dropped by readers)."""
+    prod = producer(broker.bootstrap)
+    r = redis_server.client()
+    try:
+        with engine_in_process(broker, redis_server, "0", "relist", **FAST) as running:
+            listed = route.list_symbol_at(r, "LIVE", 0, "relist")
+            moved = route.move(r, listed, 0, "relist")  # its book is owned at epoch 2
+            remove_and_bury(running, reader, prod)
+            first = add("live-0", "u", Side.BUY, 10, 1)
+            produce_orders(prod, [("LIVE", first)], lambda s: 0, route_epoch=moved.epoch)
+            prod.flush(10)
+            assert reader.read_until(lambda rd: bool(statuses(rd, "LIVE", "live-0")), timeout=30)
+            for symbol in ("LIVE", "GONE"):
+                route.delist(r, symbol)
+            again = {s: route.list_symbol_at(r, s, 0, "relist") for s in ("LIVE", "GONE")}
+            assert again["LIVE"].epoch > moved.epoch
+            for symbol, found in again.items():
+                order = add(f"{symbol}-again", "u", Side.SELL, 20, 1)
+                produce_orders(prod, [(symbol, order)], lambda s: 0, route_epoch=found.epoch)
+            prod.flush(10)
+            assert reader.read_until(
+                lambda rd: (
+                    bool(statuses(rd, "LIVE", "LIVE-again"))
+                    and bool(statuses(rd, "GONE", "GONE-again"))
+                ),
+                timeout=30,
+            )
+            assert statuses(reader, "LIVE", "LIVE-again") == [(2, Status.ACCEPTED, 0)]
+            assert statuses(reader, "GONE", "GONE-again") == [
+                (0, Status.REJECTED, Reason.STALE_ROUTE)
+            ]
+            assert books(running) == ["KEEP", "LIVE"]
+            assert not running.failure
+    finally:
+        r.close()
         prod.flush(10)
         prod.close()
 
@@ -161,15 +212,7 @@ def test_a_rewind_past_a_gone_symbol_no_longer_remembered_is_refused(
     prod = producer(broker.bootstrap)
     try:
         with engine_in_process(broker, redis_server, "0", "floor", **FAST) as running:
-            orders = [
-                (s, add(f"{s}-{i}", "u", Side.BUY, 10 + i, 1))
-                for i in range(3)
-                for s in ("GONE", "KEEP")
-            ]
-            produce_orders(prod, orders, lambda s: 0, route_epoch=1)
-            prod.flush(10)
-            assert reader.read_until(lambda rd: len(rd.events.get("GONE", [])) >= 3, timeout=30)
-            running.stub.Remove(control_pb2.RemoveRequest(symbol="GONE", fence_epoch=2), timeout=30)
+            remove(running, reader, prod)
             state = running.engine.state
             wait(
                 "GONE forgotten",

@@ -86,13 +86,10 @@ def test_hs256_with_the_local_secret():
         TokenVerifier().user(mint_token("s", "bob"))
 
 
-def test_a_verified_token_is_not_verified_again_until_it_expires(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [time.time()]
-    verifier = TokenVerifier(secret="s" * 32, clock=lambda: now[0])
-    token = mint_token("s" * 32, "alice", ttl_s=60)
-    calls = []
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One item per signature check (jwt.decode call) from now on."""
+    calls: list[int] = []
     real = jwt.decode
 
     def counting(*args: object, **kwargs: object) -> object:
@@ -100,6 +97,14 @@ def test_a_verified_token_is_not_verified_again_until_it_expires(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
+def test_a_verified_token_is_not_verified_again_until_it_expires(decodes: list[int]) -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(secret="s" * 32, clock=lambda: now[0])
+    token = mint_token("s" * 32, "alice", ttl_s=60)
+    calls = decodes
     assert verifier.user(token) == "alice"
     claims = verifier.claims(token)
     claims["sub"] = "mallory"  # a caller's copy: the cache keeps what was verified
@@ -114,20 +119,13 @@ def test_a_verified_token_is_not_verified_again_until_it_expires(
     assert len(calls) == 1
 
 
-def test_the_cache_answers_at_most_for_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_answers_at_most_for_its_ttl(decodes: list[int]) -> None:
     from hotshard.edge import auth  # noqa: PLC0415
 
     now = [time.time()]
     verifier = TokenVerifier(secret="s" * 32, clock=lambda: now[0])
     token = mint_token("s" * 32, "bob", ttl_s=3600)
-    calls = []
-    real = jwt.decode
-
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(jwt, "decode", counting)
+    calls = decodes
     verifier.claims(token)
     now[0] += auth.CACHE_TTL_S - 1
     verifier.claims(token)

@@ -76,6 +76,36 @@ def test_steps_are_shown_as_they_enter_and_leave() -> None:
     assert describe_event({"type": "LambdaFunctionScheduled", "timestamp": t0}, entered) is None
 
 
+def test_the_seeds_step_names_say_what_they_did_in_each_strategy() -> None:
+    """pre-copy keeps the seed's ReplayPendingOrders, which replays no pending orders
+    there: the line says so instead of reading like a replay ran."""
+    replay = {"seq": 9, "replayed": 0, "held": 3, "location": "redis:x", "durable": True}
+
+    def left(name: str, strategy: str) -> str | None:
+        output = {
+            "migration": {"strategy": strategy},
+            "snapshot": {"size_bytes": 120, "input_offset": 41},
+            "replay": dict(replay, replayed=5 if strategy == "stop-and-copy" else 0),
+        }
+        event = {
+            "type": "TaskStateExited",
+            "timestamp": 0.5,
+            "stateExitedEventDetails": {"name": name, "output": json.dumps(output)},
+        }
+        return describe_event(event, {name: 0.5})
+
+    assert left("ReplayPendingOrders", "pre-copy") == (
+        "  ok ReplayPendingOrders (0 ms: pre-copy: no pending orders, 3 held applied, durable)"
+    )
+    assert left("ReplayPendingOrders", "stop-and-copy") == (
+        "  ok ReplayPendingOrders (0 ms: 5 pending replayed, 3 held applied, durable)"
+    )
+    assert left("TransferSnapshot", "pre-copy") == (
+        "  ok TransferSnapshot (0 ms: 120 bytes at offset 41 followed)"
+    )
+    assert left("Cleanup", "pre-copy") == "  ok Cleanup (0 ms)"
+
+
 def test_the_commands_take_the_options_of_design_section_8() -> None:
     args = parser().parse_args(
         ["up", "--engines", "3", "--warm", "2", "--partitions", "6", "--symbols", "A,B"]
