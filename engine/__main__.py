@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
@@ -56,7 +57,12 @@ def build(settings: EngineSettings) -> Engine:
         else None
     )
     store = SnapshotStore(
-        r, s3, settings.snapshot_bucket, settings.snapshot_s3_threshold, settings.instance
+        r,
+        s3,
+        settings.snapshot_bucket,
+        settings.snapshot_s3_threshold,
+        settings.instance,
+        Path(settings.snapshot_dir) if settings.snapshot_dir else None,
     )
     consumer = Consumer(
         kafka.consumer_config(

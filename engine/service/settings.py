@@ -35,6 +35,7 @@ class EngineSettings:
     snapshot_s3_threshold: int = 1 << 20
     snapshot_bucket: str = ""
     s3_endpoint_url: str = ""
+    snapshot_dir: str = ""
     batch_size: int = 1000
     poll_timeout_ms: int = 5
     fetch_wait_max_ms: int = 20
@@ -246,6 +247,11 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         "--s3-endpoint-url",
         "S3 endpoint (a local moto server); empty: AWS",
         names.ENV_S3_ENDPOINT_URL,
+    )
+    opt(
+        "--snapshot-dir",
+        "a local cluster's bucket: snapshots above --snapshot-s3-threshold are files here "
+        "(file:// locations) instead of Redis values; empty: Redis (or the bucket)",
     )
     opt("--batch-size", "records per consume() call (500-1000 is best)", type=int)
     opt("--poll-timeout-ms", "longest wait of one consume() call", type=int)

@@ -118,7 +118,8 @@ class Cluster:
             redis_port=self.redis.port,
             partitions=",".join(str(p) for p in slot.partitions),
             instance=slot.instance,
-            extra_args=list(ENGINE_ARGS),
+            # big snapshots as files by reference (the local bucket), not in the AOF'd Redis
+            extra_args=[*ENGINE_ARGS, "--snapshot-dir", str(self.workdir / "snapshots")],
             grpc_port=slot.port,
             env={"POWERTOOLS_METRICS_DISABLED": "true"},
         )

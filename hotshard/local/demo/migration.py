@@ -178,10 +178,13 @@ def snapshot_bytes(r: Any, output: dict[str, Any]) -> int:
     snapshot = output.get("snapshot") or {}
     size = int(snapshot.get("size_bytes") or 0)
     location = str(snapshot.get("location") or "")
-    if size or not location.startswith("redis:"):
+    if size:
         return size
     with contextlib.suppress(Exception):
-        return int(r.strlen(location.removeprefix("redis:")))
+        if location.startswith("file://"):
+            return os.path.getsize(location.removeprefix("file://"))
+        if location.startswith("redis:"):
+            return int(r.strlen(location.removeprefix("redis:")))
     return 0
 
 

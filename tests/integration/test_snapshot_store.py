@@ -1,0 +1,60 @@
+"""A local cluster's snapshot bucket (SnapshotStore.directory) on a real redis-server: big
+snapshots are files by reference, never Redis values (a 17 MB value every few seconds
+stalled the AOF'd Redis of `hotshard up` for every other client), written only by the
+partition's owner, whole or not at all."""
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.service import store as store_module
+from engine.service.errors import SnapshotMissingError, SnapshotRefusedError
+from engine.service.store import SnapshotStore
+from hotshard import registry
+from hotshard.local.services.redis import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_big_snapshot_is_a_file_by_reference_and_a_small_one_stays_in_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    r = redis.Redis(port=redis_server.port)
+    try:
+        assert registry.claim_partitions(r, "me", [4], 60_000) == []
+        store = SnapshotStore(r, s3_threshold=1000, instance="me", directory=tmp_path)
+        big = store.put("S", b"x" * 5000, partition=4, input_offset=7, seq=3)
+        assert big.location.startswith("file://") and big.size == 5000
+        assert store.fetch(big.location) == b"x" * 5000
+        assert not r.keys("snapshot-data:*")  # not in Redis at all
+        assert list(tmp_path.rglob("*.partial")) == []
+        small = store.put("S", b"y" * 10, partition=4, input_offset=8, seq=4)
+        assert small.location.startswith("redis:") and store.fetch(small.location) == b"y" * 10
+        # a zombie (not the owner) writes no file
+        zombie = SnapshotStore(r, s3_threshold=1000, instance="zombie", directory=tmp_path)
+        with pytest.raises(SnapshotRefusedError):
+            zombie.put("S", b"z" * 5000, partition=4, input_offset=9, seq=5)
+        with pytest.raises(SnapshotMissingError):
+            store.fetch(zombie.location_for("S", seq=5, input_offset=9, estimate=5000))
+    finally:
+        r.close()
+
+
+def test_a_retired_file_is_deleted_once_no_migration_can_still_hold_it(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = redis.Redis(port=redis_server.port)
+    try:
+        assert registry.claim_partitions(r, "me", [5], 60_000) == []
+        store = SnapshotStore(r, s3_threshold=10, instance="me", directory=tmp_path)
+        first = store.put("S", b"a" * 100, partition=5, input_offset=1, seq=1)
+        store.retire(first.location)
+        assert store.fetch(first.location) == b"a" * 100  # kept: a move may hold it
+        monkeypatch.setattr(store_module, "REDIS_RETAIN_S", 0)
+        second = store.put("S", b"b" * 100, partition=5, input_offset=2, seq=2)
+        store.retire(second.location)
+        with pytest.raises(SnapshotMissingError):
+            store.fetch(first.location)
+    finally:
+        r.close()
