@@ -36,7 +36,7 @@ from hotshard.dedupe import DepthGuard, SequenceGuard
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.sessions import Sessions
-from hotshard.edge.streams import Link, StreamSeqs, answers
+from hotshard.edge.streams import Link, StreamSeqs, answers, calls
 from hotshard.events import FILL, STATUS, TRADE
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.rawpipe import RawPipeline
@@ -221,11 +221,12 @@ class Pusher:
                 owned.append((user_id, own, push))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
         links = [link for group in (owned, public) for _, link, _ in group if link is not None]
-        self.streams.chain(links, pipe=writes, token=token)  # last: its reply is last
+        self.streams.chain(links, pipe=writes, token=token)  # last: its replies are last
         replies = writes.execute()
         if depth_writes is not writes:
             depth_writes.execute()
-        prevs = answers(replies[-1]) if links else []
+        n = calls(len(links))
+        prevs = [prev for reply in replies[len(replies) - n :] for prev in answers(reply)]
         to_users = self._encode(owned, prevs, 0, stats)
         to_symbols = self._encode(public, prevs, sum(1 for _, k, _ in owned if k), stats)
         if not to_users and not to_symbols:

@@ -34,6 +34,11 @@ from hotshard.rawpipe import run_script
 
 TTL_MS = 7 * 86_400_000
 REPLY_TTL_MS = 120_000
+CHAIN_CHUNK = 2_000
+"""Links per script call. A script holds Redis for its whole run, and every other client
+gets `BUSY Redis is busy running a script` once it passes 5 s: one call for a whole batch
+of a backlog (124,157 links, the pre-loaded books' ACCEPTED statuses in bench.migration)
+ran past that on a loaded machine and stopped the engines' checkpoints and the move."""
 
 # KEYS: one stream hash per item, then the reply key. ARGV: ttl_ms, the reply's ttl_ms
 # (0: no token, keep nothing), then per item its field, seq and 1 if the same seq may come
@@ -82,18 +87,28 @@ class StreamSeqs:
     def chain(self, links: Sequence[Link], pipe: Any = None, token: str = "") -> list[int]:
         """Per link, in order: the previous seq of its stream (0: none) and the stream now
         at its seq; -1 for a link at or below what was pushed already. `token` names the
-        batch attempt: the same token again gets the same answer. With `pipe` the script
-        is queued there: its reply (through `answers`) comes with the pipeline's, and []
-        is returned."""
-        if not links:
-            return []
-        keys = [stream_key(owner, symbol) for owner, _, symbol, _, _ in links]
-        keys.append(names.REDIS_PUSH_REPLY.format(token or "-"))
-        args: list[str | int] = [TTL_MS, REPLY_TTL_MS if token else 0]
-        for _, kind, symbol, seq, again in links:
-            args.extend((f"{kind}:{symbol}", seq, int(again)))
-        reply = run_script(self._chain, keys=keys, args=args, pipe=pipe)
-        return [] if pipe is not None else answers(reply)
+        batch attempt: the same token again gets the same answer. In calls of at most
+        CHAIN_CHUNK links (each chunk its own token), in order. With `pipe` the scripts
+        are queued there: their replies (`answers` of each, the last `calls(len(links))`
+        of the pipeline's) come with the pipeline's, and [] is returned."""
+        out: list[int] = []
+        for start in range(0, len(links), CHAIN_CHUNK):
+            chunk = links[start : start + CHAIN_CHUNK]
+            keys = [stream_key(owner, symbol) for owner, _, symbol, _, _ in chunk]
+            part = f"{token}:{start // CHAIN_CHUNK}" if token and start else token
+            keys.append(names.REDIS_PUSH_REPLY.format(part or "-"))
+            args: list[str | int] = [TTL_MS, REPLY_TTL_MS if token else 0]
+            for _, kind, symbol, seq, again in chunk:
+                args.extend((f"{kind}:{symbol}", seq, int(again)))
+            reply = run_script(self._chain, keys=keys, args=args, pipe=pipe)
+            if pipe is None:
+                out.extend(answers(reply))
+        return out
+
+
+def calls(links: int) -> int:
+    """How many script calls `StreamSeqs.chain` makes for this many links."""
+    return -(-links // CHAIN_CHUNK)
 
 
 def answers(reply: Any) -> list[int]:

@@ -15,7 +15,8 @@ from hotshard.edge.depth import DepthStore
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import LATENCY_SAMPLES, Pusher, push_latencies_ms
 from hotshard.edge.sessions import Sessions
-from hotshard.edge.streams import StreamSeqs
+from hotshard.edge.streams import CHAIN_CHUNK, StreamSeqs
+from hotshard.edge.streams import calls as calls_of
 from hotshard.wire import encode_order
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,29 @@ def test_the_same_batch_attempt_again_gets_the_same_answer(r):
     assert seqs.chain(links, token="c2:0:x") == [-1, -1]  # another container: pushed already
     assert seqs.chain(links) == [-1, -1]
     assert 0 < r.pttl("push-seq-reply:c1:0:x") <= 120_000
+
+
+def test_a_backlogs_batch_is_chained_in_bounded_script_calls_with_the_same_answers(r):
+    """12,000 links (a stream handler catching up on a backlog sends ~124,000): no script
+    call holds Redis for more than CHAIN_CHUNK of them (one call for the whole batch ran
+    past Redis's 5 s busy-script limit on a loaded machine: every other client got BUSY),
+    and the answers are those of one call, across chunk boundaries and on a retry."""
+    seqs = StreamSeqs(r)
+    links = [(f"u{i % 7}", "ORDER_STATUS", "BIG", i + 1, False) for i in range(12_000)]
+    want = [0 if i < 7 else i - 6 for i in range(12_000)]
+    before = script_calls(r)
+    assert seqs.chain(links, token="big:0") == want
+    assert script_calls(r) - before == calls_of(len(links)) == -(-12_000 // CHAIN_CHUNK) > 1
+    assert seqs.chain(links, token="big:0") == want  # the same attempt again
+    assert seqs.chain(links) == [-1] * 12_000  # pushed already
+
+
+def script_calls(r: redis.Redis) -> int:
+    """Script runs Redis has counted (EVAL and EVALSHA that ran a script)."""
+    stats = r.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "evalsha")
+    ) - sum(int(stats.get(f"cmdstat_{c}", {}).get("failed_calls", 0)) for c in ("eval", "evalsha"))
 
 
 def outputs(orders: list[tuple[int, Any]]) -> list[tuple[str, int, bytes]]:
