@@ -94,7 +94,7 @@ REDIS_CONNECTION = "conn:{}"  # hash per WebSocket connection: user, connected_m
 REDIS_USER_CONNECTIONS = "user-conns:{}"  # set per user: its connection ids
 REDIS_SUBSCRIBERS = "subs:{}"  # set per symbol: connection ids subscribed to depth/trades
 REDIS_CONNECTION_SUBS = "conn-subs:{}"  # set per connection: its subscribed symbols
-REDIS_SESSIONS_MARKER = "sessions-registry"  # set with the first connection: gone = forgotten
+REDIS_SESSIONS_MARKER = "sessions-registry"  # the registry's generation: changed = forgotten
 REDIS_DEPTH = "depth:{}"  # hash per symbol: seq of the latest depth kept
 REDIS_DEPTH_SIDE = "depth:{}:{}"  # hash per (symbol, bids|asks): price -> total quantity
 

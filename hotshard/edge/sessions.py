@@ -4,6 +4,7 @@ subscribe), read by stream_handler to fan out, cleaned by both (a 410 from the M
 API means the connection is gone)."""
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -51,6 +52,8 @@ class Sessions:
         self._subs: dict[str, set[str]] = {}
         """Connection -> the symbols it subscribed to through this process."""
         self._checked_at = -FORGOTTEN_CHECK_S
+        self._generation: str | None = None
+        """The registry's marker as this process last saw it (None: not yet)."""
         self.reregistered = 0
         """Connections registered again after Redis came back without the registry."""
 
@@ -72,8 +75,14 @@ class Sessions:
         if now - self._checked_at < FORGOTTEN_CHECK_S:
             return 0
         self._checked_at = now
-        if not self.r.set(names.REDIS_SESSIONS_MARKER, "1", nx=True):
+        # The marker is a generation: whoever finds it gone writes a new one, and every
+        # process that saw another (or none yet) registers again what it knows. A plain
+        # SET NX told only the first process of several, and a $connect that wrote the
+        # marker again before a process's check hid the loss from it.
+        generation = self._marker()
+        if generation == self._generation:
             return 0  # still there: nothing was forgotten
+        self._generation = generation
         if not self._known:
             return 0  # a fresh Redis, or nothing of it known here
         with self.r.pipeline(transaction=False) as pipe:
@@ -95,6 +104,14 @@ class Sessions:
         self.reregistered += len(self._known)
         return len(self._known)
 
+    def _marker(self) -> str:
+        """The registry's generation, written first if Redis has none (one round trip)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.set(names.REDIS_SESSIONS_MARKER, uuid.uuid4().hex, nx=True)
+            pipe.get(names.REDIS_SESSIONS_MARKER)
+            _, generation = pipe.execute()
+        return text(generation)
+
     def connect(self, connection_id: str, user_id: str, now_ms: int, *, pushes: str = "") -> None:
         """Record the connection; `pushes` = BATCH opts it in to BATCH frames."""
         conn = names.REDIS_CONNECTION.format(connection_id)
@@ -106,8 +123,11 @@ class Sessions:
             pipe.expire(conn, CONNECTION_TTL_S)
             pipe.sadd(mine, connection_id)
             pipe.expire(mine, CONNECTION_TTL_S)
-            pipe.set(names.REDIS_SESSIONS_MARKER, "1")
-            pipe.execute()
+            pipe.set(names.REDIS_SESSIONS_MARKER, uuid.uuid4().hex, nx=True)
+            pipe.get(names.REDIS_SESSIONS_MARKER)
+            generation = pipe.execute()[-1]
+        if self._generation is None:
+            self._generation = text(generation)  # what it knows is registered in this one
         self._users[connection_id] = user_id
         fields = {"user": user_id, "connected_ms": str(now_ms)}
         self._remember(connection_id, {**fields, **({"pushes": pushes} if pushes else {})})

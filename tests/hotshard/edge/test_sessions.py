@@ -56,3 +56,24 @@ def test_a_connection_learned_from_redis_is_registered_again_too(r):
     assert frames.register_again_if_forgotten() == 1
     assert Sessions(r).of_symbols(["HOT"]) == {"HOT": ["c9"]}
     assert Sessions(r).of_users(["cat"]) == {"cat": ["c9"]}
+
+
+def test_every_router_process_registers_its_connections_again_even_after_a_new_connect(r):
+    """Before, the marker was one SET NX: only the first process to check registered its
+    connections again, and a $connect after the restart (it wrote the marker again) hid
+    the loss from every process that had not checked yet."""
+    clock = Clock()
+    one, two = Sessions(r, clock), Sessions(r, clock)  # two containers of the router
+    one.connect("c1", "ann", 1_000)
+    two.connect("c2", "ben", 2_000)
+    r.flushall()
+    Sessions(r).connect("c3", "cat", 3_000)  # a client that reconnected at once
+    clock.now += FORGOTTEN_CHECK_S
+    assert (one.register_again_if_forgotten(), two.register_again_if_forgotten()) == (1, 1)
+    assert Sessions(r).of_users(["ann", "ben", "cat"]) == {
+        "ann": ["c1"],
+        "ben": ["c2"],
+        "cat": ["c3"],
+    }
+    clock.now += FORGOTTEN_CHECK_S
+    assert (one.register_again_if_forgotten(), two.register_again_if_forgotten()) == (0, 0)
