@@ -85,7 +85,7 @@ faults: setup
 
 .PHONY: fuzz mutate
 fuzz: setup
-	HOTSHARD_FUZZ_EXAMPLES=25000 timeout 3600 $(VENV)/bin/pytest -q tests/fuzz
+	HOTSHARD_FUZZ_EXAMPLES=25000 timeout 3600 $(VENV)/bin/pytest -q --durations=0 tests/fuzz
 
 # Mutation testing of the book, the codecs and the router's validation (mutmut, pinned in
 # the `mutate` extra; [tool.mutmut] in pyproject.toml), on the book's source. Not part of

@@ -1,5 +1,6 @@
 """What the fuzz suites draw: JSON of every shape, near-valid orders, raw bytes."""
 
+import functools
 from typing import Any
 
 from hypothesis import strategies as st
@@ -36,28 +37,41 @@ numbers = st.one_of(
 )
 
 
+# Built once: a strategy made inside orders() on every draw had hypothesis work out its
+# properties (emptiness, reusable values: a walk of json_values) again each time.
+_symbols = st.sampled_from(SYMBOLS) | ids
+_sides = st.sampled_from(["BUY", "SELL", "buy", "HOLD", 1, None])
+_optional = (
+    ("type", st.sampled_from(["LIMIT", "MARKET", "STOP", "STOP_LIMIT", "x", 3])),
+    ("tif", st.sampled_from(["GTC", "IOC", "FOK", "DAY", None])),
+    ("post_only", st.sampled_from([True, False, "yes", 1])),
+    ("client_ts_ns", numbers),
+    ("user_id", ids),
+    ("stop_price", numbers),
+    ("display_quantity", numbers),
+    ("request_id", json_values),
+)
+
+
+@functools.cache
+def _dropped(names: tuple[str, ...]) -> st.SearchStrategy[set[str]]:
+    """Up to two of these field names (one strategy per set of names a frame can have)."""
+    return st.sets(st.sampled_from(names), max_size=2)
+
+
 @st.composite
 def orders(draw: Any) -> dict[str, Any]:
     """An order frame, mostly close to valid, every field sometimes wrong or missing."""
     frame: dict[str, Any] = {
-        "symbol": draw(st.sampled_from(SYMBOLS) | ids),
+        "symbol": draw(_symbols),
         "order_id": draw(ids),
-        "side": draw(st.sampled_from(["BUY", "SELL", "buy", "HOLD", 1, None])),
+        "side": draw(_sides),
         "price": draw(numbers),
         "quantity": draw(numbers),
     }
-    for name, values in (
-        ("type", st.sampled_from(["LIMIT", "MARKET", "STOP", "STOP_LIMIT", "x", 3])),
-        ("tif", st.sampled_from(["GTC", "IOC", "FOK", "DAY", None])),
-        ("post_only", st.sampled_from([True, False, "yes", 1])),
-        ("client_ts_ns", numbers),
-        ("user_id", ids),
-        ("stop_price", numbers),
-        ("display_quantity", numbers),
-        ("request_id", json_values),
-    ):
+    for name, values in _optional:
         if draw(st.booleans()):
             frame[name] = draw(values)
-    for name in draw(st.sets(st.sampled_from(sorted(frame)), max_size=2)):
+    for name in draw(_dropped(tuple(sorted(frame)))):
         del frame[name]
     return frame

@@ -3,7 +3,6 @@ fuzzed HTTP requests and WebSocket frames: every request gets a 2xx/4xx answer (
 5xx, never a dropped connection, except the documented size limit), and every record that
 reaches Kafka is a valid order the router was right to send."""
 
-import asyncio
 import http.client
 import json
 import urllib.parse
@@ -13,64 +12,52 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from websockets.asyncio.client import connect
+from websockets.sync.client import ClientConnection, connect
 
-from hotshard import route
-from hotshard.edge.settings import EdgeSettings
-from hotshard.local.edge import LocalEdge, local_edge
-from hotshard.wire import decode_order
-from lambdas.order_router import handler as order_router
+from hotshard.local.edge import LocalEdge
 from tests.fuzz.conftest import FUZZ
 from tests.fuzz.strategies import ids, json_values, orders
-from tests.hotshard.edge.kit import OPEN, SECRET, CountingProducer, token
+from tests.hotshard.edge.kit import SECRET, RecordingProducer, recorded_edge, token
 
 pytestmark = pytest.mark.integration
 
-
-class Recording(CountingProducer):
-    """Counts and keeps what reached Kafka."""
-
-    def __init__(self, bootstrap: str) -> None:
-        super().__init__(bootstrap)
-        self.values: list[bytes] = []
-
-    def produce(self, *args: Any, **kwargs: Any) -> None:
-        self.values.append(args[1])
-        super().produce(*args, **kwargs)
+REPLY_TIMEOUT_S = 15
+PING = json.dumps({"action": "ping"})
 
 
 @pytest.fixture(scope="module")
-def fuzz_edge(redis_server: Any, broker: Any) -> Iterator[tuple[LocalEdge, Recording]]:
-    import redis  # noqa: PLC0415
-
-    r = redis.Redis(port=redis_server.port)
-    r.flushdb()
-    route.list_symbol_at(r, "AAPL", 0, "e1")
-    route.list_symbol_at(r, "MSFT", 1, "e1")
-    r.close()
-    settings = EdgeSettings(
-        kafka_brokers=broker.bootstrap,
-        redis_port=redis_server.port,
-        jwt_secret=SECRET,
-        delivery_timeout_ms=5000,
-    )
-    with local_edge(settings, feed=False) as edge:
-        router = order_router.api().router
-        recording = Recording(broker.bootstrap)
-        # module-scoped: closed here at the end, not by the per-test close_producers
-        # (make fuzz runs both tests in one process; closed after the first, the second
-        # got INTERNAL from a closed producer)
-        OPEN.remove(recording)
-        router.producer.close()
-        router.producer = recording
-        yield edge, recording
-        recording.close()
+def fuzz_edge(redis_server: Any, broker: Any) -> Iterator[tuple[LocalEdge, RecordingProducer]]:
+    with recorded_edge(redis_server, broker) as served:
+        yield served
 
 
-def assert_valid_on_kafka(recording: Recording) -> None:
-    for value in recording.values:
-        decoded = decode_order(value)
-        assert decoded.command is not None and decoded.reason == 0, decoded
+class Link:
+    """One WebSocket connection to the edge, kept open from case to case while the server
+    keeps it open (a connection per case spent most of a case on its handshake and the
+    $connect/$disconnect handlers). A case that loses it fails, and the next case starts
+    on a new one."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ws: ClientConnection | None = None
+
+    def open(self) -> ClientConnection:
+        if self.ws is None:
+            url = f"{self.url}?token={token('fuzz')}"
+            self.ws = connect(url, open_timeout=10, max_size=None)
+        return self.ws
+
+    def drop(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+
+
+@pytest.fixture(scope="module")
+def ws_link(fuzz_edge: tuple[LocalEdge, RecordingProducer]) -> Iterator[Link]:
+    link = Link(fuzz_edge[0].gateway.ws_url)
+    yield link
+    link.drop()
 
 
 methods = st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "TRACE"])
@@ -120,7 +107,7 @@ def test_fuzzed_http_requests_answer_4xx_or_2xx(fuzz_edge, method, path, body, a
     assert reply.status < 500, (method, path, reply.status, data[:300])
     if reply.status == 202 and method == "POST":
         assert json.loads(data)["type"] in ("ack", "cancel_all")
-    assert_valid_on_kafka(recording)
+    recording.assert_all_valid()
 
 
 frames = st.one_of(
@@ -136,20 +123,22 @@ frames = st.one_of(
 
 @FUZZ
 @given(batch=st.lists(frames, min_size=1, max_size=5))
-def test_fuzzed_websocket_frames_are_answered_and_the_connection_stays_open(fuzz_edge, batch):
-    edge, recording = fuzz_edge
-
-    async def go() -> None:
-        url = f"{edge.gateway.ws_url}?token={token('fuzz')}"
-        async with connect(url, open_timeout=10, max_size=None) as ws:
-            for text in batch:
-                await ws.send(text)
-                async with asyncio.timeout(15):
-                    reply = json.loads(await ws.recv())
-                assert reply.get("reason") != "INTERNAL", reply
-            await ws.send(json.dumps({"action": "ping"}))  # still open after all of them
-            async with asyncio.timeout(15):
-                assert json.loads(await ws.recv())["type"] == "pong"
-
-    asyncio.run(go())
-    assert_valid_on_kafka(recording)
+def test_fuzzed_websocket_frames_are_answered_and_the_connection_stays_open(
+    fuzz_edge, ws_link, batch
+):
+    recording = fuzz_edge[1]
+    ws = ws_link.open()
+    try:
+        # all sent at once, then a ping: the gateway handles a connection's frames side by
+        # side (one lane per symbol), so the replies and the pong come in any order; every
+        # frame is answered and the pong says the connection is still open after them all
+        for text in [*batch, PING]:
+            ws.send(text)
+        replies = [json.loads(ws.recv(timeout=REPLY_TIMEOUT_S)) for _ in range(len(batch) + 1)]
+    except BaseException:
+        ws_link.drop()  # lost (closed, or a reply missing): the next case opens a new one
+        raise
+    assert any(reply.get("type") == "pong" for reply in replies), replies
+    for reply in replies:
+        assert reply.get("reason") != "INTERNAL", reply
+    recording.assert_all_valid()

@@ -292,3 +292,37 @@ def test_dumps_is_compact_and_keeps_non_ascii_text_as_is():
 def test_a_json_text_decodes_to_the_same_request_as_its_object():
     assert decode_order_json(json.dumps(GOOD)) == decode_order(GOOD)
     assert decode_order_json(json.dumps(GOOD).encode()) == decode_order(GOOD)
+
+
+def test_an_order_without_an_action_is_an_add_and_post_only_is_kept():
+    no_action = {k: v for k, v in GOOD.items() if k != "action"} | {"post_only": True}
+    command = decode_order(no_action).command
+    assert (command[0], command[6]) == (Action.ADD, True)
+
+
+def test_a_cancel_and_a_replace_keep_their_symbol_and_ids():
+    ids = {"symbol": "MSFT", "order_id": "o-9", "user_id": "bob"}
+    cancel = decode_order({"action": "CANCEL", **ids})
+    assert (cancel.symbol, cancel.command[1:3]) == ("MSFT", ("o-9", "bob"))
+    change = decode_order({"action": "REPLACE", **ids, "price": 5, "quantity": 1})
+    assert (change.symbol, change.command[1:3]) == ("MSFT", ("o-9", "bob"))
+
+
+def test_a_price_given_to_a_market_or_stop_order_is_read_and_checked():
+    for order_type in ("MARKET", "STOP"):
+        order = GOOD | {"type": order_type, "price": 7, "stop_price": 9}
+        assert decode_order(order).command[7] == 7
+        with pytest.raises(InvalidOrderError) as caught:
+            decode_order(order | {"price": "7"})
+        assert caught.value.reason == Reason.MALFORMED
+
+
+def test_what_a_client_reads_when_the_order_is_not_an_object_or_its_side_is_null():
+    with pytest.raises(InvalidOrderError) as caught:
+        decode_order(["AAPL"])
+    error = caught.value
+    assert (error.reason, error.detail) == (Reason.MALFORMED, "an order must be a JSON object")
+    assert (error.symbol, error.order_id, error.user_id) == ("", "", "")  # nothing could be read
+    with pytest.raises(InvalidOrderError) as caught:
+        decode_order(GOOD | {"side": None})  # present but null: still missing
+    assert (caught.value.reason, caught.value.detail) == (Reason.MISSING_FIELD, "side is required")

@@ -23,3 +23,10 @@ def test_python_and_proto_enums_agree(enum):
     proto = domain_pb2.DESCRIPTOR.enum_types_by_name[enum.__name__]
     proto_values = {v.name: v.number for v in proto.values if v.number or enum is Reason}
     assert proto_values == {m.name: m.value for m in enum}
+
+
+def test_an_id_is_one_to_max_id_length_safe_characters():
+    assert domain.is_id("a") and domain.is_id("x" * domain.MAX_ID_LENGTH)
+    assert not domain.is_id("")
+    assert not domain.is_id("x" * (domain.MAX_ID_LENGTH + 1))
+    assert not domain.is_id("a/b")

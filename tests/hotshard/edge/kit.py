@@ -1,8 +1,10 @@
 """Builders shared by the edge and Lambda tests: tokens, events from tests/events, a
 producer that counts what it sends, reading one record back from the broker."""
 
+import contextlib
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,64 @@ class CountingProducer:
 
     def poll(self, timeout: float) -> int:
         return int(self.real.poll(timeout))
+
+
+class RecordingProducer(CountingProducer):
+    """A CountingProducer that also keeps every record value it was given."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.values: list[bytes] = []
+        self._checked = 0
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        self.values.append(args[1])
+        super().produce(*args, **kwargs)
+
+    def assert_all_valid(self) -> None:
+        """Every record given since the last call is a valid order (each record is decoded
+        once, so a long fuzz run does not re-read what it checked before)."""
+        upto = len(self.values)
+        for value in self.values[self._checked : upto]:
+            decoded = decode_order(value)
+            assert decoded.command is not None and decoded.reason == 0, decoded
+        self._checked = upto
+
+
+@contextlib.contextmanager
+def recorded_edge(redis_server: Any, broker: Any) -> Iterator[tuple[Any, RecordingProducer]]:
+    """The local edge (gateway + order_router handler, no feeder) on a flushed Redis with
+    AAPL and MSFT listed, its router producing through a RecordingProducer: the fuzz suites'
+    edge (tests/fuzz, test_schema_fuzz.py). Yields (LocalEdge, recording)."""
+    from hotshard import route  # noqa: PLC0415
+    from hotshard.edge.settings import EdgeSettings  # noqa: PLC0415
+    from hotshard.local.edge import local_edge  # noqa: PLC0415
+    from lambdas.order_router import handler as order_router  # noqa: PLC0415
+
+    r = redis_server.client()
+    r.flushdb()
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    r.close()
+    settings = EdgeSettings(
+        kafka_brokers=broker.bootstrap,
+        redis_port=redis_server.port,
+        jwt_secret=SECRET,
+        delivery_timeout_ms=5000,
+    )
+    with local_edge(settings, feed=False) as served:
+        router = order_router.api().router
+        recording = RecordingProducer(broker.bootstrap)
+        # module-scoped: closed here at the end, not by the per-test close_producers
+        # (make fuzz runs both tests in one process; closed after the first, the second
+        # got INTERNAL from a closed producer)
+        OPEN.remove(recording)
+        router.producer.close()
+        router.producer = recording
+        try:
+            yield served, recording
+        finally:
+            recording.close()
 
 
 def read_record(bootstrap: str, topic: str, partition: int, offset: int) -> DecodedOrder:

@@ -1,8 +1,10 @@
 """schemathesis against docs/openapi.yaml on the real local gateway (gateway + order_router
 Lambda handler, real Redis and Tansu): every case it draws from the document, valid and
 invalid alike, answers without a 5xx, with a status code, content type and body the
-document declares for that operation. HOTSHARD_SCHEMA_EXAMPLES sets the cases per
-operation (default 25; make fuzz runs more)."""
+document declares for that operation, and every record its cases put on Kafka is a valid
+order. The edge is the fuzz suites' (tests.hotshard.edge.kit.recorded_edge).
+HOTSHARD_SCHEMA_EXAMPLES sets the cases per operation (default 25; make test runs it,
+make fuzz does not)."""
 
 import os
 from collections.abc import Iterator
@@ -19,10 +21,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from hotshard import route
-from hotshard.edge.settings import EdgeSettings
-from hotshard.local.edge import LocalEdge, local_edge
-from tests.hotshard.edge.kit import SECRET, token
+from hotshard.local.edge import LocalEdge
+from tests.hotshard.edge.kit import RecordingProducer, recorded_edge, token
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +39,9 @@ OPERATIONS: list[Any] = [result.ok() for result in SCHEMA.get_all_operations()] 
 
 
 @pytest.fixture(scope="module")
-def schema_edge(redis_server: Any, broker: Any) -> Iterator[LocalEdge]:
-    r = redis_server.client()
-    route.list_symbol_at(r, "AAPL", 0, "e1")
-    r.close()
-    settings = EdgeSettings(
-        kafka_brokers=broker.bootstrap,
-        redis_port=redis_server.port,
-        jwt_secret=SECRET,
-        delivery_timeout_ms=5000,
-    )
-    with local_edge(settings, feed=False) as edge:
-        yield edge
+def schema_edge(redis_server: Any, broker: Any) -> Iterator[tuple[LocalEdge, RecordingProducer]]:
+    with recorded_edge(redis_server, broker) as served:  # the fuzz suites' edge
+        yield served
 
 
 def test_the_document_lists_the_operations() -> None:
@@ -59,9 +50,10 @@ def test_the_document_lists_the_operations() -> None:
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
 def test_every_operation_answers_as_the_document_says(
-    schema_edge: LocalEdge, operation: Any
+    schema_edge: tuple[LocalEdge, RecordingProducer], operation: Any
 ) -> None:
-    base_url = schema_edge.gateway.http_url
+    edge, recording = schema_edge
+    base_url = edge.gateway.http_url
     auth = {"Authorization": f"Bearer {token('schema')}"}
 
     @settings(
@@ -77,3 +69,4 @@ def test_every_operation_answers_as_the_document_says(
         case.validate_response(response, checks=CHECKS)
 
     call()
+    recording.assert_all_valid()  # what its cases put on Kafka are valid orders
