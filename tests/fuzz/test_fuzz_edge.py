@@ -130,7 +130,7 @@ def test_fuzzed_websocket_frames_are_answered_and_the_connection_stays_open(
     ws = ws_link.open()
     try:
         # all sent at once, then a ping: the gateway handles a connection's frames side by
-        # side (one lane per symbol), so the replies and the pong come in any order; every
+        # side (one lane per order), so the replies and the pong come in any order; every
         # frame is answered and the pong says the connection is still open after them all
         for text in [*batch, PING]:
             ws.send(text)
