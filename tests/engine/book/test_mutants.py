@@ -2,7 +2,7 @@
 pins one boundary of the book that no other test held."""
 
 from engine.book import add, cancel, replace
-from hotshard.domain import OrderType, Side
+from hotshard.domain import OrderType, Side, Status, TimeInForce
 from tests.builders import book, resting, statuses, trades, view
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -118,3 +118,97 @@ def test_an_iceberg_left_alone_at_its_level_after_a_replace_and_a_cancel_still_t
         ("ice2", "t", 100, 2),
         ("ice2", "t", 100, 1),
     ]
+
+
+def test_a_level_whose_icebergs_and_all_or_none_orders_left_snapshots_as_a_plain_one():
+    # `level.special += 2` in `_hide` / `_rehide`, `-= 1` -> `= 1` / `+= 1` in `_unhide`
+    # and `_take_special`: a level kept counting a special order that had left, and the
+    # book's snapshot kept their (display, peak, aon) columns
+    for leave in ("cancel", "replace then cancel", "filled"):
+        b = book()
+        b.apply(add("plain", "carol", SELL, 100, 5))
+        b.apply(add("ice", "alice", SELL, 100, 2 if leave == "filled" else 4, display_quantity=2))
+        b.apply(add("aon", "dave", SELL, 100, 3, all_or_none=True))
+        b.apply(add("back", "carol", SELL, 100, 5))
+        assert b.order_extras() != ([], [], [])
+        if leave == "cancel":
+            b.apply_all([cancel("ice", "alice"), cancel("aon", "dave")])
+        elif leave == "replace then cancel":  # a lower quantity keeps its place: _rehide
+            b.apply_all([replace("ice", "alice", 100, 3), replace("aon", "dave", 100, 2)])
+            b.apply_all([cancel("ice", "alice"), cancel("aon", "dave")])
+        else:  # matching fills both (the iceberg in one peak), "back" keeps the level
+            b.apply(add("t", "bob", BUY, 100, 12))
+            assert resting(b)[(SELL, 100)] == [("back", "carol", 3)]
+        assert b.order_extras() == ([], [], []), leave
+
+
+def test_a_fill_or_kill_counts_an_icebergs_last_peak_as_what_is_left_not_its_display():
+    # `_level_fill`'s refreshed peak `display if display < leaves else leaves` -> display:
+    # 3 left as peaks of 2 and 1 looked like 2 + 2, so a FOK of 4 was let through to fill 3
+    b = book()
+    b.apply(add("ice", "alice", SELL, 100, 3, display_quantity=2))
+    events = b.apply(add("fok", "bob", BUY, 100, 4, tif=TimeInForce.FOK))
+    assert trades(events) == []
+    assert statuses(events) == [("fok", "EXPIRED", "FILL_OR_KILL")]
+    events = b.apply(add("fok3", "bob", BUY, 100, 3, tif=TimeInForce.FOK))
+    assert [t[3] for t in trades(events)] == [2, 1]
+
+
+def test_matching_steps_over_cancelled_orders_in_the_middle_of_a_level_in_time_priority():
+    # `_take`'s `head += 1` past a cancelled slot -> `head = 1` (looped) / `head -= 1`
+    # (wrapped round to the back of the level)
+    b = book()
+    for order_id in ("a", "b", "c", "d"):
+        b.apply(add(order_id, "alice", SELL, 100, 1))
+    b.apply(cancel("a", "alice"))  # a cancelled slot at the head of the level
+    assert trades(b.apply(add("t1", "bob", BUY, 100, 1))) == [("b", "t1", 100, 1)]
+    b.apply(cancel("c", "alice"))  # and one behind the consumed head
+    b.apply(add("e", "alice", SELL, 100, 1))
+    assert trades(b.apply(add("t2", "bob", BUY, 100, 1))) == [("d", "t2", 100, 1)]
+    assert trades(b.apply(add("t3", "bob", BUY, 100, 1))) == [("e", "t3", 100, 1)]
+
+
+def test_a_replace_that_crosses_after_a_partial_fill_reports_the_whole_filled_quantity():
+    # `_take`'s `taker.filled += ...` -> `=`: the requeued order forgot its earlier fill
+    b = book()
+    b.apply(add("buy", "alice", BUY, 100, 10))
+    b.apply(add("s1", "carol", SELL, 100, 4))
+    b.apply(add("s2", "carol", SELL, 102, 6))
+    events = b.apply(replace("buy", "alice", 102, 10))
+    assert [(e[2], e[4], e[6], e[7]) for e in events if e[0] == 1 and e[2] == "buy"] == [
+        ("buy", Status.REPLACED, 4, 6),
+        ("buy", Status.FILLED, 10, 0),
+    ]
+
+
+def test_an_all_or_none_order_replaced_to_a_crossing_price_trades_only_if_it_fills_whole():
+    # `_requeue`'s all-or-none check: `aon = None`, and each argument of its `_can_fill`
+    b = book()
+    b.apply(add("s", "carol", SELL, 102, 3))
+    b.apply(add("aon", "alice", BUY, 100, 5, all_or_none=True))
+    events = b.apply(replace("aon", "alice", 102, 5))
+    assert trades(events) == [] and statuses(events) == [("aon", "REPLACED", "")]
+    b.apply(add("s2", "carol", SELL, 103, 5))
+    events = b.apply(replace("aon", "alice", 103, 5))
+    assert trades(events) == [("s", "aon", 102, 3), ("s2", "aon", 103, 2)]
+    # under self-trade prevention its own orders do not count towards filling it
+    b = book(self_trade_prevention=True)
+    b.apply(add("own", "alice", SELL, 102, 5))
+    b.apply(add("s", "carol", SELL, 102, 3))
+    b.apply(add("aon", "alice", BUY, 100, 5, all_or_none=True))
+    assert trades(b.apply(replace("aon", "alice", 102, 5))) == []
+    assert resting(b)[(SELL, 102)] == [("own", "alice", 5), ("s", "carol", 3)]
+
+
+def test_a_fill_or_kill_under_self_trade_prevention_passes_an_icebergs_refreshed_slot():
+    # `_take_special` leaves a refreshed iceberg's old slot dead with `leaves = 0` (mutated
+    # to None): once the level holds no special order, the self-trade-prevention count of a
+    # FOK walks that slot too
+    b = book(self_trade_prevention=True)
+    b.apply(add("aon", "dave", SELL, 100, 10, all_or_none=True))
+    b.apply(add("ice", "alice", SELL, 100, 4, display_quantity=2))
+    b.apply(add("p", "carol", SELL, 100, 5))
+    assert trades(b.apply(add("t", "bob", BUY, 100, 2))) == [("ice", "t", 100, 2)]  # skips aon
+    b.apply_all([cancel("aon", "dave"), cancel("ice", "alice")])
+    events = b.apply(add("fok", "bob", BUY, 100, 5, tif=TimeInForce.FOK))
+    assert trades(events) == [("p", "fok", 100, 5)]

@@ -78,6 +78,19 @@ def invalid_add(rng: random.Random, ids: int) -> Command:
     )
 
 
+def check_levels(book: Book) -> None:
+    """Each level's counters agree with its live orders: live count (Book.resting), total,
+    hidden (an iceberg's leaves beyond its peak, an all-or-none order's leaves) and the
+    number of icebergs and all-or-none orders (what makes a snapshot carry their columns)."""
+    for levels in (book.bids, book.asks):
+        for level in levels.values():
+            live = level.live_orders()
+            special = [o for o in live if o.ext is not None and (o.ext.display or o.ext.aon)]
+            hidden = sum(o.leaves - o.ext.peak if o.ext.display else o.leaves for o in special)
+            counters = (level.live(), level.total, level.hidden, level.special)
+            assert counters == (len(live), sum(o.leaves for o in live), hidden, len(special))
+
+
 def stream(seed: int, length: int = 100) -> list[Command]:
     rng = random.Random(seed)
     ids = rng.choice([12, 60])  # few ids: amends find their orders; many: fresh orders
@@ -92,6 +105,7 @@ def test_fixed_streams_match_the_naive_reference_event_for_event(instrument):
         for i, command in enumerate(stream(seed)):
             assert fast.apply(command) == naive.apply(command), (seed, i, command)
             assert fast.depth(20) == naive.depth(20), (seed, i, command)
+            check_levels(fast)
         assert fast.stops == len(naive.pending)
         assert fast.resting() == len(naive.resting)
 
