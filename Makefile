@@ -74,6 +74,7 @@ test-all: lint
 
 # 100,000 fuzz cases (tests/fuzz: HTTP requests and WebSocket frames into the local edge,
 # raw Kafka record bytes into the engine), 25,000 per test; make test runs a slice of each.
+# Cut at the hour by SIGINT, so pytest still reports the failures it found until then.
 # The fault suite (tests/faults: broker, Redis, engine and gateway restarts under load, each
 # case bounded), every case at both sizes, then its table (docs/FAULTS.md); make test runs
 # one small case per kind of fault.
@@ -85,7 +86,7 @@ faults: setup
 
 .PHONY: fuzz mutate
 fuzz: setup
-	HOTSHARD_FUZZ_EXAMPLES=25000 timeout 3600 $(VENV)/bin/pytest -q --durations=0 tests/fuzz
+	HOTSHARD_FUZZ_EXAMPLES=25000 timeout -s INT -k 60 3600 $(VENV)/bin/pytest -q -rfE --durations=0 tests/fuzz
 
 # Mutation testing of the book, the codecs and the router's validation (mutmut, pinned in
 # the `mutate` extra; [tool.mutmut] in pyproject.toml), on the book's source. Not part of

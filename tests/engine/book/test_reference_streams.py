@@ -85,10 +85,14 @@ def check_levels(book: Book) -> None:
     for levels in (book.bids, book.asks):
         for level in levels.values():
             live = level.live_orders()
-            special = [o for o in live if o.ext is not None and (o.ext.display or o.ext.aon)]
-            hidden = sum(o.leaves - o.ext.peak if o.ext.display else o.leaves for o in special)
+            special = hidden = 0
+            for o in live:
+                ext = o.ext
+                if ext is not None and (ext.display or ext.aon):
+                    special += 1
+                    hidden += o.leaves - ext.peak if ext.display else o.leaves
             counters = (level.live(), level.total, level.hidden, level.special)
-            assert counters == (len(live), sum(o.leaves for o in live), hidden, len(special))
+            assert counters == (len(live), sum(o.leaves for o in live), hidden, special)
 
 
 def stream(seed: int, length: int = 100) -> list[Command]:
