@@ -16,6 +16,8 @@ from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2, control_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
+SLOW_CALL_TIMEOUT_S = 120.0
+"""Snapshot and Follow: a big book's dump, store, fetch and load (TransferSnapshot: 300 s)."""
 R = TypeVar("R")
 RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -84,8 +86,14 @@ class EngineClient:
         return self._call("Stats", control_pb2.StatsRequest(), control_pb2.StatsReply, 10.0)
 
     def snapshot(self, symbol: str) -> control_pb2.SnapshotReply:
+        # answered once the dump is stored: a 1M-order book's took 30+ s at load 20-30, and
+        # each retry after a deadline forked and dumped it again (TransferSnapshot failed 5
+        # times in a row); the task's own timeout is 300 s
         return self._call(
-            "Snapshot", control_pb2.SnapshotRequest(symbol=symbol), control_pb2.SnapshotReply
+            "Snapshot",
+            control_pb2.SnapshotRequest(symbol=symbol),
+            control_pb2.SnapshotReply,
+            SLOW_CALL_TIMEOUT_S,
         )
 
     def follow(
@@ -97,7 +105,7 @@ class EngineClient:
             source_partition=source_partition,
             from_offset=from_offset,
         )
-        return self._call("Follow", request, control_pb2.FollowReply)
+        return self._call("Follow", request, control_pb2.FollowReply, SLOW_CALL_TIMEOUT_S)
 
     def fence(self, symbol: str, epoch: int, to_partition: int) -> control_pb2.FenceReply:
         request = control_pb2.FenceRequest(symbol=symbol, epoch=epoch, to_partition=to_partition)
