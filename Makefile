@@ -97,7 +97,7 @@ MUTANTS ?=
 mutate: setup
 	$(PY) -m pip install -q -c constraints.txt -e '.[mutate]'
 	$(if $(FRESH),rm -rf mutants)
-	HOTSHARD_BOOK=python timeout 7200 nice -n 10 $(VENV)/bin/mutmut run --max-children 2 $(if $(MUTANTS),'$(MUTANTS)')
+	HOTSHARD_BOOK=python timeout 7200 nice -n 15 $(VENV)/bin/mutmut run --max-children 2 $(if $(MUTANTS),'$(MUTANTS)')
 	$(VENV)/bin/mutmut results
 
 demo: setup

@@ -1,7 +1,7 @@
 """Tests written to kill mutants that survived mutation testing (docs/MUTATION.md): each
 pins one boundary of the book that no other test held."""
 
-from engine.book import add, cancel, replace
+from engine.book import add, cancel, replace, snapshot
 from hotshard.domain import OrderType, Side, Status, TimeInForce
 from tests.builders import book, resting, statuses, trades, view
 
@@ -212,3 +212,18 @@ def test_a_fill_or_kill_under_self_trade_prevention_passes_an_icebergs_refreshed
     b.apply_all([cancel("aon", "dave"), cancel("ice", "alice")])
     events = b.apply(add("fok", "bob", BUY, 100, 5, tif=TimeInForce.FOK))
     assert trades(events) == [("p", "fok", 100, 5)]
+
+
+def test_a_stop_limit_restored_from_a_snapshot_is_not_post_only_once_it_rests():
+    # `restore_stops`' Order(..., post_only False) -> True: the restored stop, triggered and
+    # resting, refused a replace to a crossing price as POST_ONLY_WOULD_CROSS
+    original = book()
+    original.apply(
+        add("stop", "alice", BUY, 101, 5, order_type=OrderType.STOP_LIMIT, stop_price=101)
+    )
+    b, _ = snapshot.load(snapshot.dump(original, input_offset=1))
+    b.apply_all([add("s", "carol", SELL, 101, 1), add("b", "dave", BUY, 101, 1)])  # triggers
+    assert resting(b)[(BUY, 101)] == [("stop", "alice", 5)]
+    b.apply(add("s2", "carol", SELL, 103, 5))
+    events = b.apply(replace("stop", "alice", 103, 5))
+    assert trades(events) == [("s2", "stop", 103, 5)]
