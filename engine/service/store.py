@@ -48,7 +48,8 @@ class SnapshotStore:
         if self.s3 is not None and self.bucket and big:
             return f"s3://{self.bucket}/{S3_PREFIX}{symbol}/{seq:020d}-{input_offset}.snap"
         if self.directory is not None and big:
-            return f"file://{self.directory / symbol / f'{seq:020d}-{input_offset}.snap'}"
+            name = f"{seq:020d}-{input_offset}.snap"
+            return f"file://{self.directory / symbol_directory(symbol) / name}"
         return "redis:" + names.REDIS_SNAPSHOT_DATA.format(symbol, f"{seq}-{input_offset}")
 
     def put(
@@ -140,6 +141,12 @@ class SnapshotStore:
             while self._retired and self._retired[0][0] < now - REDIS_RETAIN_S:
                 _, path = self._retired.pop(0)
                 path.unlink(missing_ok=True)
+
+
+def symbol_directory(symbol: str) -> str:
+    """A symbol's folder in the snapshot directory: "@" + symbol, so the symbols "." and
+    ".." (valid ids) name folders inside it, never the directory itself or its parent."""
+    return "@" + symbol
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -58,3 +58,21 @@ def test_a_retired_file_is_deleted_once_no_migration_can_still_hold_it(
             store.fetch(first.location)
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("symbol", [".", ".."])
+def test_a_dot_symbol_is_stored_inside_the_snapshot_directory(
+    redis_server: RedisServer, tmp_path: Path, symbol: str
+) -> None:
+    r = redis.Redis(port=redis_server.port)
+    try:
+        assert registry.claim_partitions(r, "me", [6], 60_000) == []
+        bucket = tmp_path / "bucket"
+        store = SnapshotStore(r, s3_threshold=10, instance="me", directory=bucket)
+        record = store.put(symbol, b"d" * 100, partition=6, input_offset=1, seq=1)
+        path = Path(record.location.removeprefix("file://"))
+        assert path.resolve().parent.parent == bucket.resolve()
+        assert store.fetch(record.location) == b"d" * 100
+        assert [p.name for p in tmp_path.iterdir()] == ["bucket"]  # nothing beside it
+    finally:
+        r.close()
