@@ -227,3 +227,10 @@ def test_a_stop_limit_restored_from_a_snapshot_is_not_post_only_once_it_rests():
     b.apply(add("s2", "carol", SELL, 103, 5))
     events = b.apply(replace("stop", "alice", 103, 5))
     assert trades(events) == [("s2", "stop", 103, 5)]
+
+
+def test_the_lowest_price_is_one_tick_and_zero_is_refused():
+    # `_check_price`'s `price <= 0` -> `<= 1`
+    b = book()
+    assert statuses(b.apply(add("one", "u", BUY, 1, 1))) == [("one", "ACCEPTED", "")]
+    assert statuses(b.apply(add("zero", "u", BUY, 0, 1)))[0][1] == "REJECTED"
