@@ -234,3 +234,23 @@ def test_the_lowest_price_is_one_tick_and_zero_is_refused():
     b = book()
     assert statuses(b.apply(add("one", "u", BUY, 1, 1))) == [("one", "ACCEPTED", "")]
     assert statuses(b.apply(add("zero", "u", BUY, 0, 1)))[0][1] == "REJECTED"
+
+
+def test_matching_a_level_with_special_orders_keeps_its_count_of_resting_orders():
+    # `_take_special`'s dead-slot bookkeeping (`level.dead -= 1` -> `+= 1` past a cancelled
+    # head, `level.dead += 1` -> `= 1` for a self-trade cancel behind it): Book.resting() is
+    # the levels' slots less their consumed head and dead ones
+    b = book()
+    b.apply_all(
+        [add("a", "carol", SELL, 100, 1), add("ice", "alice", SELL, 100, 4, display_quantity=2)]
+    )
+    b.apply(cancel("a", "carol"))  # a dead slot at the head of a special level
+    b.apply(add("t", "bob", BUY, 100, 1))
+    assert b.resting() == len(b.live_orders()) == 1
+    b = book(self_trade_prevention=True)
+    b.apply(add("aon", "carol", SELL, 100, 10, all_or_none=True))
+    b.apply_all([add("x", "dave", SELL, 100, 1), add("own", "bob", SELL, 100, 2)])
+    b.apply(add("ice", "alice", SELL, 100, 4, display_quantity=2))
+    b.apply(cancel("x", "dave"))  # dead behind the head, then bob's own cancelled behind it
+    b.apply(add("t", "bob", BUY, 100, 2))
+    assert b.resting() == len(b.live_orders()) == 2
