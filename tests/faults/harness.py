@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hotshard import kafka, route
+from hotshard.client.http import HttpApi
 from hotshard.client.session import Client, ClientError, local_token
 from hotshard.codec import event_json
 from hotshard.edge.push import PUSH_TYPE
@@ -224,6 +225,7 @@ class Timing:
     answers: Counter[str] = field(default_factory=Counter)  # reason of every refused attempt
     resent: set[str] = field(default_factory=set)  # sent again after an answer in doubt
     inflight: set[str] = field(default_factory=set)  # being submitted now
+    at_fault: set[str] = field(default_factory=set)  # being submitted when the fault struck
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def in_doubt_at_fault(self) -> None:
@@ -231,6 +233,7 @@ class Timing:
         again itself (a reconnect resends unanswered requests)."""
         with self.lock:
             self.resent |= self.inflight
+            self.at_fault = set(self.inflight)
 
     def resume_s(self, fault_at: float) -> float | None:
         """From the fault to the first order sent after it that was acknowledged and had its
@@ -333,6 +336,33 @@ async def trade(
             await client.close()
 
 
+def resynchronised(http_url: str, secret: str, unpushed: list[str], timing: Timing) -> list[str]:
+    """Of the orders acknowledged but never pushed, those that were on their way when the
+    fault struck and whose status GET /orders/{id} shows: what a client that reconnects
+    and resynchronises, as docs/asyncapi.yaml asks, sees. Such an order can be decided
+    while its owner has no connection (the gateway restarted): its push goes to the dead
+    connection (410, forgotten) and the resend after the reconnect is answered
+    `duplicate: true` with nothing left to push. An order sent on a live connection must
+    still be pushed."""
+    seen = []
+    for order_id in unpushed:
+        if order_id not in timing.at_fault:
+            continue
+        user = order_id.split("-", 1)[0]
+        with contextlib.suppress(ClientError):
+            status, body = HttpApi(http_url, local_token(secret, user)).call(
+                "GET", f"/orders/{order_id}"
+            )
+            if status == 200 and body.get("status"):
+                seen.append(order_id)
+    return seen
+
+
+def internal_errors(log: str) -> list[str]:
+    """The tracebacks the gateway logged for requests it answered 500 INTERNAL."""
+    return [line[:4000] for line in log.splitlines() if "request failed" in line]
+
+
 def as_pushes(reader: EventReader) -> list[tuple[int, dict[str, Any]]]:
     """The de-duplicated events as the pushes judge() reads (one watcher of everything)."""
     return [
@@ -358,6 +388,11 @@ class Outcome:
     gave_up: int
     seconds: float
     answers: dict[str, int]
+    resynced: list[str] = field(default_factory=list)
+    """Acknowledged, never pushed, but on their way at the fault and shown by GET
+    /orders/{id} (resynchronised(): not counted in `unpushed`)."""
+    internal: list[str] = field(default_factory=list)
+    """The gateway's log lines of requests answered 500 INTERNAL (never allowed)."""
     back_at: float = 0.0
     """When the fault was over (monotonic): an order acknowledged later was acknowledged by
     the restarted service."""
@@ -376,6 +411,7 @@ class Outcome:
             "twice": sum("decided twice" in p for p in self.verdict.problems),
             "problems": len(self.verdict.problems),
             "unpushed": len(self.unpushed),
+            "resynced": len(self.resynced),
             "engine_restarts": self.engine_restarts,
             "broker_restarts": self.broker_restarts,
             "seconds": round(self.seconds, 1),
@@ -457,13 +493,18 @@ def run_case(
         reader.close()
     resume = timing.resume_s(fault_at[0])
     resumed_at = fault_at[0] + (resume if resume is not None else 0.0)
+    unpushed = timing.unpushed_after(resumed_at)
+    resynced = resynchronised(the.gateway.http_url, the.secret, unpushed, timing)
+    internal = []
+    if timing.answers.get("INTERNAL"):
+        internal = internal_errors(the.gateway.process.log_path.read_text(errors="replace"))
     outcome = Outcome(
         case=case,
         down_s=down_s,
         resume_s=resume,
         acked=len(load.acks),
         acked_after=sum(1 for t in timing.acked_at.values() if t > fault_at[0]),
-        unpushed=timing.unpushed_after(resumed_at),
+        unpushed=[o for o in unpushed if o not in resynced],
         verdict=verdict,
         gaps=gaps,
         engine_restarts=the.engine_restarts,
@@ -475,6 +516,8 @@ def run_case(
         back_at=fault_at[0] + down_s,
         acked_at=dict(timing.acked_at),
         events=events,
+        resynced=resynced,
+        internal=internal,
     )
     report = os.environ.get(REPORT_ENV)
     if report:

@@ -74,6 +74,7 @@ def check(outcome: Outcome, the: Rig) -> None:
     unpushed = outcome.unpushed[:5]
     assert not outcome.unpushed, f"acknowledged after resuming, never pushed: {unpushed}"
     assert outcome.gave_up == 0, outcome
+    assert not outcome.answers.get("INTERNAL"), f"answered 500 INTERNAL: {outcome.internal}"
 
 
 @pytest.mark.parametrize(("case", "size"), _params())
