@@ -8,9 +8,8 @@ nothing here is a Python object per order: a ring of the last `window` ended ord
 fixed-width columns (filled, id hash, where the ids' characters are) and the ids' code
 points in one arena, written and forgotten in ring order (sequential memory), plus an
 open-addressing table (linear probing) from the order id's hash to a ring slot: the one
-random access of an ADD's duplicate check, in a table of 8 bytes per slot. The hash is
-our own (FNV-1a over the order id's code points, then mixed), so it is the same in every
-process and both builds; the ids are compared only when an entry's 32-bit hash agrees.
+random access of an ADD's duplicate check, in a table of 8 bytes per slot. The ids are
+compared only when an entry's 32-bit hash agrees.
 """
 
 from typing import Final, final
@@ -23,18 +22,13 @@ LOW: Final[i64] = 0xFFFFFFFF
 """A table entry is (ring slot + 1) << 32 | hash (32 bits); 0 is an empty table slot."""
 MIN_TABLE: Final[i64] = 16
 MIN_ARENA: Final[i64] = 256
-FNV_OFFSET: Final[i64] = 2166136261
-FNV_PRIME: Final[i64] = 16777619
 
 
 def id_hash(order_id: str) -> i64:
-    """32-bit FNV-1a of the code points, then a multiply-xorshift finaliser (FNV's low
-    bits, which pick the table slot, mix poorly alone). Every product fits in 63 bits."""
-    h = FNV_OFFSET
-    for i in range(len(order_id)):
-        h = ((h ^ ord(order_id[i])) * FNV_PRIME) & LOW
-    h = ((h ^ (h >> 16)) * 0x45D9F3B) & LOW
-    return h ^ (h >> 16)
+    """The low 32 bits of the id's str hash (cached in the str: the live index's probe of
+    the same id computed it already). Seeded per process (PYTHONHASHSEED): it decides
+    where an entry sits in the table, never whether it is found."""
+    return hash(order_id) & LOW
 
 
 @final
@@ -124,13 +118,8 @@ class EndedOrders:
         user_length: i64 = len(user_id)
         start = self._space(id_length + user_length, tail_slot)
         arena = self.arena
-        h = FNV_OFFSET
         for i in range(id_length):
-            c = ord(order_id[i])
-            arena[start + i] = c
-            h = ((h ^ c) * FNV_PRIME) & LOW
-        h = ((h ^ (h >> 16)) * 0x45D9F3B) & LOW
-        h ^= h >> 16
+            arena[start + i] = ord(order_id[i])
         at = start + id_length
         for i in range(user_length):
             arena[at + i] = ord(user_id[i])
@@ -138,6 +127,7 @@ class EndedOrders:
         self.used += id_length + user_length
         self.starts[slot] = start
         self.lengths[slot] = (id_length << 32) | user_length
+        h = id_hash(order_id)
         self.hashes[slot] = h
         self._put(h, slot)
 

@@ -2,7 +2,7 @@
 
 Duplicate protection for ended orders (a reused order_id is rejected while the book still
 remembers the id) is the second line of defence: the router's idempotency on (user_id,
-order_id) is the first. It costs memory per remembered id (~200 bytes with the id
+order_id) is the first. It costs memory per remembered id (~165 bytes with the id
 strings, `python -m bench.memory`), so a process bounds the total: `DedupBudget.ids`.
 
 How the budget is shared, and why this way: a symbol's events must be a function of its
