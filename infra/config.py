@@ -68,7 +68,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "alarmDatapointsToAlarm": (2, "of those periods, how many above the threshold mean ALARM"),
     "migrationCooldownPeriods": (
         3,
-        "alarm periods after a migration ends in which an alarm starts no other one",
+        "alarm periods after a symbol's migration ends in which an alarm does not move that"
+        " symbol again (another hot one may move)",
     ),
     "snapshotRetentionDays": (7, "days before a snapshot object expires"),
     "logRetentionDays": (30, "CloudWatch Logs retention of every log group"),

@@ -60,11 +60,13 @@ def allowed(module: str, name: str) -> str | None:
     if within(module, "engine.book"):
         pure = [f"hotshard.{m}" for m in PURE] + ["hotshard.v1", "engine.book", "google.protobuf"]
         # mypy_extensions: i64 and mypyc_attr, plain int and a no-op decorator when not
-        # compiled (the compiled build, engine/native.py)
-        pure.append("mypy_extensions")
+        # compiled (the compiled build, engine/native.py); librt: mypyc's runtime library
+        # (vec, StringWriter: engine/book/ended.py), pure Python where not compiled
+        pure += ["mypy_extensions", "librt"]
         if not (stdlib(name) or within(name, *pure) or name == "hotshard"):
             return (
-                "engine/book imports only the stdlib, hotshard's pure modules and mypy_extensions"
+                "engine/book imports only the stdlib, hotshard's pure modules, mypy_extensions"
+                " and librt"
             )
     if within(module, *(f"hotshard.{m}" for m in PURE)):
         pure = [f"hotshard.{m}" for m in PURE] + ["hotshard.v1", "google.protobuf"]
