@@ -40,9 +40,19 @@ class SnapshotRecord:
     owner_epoch: int = 0
 
 
-WATCH_ATTEMPTS = 20
-"""A snapshot write retried this often when the owner key changed under it but still names
-this instance (each heartbeat refreshes the key's expiry, which counts as a change)."""
+PARTIAL_TTL_S = 600
+"""A snapshot's bytes written aside (`KEY.partial.INSTANCE`) expire by then if the writer
+dies before they are kept or dropped."""
+
+_KEEP_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+  return 1
+end
+redis.call('DEL', KEYS[2])
+return 0
+"""
 
 
 def write_snapshot_data(
@@ -52,27 +62,21 @@ def write_snapshot_data(
     checked, for one stored in S3): atomically, and only while `instance` owns `partition`
     (a zombie must not write what a new owner may read). False if not.
 
-    WATCH on the owner key, then the SET in MULTI/EXEC: the EXEC fails if the owner key
-    changed since it was read. Not a Lua script: a script's arguments are copied into Lua
-    and back, and a script holds Redis for its whole run: a 26 MB value on a starved
-    machine passed Redis's busy-script limit and every other client got BUSY."""
+    The bytes go aside first (a plain SET), then a script renames them
+    to `data_key` if `instance` still owns the partition, else drops them: one O(1) step,
+    whatever the heartbeat does to the owner key meanwhile (a WATCH on it failed on every
+    refresh of its expiry, and gave up after 20). The bytes never pass through Lua: a
+    script's arguments are copied into Lua and back, and a script holds Redis for its whole
+    run: a 26 MB value on a starved machine passed Redis's busy-script limit and every other
+    client got BUSY."""
     owner_key = names.REDIS_PARTITION_OWNER.format(partition)
-    with r.pipeline(transaction=True) as pipe:
-        for _ in range(WATCH_ATTEMPTS):
-            try:
-                pipe.watch(owner_key)  # type: ignore[no-untyped-call]
-                owner = pipe.get(owner_key)
-                if owner is None or _text(owner) != instance:
-                    return False
-                if not data_key:
-                    return True
-                pipe.multi()
-                pipe.set(data_key, data)
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                continue
-    return False
+    if not data_key:
+        owner = r.get(owner_key)
+        return owner is not None and _text(owner) == instance
+    partial = f"{data_key}.partial.{instance}"  # a zombie's never meets the owner's
+    r.set(partial, data, ex=PARTIAL_TTL_S)
+    kept = r.eval(_KEEP_IF_OWNER, 3, owner_key, partial, data_key, instance)
+    return bool(kept)
 
 
 def _text(value: bytes | str) -> str:

@@ -26,6 +26,8 @@ from hotshard.reasons import Reason
 from hotshard.recovery import SnapshotRecord, write_snapshot_data
 
 REDIS_RETAIN_S = 600
+SWEEP_EVERY_S = 60
+RETIRED_SUFFIX = ".retired"
 S3_PREFIX = "snapshots/"
 
 
@@ -40,7 +42,7 @@ class SnapshotStore:
     """A local cluster's bucket: snapshots above `s3_threshold` are files here (by
     reference, like S3), never values in its Redis, whose AOF a 17 MB value every few
     seconds stalls for every other client (p99 153 ms, max 1.1 s for a GET, measured)."""
-    _retired: list[tuple[float, Path]] = field(default_factory=list)
+    _swept: float = field(default=float("-inf"))
 
     def location_for(self, symbol: str, *, seq: int, input_offset: int, estimate: int) -> str:
         """Where `put` stores a snapshot of about `estimate` bytes with this seq and offset."""
@@ -135,18 +137,36 @@ class SnapshotStore:
         if location.startswith("redis:"):
             self.redis.expire(location.removeprefix("redis:"), REDIS_RETAIN_S)
         elif location.startswith("file://"):
-            # kept as long as a Redis copy would be (a migration may hold its location)
-            now = time.monotonic()
-            self._retired.append((now, Path(location.removeprefix("file://"))))
-            while self._retired and self._retired[0][0] < now - REDIS_RETAIN_S:
-                _, path = self._retired.pop(0)
-                path.unlink(missing_ok=True)
+            # Kept as long as a Redis copy would be (a migration may hold its location).
+            # The mark is a file beside it, so a file retired by an engine that was killed
+            # or restarted since is still deleted in time, by whichever engine sweeps next.
+            _retired_mark(Path(location.removeprefix("file://"))).touch()
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete the files retired more than REDIS_RETAIN_S ago (at most once a minute)."""
+        now = time.time()
+        if self.directory is None or now - self._swept < min(SWEEP_EVERY_S, REDIS_RETAIN_S):
+            return
+        self._swept = now
+        for mark in self.directory.glob(f"*/*{RETIRED_SUFFIX}"):
+            try:
+                if mark.stat().st_mtime > now - REDIS_RETAIN_S:
+                    continue
+            except FileNotFoundError:  # another engine swept it
+                continue
+            mark.with_name(mark.name.removesuffix(RETIRED_SUFFIX)).unlink(missing_ok=True)
+            mark.unlink(missing_ok=True)
 
 
 def symbol_directory(symbol: str) -> str:
     """A symbol's folder in the snapshot directory: "@" + symbol, so the symbols "." and
     ".." (valid ids) name folders inside it, never the directory itself or its parent."""
     return "@" + symbol
+
+
+def _retired_mark(path: Path) -> Path:
+    return path.with_name(path.name + RETIRED_SUFFIX)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -45,6 +45,7 @@ def test_only_the_partitions_owner_stores_a_snapshot(r: redis.Redis) -> None:
     assert recovery.write_snapshot_data(r, "owner", 7, data_key="snap-5", data=b"abc")
     assert not recovery.write_snapshot_data(r, "zombie", 7, data_key="snap-2", data=b"x")
     assert r.get("snap-5") == b"abc" and r.get("snap-2") is None
+    assert r.keys("*partial*") == [] and r.ttl("snap-5") == -1  # nothing left aside
     assert r.get("snapshot:S") is None  # no global "latest snapshot of S" record
 
 

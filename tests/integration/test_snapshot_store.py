@@ -60,6 +60,28 @@ def test_a_retired_file_is_deleted_once_no_migration_can_still_hold_it(
         r.close()
 
 
+def test_a_file_retired_before_a_restart_is_still_deleted_in_time(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = redis.Redis(port=redis_server.port)
+    try:
+        assert registry.claim_partitions(r, "me", [7], 60_000) == []
+        before = SnapshotStore(r, s3_threshold=10, instance="me", directory=tmp_path)
+        old = before.put("S", b"a" * 100, partition=7, input_offset=1, seq=1)
+        before.retire(old.location)  # then the engine is killed: `before` is gone
+        monkeypatch.setattr(store_module, "REDIS_RETAIN_S", 0)
+        after = SnapshotStore(r, s3_threshold=10, instance="me", directory=tmp_path)
+        kept = after.put("T", b"k" * 100, partition=7, input_offset=2, seq=1)
+        newer = after.put("T", b"n" * 100, partition=7, input_offset=3, seq=2)
+        after.retire(newer.location)
+        with pytest.raises(SnapshotMissingError):
+            after.fetch(old.location)
+        assert after.fetch(kept.location) == b"k" * 100  # never retired: kept
+        assert list(tmp_path.rglob("*.retired")) == []
+    finally:
+        r.close()
+
+
 @pytest.mark.parametrize("symbol", [".", ".."])
 def test_a_dot_symbol_is_stored_inside_the_snapshot_directory(
     redis_server: RedisServer, tmp_path: Path, symbol: str
