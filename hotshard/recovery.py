@@ -85,6 +85,14 @@ def _text(value: bytes | str) -> str:
 
 # ---------------------------------------------------------------------- checkpoints
 
+SEQ_JUMP_ON_REPLACED_LOG = 1_000_000
+"""How far a book's seq jumps when its `orders` log was replaced: past every seq it may
+have emitted after its checkpoint (at most one checkpoint interval of events, far below
+this), so no seq of the new log repeats one readers saw from the old (they would drop it
+as a replay); readers see a Gap instead: the events lost with the old log. A book the
+checkpoint has no snapshot of (born after it, or before its first snapshot) starts above
+the partition's `seq_base`, raised by as much."""
+
 
 class CheckpointError(HotshardError):
     """A checkpoint this build will not resume from (UNSUPPORTED_CHECKPOINT_FORMAT)."""
@@ -163,6 +171,10 @@ class Checkpoint:
     unknown, a checkpoint written before log identities or on a broker without topic ids).
     A broker that lost its data comes back with a topic of another id whose offsets start
     at 0 again: the same numbers, other records."""
+    seq_base: int = 0
+    """A book born on this partition (none of its snapshots in the checkpoint) numbers its
+    events after this: raised by SEQ_JUMP_ON_REPLACED_LOG per replaced log, because such a
+    book may have had events on the old log that readers saw."""
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -187,6 +199,7 @@ class Checkpoint:
                 "instance": self.instance,
                 "taken_ms": self.taken_ms,
                 "log_id": self.log_id,
+                "seq_base": self.seq_base,
             },
             sort_keys=True,
         )
@@ -217,12 +230,14 @@ class Checkpoint:
             {str(k): GoneEntry(int(v[0]), int(v[1])) for k, v in raw.get("gone", {}).items()},
             int(raw.get("rewind_floor", -1)),
             str(raw.get("log_id", "")),
+            int(raw.get("seq_base", 0)),
         )
 
     def rebased(self, log_id: str) -> "Checkpoint":
         """This checkpoint moved to a replaced log `log_id` (nothing of its old log is in
         it): the same books, fences, expected and gone symbols, consumed from offset 0. The
-        records of the old log after `offset` are lost with it (the caller reports them)."""
+        records of the old log after `offset` are lost with it (the caller reports them).
+        Books born on it from now on start above a `seq_base` raised by the jump."""
         return replace(
             self,
             offset=-1,
@@ -232,6 +247,7 @@ class Checkpoint:
             gone={s: replace(g, offset=-1) for s, g in self.gone.items()},
             rewind_floor=-1,
             log_id=log_id,
+            seq_base=self.seq_base + SEQ_JUMP_ON_REPLACED_LOG,
         )
 
 

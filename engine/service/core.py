@@ -208,6 +208,8 @@ class EngineState:
     or before would read its records as a new symbol's (refused, REWIND_PAST_GONE)."""
     log_id: str = ""
     """The identity (topic id) of the `orders` log `position` counts in ("" unknown)."""
+    seq_base: dict[int, int] = field(default_factory=dict)
+    """Per partition, where a book born there starts numbering (Checkpoint.seq_base)."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -307,6 +309,7 @@ class EngineState:
                     self._unsequenced(symbol, partition, offset, event, decoded.received_ts_ns)
                 )
                 return None
+            book.seq = max(book.seq, self.seq_base.get(partition, 0))
             self.home[symbol] = partition
             self.epoch[symbol] = decoded.route_epoch
             self.snaps[symbol] = BookEntry("", offset - 1, 0, decoded.route_epoch)
@@ -749,6 +752,7 @@ class EngineState:
             gone,
             floor,
             self.log_id,
+            self.seq_base.get(partition, 0),
         )
 
 
@@ -786,6 +790,7 @@ def _reborn_fenced(state: EngineState, symbol: str, partition: int, entry: BookE
     book = state.market.book(symbol)
     if book is None:
         return
+    book.seq = max(book.seq, state.seq_base.get(partition, 0))
     state.home[symbol] = partition
     state.epoch[symbol] = entry.epoch
     state.snaps[symbol] = entry
@@ -805,6 +810,8 @@ def restore_partition(
         state.position[partition] = 0
         return 0
     start = checkpoint.resume_offset()
+    if checkpoint.seq_base:
+        state.seq_base[partition] = checkpoint.seq_base
     for symbol, entry in sorted(checkpoint.books.items()):
         if not entry.location:
             if symbol in checkpoint.fences:

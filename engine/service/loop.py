@@ -46,16 +46,12 @@ from engine.service.store import SnapshotStore
 from hotshard import recovery, registry
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import Reason
+from hotshard.recovery import SEQ_JUMP_ON_REPLACED_LOG
 
 log = logging.getLogger("hotshard.engine")
 
 T = TypeVar("T")
 
-SEQ_JUMP_ON_REPLACED_LOG = 1_000_000
-"""How far a book's seq jumps when its `orders` log was replaced: past every seq it may
-have emitted after its checkpoint (at most one checkpoint interval of events, far below
-this), so no seq of the new log repeats one readers saw from the old (they would drop it
-as a replay); readers see a Gap instead: the events lost with the old log."""
 POSITION_SLACK = 10_000
 """How far past the reported high watermark a checkpoint may be (one producer batch)."""
 READABLE_CHECK_S = 5.0

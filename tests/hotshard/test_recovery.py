@@ -89,6 +89,15 @@ def test_a_snapshot_write_goes_on_while_the_heartbeat_refreshes_ownership(
     assert all(r.get(f"hb-{i}") == b"x" * 4096 for i in range(20))
 
 
+def test_a_replaced_log_raises_the_seq_base_of_books_born_on_it() -> None:
+    checkpoint = recovery.Checkpoint(partition=1, offset=50, log_id="old", seq_base=7)
+    moved = checkpoint.rebased("new")
+    assert (moved.log_id, moved.offset) == ("new", -1)
+    assert moved.seq_base == 7 + recovery.SEQ_JUMP_ON_REPLACED_LOG
+    assert recovery.Checkpoint.from_json(moved.to_json()) == moved
+    assert recovery.Checkpoint.from_json('{"partition": 1, "offset": 3}').seq_base == 0
+
+
 def test_a_checkpoint_round_trips_and_resumes_after_its_oldest_entry() -> None:
     checkpoint = recovery.Checkpoint(
         partition=2,
