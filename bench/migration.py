@@ -61,8 +61,10 @@ CATCH_UP_S = 120.0  # then measure anyway (a 1M book may never be prompt: see BE
 READY_MS = 500.0
 
 
-def name_of(size: int, strategy: str) -> str:
-    return f"B{size // 1000}K{'P' if strategy == 'pre-copy' else 'S'}"
+def name_of(size: int, strategy: str, run: int = 0) -> str:
+    """B10KP, B10KS, ...; the `run`-th repeat (from 1) gets a letter: B10KPB, B10KPC, ..."""
+    suffix = "" if run == 0 else chr(ord("A") + run)
+    return f"B{size // 1000}K{'P' if strategy == 'pre-copy' else 'S'}{suffix}"
 
 
 def preload(bootstrap: str, symbol: str, found: route.Route, n: int) -> None:
@@ -394,6 +396,34 @@ def breakdown(m: Move) -> list[str]:
     return lines
 
 
+def pauses(moves: list[Move]) -> list[str]:
+    """Per (size, strategy) over its moves: the pause's median, p99 (nearest rank) and
+    max, and the engines' CPU on the loop for Fence and Promote (their log lines)."""
+    lines = []
+    keys = sorted({(m.size, m.strategy) for m in moves})
+    for size, strategy in keys:
+        ms = [m for m in moves if (m.size, m.strategy) == (size, strategy)]
+        done = sorted(m.summary.pause_ms for m in ms if m.summary.pause_ms is not None)
+        if not done:
+            continue
+        cpu = {
+            step: sorted(
+                float(r.get("loop_cpu_ms", 0.0)) for m in ms for r in m.logs if r["message"] == step
+            )
+            for step in ("fence", "promote")
+        }
+        lines.append(
+            f"{size:>9,} {strategy:<14} pause over {len(done)} moves: median "
+            f"{report.percentile(done, 0.5):.0f}, p99 {report.percentile(done, 0.99):.0f}, "
+            f"max {done[-1]} ms; loop CPU fence "
+            + "/".join(f"{x:.1f}" for x in cpu["fence"])
+            + " ms, promote "
+            + "/".join(f"{x:.1f}" for x in cpu["promote"])
+            + " ms"
+        )
+    return lines
+
+
 def plot(moves: list[Move], path: Path, title: str) -> Path:
     import matplotlib  # noqa: PLC0415
 
@@ -443,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=100.0, help="orders/s on the moved symbol")
     p.add_argument("--plot", type=Path, default=Path("bench-migration.png"))
     p.add_argument("--json", type=Path, default=None, help="also write the runs here")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="moves per (size, strategy), one symbol each"
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -456,31 +489,36 @@ def main(argv: list[str] | None = None) -> int:
         partitions=4,
         symbols=(),
         monitor=False,
-        spare=len(sizes) * len(strategies) + 2,
+        spare=len(sizes) * len(strategies) * args.repeat + 2,
         state_file=Path(".hotshard") / "bench-migration.json",
     )
     with up(options, say=lambda line: print(line, flush=True)) as cluster:
         r = cluster.redis.client()
         wanted: dict[str, int] = {}
-        for size in sizes:
-            for strategy in strategies:
-                symbol = name_of(size, strategy)
-                found = route.list_symbol(r, symbol)
-                began = time.monotonic()
-                preload(cluster.broker.bootstrap, symbol, found, size)
-                wanted[symbol] = size
-                print(f"{symbol}: {size:,} orders to partition {found.partition} "
-                      f"({time.monotonic() - began:.1f} s)", flush=True)  # fmt: skip
+        runs = [
+            (size, strategy, run)
+            for size in sizes
+            for strategy in strategies
+            for run in range(args.repeat)
+        ]
+        for size, strategy, run in runs:
+            symbol = name_of(size, strategy, run)
+            found = route.list_symbol(r, symbol)
+            began = time.monotonic()
+            preload(cluster.broker.bootstrap, symbol, found, size)
+            wanted[symbol] = size
+            print(f"{symbol}: {size:,} orders to partition {found.partition} "
+                  f"({time.monotonic() - began:.1f} s)", flush=True)  # fmt: skip
         wait_resting(cluster, wanted, 900)
         print(f"books loaded: {resting(cluster)}", flush=True)
-        for size in sizes:
-            for strategy in strategies:
-                wait_warm(cluster)
-                moved = move_one(cluster, name_of(size, strategy), size, strategy, args.rate)
-                moves.append(moved)
-                print(table([moved])[-1], flush=True)
-                for line in breakdown(moved):
-                    print(line, flush=True)
+        for size, strategy, run in runs:
+            wait_warm(cluster)
+            symbol = name_of(size, strategy, run)
+            moved = move_one(cluster, symbol, size, strategy, args.rate)
+            moves.append(moved)
+            print(table([moved])[-1], flush=True)
+            for line in breakdown(moved):
+                print(line, flush=True)
     load_after = os.getloadavg()
     print()
     for line in table(moves):
@@ -488,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     for m in moves:
         for line in breakdown(m):
             print(line)
+    for line in pauses(moves):
+        print(line)
     title = (
         f"hotshard migration through the state machine, {args.rate:.0f} orders/s on the moved "
         f"symbol through the edge; load {load_before[0]:.1f} -> {load_after[0]:.1f} on 2 cores"

@@ -294,6 +294,11 @@ def delist(r: redis.Redis, symbol: str) -> bool:
     return bool(done)
 
 
+Note = tuple[str, str, int]
+"""(key, value, ttl_s): a key to SET NX in the same round trip as a route change, before
+it (`move` and `switch`)."""
+
+
 def _move(
     r: redis.Redis,
     expected: Route,
@@ -303,9 +308,26 @@ def _move(
     instance: str = "",
     epoch_step: int = 0,
 ) -> Route:
-    ok, flat = r.eval(
-        _MOVE,
-        2,
+    return _noted_move(
+        r, expected, status=status, partition=partition, instance=instance, epoch_step=epoch_step
+    )[0]
+
+
+def _noted_move(
+    r: redis.Redis,
+    expected: Route,
+    *,
+    status: str,
+    partition: int | None = None,
+    instance: str = "",
+    epoch_step: int = 0,
+    note: Note | None = None,
+) -> tuple[Route, bytes | None]:
+    """The route change, and with `note` first SET NX its key then GET it back, all in one
+    round trip (a pipeline: Redis runs one connection's commands in order, so the key is
+    there before the route changes); the note's value as stored (an earlier attempt's, if
+    it had set one) is returned."""
+    args = (
         names.REDIS_ROUTE.format(expected.symbol),
         names.REDIS_ROUTE_LOAD,
         expected.status,
@@ -315,6 +337,16 @@ def _move(
         instance,
         epoch_step,
     )
+    stored = None
+    if note is None:
+        ok, flat = r.eval(_MOVE, 2, *args)
+    else:
+        key, value, ttl_s = note
+        pipe = r.pipeline(transaction=False)
+        pipe.set(key, value, nx=True, ex=ttl_s)
+        pipe.get(key)
+        pipe.eval(_MOVE, 2, *args)
+        _, stored, (ok, flat) = pipe.execute()
     route = route_from_fields(expected.symbol, flat)
     if not ok:
         raise RouteConflictError(
@@ -323,7 +355,7 @@ def _move(
             route,
         )
     assert route is not None
-    return route
+    return route, stored
 
 
 def begin_migration(r: redis.Redis, expected: Route) -> Route:
@@ -339,6 +371,25 @@ def switch(r: redis.Redis, expected: Route, partition: int, instance: str) -> Ro
     if expected.status != MIGRATING:
         raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
     return _move(r, expected, status=ACTIVE, partition=partition, instance=instance, epoch_step=1)
+
+
+def noted_switch(
+    r: redis.Redis, expected: Route, partition: int, instance: str, note: Note
+) -> tuple[Route, bytes | None]:
+    """`move` (from ACTIVE) or `switch` (from MIGRATING), `note` SET NX before it in the same
+    round trip; also the note's value as stored. The migration's SwitchRouting: the
+    record a move-back needs is in Redis before the route changes, at one round trip."""
+    if expected.status not in (ACTIVE, MIGRATING):
+        raise RouteConflictError(f"{expected.symbol} is {expected.status}", expected)
+    return _noted_move(
+        r,
+        expected,
+        status=ACTIVE,
+        partition=partition,
+        instance=instance,
+        epoch_step=1,
+        note=note,
+    )
 
 
 def move(r: redis.Redis, expected: Route, partition: int, instance: str) -> Route:

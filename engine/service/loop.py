@@ -742,18 +742,24 @@ class Engine:
         lets the gRPC threads answer first what this turn decided)."""
         self._next_turn.append(fn)
 
-    def write_checkpoints(self) -> bool:
+    def write_checkpoints(self, only: int | None = None) -> bool:
         """The checkpoints of every owned partition as the state is now (no snapshot taken;
-        the caller flushed). Snapshots no checkpoint names any more then expire."""
+        the caller flushed). Snapshots no checkpoint names any more then expire.
+
+        `only`: that partition's checkpoint alone (what a Fence needs: the fence is in its
+        home partition's); nothing is retired or pruned then, since the other partitions'
+        checkpoints in Redis may still name what would be."""
         taken_ms = int(time.time() * 1000)
         resume: dict[int, int] = {}
-        for partition in self.partitions:
+        for partition in self.partitions if only is None else (only,):
             checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
             if not recovery.write_checkpoint(self.redis, checkpoint):
                 self._failure = f"partition {partition} is no longer owned here"
                 log.error("checkpoint refused: ownership lost", extra={"partition": partition})
                 return False
             resume[partition] = checkpoint.resume_offset()
+        if only is not None:
+            return True
         for location in self._retire:
             self.store.retire(location)
         self._retire.clear()

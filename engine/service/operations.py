@@ -139,11 +139,27 @@ class Operations:
     """Fence snapshots being stored (or stored) by symbol; each answers its size in bytes."""
     """Off-loop fence snapshots in progress or done, per symbol."""
     _activations: dict[str, _Activation] = field(default_factory=dict)
+    _unfinished: dict[str, FenceEntry] = field(default_factory=dict)
+    """Fences set whose checkpoint is not written yet (or whose snapshot is not started):
+    the same Fence again finishes them before it answers."""
 
     # ------------------------------------------------------------------ helpers
 
     def _loop(self, fn: Callable[[], T]) -> T:
         return self.engine.call(fn, self.step_timeout_s)
+
+    @staticmethod
+    def _timed(fn: Callable[[], T], timing: dict[str, float]) -> Callable[[], T]:
+        """`fn`, adding the loop thread's CPU seconds it takes to timing["loop_cpu"]."""
+
+        def run() -> T:
+            began = time.thread_time()
+            try:
+                return fn()
+            finally:
+                timing["loop_cpu"] = timing.get("loop_cpu", 0.0) + time.thread_time() - began
+
+        return run
 
     def _until(self, fn: Callable[[], T], why: Reason, what: str) -> T:
         """Run `fn` on the loop until it stops raising _BusyError."""
@@ -160,10 +176,11 @@ class Operations:
         if not self.engine.flush():
             raise NotDurableError(Reason.NOT_DURABLE, "events not yet delivered; retry")
 
-    def _durable(self) -> None:
-        """On the loop: flush, then write the owned partitions' checkpoints."""
+    def _durable(self, only: int | None = None) -> None:
+        """On the loop: flush, then write the owned partitions' checkpoints (`only`: that
+        partition's)."""
         self._flushed()
-        if not self.engine.write_checkpoints():
+        if not self.engine.write_checkpoints(only):
             raise NotDurableError(Reason.NOT_DURABLE, "not checkpointed; retry")
 
     def _fetch(self, location: str, *, wait_s: float = 0.0) -> tuple[Book, SnapshotInfo]:
@@ -303,11 +320,29 @@ class Operations:
         timing: dict[str, float] = {}
         deferred: list[Callable[[], None]] = []
 
+        def finish(book: Book, entry: FenceEntry) -> None:
+            # One flush (the events up to the fence and the handoff marker) and the home
+            # partition's checkpoint, which holds the fence: a restart then applies the
+            # symbol's records only through f. The other partitions' checkpoints hold
+            # nothing of this symbol; they are written by the next periodic checkpoint.
+            began = time.perf_counter()
+            self._durable(entry.partition)
+            timing["durable"] = time.perf_counter() - began
+            start = self._store_fence_snapshot(
+                symbol, book, entry, deferred=after_reply is not None
+            )
+            if start is not None:
+                deferred.append(start)
+            del self._unfinished[symbol]
+
         def do() -> tuple[Fenced, bool]:
             timing["queued"] = time.perf_counter() - asked
             book = handover.held_book(state.market.books, symbol)
             fence = state.fences.get(symbol)
             if fence is not None and handover.same_fence(fence, epoch, to_partition):
+                if self._unfinished.get(symbol) is fence:
+                    finish(book, fence)  # an earlier attempt could not make it durable
+                    return _fenced(fence), True
                 return _fenced(fence), False
             if symbol in state.frozen or symbol in state.replays or state.held.get(symbol):
                 raise _BusyError
@@ -315,23 +350,14 @@ class Operations:
             home = state.home[symbol]
             owner = state.epoch.get(symbol, 0)
             handover.check_fence_request(epoch, owner, to_partition, home)
-            began = time.perf_counter()
-            self._flushed()
-            timing["flush"] = time.perf_counter() - began
             entry = self._fence_entry(symbol, book, epoch, to_partition)
             state.fence(symbol, entry)
             engine._publish(state.handoff(symbol, home, book.seq, to_partition, epoch))
-            began = time.perf_counter()
-            self._durable()
-            timing["durable"] = time.perf_counter() - began
-            start = self._store_fence_snapshot(
-                symbol, book, entry, deferred=after_reply is not None
-            )
-            if start is not None:
-                deferred.append(start)
+            self._unfinished[symbol] = entry
+            finish(book, entry)
             return _fenced(entry), True
 
-        fenced, new = self._until(do, Reason.NOT_DURABLE, f"{symbol} is busy")
+        fenced, new = self._until(self._timed(do, timing), Reason.NOT_DURABLE, f"{symbol} is busy")
         if after_reply is not None:
             for start in deferred:
                 after_reply(functools.partial(engine.post, start))
@@ -543,34 +569,6 @@ class Operations:
                 state.release_shadows(time.monotonic(), 0.0)  # what waited, through f
             return source
 
-        source = self._loop(begin)
-        if source == "fallback":
-            book, info = self._fetch(req.fallback_location, wait_s=self.step_timeout_s)
-            if info.symbol != symbol or info.input_offset > f:
-                raise BadRequestError(
-                    Reason.SNAPSHOT_OF_ANOTHER_SYMBOL,
-                    f"fallback is {info.symbol} at offset {info.input_offset}, not {symbol} "
-                    f"through {f}",
-                )
-
-            def install() -> None:
-                if self._is_promoted(req):
-                    return
-                state.shadows[symbol] = Shadow(
-                    book,
-                    info.partition,
-                    info.input_offset + 1,
-                    info.owner_epoch,
-                    info.input_offset + 1,
-                    req.fallback_location,
-                    stop=f,
-                    snapshot_seq=info.seq,
-                )
-                state.expect[symbol] = max(state.expect.get(symbol, 0), info.owner_epoch)
-                engine.reassign_if_needed()
-
-            self._loop(install)
-
         def activate() -> None:
             if self._is_promoted(req):
                 return
@@ -603,12 +601,63 @@ class Operations:
             state.dirty.add(symbol)
             self._start(symbol, req.owner_epoch, q, len(held), req.pending)
 
+        def settle() -> tuple[bool, Promoted | None]:
+            """Activate, and (not waiting for durability) the answer, in one loop turn."""
+            activate()
+            return True, None if req.wait_durable else self._answer(symbol)
+
+        def opening() -> tuple[str, bool, Promoted | None]:
+            # begin, and if the shadow is through f already (usual: it follows the source
+            # partition closely), activate and answer in the same loop turn: each turn a
+            # call waits for is a batch or a poll timeout of every symbol here
+            source = begin()
+            if source == "fallback":
+                return source, False, None
+            try:
+                return (source, *settle())
+            except _BusyError:
+                return source, False, None
+
         began = time.perf_counter()
-        self._until(activate, Reason.SHADOW_BEHIND, f"{symbol}: shadow not through {f} yet")
+        source, settled, answer = self._loop(self._timed(opening, timing))
+        if source == "fallback":
+            book, info = self._fetch(req.fallback_location, wait_s=self.step_timeout_s)
+            if info.symbol != symbol or info.input_offset > f:
+                raise BadRequestError(
+                    Reason.SNAPSHOT_OF_ANOTHER_SYMBOL,
+                    f"fallback is {info.symbol} at offset {info.input_offset}, not {symbol} "
+                    f"through {f}",
+                )
+
+            def install() -> None:
+                if self._is_promoted(req):
+                    return
+                state.shadows[symbol] = Shadow(
+                    book,
+                    info.partition,
+                    info.input_offset + 1,
+                    info.owner_epoch,
+                    info.input_offset + 1,
+                    req.fallback_location,
+                    stop=f,
+                    snapshot_seq=info.seq,
+                )
+                state.expect[symbol] = max(state.expect.get(symbol, 0), info.owner_epoch)
+                engine.reassign_if_needed()
+
+            self._loop(install)
+
+        if not settled:
+            settled, answer = self._until(
+                self._timed(settle, timing),
+                Reason.SHADOW_BEHIND,
+                f"{symbol}: shadow not through {f} yet",
+            )
         timing["catch_up"] = time.perf_counter() - began
         if req.wait_durable:
             return self._make_durable(symbol)
-        answer = self._loop(lambda: self._answer(symbol))
+        if answer is None:  # not reached: settle answers unless waiting for durability
+            answer = self._loop(lambda: self._answer(symbol))
         log.info(
             "promote",
             extra={

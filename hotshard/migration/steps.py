@@ -335,21 +335,25 @@ def switch_routing(ctx: Context, state: State) -> Result:
     ctx.client(target.address).connect()
     current = route.lookup(ctx.redis, move.symbol)
     moved_ms = None
+    stored: bytes | str | None = None
     if current != switched:
-        # Before the route changes: q's end offset (where a move-back replays from) and when.
-        record = {
-            "target_from": ctx.broker.end_offset(names.TOPIC_ORDERS, target.partition),
-            "switched_ms": ctx.clock_ms(),
-        }
-        ctx.redis.set(key, json.dumps(record), nx=True, ex=KEY_TTL_S)
-        if move.strategy == plan.STOP_AND_COPY:
-            paused = Route(move.symbol, move.p, move.source, MIGRATING, move.epoch)
-            route.switch(ctx.redis, paused, target.partition, target.instance)
-        else:
-            active = Route(move.symbol, move.p, move.source, ACTIVE, move.epoch)
-            route.move(ctx.redis, active, target.partition, target.instance)
+        # Before the route changes: q's end offset (where a move-back replays from) and when,
+        # set in the route change's own round trip (before it; an earlier attempt's stays)
+        target_from = ctx.broker.end_offset(names.TOPIC_ORDERS, target.partition)
+        record = {"target_from": target_from, "switched_ms": ctx.clock_ms()}
+        status = MIGRATING if move.strategy == plan.STOP_AND_COPY else ACTIVE
+        expected = Route(move.symbol, move.p, move.source, status, move.epoch)
+        _, stored = route.noted_switch(
+            ctx.redis,
+            expected,
+            target.partition,
+            target.instance,
+            (key, json.dumps(record), KEY_TTL_S),
+        )
         moved_ms = ctx.clock_ms()
-    kept = json.loads(text(ctx.redis.get(key) or b"{}"))
+    else:  # an earlier attempt changed the route
+        stored = ctx.redis.get(key)
+    kept = json.loads(text(stored or b"{}"))
     pending = None
     if move.strategy == plan.STOP_AND_COPY:
         pending = state["pause"]

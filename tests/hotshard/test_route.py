@@ -81,6 +81,30 @@ def test_a_migration_pauses_then_switches_with_a_new_epoch(r):
     assert route.partition_loads(r) == {0: 0, 1: 1}
 
 
+def test_a_noted_switch_sets_its_note_before_the_route_in_one_round_trip(r, monkeypatch):
+    # SwitchRouting's record (where a move-back replays from) and the route change used to
+    # be a SET, the route's EVAL and a GET: three round trips inside the pause
+    engines(r, {"e1": (0,), "e2": (1,)})
+    listed = route.list_symbol_at(r, "AAPL", 0, "e1")
+    sent: list[int] = []
+    execute = redis.client.Pipeline.execute
+
+    def counted(self: redis.client.Pipeline, raise_on_error: bool = True) -> list[object]:
+        sent.append(len(self.command_stack))
+        return execute(self, raise_on_error)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    moved, stored = route.noted_switch(r, listed, 1, "e2", ("move:AAPL:2", "first", 60))
+    assert moved == Route("AAPL", 1, "e2", ACTIVE, 2) and stored == b"first"
+    assert sent == [3]  # SET NX, GET, the route's script: one pipeline
+    with pytest.raises(route.RouteConflictError):  # a retry from the old view
+        route.noted_switch(r, listed, 1, "e2", ("move:AAPL:2", "again", 60))
+    assert r.get("move:AAPL:2") == b"first"  # an earlier attempt's note stays
+    paused = route.begin_migration(r, moved)
+    back, stored = route.noted_switch(r, paused, 0, "e1", ("move:AAPL:3", "s&c", 60))
+    assert back == Route("AAPL", 0, "e1", ACTIVE, 3) and stored == b"s&c"
+
+
 def test_an_aborted_migration_returns_the_symbol_where_it_was(r):
     listed = route.list_symbol_at(r, "AAPL", 3, "e1")
     paused = route.begin_migration(r, listed)

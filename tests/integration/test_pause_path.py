@@ -1,0 +1,144 @@
+"""What a pre-copy pause waits for on the engines (issue 11): on a real redis-server, an
+engine loop whose Kafka clients are stand-ins (tests.integration.test_snapshot_child's).
+Before: the Fence flushed the producer twice (each a broker round trip for every event in
+flight) and rewrote the checkpoint of every owned partition, and a Promote took three loop
+turns (begin, activate, answer), each waiting for a batch or a poll timeout."""
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from engine.book import Market
+from engine.service import handover
+from engine.service.core import EngineState, Shadow
+from engine.service.loop import Engine
+from engine.service.operations import Operations, PromoteRequest
+from engine.service.settings import EngineSettings
+from engine.service.store import SnapshotStore
+from hotshard import recovery, registry
+from hotshard.local.services.redis import RedisServer
+from tests.builders import big_book
+from tests.integration.test_snapshot_child import Consumer, Producer
+
+pytestmark = pytest.mark.integration
+
+INSTANCE = "pauser"
+
+
+class CountingProducer(Producer):
+    """The stand-in producer, counting flushes; `fail` flushes answer one undelivered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+        self.fail = 0
+
+    def flush(self, timeout: float) -> int:
+        self.flushes += 1
+        if self.fail:
+            self.fail -= 1
+            return 1
+        return 0
+
+
+@pytest.fixture
+def engine(redis_server: RedisServer) -> Iterator[Engine]:
+    client = redis.Redis(port=redis_server.port)
+    assert registry.claim_partitions(client, INSTANCE, [0, 1], 60_000) == []
+    state = EngineState(Market(open_listing=True))
+    engine = Engine(
+        EngineSettings(instance_id=INSTANCE, partitions=(0, 1), snapshot_interval_s=3600),
+        state,
+        Consumer(),
+        CountingProducer(),
+        client,
+        SnapshotStore(client, instance=INSTANCE),
+    )
+    engine.partitions = [0, 1]
+    state.position[0] = 100
+    state.position[1] = 50
+    loop = threading.Thread(target=engine.run, daemon=True)
+    loop.start()
+    yield engine
+    engine.stopping.set()
+    loop.join(30)
+    client.close()
+
+
+def taken(engine: Engine, partition: int) -> int:
+    checkpoint = recovery.read_checkpoint(engine.redis, partition)
+    assert checkpoint is not None
+    return checkpoint.taken_ms
+
+
+def test_a_fence_flushes_once_and_writes_only_its_home_partitions_checkpoint(engine):
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    engine.call(lambda: state.add_book(big_book("B", 1_000), 1, 49))
+    assert engine.call(engine.write_checkpoints)
+    before = taken(engine, 1)
+    time.sleep(0.01)  # a checkpoint written now would be a later taken_ms
+    producer = engine.producer
+    assert isinstance(producer, CountingProducer)
+    flushes = producer.flushes
+    replies: list[Any] = []
+    fenced = Operations(engine).fence("A", 1, 2, after_reply=replies.append)
+    assert producer.flushes - flushes == 1
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None and checkpoint.fences["A"].offset == fenced.fence_offset
+    assert taken(engine, 1) == before  # B's partition: nothing of A there, not rewritten
+    assert len(replies) == 1  # the fence snapshot starts once the reply is sent
+
+
+def test_a_fence_whose_checkpoint_failed_is_made_durable_by_its_retry(engine, monkeypatch):
+    # before: the retry found the fence set and answered it, never written to Redis: a
+    # restart of the source would have applied the symbol's records after f again
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    written = recovery.write_checkpoint
+    failures = [redis.ConnectionError("Redis restarting")]
+
+    def flaky(r: redis.Redis, checkpoint: recovery.Checkpoint) -> bool:
+        if failures:
+            raise failures.pop()
+        return written(r, checkpoint)
+
+    monkeypatch.setattr(recovery, "write_checkpoint", flaky)
+    ops = Operations(engine)
+    replies: list[Any] = []
+    with pytest.raises(redis.ConnectionError):
+        ops.fence("A", 1, 2, after_reply=replies.append)
+    unwritten = recovery.read_checkpoint(engine.redis, 0)  # (the loop's first turn's, if any)
+    assert (unwritten is None or "A" not in unwritten.fences) and replies == []
+    fenced = ops.fence("A", 1, 2, after_reply=replies.append)  # the task's retry
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None and checkpoint.fences["A"].offset == fenced.fence_offset
+    assert len(replies) == 1  # and its snapshot is started, once
+    ops.fence("A", 1, 2, after_reply=replies.append)
+    assert len(replies) == 1
+
+
+def test_a_promote_of_a_shadow_through_the_fence_takes_one_loop_turn(engine, monkeypatch):
+    state = engine.state
+    book = big_book("Q", 1_000)
+    fence_offset = 70  # on partition 9, which this engine follows but does not own
+    shadow = Shadow(book, 9, fence_offset + 1, 1, 0, "loc", snapshot_seq=book.seq)
+    engine.call(lambda: state.shadows.__setitem__("Q", shadow))
+    calls = []
+    call = Engine.call
+
+    def counted(self: Engine, fn: Any, timeout: float = 30.0) -> Any:
+        calls.append(fn)
+        return call(self, fn, timeout)
+
+    monkeypatch.setattr(Engine, "call", counted)
+    promoted = Operations(engine).promote(
+        PromoteRequest("Q", fence_offset, book.seq, handover.state_hash(book), 2, 1)
+    )
+    assert promoted.seq == book.seq and "Q" in state.market.books
+    assert state.home["Q"] == 1 and state.epoch["Q"] == 2
+    assert len(calls) == 1
