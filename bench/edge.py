@@ -103,6 +103,27 @@ def thread_times(pids: dict[str, int]) -> dict[tuple[str, str], float]:
     return out
 
 
+def switches(pids: dict[str, int]) -> dict[str, int]:
+    """Context switches (voluntary + involuntary, all threads) each process made so far:
+    with CPU time, what tells thread hand-offs apart from work (threads that ended are not
+    counted)."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        total = 0
+        for tid in tids:
+            try:
+                lines = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += sum(int(ln.split()[1]) for ln in lines if "ctxt_switches:" in ln)
+        out[name] = total
+    return out
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -138,6 +159,8 @@ class Phase:
     thread_s: dict[tuple[str, str], float] = field(default_factory=dict)
     """CPU seconds per (process, thread kind) during the phase (threads that ended during
     it are not counted)."""
+    switches: dict[str, int] = field(default_factory=dict)
+    """Context switches each process made during the phase."""
 
     @property
     def waiting(self) -> int:
@@ -167,6 +190,9 @@ class Phase:
             "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()},
             "cpu_ms_per_order": {
                 k: round(1000 * v / max(self.acks, 1), 3) for k, v in self.cpu_s.items()
+            },
+            "switches_per_order": {
+                k: round(v / max(self.acks, 1), 2) for k, v in self.switches.items()
             },
             "thread_ms_per_order": {
                 f"{proc}/{kind}": round(1000 * v / max(self.acks, 1), 3)
@@ -375,6 +401,7 @@ async def run_phase(
     stats.phase = phase
     cpu_before = cpu_times(PIDS)
     threads_before = thread_times(PIDS)
+    switches_before = switches(PIDS)
     phase.started = time.perf_counter()
     deadline = phase.started + phase.seconds
 
@@ -442,6 +469,10 @@ async def run_phase(
         phase.cpu_s = {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}
         threads_after = thread_times(PIDS)
         phase.thread_s = {k: v - threads_before.get(k, 0.0) for k, v in threads_after.items()}
+        switches_after = switches(PIDS)
+        phase.switches = {
+            k: v - switches_before[k] for k, v in switches_after.items() if k in switches_before
+        }
     finally:
         tick.cancel()
         progress.update(task, completed=phase.seconds, acks=phase.acks, pushes=phase.pushes)
@@ -683,6 +714,19 @@ def cpu_table(phases: list[Phase]) -> Table:
     return table
 
 
+def switch_table(phases: list[Phase]) -> Table:
+    """Context switches per acknowledged order, per process (thread hand-offs, wake-ups)."""
+    names = sorted({n for p in phases for n in p.switches})
+    table = Table(title="context switches per acknowledged order", title_justify="left")
+    table.add_column("phase")
+    for name in [*names, "all"]:
+        table.add_column(name, justify="right")
+    for p in phases:
+        per = [p.switches.get(n, 0) / max(p.acks, 1) for n in names]
+        table.add_row(p.name, *(f"{v:.1f}" for v in per), f"{sum(per):.1f}")
+    return table
+
+
 def thread_table(phase: Phase, top: int = 24) -> Table:
     """CPU ms per acknowledged order of each (process, thread kind) in one phase."""
     table = Table(
@@ -759,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = os.getloadavg()
     console.print(results_table(phases))
     console.print(cpu_table(phases))
+    console.print(switch_table(phases))
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
         f"load {load_before[0]:.1f} before / {load_after[0]:.1f} after"

@@ -34,9 +34,10 @@ Lambda container runs one request at a time, so there it is one connection eithe
 import logging
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
+import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -47,7 +48,22 @@ log = logging.getLogger("hotshard.rawpipe")
 
 def pack(commands: list[tuple[Arg, ...]]) -> bytes:
     """RESP arrays of bulk strings, as redis-py's encoder would write them (ints in decimal,
-    floats by repr, text as UTF-8)."""
+    floats by repr, text as UTF-8). hiredis packs them in C (~3x faster than the loop below,
+    which was ~half of the stream handler's GIL samples); it takes exactly str, bytes, int
+    and float, so anything else (a bool, an IntEnum, what redis-py refuses) goes the
+    Python way, which says what is wrong."""
+    try:
+        return b"".join([_pack_command(command) for command in commands])
+    except TypeError:
+        return pack_python(commands)
+
+
+# (its stub types the argument as a one-item tuple)
+_pack_command = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
+
+
+def pack_python(commands: list[tuple[Arg, ...]]) -> bytes:
+    """`pack` in Python: the reference hiredis's packing is checked against."""
     out: list[bytes] = []
     append = out.append
     for command in commands:

@@ -12,6 +12,7 @@ REPLACE read the route only. While a symbol is MIGRATING its orders go to `pendi
 with a Reason (hotshard.reasons) and the order's ids, and nothing refused reaches Kafka.
 """
 
+import _thread
 import hashlib
 import logging
 import re
@@ -125,15 +126,19 @@ def fingerprint(symbol: str, command: Command) -> str:
 
 class Delivery:
     """Waits for one record's acknowledgement, serving the producer's callbacks meanwhile
-    (several threads may wait at once: whichever polls runs everyone's callbacks)."""
+    (several threads may wait at once: whichever polls runs everyone's callbacks). The
+    report releases a plain lock the waiter blocks on: one C call each side, where a
+    threading.Event's Condition took a lock of its own per wait and woke the waiter only
+    for it to wait again for the Condition's lock the setter still held."""
 
-    __slots__ = ("error", "event", "offset", "partition")
+    __slots__ = ("_arrived", "error", "offset", "partition")
 
     def __init__(self) -> None:
         self.error: Any = None
         self.offset = -1
         self.partition = -1
-        self.event = threading.Event()
+        self._arrived = _thread.allocate_lock()
+        self._arrived.acquire()
 
     def __call__(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -141,7 +146,15 @@ class Delivery:
         else:
             self.partition = msg.partition()
             self.offset = msg.offset()
-        self.event.set()
+        if self._arrived.locked():  # one report per record; another would change nothing
+            self._arrived.release()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the report came (True) or `timeout_s` passed (False)."""
+        if self._arrived.acquire(timeout=max(timeout_s, 0.0)):
+            self._arrived.release()  # stays "came" for whoever asks again
+            return True
+        return False
 
     @property
     def done(self) -> bool:
@@ -200,7 +213,7 @@ class DeliveryPump:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                delivery.event.wait(remaining)
+                delivery.wait(remaining)
         finally:
             with self._lock:
                 self._waiting -= 1

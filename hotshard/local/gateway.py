@@ -135,6 +135,9 @@ class LocalGateway:
         self._http: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="invoke")
+        self._answers: list[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]] = []
+        self._answers_lock = threading.Lock()
+        self._settle_pending = False
         self.ws_port = 0
         self.http_port = 0
 
@@ -329,8 +332,36 @@ class LocalGateway:
             await self._call(event)
 
     async def _call(self, event: dict[str, Any]) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._invoke, event)
+        """The handler's answer to `event`, invoked on a handler thread. Answers come back
+        to the loop in batches: a thread that finishes appends its answer and wakes the
+        loop only if no wake-up is pending (run_in_executor wakes it once per call: a
+        write to its self-pipe, a callback handle and a chained future each, ~10% of this
+        process's GIL samples at 1,000 orders/s)."""
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._executor.submit(self._invoke_into, event, answer)
+        return await answer
+
+    def _invoke_into(self, event: dict[str, Any], answer: "asyncio.Future[dict[str, Any]]") -> None:
+        reply = self._invoke(event)
+        with self._answers_lock:
+            self._answers.append((answer, reply))
+            if self._settle_pending:
+                return
+            self._settle_pending = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        """On the loop: hand every answer that came back since the last wake-up to its
+        waiter (one whose request was cancelled meanwhile is skipped)."""
+        with self._answers_lock:
+            answers, self._answers = self._answers, []
+            self._settle_pending = False
+        for answer, reply in answers:
+            if not answer.done():
+                answer.set_result(reply)
 
     async def _message_after(
         self,

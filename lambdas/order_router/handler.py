@@ -6,7 +6,7 @@ every request is one call into EdgeApi, which turns refusals into 4xx / error fr
 
 import os
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -35,11 +35,22 @@ def api() -> EdgeApi:
     return built
 
 
-@tracer.capture_lambda_handler(capture_response=False)
-@logger.inject_lambda_context
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The request id as correlation id, read directly: correlation_id_path= would compile
     # and run a JMESPath query on every request (~5% of the router's CPU per order).
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return api().handle(event, context)
+
+
+_handle.__name__ = "handler"  # the X-Ray subsegment keeps its name, "## handler"
+_logged = logger.inject_lambda_context(metrics.log_metrics(_handle))
+_traced = tracer.capture_lambda_handler(capture_response=False)(_logged)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One request, in an X-Ray subsegment where tracing is on (in Lambda, tracing ACTIVE).
+    Where Powertools turned tracing off (outside Lambda: the local gateway, tests) its
+    decorator still opened and annotated a dummy subsegment per request, ~6% of the
+    router's CPU per order in the local gateway: skipped."""
+    answer = _logged(event, context) if tracer.disabled else _traced(event, context)
+    return cast(dict[str, Any], answer)

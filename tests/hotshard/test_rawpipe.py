@@ -7,7 +7,8 @@ import pytest
 import redis
 from redis.connection import Connection
 
-from hotshard.rawpipe import RawPipeline, hash_items, pack
+from hotshard.domain import Side
+from hotshard.rawpipe import RawPipeline, hash_items, pack, pack_python
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +26,30 @@ def test_pack_writes_what_redis_py_writes() -> None:
     assert pack(commands) == expected
     with pytest.raises(redis.DataError):
         pack([("SET", "k", True)])
+
+
+def test_pack_in_c_writes_what_the_python_packer_and_redis_py_write() -> None:
+    """hiredis packs; whatever it takes must come out byte for byte as the Python packer
+    and redis-py's encoder write it (floats by repr, big ints, text as UTF-8), and what it
+    does not take (an IntEnum, a bool) goes the Python way."""
+    import random  # noqa: PLC0415
+
+    rng = random.Random(12)
+    values: list[Any] = [0, -1, 2**63, -(2**70), 0.1, 1 / 3, 1e20, -0.0, 1e-300, float("inf")]
+    values += ["", "é", "k:\u00e9\u4e2d", b"", b"\x00\xff", "x" * 600]
+    values += [rng.randint(-(2**64), 2**64) for _ in range(200)]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(200)] + [rng.random() for _ in range(100)]
+    conn: Any = Connection()  # type: ignore[no-untyped-call]
+    for start in range(0, len(values), 7):
+        commands = [("EVALSHA", "ab" * 20, 1, *values[start : start + 7])]
+        assert pack(commands) == pack_python(commands) == b"".join(conn.pack_commands(commands))
+    # an IntEnum (which redis-py with hiredis refuses) goes the Python way
+    mixed: list[Any] = [("HSET", "h", "side", Side.BUY), ("GET", "k")]
+    assert (
+        pack(mixed) == pack_python(mixed) == pack_python([("HSET", "h", "side", 1), ("GET", "k")])
+    )
+    with pytest.raises(redis.DataError):
+        pack([("GET", "k"), ("SET", "k", None)])  # type: ignore[list-item]
 
 
 def test_replies_in_order_and_errors_as_replies(r: redis.Redis) -> None:

@@ -52,6 +52,7 @@ def test_the_router_handler_runs_in_an_xray_subsegment(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     provider = Provider()
     monkeypatch.setattr(order_router.tracer, "provider", provider)
+    monkeypatch.setattr(order_router.tracer, "disabled", False)  # as in Lambda
 
     class Api:  # the handler's work itself is tested in test_order_router.py
         def handle(self, event, context):
@@ -63,6 +64,10 @@ def test_the_router_handler_runs_in_an_xray_subsegment(monkeypatch):
     ((name, segment),) = provider.opened
     assert name == "## handler"
     assert segment.annotations["Service"] == "order_router"
+    # where Powertools turned tracing off (outside Lambda), no subsegment per request
+    monkeypatch.setattr(order_router.tracer, "disabled", True)
+    assert order_router.handler({"unknown": "shape"}, FakeContext())["statusCode"] == 400
+    assert len(provider.opened) == 1
 
 
 def test_every_python_lambda_handler_has_a_tracer():
