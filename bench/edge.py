@@ -22,9 +22,11 @@ ack, at least the sending time), pushes/s (pushes
 received by all connections from the phase's first send to its last push), order sent ->
 ack p50/p99, order sent -> its first ORDER_STATUS push p50/p99/max (ADDs only), and what
 was lost: acknowledged orders whose status never came, pushes seen twice or out of seq
-order on one connection. A phase ends when every acknowledged order's first status came
-(or nothing came for a few seconds). `--batch` connects with `?pushes=batch` (opt-in BATCH
-frames, docs/asyncapi.yaml): a push inside a BATCH frame counts as one push. `--profile DIR`
+order on one connection; and per process (all its threads, /proc) the CPU time and the
+context switches per acknowledged order. A phase ends when every acknowledged order's first
+status came (or nothing came for a few seconds). `--batch` connects with `?pushes=batch`
+(opt-in BATCH frames, docs/asyncapi.yaml): a push inside a BATCH frame counts as one push.
+`--profile DIR`
 runs py-spy on the gateway, stream and engine processes during one phase (`--profile-phase`,
 by default the saturation phase `max`) and prints
 where their time went. Writes a PNG plot (per-second acks and pushes, latency per phase).
