@@ -129,14 +129,21 @@ class Delivery:
     (several threads may wait at once: whichever polls runs everyone's callbacks). The
     report releases a plain lock the waiter blocks on: one C call each side, where a
     threading.Event's Condition took a lock of its own per wait and woke the waiter only
-    for it to wait again for the Condition's lock the setter still held."""
+    for it to wait again for the Condition's lock the setter still held.
 
-    __slots__ = ("_arrived", "error", "offset", "partition")
+    `no_offset`: acknowledged without an offset. librdkafka's idempotent producer reports a
+    retried batch the broker answers DUPLICATE_SEQUENCE_NUMBER (it had written it already,
+    e.g. before a restart) as delivered, and confluent-kafka's Message.offset() is then
+    None: the record is in the log, where is unknown (seen under the durable broker
+    restart: the None reached `offset >= 0`, a TypeError answered 500 INTERNAL)."""
+
+    __slots__ = ("_arrived", "error", "no_offset", "offset", "partition")
 
     def __init__(self) -> None:
         self.error: Any = None
         self.offset = -1
         self.partition = -1
+        self.no_offset = False
         self._arrived = _thread.allocate_lock()
         self._arrived.acquire()
 
@@ -145,7 +152,11 @@ class Delivery:
             self.error = err
         else:
             self.partition = msg.partition()
-            self.offset = msg.offset()
+            offset = msg.offset()
+            if isinstance(offset, int) and offset >= 0:
+                self.offset = offset
+            else:
+                self.no_offset = True
         if self._arrived.locked():  # one report per record; another would change nothing
             self._arrived.release()
 
@@ -158,7 +169,18 @@ class Delivery:
 
     @property
     def done(self) -> bool:
-        return self.error is not None or self.offset >= 0
+        return self.error is not None or self.offset >= 0 or self.no_offset
+
+    @property
+    def confirmed(self) -> bool:
+        """Acknowledged at a known offset."""
+        return self.error is None and self.offset >= 0
+
+
+class DeliveryInDoubtError(TimeoutError):
+    """The broker acknowledged the record without saying at which offset (Delivery's
+    `no_offset`): it is written, but nothing that needs its offset can be done, so the
+    request is answered as in doubt (like a timeout) and its claim kept until it lapses."""
 
 
 class DeliveryPump:
@@ -230,7 +252,8 @@ def produce_confirmed(
     pump: DeliveryPump | None = None,
 ) -> tuple[int, int]:
     """Produce and wait for the broker's acknowledgement: (partition, offset). Raises
-    TimeoutError (outcome unknown) or ProducerFailedError (not acknowledged; `fatal` when
+    TimeoutError (outcome unknown; DeliveryInDoubtError: written, offset unknown) or
+    ProducerFailedError (not acknowledged; `fatal` when
     the producer must be replaced). With `pump`, its thread serves the delivery report;
     without, this thread polls for it."""
     from confluent_kafka import KafkaException  # noqa: PLC0415 - keeps the module light
@@ -259,6 +282,8 @@ def produce_confirmed(
         producer.poll(min(remaining, 0.005))
     if delivery.error is not None:
         raise ProducerFailedError(str(delivery.error), fatal=_fatal(delivery.error))
+    if delivery.no_offset:
+        raise DeliveryInDoubtError("acknowledged without an offset (a retried duplicate)")
     return delivery.partition, delivery.offset
 
 
@@ -455,7 +480,7 @@ class OrderRouter:
             self.pump.wait(delivery, deadline)
         cancelled = []
         for sym, order_id, delivery, topic, epoch in sent:
-            if delivery.done and delivery.error is None:
+            if delivery.confirmed:
                 try:
                     ended = topic == TOPIC_PENDING_ORDERS and route.pending_ended(
                         self.r, sym, epoch, delivery.offset, wait_s=self.delivery_timeout_s
@@ -468,7 +493,13 @@ class OrderRouter:
                 else:
                     cancelled.append(order_id)
             else:
-                detail = str(delivery.error) if delivery.error is not None else "no ack in time"
+                detail = (
+                    str(delivery.error)
+                    if delivery.error is not None
+                    else "acknowledged without an offset"
+                    if delivery.no_offset
+                    else "no ack in time"
+                )
                 failed.append(_failure(order_id, Reason.NOT_DELIVERED, detail))
         out: dict[str, Any] = {
             "type": "cancel_all",
@@ -632,7 +663,11 @@ class OrderRouter:
             ack = self._send(symbol, command, client_ts, claim.route, received)
         except TimeoutError as exc:  # may yet be written: keep the claim until it lapses
             raise RefusedError(
-                Reason.NOT_DELIVERED, str(exc), symbol=symbol, order_id=order_id
+                Reason.NOT_DELIVERED,
+                str(exc),
+                symbol=symbol,
+                order_id=order_id,
+                retry_after_ms=RETRY_AFTER_MS,
             ) from exc
         except BaseException:  # not written: a resend must not find the claim PENDING
             self.records.abandon(user_id, order_id, fp)
@@ -748,6 +783,9 @@ class OrderRouter:
                 self.delivery_timeout_s,
                 pump=self.pump,
             )
+        except DeliveryInDoubtError:
+            self._acked_at = time.monotonic()  # the broker answered: not a stalled producer
+            raise
         except TimeoutError:
             self._if_stalled(producer)
             raise
@@ -907,6 +945,7 @@ __all__ = [
     "fill_json",
     "fingerprint",
     "produce_confirmed",
+    "DeliveryInDoubtError",
     "DeliveryPump",
     "record_json",
 ]

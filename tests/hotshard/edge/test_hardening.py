@@ -244,6 +244,58 @@ def test_a_closed_producer_is_replaced_and_answered_503_not_500(edge):
     assert status == 202 and failed[0] in body["cancelled"], body
 
 
+class NoOffset:
+    """What confluent-kafka hands the delivery callback for a record that a restarted
+    durable broker answered DUPLICATE_SEQUENCE_NUMBER (it had written it before): no
+    error, and Message.offset() None (librdkafka's offset -1001). The rest is the real
+    message."""
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+    def offset(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return int(self.msg.partition())
+
+
+class DuplicateAcks(CountingProducer):
+    """A real producer whose acknowledgements carry no offset (NoOffset): each record is
+    written, its delivery reported as librdkafka reports a retried duplicate."""
+
+    def produce(self, *args: Any, on_delivery: Any, **kwargs: Any) -> None:
+        def report(err: Any, msg: Any) -> None:
+            on_delivery(err, msg if err is not None else NoOffset(msg))
+
+        super().produce(*args, on_delivery=report, **kwargs)
+
+
+def test_an_ack_without_an_offset_is_answered_503_in_doubt_not_500(edge, broker):
+    # the intermittent 500 INTERNAL of the durable broker restart: the delivery report of a
+    # retried duplicate has offset() None, `None >= 0` raised TypeError in Delivery.done
+    # (and the claim was dropped as if nothing was written: a resend wrote it again)
+    router = order_router.api().router
+    assert http(edge, "POST", "/orders", order("n-1"))[0] == 202
+    router.producer.close()
+    router.producer = duplicates = DuplicateAcks(broker.bootstrap)
+    status, headers, body = http(edge, "POST", "/orders", order("n-2"))
+    assert status == 503, body
+    assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
+    assert int(headers["Retry-After"]) >= 1
+    assert duplicates.produced == 1
+    # written, so its claim is kept: the resend the hint asks for is not written again
+    status, _, body = http(edge, "POST", "/orders", order("n-2"))
+    assert (status, body["reason"]) == (409, "ORDER_IN_FLIGHT"), body
+    assert duplicates.produced == 1 and router.producer_replacements == 0
+    (reply,) = asyncio.run(ws_exchange(edge, [json.dumps({"action": "order", **order("n-3")})]))
+    assert reply["reason"] == "NOT_DELIVERED", reply  # WebSocket: 503, not 500 INTERNAL
+    # cancel-all: each such cancel is named as not delivered, not a 500
+    status, _, body = http(edge, "DELETE", "/orders")
+    assert status == 202, body
+    assert [f["reason"] for f in body["failed"]] == ["NOT_DELIVERED"], body
+
+
 def test_a_producer_stalled_by_a_broker_that_forgot_it_is_replaced(r, redis_server):
     # Tansu restarted on memory storage answers the idempotent producer it knew
     # UNKNOWN_PRODUCER_ID forever; librdkafka bumps its epoch and retries until
