@@ -267,7 +267,7 @@ def produce_confirmed(
         except BufferError:
             if time.monotonic() > deadline:
                 raise ProducerFailedError("producer queue full") from None
-            producer.poll(0.01)
+            _poll(producer, 0.01)
         except KafkaException as exc:  # a producer in a fatal state refuses every produce
             fatal = _fatal(exc.args[0] if exc.args else None)
             raise ProducerFailedError(str(exc), fatal=fatal) from exc
@@ -279,12 +279,21 @@ def produce_confirmed(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"no acknowledgement within {timeout_s:.1f} s")
-        producer.poll(min(remaining, 0.005))
+        _poll(producer, min(remaining, 0.005))
     if delivery.error is not None:
         raise ProducerFailedError(str(delivery.error), fatal=_fatal(delivery.error))
     if delivery.no_offset:
         raise DeliveryInDoubtError("acknowledged without an offset (a retried duplicate)")
     return delivery.partition, delivery.offset
+
+
+def _poll(producer: Any, timeout_s: float) -> None:
+    """poll() while waiting on a producer that another request may have replaced and closed
+    meanwhile (RuntimeError "Producer has been closed"): ProducerFailedError, fatal."""
+    try:
+        producer.poll(timeout_s)
+    except RuntimeError as exc:
+        raise ProducerFailedError(str(exc), fatal=True) from exc
 
 
 def _fatal(error: Any) -> bool:
@@ -594,7 +603,15 @@ class OrderRouter:
             except BufferError:
                 if time.monotonic() > deadline:
                     raise RefusedError(Reason.NOT_DELIVERED, "producer queue full") from None
-                producer.poll(0.01)
+                try:
+                    _poll(producer, 0.01)
+                except ProducerFailedError as exc:
+                    self._replace_producer(producer, str(exc))
+                    raise RefusedError(
+                        Reason.NOT_DELIVERED,
+                        f"not acknowledged by the broker ({exc}); send it again",
+                        retry_after_ms=RETRY_AFTER_MS,
+                    ) from exc
             except (KafkaException, RuntimeError) as exc:  # fatal, or closed already
                 if isinstance(exc, RuntimeError) or _fatal(exc.args[0] if exc.args else None):
                     self._replace_producer(producer, str(exc))

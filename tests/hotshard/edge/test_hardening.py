@@ -296,6 +296,37 @@ def test_an_ack_without_an_offset_is_answered_503_in_doubt_not_500(edge, broker)
     assert [f["reason"] for f in body["failed"]] == ["NOT_DELIVERED"], body
 
 
+class FullThenClosed(CountingProducer):
+    """A real producer, closed, behind a full queue: produce() raises BufferError (as
+    librdkafka does when queue.buffering.max.messages is reached), so the router polls
+    to make room, and poll() on the closed producer raises RuntimeError, as when another
+    request replaced and closed it meanwhile."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.real.close()
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        raise BufferError("Local: Queue full")
+
+    def close(self) -> None:
+        pass  # closed already
+
+
+def test_a_producer_closed_while_its_queue_is_full_is_answered_503_not_500(edge, broker):
+    # the unguarded poll() inside `except BufferError` of produce_confirmed: RuntimeError
+    # ("Producer has been closed") reached the handler as a 500
+    router = order_router.api().router
+    router.producer.close()
+    router.producer = FullThenClosed(broker.bootstrap)
+    status, headers, body = http(edge, "POST", "/orders", order("q-1"))
+    assert status == 503, body
+    assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
+    assert router.producer_replacements == 1
+    status, _, ack = http(edge, "POST", "/orders", order("q-1"))  # not written: sent again
+    assert status == 202 and ack["duplicate"] is False, ack
+
+
 def test_a_producer_stalled_by_a_broker_that_forgot_it_is_replaced(r, redis_server):
     # Tansu restarted on memory storage answers the idempotent producer it knew
     # UNKNOWN_PRODUCER_ID forever; librdkafka bumps its epoch and retries until
