@@ -10,7 +10,9 @@ The signer returns the token's expiry in MILLISECONDS since the epoch; confluent
 oauth_cb must return it in SECONDS (a float): `msk_oauth_token` converts.
 """
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hotshard.names import TOPICS
@@ -52,6 +54,39 @@ def client_config(brokers: str, *, auth: str = AUTH_NONE, region: str = "") -> d
     return config
 
 
+ENV_FETCH_WAIT_MIN_MS = "HOTSHARD_KAFKA_FETCH_WAIT_MIN_MS"
+"""A floor under every consumer's fetch.wait.max.ms (consumer_config), for a broker slow to
+answer a fetch: Tansu 0.6 on s3:// storage lists a partition's batches in its object store
+for every fetch and gives the partition up, records found or not, once the fetch's max wait
+has passed; with a LIST slower than the wait (50-130 ms at load 20-30 against 10-20 ms
+waits) a consumer never gets a record (measured: the engine stood at offset 0 while its
+lag grew). Set by `fetch_wait_floor` for the processes of a durable broker."""
+
+
+@contextlib.contextmanager
+def fetch_wait_floor(ms: int) -> Iterator[None]:
+    """ENV_FETCH_WAIT_MIN_MS = `ms` in this process (and the processes it starts) for the
+    block; 0 leaves the environment alone."""
+    if ms <= 0:
+        yield
+        return
+    previous = os.environ.get(ENV_FETCH_WAIT_MIN_MS)
+    os.environ[ENV_FETCH_WAIT_MIN_MS] = str(ms)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ENV_FETCH_WAIT_MIN_MS, None)
+        else:
+            os.environ[ENV_FETCH_WAIT_MIN_MS] = previous
+
+
+def fetch_wait(ms: int) -> int:
+    """`ms`, raised to the ENV_FETCH_WAIT_MIN_MS floor if one is set."""
+    floor = os.environ.get(ENV_FETCH_WAIT_MIN_MS, "")
+    return max(ms, int(floor)) if floor.isdigit() else ms
+
+
 def consumer_config(
     base: dict[str, Any],
     *,
@@ -64,14 +99,14 @@ def consumer_config(
     start when it has no position. `fetch_wait_max_ms` bounds latency on brokers that do
     not wake a waiting fetch (Tansu: latency ~ wait / 4). `offset_reset="error"` (the
     engine): a position out of range is reported as an error, never silently rewound or
-    skipped."""
+    skipped. The wait is raised to the ENV_FETCH_WAIT_MIN_MS floor if one is set."""
     return {
         **base,
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": offset_reset,
-        "fetch.wait.max.ms": fetch_wait_max_ms,
+        "fetch.wait.max.ms": fetch_wait(fetch_wait_max_ms),
         "fetch.min.bytes": fetch_min_bytes,
         "enable.partition.eof": False,
     }

@@ -76,6 +76,13 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
         help="symbols to list, comma-separated (default %(default)s)",
     )
     p.add_argument("--no-monitor", action="store_true", help="no alarm monitor: migrate by hand")
+    p.add_argument(
+        "--broker-storage",
+        choices=("memory", "s3"),
+        default="memory",
+        help="the broker's log: memory (lost when it stops) or s3 (a local S3 of its own, "
+        "moto's: a broker restart keeps every acknowledged record) (default %(default)s)",
+    )
     add_state_file(p)
 
 
@@ -90,6 +97,7 @@ def up_command(args: argparse.Namespace) -> int:
         symbols=symbols,
         monitor=not args.no_monitor,
         state_file=Path(args.state_file),
+        broker_storage=args.broker_storage,
     )
     if args.engines < 1 or args.partitions < args.engines or args.warm < 0:
         print("need --engines >= 1, --partitions >= --engines, --warm >= 0", file=sys.stderr)

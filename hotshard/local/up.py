@@ -30,7 +30,7 @@ from hotshard import kafka, route
 from hotshard.local.control import ASG_NAME, REGION, ControlPlane, control_plane, redis_faults
 from hotshard.local.fleet import WarmPool
 from hotshard.local.monitor import Monitor, evaluation, thresholds
-from hotshard.local.services.broker import Broker, tansu
+from hotshard.local.services.broker import Broker, broker_for
 from hotshard.local.services.engine import EngineProcess, start_engine
 from hotshard.local.services.gateway import GatewayProcess, start_gateway
 from hotshard.local.services.process import ServiceError, free_port, workdir
@@ -59,6 +59,9 @@ class UpOptions:
     monitor_period_s: float = 5.0
     cpu_threshold: float | None = None
     rate_threshold: float | None = None
+    broker_storage: str = "memory"
+    """memory (the log is lost when the broker stops) or s3 (durable_tansu: a broker restart
+    keeps every acknowledged record)."""
 
 
 def split(partitions: int, engines: int) -> list[list[int]]:
@@ -219,6 +222,7 @@ class Cluster:
             "http_url": self.gateway.http_url,
             "jwt_secret": self.secret,
             "kafka_brokers": self.broker.bootstrap,
+            "broker_storage": self.options.broker_storage,
             "redis": {"host": self.redis.host, "port": self.redis.port},
             "aws_endpoint": self.plane.url,
             "aws_region": self.plane.region,
@@ -266,11 +270,15 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
     spare_count = options.spare or options.warm + 2
     spare = tuple(range(options.partitions, options.partitions + spare_count))
     with (
-        tansu() as broker,
+        broker_for(options.broker_storage) as broker,
+        kafka.fetch_wait_floor(broker.fetch_wait_min_ms),
         redis_server(appendonly=True) as redis_srv,
         workdir("hotshard-up-") as wd,
     ):
-        say(f"broker {broker.bootstrap}, redis {redis_srv.port} (AOF)")
+        say(
+            f"broker {broker.bootstrap} ({options.broker_storage} storage), "
+            f"redis {redis_srv.port} (AOF)"
+        )
         kafka.create_topics(broker.admin(), options.partitions + spare_count)
         settings = MigrationSettings(
             kafka_brokers=broker.bootstrap,

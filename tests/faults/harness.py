@@ -1,6 +1,6 @@
 """One fault at a time on the real services, under a modest concurrent load (issue 13 goal 3).
 
-The rig: Tansu (memory or durable s3:// storage through rclone), redis-server (with or
+The rig: Tansu (memory or durable s3:// storage kept by moto), redis-server (with or
 without an AOF), one engine process on the four partitions of `orders`, the local gateway
 as its own process on fixed ports (a restart comes back on the same URLs), and a
 supervisor thread that plays systemd: it restarts an engine that exited and a broker that
@@ -43,10 +43,9 @@ from hotshard.client.session import Client, ClientError, local_token
 from hotshard.codec import event_json
 from hotshard.edge.push import PUSH_TYPE
 from hotshard.events import STATUS
-from hotshard.local.services.broker import Broker, tansu
+from hotshard.local.services.broker import Broker, durable_tansu, tansu
 from hotshard.local.services.engine import EngineProcess, start_engine
 from hotshard.local.services.gateway import GatewayProcess, start_gateway
-from hotshard.local.services.rclone import rclone_s3
 from hotshard.local.services.redis import RedisServer, redis_server
 from hotshard.local.traffic import EventReader
 from tests.migration.harness import HOT, OTHERS, SYMBOLS, Load, Verdict, judge, order_frame
@@ -134,8 +133,8 @@ class Rig:
 def rig(tmp: Path, *, durable_broker: bool = False, aof: bool = True) -> Iterator[Rig]:
     with contextlib.ExitStack() as stack:
         if durable_broker:
-            s3 = stack.enter_context(rclone_s3(["tansu"]))
-            broker = stack.enter_context(tansu(storage="s3://tansu/", env=s3.env()))
+            broker = stack.enter_context(durable_tansu())
+            stack.enter_context(kafka.fetch_wait_floor(broker.fetch_wait_min_ms))
         else:
             broker = stack.enter_context(tansu())
         redis_srv = stack.enter_context(redis_server(appendonly=aof))

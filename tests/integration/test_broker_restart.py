@@ -1,5 +1,5 @@
-"""The broker restarts while an engine runs (Tansu on durable s3:// storage served by
-`rclone serve s3`): nothing is lost or duplicated.
+"""The broker restarts while an engine runs (Tansu on durable s3:// storage kept by moto's
+S3, hotshard.local.services.broker.durable_tansu): nothing is lost or duplicated.
 
 Tansu forgets idempotent-producer state on restart, so the engine's idempotent producer
 gets a FATAL OUT_OF_ORDER_SEQUENCE_NUMBER on its next send: the engine then exits 1 (as it
@@ -13,8 +13,7 @@ import pytest
 
 from hotshard import kafka
 from hotshard.local.flow import zipf_stream
-from hotshard.local.services.broker import Broker, tansu
-from hotshard.local.services.rclone import rclone_s3
+from hotshard.local.services.broker import Broker, durable_tansu
 from hotshard.local.traffic import EventReader, produce_orders, producer
 from tests.integration.conftest import PARTITIONS
 from tests.integration.helpers import expected_events, place, total
@@ -24,10 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def durable_broker() -> Iterator[Broker]:
-    with (
-        rclone_s3(["tansu"]) as s3,
-        tansu(storage="s3://tansu/", env=s3.env()) as broker,
-    ):
+    with durable_tansu() as broker, kafka.fetch_wait_floor(broker.fetch_wait_min_ms):
         kafka.create_topics(broker.admin(), PARTITIONS)
         yield broker
 

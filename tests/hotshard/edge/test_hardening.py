@@ -319,7 +319,7 @@ def test_a_producer_closed_while_its_queue_is_full_is_answered_503_not_500(edge,
     router = order_router.api().router
     router.producer.close()
     router.producer = FullThenClosed(broker.bootstrap)
-    status, headers, body = http(edge, "POST", "/orders", order("q-1"))
+    status, _, body = http(edge, "POST", "/orders", order("q-1"))
     assert status == 503, body
     assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
     assert router.producer_replacements == 1
