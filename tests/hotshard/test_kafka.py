@@ -39,3 +39,17 @@ def test_role_configs_build_on_the_shared_one():
     assert consumer["enable.auto.commit"] is False and consumer["fetch.wait.max.ms"] == 15
     producer = kafka.producer_config(base)
     assert producer["enable.idempotence"] is True and producer["acks"] == "all"
+
+
+def test_a_fetch_wait_floor_raises_every_consumer_wait_for_its_block_only() -> None:
+    # Tansu on s3:// gives a partition up once the fetch wait passed, listed records or not:
+    # a durable broker's consumers need a longer wait than the project's 10-20 ms
+    base = kafka.client_config("127.0.0.1:9092")
+    assert kafka.consumer_config(base, group_id="g")["fetch.wait.max.ms"] == 20
+    with kafka.fetch_wait_floor(500):
+        assert kafka.consumer_config(base, group_id="g")["fetch.wait.max.ms"] == 500
+        wait = kafka.consumer_config(base, group_id="g", fetch_wait_max_ms=900)
+        assert wait["fetch.wait.max.ms"] == 900
+    assert kafka.consumer_config(base, group_id="g")["fetch.wait.max.ms"] == 20
+    with kafka.fetch_wait_floor(0):  # memory storage: nothing changes
+        assert kafka.consumer_config(base, group_id="g")["fetch.wait.max.ms"] == 20
