@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from hotshard.local.services.broker import Broker, durable_tansu, tansu
+from hotshard.local.services.broker import DURABLE_FETCH_WAIT_MS, Broker, durable_tansu, tansu
 from hotshard.local.services.rclone import rclone_s3
 
 pytestmark = [pytest.mark.integration]
@@ -46,12 +46,21 @@ def produce(bootstrap: str, tag: str, n: int) -> list[int | None]:
     return offsets
 
 
-def read_all(bootstrap: str) -> dict[int | None, bytes | None]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "r", "fetch.wait.max.ms": 10})
+def read_all(bootstrap: str, expect: int = 40) -> dict[int | None, bytes | None]:
+    """t0[0] from offset 0, for up to 10 s or until `expect` records. The fetch waits
+    DURABLE_FETCH_WAIT_MS: with 10 ms, Tansu on s3:// gave the partition up before its
+    LIST of batches came back (seen at load ~25: the second 20 never read)."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "r",
+            "fetch.wait.max.ms": DURABLE_FETCH_WAIT_MS,
+        }
+    )
     c.assign([TopicPartition("t0", 0, 0)])
     got: dict[int | None, bytes | None] = {}
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(got) < expect:
         for m in c.consume(100, 0.2):
             if m.error() is None:
                 got[m.offset()] = m.value()
