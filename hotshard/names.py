@@ -69,6 +69,7 @@ REDIS_FLEET_SCALED = "fleet-scaled:{}"  # string per execution: it raised the de
 REDIS_PENDING_FROM = "pending-from:{}:{}"  # symbol, epoch: pending-orders' start of the replay
 REDIS_MIGRATION_ENDED = "migration-ended:{}"  # string per symbol: ms its last migration ended
 REDIS_MOVE = "move:{}:{}"  # symbol, epoch: JSON of the switch (target's start offset, time)
+REDIS_MOVE_BACK = "move-back:{}:{}"  # symbol, epoch: the target's fence offset (a move-back)
 
 # Environment variables of the engine beyond the fleet's common ones (all optional).
 ENV_ENGINE_PARTITIONS = "ENGINE_PARTITIONS"  # e.g. "0-3,8": owned partitions of `orders`

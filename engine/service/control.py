@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.service.errors import ControlError
 from engine.service.loop import Engine
-from engine.service.operations import Operations, PromoteRequest
+from engine.service.operations import Operations, PendingSpec, PromoteRequest
 from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2, control_pb2_grpc
 
@@ -179,10 +179,11 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
     def Unfence(  # noqa: N802
         self, request: control_pb2.UnfenceRequest, context: grpc.ServicerContext
     ) -> control_pb2.UnfenceReply:
-        pending = _pending(request.pending) if request.HasField("pending") else None
+        first = [request.pending] if request.HasField("pending") else []
+        replays = tuple(_replay(p) for p in [*first, *request.then])
         done = self._op(
             context,
-            lambda: self.operations.unfence(request.symbol, request.owner_epoch, pending),
+            lambda: self.operations.unfence(request.symbol, request.owner_epoch, None, replays),
         )
         return control_pb2.UnfenceReply(seq=done.seq, replayed=done.replayed, held=done.held)
 
@@ -286,6 +287,11 @@ class EngineHealth(health.HealthServicer):
 
 def _pending(p: control_pb2.PendingReplay) -> tuple[str, int, int, int]:
     return (p.topic, p.partition, p.from_offset, p.epoch)
+
+
+def _replay(p: control_pb2.PendingReplay) -> PendingSpec:
+    through = p.through_offset if p.HasField("through_offset") else None
+    return (p.topic, p.partition, p.from_offset, p.epoch, through)
 
 
 def serve(engine: Engine, bind: str, port: int) -> grpc.Server:

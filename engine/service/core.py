@@ -146,7 +146,9 @@ class Shadow:
 @dataclass(slots=True)
 class Replay:
     """A symbol's buffered records on `topic` `partition` from `from_offset`, route epoch
-    `epoch`, up to the PENDING_END marker for (symbol, epoch); applied as they are read."""
+    `epoch`, up to the PENDING_END marker for (symbol, epoch), or through offset `through`
+    when it is set (a move-back: what the target applied before its fence); applied as they
+    are read. `then`: the replays that follow it, in order, before the held records."""
 
     symbol: str
     topic: str
@@ -156,9 +158,19 @@ class Replay:
     next_offset: int = 0
     replayed: int = 0
     done: bool = False
+    through: int | None = None
+    then: tuple["Replay", ...] = ()
 
     def __post_init__(self) -> None:
         self.next_offset = max(self.next_offset, self.from_offset)
+        self.reached_through()
+
+    def reached_through(self) -> None:
+        if self.through is not None and self.next_offset > self.through:
+            self.done = True  # read through its last offset (or nothing to read at all)
+
+    def chain(self) -> list["Replay"]:
+        return [self, *self.then]
 
 
 @dataclass(slots=True)
@@ -457,7 +469,11 @@ class EngineState:
                     continue
                 if offset < replay.next_offset:
                     continue
+                if replay.through is not None and offset > replay.through:
+                    replay.done = True
+                    continue
                 replay.next_offset = offset + 1
+                replay.reached_through()
                 if decoded.symbol != replay.symbol or decoded.route_epoch != replay.epoch:
                     continue
                 if decoded.marker == orders_pb2.PENDING_END:
@@ -484,6 +500,21 @@ class EngineState:
                 if decoded.client_ts_ns:
                     entry.client_ts.append(decoded.client_ts_ns)
         return self._emit(touched)
+
+    def replay_done(self, symbol: str) -> bool:
+        """The symbol's replay met its end: the next one of its chain (Replay.then) not done
+        yet takes its place. True when none is left: its held records follow."""
+        replay = self.replays.get(symbol)
+        if replay is None:
+            return True
+        while replay.done:
+            if not replay.then:
+                del self.replays[symbol]
+                return True
+            following = replay.then[0]
+            following.then = replay.then[1:]
+            self.replays[symbol] = replay = following
+        return False
 
     def shadow_partitions(self) -> dict[int, int]:
         """Per followed partition, the offset to read it from."""

@@ -200,6 +200,17 @@ def check_promoted(*, seq: int, state: str, expect_seq: int, expect_hash: str, s
         )
 
 
+def refuse_left(fence: FenceEntry | None, owner_epoch: int, symbol: str) -> None:
+    """A Promote to an epoch the symbol already left this engine past (a move-back fenced
+    and removed the promoted book): a late copy of the move's Promote must not bring the
+    book back here, where nothing reads it any more."""
+    if fence is not None and fence.epoch > owner_epoch:
+        raise NotOwnedError(
+            Reason.STALE_ROUTE,
+            f"{symbol} left here at epoch {fence.epoch}: no Promote to epoch {owner_epoch}",
+        )
+
+
 def promote_source(*, has_shadow: bool, shadow_past: bool, fallback: str, symbol: str) -> str:
     """Where a Promote takes the book from: 'shadow' (caught up or catching up) or
     'fallback' (the fence snapshot: no shadow, or one that applied records after the

@@ -443,8 +443,7 @@ class Engine:
     def _replays_done(self) -> None:
         """Replays that met their end marker: the symbol's held records follow."""
         for symbol, replay in list(self.state.replays.items()):
-            if replay.done:
-                del self.state.replays[symbol]
+            if replay.done and self.state.replay_done(symbol):
                 self._apply(self.state.drain(symbol))
 
     def _publish(self, outputs: list[Output]) -> None:

@@ -100,6 +100,11 @@ class PromoteRequest:
     wait_durable: bool = False
 
 
+PendingSpec = tuple[str, int, int, int, int | None]
+"""An Unfence's replay: (topic, partition, from_offset, epoch, through_offset or None: up to
+the PENDING_END marker)."""
+
+
 @dataclass(slots=True)
 class Promoted:
     seq: int
@@ -552,6 +557,7 @@ class Operations:
                     "" if symbol in state.expect else location,
                 )
                 return "done"
+            handover.refuse_left(state.fences.get(symbol), req.owner_epoch, symbol)
             if req.partition not in engine.partitions:
                 raise NotOwnedError(
                     Reason.PARTITION_NOT_OWNED, f"partition {req.partition} is not owned here"
@@ -599,7 +605,8 @@ class Operations:
             state.skip.pop(symbol, None)
             state.snaps[symbol] = BookEntry("", first - 1, book.seq, req.owner_epoch)
             state.dirty.add(symbol)
-            self._start(symbol, req.owner_epoch, q, len(held), req.pending)
+            pending = () if req.pending is None else ((*req.pending, None),)
+            self._start(symbol, req.owner_epoch, q, len(held), pending)
 
         def settle() -> tuple[bool, Promoted | None]:
             """Activate, and (not waiting for durability) the answer, in one loop turn."""
@@ -686,20 +693,24 @@ class Operations:
         epoch: int,
         partition: int,
         held: int,
-        pending: tuple[str, int, int, int] | None,
+        pending: tuple[PendingSpec, ...],
     ) -> None:
-        """On the loop: the symbol is active here: depth first, then its pending replay (if
-        any; its held records wait for the end marker), else its held records."""
+        """On the loop: the symbol is active here: depth first, then its pending replays in
+        order (if any; its held records wait for the last one's end), then its held records."""
         engine = self.engine
         state = engine.state
         self._publish_depth(symbol)
         replay = None
-        if pending is not None:
-            topic, pending_partition, from_offset, pending_epoch = pending
-            replay = Replay(symbol, topic, pending_partition, from_offset, pending_epoch)
+        if pending:
+            chain = [
+                Replay(symbol, topic, part, start, epoch, through=through)
+                for topic, part, start, epoch, through in pending
+            ]
+            replay = chain[0]
+            replay.then = tuple(chain[1:])
             state.replays[symbol] = replay
-        else:
-            engine._apply(state.drain(symbol))
+        if state.replay_done(symbol):  # none, or nothing to read (a replay through an
+            engine._apply(state.drain(symbol))  # offset before its start)
         engine.reassign_if_needed()
         self._activations[symbol] = _Activation(epoch, partition, held, replay)
 
@@ -707,7 +718,7 @@ class Operations:
         state = self.engine.state
         done = self._activations[symbol]
         book = state.market.books[symbol]
-        replayed = done.replay.replayed if done.replay else 0
+        replayed = sum(r.replayed for r in done.replay.chain()) if done.replay else 0
         return Promoted(book.seq, replayed, done.held, done.location, bool(done.location))
 
     def _make_durable(self, symbol: str) -> Promoted:
@@ -740,9 +751,16 @@ class Operations:
     # ------------------------------------------------------------------ Unfence
 
     def unfence(
-        self, symbol: str, owner_epoch: int, pending: tuple[str, int, int, int] | None
+        self,
+        symbol: str,
+        owner_epoch: int,
+        pending: tuple[str, int, int, int] | None,
+        then: tuple[PendingSpec, ...] = (),
     ) -> Promoted:
-        """Roll a move back: the fenced book applies what it held (after `pending`)."""
+        """Roll a move back: the fenced book applies what it held, after `pending`'s records
+        and then each of `then`'s (a move-back: the target partition's, through the target's
+        fence)."""
+        replays = (() if pending is None else ((*pending, None),)) + then
         engine = self.engine
         state = engine.state
         self._wait_job(symbol)
@@ -758,7 +776,7 @@ class Operations:
                 raise _BusyError  # restarted: its records up to the fence come first
             state.fences.pop(symbol)
             held = len(state.held.get(symbol) or [])
-            self._start(symbol, owner_epoch, state.home[symbol], held, pending)
+            self._start(symbol, owner_epoch, state.home[symbol], held, replays)
             return True
 
         if self._until(lift, Reason.NOT_DURABLE, f"{symbol}: not back through its fence"):

@@ -236,6 +236,20 @@ def redis_faults(r: Any) -> Callable[[str], str | None]:
     return take
 
 
+def point_faults(r: Any) -> Callable[[str], None]:
+    """Context.fault locally: `local-fault:<task module>@<point>` (e.g.
+    `local-fault:switch_routing@moved`, just after SwitchRouting moved the route) makes the
+    step raise InjectedFault at that point, once."""
+
+    def fault(point: str) -> None:
+        task, _, where = point.partition(":")
+        key = FAULT_KEY.format(f"{statemachine.module_of(task)}@{where}")
+        if r.getdel(key) is not None:
+            raise InjectedFault(f"injected into {task} at {where}")
+
+    return fault
+
+
 def local_context(
     settings: MigrationSettings, autoscaling: Callable[[], Any]
 ) -> Callable[[str], steps.Context]:
@@ -249,7 +263,14 @@ def local_context(
             asg_name=settings.engine_asg,
             autoscaling=autoscaling,
         )
-        return steps.Context(settings, r, fleet, Broker(clients.kafka_base(settings)), execution)
+        return steps.Context(
+            settings,
+            r,
+            fleet,
+            Broker(clients.kafka_base(settings)),
+            execution,
+            fault=point_faults(r),
+        )
 
     return make
 

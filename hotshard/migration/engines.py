@@ -117,11 +117,13 @@ class EngineClient:
         )
 
     def unfence(
-        self, symbol: str, owner_epoch: int, pending: control_pb2.PendingReplay | None = None
+        self, symbol: str, owner_epoch: int, *replays: control_pb2.PendingReplay
     ) -> control_pb2.UnfenceReply:
+        """Unfence, replaying `replays` in order (the first as `pending`, the rest `then`)."""
         request = control_pb2.UnfenceRequest(symbol=symbol, owner_epoch=owner_epoch)
-        if pending is not None:
-            request.pending.CopyFrom(pending)
+        if replays:
+            request.pending.CopyFrom(replays[0])
+            request.then.extend(replays[1:])
         return self._call("Unfence", request, control_pb2.UnfenceReply, 120.0)
 
     def remove(self, symbol: str, fence_epoch: int = 0) -> control_pb2.RemoveReply:

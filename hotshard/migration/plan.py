@@ -5,7 +5,7 @@ summary of a finished move. No I/O: hotshard.migration.steps feeds them what it 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hotshard.migration.errors import BadInput, NoHotSymbol, NoTarget, RollbackImpossible
@@ -261,17 +261,35 @@ def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
 # ---------------------------------------------------------------------- rollback
 
 
+Replay = tuple[str, int, int, int, int | None]
+"""(topic, partition, from_offset, epoch, through_offset): records of the symbol at that
+route epoch from from_offset, through through_offset (None: up to its PENDING_END marker)."""
+
+
 @dataclass(frozen=True)
 class RollbackPlan:
-    """What a Rollback does, in order (every part idempotent)."""
+    """What a Rollback does, in order (every part idempotent):
+    1. `fence`: Fence(S, epoch, to_partition) on the source;
+    2. `first_markers`: PENDING_END markers written before the route changes;
+    3. `promote_target`: the switch's Promote on the target (done: answered as done);
+    4. `fence_target`: Fence(S, epoch, to_partition) on the target; its fence offset g is
+       kept (Redis) and bounds the replay of the target's partition (`through_target`);
+    5. the route change (`route`, compared against `expected`);
+    6. `end_markers`: PENDING_END markers written after it;
+    7. Unfence(S, `unfence_epoch`) on the source with `replays`, in order;
+    8. `remove_shadow`: Remove(S) on the target, which goes back to the pool."""
 
     route: str  # "none" | "switch-back" (MIGRATING -> source) | "move-back" (target -> source)
     expected: Route | None  # the route the route change compares against
     end_markers: tuple[tuple[str, int, int], ...]  # (topic, partition, epoch) PENDING_END
     unfence_epoch: int  # Unfence(S, this) on the source
-    pending: tuple[str, int, int, int] | None  # (topic, partition, from_offset, epoch)
+    replays: tuple[Replay, ...]
     remove_shadow: bool
     fence: tuple[int, int] | None = None  # Fence(S, epoch, to_partition) on the source first
+    first_markers: tuple[tuple[str, int, int], ...] = ()
+    promote_target: bool = False
+    fence_target: tuple[int, int] | None = None
+    through_target: tuple[str, int] | None = None  # the replay (topic, partition) g bounds
 
 
 def rollback_plan(
@@ -287,10 +305,13 @@ def rollback_plan(
     target_from: int | None,
     pending_topic: str,
     orders_topic: str,
+    target_fence: int | None = None,
 ) -> RollbackPlan:
     """Where the route is now decides it. `epoch` is the route's epoch before the move (e),
-    the move's is e + 1. `pending_from`: pending-orders' start on p (stop-and-copy paused);
-    `target_from`: `orders` q's end offset recorded before the route moved to q."""
+    the move's is e + 1, a move-back's e + 2. `pending_from`: pending-orders' start on p
+    (stop-and-copy paused); `target_from`: `orders` q's end offset recorded before the route
+    moved to q; `target_fence`: the target's fence offset on q a move-back recorded before
+    it moved the route back (None: not fenced yet)."""
     remove = target_instance is not None
     if current is None:
         raise RollbackImpossible("the symbol has no route any more")
@@ -323,6 +344,7 @@ def rollback_plan(
             target_partition=target_partition,
             pending_from=pending_from,
             target_from=target_from,
+            target_fence=target_fence,
             pending_topic=pending_topic,
             orders_topic=orders_topic,
             remove=remove,
@@ -332,31 +354,83 @@ def rollback_plan(
         and current.instance == target_instance
         and current.epoch == epoch + 1
     ):
-        if strategy == STOP_AND_COPY:
-            raise RollbackImpossible(
-                "stop-and-copy after the route moved: its pending and target records cannot "
-                "both be replayed on the source; promote the target again"
-            )
         if target_from is None:
             raise RollbackImpossible("the route moved but the target's start offset is unknown")
-        # The target's partition holds what was routed there at e + 1 since the move.
+        if strategy == STOP_AND_COPY and pending_from is None:
+            raise RollbackImpossible("the route switched but pending-orders' start is unknown")
+        # The move-back. The target may have been promoted and applied q's e + 1 records
+        # (some of them possibly after any marker a replay could stop at): the switch is
+        # completed first (the source fenced, the pending buffer ended, the target
+        # promoted: each answered as done if it was), then the target is fenced at e + 2
+        # to p: it applied q's records through its fence offset g and refuses the later
+        # ones (STALE_ROUTE, retried on the route as it is then). The source replays
+        # exactly those - the pending buffer, then q through g - before p's e + 2 records.
         return RollbackPlan(
             "move-back",
             current,
-            ((orders_topic, current.partition, epoch + 1),),
+            (),
             epoch + 2,
-            (orders_topic, current.partition, target_from, epoch + 1),
+            _move_back_replays(
+                strategy,
+                source_partition,
+                target_partition,
+                epoch,
+                pending_from,
+                target_from,
+                target_fence,
+                pending_topic,
+                orders_topic,
+            ),
             remove,
+            fence=(epoch + 1, target_partition),
+            first_markers=(
+                ((pending_topic, source_partition, epoch + 1),) if strategy == STOP_AND_COPY else ()
+            ),
+            promote_target=target_fence is None,
+            fence_target=None if target_fence is not None else (epoch + 2, source_partition),
+            through_target=(orders_topic, target_partition),
         )
     raise RollbackImpossible(f"route is {current}: neither this move's source nor its target")
 
 
+def _move_back_replays(
+    strategy: str,
+    source_partition: int,
+    target_partition: int,
+    epoch: int,
+    pending_from: int | None,
+    target_from: int,
+    target_fence: int | None,
+    pending_topic: str,
+    orders_topic: str,
+) -> tuple[Replay, ...]:
+    """What the source replays in a move-back: stop-and-copy's pending buffer (to its
+    marker), then q's e + 1 records from where the move began through the target's fence
+    offset (None until the target is fenced: `through`)."""
+    first: tuple[Replay, ...] = ()
+    if strategy == STOP_AND_COPY and pending_from is not None:
+        first = ((pending_topic, source_partition, pending_from, epoch + 1, None),)
+    return (*first, (orders_topic, target_partition, target_from, epoch + 1, target_fence))
+
+
+def through(decided: RollbackPlan, target_fence: int) -> RollbackPlan:
+    """The plan once the target is fenced at `target_fence`: the replay of its partition
+    ends there, and the target is neither promoted nor fenced again."""
+    if decided.through_target is None:
+        return decided
+    replays = tuple(
+        (t, p, start, e, target_fence) if (t, p) == decided.through_target else (t, p, start, e, g)
+        for t, p, start, e, g in decided.replays
+    )
+    return replace(decided, replays=replays, promote_target=False, fence_target=None)
+
+
 def _pending_replay(
     topic: str, partition: int, start: int | None, epoch: int
-) -> tuple[str, int, int, int] | None:
+) -> tuple[Replay, ...]:
     if start is None:
-        return None
-    return (topic, partition, start, epoch)
+        return ()
+    return ((topic, partition, start, epoch, None),)
 
 
 def _back_on_source(
@@ -368,6 +442,7 @@ def _back_on_source(
     target_partition: int | None,
     pending_from: int | None,
     target_from: int | None,
+    target_fence: int | None,
     pending_topic: str,
     orders_topic: str,
     remove: bool,
@@ -382,24 +457,26 @@ def _back_on_source(
             None,
             ((pending_topic, source_partition, epoch + 1),),
             epoch + 1,
-            (pending_topic, source_partition, pending_from, epoch + 1),
+            _pending_replay(pending_topic, source_partition, pending_from, epoch + 1),
             remove,
         )
-    if (
-        strategy == PRE_COPY
-        and current.epoch == epoch + 2
-        and target_partition is not None
-        and target_from is not None
-    ):
-        return RollbackPlan(
-            "none",
-            None,
-            ((orders_topic, target_partition, epoch + 1),),
-            epoch + 2,
-            (orders_topic, target_partition, target_from, epoch + 1),
-            remove,
+    if current.epoch == epoch + 2 and target_partition is not None and target_from is not None:
+        replays = _move_back_replays(
+            strategy,
+            source_partition,
+            target_partition,
+            epoch,
+            pending_from,
+            target_from,
+            target_fence,
+            pending_topic,
+            orders_topic,
         )
-    return RollbackPlan("none", None, (), current.epoch, None, remove)
+        # A move-back's route change comes after the target's fence offset is kept; none
+        # kept: moved back by a Rollback that bounded q's replay with a marker instead.
+        markers = () if target_fence is not None else ((orders_topic, target_partition, epoch + 1),)
+        return RollbackPlan("none", None, markers, epoch + 2, replays, remove)
+    return RollbackPlan("none", None, (), current.epoch, (), remove)
 
 
 # ---------------------------------------------------------------------- the summary

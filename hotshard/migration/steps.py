@@ -26,6 +26,7 @@ from hotshard.migration.errors import (
     EngineUnavailable,
     NoHotSymbol,
     NotCaughtUp,
+    RollbackImpossible,
     StoreUnavailable,
 )
 from hotshard.migration.fleet import Fleet, Target
@@ -44,6 +45,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def no_fault(_point: str) -> None:
+    """Context.fault in AWS: no fault is ever injected."""
+
+
 @dataclass
 class Context:
     settings: MigrationSettings
@@ -54,6 +59,9 @@ class Context:
     clock_ms: Callable[[], int] = now_ms
     engine: Callable[[str], EngineClient] = EngineClient
     sleep: Callable[[float], None] = time.sleep
+    fault: Callable[[str], None] = no_fault
+    """Called at a named point inside a step ("SwitchRouting:moved"): the local control
+    plane raises there when a test asked it to (hotshard.local.control.point_faults)."""
     _clients: dict[str, EngineClient] = field(default_factory=dict)
 
     def client(self, address: str) -> EngineClient:
@@ -351,6 +359,7 @@ def switch_routing(ctx: Context, state: State) -> Result:
             (key, json.dumps(record), KEY_TTL_S),
         )
         moved_ms = ctx.clock_ms()
+        ctx.fault("SwitchRouting:moved")
     else:  # an earlier attempt changed the route
         stored = ctx.redis.get(key)
     kept = json.loads(text(stored or b"{}"))
@@ -368,6 +377,7 @@ def switch_routing(ctx: Context, state: State) -> Result:
     promoted = ctx.client(target.address).promote(
         _promote_request(move, target, fence, pending, wait_durable=False)
     )
+    ctx.fault("SwitchRouting:promoted")
     return {
         "epoch": move.next_epoch,
         "switched_ms": int(kept.get("switched_ms", ctx.clock_ms())),
@@ -439,8 +449,10 @@ def cleanup(ctx: Context, state: State) -> Result:
 
 
 def rollback(ctx: Context, state: State) -> Result:
-    """Route back, PENDING_END markers, Unfence on the source, drop the shadow, give the
-    target back. rollback_plan decides from where the route is now."""
+    """Put the symbol back on its source as plan.rollback_plan decides from where the route
+    is now: a switch-back (paused), a move-back (switched: the target is promoted, if it
+    was not, and fenced first, and the source replays what it applied), or nothing to route;
+    PENDING_END markers, Unfence on the source, drop the shadow, give the target back."""
     if not isinstance(state.get("migration"), Mapping):
         return {"route": "none", "detail": "nothing had started"}
     move = Move.of(state)
@@ -448,6 +460,8 @@ def rollback(ctx: Context, state: State) -> Result:
     current = route.lookup(ctx.redis, move.symbol)
     pending_raw = ctx.redis.get(names.REDIS_PENDING_FROM.format(move.symbol, move.next_epoch))
     move_raw = ctx.redis.get(names.REDIS_MOVE.format(move.symbol, move.next_epoch))
+    back_key = names.REDIS_MOVE_BACK.format(move.symbol, move.next_epoch)
+    back_raw = ctx.redis.get(back_key)
     decided = plan.rollback_plan(
         strategy=move.strategy,
         current=current,
@@ -460,27 +474,32 @@ def rollback(ctx: Context, state: State) -> Result:
         target_from=None if move_raw is None else json.loads(text(move_raw)).get("target_from"),
         pending_topic=names.TOPIC_PENDING_ORDERS,
         orders_topic=names.TOPIC_ORDERS,
+        target_fence=None if back_raw is None else int(text(back_raw)),
     )
+    fenced = None
     if decided.fence is not None:
-        _fence_for_rollback(ctx, move, *decided.fence)
+        fenced = _fence_for_rollback(ctx, move, *decided.fence)
+    for topic, partition, epoch in decided.first_markers:
+        end_marker(ctx, topic, partition, move.symbol, epoch)
+    if decided.fence_target is not None and target is not None:
+        decided = plan.through(
+            decided, _fence_target(ctx, move, target, state, decided, fenced, back_key)
+        )
     if decided.route == "switch-back" and decided.expected is not None:
         route.switch(ctx.redis, decided.expected, move.p, move.source)
     elif decided.route == "move-back" and decided.expected is not None:
         route.move(ctx.redis, decided.expected, move.p, move.source)
     for topic, partition, epoch in decided.end_markers:
         end_marker(ctx, topic, partition, move.symbol, epoch)
-    pending = None
-    if decided.pending is not None:
-        topic, partition, start, epoch = decided.pending
-        pending = control_pb2.PendingReplay(
-            topic=topic, partition=partition, from_offset=start, epoch=epoch
-        )
+    ctx.fault("Rollback:routed")
+    replays = [_replay_request(r) for r in decided.replays]
     try:
-        unfenced = _unfence(ctx, move, decided.unfence_epoch, pending)
+        unfenced = _unfence(ctx, move, decided.unfence_epoch, replays)
     except Exception:
         if target is not None and decided.route != "move-back":
-            # The target holds at most a shadow: back to the pool whatever the source
-            # answered (a retry of the Rollback finds it given back already).
+            # The target holds at most a shadow (or a book fenced for the move-back, whose
+            # fence offset is kept): back to the pool whatever the source answered (a retry
+            # of the Rollback finds it given back already).
             with contextlib.suppress(Exception):
                 _drop_target(ctx, move, target)
         raise
@@ -493,18 +512,58 @@ def rollback(ctx: Context, state: State) -> Result:
         "replayed": 0 if unfenced is None else unfenced.replayed,
         "held": 0 if unfenced is None else unfenced.held,
         "source_book": unfenced is not None,
+        "target_fence": decided.replays[-1][4] if decided.through_target else None,
         "error": (state.get("error") or {}).get("Error"),
     }
 
 
+def _replay_request(replay: plan.Replay) -> control_pb2.PendingReplay:
+    topic, partition, start, epoch, through_offset = replay
+    request = control_pb2.PendingReplay(
+        topic=topic, partition=partition, from_offset=start, epoch=epoch
+    )
+    if through_offset is not None:
+        request.through_offset = through_offset
+    return request
+
+
+def _fence_target(
+    ctx: Context,
+    move: Move,
+    target: Target,
+    state: State,
+    decided: plan.RollbackPlan,
+    fenced: control_pb2.FenceReply | None,
+    key: str,
+) -> int:
+    """A move-back's hold on the target: the switch's Promote first (answered as done if it
+    was: a shadow caught up through the source's fence becomes the book the source left,
+    and applies what q holds of S), then Fence(S, e + 2, p): it stops at its fence offset g
+    and refuses q's later records. g is kept before the route changes: a retry replays q
+    through the same offset."""
+    client = ctx.client(_engine_address(ctx.redis, target.instance))
+    if decided.promote_target:
+        if fenced is None:
+            raise RollbackImpossible(f"{move.source} has no book of {move.symbol} to hand back to")
+        pending = state.get("pause") if move.strategy == plan.STOP_AND_COPY else None
+        client.promote(
+            _promote_request(move, target, _fence_result(fenced, 0), pending, wait_durable=False)
+        )
+    assert decided.fence_target is not None
+    epoch, to_partition = decided.fence_target
+    offset = client.fence(move.symbol, epoch, to_partition).fence_offset
+    ctx.redis.set(key, str(offset), nx=True, ex=KEY_TTL_S)
+    return int(text(ctx.redis.get(key) or str(offset).encode()))
+
+
 def _unfence(
-    ctx: Context, move: Move, epoch: int, pending: control_pb2.PendingReplay | None
+    ctx: Context, move: Move, epoch: int, replays: list[control_pb2.PendingReplay]
 ) -> control_pb2.UnfenceReply | None:
-    """Unfence(S) on the source; None when it has no book of S (never had one, or lost
-    it): nothing was fenced there, so nothing is left to lift."""
+    """Unfence(S) on the source, replaying `replays` in order first; None when it has no
+    book of S (never had one, or lost it): nothing was fenced there, nothing to lift."""
     source = ctx.client(_engine_address(ctx.redis, move.source))
     try:
-        return source.unfence(move.symbol, epoch, pending)
+        return source.unfence(move.symbol, epoch, *replays)
     except EngineCallFailed as exc:
         if _gone(exc) or exc.engine_reason == Reason.UNKNOWN_SYMBOL:
             return None
@@ -522,14 +581,20 @@ def _drop_target(ctx: Context, move: Move, target: Target) -> None:
     ctx.fleet.give_back(target, execution=move.execution)
 
 
-def _fence_for_rollback(ctx: Context, move: Move, epoch: int, to_partition: int) -> None:
-    """The pause's Fence on the source before the route goes back (WaitForDrain's, answered
-    again if it was done); a source with no book of S has nothing to fence."""
+def _fence_for_rollback(
+    ctx: Context, move: Move, epoch: int, to_partition: int
+) -> control_pb2.FenceReply | None:
+    """The move's Fence on the source before the route goes back (WaitForDrain's or
+    SwitchRouting's, answered again if it was done); a source with no book of S has
+    nothing to fence (None)."""
     try:
-        ctx.client(_engine_address(ctx.redis, move.source)).fence(move.symbol, epoch, to_partition)
+        return ctx.client(_engine_address(ctx.redis, move.source)).fence(
+            move.symbol, epoch, to_partition
+        )
     except EngineCallFailed as exc:
         if not _gone(exc):
             raise
+    return None
 
 
 STEPS: dict[str, Callable[[Context, State], Result]] = {

@@ -194,3 +194,48 @@ def test_a_fault_during_a_move_ends_moved_or_rolled_back(
     assert verdict.route is not None and verdict.route.status == ACTIVE, verdict.route
     assert not verdict.problems, verdict
     assert verdict.hot_replayed == verdict.events[HOT]
+
+
+# A task raising inside SwitchRouting once the route has moved to the target: right after
+# route.move / route.switch ("moved": the source's Fence, the pending buffer's marker and
+# the target's Promote not done yet) or after the Promote ("promoted": the target owns the
+# symbol and applies what q holds of it). The Rollback is a move-back: before it fenced the
+# target, a promoted target went on applying q's records after the marker the source's
+# replay stopped at (acked orders lost to a book nobody reads, seqs forked).
+SWITCH_POINTS = [
+    (strategy, point)
+    for strategy in ("pre-copy", "stop-and-copy")
+    for point in ("moved", "promoted")
+]
+# All four under `faults`: each took 2-3.5 min at load 20-39 (the < 60 s make-test slot is
+# tests/integration/test_move_back_fenced.py: the same move-back, deterministic, ~15-45 s).
+SWITCH_REPRESENTATIVE: set[tuple[str, str]] = set()
+
+
+def raise_inside(step: str, point: str) -> Any:
+    def before(state: dict[str, Any]) -> None:
+        r = _redis(state)
+        r.set(FAULT_KEY.format(f"{statemachine.module_of(step)}@{point}"), "fatal")
+        r.close()
+
+    return before
+
+
+def _switch_case(strategy: str, point: str) -> Any:
+    marks = [] if (strategy, point) in SWITCH_REPRESENTATIVE else [pytest.mark.faults]
+    return pytest.param(strategy, point, marks=marks, id=f"{strategy}-SwitchRouting@{point}")
+
+
+@pytest.mark.parametrize(("strategy", "point"), [_switch_case(*c) for c in SWITCH_POINTS])
+def test_a_task_raising_after_the_route_moved_moves_it_back_as_if_it_never_moved(
+    tmp_path: Path, strategy: str, point: str
+) -> None:
+    code, summary, printed, _load, verdict = _move_under_load(
+        tmp_path, strategy, seed=11, before=raise_inside("SwitchRouting", point)
+    )
+    assert code == 2 and summary["status"] == "ROLLED_BACK", printed
+    assert verdict.route is not None and verdict.route.status == ACTIVE, verdict.route
+    assert verdict.route.instance == summary["from"], (verdict.route, summary)
+    assert verdict.route.epoch == 3, verdict.route  # listed at 1, moved at 2, back at 3
+    assert not verdict.problems, verdict
+    assert verdict.hot_replayed == verdict.events[HOT]

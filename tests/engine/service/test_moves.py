@@ -2,10 +2,13 @@
 shadows, pending replays, and what a checkpoint says about them. Each test names the
 defect of the code before owner epochs that it would have caught."""
 
+import pytest
+
 from engine.book import Book, Instrument, Market, add, cancel
 from engine.book.snapshot import dump, load
 from engine.service import core, handover
 from engine.service.core import EngineState, Record, Replay, Shadow, restore_partition
+from engine.service.errors import NotOwnedError
 from engine.service.loop import Engine
 from engine.service.settings import EngineSettings
 from hotshard.domain import Side, Status
@@ -181,6 +184,53 @@ def test_a_pending_replay_applies_its_epochs_records_up_to_the_end_marker_then_t
     assert statuses(state.drain("S").outputs, "S") == [("q1", 3, Status.ACCEPTED, 0)]
 
 
+def test_a_move_back_replays_the_buffer_then_the_target_partition_through_its_fence():
+    """A move-back's Unfence: the pending buffer to its marker, then the target's partition
+    (`orders` 7) through the target's fence offset 12 - not to a marker: what the target
+    applied after a marker would be lost, what it refused after its fence applied twice -
+    then the held records. Before: a replay always ran to a PENDING_END marker, one only."""
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(3, 0, "S", "s0", epoch=2)])
+    q = Replay("S", "orders", 7, 10, 2, through=12)
+    state.replays["S"] = Replay("S", TOPIC_PENDING_ORDERS, 0, 0, 2, then=(q,))
+    assert state.apply_batch([rec(3, 1, "S", "held", epoch=3)]).outputs == []
+    buffered: list[Record] = [
+        (0, 0, b"S", order("S", "p0", 2)),
+        (0, 1, b"S", encode_pending_marker("S", 2, PENDING_END)),
+    ]
+    out = state.apply_pending(TOPIC_PENDING_ORDERS, buffered)
+    assert statuses(out.outputs, "S") == [("p0", 2, Status.ACCEPTED, 0)]
+    assert not state.replay_done("S") and state.replays["S"] is q
+    assert state.pending_partitions() == {("orders", 7): 10}
+    moved: list[Record] = [
+        (7, 10, b"S", order("S", "q10", 2)),
+        (7, 11, b"T", order("T", "not-ours", 2)),
+        (7, 12, b"S", order("S", "q12", 2)),
+        (7, 13, b"S", order("S", "refused-by-the-fenced-target", 2)),
+    ]
+    out = state.apply_pending("orders", moved)
+    assert statuses(out.outputs, "S") == [
+        ("q10", 3, Status.ACCEPTED, 0),
+        ("q12", 4, Status.ACCEPTED, 0),
+    ]
+    assert q.done and q.replayed == 2 and state.replay_done("S") and "S" not in state.replays
+    assert statuses(state.drain("S").outputs, "S") == [("held", 5, Status.ACCEPTED, 0)]
+
+
+def test_a_replay_through_an_offset_it_already_read_past_is_done_at_once():
+    """The target applied nothing of its partition (fence offset below where the move
+    began), or the last record it applied is the replay's last: done without waiting for a
+    record that may never come."""
+    assert Replay("S", "orders", 7, 10, 2, through=9).done
+    replay = Replay("S", "orders", 7, 10, 2, through=10)
+    assert not replay.done
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([rec(3, 0, "S", "s0", epoch=2)])
+    state.replays["S"] = replay
+    state.apply_pending("orders", [(7, 10, b"S", order("S", "q10", 2))])
+    assert replay.done and replay.replayed == 1
+
+
 def test_junk_symbols_grow_no_cache_and_fences_are_bounded(monkeypatch):
     # before: every junk symbol's key was cached, and fences only grew
     state = EngineState(Market())  # nothing listed: every symbol is unknown
@@ -286,3 +336,15 @@ def test_a_fenced_book_with_no_snapshot_yet_is_born_again_after_a_restart():
         ("a2", 3, Status.ACCEPTED, 0),
     ]
     assert [r[1] for r in again.held["A"]] == [3]  # after the fence: held for the rollback
+
+
+def test_a_late_promote_cannot_bring_back_a_book_a_move_back_fenced_and_removed():
+    """The move-back fenced the promoted target at e + 2 and removed its book; a copy of the
+    switch's Promote (e + 1) still on its way must not install it again (it would apply
+    q's e + 1 records nobody reads). A later move here, at a higher epoch, may."""
+    left = FenceEntry(7, 12, 5, 1, "loc", 6, 9)
+    with pytest.raises(NotOwnedError) as refused:
+        handover.refuse_left(left, 6, "S")
+    assert refused.value.reason == Reason.STALE_ROUTE
+    handover.refuse_left(left, 7, "S")
+    handover.refuse_left(None, 6, "S")

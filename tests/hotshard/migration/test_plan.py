@@ -205,11 +205,12 @@ def test_rollback_of_a_pause_routes_back_at_the_new_epoch_and_replays_the_buffer
     assert decided.route == "switch-back" and decided.expected == paused
     assert decided.end_markers == (("pending-orders", 1, 6),)
     assert decided.unfence_epoch == 6
-    assert decided.pending == ("pending-orders", 1, 40, 6)
+    assert decided.replays == (("pending-orders", 1, 40, 6, None),)
     assert decided.remove_shadow
     # The source is fenced first (WaitForDrain may not have run): the pending records
     # must replay on it before p's new ones, and only a fenced book replays them.
     assert decided.fence == (6, 9)
+    assert not decided.promote_target and decided.fence_target is None
 
 
 def test_a_rollback_run_again_after_its_switch_back_still_replays_the_buffer() -> None:
@@ -218,19 +219,35 @@ def test_a_rollback_run_again_after_its_switch_back_still_replays_the_buffer() -
     decided = _plan(Route("S", 1, "A", ACTIVE, 6))
     assert (decided.route, decided.expected, decided.fence) == ("none", None, None)
     assert decided.end_markers == (("pending-orders", 1, 6),)
-    assert (decided.unfence_epoch, decided.pending) == (6, ("pending-orders", 1, 40, 6))
+    assert (decided.unfence_epoch, decided.replays) == (6, (("pending-orders", 1, 40, 6, None),))
 
 
-def test_a_rollback_run_again_after_its_move_back_still_replays_the_target_partition() -> None:
-    decided = _plan(Route("S", 1, "A", ACTIVE, 7), "pre-copy")
+@pytest.mark.parametrize("strategy", ["pre-copy", "stop-and-copy"])
+def test_a_rollback_run_again_after_its_move_back_replays_through_the_kept_target_fence(
+    strategy: str,
+) -> None:
+    """The first run fenced the target (q through 95 kept), moved the route back and died
+    before the source's Unfence: the second replays the same records, nothing routed,
+    nothing promoted or fenced on the target again, no marker on q (the fence bounds it)."""
+    decided = _plan(Route("S", 1, "A", ACTIVE, 7), strategy, target_fence=95)
     assert (decided.route, decided.expected, decided.fence) == ("none", None, None)
+    assert not decided.promote_target and decided.fence_target is None
+    assert decided.end_markers == ()
+    pending = (("pending-orders", 1, 40, 6, None),) if strategy == "stop-and-copy" else ()
+    assert (decided.unfence_epoch, decided.replays) == (7, (*pending, ("orders", 9, 70, 6, 95)))
+
+
+def test_a_move_back_of_an_older_rollback_still_replays_q_to_its_marker() -> None:
+    """Routed back at e + 2 with no target fence kept (a Rollback from before the fence):
+    q's replay stops at its PENDING_END marker, which is owed."""
+    decided = _plan(Route("S", 1, "A", ACTIVE, 7), "pre-copy")
     assert decided.end_markers == (("orders", 9, 6),)
-    assert (decided.unfence_epoch, decided.pending) == (7, ("orders", 9, 70, 6))
+    assert (decided.unfence_epoch, decided.replays) == (7, (("orders", 9, 70, 6, None),))
 
 
 def test_rollback_before_anything_moved_only_drops_the_shadow() -> None:
     decided = _plan(Route("S", 1, "A", ACTIVE, 5), "pre-copy")
-    assert (decided.route, decided.end_markers, decided.pending) == ("none", (), None)
+    assert (decided.route, decided.end_markers, decided.replays) == ("none", (), ())
     assert decided.unfence_epoch == 5
     assert decided.fence is None
     # Run again after a switch-back: nothing more to route.
@@ -238,22 +255,50 @@ def test_rollback_before_anything_moved_only_drops_the_shadow() -> None:
     assert not _plan(Route("S", 1, "A", ACTIVE, 5), target_instance=None).remove_shadow
 
 
-def test_rollback_after_a_pre_copy_switch_replays_the_target_partition_on_the_source() -> None:
+def test_a_pre_copy_move_back_fences_the_target_and_replays_q_through_its_fence() -> None:
+    """The route is on the target at e + 1 (SwitchRouting failed after route.move, with or
+    without its Fence and Promote): the source is fenced (the switch's Fence, answered again
+    if done), the target promoted (the same) and fenced at e + 2 to p; only then does the
+    route go back. The source replays q from where the move began through the target's
+    fence offset: what the target applied, once, in order; no marker bounds it."""
     moved = Route("S", 9, "B", ACTIVE, 6)
     decided = _plan(moved, "pre-copy")
     assert decided.route == "move-back" and decided.expected == moved
-    assert decided.end_markers == (("orders", 9, 6),)
+    assert decided.fence == (6, 9) and decided.first_markers == ()
+    assert decided.promote_target and decided.fence_target == (7, 1)
+    assert decided.end_markers == ()
     assert decided.unfence_epoch == 7
-    assert decided.pending == ("orders", 9, 70, 6)
+    assert decided.replays == (("orders", 9, 70, 6, None),)  # through: the target's fence
+    fenced = plan.through(decided, 88)
+    assert fenced.replays == (("orders", 9, 70, 6, 88),)
+    assert not fenced.promote_target and fenced.fence_target is None
+    assert (fenced.route, fenced.expected, fenced.fence) == ("move-back", moved, (6, 9))
+    # Run again after the target's fence was kept, before the route went back: the same.
+    assert _plan(moved, "pre-copy", target_fence=88) == fenced
+
+
+def test_a_stop_and_copy_move_back_ends_the_buffer_then_replays_it_and_q() -> None:
+    """route.switch done: the pending buffer's marker comes first (the switch may have died
+    before writing it; a promoted target's replay of it must end before its fence), then
+    the source replays the buffer to that marker and q through the target's fence."""
+    decided = _plan(Route("S", 9, "B", ACTIVE, 6), "stop-and-copy")
+    assert decided.route == "move-back" and decided.fence == (6, 9)
+    assert decided.first_markers == (("pending-orders", 1, 6),)
+    assert decided.promote_target and decided.fence_target == (7, 1)
+    assert plan.through(decided, 3).replays == (
+        ("pending-orders", 1, 40, 6, None),
+        ("orders", 9, 70, 6, 3),  # a target fence before q's start: nothing of q to replay
+    )
 
 
 @pytest.mark.parametrize(
     ("current", "strategy", "extra"),
     [
         (None, "pre-copy", {}),
-        (Route("S", 9, "B", ACTIVE, 6), "stop-and-copy", {}),
+        (Route("S", 9, "B", ACTIVE, 6), "stop-and-copy", {"pending_from": None}),
         (Route("S", 9, "B", ACTIVE, 6), "pre-copy", {"target_from": None}),
         (Route("S", 3, "C", ACTIVE, 6), "pre-copy", {}),
+        (Route("S", 9, "B", ACTIVE, 7), "pre-copy", {}),
         (Route("S", 1, "A", MIGRATING, 8), "stop-and-copy", {}),
     ],
 )
