@@ -15,7 +15,7 @@ compiles to slow generic calls (enum members, closures, generators).
 """
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, final
 
 from mypy_extensions import i64
@@ -1266,11 +1266,32 @@ class Book:
             for i in range(len(order_ids))
         ]
 
-    def restore_orders(self, columns: OrderColumns, extras: OrderExtras | None = None) -> None:
+    def unindexed(self) -> i64:
+        """Restored orders not indexed yet (`restore_orders` with a rank): `build_index`
+        indexes them; the book answers the same meanwhile."""
+        return self.index.unindexed()
+
+    def build_index(self, limit: i64) -> bool:
+        """Index up to `limit` more restored orders; True while some are left."""
+        return self.index.build(limit)
+
+    def restore_orders(
+        self,
+        columns: OrderColumns,
+        extras: OrderExtras | None = None,
+        rank: Sequence[int] | None = None,
+    ) -> None:
         """Rebuild queues from `order_columns` (and `order_extras`) output. Raises
         ValueError naming the first order that makes no sense (checksums catch accident,
-        not a wrong writer)."""
+        not a wrong writer). `rank`: the orders' positions sorted by order id, ties by
+        position (sorted() is stable); with it the orders are not indexed here but later
+        (`build_index`), and `rank` is checked instead (one pass, no hashing)."""
         sides, prices, leaves, filled, post_only, order_ids, user_ids = columns
+        deferred: list[Order] = []
+        if rank is not None:
+            if self.index.unindexed() or len(self.index):
+                raise ValueError("orders restored into a book that has some")
+            _check_rank(order_ids, user_ids, rank)
         displays, peaks, aons = extras if extras is not None else ([], [], [])
         special = len(displays) > 0
         if special and not len(displays) == len(peaks) == len(aons) == len(sides):
@@ -1296,7 +1317,9 @@ class Book:
             if self._check_price(price):
                 raise ValueError(f"order {user_id}/{order_id} invalid")
             order = Order(qty, done, order_id, user_id, side, price, post_only[i])
-            if not self.index.insert(order):
+            if rank is not None:
+                deferred.append(order)
+            elif not self.index.insert(order):
                 raise ValueError(f"order {user_id}/{order_id} twice")
             if level is None or level.price != price or level.side != side:
                 known = self.bids.get(price) if side == BUY else self.asks.get(-price)
@@ -1316,6 +1339,8 @@ class Book:
                 ext.peak = peak if display else 0
                 order.ext = ext
                 self._rehide(level, order, ext)
+        if rank is not None:
+            self.index.defer(deferred, order_ids, rank)
 
     def restore_ended(self, order_ids: list[str], user_ids: list[str], filled: list[int]) -> None:
         """Remember ended orders, oldest first (from `ended_orders`). Raises ValueError."""
@@ -1334,3 +1359,32 @@ class Book:
             ):
                 raise ValueError(f"order {user_id}/{order_id} twice")
             self.ended.add(order_id, user_id, done)
+
+
+def _check_rank(order_ids: list[str], user_ids: list[str], rank: Sequence[int]) -> None:
+    """`rank` holds each position of `order_ids` once, sorted by id, ties by position, and
+    no user holds one id twice; else ValueError."""
+    count: i64 = len(order_ids)
+    if len(rank) != count:
+        raise ValueError(f"{len(rank)} ranks for {count} orders")
+    seen = bytearray(count)
+    previous: i64 = -1
+    run: i64 = 0  # where the run of equal ids that `previous` ends began
+    for k in range(count):
+        position: i64 = rank[k]
+        if position < 0 or position >= count or seen[position]:
+            raise ValueError(f"rank {k} is not a position of a new order")
+        seen[position] = 1
+        if previous >= 0:
+            order_id = order_ids[position]
+            before = order_ids[previous]
+            if order_id < before or (order_id == before and position < previous):
+                raise ValueError(f"rank {k} is out of order")
+            if order_id == before:
+                user_id = user_ids[position]
+                for j in range(run, k):
+                    if user_ids[rank[j]] == user_id:
+                        raise ValueError(f"order {user_id}/{order_id} twice")
+            else:
+                run = k
+        previous = position

@@ -3,9 +3,18 @@
 Order ids are the clients' and unique per user, so almost every id is held by one user:
 `by_id` maps it to that user's order; when another user's order has the same id, that one
 goes to `clashes` by (user_id, order_id).
+
+A book restored from a snapshot that carries its orders' rank by id (format version 3)
+need not index a million orders before it matches again (`defer`): until `build` has
+indexed them all, a slice at a time (the engine's loop, between batches), every use of an
+id first indexes the restored orders holding it (found by bisection in the rank: `_fault`),
+so each answer is the one the fully built index would give, whenever the slices run.
 """
 
+from collections.abc import Sequence
 from typing import cast, final
+
+from mypy_extensions import i64
 
 from engine.book.order import Order
 
@@ -23,16 +32,92 @@ def _hashed_dict() -> dict[str, Order]:
 
 @final
 class OrderIndex:
-    __slots__ = ("by_id", "clashes")
+    __slots__ = ("_built", "_faulted", "_ids", "_orders", "_rank", "by_id", "clashes")
 
     def __init__(self) -> None:
         self.by_id: dict[str, Order] = _hashed_dict()
         self.clashes: dict[tuple[str, str], Order] = {}
+        # Restored orders not all indexed yet (see the module docstring): `_orders[:_built]`
+        # are indexed, and so are the later ones whose id is in `_faulted`. `_ids[i]` is
+        # `_orders[i].order_id`; `_rank` their positions sorted by id (ties by position).
+        self._orders: list[Order] = []
+        self._ids: list[str] = []
+        self._rank: Sequence[int] = ()
+        self._built: i64 = 0
+        self._faulted: set[str] = set()
 
     def __len__(self) -> int:
+        self.build(len(self._orders))
         return len(self.by_id) + len(self.clashes)
 
+    def defer(self, orders: list[Order], ids: list[str], rank: Sequence[int]) -> None:
+        """Hold restored `orders` to index later (the index was empty). The caller has
+        checked that `ids` are theirs and `rank` orders them by id, ties by position, and
+        that no user holds an id twice among them."""
+        self._orders = orders
+        self._ids = ids
+        self._rank = rank
+        self._built = 0
+        self._faulted = set()
+
+    def unindexed(self) -> i64:
+        """How many restored orders `build` has yet to pass (0: all indexed)."""
+        return len(self._orders) - self._built
+
+    def build(self, limit: i64) -> bool:
+        """Index up to `limit` more restored orders; True while some are left."""
+        orders = self._orders
+        count: i64 = len(orders)
+        if not count:
+            return False
+        end: i64 = min(count, self._built + limit)
+        faulted = self._faulted
+        for i in range(self._built, end):
+            order = orders[i]
+            if faulted and order.order_id in faulted:
+                continue  # indexed when its id was first used
+            self._put(order)
+        self._built = end
+        if end < count:
+            return True
+        self._orders = []
+        self._ids = []
+        self._rank = ()
+        self._built = 0
+        self._faulted = set()
+        return False
+
+    def _fault(self, order_id: str) -> None:
+        """Index now the restored orders not built yet that hold `order_id` (in position
+        order, as a full build would have), once."""
+        if order_id in self._faulted:
+            return
+        ids = self._ids
+        rank = self._rank
+        lo: i64 = 0
+        hi: i64 = len(rank)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if ids[rank[mid]] < order_id:
+                lo = mid + 1
+            else:
+                hi = mid
+        built = self._built
+        found = False
+        while lo < len(rank):
+            position: i64 = rank[lo]
+            if ids[position] != order_id:
+                break
+            if position >= built:
+                self._put(self._orders[position])
+                found = True
+            lo += 1
+        if found:
+            self._faulted.add(order_id)
+
     def get(self, order_id: str, user_id: str) -> Order | None:
+        if self._orders:
+            self._fault(order_id)
         order = self.by_id.get(order_id)
         if order is not None and order.user_id == user_id:
             return order
@@ -43,6 +128,11 @@ class OrderIndex:
     def insert(self, order: Order) -> bool:
         """Index `order`; False (and nothing changes) if its (user_id, order_id) is already
         here. One hash lookup both checks and inserts."""
+        if self._orders:
+            self._fault(order.order_id)
+        return self._put(order)
+
+    def _put(self, order: Order) -> bool:
         known = self.by_id.setdefault(order.order_id, order)
         if known is order:
             if self.clashes and (order.user_id, order.order_id) in self.clashes:
@@ -56,6 +146,8 @@ class OrderIndex:
 
     def remove(self, order: Order) -> None:
         """Drop `order`, which is here."""
+        if self._orders:
+            self._fault(order.order_id)
         by_id = self.by_id
         known = by_id.pop(order.order_id, None)
         if known is not order:  # `order` is a clash: put the holder of the id back
@@ -65,6 +157,8 @@ class OrderIndex:
 
     def swap(self, old: Order, new: Order) -> None:
         """Put `new` where `old` is (same user and id)."""
+        if self._orders:
+            self._fault(old.order_id)
         if self.by_id.get(old.order_id) is old:
             self.by_id[old.order_id] = new
         else:

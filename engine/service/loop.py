@@ -59,6 +59,11 @@ READABLE_CHECK_S = 5.0
 low watermark before it believes the watermark."""
 FLUSH_TIMEOUT_S = 10.0
 """The longest a flush waits; never more than a third of the ownership TTL."""
+INDEX_SLICE = 20_000
+"""Restored orders a loop turn indexes (a book restored from a version 3 snapshot matches
+before its order index is built, engine.book.index): a few ms of the loop at a time."""
+INDEX_SCAN_S = 0.2
+"""How often the loop looks for books with orders not indexed yet."""
 REDIS_RETRY_MAX_S = 5.0
 """While Redis is unreachable, the loop tries its Redis work at most this far apart."""
 SHUTDOWN_DELIVERY_S = 120.0
@@ -107,6 +112,9 @@ class Engine:
     _redis_run_id: str = ""
     _last_metrics: float = 0.0
     _last_depth: float = 0.0
+    _last_index_scan: float = 0.0
+    _unindexed: list[Book] = field(default_factory=list)
+    """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _turned: float = 0.0
     _assigned: tuple[Any, ...] = ()
     _retire: list[str] = field(default_factory=list)
@@ -377,6 +385,8 @@ class Engine:
             if self._failure:
                 raise EngineFailedError(self._failure)
             self._housekeeping()
+            if self._unindexed:
+                self._index_some()
 
     def shutdown(self) -> None:
         """Stop: publish what is pending, final snapshot, deregister."""
@@ -488,6 +498,11 @@ class Engine:
         elif now - self._last_snapshot >= s.snapshot_interval_s and self._periodic is None:
             self._last_snapshot = now
             self._redis_step(now, self.periodic_checkpoint)
+        if now - self._last_index_scan >= INDEX_SCAN_S:
+            self._last_index_scan = now
+            state = self.state
+            books = [*state.market.books.values(), *(w.book for w in state.shadows.values())]
+            self._unindexed = [book for book in books if book.unindexed()]
         if now - self._last_depth >= s.depth_snapshot_interval_s:
             self._last_depth = now
             self._publish(self.state.depth_snapshots(s.depth_levels))
@@ -496,6 +511,12 @@ class Engine:
             self.metrics.roll()
             for line in self.metrics.emf(s.instance, self.lag(), int(time.time() * 1000)):
                 self.emit(line)
+
+    def _index_some(self) -> None:
+        """Index one slice of a restored book's orders (it answers the same before)."""
+        book = self._unindexed[-1]
+        if not book.build_index(INDEX_SLICE):
+            self._unindexed.pop()
 
     def _beat(self) -> None:
         """The heartbeat thread: refresh ownership while the loop keeps turning (a loop

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from engine.book import Market
+from engine.book import Market, snapshot
 from engine.service import handover
+from engine.service import loop as engine_loop
 from engine.service.core import EngineState, Shadow
 from engine.service.loop import Engine
 from engine.service.operations import Operations, PromoteRequest
@@ -142,3 +143,17 @@ def test_a_promote_of_a_shadow_through_the_fence_takes_one_loop_turn(engine, mon
     assert promoted.seq == book.seq and "Q" in state.market.books
     assert state.home["Q"] == 1 and state.epoch["Q"] == 2
     assert len(calls) == 1
+
+
+def test_a_book_restored_unindexed_is_indexed_by_the_loop_a_slice_a_turn(engine, monkeypatch):
+    # a restart (or a Follow) loads a version 3 snapshot without indexing its orders;
+    # the loop indexes them between batches, INDEX_SLICE at a time
+    monkeypatch.setattr(engine_loop, "INDEX_SLICE", 1_000)
+    book, _ = snapshot.load(snapshot.dump(big_book("A", 10_000)))
+    assert book.unindexed() == 10_000
+    engine.call(lambda: engine.state.add_book(book, 0, 99))
+    deadline = time.monotonic() + 30
+    while engine.call(book.unindexed):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert engine.call(lambda: book.index.get("r1", "u1")) is not None

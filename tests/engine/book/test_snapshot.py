@@ -132,7 +132,8 @@ def test_version_2_packs_the_columns_and_version_1_snapshots_still_load():
     data = snapshot.dump(b, input_offset=9, partition=2, owner_epoch=3)
     envelope = snapshot_pb2.Snapshot.FromString(data)
     state = snapshot_pb2.BookState.FromString(envelope.state)
-    assert envelope.format_version == 2
+    assert envelope.format_version == snapshot.FORMAT_VERSION == 3  # packed, and ranked
+    assert state.order_rank_le
     assert (len(state.price), len(state.order_id), len(state.done_order_id)) == (0, 0, 0)
     assert sorted(state.users) == ["u0", "u1", "u2"]  # each user once
     old = rewritten(b, lambda s: None, v1=True, input_offset=9, partition=2, owner_epoch=3)
