@@ -206,7 +206,13 @@ def parser() -> argparse.ArgumentParser:
         ("routes", commands.routes_command, "the routing table"),
         ("engines", commands.engines_command, "each engine's Stats: symbols, shadows, fences"),
     ):
-        q = sub.add_parser(name, help=f"{what} of the running cluster")
+        q = sub.add_parser(
+            name,
+            help=f"{what} of the running cluster",
+            description=f"{what[0].upper()}{what[1:]} of the cluster `hotshard up` runs "
+            "(found through its state file): a table, or with --json one JSON line. Exit 1 "
+            "when the cluster does not answer.",
+        )
         q.add_argument("--json", action="store_true", help="JSON instead of a table")
         commands.add_state_file(q)
         if name == "routes":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 import time
@@ -53,6 +54,41 @@ def _state(args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
         )
         raise SystemExit(EXIT_FAILED) from None
+
+
+def unreachable(exc: BaseException) -> bool:
+    """A cluster that does not answer: its Redis or its moto endpoint refuses or times out."""
+    import botocore.exceptions  # type: ignore[import-untyped]  # noqa: PLC0415
+    import redis  # noqa: PLC0415
+
+    return isinstance(
+        exc, (redis.ConnectionError, redis.TimeoutError, botocore.exceptions.ConnectionError)
+    )
+
+
+def says_unreachable(
+    run: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A cluster command that says, in one line and exit 1, that the cluster does not
+    answer (a state file left by a `hotshard up` that was killed, or a wrong --redis)
+    instead of a traceback."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            where = (
+                f"--redis {args.redis}"
+                if getattr(args, "redis", "")
+                else f"the cluster of {args.state_file} (is its `hotshard up` still running?)"
+            )
+            print(f"no answer from {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return command
 
 
 def add_state_file(p: argparse.ArgumentParser) -> None:
@@ -209,6 +245,7 @@ def why_nothing(state: dict[str, Any]) -> str:
     return cause or str(error.get("Error", "no reason given"))
 
 
+@says_unreachable
 def migrate_command(args: argparse.Namespace) -> int:
     cluster = _state(args)
     say = _say()
@@ -304,6 +341,7 @@ def _redis(cluster: dict[str, Any]) -> Any:
     return redis.Redis(host=cluster["redis"]["host"], port=int(cluster["redis"]["port"]))
 
 
+@says_unreachable
 def routes_command(args: argparse.Namespace) -> int:
     import redis  # noqa: PLC0415
 

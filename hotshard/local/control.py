@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
+import redis
+
 import statemachine
 from hotshard import clients
 from hotshard.local.services.process import free_port
@@ -58,12 +60,17 @@ TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 TASK_SWITCH_INTERVAL_S = 0.0005
 
 Handler = Callable[[Any, Any], Any]
-FAULT_KEY = "local-fault:{}"  # Redis, local only: a task module -> "fatal" | "transient"
+FAULT_KEY = "local-fault:{}"  # Redis, local only: a task module -> "fatal" | "transient" | "hold"
+HELD_KEY = "local-fault-held:{}"  # a task held by "hold" says so: the test injects its fault now
+RELEASE_KEY = "local-fault-release:{}"  # the test injected it: the held task goes on
+HOLD_TIMEOUT_S = 120.0
 
 
 class InjectedFault(Exception):  # noqa: N818 - its name is the ASL error a test expects
     """A failure a test asked the local control plane to inject into one task (its Catch
-    sees `InjectedFault`; "transient" raises StoreUnavailable, which the ASL retries)."""
+    sees `InjectedFault`; "transient" raises StoreUnavailable, which the ASL retries;
+    "hold" raises nothing: the task waits, before its handler runs, until the test has
+    injected a fault of its own, e.g. a kill -9, at that step)."""
 
 
 @dataclass
@@ -88,6 +95,7 @@ class LambdaDispatch:
     handlers: dict[str, Handler] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (function, outcome)
     fault: Callable[[str], str | None] | None = None  # function name -> fault to inject
+    hold: Callable[[str], None] | None = None  # "hold": wait until released (redis_holds)
     _count: int = 0
 
     def invoke(
@@ -108,9 +116,12 @@ class LambdaDispatch:
         context = InvokeContext(name, f"local-{self._count}", function_name)
         try:
             injected = self.fault(name) if self.fault is not None else None
-            if injected == "transient":
+            if injected == "hold":
+                if self.hold is not None:
+                    self.hold(name)
+            elif injected == "transient":
                 raise StoreUnavailable(f"injected into {name}")
-            if injected:
+            elif injected:
                 raise InjectedFault(f"injected into {name}: {injected}")
             result = handler(event, context)
         except Exception as exc:
@@ -225,10 +236,15 @@ def boto_client(url: str, region: str = REGION) -> Callable[[str], Any]:
 
 
 def redis_faults(r: Any) -> Callable[[str], str | None]:
-    """Faults a test put in Redis (`local-fault:<task module>`), each taken once."""
+    """Faults a test put in Redis (`local-fault:<task module>`), each taken once. A Redis
+    that does not answer (a test restarting it) has no fault to give: the task runs as it
+    would in AWS, where nothing asks Redis first."""
 
     def take(function: str) -> str | None:
-        value = r.getdel(FAULT_KEY.format(function.removeprefix(FUNCTION_PREFIX)))
+        try:
+            value = r.getdel(FAULT_KEY.format(function.removeprefix(FUNCTION_PREFIX)))
+        except (redis.ConnectionError, redis.TimeoutError):
+            return None
         return (
             None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
         )
@@ -248,6 +264,32 @@ def point_faults(r: Any) -> Callable[[str], None]:
             raise InjectedFault(f"injected into {task} at {where}")
 
     return fault
+
+
+def redis_holds(r: Any, timeout_s: float = HOLD_TIMEOUT_S) -> Callable[[str], None]:
+    """How a task held by the "hold" fault waits: it sets `local-fault-held:<task module>`,
+    then waits until the test sets `local-fault-release:<task module>` (taken once) or
+    `timeout_s` passed. A fault injected from outside at a step is then sure to strike
+    while the execution is in that step, however slow the machine (a whole pre-copy move
+    takes ~2 s, a poll of the execution's history up to seconds at load 30). Redis not
+    answering meanwhile (the fault may be its restart) is waited out."""
+
+    def hold(function: str) -> None:
+        module = function.removeprefix(FUNCTION_PREFIX)
+        deadline = time.monotonic() + timeout_s
+        said = False
+        while time.monotonic() < deadline:
+            try:
+                if not said:
+                    r.set(HELD_KEY.format(module), "1", ex=int(timeout_s) + 60)
+                    said = True
+                if r.getdel(RELEASE_KEY.format(module)) is not None:
+                    return
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+            time.sleep(0.05)
+
+    return hold
 
 
 def local_context(

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from hotshard import kafka, route
-from hotshard.local.control import ASG_NAME, REGION, ControlPlane, control_plane, redis_faults
+from hotshard.local.control import (
+    ASG_NAME,
+    REGION,
+    ControlPlane,
+    control_plane,
+    redis_faults,
+    redis_holds,
+)
 from hotshard.local.fleet import WarmPool
 from hotshard.local.monitor import Monitor, evaluation, thresholds
 from hotshard.local.services.broker import Broker, broker_for
@@ -300,6 +307,7 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
             try:
                 r = redis_srv.client()
                 plane.dispatch.fault = redis_faults(r)
+                plane.dispatch.hold = redis_holds(r)
                 cluster.pool = WarmPool(
                     autoscaling=plane.client("autoscaling"),
                     ec2=plane.client("ec2"),

@@ -38,7 +38,7 @@ def test_python_app_py_synthesizes_offline(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # 239 s passed and 240 s timed out at load ~20 on 2 cores (2026-12-01)
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]

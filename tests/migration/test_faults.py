@@ -16,7 +16,7 @@ import redis
 import statemachine
 from hotshard import names
 from hotshard.clients import text
-from hotshard.local.control import FAULT_KEY, boto_client
+from hotshard.local.control import FAULT_KEY, HELD_KEY, RELEASE_KEY
 from hotshard.route import ACTIVE
 from tests.migration.harness import HOT
 from tests.migration.test_correctness import _move_under_load
@@ -51,23 +51,38 @@ def raise_in(step: str) -> Any:
     return before
 
 
+def hold_in(step: str) -> Any:
+    """A `before` that makes the step's first invocation wait, before its handler runs,
+    until the injector has struck (hotshard.local.control.redis_holds)."""
+
+    def before(state: dict[str, Any]) -> None:
+        r = _redis(state)
+        r.set(FAULT_KEY.format(statemachine.module_of(step)), "hold")
+        r.close()
+
+    return before
+
+
 Act = Any  # (state) -> None: the fault, done once the step is entered
 Arm = Any  # (state) -> Act: run before the migration starts, to resolve what it acts on
 
 
 def at_step(step: str, arm: Arm, fired: list[str], timeout_s: float = 240.0) -> Any:
     """A `during` that arms the fault at once (before the migration starts), waits until
-    the running execution entered `step`, then acts, and notes in `fired` the step or
-    what went wrong (a fault that never fired tested nothing). `timeout_s` outlasts a
-    slow start at load ~20 (`hotshard migrate` itself, a Provision waiting for an engine)."""
+    the execution's task for `step` is held (hold_in: entered, its handler not run yet),
+    acts, releases the task, and notes in `fired` the step or what went wrong (a fault
+    that never fired tested nothing). Before, it polled the execution's history and could
+    miss the step: a whole pre-copy move takes ~2 s, one poll up to 6 s at load ~30.
+    `timeout_s` outlasts a slow start at load ~20 (`hotshard migrate` itself, a Provision
+    waiting for an engine)."""
+    module = statemachine.module_of(step)
 
     def during(state: dict[str, Any]) -> None:
         try:
             act = arm(state)
-            sfn = boto_client(state["aws_endpoint"])("stepfunctions")
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                if _entered(sfn, state["state_machine_arn"], step):
+                if _ask(state, lambda r: r.exists(HELD_KEY.format(module)), retry_s=0):
                     act(state)
                     fired.append(step)
                     return
@@ -75,17 +90,25 @@ def at_step(step: str, arm: Arm, fired: list[str], timeout_s: float = 240.0) -> 
             fired.append(f"{step} not entered within {timeout_s:.0f} s")
         except Exception as exc:  # the thread's end: the test says why it never fired
             fired.append(f"{type(exc).__name__}: {exc}")
+        finally:  # the held task goes on (after a Redis restart: once it answers again)
+            _ask(state, lambda r: r.set(RELEASE_KEY.format(module), "1", ex=600), retry_s=60)
 
     return during
 
 
-def _entered(sfn: Any, machine: str, step: str) -> bool:
-    running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
-    for execution in running:
-        events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
-        if any(e.get("stateEnteredEventDetails", {}).get("name") == step for e in events):
-            return True
-    return False
+def _ask(state: dict[str, Any], command: Any, retry_s: float) -> Any:
+    """`command(redis)`, tried again for `retry_s` while Redis does not answer (None then)."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        r = _redis(state)
+        try:
+            return command(r)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+        finally:
+            r.close()
 
 
 def source_instance(state: dict[str, Any]) -> str:
@@ -181,7 +204,7 @@ def _case(strategy: str, step: str, fault: str) -> Any:
 def test_a_fault_during_a_move_ends_moved_or_rolled_back(
     tmp_path: Path, strategy: str, step: str, fault: str
 ) -> None:
-    before = raise_in(step) if fault == "raise" else None
+    before = raise_in(step) if fault == "raise" else hold_in(step)
     fired: list[str] = []
     during = None if fault == "raise" else at_step(step, FAULTS[fault], fired)
     code, summary, printed, _load, verdict = _move_under_load(

@@ -2,12 +2,14 @@
 
 import datetime as dt
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hotshard import names
-from hotshard.cli import parser
+from hotshard.cli import main, parser
 from hotshard.local.commands import (
     EXIT_FAILED,
     EXIT_MIGRATED,
@@ -153,3 +155,44 @@ def test_the_pool_shows_idle_taken_and_in_use_warm_engines() -> None:
         "desired 2, max 3, 1 in service"
     )
     assert pool_summary(rows, None, {}) == "warm pool: 1 idle, 1 taken by a migration"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [["migrate", "HOT"], ["routes"], ["routes", "--json"]])
+def test_a_cluster_that_is_gone_is_said_in_one_line_not_a_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    # A state file left by a `hotshard up` that was killed: nothing answers on its ports.
+    port = _closed_port()
+    stale = tmp_path / "cluster.json"
+    stale.write_text(
+        json.dumps(
+            {
+                "redis": {"host": "127.0.0.1", "port": port},
+                "aws_endpoint": f"http://127.0.0.1:{port}",
+                "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+                "engines": [],
+            }
+        )
+    )
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    assert main([*command, "--state-file", str(stale)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith(f"no answer from the cluster of {stale} (is its `hotshard up` still")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_redis_given_by_hand_that_does_not_answer_is_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address = f"127.0.0.1:{_closed_port()}"
+    assert main(["routes", "--redis", address]) == EXIT_FAILED
+    assert capsys.readouterr().err.startswith(f"no answer from --redis {address}: ConnectionError")

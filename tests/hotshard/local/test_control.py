@@ -2,19 +2,27 @@
 task Lambdas dispatched in-process (hotshard.local.control), and the adapter alone."""
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 import statemachine
 from hotshard import names, route
 from hotshard.local.control import (
+    FAULT_KEY,
     FUNCTION_PREFIX,
+    HELD_KEY,
+    RELEASE_KEY,
     ControlPlane,
     LambdaDispatch,
     control_plane,
     execution_name,
+    redis_faults,
+    redis_holds,
     task_handlers,
 )
 from hotshard.local.services.redis import RedisServer
@@ -51,6 +59,60 @@ def test_the_adapter_answers_like_a_lambda() -> None:
         ("f-no", "NoHotSymbol"),
         ("f-missing", "ResourceNotFound"),
     ]
+
+
+def test_a_held_task_runs_its_handler_once_released() -> None:
+    seen: list[str] = []
+
+    def ok(event: Any, context: Any) -> dict[str, Any]:
+        seen.append("handler")
+        return {"ok": True}
+
+    faults = {"f-ok": "hold"}
+    dispatch = LambdaDispatch(
+        {"f-ok": ok}, fault=lambda name: faults.pop(name, None), hold=seen.append
+    )
+    headers: dict[str, str] = {}
+    assert json.loads(dispatch.invoke("f-ok", "{}", headers)) == {"ok": True}
+    assert json.loads(dispatch.invoke("f-ok", "{}", headers)) == {"ok": True}  # taken once
+    assert seen == ["f-ok", "handler", "handler"] and "x-amz-function-error" not in headers
+    assert dispatch.calls == [("f-ok", "ok"), ("f-ok", "ok")]
+
+
+@pytest.mark.integration
+def test_a_hold_waits_until_the_test_releases_it(r: Any) -> None:
+    function = FUNCTION_PREFIX + "transfer_snapshot"
+    r.set(FAULT_KEY.format("transfer_snapshot"), "hold")
+    assert redis_faults(r)(function) == "hold" and redis_faults(r)(function) is None
+    done = threading.Event()
+
+    def run() -> None:
+        redis_holds(r, timeout_s=30)(function)
+        done.set()
+
+    held = threading.Thread(target=run)
+    held.start()
+    deadline = time.monotonic() + 10
+    while not r.exists(HELD_KEY.format("transfer_snapshot")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert r.exists(HELD_KEY.format("transfer_snapshot"))
+    assert not done.wait(0.5)  # held: the fault is the test's to inject now
+    r.set(RELEASE_KEY.format("transfer_snapshot"), "1")
+    assert done.wait(5)
+    held.join(5)
+    assert not r.exists(RELEASE_KEY.format("transfer_snapshot"))  # taken: the next one waits
+    began = time.monotonic()
+    redis_holds(r, timeout_s=0.3)(function)  # never released: it gives up, it never hangs
+    assert 0.3 <= time.monotonic() - began < 3
+
+
+def test_a_redis_that_does_not_answer_holds_no_fault_and_no_task() -> None:
+    gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    function = FUNCTION_PREFIX + "cleanup"
+    assert redis_faults(gone)(function) is None
+    began = time.monotonic()
+    redis_holds(gone, timeout_s=0.5)(function)
+    assert time.monotonic() - began < 5
 
 
 def test_every_task_of_the_asl_has_its_handler() -> None:
