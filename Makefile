@@ -89,16 +89,19 @@ fuzz: setup
 	HOTSHARD_FUZZ_EXAMPLES=25000 timeout -s INT -k 60 3600 $(VENV)/bin/pytest -q -rfE --durations=0 tests/fuzz
 
 # Mutation testing of the book, the codecs and the router's validation (mutmut, pinned in
-# the `mutate` extra; [tool.mutmut] in pyproject.toml), on the book's source. Not part of
-# make test: it takes tens of minutes. Results: docs/MUTATION.md.
-# One module at a time: make mutate MUTANTS='engine.book.book.*' (mutmut's names are the
-# module's dotted path; the results of earlier runs are kept in mutants/ unless FRESH=1).
+# the `mutate` extra), on the book's source. Not part of make test: it takes tens of
+# minutes a module. Results: docs/MUTATION.md. tests/mutate.py runs one module at a time in
+# build/mutate/<module>/ (only that module's mutants are generated; its results are kept
+# there unless FRESH=1):
+#   make mutate MODULE=engine/book/ended.py          # one module
+#   make mutate MODULE=engine/book/book.py MUTANTS='*_take_special*'
+#   make mutate                                       # every module, one after another
+MODULE ?=
 MUTANTS ?=
 mutate: setup
 	$(PY) -m pip install -q -c constraints.txt -e '.[mutate]'
-	$(if $(FRESH),rm -rf mutants)
-	HOTSHARD_BOOK=python timeout 7200 nice -n 15 $(VENV)/bin/mutmut run --max-children 2 $(if $(MUTANTS),'$(MUTANTS)')
-	$(VENV)/bin/mutmut results
+	$(PY) -m tests.mutate $(if $(MODULE),$(MODULE),--all) $(if $(FRESH),--fresh) \
+	  $(if $(MUTANTS),--mutants '$(MUTANTS)')
 
 demo: setup
 	$(VENV)/bin/hotshard demo

@@ -277,7 +277,12 @@ async def _run(args: argparse.Namespace, token: str) -> int:
 
     policy = RetryPolicy(args.retries, args.backoff_ms / 1000, args.max_backoff_ms / 1000)
     client = await Client.connect(
-        args.url, token, policy=policy, reply_timeout_s=args.timeout, on_retry=retrying
+        args.url,
+        token,
+        policy=policy,
+        reply_timeout_s=args.timeout,
+        on_retry=retrying,
+        http_url=args.http_url or "",
     )
     refused = False
     async with client:

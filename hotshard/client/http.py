@@ -1,6 +1,6 @@
-"""The HTTP API's reading calls for users (docs/openapi.yaml): open orders, cancel-all,
-fills, instruments, balance. Standard library only (urllib): one request per call, the
-same JWT as the WebSocket.
+"""The HTTP API's reading calls for users (docs/openapi.yaml): open orders, one order,
+cancel-all, fills, instruments, balance. Standard library only (urllib): one request per
+call, the same JWT as the WebSocket.
 
     api = HttpApi("http://127.0.0.1:PORT", token)
     status, body = api.open_orders(symbol="AAPL")
@@ -10,9 +10,9 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from hotshard.client.session import ClientError
+from hotshard.client.errors import ClientError
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -26,6 +26,10 @@ class HttpApi:
     def open_orders(self, symbol: str = "", limit: int = 0) -> Reply:
         """GET /orders: the user's open orders, oldest first."""
         return self.call("GET", "/orders", symbol=symbol, limit=limit or "")
+
+    def order(self, order_id: str) -> Reply:
+        """GET /orders/{id}: one order's latest known status (404: no such order)."""
+        return self.call("GET", "/orders/" + quote(order_id, safe=""))
 
     def cancel_all(self, symbol: str = "") -> Reply:
         """DELETE /orders: cancel the user's open orders (of `symbol` only, if given)."""

@@ -16,6 +16,15 @@ not answered yet is sent again with its own request_id, so its caller gets the r
 the resend. That is safe: an order is idempotent on (user_id, order_id) at the router (a
 resend of an acknowledged order gets the same ack, `duplicate: true`), a cancel or replace
 sent twice asks for the same end state. Requests made while it reconnects wait for it.
+
+Statuses pushed while the connection was down went to a dead connection and are never
+pushed again. With `http_url` (the HTTP API, docs/openapi.yaml) the client catches up after
+each reconnect: it asks GET /orders/{id} for every order it sent that has not ended (its
+unanswered requests included) and, where the order's status moved on past the last push it
+saw for it, hands out that status as an ORDER_STATUS push marked `"resync": true` (the
+latest status only: statuses in between, and fills, are not replayed; GET /fills has the
+fills). A live push that repeats what a catch-up already showed (same or an older seq) is
+not handed out again. Without `http_url` nothing is caught up.
 """
 
 import asyncio
@@ -23,21 +32,19 @@ import contextlib
 import itertools
 import json
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from hotshard.client.errors import ClientError
 from hotshard.client.frames import ANSWERS, Message, is_stale
+from hotshard.client.http import HttpApi
 from hotshard.client.retry import Outstanding, ReconnectPolicy, RetryPolicy, Sent
 from hotshard.edge.auth import mint_token
-
-
-class ClientError(RuntimeError):
-    """The connection failed or was refused (no reply frame to return)."""
 
 
 @dataclass
@@ -54,6 +61,27 @@ class ClientStats:
     """Requests sent again on a reopened connection."""
     batches: int = 0
     """BATCH frames received (each unpacked into its pushes)."""
+    resynced: int = 0
+    """ORDER_STATUS pushes made from GET /orders/{id} after a reconnect (missed ones)."""
+    repeats: int = 0
+    """Live ORDER_STATUS pushes not handed out: a catch-up had shown them already."""
+    catch_up_failures: int = 0
+    """GET /orders/{id} calls of a catch-up that got no answer."""
+
+
+CATCH_UP_CONCURRENCY = 8
+"""GET /orders/{id} calls of a catch-up in flight at once."""
+ENDED_KEPT = 4096
+"""Ended orders remembered (their last seq, so a late repeat of their push is known)."""
+
+
+@dataclass
+class Tracked:
+    """What the client last showed of one of its orders."""
+
+    seq: int = 0
+    status: str = ""
+    ended: bool = False
 
 
 def local_token(secret: str, user: str, ttl_s: int = 3600) -> str:
@@ -80,8 +108,13 @@ class Client:
         queue_pushes: bool = True,
         dial: Callable[[], Awaitable[ClientConnection]] | None = None,
         reconnect: ReconnectPolicy | None = None,
+        http: HttpApi | None = None,
     ) -> None:
         self.ws = ws
+        self.http = http
+        """The HTTP API of the same user: where a reconnect catches up on missed statuses."""
+        self.orders: OrderedDict[str, Tracked] = OrderedDict()
+        """The orders this client sent frames for, by order_id (ended ones: the last few)."""
         self.dial = dial
         self.reconnect = reconnect if dial is not None else None
         self.subscriptions: set[str] = set()
@@ -111,12 +144,14 @@ class Client:
         *,
         open_timeout_s: float = 10.0,
         batch: bool = False,
+        http_url: str = "",
         **kwargs: Any,
     ) -> "Client":
         """Open the connection ($connect with `Authorization: Bearer <token>`). A refused
         handshake (401: no valid token) raises ClientError. `batch`: opt in to BATCH frames
         (`?pushes=batch`, docs/asyncapi.yaml); they are unpacked here, so `pushes()` and
-        `on_push` see one push at a time either way."""
+        `on_push` see one push at a time either way. `http_url`: the HTTP API (same
+        token), asked after a reconnect for the statuses pushed while it was down."""
         if batch:
             url += ("&" if "?" in url else "?") + "pushes=batch"
 
@@ -139,6 +174,8 @@ class Client:
                 raise ClientError(f"cannot connect to {url}: {exc}") from exc
 
         kwargs.setdefault("reconnect", ReconnectPolicy())
+        if http_url:
+            kwargs.setdefault("http", HttpApi(http_url, token, timeout_s=open_timeout_s))
         return cls(await dial(), dial=dial, **kwargs)
 
     async def __aenter__(self) -> "Client":
@@ -254,6 +291,7 @@ class Client:
         body = {k: v for k, v in frame.items() if k != "request_id"}
         if body.get("action") in ANSWERS:
             self.outstanding.sent(body, retries, request_id)
+            self._track(str(body.get("order_id", "")))
         self._frames[request_id] = body
         reply = asyncio.ensure_future(self._reply(request_id, future))
         if not self._connected.is_set():  # reconnecting: it goes out with the resends
@@ -311,6 +349,7 @@ class Client:
                     pass
                 if self._closing or self.reconnect is None or not await self._reopen():
                     return
+                self._spawn(self._catch_up())
         finally:
             for future in self._waiting.values():
                 if not future.done():
@@ -389,6 +428,9 @@ class Client:
         if message.get("type") == "ORDER_STATUS":
             data = message.get("data") or {}
             order_id = str(data.get("order_id", ""))
+            if not self._shown(order_id, data, message):
+                self.stats.repeats += 1
+                return
             if is_stale(message):
                 sent = self.outstanding.stale(order_id)
                 if sent is not None and self._retry_later(sent):
@@ -404,6 +446,87 @@ class Client:
         if self.on_push is not None:
             self.on_push(message)
 
+    # ------------------------------------------------------------------ catching up
+
+    def _track(self, order_id: str) -> None:
+        tracked = self.orders.get(order_id)
+        if tracked is None:
+            self.orders[order_id] = Tracked()
+        elif tracked.ended:
+            tracked.ended = False  # a new frame for it: it may answer again
+        self.orders.move_to_end(order_id)
+
+    def _shown(self, order_id: str, data: Message, message: Message) -> bool:
+        """Note an ORDER_STATUS push of one of the client's orders; False if it repeats
+        what the client showed already (a live push a catch-up came before)."""
+        tracked = self.orders.get(order_id)
+        seq = data.get("seq")
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
+        if tracked is None:
+            return True  # not sent by this client (another connection of the user)
+        if seq and seq <= tracked.seq:
+            return False
+        tracked.seq = max(tracked.seq, seq)
+        tracked.status = str(data.get("status", ""))
+        leaves = data.get("leaves")
+        tracked.ended = leaves in (0, None) and not is_stale(message)
+        if tracked.ended:
+            self._forget_ended()
+        return True
+
+    def _forget_ended(self) -> None:
+        ended = [order_id for order_id, t in self.orders.items() if t.ended]
+        for order_id in ended[: max(0, len(ended) - ENDED_KEPT)]:
+            del self.orders[order_id]
+
+    async def _catch_up(self) -> None:
+        """After a reconnect: GET /orders/{id} for every order not ended, and hand out as a
+        push each status that moved on while the connection was down."""
+        if self.http is None:
+            return
+        http = self.http
+        gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+
+        async def one(order_id: str) -> None:
+            async with gate:
+                try:
+                    status, record = await asyncio.to_thread(http.order, order_id)
+                except ClientError:
+                    self.stats.catch_up_failures += 1
+                    return
+            if status == 200:
+                self._caught_up(order_id, record)
+
+        await asyncio.gather(*(one(o) for o, t in list(self.orders.items()) if not t.ended))
+
+    def _caught_up(self, order_id: str, record: Message) -> None:
+        tracked = self.orders.get(order_id)
+        status = record.get("status")
+        if tracked is None or not status:
+            return  # not decided yet: its push comes to the new connection
+        seq = record.get("seq") if isinstance(record.get("seq"), int) else 0
+        if (seq and seq <= tracked.seq) or (not seq and status == tracked.status):
+            return  # nothing missed
+        data: Message = {
+            "type": "order_status",
+            "symbol": record.get("symbol", ""),
+            "seq": seq,
+            "order_id": order_id,
+            "user_id": record.get("user_id", ""),
+            "status": status,
+            "filled": record.get("filled", 0),
+            "leaves": record.get("leaves", 0),
+        }
+        if record.get("reason"):
+            data["reason"] = record["reason"]
+        self.stats.resynced += 1
+        self._dispatch({"type": "ORDER_STATUS", "data": data, "resync": True})
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _retry_later(self, sent: Sent) -> bool:
         """Schedule a resend of a frame the engine refused as STALE_ROUTE; False if its
         retries are used up."""
@@ -413,9 +536,7 @@ class Client:
             self.stats.gave_up += 1
             return False
         self._retrying(sent.frame, retry, delay)
-        task = asyncio.get_running_loop().create_task(self._resend(sent.frame, retry, delay))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._resend(sent.frame, retry, delay))
         return True
 
     def _retrying(self, frame: Message, retry: int, delay: float) -> None:
@@ -431,3 +552,6 @@ class Client:
             return
         if reply.get("type") != "ack":  # the resubmission itself was refused: show it
             self._deliver({**reply, "retry_of": frame.get("order_id")})
+
+
+__all__ = ["Client", "ClientError", "ClientStats", "Tracked", "local_token"]

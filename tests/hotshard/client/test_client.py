@@ -17,8 +17,9 @@ import pytest
 from hotshard import route
 from hotshard.client.cli import main, parser
 from hotshard.client.frames import StreamTracker, describe, is_stale
-from hotshard.client.retry import Outstanding, RetryPolicy
+from hotshard.client.retry import Outstanding, ReconnectPolicy, RetryPolicy
 from hotshard.client.session import Client, ClientError
+from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.services.engine import start_engine
@@ -248,6 +249,85 @@ def test_client_trades_and_retries_a_real_stale_route_transparently(cluster, r):
     record = r.hgetall("order:ben:b-2")
     assert record[b"state"] == b"ACCEPTED" and record[b"epoch"] == b"2"
     assert record[b"partition"] == b"1"
+
+
+@pytest.mark.integration
+def test_after_a_reconnect_the_client_shows_the_statuses_pushed_to_its_dead_connection(cluster, r):
+    """ann's connection dies; while she has none, ben trades against her resting order and
+    a frame she sent just before the drop is decided: both statuses are pushed to no
+    connection (the stream handler drops them, as it must). Once she is back, the client
+    asks GET /orders/{id} and shows each as an ORDER_STATUS push (`resync`); without the
+    catch-up (the code before) she never learns of the fill."""
+    route.list_symbol_at(r, "NOK", 0, "client-e1")
+    edge = cluster
+
+    async def go() -> None:
+        reconnect = ReconnectPolicy(max_attempts=0, base_s=0.05, cap_s=0.2)
+        ann = await Client.connect(
+            edge.gateway.ws_url, token("ann"), reconnect=reconnect, http_url=edge.gateway.http_url
+        )
+        gate = asyncio.Event()
+        dial = ann.dial
+        assert dial is not None
+
+        async def gated() -> Any:
+            await gate.wait()  # held away until the test lets her back
+            return await dial()
+
+        ann.dial = gated
+        async with (
+            ann,
+            await Client.connect(edge.gateway.ws_url, token("bea")) as bea,
+        ):
+            assert (await ann.place("NOK", "n-1", "sell", 5, price=100))["type"] == "ack"
+            got = await until(ann, lambda g: "ACCEPTED" in statuses(g, "n-1"))
+            assert statuses(got, "n-1") == ["ACCEPTED"]
+
+            unacked = await ann.send(
+                {
+                    "action": "order",
+                    "symbol": "NOK",
+                    "order_id": "n-2",
+                    "side": "SELL",
+                    "price": 120,
+                    "quantity": 1,
+                }
+            )
+            ann.ws.transport.abort()  # n-2 may or may not have left: it is unanswered
+            for _ in range(200):  # the gateway forgot her connection: nothing reaches her
+                if not Sessions(r).of_users(["ann"])["ann"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert not Sessions(r).of_users(["ann"])["ann"]
+            assert (await bea.place("NOK", "b-1", "buy", 2, price=100))["type"] == "ack"
+            for _ in range(400):  # decided and recorded while ann has no connection
+                if r.hget("order:ann:n-1", "status") == b"PARTIALLY_FILLED":
+                    break
+                await asyncio.sleep(0.05)
+            assert r.hget("order:ann:n-1", "status") == b"PARTIALLY_FILLED"
+
+            gate.set()
+            assert (await unacked)["type"] == "ack"  # resent: acked (or acked again)
+            got = await until(
+                ann,
+                lambda g: (
+                    "PARTIALLY_FILLED" in statuses(g, "n-1") and "ACCEPTED" in statuses(g, "n-2")
+                ),
+            )
+            assert statuses(got, "n-1") == ["PARTIALLY_FILLED"], got
+            assert statuses(got, "n-2") == ["ACCEPTED"], got
+            filled = next(p for p in got if p["data"]["order_id"] == "n-1")
+            assert filled["resync"] is True
+            assert filled["data"]["filled"] == 2 and filled["data"]["leaves"] == 3
+            assert ann.stats.reconnects == 1 and ann.stats.resynced >= 1
+
+            # later statuses are pushed live again, once each
+            assert (await ann.cancel("NOK", "n-1"))["type"] == "ack"
+            got = await until(ann, lambda g: "CANCELLED" in statuses(g, "n-1"), timeout=10)
+            assert statuses(got, "n-1") == ["CANCELLED"]
+            assert not any(p.get("resync") for p in got)
+
+    asyncio.run(go())
 
 
 @pytest.mark.integration
