@@ -1,9 +1,14 @@
 """Tests written to kill mutants that survived mutation testing (docs/MUTATION.md): each
 pins one boundary of the book that no other test held."""
 
-from engine.book import add, cancel, replace, snapshot
+import pytest
+
+from engine.book import Book, Instrument, add, cancel, replace, snapshot
+from hotshard.commands import Command
 from hotshard.domain import OrderType, Side, Status, TimeInForce
 from tests.builders import book, resting, statuses, trades, view
+from tests.engine.book.test_reference_streams import check_levels
+from tests.reference.naive_book import NaiveBook
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -254,3 +259,41 @@ def test_matching_a_level_with_special_orders_keeps_its_count_of_resting_orders(
     b.apply(cancel("x", "dave"))  # dead behind the head, then bob's own cancelled behind it
     b.apply(add("t", "bob", BUY, 100, 2))
     assert b.resting() == len(b.live_orders()) == 2
+
+
+def _head_moved_on(case: str) -> list[Command]:
+    """A level with an iceberg (so matching takes `_take_special`) whose first two orders an
+    earlier taker consumed (its head is slot 2), then one more taker that meets, at that
+    head: a cancelled order, its own order under self-trade prevention, an order it fills,
+    or the iceberg's used-up peak (refreshed to the back)."""
+    head = [add("p1", "carol", SELL, 100, 1), add("p2", "carol", SELL, 100, 1)]
+    ice = add("ice", "alice", SELL, 100, 10, display_quantity=2)
+    tail = add("tail", "carol", SELL, 100, 3)
+    eat = add("t0", "dave", BUY, 100, 2)
+    if case == "refreshed":
+        return [*head, ice, tail, eat, add("t1", "bob", BUY, 100, 2), add("t2", "zed", BUY, 100, 5)]
+    x = {
+        "cancelled": add("x", "erin", SELL, 100, 5),
+        "self-trade": add("x", "bob", SELL, 100, 5),
+        "filled": add("x", "erin", SELL, 100, 1),
+    }[case]
+    taker = add("t1", "bob", BUY, 100, 2 if case == "filled" else 1)
+    middle = [cancel("x", "erin")] if case == "cancelled" else []
+    return [*head, x, ice, tail, eat, *middle, taker, add("t2", "zed", BUY, 100, 5)]
+
+
+@pytest.mark.parametrize("case", ["cancelled", "self-trade", "filled", "refreshed"])
+def test_a_special_level_whose_head_moved_on_matches_and_counts_like_the_reference(case: str):
+    # `_take_special`'s head steps at i == head (`head += 1` -> `head = 1` / `head += 2`,
+    # and `i += 1` -> `i += 2`) with the head already past slot 0: the open survivors of the
+    # book's run (docs/MUTATION.md). Event for event and depth for depth against the naive
+    # reference, and every level's counters against its live orders after each command.
+    fast = Book(Instrument("P", self_trade_prevention=True))
+    naive = NaiveBook(Instrument("P", self_trade_prevention=True))
+    for i, command in enumerate(_head_moved_on(case)):
+        assert fast.apply(command) == naive.apply(command), (case, i, command)
+        assert fast.depth(20) == naive.depth(20), (case, i, command)
+        check_levels(fast)
+    assert fast.resting() == len(fast.live_orders())
+    restored, _ = snapshot.load(snapshot.dump(fast))
+    assert [o.order_id for o in restored.live_orders()] == [o.order_id for o in fast.live_orders()]
