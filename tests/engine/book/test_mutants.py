@@ -283,7 +283,9 @@ def _head_moved_on(case: str) -> list[Command]:
 
 
 @pytest.mark.parametrize("case", ["cancelled", "self-trade", "filled", "refreshed"])
-def test_a_special_level_whose_head_moved_on_matches_and_counts_like_the_reference(case: str):
+def test_a_special_level_whose_head_moved_on_matches_and_counts_like_the_reference(
+    case: str,
+) -> None:
     # `_take_special`'s head steps at i == head (`head += 1` -> `head = 1` / `head += 2`,
     # and `i += 1` -> `i += 2`) with the head already past slot 0: the open survivors of the
     # book's run (docs/MUTATION.md). Event for event and depth for depth against the naive
