@@ -265,13 +265,19 @@ def _head_moved_on(case: str) -> list[Command]:
     """A level with an iceberg (so matching takes `_take_special`) whose first two orders an
     earlier taker consumed (its head is slot 2), then one more taker that meets, at that
     head: a cancelled order, its own order under self-trade prevention, an order it fills,
-    or the iceberg's used-up peak (refreshed to the back)."""
+    an all-or-none order too big for it (skipped, the next one trades), or the iceberg's
+    used-up peak (refreshed to the back)."""
     head = [add("p1", "carol", SELL, 100, 1), add("p2", "carol", SELL, 100, 1)]
     ice = add("ice", "alice", SELL, 100, 10, display_quantity=2)
     tail = add("tail", "carol", SELL, 100, 3)
     eat = add("t0", "dave", BUY, 100, 2)
     if case == "refreshed":
         return [*head, ice, tail, eat, add("t1", "bob", BUY, 100, 2), add("t2", "zed", BUY, 100, 5)]
+    if case == "all-or-none":  # skipped at the head (too big for t1), the next one trades
+        aon = add("aon", "erin", SELL, 100, 10, all_or_none=True)
+        y = add("y", "erin", SELL, 100, 2)
+        t1 = add("t1", "bob", BUY, 100, 2)
+        return [*head, aon, y, ice, tail, eat, t1, add("t2", "zed", BUY, 100, 12)]
     x = {
         "cancelled": add("x", "erin", SELL, 100, 5),
         "self-trade": add("x", "bob", SELL, 100, 5),
@@ -282,14 +288,18 @@ def _head_moved_on(case: str) -> list[Command]:
     return [*head, x, ice, tail, eat, *middle, taker, add("t2", "zed", BUY, 100, 5)]
 
 
-@pytest.mark.parametrize("case", ["cancelled", "self-trade", "filled", "refreshed"])
+@pytest.mark.parametrize("case", ["cancelled", "self-trade", "filled", "all-or-none", "refreshed"])
 def test_a_special_level_whose_head_moved_on_matches_and_counts_like_the_reference(
     case: str,
 ) -> None:
-    # `_take_special`'s head steps at i == head (`head += 1` -> `head = 1` / `head += 2`,
-    # and `i += 1` -> `i += 2`) with the head already past slot 0: the open survivors of the
-    # book's run (docs/MUTATION.md). Event for event and depth for depth against the naive
-    # reference, and every level's counters against its live orders after each command.
+    # `_take_special`'s steps with the head already past slot 0 (the open survivors of the
+    # book's run, docs/MUTATION.md): `head += 1` -> `head = 1` / `+= 2` and `i += 1` ->
+    # `i += 2` in each branch, `level.dead -= 1` -> `-= 2` / `= 1` past a dead head, the
+    # all-or-none skip's `i += 1` -> `+= 2` / `= 1` (loops). Event for event and depth for
+    # depth against the naive reference, and every level's counters against its live
+    # orders after each command. (`i = 1` after a self-trade cancel, a fill or a refresh is
+    # equivalent: it walks again only consumed slots and all-or-none orders it skipped,
+    # which it skips again, rem having only shrunk.)
     fast = Book(Instrument("P", self_trade_prevention=True))
     naive = NaiveBook(Instrument("P", self_trade_prevention=True))
     for i, command in enumerate(_head_moved_on(case)):

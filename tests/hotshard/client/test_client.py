@@ -316,7 +316,9 @@ def test_after_a_reconnect_the_client_shows_the_statuses_pushed_to_its_dead_conn
             )
             assert statuses(got, "n-1") == ["PARTIALLY_FILLED"], got
             assert statuses(got, "n-2") == ["ACCEPTED"], got
-            filled = next(p for p in got if p["data"]["order_id"] == "n-1")
+            filled = next(
+                p for p in got if p["type"] == "ORDER_STATUS" and p["data"]["order_id"] == "n-1"
+            )
             assert filled["resync"] is True
             assert filled["data"]["filled"] == 2 and filled["data"]["leaves"] == 3
             assert ann.stats.reconnects == 1 and ann.stats.resynced >= 1
