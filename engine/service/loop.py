@@ -64,6 +64,9 @@ INDEX_SLICE = 20_000
 before its order index is built, engine.book.index): a few ms of the loop at a time."""
 INDEX_SCAN_S = 0.2
 """How often the loop looks for books with orders not indexed yet."""
+INDEX_EVERY_S = 0.05
+"""While records wait (a restart's replay, a busy partition) a slice at most this often:
+indexing yields to matching, so a restart's catch-up does not carry the index."""
 REDIS_RETRY_MAX_S = 5.0
 """While Redis is unreachable, the loop tries its Redis work at most this far apart."""
 SHUTDOWN_DELIVERY_S = 120.0
@@ -113,6 +116,7 @@ class Engine:
     _last_metrics: float = 0.0
     _last_depth: float = 0.0
     _last_index_scan: float = 0.0
+    _last_index: float = 0.0
     _unindexed: list[Book] = field(default_factory=list)
     """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _turned: float = 0.0
@@ -385,7 +389,9 @@ class Engine:
             if self._failure:
                 raise EngineFailedError(self._failure)
             self._housekeeping()
-            if self._unindexed:
+            if self._unindexed and (
+                not messages or time.monotonic() - self._last_index >= INDEX_EVERY_S
+            ):
                 self._index_some()
 
     def shutdown(self) -> None:
@@ -514,6 +520,7 @@ class Engine:
 
     def _index_some(self) -> None:
         """Index one slice of a restored book's orders (it answers the same before)."""
+        self._last_index = time.monotonic()
         book = self._unindexed[-1]
         if not book.build_index(INDEX_SLICE):
             self._unindexed.pop()
