@@ -132,7 +132,8 @@ def test_an_order_naming_another_user_or_refused_by_the_limits_never_reaches_kaf
     assert (off_tick.symbol, off_tick.order_id) == ("AAPL", "v-1")
 
     bad_ts = refused(router.submit, "alice", {**ORDER, "client_ts_ns": -5})
-    assert bad_ts.reason == Reason.VALUE_OUT_OF_RANGE
+    assert isinstance(bad_ts, InvalidOrderError) and bad_ts.reason == Reason.VALUE_OUT_OF_RANGE
+    assert (bad_ts.symbol, bad_ts.order_id) == ("AAPL", "v-1")  # the rejection names it
 
     for payload in ([ORDER], "order", None, 7):
         not_object = refused(router.submit, "alice", payload)
@@ -152,10 +153,12 @@ def test_the_action_argument_overrides_the_bodys_and_cancel_acts_only_on_own_ord
     assert other.reason == Reason.UNKNOWN_ORDER
     assert isinstance(other, RefusedError) and (other.symbol, other.order_id) == ("AAPL", "v-1")
     # the body says ADD, the argument says CANCEL: a cancel is sent
-    ack = router.submit("alice", {**ORDER, "action": "order"}, action=Action.CANCEL)
+    body = {**ORDER, "action": "order", "client_ts_ns": 77}
+    ack = router.submit("alice", body, action=Action.CANCEL)
     assert ack.action == "CANCEL" and ack.order_id == "v-1" and ack.ts_ns == NOW_NS
     record = read_record(broker.bootstrap, ack.topic, ack.partition, ack.offset)
     assert record.command is not None and record.command[0] == Action.CANCEL
+    assert (record.client_ts_ns, record.received_ts_ns) == (77, NOW_NS)  # a cancel's own time
     assert ack.offset > placed.offset
     assert router_edge.producer.produced == 2
 
