@@ -295,8 +295,13 @@ def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
     (known fields of the expected wire types, ids of ID_CHARACTERS, an ADD, CANCEL or
     REPLACE, no marker, varints below 2^63) is read here; anything else goes to the
     reference, which also gives every reason a record may be refused for."""
-    decoded = _decode_plain(value) if value else None
-    return decoded if decoded is not None else wire.decode_order(value, key)
+    read = decode_plain(value) if value else None
+    if read is None:
+        return wire.decode_order(value, key)
+    symbol, command, epoch, client_ts, received = read
+    return DecodedOrder(
+        symbol, command, epoch, client_ts, _NO_REASON, command[1], command[2], received
+    )
 
 
 def _id_at(data: bytes, start: i64, end: i64) -> str | None:
@@ -311,7 +316,11 @@ def _id_at(data: bytes, start: i64, end: i64) -> str | None:
     return data[start:end].decode("ascii")
 
 
-def _decode_plain(data: bytes) -> DecodedOrder | None:
+def decode_plain(data: bytes) -> tuple[str, Command, int, int, int] | None:
+    """A well-formed order (see decode_order) as (symbol, command, route_epoch,
+    client_ts_ns, received_ts_ns), without building its DecodedOrder (the engine's batch
+    loop, engine.service.batch, needs one only for a record it cannot apply at once);
+    None for anything else (decode_order reads that through the reference)."""
     n: i64 = len(data)
     pos: i64 = 0
     action: i64 = 0
@@ -429,7 +438,7 @@ def _decode_plain(data: bytes) -> DecodedOrder | None:
         command = (action, order_id, user_id, 0, 0, 0, False, price, qty, 0, 0, False)
     else:
         return None
-    return DecodedOrder(symbol, command, epoch, client_ts, _NO_REASON, order_id, user_id, received)
+    return symbol, command, epoch, client_ts, received
 
 
 ConsumedRecord = tuple[int, int, bytes | None, bytes | None]

@@ -1,8 +1,9 @@
 """Which build of the book an import loads: the compiled one or the pure-Python source.
 
-The compiled build is the same source (engine/book/order.py, ended.py, index.py, level.py, book.py,
-and engine/fastwire.py) compiled by mypyc (`python -m engine.build`, run by `make native`
-and `make setup`): extension files next to their source (`book.py` and `book.cpython-311-*.so`).
+The compiled build is the same source (engine/book/order.py, ended.py, index.py, level.py,
+book.py, engine/fastwire.py and engine/service/batch.py) compiled by mypyc (`python -m
+engine.build`, run by `make native` and `make setup`): extension files next to their source
+(`book.py` and `book.cpython-311-*.so`).
 `HOTSHARD_BOOK` chooses:
 
 - unset or `auto`: compiled if built and newer than every file it is made from, else pure
@@ -31,10 +32,12 @@ COMPILED = (
     "engine.book.level",
     "engine.book.book",
     "engine.fastwire",
+    "engine.service.batch",
 )
-"""The modules mypyc compiles: the book, and the engine's hand-written event records
-(engine/fastwire.py). The rest of engine.book stays Python: snapshot.py wraps protobuf,
-instrument.py is a frozen dataclass read once per book, market.py a dict of books."""
+"""The modules mypyc compiles: the book, the engine's hand-written event records
+(engine/fastwire.py) and its per-batch loops (engine/service/batch.py). The rest of
+engine.book stays Python: snapshot.py wraps protobuf, instrument.py is a frozen dataclass
+read once per book, market.py a dict of books."""
 GROUP = "engine.book._native"
 """Name of the shared library the compiled modules live in (engine/book/_native__mypyc*.so)."""
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +50,7 @@ SOURCES = (
     Path("hotshard/events.py"),
     Path("hotshard/domain.py"),
     Path("hotshard/reasons.py"),
+    Path("hotshard/names.py"),
 )
 """What the compiled build is made from: it is stale once any of these is newer."""
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from engine import fastwire
 from engine.book import BUILD, Book, Market
 from engine.book.snapshot import SnapshotInfo
+from engine.service.batch import Touched, emit, gather
 from hotshard import wire
-from hotshard.commands import Command
-from hotshard.events import SEQ, Event, unsequenced_rejection
+from hotshard.events import Event, unsequenced_rejection
 from hotshard.names import TOPIC_DEPTH, TOPIC_FILLS, TOPIC_ORDER_STATUS, TOPIC_TRADES
 from hotshard.reasons import Reason
 from hotshard.recovery import BookEntry, Checkpoint, ExpectEntry, FenceEntry, GoneEntry
@@ -44,6 +44,9 @@ encode_symbol_batch = (
     fastwire.encode_symbol_batch if BUILD == "native" else wire.encode_symbol_batch
 )
 decode_order = fastwire.decode_order if BUILD == "native" else wire.decode_order
+decode_plain = fastwire.decode_plain if BUILD == "native" else None
+"""The batch loop's reader of well-formed orders (engine.service.batch.gather): None reads
+every record through `decode_order`."""
 
 MAX_HELD = 100_000
 """Records held per symbol (waiting for it to become active here); beyond, STALE_ROUTE."""
@@ -76,41 +79,6 @@ class BatchResult:
     """Client timestamps (ns) of the symbol's commands that carried one."""
     last_offsets: dict[int, int]
     """Per partition, the last offset of the batch."""
-
-
-@dataclass(slots=True)
-class _Touched:
-    """One symbol's share of a batch: commands wait here and go to the book in one
-    Book.apply_all call (in order; an in-sequence rejection applies what waits first)."""
-
-    book: Book
-    after_seq: int
-    commands: list[Command] = field(default_factory=list)
-    pending_offsets: list[int] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    client_ts: list[int] = field(default_factory=list)
-    stamps: dict[int, int] = field(default_factory=dict)
-    """Input offset -> the order's received_ts_ns (only orders that carry one)."""
-    last_offset: int = -1
-
-    def apply_pending(self) -> None:
-        if not self.commands:
-            return
-        base = len(self.events)
-        ends: list[int] = []
-        self.events.extend(self.book.apply_all(self.commands, ends))
-        self.ends.extend([base + e for e in ends] if base else ends)
-        self.offsets.extend(self.pending_offsets)
-        self.commands = []
-        self.pending_offsets = []
-
-    def reject(self, offset: int, order_id: str, user_id: str, reason: Reason) -> None:
-        self.apply_pending()
-        self.book.reject(order_id, user_id, reason, self.events)
-        self.ends.append(len(self.events))
-        self.offsets.append(offset)
 
 
 @dataclass(slots=True)
@@ -233,7 +201,7 @@ class EngineState:
         books = market.books
         skip = self.skip
         position = self.position
-        touched: dict[tuple[int, str], _Touched] = {}
+        touched: dict[tuple[int, str], Touched] = {}
         unsequenced: list[Output] = []
         last_offsets: dict[int, int] = {}
         # No move under way here (no fences, held records, frozen books, replays or expected
@@ -241,38 +209,19 @@ class EngineState:
         # what `_admit` would APPLY, so it is applied without asking (the general way costs
         # ~1 us per order interpreted). Nothing a batch does starts a move.
         plain = not (self.fences or self.held or self.frozen or self.replays or self.expect)
-        home = self.home
-        epochs = self.epoch
-        for record in records:
-            partition, offset, key, value = record
-            last_offsets[partition] = offset
-            decoded = decode_order(value, key)
-            symbol = decoded.symbol
-            if skip and offset <= skip.get(symbol, -1):
-                continue
-            command = decoded.command
-            book = books.get(symbol) if plain else None
-            if (
-                book is None
-                or home.get(symbol) != partition
-                or decoded.route_epoch < epochs.get(symbol, 0)
-            ):
-                book = self._place(record, decoded, unsequenced)
-                if book is None:
-                    continue
-            entry = touched.get((partition, symbol))
-            if entry is None:
-                entry = touched[(partition, symbol)] = _Touched(book, book.seq)
-            if command is None:
-                entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
-            else:
-                entry.commands.append(command)
-                entry.pending_offsets.append(offset)
-            entry.last_offset = offset
-            if decoded.received_ts_ns:
-                entry.stamps[offset] = decoded.received_ts_ns
-            if decoded.client_ts_ns:
-                entry.client_ts.append(decoded.client_ts_ns)
+        gather(
+            records,
+            decode_order,
+            decode_plain,
+            books,
+            self.home,
+            self.epoch,
+            skip,
+            plain,
+            lambda record, decoded: self._place(record, decoded, unsequenced),
+            touched,
+            last_offsets,
+        )
         if advance:
             for partition, offset in last_offsets.items():
                 position[partition] = offset + 1
@@ -327,39 +276,10 @@ class EngineState:
             self.snaps[symbol] = BookEntry("", offset - 1, 0, decoded.route_epoch)
         return book
 
-    def _emit(self, touched: dict[tuple[int, str], "_Touched"]) -> BatchResult:
-        outputs: list[Output] = []
-        orders: dict[str, int] = {}
-        client_ts: dict[str, list[int]] = {}
-        for (partition, symbol), entry in touched.items():
-            entry.apply_pending()
-            if not entry.offsets:
-                continue
-            book = entry.book
-            key_bytes = self._key(symbol)
-            depth = book.depth_update()
-            chunks = split_events(entry.events, entry.ends, entry.offsets, MAX_EVENTS_PER_RECORD)
-            for i, (events, ends, offsets) in enumerate(chunks):
-                out = encode_symbol_batch(
-                    symbol,
-                    int(events[0][SEQ]) - 1,
-                    int(events[-1][SEQ]),
-                    events,
-                    ends,
-                    offsets,
-                    depth if i == len(chunks) - 1 else None,
-                    entry.last_offset,
-                    entry.stamps,
-                )
-                outputs.append((TOPIC_ORDER_STATUS, partition, key_bytes, out.order_status))
-                outputs.append((TOPIC_FILLS, partition, key_bytes, out.fills))
-                outputs.append((TOPIC_TRADES, partition, key_bytes, out.trades))
-                if out.depth is not None:
-                    outputs.append((TOPIC_DEPTH, partition, key_bytes, out.depth))
-            orders[symbol] = orders.get(symbol, 0) + len(entry.offsets)
-            if entry.client_ts:
-                client_ts.setdefault(symbol, []).extend(entry.client_ts)
-            self.dirty.add(symbol)
+    def _emit(self, touched: dict[tuple[int, str], Touched]) -> BatchResult:
+        outputs, orders, client_ts = emit(
+            touched, encode_symbol_batch, self._keys, self.dirty, MAX_EVENTS_PER_RECORD
+        )
         return BatchResult(outputs, orders, client_ts, {})
 
     def _admit(self, symbol: str, partition: int, offset: int, epoch: int) -> int:
@@ -460,7 +380,7 @@ class EngineState:
         """Records of `topic` (pending-orders) read for replays: each replay applies its
         symbol's records of its epoch, publishing on the book's home partition, until the
         PENDING_END marker of (symbol, epoch)."""
-        touched: dict[tuple[int, str], _Touched] = {}
+        touched: dict[tuple[int, str], Touched] = {}
         for record in records:
             partition, offset, key, value = record
             decoded = decode_order(value, key)
@@ -487,7 +407,7 @@ class EngineState:
                 home = self.home[replay.symbol]
                 entry = touched.get((home, replay.symbol))
                 if entry is None:
-                    entry = touched[(home, replay.symbol)] = _Touched(book, book.seq)
+                    entry = touched[(home, replay.symbol)] = Touched(book, book.seq)
                 replay.replayed += 1
                 if decoded.command is None:
                     entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
@@ -785,33 +705,6 @@ class EngineState:
             self.log_id,
             self.seq_base.get(partition, 0),
         )
-
-
-def split_events(
-    events: list[Event], ends: list[int], offsets: list[int], limit: int
-) -> list[tuple[list[Event], list[int], list[int]]]:
-    """Cut one symbol's events of a batch into pieces of at most `limit` events, each with
-    the `ends` and input `offsets` of the commands it holds (a command whose events span
-    a cut appears in both pieces). Each piece becomes its own records covering a contiguous
-    seq range, so no record outgrows the broker's size limit however far one order sweeps."""
-    if len(events) <= limit:
-        return [(events, ends, offsets)]
-    pieces = []
-    command = 0
-    for start in range(0, len(events), limit):
-        stop = min(start + limit, len(events))
-        piece_ends: list[int] = []
-        piece_offsets: list[int] = []
-        while command < len(ends) and ends[command] <= stop:
-            if ends[command] > start:
-                piece_ends.append(ends[command] - start)
-                piece_offsets.append(offsets[command])
-            command += 1
-        if command < len(ends) and (not piece_ends or piece_ends[-1] < stop - start):
-            piece_ends.append(stop - start)  # the command goes on in the next piece
-            piece_offsets.append(offsets[command])
-        pieces.append((events[start:stop], piece_ends, piece_offsets))
-    return pieces
 
 
 def _reborn_fenced(state: EngineState, symbol: str, partition: int, entry: BookEntry) -> None:

@@ -122,10 +122,10 @@ def test_orders_read_as_the_reference_reads_them():
 
 
 def test_most_orders_take_the_fast_path():
-    from engine.fastwire import _decode_plain  # noqa: PLC0415
+    from engine.fastwire import decode_plain  # noqa: PLC0415
 
     records = order_records()[:5000]
-    assert sum(_decode_plain(v) is not None for v in records) == len(records)
+    assert sum(decode_plain(v) is not None for v in records) == len(records)
 
 
 def test_depth_records_are_protobufs():

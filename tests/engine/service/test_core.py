@@ -393,3 +393,42 @@ def test_events_carry_the_receive_time_stamped_on_their_order_never_a_clock():
     unstamped: list[Record] = [(0, 0, b"AAPL", encode_order("AAPL", orders[0]))]
     (status, *_rest) = EngineState(Market(open_listing=True)).apply_batch(unstamped).outputs
     assert all(ev.ts_ns == 0 for ev in events_pb2.OrderStatusBatch.FromString(status[3]).events)
+
+
+@pytest.mark.parametrize("moving", [False, True])
+def test_reading_orders_without_a_decoded_order_changes_no_record(monkeypatch, moving):
+    """The batch loop (engine.service.batch.gather) reads a well-formed order straight into
+    its command (engine.fastwire.decode_plain) and builds a DecodedOrder only for a record
+    it hands to admission; reading every record through decode_order gives the same output
+    records, byte for byte: junk, a lower route epoch, stamps, and (`moving`) a move under
+    way elsewhere, so that no record takes the plain path."""
+    from engine import fastwire  # noqa: PLC0415
+
+    stream = zipf_stream(3000, seed=11, symbols=9)
+    recs = records(stream, epoch=2)
+    for i in range(0, len(recs), 97):
+        p, offset, key, _ = recs[i]
+        symbol, command = stream[i]
+        recs[i] = (p, offset, key, encode_order(symbol, command, route_epoch=1))  # stale
+    for i in range(5, len(recs), 89):
+        p, offset, key, _ = recs[i]
+        recs[i] = (p, offset, key, b"\x08\x01\xff junk")
+    for i in range(7, len(recs), 13):
+        p, offset, key, _ = recs[i]
+        symbol, command = stream[i]
+        value = encode_order(symbol, command, route_epoch=2, client_ts_ns=i, received_ts_ns=i * 3)
+        recs[i] = (p, offset, key, value)
+
+    def run(decode_plain: Any) -> list[Output]:
+        monkeypatch.setattr(core, "decode_plain", decode_plain)
+        state = EngineState(Market(open_listing=True))
+        if moving:
+            state.expect["ELSEWHERE"] = 1
+        outputs: list[Output] = []
+        for start in range(0, len(recs), 250):
+            outputs.extend(state.apply_batch(recs[start : start + 250]).outputs)
+        return outputs
+
+    plain = run(fastwire.decode_plain)
+    assert len(plain) > 100
+    assert plain == run(None)
