@@ -281,13 +281,13 @@ def encode_depth(symbol: str, depth: DepthUpdate, input_offset: int, ts_ns: int 
 
 # ---------------------------------------------------------------------- reading orders
 
-_ID_BYTE = bytes(1 if chr(c) in ID_CHARACTERS else 0 for c in range(256))
+_ID_BYTE: Final = bytes(1 if chr(c) in ID_CHARACTERS else 0 for c in range(256))
 """1 for the bytes an id may hold (hotshard.domain.ID_CHARACTERS: all ASCII)."""
 _ADD: Final = int(Action.ADD)
 _CANCEL: Final = int(Action.CANCEL)
 _REPLACE: Final = int(Action.REPLACE)
 _MAX_ID: Final = MAX_ID_LENGTH
-_NO_REASON = Reason.NONE
+_NO_REASON: Final = Reason.NONE
 
 
 def decode_order(value: bytes | None, key: bytes | None = None) -> DecodedOrder:
