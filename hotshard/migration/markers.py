@@ -3,11 +3,12 @@ PENDING_END marker records (orders.proto PendingMarker)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 from hotshard import wire
-from hotshard.edge.router import produce_confirmed
+from hotshard.edge.router import ProducerFailedError, produce_confirmed
 from hotshard.migration.errors import StoreUnavailable
 
 TIMEOUT_S = 10.0
@@ -51,8 +52,18 @@ class Broker:
                 self._producer, topic, partition, symbol.encode(), value, TIMEOUT_S
             )
         except (TimeoutError, RuntimeError) as exc:
+            if isinstance(exc, ProducerFailedError) and exc.fatal:
+                # unusable for good (closed, or an idempotent producer's fatal state after
+                # a broker forgot it): the retry the ASL makes of StoreUnavailable gets a
+                # fresh one, not the same refusal until the container is recycled
+                self._drop_producer()
             raise StoreUnavailable(f"PENDING_END on {topic}/{partition}: {exc}") from exc
         return offset
+
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        with contextlib.suppress(Exception):  # closed or broken already: nothing to keep
+            producer.close()
 
     def find_end_marker(
         self, topic: str, partition: int, symbol: str, epoch: int, from_offset: int

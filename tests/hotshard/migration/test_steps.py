@@ -205,3 +205,31 @@ def test_a_retried_end_marker_finds_the_one_written_before_it_died(
         assert markers.find_end_marker(topic, 2, "HOT", 8, 0) == written
     finally:
         markers.close()
+
+
+@pytest.mark.integration
+def test_an_end_marker_writer_whose_producer_turned_unusable_gets_a_fresh_one(
+    broker: Any,
+) -> None:
+    """A producer that failed for good (here: closed; in the field an idempotent producer's
+    fatal state after a broker restart) makes the write StoreUnavailable, which the ASL
+    retries: the retry must not meet the same dead producer again (before: it was kept, and
+    every retry failed the same way until the Lambda container was recycled)."""
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    from hotshard.kafka import client_config  # noqa: PLC0415
+    from hotshard.migration.errors import StoreUnavailable  # noqa: PLC0415
+    from hotshard.migration.markers import Broker  # noqa: PLC0415
+
+    markers = Broker(client_config(broker.bootstrap))
+    dead = Producer(client_config(broker.bootstrap))
+    dead.close()
+    markers._producer = dead
+    topic = names.TOPIC_PENDING_ORDERS
+    try:
+        with pytest.raises(StoreUnavailable):
+            markers.write_end_marker(topic, 3, "HOT", 9)
+        written = markers.write_end_marker(topic, 3, "HOT", 9)  # the retry
+        assert markers.find_end_marker(topic, 3, "HOT", 9, 0) == written
+    finally:
+        markers.close()
