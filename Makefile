@@ -137,7 +137,8 @@ cdk-cli: $(CDK)
 lambda-deps: setup
 	rm -rf build/lambda-deps
 	$(PY) -m pip install -q --target build/lambda-deps/python -c constraints.txt \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --implementation cp \
+		--python-version 3.12 \
 		--only-binary=:all: 'aws-lambda-powertools[tracer]' confluent-kafka redis hiredis protobuf grpcio \
 		aws-msk-iam-sasl-signer-python 'pyjwt[crypto]'
 

@@ -1,9 +1,11 @@
 """HotshardFunction: a Python Lambda with hotshard's defaults and nothing it was not granted.
 
-Defaults: Python 3.11 (the repository's version) on x86_64 (the deps layer holds x86_64
-wheels); its own log group with retention; its own role whose only grants are
-writing to that log group and, in a VPC, managing its network interfaces. Callers add
-everything else with scoped statements (`add_to_role_policy`, `grant_*`).
+Defaults: Python 3.12 on x86_64 (the runtime on Amazon Linux 2023, whose glibc 2.34 loads
+the deps layer's manylinux_2_28 x86_64 wheels; python3.11's Amazon Linux 2 has glibc 2.26,
+and confluent-kafka ships no older wheel of the pinned version); its own log group with
+retention; its own role whose only grants are writing to that log group and, in a VPC,
+managing its network interfaces. Callers add everything else with scoped statements
+(`add_to_role_policy`, `grant_*`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from infra.config import InfraConfig
 from infra.constructs.nag import acknowledge
 from infra.constructs.source_bundle import bundling, report_missing
 
-RUNTIME = lambda_.Runtime.PYTHON_3_11
+RUNTIME = lambda_.Runtime.PYTHON_3_12
 SHARED_PACKAGE = "hotshard"
 NOT_IN_LAMBDAS = ("hotshard/local", "hotshard/client", "hotshard/cli.py")
 """Parts of the shared package for one machine or for users, never shipped in a Lambda."""
@@ -152,6 +154,6 @@ class HotshardFunction(Construct):
         acknowledge(
             self.function,
             "AwsSolutions-L1",
-            "the repository pins CPython 3.11 (pyproject requires-python) and the deps layer "
-            "holds cp311 wheels; move runtime, layer and venv together",
+            "python3.12: the deps layer holds cp312 manylinux_2_28 wheels (make lambda-deps); "
+            "move runtime and layer together",
         )

@@ -85,7 +85,7 @@ def test_lambdas_run_in_the_vpc_with_powertools_settings(api: Template) -> None:
         "lambdas.stream_handler.handler.handler",
     ):
         props = handlers[handler]
-        assert props["Runtime"] == "python3.11"
+        assert props["Runtime"] == "python3.12"
         assert len(props["VpcConfig"]["SubnetIds"]) == 3
         variables = props["Environment"]["Variables"]
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "hotshard"
