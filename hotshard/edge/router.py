@@ -607,19 +607,11 @@ class OrderRouter:
                     _poll(producer, 0.01)
                 except ProducerFailedError as exc:
                     self._replace_producer(producer, str(exc))
-                    raise RefusedError(
-                        Reason.NOT_DELIVERED,
-                        f"not acknowledged by the broker ({exc}); send it again",
-                        retry_after_ms=RETRY_AFTER_MS,
-                    ) from exc
+                    raise _not_acknowledged(exc) from exc
             except (KafkaException, RuntimeError) as exc:  # fatal, or closed already
                 if isinstance(exc, RuntimeError) or _fatal(exc.args[0] if exc.args else None):
                     self._replace_producer(producer, str(exc))
-                raise RefusedError(
-                    Reason.NOT_DELIVERED,
-                    f"not acknowledged by the broker ({exc}); send it again",
-                    retry_after_ms=RETRY_AFTER_MS,
-                ) from exc
+                raise _not_acknowledged(exc) from exc
 
     # ------------------------------------------------------------------ the path
 
@@ -966,3 +958,12 @@ __all__ = [
     "DeliveryPump",
     "record_json",
 ]
+
+
+def _not_acknowledged(exc: Exception) -> RefusedError:
+    """NOT_DELIVERED for a produce the producer refused: nothing was written, send it again."""
+    return RefusedError(
+        Reason.NOT_DELIVERED,
+        f"not acknowledged by the broker ({exc}); send it again",
+        retry_after_ms=RETRY_AFTER_MS,
+    )
