@@ -12,6 +12,7 @@ before its bytes exist, so a Fence can answer with it while the snapshot is writ
 the loop.
 """
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from hotshard.recovery import SnapshotRecord, write_snapshot_data
 REDIS_RETAIN_S = 600
 SWEEP_EVERY_S = 60
 RETIRED_SUFFIX = ".retired"
+PARTIAL_SUFFIX = ".partial"
 S3_PREFIX = "snapshots/"
 
 
@@ -79,7 +81,12 @@ class SnapshotStore:
             self._owned(symbol, partition)
         elif location.startswith("file://"):
             self._owned(symbol, partition)
-            _write_file(Path(location.removeprefix("file://")), data)
+            path = Path(location.removeprefix("file://"))
+            # Written again (a restarted engine snapshots at the same seq and offset, and a
+            # checkpoint names it once more): a mark from when it was retired must not
+            # have the sweep delete it. Dropped before the write, so no sweep between.
+            _retired_mark(path).unlink(missing_ok=True)
+            _write_file(path, data)
             self._owned(symbol, partition)
         elif not write_snapshot_data(
             self.redis,
@@ -144,7 +151,9 @@ class SnapshotStore:
             self._sweep()
 
     def _sweep(self) -> None:
-        """Delete the files retired more than REDIS_RETAIN_S ago (at most once a minute)."""
+        """Delete the files retired more than REDIS_RETAIN_S ago, and the parts of files a
+        writer killed mid-write left (as old: no write takes that long), at most once a
+        minute."""
         now = time.time()
         if self.directory is None or now - self._swept < min(SWEEP_EVERY_S, REDIS_RETAIN_S):
             return
@@ -157,6 +166,10 @@ class SnapshotStore:
                 continue
             mark.with_name(mark.name.removesuffix(RETIRED_SUFFIX)).unlink(missing_ok=True)
             mark.unlink(missing_ok=True)
+        for partial in self.directory.glob(f"*/*{PARTIAL_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # renamed or swept meanwhile
+                if partial.stat().st_mtime <= now - REDIS_RETAIN_S:
+                    partial.unlink()
 
 
 def symbol_directory(symbol: str) -> str:
@@ -172,7 +185,7 @@ def _retired_mark(path: Path) -> Path:
 def _write_file(path: Path, data: bytes) -> None:
     """Whole or not at all: a reader never sees a part (written aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     partial.write_bytes(data)
     os.replace(partial, path)
 

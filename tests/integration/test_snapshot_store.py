@@ -82,6 +82,45 @@ def test_a_file_retired_before_a_restart_is_still_deleted_in_time(
         r.close()
 
 
+def test_a_retired_file_written_again_is_kept(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted engine replays to the same point and snapshots the same seq and offset
+    again: the location is named by a checkpoint once more, so its old mark must go."""
+    r = redis.Redis(port=redis_server.port)
+    try:
+        assert registry.claim_partitions(r, "me", [8], 60_000) == []
+        store = SnapshotStore(r, s3_threshold=10, instance="me", directory=tmp_path)
+        first = store.put("S", b"a" * 100, partition=8, input_offset=1, seq=1)
+        store.retire(first.location)
+        again = store.put("S", b"a" * 100, partition=8, input_offset=1, seq=1)
+        assert again.location == first.location
+        monkeypatch.setattr(store_module, "REDIS_RETAIN_S", 0)
+        other = store.put("S", b"b" * 100, partition=8, input_offset=2, seq=2)
+        store.retire(other.location)  # sweeps
+        assert store.fetch(again.location) == b"a" * 100
+    finally:
+        r.close()
+
+
+def test_a_part_left_by_a_killed_writer_is_swept(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = redis.Redis(port=redis_server.port)
+    try:
+        assert registry.claim_partitions(r, "me", [9], 60_000) == []
+        store = SnapshotStore(r, s3_threshold=10, instance="me", directory=tmp_path)
+        first = store.put("S", b"a" * 100, partition=9, input_offset=1, seq=1)
+        left = Path(first.location.removeprefix("file://") + ".4242.partial")
+        left.write_bytes(b"half")
+        monkeypatch.setattr(store_module, "REDIS_RETAIN_S", 0)
+        store.retire(first.location)
+        assert not left.exists()
+        assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # the retired one too
+    finally:
+        r.close()
+
+
 @pytest.mark.parametrize("symbol", [".", ".."])
 def test_a_dot_symbol_is_stored_inside_the_snapshot_directory(
     redis_server: RedisServer, tmp_path: Path, symbol: str
