@@ -115,6 +115,7 @@ class Client:
         """The HTTP API of the same user: where a reconnect catches up on missed statuses."""
         self.orders: OrderedDict[str, Tracked] = OrderedDict()
         """The orders this client sent frames for, by order_id (ended ones: the last few)."""
+        self._ended: OrderedDict[str, None] = OrderedDict()  # ended ones, oldest end first
         self.dial = dial
         self.reconnect = reconnect if dial is not None else None
         self.subscriptions: set[str] = set()
@@ -454,6 +455,7 @@ class Client:
             self.orders[order_id] = Tracked()
         elif tracked.ended:
             tracked.ended = False  # a new frame for it: it may answer again
+            self._ended.pop(order_id, None)
         self.orders.move_to_end(order_id)
 
     def _shown(self, order_id: str, data: Message, message: Message) -> bool:
@@ -471,12 +473,17 @@ class Client:
         leaves = data.get("leaves")
         tracked.ended = leaves in (0, None) and not is_stale(message)
         if tracked.ended:
+            self._ended[order_id] = None
+            self._ended.move_to_end(order_id)
             self._forget_ended()
+        else:
+            self._ended.pop(order_id, None)
         return True
 
     def _forget_ended(self) -> None:
-        ended = [order_id for order_id, t in self.orders.items() if t.ended]
-        for order_id in ended[: max(0, len(ended) - ENDED_KEPT)]:
+        """Keep the ENDED_KEPT orders that ended last (O(1) per end: was a scan of all)."""
+        while len(self._ended) > ENDED_KEPT:
+            order_id, _ = self._ended.popitem(last=False)
             del self.orders[order_id]
 
     async def _catch_up(self) -> None:

@@ -10,11 +10,12 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from hotshard import route
+from hotshard.client import session
 from hotshard.client.cli import main, parser
 from hotshard.client.frames import StreamTracker, describe, is_stale
 from hotshard.client.retry import Outstanding, ReconnectPolicy, RetryPolicy
@@ -114,6 +115,43 @@ def test_help_explains_every_option():
         with redirect_stdout(out), pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0 and f"hotshard-client {command}" in out.getvalue()
+
+
+class _Closed:
+    """A connection with nothing to read: the client's reader ends at once."""
+
+    def __aiter__(self) -> "_Closed":
+        return self
+
+    async def __anext__(self) -> str:
+        raise StopAsyncIteration
+
+
+def test_the_client_keeps_the_orders_that_ended_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ended orders are forgotten oldest end first, beyond ENDED_KEPT (each end O(1): it
+    scanned every tracked order, quadratic in a long session)."""
+    monkeypatch.setattr(session, "ENDED_KEPT", 2)
+
+    async def run() -> list[list[str]]:
+        client = session.Client(cast(Any, _Closed()))
+        await client._reader
+        for i in range(5):
+            client._track(f"o{i}")
+
+        def end(i: int, seq: int) -> None:
+            data = {"order_id": f"o{i}", "seq": seq, "status": "FILLED", "leaves": 0}
+            assert client._shown(f"o{i}", data, {"type": "ORDER_STATUS", "data": data})
+
+        end(3, 1)
+        end(0, 2)
+        end(4, 3)
+        kept = [list(client.orders)]
+        client._track("o0")  # sent again: no longer ended, never forgotten as such
+        end(1, 4)
+        end(2, 5)
+        return [*kept, list(client.orders)]
+
+    assert asyncio.run(run()) == [["o0", "o1", "o2", "o4"], ["o1", "o2", "o0"]]
 
 
 def test_stream_tracker_names_the_pushes_a_stream_missed():
