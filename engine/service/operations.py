@@ -775,6 +775,7 @@ class Operations:
             if not state.through_fence(symbol):
                 raise _BusyError  # restarted: its records up to the fence come first
             state.fences.pop(symbol)
+            self._unfinished.pop(symbol, None)  # the fence is lifted: nothing to finish
             held = len(state.held.get(symbol) or [])
             self._start(symbol, owner_epoch, state.home[symbol], held, replays)
             return True
@@ -856,6 +857,7 @@ class Operations:
             engine.metrics.forget(symbol)
             self._activations.pop(symbol, None)
             self._jobs.pop(symbol, None)
+            self._unfinished.pop(symbol, None)
             return _removed(fence)
 
         return self._loop(finish)

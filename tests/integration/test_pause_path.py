@@ -157,3 +157,25 @@ def test_a_book_restored_unindexed_is_indexed_by_the_loop_a_slice_a_turn(engine,
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert engine.call(lambda: book.index.get("r1", "u1")) is not None
+
+
+def test_a_fence_lifted_before_its_retry_leaves_nothing_to_finish(engine, monkeypatch):
+    # before: the unfinished entry of a fence whose checkpoint failed outlived its Unfence
+    # (and a Remove): one FenceEntry per symbol kept for the engine's life
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    written = recovery.write_checkpoint
+    failures = [redis.ConnectionError("Redis restarting")]
+
+    def flaky(r: redis.Redis, checkpoint: recovery.Checkpoint) -> bool:
+        if failures:
+            raise failures.pop()
+        return written(r, checkpoint)
+
+    monkeypatch.setattr(recovery, "write_checkpoint", flaky)
+    ops = Operations(engine)
+    with pytest.raises(redis.ConnectionError):
+        ops.fence("A", 1, 2, after_reply=lambda _: None)
+    assert "A" in ops._unfinished
+    ops.unfence("A", 1, None)
+    assert "A" not in state.fences and ops._unfinished == {}
