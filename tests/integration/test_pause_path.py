@@ -76,6 +76,19 @@ def taken(engine: Engine, partition: int) -> int:
     return checkpoint.taken_ms
 
 
+def fail_the_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next checkpoint write raises as a restarting Redis would; later ones go through."""
+    written = recovery.write_checkpoint
+    failures = [redis.ConnectionError("Redis restarting")]
+
+    def flaky(r: redis.Redis, checkpoint: recovery.Checkpoint) -> bool:
+        if failures:
+            raise failures.pop()
+        return written(r, checkpoint)
+
+    monkeypatch.setattr(recovery, "write_checkpoint", flaky)
+
+
 def test_a_fence_flushes_once_and_writes_only_its_home_partitions_checkpoint(engine):
     state = engine.state
     engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
@@ -100,15 +113,7 @@ def test_a_fence_whose_checkpoint_failed_is_made_durable_by_its_retry(engine, mo
     # restart of the source would have applied the symbol's records after f again
     state = engine.state
     engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
-    written = recovery.write_checkpoint
-    failures = [redis.ConnectionError("Redis restarting")]
-
-    def flaky(r: redis.Redis, checkpoint: recovery.Checkpoint) -> bool:
-        if failures:
-            raise failures.pop()
-        return written(r, checkpoint)
-
-    monkeypatch.setattr(recovery, "write_checkpoint", flaky)
+    fail_the_next_checkpoint(monkeypatch)
     ops = Operations(engine)
     replies: list[Any] = []
     with pytest.raises(redis.ConnectionError):
@@ -164,15 +169,7 @@ def test_a_fence_lifted_before_its_retry_leaves_nothing_to_finish(engine, monkey
     # (and a Remove): one FenceEntry per symbol kept for the engine's life
     state = engine.state
     engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
-    written = recovery.write_checkpoint
-    failures = [redis.ConnectionError("Redis restarting")]
-
-    def flaky(r: redis.Redis, checkpoint: recovery.Checkpoint) -> bool:
-        if failures:
-            raise failures.pop()
-        return written(r, checkpoint)
-
-    monkeypatch.setattr(recovery, "write_checkpoint", flaky)
+    fail_the_next_checkpoint(monkeypatch)
     ops = Operations(engine)
     with pytest.raises(redis.ConnectionError):
         ops.fence("A", 1, 2, after_reply=lambda _: None)
