@@ -1,9 +1,15 @@
 """Shared steps of the integration tests."""
 
+import time
+from typing import Any
+
+import grpc
+
 from engine.book import Market
 from hotshard.commands import Command
 from hotshard.events import Event
 from hotshard.local.traffic import partition_of
+from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS
 
 
@@ -21,3 +27,46 @@ def expected_events(stream: list[tuple[str, Command]]) -> tuple[Market, dict[str
 
 def total(events: dict[str, list[Event]]) -> int:
     return sum(len(v) for v in events.values())
+
+
+def retry(call: Any, attempts: int = 50) -> Any:
+    """A step of the orchestration: retried on UNAVAILABLE / NOT_FOUND while a snapshot is
+    being stored (what the ASL's Retry does)."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
+                raise
+            time.sleep(0.1)
+    return call()
+
+
+def shadow_from_snapshot(src: Any, dst: Any, symbol: str, partition: int) -> Any:
+    """Pre-copy's first steps by hand: the source's Snapshot, then the target Follows the
+    source's partition from just after it. Returns the SnapshotReply."""
+    snap = retry(lambda: src.Snapshot(control_pb2.SnapshotRequest(symbol=symbol), timeout=30))
+    follow = control_pb2.FollowRequest(
+        symbol=symbol,
+        location=snap.location,
+        source_partition=partition,
+        from_offset=snap.input_offset + 1,
+    )
+    retry(lambda: dst.Follow(follow, timeout=30))
+    return snap
+
+
+def promote_request(
+    symbol: str, fenced: Any, *, epoch: int, partition: int, **extra: Any
+) -> control_pb2.PromoteRequest:
+    """The target's Promote through the source's fence (a FenceReply) at `epoch`."""
+    return control_pb2.PromoteRequest(
+        symbol=symbol,
+        through_offset=fenced.fence_offset,
+        expect_seq=fenced.final_seq,
+        expect_hash=fenced.state_hash,
+        owner_epoch=epoch,
+        partition=partition,
+        fallback_location=fenced.location,
+        **extra,
+    )

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import pytest
 
 from engine.book import Market, add, cancel
@@ -34,6 +33,7 @@ from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2
 from hotshard.wire import PENDING_END, decode_order, encode_order, encode_pending_marker
 from tests.integration.conftest import PARTITIONS
+from tests.integration.helpers import promote_request, retry
 
 pytestmark = pytest.mark.integration
 
@@ -113,19 +113,6 @@ def orders_on(bootstrap: str, topic: str, partition: int, symbol: str) -> list[t
                     out.append((m.offset() or 0, decoded))
     consumer.close()
     return out
-
-
-def retry(call: Any, attempts: int = 50) -> Any:
-    """A step of the orchestration: retried on UNAVAILABLE / NOT_FOUND while a snapshot is
-    being stored (what the ASL's Retry does)."""
-    for _ in range(attempts - 1):
-        try:
-            return call()
-        except grpc.RpcError as exc:
-            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
-                raise
-            time.sleep(0.1)
-    return call()
 
 
 def first_statuses(reader: EventReader, symbol: str) -> dict[str, list[tuple[int, int, int]]]:
@@ -239,16 +226,7 @@ def test_move_a_hot_symbol_between_running_engines(broker, engines, strategy):
         )
     stats = src.Stats(control_pb2.StatsRequest(), timeout=5)
     assert [(f.symbol, f.epoch, f.to_partition) for f in stats.fences] == [("HOT", 2, Q)]
-    request = control_pb2.PromoteRequest(
-        symbol="HOT",
-        through_offset=fenced.fence_offset,
-        expect_seq=fenced.final_seq,
-        expect_hash=fenced.state_hash,
-        owner_epoch=2,
-        partition=Q,
-        fallback_location=fenced.location,
-        pending=pending,
-    )
+    request = promote_request("HOT", fenced, epoch=2, partition=Q, pending=pending)
     promoted = dst.Promote(request, timeout=60)
     resumed = time.monotonic()
     request.wait_durable = True

@@ -25,7 +25,8 @@ from hotshard.names import TOPIC_ORDERS
 from hotshard.v1 import control_pb2
 from hotshard.wire import PENDING_END, encode_order, encode_pending_marker
 from tests.integration.conftest import PARTITIONS
-from tests.integration.test_move import orders_on, retry
+from tests.integration.helpers import promote_request, retry, shadow_from_snapshot
+from tests.integration.test_move import orders_on
 
 pytestmark = pytest.mark.integration
 
@@ -60,32 +61,13 @@ def test_a_move_back_replays_the_targets_partition_as_if_it_never_moved(broker, 
 
     send(P, E, 200)
     send(Q, E, 20, symbol="BEE")  # Q is not empty: the replay starts where the move began
-    snap = retry(lambda: src.Snapshot(control_pb2.SnapshotRequest(symbol="HOT"), timeout=30))
-    retry(
-        lambda: dst.Follow(
-            control_pb2.FollowRequest(
-                symbol="HOT",
-                location=snap.location,
-                source_partition=P,
-                from_offset=snap.input_offset + 1,
-            ),
-            timeout=30,
-        )
-    )
+    shadow_from_snapshot(src, dst, "HOT", P)
     send(P, E, 100)  # the shadow follows these
     target_from = _end_offset(broker.bootstrap, TOPIC_ORDERS, Q)  # SwitchRouting's record
     fenced = src.Fence(
         control_pb2.FenceRequest(symbol="HOT", epoch=E + 1, to_partition=Q), timeout=30
     )
-    promote = control_pb2.PromoteRequest(
-        symbol="HOT",
-        through_offset=fenced.fence_offset,
-        expect_seq=fenced.final_seq,
-        expect_hash=fenced.state_hash,
-        owner_epoch=E + 1,
-        partition=Q,
-        fallback_location=fenced.location,
-    )
+    promote = promote_request("HOT", fenced, epoch=E + 1, partition=Q)
     retry(lambda: dst.Promote(promote, timeout=60))
     b.process.stop(signal.SIGKILL)  # the target dies after the switch
     send(Q, E + 1, 150)  # routed to the dead target: nobody applied them

@@ -38,7 +38,8 @@ from hotshard.route import ACTIVE, Route
 from hotshard.v1 import control_pb2
 from hotshard.wire import encode_order
 from tests.integration.conftest import PARTITIONS
-from tests.integration.test_move import orders_on, retry
+from tests.integration.helpers import promote_request, retry, shadow_from_snapshot
+from tests.integration.test_move import orders_on
 from tests.integration.test_move_back import _end_offset
 
 pytestmark = pytest.mark.integration
@@ -75,18 +76,7 @@ def test_a_move_back_fences_the_promoted_target_so_late_orders_are_refused_not_l
     listed = route.list_symbol_at(r, "HOT", P, "a")
     assert listed.epoch == E
     send(P, E, 200)
-    snap = retry(lambda: src.Snapshot(control_pb2.SnapshotRequest(symbol="HOT"), timeout=30))
-    retry(
-        lambda: dst.Follow(
-            control_pb2.FollowRequest(
-                symbol="HOT",
-                location=snap.location,
-                source_partition=P,
-                from_offset=snap.input_offset + 1,
-            ),
-            timeout=30,
-        )
-    )
+    shadow_from_snapshot(src, dst, "HOT", P)
     send(P, E, 100)  # the shadow follows these
     # SwitchRouting up to its Promote (then the task raised: the Rollback runs)
     target_from = _end_offset(broker.bootstrap, TOPIC_ORDERS, Q)
@@ -95,15 +85,7 @@ def test_a_move_back_fences_the_promoted_target_so_late_orders_are_refused_not_l
     fenced = src.Fence(
         control_pb2.FenceRequest(symbol="HOT", epoch=E + 1, to_partition=Q), timeout=30
     )
-    promote = control_pb2.PromoteRequest(
-        symbol="HOT",
-        through_offset=fenced.fence_offset,
-        expect_seq=fenced.final_seq,
-        expect_hash=fenced.state_hash,
-        owner_epoch=E + 1,
-        partition=Q,
-        fallback_location=fenced.location,
-    )
+    promote = promote_request("HOT", fenced, epoch=E + 1, partition=Q)
     retry(lambda: dst.Promote(promote, timeout=60))
     moved = send(Q, E + 1, 100)  # routed to the promoted target: it applies them
     time.sleep(1.0)

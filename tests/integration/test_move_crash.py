@@ -19,7 +19,8 @@ from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2
 from hotshard.wire import encode_order
 from tests.integration.conftest import PARTITIONS
-from tests.integration.test_move import orders_on, retry
+from tests.integration.helpers import promote_request, retry
+from tests.integration.test_move import orders_on
 
 pytestmark = pytest.mark.integration
 
@@ -105,16 +106,7 @@ def test_kill_9_during_a_move_recovers_the_same_state(broker, engines, case):
         )
         [book] = [s for s in stats.symbols if s.symbol == "HOT"]
         assert book.seq == fenced.final_seq  # its own snapshot, not the target's
-    request = control_pb2.PromoteRequest(
-        symbol="HOT",
-        through_offset=fenced.fence_offset,
-        expect_seq=fenced.final_seq,
-        expect_hash=fenced.state_hash,
-        owner_epoch=2,
-        partition=Q,
-        fallback_location=fenced.location,
-        wait_durable=True,
-    )
+    request = promote_request("HOT", fenced, epoch=2, partition=Q, wait_durable=True)
     promoted = retry(lambda: b.stub().Promote(request, timeout=60))
     assert promoted.durable
     send(prod, Q, 2, orders("after", 20))
