@@ -74,28 +74,40 @@ def hotshard_up(tmp: Path, *args: str) -> Iterator[tuple[dict[str, Any], subproc
         log.close()
 
 
+MIGRATE_WATCH_S = 270
+"""`hotshard migrate --timeout`: it stops watching (and says so) before the harness kills it."""
+MIGRATE_KILL_S = 300
+
+
 def migrate(state_file: Path, symbol: str, strategy: str) -> tuple[int, dict[str, Any], str]:
     """`hotshard migrate SYMBOL --json`: (exit code, its last line, all it printed)."""
-    done = subprocess.run(
-        [
-            *HOTSHARD,
-            "migrate",
-            symbol,
-            "--strategy",
-            strategy,
-            "--json",
-            "--state-file",
-            str(state_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
+    command = [
+        *HOTSHARD,
+        "migrate",
+        symbol,
+        "--strategy",
+        strategy,
+        "--json",
+        "--state-file",
+        str(state_file),
+        "--timeout",
+        str(MIGRATE_WATCH_S),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=MIGRATE_KILL_S, env=env, check=False
+        )
+    except subprocess.TimeoutExpired as exc:  # what it printed so far says where it stood
+        printed = _text(exc.stdout) + _text(exc.stderr)
+        return -1, {}, f"{printed}\n[hotshard migrate killed after {MIGRATE_KILL_S} s]"
     lines = done.stdout.strip().splitlines()
     summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     return done.returncode, summary, done.stdout + done.stderr
+
+
+def _text(out: str | bytes | None) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
 
 
 @dataclass
