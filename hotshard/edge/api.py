@@ -28,7 +28,7 @@ problem is a 4xx, never a 500 or a stack trace.
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -42,7 +42,7 @@ from hotshard.domain import Action, is_id
 from hotshard.edge.auth import AuthError, TokenVerifier, bearer, user_of
 from hotshard.edge.depth import DepthStore
 from hotshard.edge.limits import PreTradeLimits
-from hotshard.edge.router import MAX_PAGE, RETRY_AFTER_MS, OrderRouter, RefusedError
+from hotshard.edge.router import MAX_PAGE, RETRY_AFTER_MS, Ack, OrderRouter, RefusedError
 from hotshard.edge.sessions import BATCH, Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
 from hotshard.names import WEBSOCKET_ROUTES
@@ -171,6 +171,42 @@ class EdgeApi:
 
     # ------------------------------------------------------------------ WebSocket
 
+    def handle_many(self, events: Sequence[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
+        """`handle` of several events at once, each answered as `handle` answers it alone
+        (the local gateway's concurrent frames; API Gateway invokes a Lambda once per
+        request). The WebSocket order frames (`order`, `replace`, `cancel`) go to the
+        router together (OrderRouter.submit_many: one Redis round trip and one broker
+        wait for all of them); anything else is handled on its own, in turn."""
+        out: list[dict[str, Any] | None] = [None] * len(events)
+        orders: list[tuple[int, Any, str, str, Action, dict[str, Any]]] = []
+        for i, event in enumerate(events):
+            context_of = event.get("requestContext") or {}
+            ws_order = "eventType" in context_of and context_of.get("routeKey") in ORDER_ROUTES
+            if event.get("version") == "2.0" or not ws_order:
+                out[i] = self.handle(event, context)
+                continue
+            ws = APIGatewayWebSocketEvent(event)
+            connection = ws.request_context.connection_id
+            request_id, request = self._ws_request(ws)
+            if isinstance(request, BaseException):
+                out[i] = self._ws_reply(connection, request_id, request)
+                continue
+            user, name, frame = request
+            if name not in ORDER_ROUTES:  # the body names another action than the route
+                out[i] = self._ws_reply(connection, request_id, self._ws_route(ws, request))
+                continue
+            orders.append((i, request_id, connection, user, ORDER_ROUTES[name], frame))
+        results = self.router.submit_many([(u, frame, a) for _, _, _, u, a, frame in orders])
+        for (i, request_id, connection, *_), result in zip(orders, results, strict=True):
+            if isinstance(result, Ack):
+                self.count("Duplicates" if result.duplicate else "Accepted")
+                out[i] = self._ws_reply(connection, request_id, result.json())
+            else:
+                out[i] = self._ws_reply(connection, request_id, result)
+        answered = [reply for reply in out if reply is not None]
+        assert len(answered) == len(out), "an event of the batch was not answered"
+        return answered
+
     def websocket(self, event: APIGatewayWebSocketEvent) -> dict[str, Any]:
         ctx = event.request_context
         route, connection = ctx.route_key, ctx.connection_id
@@ -179,49 +215,82 @@ class EdgeApi:
         if route == "$disconnect":
             self._disconnect(connection)
             return {"statusCode": 200}
+        request_id, request = self._ws_request(event)
+        if isinstance(request, BaseException):
+            return self._ws_reply(connection, request_id, request)
+        return self._ws_reply(connection, request_id, self._ws_route(event, request))
+
+    def _ws_request(
+        self, event: APIGatewayWebSocketEvent
+    ) -> tuple[Any, "tuple[str, str, dict[str, Any]] | Exception"]:
+        """A frame's request id (echoed in the reply) and (user, action, frame), or what
+        refuses it: not a JSON object, a connection nobody authenticated."""
         request_id: Any = None
         try:
             frame = self._frame(event)
             request_id = frame.pop("request_id", None)
             name = frame.pop("action", None)
             self._registry_check()
-            user = self.sessions.user_of(connection)
+            user = self.sessions.user_of(event.request_context.connection_id)
             if user is None:
                 raise AuthError("connection is not authenticated; reconnect")
-            if not isinstance(name, str):
-                name = ""
+        except Exception as exc:
+            return request_id, exc
+        return request_id, (user, name if isinstance(name, str) else "", frame)
+
+    def _ws_route(
+        self, event: APIGatewayWebSocketEvent, request: tuple[str, str, dict[str, Any]]
+    ) -> dict[str, Any] | Exception:
+        """The reply to a frame's action, or the exception that refuses it."""
+        user, name, frame = request
+        connection = event.request_context.connection_id
+        try:
             if name in ORDER_ROUTES:
-                reply = self._order(user, ORDER_ROUTES[name], frame)
-            elif name in ("subscribe", "unsubscribe"):
-                reply = self._subscription(connection, name, frame)
-            elif name == "cancel_all":
-                reply = self.router.cancel_all(user, _symbol(frame.get("symbol")))
-            elif name == "cancel_on_disconnect":
+                return self._order(user, ORDER_ROUTES[name], frame)
+            if name in ("subscribe", "unsubscribe"):
+                return self._subscription(connection, name, frame)
+            if name == "cancel_all":
+                return self.router.cancel_all(user, _symbol(frame.get("symbol")))
+            if name == "cancel_on_disconnect":
                 enabled = frame.get("enabled", True)
                 if not isinstance(enabled, bool):
                     raise InvalidOrderError(Reason.MALFORMED, "enabled must be true or false")
                 self.sessions.set_cancel_on_disconnect(connection, enabled)
-                reply = {"type": "cancel_on_disconnect", "enabled": enabled}
-            elif name == "ping":
-                reply = {"type": "pong", "ts_ns": self.clock_ns()}
-            else:
-                raise InvalidOrderError(
-                    Reason.MALFORMED, f"action must be one of {', '.join(ROUTES[2:])}"
-                )
-            status = 200
-        except HotshardError as exc:
-            reply, status = error_json(exc), http_status(exc.reason)
+                return {"type": "cancel_on_disconnect", "enabled": enabled}
+            if name == "ping":
+                return {"type": "pong", "ts_ns": self.clock_ns()}
+            raise InvalidOrderError(
+                Reason.MALFORMED, f"action must be one of {', '.join(ROUTES[2:])}"
+            )
+        except Exception as exc:
+            return exc
+
+    def _ws_reply(
+        self, connection: str, request_id: Any, reply: dict[str, Any] | BaseException
+    ) -> dict[str, Any]:
+        """The route response: the reply, or the error frame of what refused the request
+        (a 4xx, 503 for an unreachable Redis, 500 for anything else), its request id
+        echoed."""
+        status = 200
+        if isinstance(reply, HotshardError):
+            body, status = error_json(reply), http_status(reply.reason)
             self.count("Refused")
-        except REDIS_DOWN as exc:
-            reply, status = error_json(redis_unavailable(exc)), 503
+        elif isinstance(reply, REDIS_DOWN):
+            body, status = error_json(redis_unavailable(reply)), 503
             self.count("Refused")
-        except Exception:
-            self.log.exception("request failed", extra={"connection_id": connection})
-            reply, status = {"type": "error", "reason": "INTERNAL", "detail": "internal error"}, 500
+        elif isinstance(reply, Exception):
+            self.log.exception(
+                "request failed", extra={"connection_id": connection}, exc_info=reply
+            )
+            body, status = {"type": "error", "reason": "INTERNAL", "detail": "internal error"}, 500
+        elif isinstance(reply, BaseException):
+            raise reply
+        else:
+            body = reply
         if request_id is not None:
-            reply["request_id"] = request_id
+            body["request_id"] = request_id
         try:
-            text = _dumps(reply)
+            text = _dumps(body)
         except (ValueError, RecursionError):  # a request_id too deeply nested to echo
             bad = InvalidOrderError(Reason.MALFORMED, "request_id is too deeply nested")
             text, status = _dumps(error_json(bad)), 400

@@ -34,7 +34,7 @@ import redis
 from hotshard import names
 from hotshard.clients import text
 from hotshard.domain import Side, Status
-from hotshard.rawpipe import RawPipeline, call_script, run_script
+from hotshard.rawpipe import RawPipeline, run_script
 from hotshard.reasons import Reason
 from hotshard.route import Route, route_from_fields
 
@@ -185,6 +185,19 @@ class Claim:
     detail: str = ""
 
 
+def claim_of(symbol: str, reply: Any) -> Claim:
+    """The claim script's reply as a Claim."""
+    outcome = text(reply[0])
+    if outcome == "GO":
+        return Claim(outcome, route_from_fields(symbol, list(reply[1:])))
+    if outcome == "ACCEPTED":
+        topic, partition, offset, epoch = (text(v) for v in reply[1:5])
+        return Claim(outcome, None, topic, int(partition), int(offset), int(epoch))
+    if outcome == "INSUFFICIENT":
+        return Claim(outcome, detail=f"available {text(reply[1])}, needed {text(reply[2])}")
+    return Claim(outcome)
+
+
 def order_key(user_id: str, order_id: str) -> str:
     return names.REDIS_ORDER.format(user_id, order_id)
 
@@ -238,16 +251,51 @@ class OrderRecords:
         reserve_asset: str = "",
         reserve_unit: int = 0,
     ) -> Claim:
-        reply = call_script(
-            self.r,
+        pipe = RawPipeline(self.r)  # this thread's connection
+        self.queue_claim(
+            pipe,
+            symbol=symbol,
+            user_id=user_id,
+            order_id=order_id,
+            fingerprint=fingerprint,
+            now_ms=now_ms,
+            inflight_ms=inflight_ms,
+            side=side,
+            price=price,
+            quantity=quantity,
+            order_type=order_type,
+            reserve_asset=reserve_asset,
+            reserve_unit=reserve_unit,
+        )
+        return claim_of(symbol, pipe.execute()[0])
+
+    def queue_claim(
+        self,
+        pipe: RawPipeline,
+        *,
+        symbol: str,
+        user_id: str,
+        order_id: str,
+        fingerprint: str,
+        now_ms: int,
+        inflight_ms: int,
+        side: int,
+        price: int,
+        quantity: int,
+        order_type: int,
+        reserve_asset: str = "",
+        reserve_unit: int = 0,
+    ) -> None:
+        """`claim`'s script call queued on `pipe`; its reply -> `claim_of`."""
+        pipe.script(
             self._claim,
-            keys=[
+            [
                 names.REDIS_ROUTE.format(symbol),
                 order_key(user_id, order_id),
                 balance_key(user_id),
                 open_key(user_id),
             ],
-            args=[
+            [
                 fingerprint,
                 now_ms,
                 inflight_ms,
@@ -262,23 +310,18 @@ class OrderRecords:
                 order_id,
             ],
         )
-        outcome = text(reply[0])
-        if outcome == "GO":
-            return Claim(outcome, route_from_fields(symbol, list(reply[1:])))
-        if outcome == "ACCEPTED":
-            topic, partition, offset, epoch = (text(v) for v in reply[1:5])
-            return Claim(outcome, None, topic, int(partition), int(offset), int(epoch))
-        if outcome == "INSUFFICIENT":
-            return Claim(outcome, detail=f"available {text(reply[1])}, needed {text(reply[2])}")
-        return Claim(outcome)
 
-    def confirm(
-        self, user_id: str, order_id: str, topic: str, partition: int, offset: int, epoch: int
+    @staticmethod
+    def queue_confirm(
+        pipe: RawPipeline,
+        user_id: str,
+        order_id: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        epoch: int,
     ) -> None:
-        # Not waited for (its reply is read with this thread's next command's): the request
-        # answers one Redis round trip sooner. Lost only with the connection, like a confirm
-        # that failed: a resend then finds the claim PENDING (see the module docstring).
-        pipe = RawPipeline(self.r)  # this thread's connection, no pool lock
+        """`confirm`'s write queued on `pipe`."""
         pipe.command(
             "HSET",
             order_key(user_id, order_id),
@@ -293,6 +336,15 @@ class OrderRecords:
             "epoch",
             epoch,
         )
+
+    def confirm(
+        self, user_id: str, order_id: str, topic: str, partition: int, offset: int, epoch: int
+    ) -> None:
+        # Not waited for (its reply is read with this thread's next command's): the request
+        # answers one Redis round trip sooner. Lost only with the connection, like a confirm
+        # that failed: a resend then finds the claim PENDING (see the module docstring).
+        pipe = RawPipeline(self.r)  # this thread's connection, no pool lock
+        self.queue_confirm(pipe, user_id, order_id, topic, partition, offset, epoch)
         pipe.send_only()
 
     def abandon(self, user_id: str, order_id: str, fingerprint: str) -> bool:

@@ -7,18 +7,23 @@ produce to the symbol's partition with delivery confirmed, then answer.
 
 An ADD costs one Redis round trip before the produce (route + idempotency + reservation in
 one script, hotshard.edge.orders) and one write after the acknowledgement. CANCEL and
-REPLACE read the route only. While a symbol is MIGRATING its orders go to `pending-orders`
-(same partition number) to be replayed by the migration. Every refusal is an exception
-with a Reason (hotshard.reasons) and the order's ids, and nothing refused reaches Kafka.
+REPLACE read their order's record and the route (one round trip). `submit_many` handles
+several requests as `submit` handles each, with one Redis round trip, one wait for the
+broker and one confirm write for all of them (the local gateway's concurrent frames; in
+Lambda a container has one request at a time). While a symbol is MIGRATING its orders go
+to `pending-orders` (same partition number) to be replayed by the migration. Every refusal
+is an exception with a Reason (hotshard.reasons) and the order's ids, and nothing refused
+reaches Kafka.
 """
 
 import _thread
+import functools
 import hashlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +35,7 @@ from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
 from hotshard.domain import MAX_TIMESTAMP_NS, Action, Liquidity, OrderType, Side
 from hotshard.edge.limits import PreTradeLimits, instrument_json
-from hotshard.edge.orders import CASH, OrderRecords, balances, order_key
+from hotshard.edge.orders import CASH, Claim, OrderRecords, balances, claim_of, order_key
 from hotshard.names import TOPIC_PENDING_ORDERS
 from hotshard.rawpipe import RawPipeline, hash_items
 from hotshard.reasons import HotshardError, Reason
@@ -256,14 +261,36 @@ def produce_confirmed(
     ProducerFailedError (not acknowledged; `fatal` when
     the producer must be replaced). With `pump`, its thread serves the delivery report;
     without, this thread polls for it."""
-    from confluent_kafka import KafkaException  # noqa: PLC0415 - keeps the module light
-
     delivery = Delivery()
     deadline = time.monotonic() + timeout_s
+    produce_record(producer, topic, partition, key, value, delivery, deadline)
+    if pump is not None:
+        pump.wait(delivery, deadline)
+    while not delivery.done:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        _poll(producer, min(remaining, 0.005))
+    return delivered(delivery, timeout_s)
+
+
+def produce_record(
+    producer: Any,
+    topic: str,
+    partition: int,
+    key: bytes,
+    value: bytes,
+    delivery: Delivery,
+    deadline: float,
+) -> None:
+    """Hand one record to the producer, its report to `delivery`; a full queue is waited
+    out until `deadline`. Raises ProducerFailedError (nothing will be written)."""
+    from confluent_kafka import KafkaException  # noqa: PLC0415 - keeps the module light
+
     while True:
         try:
             producer.produce(topic, value, key, partition, on_delivery=delivery)
-            break
+            return
         except BufferError:
             if time.monotonic() > deadline:
                 raise ProducerFailedError("producer queue full") from None
@@ -273,13 +300,13 @@ def produce_confirmed(
             raise ProducerFailedError(str(exc), fatal=fatal) from exc
         except RuntimeError as exc:  # closed already ("Producer has been closed"): unusable
             raise ProducerFailedError(str(exc), fatal=True) from exc
-    if pump is not None:
-        pump.wait(delivery, deadline)
-    while not delivery.done:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no acknowledgement within {timeout_s:.1f} s")
-        _poll(producer, min(remaining, 0.005))
+
+
+def delivered(delivery: Delivery, timeout_s: float) -> tuple[int, int]:
+    """What a delivery report said, once waited for: (partition, offset), or TimeoutError
+    (no report: outcome unknown), DeliveryInDoubtError, ProducerFailedError."""
+    if not delivery.done:
+        raise TimeoutError(f"no acknowledgement within {timeout_s:.1f} s")
     if delivery.error is not None:
         raise ProducerFailedError(str(delivery.error), fatal=_fatal(delivery.error))
     if delivery.no_offset:
@@ -355,6 +382,182 @@ class OrderRouter:
 
     def submit(self, user_id: str, payload: Any, action: Action | None = None) -> Ack:
         """An ADD or REPLACE (or, with `action`, whatever it says) from `user_id`."""
+        symbol, command, client_ts, received = self._prepare(user_id, payload, action)
+        if command[0] == Action.ADD:
+            return self._add(symbol, command, client_ts, received)
+        pipe = RawPipeline(self.r)
+        _queue_own_order(pipe, user_id, command[1], symbol)
+        raw_record, raw_route = pipe.execute()
+        found = _own_order_of(symbol, command[1], raw_record, raw_route)
+        return self._other(symbol, command, client_ts, found, received)
+
+    def submit_many(
+        self, requests: Sequence[tuple[str, Any, Action | None]]
+    ) -> list[Ack | Exception]:
+        """`submit` of several requests at once (the local gateway's concurrent frames),
+        each answered as `submit` alone answers it: its Ack, or the exception `submit`
+        raises. The claims (ADD) and order reads (CANCEL, REPLACE) of all go to Redis in
+        one round trip, every record is handed to the producer before any acknowledgement
+        is waited for (one wait for all), the ADDs' confirms go in one write: per request
+        no round trip, wait or thread hand-off of its own. Redis sees the requests' reads
+        and claims in list order and they are produced in that order; otherwise they are
+        to each other what concurrent requests are (the gateway puts a connection's next
+        frame of one order in a later call, as it waited for the reply before). A request
+        whose symbol is not listed yet (auto_list) or whose order's route is gone goes on
+        its own after the others."""
+        out: list[Ack | Exception | None] = [None] * len(requests)
+        staged: list[_Staged] = []
+        pipe = RawPipeline(self.r)
+        for i, (user_id, payload, action) in enumerate(requests):
+            try:
+                symbol, command, client_ts, received = self._prepare(user_id, payload, action)
+                fp = ""
+                if command[0] == Action.ADD:
+                    fp = fingerprint(symbol, command)
+                    self._queue_claim(pipe, symbol, command, fp)
+                else:
+                    _queue_own_order(pipe, user_id, command[1], symbol)
+            except Exception as exc:
+                out[i] = exc
+                continue
+            staged.append(_Staged(i, symbol, command, client_ts, received, fp))
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except Exception as exc:  # Redis unreachable: each fails as its own call would
+            for item in staged:
+                out[item.index] = exc
+            return _all_answered(out)
+        later: list[tuple[int, Callable[[], Ack]]] = []
+        flights = self._staged_flights(staged, replies, out, later)
+        self._fly(flights, out)
+        for i, call in later:
+            try:
+                out[i] = call()
+            except Exception as exc:
+                out[i] = exc
+        return _all_answered(out)
+
+    def _staged_flights(
+        self,
+        staged: list["_Staged"],
+        replies: list[Any],
+        out: list[Ack | Exception | None],
+        later: list[tuple[int, Callable[[], Ack]]],
+    ) -> list["_Flight"]:
+        """submit_many: each request's Redis replies read as `submit` reads them; what is
+        to be produced, as flights (answers and later calls go to `out` and `later`)."""
+        flights: list[_Flight] = []
+        at = 0
+        for item in staged:
+            count = 1 if item.fp else 2
+            mine, at = replies[at : at + count], at + count
+            symbol, command = item.symbol, item.command
+            try:
+                refused = next((r for r in mine if isinstance(r, Exception)), None)
+                if refused is not None:
+                    raise refused
+                if item.fp:
+                    claim = claim_of(symbol, mine[0])
+                    if claim.outcome == "NO_ROUTE" and self.auto_list:
+                        add = functools.partial(
+                            self._add, symbol, command, item.client_ts, item.received
+                        )
+                        later.append((item.index, add))
+                        continue
+                    duplicate = self._claimed(symbol, command, claim, item.received)
+                    if duplicate is not None:
+                        out[item.index] = duplicate
+                        continue
+                    found = claim.route
+                else:
+                    found = _own_order_of(symbol, command[1], mine[0], mine[1])
+                    if found is None or (command[0] == Action.REPLACE and self.balance_check):
+                        other = functools.partial(
+                            self._other, symbol, command, item.client_ts, found, item.received
+                        )
+                        later.append((item.index, other))
+                        continue
+                assert found is not None
+                flights.append(
+                    self._flight(item, found, symbol, command, item.client_ts, item.received)
+                )
+            except Exception as exc:
+                out[item.index] = exc
+        return flights
+
+    def _fly(self, flights: list["_Flight"], out: list[Ack | Exception | None]) -> None:
+        """submit_many: produce every flight, wait for all their reports at once, answer
+        each as `_add` / `_other` would, and send the ADDs' confirms in one write."""
+        deadline = time.monotonic() + self.delivery_timeout_s
+        confirms = RawPipeline(self.r)
+        confirmed: list[int] = []
+        produced: list[_Flight] = []
+        for flight in flights:
+            try:
+                produce_record(
+                    flight.producer,
+                    flight.topic,
+                    flight.partition,
+                    flight.symbol.encode(),
+                    flight.value,
+                    flight.delivery,
+                    deadline,
+                )
+            except ProducerFailedError as exc:
+                self._landed_into(flight, _raising(exc), out, confirms, confirmed)
+                continue
+            produced.append(flight)
+        for flight in produced:
+            self.pump.wait(flight.delivery, deadline)
+        timeout_s = self.delivery_timeout_s
+        for flight in produced:
+            outcome = functools.partial(delivered, flight.delivery, timeout_s)
+            self._landed_into(flight, outcome, out, confirms, confirmed)
+        if confirmed:
+            try:
+                confirms.send_only()
+            except Exception as exc:  # as a confirm of its own that failed
+                for i in confirmed:
+                    out[i] = exc
+
+    def _landed_into(
+        self,
+        flight: "_Flight",
+        outcome: Callable[[], tuple[int, int]],
+        out: list[Ack | Exception | None],
+        confirms: RawPipeline,
+        confirmed: list[int],
+    ) -> None:
+        """One flight's answer, as `_add` / `_other` give it, into `out`; an ADD's confirm
+        queued on `confirms` (its index in `confirmed`), or its claim abandoned."""
+        symbol, order_id, user_id = flight.symbol, flight.command[1], flight.command[2]
+        try:
+            ack = self._landed(flight, outcome)
+        except TimeoutError as exc:  # may yet be written: an ADD keeps its claim
+            doubt = _in_doubt(exc, symbol, order_id)
+            doubt.__cause__ = exc
+            out[flight.index] = doubt
+            return
+        except Exception as exc:  # not written: a resend must not find the claim PENDING
+            out[flight.index] = exc
+            if flight.fp:
+                try:
+                    self.records.abandon(user_id, order_id, flight.fp)
+                except Exception as failed:
+                    out[flight.index] = failed
+            return
+        out[flight.index] = ack
+        if flight.fp:
+            self.records.queue_confirm(
+                confirms, user_id, order_id, ack.topic, ack.partition, ack.offset, ack.route_epoch
+            )
+            confirmed.append(flight.index)
+
+    def _prepare(
+        self, user_id: str, payload: Any, action: Action | None
+    ) -> tuple[str, Command, int, int]:
+        """What a request is checked for before anything is read: an order of this user
+        within the limits. (symbol, command, client_ts, received)."""
         received = self.clock_ns()  # stamped on the order: its events' ts_ns
         if not isinstance(payload, dict):
             raise InvalidOrderError(Reason.MALFORMED, "an order must be a JSON object")
@@ -365,7 +568,7 @@ class OrderRouter:
             obj["user_id"] = user_id
         request = decode_order(obj)
         symbol, command = request.symbol, request.command
-        action_code, order_id, named_user = command[0], command[1], command[2]
+        order_id, named_user = command[1], command[2]
         if named_user != user_id:
             raise RefusedError(
                 Reason.USER_MISMATCH,
@@ -377,10 +580,15 @@ class OrderRouter:
         if refusal is not None:
             raise RefusedError(refusal.reason, refusal.detail, symbol=symbol, order_id=order_id)
         client_ts = _client_ts(obj.get("client_ts_ns"), symbol, order_id)
-        if action_code == Action.ADD:
-            return self._add(symbol, command, client_ts, received)
-        found = self._own_order(user_id, order_id, symbol)
-        if action_code == Action.REPLACE and self.balance_check:
+        return symbol, command, client_ts, received
+
+    def _other(
+        self, symbol: str, command: Command, client_ts: int, found: Route | None, received: int
+    ) -> Ack:
+        """A CANCEL or REPLACE of an order of this user (`found`: its symbol's route as
+        read with the order's record, None: not listed)."""
+        order_id = command[1]
+        if command[0] == Action.REPLACE and self.balance_check:
             raise RefusedError(
                 Reason.INSUFFICIENT_BALANCE,
                 "REPLACE is not available with balance checks: cancel and add",
@@ -392,32 +600,7 @@ class OrderRouter:
         try:
             return self._send(symbol, command, client_ts, found, received)
         except TimeoutError as exc:  # may yet be written: the outcome is in doubt
-            raise RefusedError(
-                Reason.NOT_DELIVERED,
-                str(exc),
-                symbol=symbol,
-                order_id=order_id,
-                retry_after_ms=RETRY_AFTER_MS,
-            ) from exc
-
-    def _own_order(self, user_id: str, order_id: str, symbol: str) -> Route | None:
-        """CANCEL and REPLACE act only on an order this user placed here, on its symbol:
-        another user's id (or a made-up one) is refused before it reaches Kafka. The
-        order's record and the symbol's route are read in one round trip: the route (None:
-        not listed)."""
-        pipe = RawPipeline(self.r)
-        pipe.command("HGETALL", order_key(user_id, order_id))
-        pipe.command("HGETALL", names.REDIS_ROUTE.format(symbol))
-        raw_record, raw_route = pipe.execute()
-        record = {text(k): text(v) for k, v in hash_items(raw_record)}
-        if not record or record.get("symbol") != symbol:
-            raise RefusedError(
-                Reason.UNKNOWN_ORDER,
-                f"no such order of this user on {symbol}",
-                symbol=symbol,
-                order_id=order_id,
-            )
-        return route.parse_route(symbol, dict(hash_items(raw_route))) if raw_route else None
+            raise _in_doubt(exc, symbol, order_id) from exc
 
     def cancel(self, user_id: str, order_id: str, symbol: str = "") -> Ack:
         """Cancel one of the user's orders; without `symbol` it comes from the order's
@@ -616,30 +799,61 @@ class OrderRouter:
     # ------------------------------------------------------------------ the path
 
     def _add(self, symbol: str, command: Command, client_ts: int, received: int) -> Ack:
-        _, order_id, user_id, side, order_type, _, _, price, quantity = command[:9]
-        asset, unit = self._reservation(symbol, command) if self.balance_check else ("", 0)
+        order_id, user_id = command[1], command[2]
         fp = fingerprint(symbol, command)
         claim = None
         for _ in range(2):
-            claim = self.records.claim(
-                symbol=symbol,
-                user_id=user_id,
-                order_id=order_id,
-                fingerprint=fp,
-                now_ms=self.clock_ns() // 1_000_000,
-                inflight_ms=self.inflight_ms,
-                side=side,
-                price=price,
-                quantity=quantity,
-                order_type=order_type,
-                reserve_asset=asset,
-                reserve_unit=unit,
-            )
+            pipe = RawPipeline(self.r)  # this thread's connection
+            self._queue_claim(pipe, symbol, command, fp)
+            claim = claim_of(symbol, pipe.execute()[0])
             if claim.outcome != "NO_ROUTE" or not self.auto_list:
                 break
             self._list(symbol, order_id)
         assert claim is not None
+        duplicate = self._claimed(symbol, command, claim, received)
+        if duplicate is not None:
+            return duplicate
+        assert claim.route is not None
+        try:
+            ack = self._send(symbol, command, client_ts, claim.route, received)
+        except TimeoutError as exc:  # may yet be written: keep the claim until it lapses
+            raise _in_doubt(exc, symbol, order_id) from exc
+        except BaseException:  # not written: a resend must not find the claim PENDING
+            self.records.abandon(user_id, order_id, fp)
+            raise
+        self.records.confirm(
+            user_id, order_id, ack.topic, ack.partition, ack.offset, ack.route_epoch
+        )
+        return ack
+
+    def _queue_claim(self, pipe: RawPipeline, symbol: str, command: Command, fp: str) -> None:
+        """An ADD's claim (route + idempotency + reservation) queued on `pipe`."""
+        _, order_id, user_id, side, order_type, _, _, price, quantity = command[:9]
+        asset, unit = self._reservation(symbol, command) if self.balance_check else ("", 0)
+        self.records.queue_claim(
+            pipe,
+            symbol=symbol,
+            user_id=user_id,
+            order_id=order_id,
+            fingerprint=fp,
+            now_ms=self.clock_ns() // 1_000_000,
+            inflight_ms=self.inflight_ms,
+            side=side,
+            price=price,
+            quantity=quantity,
+            order_type=order_type,
+            reserve_asset=asset,
+            reserve_unit=unit,
+        )
+
+    @staticmethod
+    def _claimed(symbol: str, command: Command, claim: Claim, received: int) -> Ack | None:
+        """What an ADD's claim says: None: produce it (GO); the earlier acknowledgement
+        again (ACCEPTED: nothing is produced); anything else is raised as its refusal."""
+        order_id, user_id = command[1], command[2]
         outcome = claim.outcome
+        if outcome == "GO":
+            return None
         if outcome == "ACCEPTED":
             return Ack(
                 "ADD",
@@ -653,38 +867,19 @@ class OrderRouter:
                 duplicate=True,
                 ts_ns=received,
             )
-        if outcome != "GO":
-            reason, detail = {
-                "NO_ROUTE": (Reason.UNKNOWN_SYMBOL, f"{symbol} is not listed"),
-                "DUPLICATE": (
-                    Reason.DUPLICATE_ORDER_ID,
-                    "order_id already used by this user for another order",
-                ),
-                "IN_FLIGHT": (
-                    Reason.ORDER_IN_FLIGHT,
-                    "this order is being submitted by another request; retry",
-                ),
-                "INSUFFICIENT": (Reason.INSUFFICIENT_BALANCE, claim.detail),
-            }[outcome]
-            raise RefusedError(reason, detail, symbol=symbol, order_id=order_id)
-        assert claim.route is not None
-        try:
-            ack = self._send(symbol, command, client_ts, claim.route, received)
-        except TimeoutError as exc:  # may yet be written: keep the claim until it lapses
-            raise RefusedError(
-                Reason.NOT_DELIVERED,
-                str(exc),
-                symbol=symbol,
-                order_id=order_id,
-                retry_after_ms=RETRY_AFTER_MS,
-            ) from exc
-        except BaseException:  # not written: a resend must not find the claim PENDING
-            self.records.abandon(user_id, order_id, fp)
-            raise
-        self.records.confirm(
-            user_id, order_id, ack.topic, ack.partition, ack.offset, ack.route_epoch
-        )
-        return ack
+        reason, detail = {
+            "NO_ROUTE": (Reason.UNKNOWN_SYMBOL, f"{symbol} is not listed"),
+            "DUPLICATE": (
+                Reason.DUPLICATE_ORDER_ID,
+                "order_id already used by this user for another order",
+            ),
+            "IN_FLIGHT": (
+                Reason.ORDER_IN_FLIGHT,
+                "this order is being submitted by another request; retry",
+            ),
+            "INSUFFICIENT": (Reason.INSUFFICIENT_BALANCE, claim.detail),
+        }[outcome]
+        raise RefusedError(reason, detail, symbol=symbol, order_id=order_id)
 
     def _replace_producer(self, failed: Any, why: str) -> None:
         """Swap a producer that hit a fatal error for a fresh one (once, however many
@@ -772,7 +967,29 @@ class OrderRouter:
     def _send(
         self, symbol: str, command: Command, client_ts: int, found: Route, received: int
     ) -> Ack:
-        action, order_id, user_id = command[0], command[1], command[2]
+        flight = self._flight(None, found, symbol, command, client_ts, received)
+        confirmed = functools.partial(
+            produce_confirmed,
+            flight.producer,
+            flight.topic,
+            flight.partition,
+            symbol.encode(),
+            flight.value,
+            self.delivery_timeout_s,
+            pump=self.pump,
+        )
+        return self._landed(flight, confirmed)
+
+    def _flight(
+        self,
+        item: "_Staged | None",
+        found: Route,
+        symbol: str,
+        command: Command,
+        client_ts: int,
+        received: int,
+    ) -> "_Flight":
+        """The record of an order on its way to `found`, with the producer it goes by."""
         topic, epoch = route.destination(found)
         value = encode_order(
             symbol,
@@ -781,26 +998,36 @@ class OrderRouter:
             client_ts_ns=client_ts or received,
             received_ts_ns=received,
         )
-        producer = self.producer
+        return _Flight(
+            item.index if item is not None else -1,
+            item.fp if item is not None else "",
+            symbol,
+            command,
+            received,
+            topic,
+            found.partition,
+            epoch,
+            value,
+            self.producer,
+            Delivery(),
+        )
+
+    def _landed(self, flight: "_Flight", outcome: Callable[[], tuple[int, int]]) -> Ack:
+        """The acknowledgement of a record `outcome` gives (it raises what produce_confirmed
+        raises), checked against a move's end marker: the Ack, or the refusal."""
+        symbol, topic, epoch = flight.symbol, flight.topic, flight.epoch
+        action, order_id, user_id = flight.command[0], flight.command[1], flight.command[2]
         try:
-            partition, offset = produce_confirmed(
-                producer,
-                topic,
-                found.partition,
-                symbol.encode(),
-                value,
-                self.delivery_timeout_s,
-                pump=self.pump,
-            )
+            partition, offset = outcome()
         except DeliveryInDoubtError:
             self._acked_at = time.monotonic()  # the broker answered: not a stalled producer
             raise
         except TimeoutError:
-            self._if_stalled(producer)
+            self._if_stalled(flight.producer)
             raise
         except ProducerFailedError as exc:
             if exc.fatal:
-                self._replace_producer(producer, str(exc))
+                self._replace_producer(flight.producer, str(exc))
             raise RefusedError(
                 Reason.NOT_DELIVERED,
                 f"not acknowledged by the broker ({exc}); send the same order again",
@@ -831,8 +1058,83 @@ class OrderRouter:
             partition,
             offset,
             epoch,
-            ts_ns=received,
+            ts_ns=flight.received,
         )
+
+
+@dataclass(slots=True)
+class _Staged:
+    """submit_many: a request that passed `_prepare`, while Redis is asked."""
+
+    index: int
+    symbol: str
+    command: Command
+    client_ts: int
+    received: int
+    fp: str
+    """An ADD's fingerprint (its claim); '' for a CANCEL or REPLACE."""
+
+
+@dataclass(slots=True)
+class _Flight:
+    """An order's record on its way to the broker (index and fp: as its _Staged's)."""
+
+    index: int
+    fp: str
+    symbol: str
+    command: Command
+    received: int
+    topic: str
+    partition: int
+    epoch: int
+    value: bytes
+    producer: Any
+    delivery: Delivery
+
+
+def _queue_own_order(pipe: RawPipeline, user_id: str, order_id: str, symbol: str) -> None:
+    """A CANCEL's or REPLACE's reads, queued: the order's record and its symbol's route."""
+    pipe.command("HGETALL", order_key(user_id, order_id))
+    pipe.command("HGETALL", names.REDIS_ROUTE.format(symbol))
+
+
+def _own_order_of(symbol: str, order_id: str, raw_record: Any, raw_route: Any) -> Route | None:
+    """CANCEL and REPLACE act only on an order this user placed here, on its symbol:
+    another user's id (or a made-up one) is refused before it reaches Kafka. From the
+    order's record and the symbol's route (read together): the route (None: not listed)."""
+    record = {text(k): text(v) for k, v in hash_items(raw_record)}
+    if not record or record.get("symbol") != symbol:
+        raise RefusedError(
+            Reason.UNKNOWN_ORDER,
+            f"no such order of this user on {symbol}",
+            symbol=symbol,
+            order_id=order_id,
+        )
+    return route.parse_route(symbol, dict(hash_items(raw_route))) if raw_route else None
+
+
+def _in_doubt(exc: TimeoutError, symbol: str, order_id: str) -> RefusedError:
+    """NOT_DELIVERED for a record that may yet be written (no acknowledgement in time)."""
+    return RefusedError(
+        Reason.NOT_DELIVERED,
+        str(exc),
+        symbol=symbol,
+        order_id=order_id,
+        retry_after_ms=RETRY_AFTER_MS,
+    )
+
+
+def _raising(exc: Exception) -> Callable[[], tuple[int, int]]:
+    def outcome() -> tuple[int, int]:
+        raise exc
+
+    return outcome
+
+
+def _all_answered(out: list[Ack | Exception | None]) -> list[Ack | Exception]:
+    answered = [answer for answer in out if answer is not None]
+    assert len(answered) == len(out), "a request of the batch was not answered"
+    return answered
 
 
 def record_json(user_id: str, order_id: str, record: dict[str, str]) -> dict[str, Any]:

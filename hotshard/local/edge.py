@@ -26,10 +26,13 @@ from hotshard.clients import kafka_base
 from hotshard.edge.auth import TokenVerifier
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.feeder import Feeder
-from hotshard.local.gateway import LocalGateway, environment
+from hotshard.local.gateway import BATCH_WORKERS, LocalGateway, environment
 from lambdas.order_router import handler as order_router
 from lambdas.stream_handler import handler as stream_handler
 
+BATCH_ENV = "HOTSHARD_GATEWAY_BATCH"
+"""The gateway's batch workers (--batch-workers); 0: every order frame to the handler
+alone, on 64 handler threads, as before batches (for before/after runs)."""
 LOCAL_AWS = {  # boto3 signs requests even to a local endpoint
     "AWS_ACCESS_KEY_ID": "hotshard-local",
     "AWS_SECRET_ACCESS_KEY": "hotshard-local",
@@ -52,8 +55,12 @@ def local_edge(
     http_port: int = 0,
     management_port: int = 0,
     feed: bool = True,
+    batch_workers: int = BATCH_WORKERS,
 ) -> Iterator[LocalEdge]:
-    """Gateway (+ feeder) in this process, handlers imported from lambdas/."""
+    """Gateway (+ feeder) in this process, handlers imported from lambdas/. The order
+    frames that arrive together go to order_router's handler_many together, in at most
+    `batch_workers` batches at once (LocalGateway's batch_router); 0: each frame to the
+    handler alone, on the gateway's handler threads."""
     verifier = TokenVerifier(
         secret=settings.jwt_secret,
         issuer=settings.jwt_issuer,
@@ -67,6 +74,8 @@ def local_edge(
         http_port=http_port,
         management_port=management_port,
         management_secret=settings.management_secret,
+        batch_router=order_router.handler_many if batch_workers > 0 else None,
+        batch_workers=batch_workers,
     )
     gateway.start()
     settings = replace(
@@ -120,6 +129,13 @@ def parse_args(argv: Sequence[str]) -> tuple[EdgeSettings, Any]:
         help="no feeder and stream_handler here (python -m hotshard.local.stream runs them)",
     )
     p.add_argument("--management-port", type=int, default=0)
+    p.add_argument(
+        "--batch-workers",
+        type=int,
+        default=int(os.environ.get(BATCH_ENV) or BATCH_WORKERS),
+        help=f"order batches handled at once; 0: every frame alone (default: ${BATCH_ENV} "
+        f"or {BATCH_WORKERS})",
+    )
     args = p.parse_args(argv)
     settings = replace(
         base,
@@ -148,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http_port=args.http_port,
         management_port=args.management_port,
         feed=not args.no_feed,
+        batch_workers=args.batch_workers,
     ) as edge:
         urls = {
             "ws_url": edge.gateway.ws_url,

@@ -6,6 +6,10 @@ on 127.0.0.1, invoking the same Lambda handlers in-process with the event shapes
   status); each text frame is routed on its JSON `action` (`$request.body.action`) to a
   configured route, else answered like API Gateway does without a `$default` route; the
   route's response body is sent back (a two-way route); closing sends `$disconnect`.
+  Given a batch handler (`batch_router`, order_router's handler_many), the order frames
+  (`order`, `replace`, `cancel`) that arrive while `batch_workers` batches are in hand go
+  to it together, each answered as the route handler answers it alone: API Gateway's
+  many Lambda containers at once, without a thread and a Redis round trip per frame.
 - HTTP API (`http://127.0.0.1:PORT/`): POST /orders, GET|DELETE /orders/{id},
   GET /depth/{symbol}, behind a local JWT authorizer that puts the token's claims where
   API Gateway's JWT authorizer does (401 {"message": "Unauthorized"} otherwise).
@@ -55,6 +59,9 @@ from hotshard.local.shapes import http_event, websocket_event
 from hotshard.names import MANAGEMENT_SECRET_HEADER, WEBSOCKET_ROUTES
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+BatchHandler = Callable[[list[dict[str, Any]], Any], list[dict[str, Any]]]
+"""Several events -> their responses, in order, each as the Handler would answer it
+(lambdas/order_router/handler.py: handler_many)."""
 
 WS_ROUTES = WEBSOCKET_ROUTES
 HTTP_ROUTES = (
@@ -74,6 +81,12 @@ HANDLER_THREADS = 64
 """Handler invocations at once (each waits mostly on Redis and the broker's ack)."""
 IN_FLIGHT = 64
 """Frames of one connection being handled at once."""
+BATCH_ROUTES = frozenset(("order", "replace", "cancel"))
+"""The WebSocket routes whose frames go to the batch handler, when there is one."""
+BATCH_WORKERS = 2
+"""Batches being handled at once (each waits on one Redis round trip and one broker ack)."""
+MAX_BATCH = 256
+"""The most frames in one batch."""
 MAX_BODY = 1 << 20
 PONG_TIMEOUT_S = 600.0
 
@@ -117,8 +130,13 @@ class LocalGateway:
         http_port: int = 0,
         management_port: int = 0,
         management_secret: str = "",
+        batch_router: BatchHandler | None = None,
+        batch_workers: int = BATCH_WORKERS,
     ) -> None:
         self.router = router
+        self.batch_router = batch_router
+        """With it, order frames that arrive while the batch workers are busy are handed
+        to it together (BATCH_ROUTES; `_call_batched`), the rest go to `router` alone."""
         self.verifier = verifier
         self.host = host
         self._ws_port = ws_port
@@ -138,6 +156,13 @@ class LocalGateway:
         self._answers: list[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]] = []
         self._answers_lock = threading.Lock()
         self._settle_pending = False
+        self._batch: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self._batch_busy = 0
+        self.batch_workers = max(1, batch_workers)
+        self._batch_executor = ThreadPoolExecutor(self.batch_workers, thread_name_prefix="batch")
+        self.batches = 0
+        """Batches handed to the batch handler so far (with `batched`: their mean size)."""
+        self.batched = 0
         self.ws_port = 0
         self.http_port = 0
 
@@ -240,6 +265,7 @@ class LocalGateway:
         for thread in self._threads:
             thread.join(10)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._batch_executor.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "LocalGateway":
         self.start()
@@ -363,6 +389,60 @@ class LocalGateway:
             if not answer.done():
                 answer.set_result(reply)
 
+    async def _call_batched(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The batch handler's answer to `event`. Events queue while `batch_workers` batches
+        are being handled; a worker that is free takes all that queued (up to MAX_BATCH):
+        one frame alone when the gateway is idle, more the busier it is. Per batch, not
+        per frame: one hand-over to a thread and back, one Redis round trip, one wait for
+        the broker (with 64 handler threads each frame cost ~20 context switches, most of
+        them threads handing the GIL to each other). Frames of one order never share a
+        batch: a lane's next frame is queued only once the one before it was answered."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._batch.append((event, answer))
+        if len(self._batch) == 1:
+            loop.call_soon(self._dispatch)
+        return await answer
+
+    def _dispatch(self) -> None:
+        """On the loop: what is queued to free batch workers, up to MAX_BATCH each."""
+        while self._batch and self._batch_busy < self.batch_workers:
+            batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+            self._batch_busy += 1
+            self.batches += 1
+            self.batched += len(batch)
+            try:
+                self._batch_executor.submit(self._invoke_batch, batch)
+            except RuntimeError:  # shut down: nobody waits any more
+                return
+
+    def _invoke_batch(
+        self, batch: list[tuple[dict[str, Any], "asyncio.Future[dict[str, Any]]"]]
+    ) -> None:
+        assert self.batch_router is not None
+        try:
+            replies = self.batch_router(
+                [event for event, _ in batch], LambdaContext("order_router")
+            )
+        except Exception as exc:  # a crashed invocation: API Gateway answers 502/500
+            crashed = {"statusCode": 502, "body": json.dumps({"message": type(exc).__name__})}
+            replies = [crashed] * len(batch)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(self._batch_done, batch, replies)
+
+    def _batch_done(
+        self,
+        batch: list[tuple[dict[str, Any], "asyncio.Future[dict[str, Any]]"]],
+        replies: list[dict[str, Any]],
+    ) -> None:
+        self._batch_busy -= 1
+        for (_, answer), reply in zip(batch, replies, strict=True):
+            if not answer.done():
+                answer.set_result(reply)
+        self._dispatch()
+
     async def _message_after(
         self,
         before: "asyncio.Task[None] | None",
@@ -399,7 +479,10 @@ class LocalGateway:
             }
             await client.connection.send(json.dumps(reply))
             return
-        response = await self._call(event)
+        if self.batch_router is not None and route_key in BATCH_ROUTES:
+            response = await self._call_batched(event)
+        else:
+            response = await self._call(event)
         body = response.get("body")
         if body:
             await client.connection.send(body)

@@ -54,3 +54,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     router's CPU per order in the local gateway: skipped."""
     answer = _logged(event, context) if tracer.disabled else _traced(event, context)
     return cast(dict[str, Any], answer)
+
+
+def _handle_many(events: list[dict[str, Any]], context: LambdaContext) -> list[dict[str, Any]]:
+    logger.set_correlation_id(None)  # several requests: each log line names its connection
+    return api().handle_many(events, context)
+
+
+_handle_many.__name__ = "handler_many"
+_logged_many = logger.inject_lambda_context(metrics.log_metrics(_handle_many))
+
+
+def handler_many(events: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
+    """Several requests at once, each answered as `handler` answers it (EdgeApi.handle_many):
+    what the local gateway calls with the WebSocket frames that arrived together. API
+    Gateway invokes `handler`, one request per invocation; this entry is not deployed."""
+    return cast(list[dict[str, Any]], _logged_many(events, context))

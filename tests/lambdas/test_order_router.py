@@ -90,6 +90,30 @@ def test_lambda_connects_routes_an_order_and_disconnects(handler, r, broker):
     assert after["reason"] == "UNAUTHENTICATED"
 
 
+def test_handler_many_answers_each_event_as_the_handler_would(handler, r, broker):
+    route.list_symbol_at(r, "AAPL", 2, "e1")
+    connect = event("apiGatewayWebSocketConnect")
+    connect["headers"]["Authorization"] = f"Bearer {token('alice')}"
+    second = event("apiGatewayWebSocketOrder")
+    frame = json.loads(second["body"])
+    second["body"] = json.dumps({**frame, "order_id": "o-18", "request_id": "r-2"})
+    bad = event("apiGatewayWebSocketOrder")
+    bad["body"] = json.dumps({**frame, "order_id": "o-19", "side": "UP"})
+    replies = module.handler_many(
+        [connect, event("apiGatewayWebSocketOrder"), second, bad], FakeContext()
+    )
+    assert [reply["statusCode"] for reply in replies] == [200, 200, 200, 400]
+    acks = [json.loads(reply["body"]) for reply in replies[1:3]]
+    assert [(a["type"], a["order_id"], a["request_id"]) for a in acks] == [
+        ("ack", "o-17", "r-1"),
+        ("ack", "o-18", "r-2"),
+    ]
+    for ack in acks:
+        command = read_record(broker.bootstrap, "orders", 2, ack["offset"]).command
+        assert command is not None and command[1] == ack["order_id"]
+    assert json.loads(replies[3]["body"])["reason"] == "BAD_SIDE"
+
+
 @pytest.mark.parametrize("auth", [None, "Bearer not-a-jwt", f"Bearer {token('bob')[:-3]}xyz"])
 def test_lambda_refuses_a_connection_without_a_valid_token(handler, auth):
     connect = event("apiGatewayWebSocketConnect")

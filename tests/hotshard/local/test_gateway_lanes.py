@@ -6,6 +6,7 @@ gateway; the route handler is a recorder that holds one order until released."""
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -62,3 +63,50 @@ def test_one_orders_frames_keep_their_order_while_other_orders_pass() -> None:
         {"action": "cancel", "order_id": "slow"},
     ]
     assert handler.started.index(("order", "slow")) < handler.started.index(("cancel", "slow"))
+
+
+class BatchRecorder:
+    """A batch handler: answers every frame with what it was, after a pause (a busy
+    router: the frames that come meanwhile queue for the next batch)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.batches: list[list[tuple[str, str]]] = []
+
+    def __call__(self, events: list[dict[str, Any]], _context: Any) -> list[dict[str, Any]]:
+        time.sleep(0.05)
+        frames = [json.loads(event["body"]) for event in events]
+        with self.lock:
+            self.batches.append([(f["action"], f["order_id"]) for f in frames])
+        return [
+            {"statusCode": 200, "body": json.dumps([f["action"], f["order_id"]])} for f in frames
+        ]
+
+
+def test_order_frames_that_come_together_are_batched_but_never_one_orders_frames() -> None:
+    batched = BatchRecorder()
+    verifier = TokenVerifier(secret="lanes-secret-0123456789")
+    sent = [("order", "a"), ("cancel", "a"), *(("order", f"o{i}") for i in range(40))]
+    sent.append(("replace", "a"))
+    with LocalGateway(Recorder(held=""), verifier, batch_router=batched) as gateway:
+
+        async def run() -> list[tuple[str, str]]:
+            async with connect(gateway.ws_url) as ws:
+                for action, order_id in sent:
+                    frame = {"action": action, "symbol": "AAPL", "order_id": order_id}
+                    await ws.send(json.dumps(frame))
+                return [tuple(json.loads(await asyncio.wait_for(ws.recv(), 5))) for _ in sent]
+
+        replies = asyncio.run(run())
+        assert gateway.batches == len(batched.batches)
+    assert sorted(replies) == sorted(sent)  # each frame answered once, with its own answer
+    assert [r for r in replies if r[1] == "a"] == [
+        ("order", "a"),
+        ("cancel", "a"),
+        ("replace", "a"),
+    ]
+    handled = [frame for batch in batched.batches for frame in batch]
+    assert sorted(handled) == sorted(sent)
+    batch_of = {frame: i for i, batch in enumerate(batched.batches) for frame in batch}
+    assert batch_of[("order", "a")] < batch_of[("cancel", "a")] < batch_of[("replace", "a")]
+    assert len(batched.batches) < len(sent) / 2, batched.batches  # most frames shared one

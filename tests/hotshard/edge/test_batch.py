@@ -1,0 +1,143 @@
+"""Requests handled together (OrderRouter.submit_many, EdgeApi.handle_many: what the local
+gateway does with the order frames that arrive while it is busy) are answered exactly as
+each one alone is (submit, handle), against real Redis and Tansu."""
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from hotshard import route
+from hotshard.domain import Action
+from hotshard.edge.limits import PreTradeLimits
+from hotshard.edge.router import Ack
+from hotshard.local.shapes import websocket_event
+from hotshard.rawpipe import RawPipeline
+from hotshard.reasons import HotshardError
+from tests.hotshard.edge.kit import edge
+
+pytestmark = pytest.mark.integration
+
+LIMITS = PreTradeLimits.from_json({"*": {"price_max": 100_000, "max_quantity": 1000}})
+
+
+def order(order_id: str, **change: Any) -> dict[str, Any]:
+    return {
+        "symbol": "AAPL",
+        "order_id": order_id,
+        "side": "BUY",
+        "price": 100,
+        "quantity": 5,
+        **change,
+    }
+
+
+# (payload, action) of one batch: every kind of answer an order request can get
+REQUESTS: list[tuple[Any, Action | None]] = [
+    (order("new"), None),
+    (order("bad-side", side="SIDEWAYS"), None),
+    (order("too-high", price=100_001), None),
+    (order("unlisted", symbol="NOPE"), None),
+    (order("acked"), None),  # sent before: answered again, nothing produced
+    (order("reused", price=101), None),  # its id was used for other contents
+    (order("mismatch", user_id="mallory"), None),
+    ("not an object", None),
+    ({"symbol": "AAPL", "order_id": "to-cancel"}, Action.CANCEL),
+    ({"symbol": "AAPL", "order_id": "nobody"}, Action.CANCEL),
+    (order("resting", price=99, quantity=3), Action.REPLACE),
+    (order("new-2", side="SELL", price=120), None),
+]
+BEFORE = [order("acked"), order("reused"), order("resting"), order("to-cancel")]
+
+
+def shape(answer: Ack | Exception) -> tuple[Any, ...]:
+    """What must be the same whoever sent it and whenever (not offsets or clocks)."""
+    if isinstance(answer, Ack):
+        return ("ack", answer.action, answer.symbol, answer.order_id, answer.topic,
+                answer.partition, answer.route_epoch, answer.duplicate)  # fmt: skip
+    if isinstance(answer, HotshardError):
+        return ("refused", answer.reason.name, answer.detail, getattr(answer, "order_id", ""))
+    return ("raised", type(answer).__name__)
+
+
+def test_a_batch_is_answered_as_each_request_alone(r: redis.Redis, broker: Any) -> None:
+    e = edge(r, broker.bootstrap, limits=LIMITS)
+    route.list_symbol_at(r, "AAPL", 2, "e1")
+    for user in ("alice", "bob"):
+        for payload in BEFORE:
+            e.router.submit(user, payload)
+    alone: list[Ack | Exception] = []
+    for payload, action in REQUESTS:
+        try:
+            alone.append(e.router.submit("alice", payload, action))
+        except Exception as exc:
+            alone.append(exc)
+    produced_alone = e.producer.produced
+    together = e.router.submit_many([("bob", payload, action) for payload, action in REQUESTS])
+    assert [shape(a) for a in together] == [shape(a) for a in alone]
+    assert e.producer.produced - produced_alone == produced_alone - 2 * len(BEFORE)
+    # the batch's confirms were written: its ADDs are ACCEPTED, as the lone ones are
+    ping = RawPipeline(e.router.r)
+    ping.command("PING")
+    ping.execute()  # this thread's connection: the confirms' replies are read first
+    for user in ("alice", "bob"):
+        for order_id in ("new", "new-2"):
+            record = e.router.records.read(user, order_id)
+            assert record is not None and record["state"] == "ACCEPTED", (user, order_id)
+    # sent again as a batch: every ADD acknowledged before is answered as a duplicate
+    again = e.router.submit_many(
+        [("bob", order("new"), None), ("bob", order("new-2", side="SELL", price=120), None)]
+    )
+    assert all(isinstance(a, Ack) and a.duplicate for a in again), again
+    assert e.producer.produced - produced_alone == produced_alone - 2 * len(BEFORE)
+
+
+def test_a_batch_that_cannot_reach_redis_fails_each_request_as_alone(
+    r: redis.Redis, broker: Any
+) -> None:
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    e.router.r = redis.Redis(host="127.0.0.1", port=1)  # nothing listens there
+    answers = e.router.submit_many([("al", order("a"), None), ("al", order("b", side="X"), None)])
+    assert isinstance(answers[0], redis.ConnectionError)
+    assert isinstance(answers[1], HotshardError) and answers[1].reason.name == "BAD_SIDE"
+    assert e.producer.produced == 0
+
+
+def ws_event(connection: str, frame: Any) -> dict[str, Any]:
+    text = frame if isinstance(frame, str) else json.dumps(frame)
+    action = frame.get("action") if isinstance(frame, dict) else None
+    route_key = action if action in ("order", "cancel", "replace", "ping") else "$default"
+    return websocket_event(
+        route_key, connection, domain="localhost", stage="live", connected_at_ms=1, body=text
+    )
+
+
+def test_handle_many_answers_every_frame_as_handle_does(r: redis.Redis, broker: Any) -> None:
+    e = edge(r, broker.bootstrap, limits=LIMITS)
+    route.list_symbol_at(r, "AAPL", 1, "e1")
+    e.api.sessions.connect("c-alice", "alice", 1)
+    e.api.sessions.connect("c-bob", "bob", 1)
+    for user in ("alice", "bob"):
+        e.router.submit(user, order("acked"))
+    frames: list[Any] = [
+        {"action": "order", "request_id": 7, **order("w-1")},
+        {"action": "order", **order("w-2", quantity=0)},
+        {"action": "cancel", "request_id": "x", "symbol": "AAPL", "order_id": "acked"},
+        {"action": "ping"},
+        {"action": "order", **order("acked")},
+        "{not json",
+        {"action": "cancel", "symbol": "AAPL", "order_id": "none"},
+    ]
+
+    def comparable(reply: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        body = json.loads(reply["body"])
+        for volatile in ("offset", "ts_ns", "user_id"):
+            body.pop(volatile, None)
+        return reply["statusCode"], body
+
+    alone = [comparable(e.api.handle(ws_event("c-alice", f), None)) for f in frames]
+    together = e.api.handle_many([ws_event("c-bob", f) for f in frames], None)
+    assert [comparable(reply) for reply in together] == alone
+    assert [status for status, _ in alone] == [200, 400, 200, 200, 200, 400, 404]
