@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hotshard.edge.api import EdgeApi, build
-from hotshard.edge.runtime import tune_gc
+from hotshard.edge.runtime import metrics_enabled, tune_gc
 from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
@@ -28,9 +28,14 @@ def count(name: str) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
+def _uncounted(_name: str) -> None:
+    return
+
+
 @cache
 def api() -> EdgeApi:
-    built = build(EdgeSettings.from_env(os.environ), logger=logger, count=count)
+    counter = count if metrics_enabled() else _uncounted
+    built = build(EdgeSettings.from_env(os.environ), logger=logger, count=counter)
     tune_gc()
     return built
 

@@ -21,7 +21,7 @@ from hotshard.edge.depth import DepthStore
 from hotshard.edge.management import ManagementClient, static_credentials
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, push_latencies_ms
-from hotshard.edge.runtime import tune_gc
+from hotshard.edge.runtime import metrics_enabled, tune_gc
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.edge.streams import StreamSeqs
@@ -56,13 +56,16 @@ def pusher() -> Pusher:
 def handler(event: KafkaEvent, context: LambdaContext) -> dict[str, Any]:
     received = list(event.records)
     stats = pusher().handle((rec.topic, rec.partition, rec.decoded_value) for rec in received)
-    if stats.pushes:  # event (its record's Kafka timestamp) -> its pushes posted
-        stamps = [rec.timestamp for rec in received]
-        for value in push_latencies_ms(stamps, time.time_ns() // 1_000_000):
-            metrics.add_metric(name=METRIC_PUSH_LATENCY, unit=MetricUnit.Milliseconds, value=value)
-    metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=stats.pushes)
-    metrics.add_metric(name="Posts", unit=MetricUnit.Count, value=stats.posts)
-    metrics.add_metric(name="GoneConnections", unit=MetricUnit.Count, value=stats.gone)
+    if metrics_enabled():
+        if stats.pushes:  # event (its record's Kafka timestamp) -> its pushes posted
+            stamps = [rec.timestamp for rec in received]
+            for value in push_latencies_ms(stamps, time.time_ns() // 1_000_000):
+                metrics.add_metric(
+                    name=METRIC_PUSH_LATENCY, unit=MetricUnit.Milliseconds, value=value
+                )
+        metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=stats.pushes)
+        metrics.add_metric(name="Posts", unit=MetricUnit.Count, value=stats.posts)
+        metrics.add_metric(name="GoneConnections", unit=MetricUnit.Count, value=stats.gone)
     logger.info(
         "batch pushed",
         extra={"records": stats.records, "pushes": stats.pushes, "posts": stats.posts},

@@ -90,6 +90,20 @@ def test_lambda_connects_routes_an_order_and_disconnects(handler, r, broker):
     assert after["reason"] == "UNAUTHENTICATED"
 
 
+@pytest.mark.parametrize("disabled", ["true", "false"])
+def test_metrics_are_added_only_where_powertools_publishes_them(handler, r, monkeypatch, disabled):
+    # disabled, Powertools keeps (and formats, on every add) each value, never clearing them
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", disabled)
+    added: list[str] = []
+    monkeypatch.setattr(module.metrics, "add_metric", lambda **kw: added.append(kw["name"]))
+    route.list_symbol_at(r, "AAPL", 2, "e1")
+    connect = event("apiGatewayWebSocketConnect")
+    connect["headers"]["Authorization"] = f"Bearer {token('alice')}"
+    assert handler(connect, FakeContext())["statusCode"] == 200
+    assert ws(handler, "apiGatewayWebSocketOrder")["statusCode"] == 200
+    assert added == ([] if disabled == "true" else ["Accepted"])
+
+
 def test_handler_many_answers_each_event_as_the_handler_would(handler, r, broker):
     route.list_symbol_at(r, "AAPL", 2, "e1")
     connect = event("apiGatewayWebSocketConnect")
