@@ -80,9 +80,9 @@ class RefusedError(HotshardError):
 
 
 class ProducerFailedError(RuntimeError):
-    """The record was definitely not acknowledged. `fatal`: the producer is unusable (an
-    idempotent producer's fatal error, e.g. OUT_OF_ORDER_SEQUENCE_NUMBER after a broker
-    forgot its state) and must be replaced."""
+    """The record was definitely not written (PossiblyWrittenError when it may be).
+    `fatal`: the producer is unusable (an idempotent producer's fatal error, e.g.
+    OUT_OF_ORDER_SEQUENCE_NUMBER after a broker forgot its state) and must be replaced."""
 
     def __init__(self, detail: str, *, fatal: bool = False) -> None:
         super().__init__(detail)
@@ -188,6 +188,19 @@ class DeliveryInDoubtError(TimeoutError):
     request is answered as in doubt (like a timeout) and its claim kept until it lapses."""
 
 
+class PossiblyWrittenError(TimeoutError):
+    """The producer took the record and lost track of it before its delivery report: it
+    was closed meanwhile (another request replaced it, the router is closing), purged
+    while the record was in flight, or the record timed out after it was sent. The record
+    may be in the log, so the outcome is in doubt, as for a timeout: the claim is kept
+    until it lapses, never dropped as if nothing was written. `fatal`: the producer is
+    unusable and must be replaced."""
+
+    def __init__(self, detail: str, *, fatal: bool) -> None:
+        super().__init__(detail)
+        self.fatal = fatal
+
+
 class DeliveryPump:
     """One thread serving a producer's delivery reports for every request waiting on it:
     each poll confirms whatever the broker acknowledged since the last one, for all waiters
@@ -257,10 +270,10 @@ def produce_confirmed(
     pump: DeliveryPump | None = None,
 ) -> tuple[int, int]:
     """Produce and wait for the broker's acknowledgement: (partition, offset). Raises
-    TimeoutError (outcome unknown; DeliveryInDoubtError: written, offset unknown) or
-    ProducerFailedError (not acknowledged; `fatal` when
-    the producer must be replaced). With `pump`, its thread serves the delivery report;
-    without, this thread polls for it."""
+    TimeoutError (outcome unknown; DeliveryInDoubtError: written, offset unknown;
+    PossiblyWrittenError: the producer lost the record on its way) or ProducerFailedError
+    (not written; `fatal` when the producer must be replaced). With `pump`, its thread
+    serves the delivery report; without, this thread polls for it."""
     delivery = Delivery()
     deadline = time.monotonic() + timeout_s
     produce_record(producer, topic, partition, key, value, delivery, deadline)
@@ -270,7 +283,12 @@ def produce_confirmed(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        _poll(producer, min(remaining, 0.005))
+        try:
+            _poll(producer, min(remaining, 0.005))
+        except ProducerFailedError as exc:  # closed meanwhile, with the record taken
+            raise PossiblyWrittenError(
+                f"producer closed before the record's delivery report ({exc})", fatal=True
+            ) from exc
     return delivered(delivery, timeout_s)
 
 
@@ -304,10 +322,16 @@ def produce_record(
 
 def delivered(delivery: Delivery, timeout_s: float) -> tuple[int, int]:
     """What a delivery report said, once waited for: (partition, offset), or TimeoutError
-    (no report: outcome unknown), DeliveryInDoubtError, ProducerFailedError."""
+    (no report: outcome unknown), DeliveryInDoubtError, PossiblyWrittenError (a failure
+    that may have written it), ProducerFailedError (not written)."""
     if not delivery.done:
         raise TimeoutError(f"no acknowledgement within {timeout_s:.1f} s")
     if delivery.error is not None:
+        if _possibly_written(delivery.error):
+            raise PossiblyWrittenError(
+                f"record lost on its way ({delivery.error})",
+                fatal=_fatal(delivery.error) or _purged(delivery.error),
+            )
         raise ProducerFailedError(str(delivery.error), fatal=_fatal(delivery.error))
     if delivery.no_offset:
         raise DeliveryInDoubtError("acknowledged without an offset (a retried duplicate)")
@@ -321,6 +345,31 @@ def _poll(producer: Any, timeout_s: float) -> None:
         producer.poll(timeout_s)
     except RuntimeError as exc:
         raise ProducerFailedError(str(exc), fatal=True) from exc
+
+
+def _possibly_written(error: Any) -> bool:
+    """Does a failed delivery leave the record possibly in the log? librdkafka's message
+    status (not exposed by confluent-kafka) is POSSIBLY_PERSISTED for a record purged in
+    flight (a producer closed by _close purges first) or timed out after it was sent: the
+    broker may have written it without the answer reaching the producer. A record purged
+    from the queue was never sent; a broker's own error code means it refused the batch."""
+    from confluent_kafka import KafkaError  # noqa: PLC0415 - keeps the module light
+
+    code = getattr(error, "code", None)
+    return callable(code) and code() in (
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    )
+
+
+def _purged(error: Any) -> bool:
+    """Purged: someone is closing the producer (_close), so it is of no further use."""
+    from confluent_kafka import KafkaError  # noqa: PLC0415 - keeps the module light
+
+    code = getattr(error, "code", None)
+    return callable(code) and code() == KafkaError._PURGE_INFLIGHT
 
 
 def _fatal(error: Any) -> bool:
@@ -885,8 +934,8 @@ class OrderRouter:
         """Swap a producer that hit a fatal error for a fresh one (once, however many
         requests saw it fail). The failed one is polled a little longer, so every request
         still waiting on it hears that its record failed, then closed."""
-        if self.new_producer is None:
-            return
+        if self.new_producer is None or self._closing.is_set():
+            return  # (closing: a new one would outlive close())
         with self._producer_lock:
             if self.producer is not failed:
                 return  # another request replaced it already
@@ -1019,6 +1068,10 @@ class OrderRouter:
         action, order_id, user_id = flight.command[0], flight.command[1], flight.command[2]
         try:
             partition, offset = outcome()
+        except PossiblyWrittenError as exc:  # in doubt, as a timeout: the caller says so
+            if exc.fatal:
+                self._replace_producer(flight.producer, str(exc))
+            raise
         except DeliveryInDoubtError:
             self._acked_at = time.monotonic()  # the broker answered: not a stalled producer
             raise
@@ -1258,6 +1311,7 @@ __all__ = [
     "produce_confirmed",
     "DeliveryInDoubtError",
     "DeliveryPump",
+    "PossiblyWrittenError",
     "record_json",
 ]
 

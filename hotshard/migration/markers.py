@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from hotshard import wire
-from hotshard.edge.router import ProducerFailedError, produce_confirmed
+from hotshard.edge.router import PossiblyWrittenError, ProducerFailedError, produce_confirmed
 from hotshard.migration.errors import StoreUnavailable
 
 TIMEOUT_S = 10.0
@@ -52,7 +52,10 @@ class Broker:
                 self._producer, topic, partition, symbol.encode(), value, TIMEOUT_S
             )
         except (TimeoutError, RuntimeError) as exc:
-            if isinstance(exc, ProducerFailedError) and exc.fatal:
+            # Written or not (PossiblyWrittenError, a timeout: in doubt), the ASL retries
+            # StoreUnavailable and steps.end_marker's retry first looks for a marker this
+            # attempt may have written (from the `@start` it set), so none is written twice.
+            if isinstance(exc, ProducerFailedError | PossiblyWrittenError) and exc.fatal:
                 # unusable for good (closed, or an idempotent producer's fatal state after
                 # a broker forgot it): the retry the ASL makes of StoreUnavailable gets a
                 # fresh one, not the same refusal until the container is recycled

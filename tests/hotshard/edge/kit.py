@@ -68,6 +68,28 @@ class CountingProducer:
         return int(self.real.poll(timeout))
 
 
+class ClosedAfterTaking(CountingProducer):
+    """A real producer closed (as by another thread) right after it took a record: the
+    record is written (flushed before the close), its delivery report never reaches the
+    caller, and poll() on the closed producer raises RuntimeError."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.offsets: list[int] = []
+
+    def produce(self, *args: Any, on_delivery: Any, **kwargs: Any) -> None:
+        def lost(err: Any, msg: Any) -> None:
+            if err is None:
+                self.offsets.append(msg.offset())
+
+        super().produce(*args, on_delivery=lost, **kwargs)
+        self.real.flush(10)
+        self.real.close()
+
+    def close(self) -> None:
+        pass  # closed already
+
+
 class RecordingProducer(CountingProducer):
     """A CountingProducer that also keeps every record value it was given."""
 

@@ -20,13 +20,22 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from websockets.asyncio.client import connect
 
-from hotshard import kafka, route
+from hotshard import kafka, names, route
+from hotshard.codec import decode_order
+from hotshard.edge.router import PossiblyWrittenError, produce_confirmed
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.services.broker import tansu
 from hotshard.names import MANAGEMENT_SECRET_HEADER
+from hotshard.wire import encode_order
 from lambdas.order_router import handler as order_router
-from tests.hotshard.edge.kit import SECRET, CountingProducer, token, ws_message
+from tests.hotshard.edge.kit import (
+    SECRET,
+    ClosedAfterTaking,
+    CountingProducer,
+    token,
+    ws_message,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -294,6 +303,47 @@ def test_an_ack_without_an_offset_is_answered_503_in_doubt_not_500(edge, broker)
     status, _, body = http(edge, "DELETE", "/orders")
     assert status == 202, body
     assert [f["reason"] for f in body["failed"]] == ["NOT_DELIVERED"], body
+
+
+class PurgedInFlight(CountingProducer):
+    """A real producer whose records are written and reported purged in flight
+    (_PURGE_INFLIGHT), as a producer closed by the router (purge, then close: a replaced
+    one's reaper) reports a record that was on its way while its request still waited:
+    the broker may have it (here it does)."""
+
+    def produce(self, *args: Any, on_delivery: Any, **kwargs: Any) -> None:
+        def report(err: Any, msg: Any) -> None:
+            purged = KafkaError(KafkaError._PURGE_INFLIGHT, "Local: Purged in flight")
+            on_delivery(err if err is not None else purged, msg)
+
+        super().produce(*args, on_delivery=report, **kwargs)
+
+
+def test_a_record_purged_in_flight_is_in_doubt_and_never_written_twice(edge, broker):
+    # before: any delivery error was "not written": the claim was dropped, and the resend
+    # the 503 asks for was written a second time
+    router = order_router.api().router
+    router.producer.close()
+    router.producer = purged = PurgedInFlight(broker.bootstrap)
+    status, headers, body = http(edge, "POST", "/orders", order("p-1"))
+    assert status == 503, body
+    assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
+    assert int(headers["Retry-After"]) >= 1
+    status, _, body = http(edge, "POST", "/orders", order("p-1"))
+    assert (status, body["reason"]) == (409, "ORDER_IN_FLIGHT"), (body, purged.produced)
+    assert purged.produced == 1 and router.producer_replacements == 1  # purged: unusable
+
+
+def test_a_producer_closed_while_its_record_is_in_flight_leaves_it_in_doubt(broker):
+    # produce_confirmed without a pump (markers.write_end_marker): before, the closed
+    # producer's poll() made it ProducerFailedError, "not written", though it was
+    closed = ClosedAfterTaking(broker.bootstrap)
+    command = decode_order({**order("w-1"), "user_id": "alice"}).command
+    value = encode_order("MSFT", command, route_epoch=1, client_ts_ns=1, received_ts_ns=1)
+    with pytest.raises(TimeoutError) as raised:
+        produce_confirmed(closed, names.TOPIC_ORDERS, 1, b"MSFT", value, 5.0)
+    assert isinstance(raised.value, PossiblyWrittenError) and raised.value.fatal
+    assert len(closed.offsets) == 1  # it was written
 
 
 class FullThenClosed(CountingProducer):

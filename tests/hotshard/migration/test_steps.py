@@ -233,3 +233,35 @@ def test_an_end_marker_writer_whose_producer_turned_unusable_gets_a_fresh_one(
         assert markers.find_end_marker(topic, 3, "HOT", 9, 0) == written
     finally:
         markers.close()
+
+
+@pytest.mark.integration
+def test_an_end_marker_whose_producer_closed_in_flight_is_in_doubt_and_written_once(
+    r: redis.Redis, broker: Any
+) -> None:
+    """The writer's producer was closed (as by another thread) after it took the marker and
+    before its delivery report: the marker is in the log, the outcome in doubt. The write is
+    StoreUnavailable with the dead producer dropped, and the ASL's retry records the marker
+    that attempt wrote instead of writing a second one."""
+    from hotshard.kafka import client_config  # noqa: PLC0415
+    from hotshard.migration.errors import StoreUnavailable  # noqa: PLC0415
+    from hotshard.migration.markers import Broker  # noqa: PLC0415
+    from tests.hotshard.edge.kit import ClosedAfterTaking  # noqa: PLC0415
+
+    markers = Broker(client_config(broker.bootstrap))
+    ctx = replace(
+        _context(r, Engine(control_pb2.UnfenceReply()), Engine(control_pb2.UnfenceReply())),
+        broker=markers,
+    )
+    topic, key = names.TOPIC_PENDING_ORDERS, names.REDIS_PENDING_END.format("HOT", 11)
+    markers._producer = closed = ClosedAfterTaking(broker.bootstrap)
+    try:
+        with pytest.raises(StoreUnavailable):
+            steps.end_marker(ctx, topic, 1, "HOT", 11)
+        assert markers._producer is None and len(closed.offsets) == 1
+        steps.end_marker(ctx, topic, 1, "HOT", 11)  # the retry
+        assert r.get(key) == f"{topic}/1/{closed.offsets[0]}".encode()
+        assert markers.find_end_marker(topic, 1, "HOT", 11, closed.offsets[0] + 1) is None
+    finally:
+        markers.close()
+
