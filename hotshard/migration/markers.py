@@ -97,9 +97,13 @@ class Broker:
             consumer.close()
 
     def close(self) -> None:
+        """Close both clients now: an unclosed producer keeps its threads and reconnects to
+        the broker until garbage collection (after a test's broker stopped: "Connection
+        refused" lines for the rest of the run)."""
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
         if self._producer is not None:
-            self._producer.flush(TIMEOUT_S)
-            self._producer = None
+            producer, self._producer = self._producer, None
+            producer.flush(TIMEOUT_S)
+            producer.close()

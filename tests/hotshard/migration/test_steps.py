@@ -265,3 +265,18 @@ def test_an_end_marker_whose_producer_closed_in_flight_is_in_doubt_and_written_o
     finally:
         markers.close()
 
+
+@pytest.mark.integration
+def test_closing_the_marker_broker_closes_its_producer(broker: Any) -> None:
+    """Before, close() flushed the producer and dropped the reference: its threads and
+    broker connections lived on until garbage collection ("Connection refused" lines
+    once the broker stopped)."""
+    from hotshard.kafka import client_config  # noqa: PLC0415
+    from hotshard.migration.markers import Broker  # noqa: PLC0415
+
+    markers = Broker(client_config(broker.bootstrap))
+    markers.write_end_marker(names.TOPIC_PENDING_ORDERS, 2, "HOT", 12)
+    producer = markers._producer
+    markers.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.poll(0)
