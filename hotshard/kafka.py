@@ -152,7 +152,13 @@ def topic_id(admin: Any, topic: str, timeout_s: float = 10.0) -> str:
     from confluent_kafka import TopicCollection  # noqa: PLC0415
 
     futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)
-    found = futures[topic].result(timeout=timeout_s + 5)
+    try:
+        found = futures[topic].result(timeout=timeout_s + 5)
+    finally:
+        # a failed Future keeps its exception, whose traceback holds this frame, so
+        # `futures` and `admin`: a cycle that kept the AdminClient (and its reconnects to a
+        # broker that stopped) alive until a garbage collection happened to run
+        futures.clear()
     uuid = found.topic_id
     text = "" if uuid is None else str(uuid)
     return "" if text in ("", "AAAAAAAAAAAAAAAAAAAAAA") else text

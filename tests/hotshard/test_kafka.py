@@ -1,5 +1,7 @@
 """One Kafka configuration builder; MSK IAM is a switch whose token expiry is in seconds."""
 
+from typing import Any
+
 import pytest
 
 from hotshard import kafka
@@ -53,3 +55,32 @@ def test_a_fetch_wait_floor_raises_every_consumer_wait_for_its_block_only() -> N
     assert kafka.consumer_config(base, group_id="g")["fetch.wait.max.ms"] == 20
     with kafka.fetch_wait_floor(0):  # memory storage: nothing changes
         assert kafka.consumer_config(base, group_id="g")["fetch.wait.max.ms"] == 20
+
+
+@pytest.mark.integration
+def test_a_failed_topic_id_leaves_no_cycle_that_keeps_the_admin_client(broker: Any) -> None:
+    """AdminClient has no close(): it goes when its last reference does. A failed
+    describe_topics kept it in a cycle (the Future's exception -> its traceback -> the frame
+    of topic_id -> the futures and the admin), so the feeder's client outlived its broker
+    until a garbage collection, logging "Connection refused" meanwhile."""
+    import gc  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
+
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    gc.collect()
+    gc.disable()
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        gone = weakref.ref(admin)
+        failed = False
+        try:
+            kafka.topic_id(admin, "no-such-topic", timeout_s=2)
+        except KafkaException:
+            failed = True
+        assert failed
+        del admin
+        assert gone() is None, "the AdminClient outlives its last reference"
+    finally:
+        gc.enable()

@@ -57,4 +57,4 @@ def test_a_replaced_event_topic_is_read_again_from_its_start(monkeypatch):
             assert seen[3:] == new
             assert feeder.replaced == 1
         finally:
-            feeder.consumer.close()
+            feeder.stop()  # its consumer and its AdminClient, before the broker stops
