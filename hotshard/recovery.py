@@ -15,6 +15,7 @@ paused or zombie owner can never replace what the new owner recovers from.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 import redis
@@ -89,9 +90,10 @@ SEQ_JUMP_ON_REPLACED_LOG = 1_000_000
 """How far a book's seq jumps when its `orders` log was replaced: past every seq it may
 have emitted after its checkpoint (at most one checkpoint interval of events, far below
 this), so no seq of the new log repeats one readers saw from the old (they would drop it
-as a replay); readers see a Gap instead: the events lost with the old log. A book the
-checkpoint has no snapshot of (born after it, or before its first snapshot) starts above
-the partition's `seq_base`, raised by as much."""
+as a replay); readers see a Gap instead: the events lost with the old log. A symbol that
+existed before the log was replaced but has no snapshot in the checkpoint (a book born
+after the last one, or before its first snapshot) starts above the jump too
+(Checkpoint.seq_floors); one that never existed before starts at 1."""
 
 
 class CheckpointError(HotshardError):
@@ -171,10 +173,11 @@ class Checkpoint:
     unknown, a checkpoint written before log identities or on a broker without topic ids).
     A broker that lost its data comes back with a topic of another id whose offsets start
     at 0 again: the same numbers, other records."""
-    seq_base: int = 0
-    """A book born on this partition (none of its snapshots in the checkpoint) numbers its
-    events after this: raised by SEQ_JUMP_ON_REPLACED_LOG per replaced log, because such a
-    book may have had events on the old log that readers saw."""
+    seq_floors: dict[str, int] = field(default_factory=dict)
+    """Symbols of the partition with no book yet that may have had events on a replaced
+    log, which readers saw: a book born for one numbers its events after its floor (its
+    entry's `seq` then carries the floor). Set by `rebased`; a symbol not named here (nor
+    in `books`) is new and starts at 1."""
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -199,7 +202,7 @@ class Checkpoint:
                 "instance": self.instance,
                 "taken_ms": self.taken_ms,
                 "log_id": self.log_id,
-                "seq_base": self.seq_base,
+                "seq_floors": self.seq_floors,
             },
             sort_keys=True,
         )
@@ -216,10 +219,17 @@ class Checkpoint:
                 "a checkpoint without per-symbol snapshots (written before owner epochs): "
                 "it would load whatever snapshot of a symbol was written last",
             )
+        books = {str(k): BookEntry(**v) for k, v in raw.get("books", {}).items()}
+        legacy_base = int(raw.get("seq_base", 0))  # one floor for every book, f0a8a11's
+        if legacy_base:
+            books = {
+                s: b if b.location else replace(b, seq=max(b.seq, legacy_base))
+                for s, b in books.items()
+            }
         return cls(
             int(raw["partition"]),
             int(raw["offset"]),
-            {str(k): BookEntry(**v) for k, v in raw.get("books", {}).items()},
+            books,
             {
                 str(k): FenceEntry(**v) if isinstance(v, dict) else FenceEntry(int(v), -1, 0)
                 for k, v in raw.get("fences", {}).items()
@@ -230,24 +240,36 @@ class Checkpoint:
             {str(k): GoneEntry(int(v[0]), int(v[1])) for k, v in raw.get("gone", {}).items()},
             int(raw.get("rewind_floor", -1)),
             str(raw.get("log_id", "")),
-            int(raw.get("seq_base", 0)),
+            {str(k): int(v) for k, v in raw.get("seq_floors", {}).items()},
         )
 
-    def rebased(self, log_id: str) -> "Checkpoint":
+    def rebased(self, log_id: str, routed: Iterable[str] = ()) -> "Checkpoint":
         """This checkpoint moved to a replaced log `log_id` (nothing of its old log is in
         it): the same books, fences, expected and gone symbols, consumed from offset 0. The
         records of the old log after `offset` are lost with it (the caller reports them).
-        Books born on it from now on start above a `seq_base` raised by the jump."""
+        A symbol that existed before (a book with no snapshot here, a floor already, or one
+        of `routed`: the symbols the routing table sends to the partition, which covers a
+        book born after the checkpoint) starts above the jump when its book is born; the
+        caller jumps the books it restores from snapshots."""
+        floors = {s: f + SEQ_JUMP_ON_REPLACED_LOG for s, f in self.seq_floors.items()}
+        for symbol in routed:
+            if symbol not in self.books and symbol not in self.fences:
+                floors.setdefault(symbol, SEQ_JUMP_ON_REPLACED_LOG)
         return replace(
             self,
             offset=-1,
-            books={s: replace(b, offset=-1) for s, b in self.books.items()},
+            books={
+                s: replace(b, offset=-1)
+                if b.location
+                else replace(b, offset=-1, seq=b.seq + SEQ_JUMP_ON_REPLACED_LOG)
+                for s, b in self.books.items()
+            },
             fences={s: replace(f, offset=-1) for s, f in self.fences.items()},
             expect={s: replace(e, from_offset=-1) for s, e in self.expect.items()},
             gone={s: replace(g, offset=-1) for s, g in self.gone.items()},
             rewind_floor=-1,
             log_id=log_id,
-            seq_base=self.seq_base + SEQ_JUMP_ON_REPLACED_LOG,
+            seq_floors=floors,
         )
 
 

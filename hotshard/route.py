@@ -278,6 +278,16 @@ def listed_symbols(r: redis.Redis) -> list[str]:
     return sorted(text(m) for m in r.smembers(names.REDIS_ROUTES))
 
 
+def symbols_routed_to(r: redis.Redis, partition: int) -> list[str]:
+    """The listed symbols whose route names `partition` (one SMEMBERS, one pipeline)."""
+    symbols = listed_symbols(r)
+    with r.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.hget(names.REDIS_ROUTE.format(symbol), "partition")
+        found = pipe.execute()
+    return [s for s, p in zip(symbols, found, strict=True) if p and int(text(p)) == partition]
+
+
 def delist(r: redis.Redis, symbol: str) -> bool:
     """Remove the symbol's route; False if it was not listed. Its epochs are not reused:
     a listing again starts above every epoch it had and above the fence a Remove puts

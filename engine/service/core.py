@@ -188,8 +188,10 @@ class EngineState:
     or before would read its records as a new symbol's (refused, REWIND_PAST_GONE)."""
     log_id: str = ""
     """The identity (topic id) of the `orders` log `position` counts in ("" unknown)."""
-    seq_base: dict[int, int] = field(default_factory=dict)
-    """Per partition, where a book born there starts numbering (Checkpoint.seq_base)."""
+    seq_floor: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Symbols with no book yet that may have had events readers saw (Checkpoint.seq_floors,
+    and books a checkpoint names without a snapshot): (partition, the seq a book born for
+    it numbers after). A symbol not here starts at 1."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -270,10 +272,15 @@ class EngineState:
                     self._unsequenced(symbol, partition, offset, event, decoded.received_ts_ns)
                 )
                 return None
-            book.seq = max(book.seq, self.seq_base.get(partition, 0))
+            if self.seq_floor:
+                floor = self.seq_floor.pop(symbol, None)
+                if floor is not None:
+                    book.seq = max(book.seq, floor[1])
             self.home[symbol] = partition
             self.epoch[symbol] = decoded.route_epoch
-            self.snaps[symbol] = BookEntry("", offset - 1, 0, decoded.route_epoch)
+            # seq: what the book is born at, so a restart before its first snapshot
+            # numbers its events the same again
+            self.snaps[symbol] = BookEntry("", offset - 1, book.seq, decoded.route_epoch)
         return book
 
     def _emit(self, touched: dict[tuple[int, str], Touched]) -> BatchResult:
@@ -557,6 +564,7 @@ class EngineState:
         self.market.add_book(book)
         symbol = book.symbol
         self.home[symbol] = partition
+        self.seq_floor.pop(symbol, None)  # it numbers on from its own seq
         self.fences.pop(symbol, None)
         self.gone.pop(symbol, None)
         self.expect.pop(symbol, None)
@@ -703,7 +711,7 @@ class EngineState:
             gone,
             floor,
             self.log_id,
-            self.seq_base.get(partition, 0),
+            {s: seq for s, (p, seq) in self.seq_floor.items() if p == partition},
         )
 
 
@@ -714,7 +722,7 @@ def _reborn_fenced(state: EngineState, symbol: str, partition: int, entry: BookE
     book = state.market.book(symbol)
     if book is None:
         return
-    book.seq = max(book.seq, state.seq_base.get(partition, 0))
+    book.seq = max(book.seq, entry.seq)
     state.home[symbol] = partition
     state.epoch[symbol] = entry.epoch
     state.snaps[symbol] = entry
@@ -734,12 +742,14 @@ def restore_partition(
         state.position[partition] = 0
         return 0
     start = checkpoint.resume_offset()
-    if checkpoint.seq_base:
-        state.seq_base[partition] = checkpoint.seq_base
+    for symbol, floor in checkpoint.seq_floors.items():
+        state.seq_floor[symbol] = (partition, floor)
     for symbol, entry in sorted(checkpoint.books.items()):
         if not entry.location:
             if symbol in checkpoint.fences:
                 _reborn_fenced(state, symbol, partition, entry)
+            elif entry.seq:  # born again from its records, numbered as the first time
+                state.seq_floor[symbol] = (partition, entry.seq)
             continue
         loaded = books.get(symbol)
         if loaded is None:

@@ -43,7 +43,7 @@ from engine.service.forked import DumpChild, DumpSpec
 from engine.service.metrics import Metrics
 from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
-from hotshard import recovery, registry
+from hotshard import recovery, registry, route
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import Reason
 from hotshard.recovery import SEQ_JUMP_ON_REPLACED_LOG
@@ -136,6 +136,8 @@ class Engine:
     _next_turn: list[Callable[[], Any]] = field(default_factory=list)
     _replaced: list[int] = field(default_factory=list)
     """Partitions whose checkpoint named a replaced `orders` log (this start)."""
+    _uncheckpointed: list[int] = field(default_factory=list)
+    """Partitions with no checkpoint at this start: one is written before consuming."""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -163,6 +165,12 @@ class Engine:
         if self._replaced and not self.final_checkpoint("orders log replaced", complete=True):
             # the jumped seqs must be durable before any event carries one
             raise EngineFailedError(f"cannot checkpoint the replaced log of {self._replaced}")
+        for partition in self._uncheckpointed:
+            # which log the events to come are numbered on, before the first one: else a log
+            # replaced before the first periodic checkpoint would not be noticed (no jump,
+            # and readers would drop the new log's first events as repeats)
+            if not self.write_checkpoints(only=partition):
+                raise EngineFailedError(f"cannot write the first checkpoint of {partition}")
         self.serving = True
         log.info(
             "engine started",
@@ -191,6 +199,8 @@ class Engine:
             raise EngineFailedError(f"checkpoint of partition {partition}: {exc}") from exc
         if checkpoint is not None:
             checkpoint = self._same_log(checkpoint)
+        else:
+            self._uncheckpointed.append(partition)
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
         spent = {"fetch_s": 0.0, "fetch_cpu_s": 0.0, "load_s": 0.0, "load_cpu_s": 0.0}
         if checkpoint is not None:
@@ -262,7 +272,10 @@ class Engine:
                 "seq_jump": SEQ_JUMP_ON_REPLACED_LOG,
             },
         )
-        return checkpoint.rebased(current)
+        # a book born after the checkpoint is in no checkpoint, but it is routed here:
+        # its seqs jump too (readers saw them); a symbol listed from now on starts at 1
+        routed = route.symbols_routed_to(self.redis, checkpoint.partition)
+        return checkpoint.rebased(current, routed)
 
     def _check_positions(self) -> None:
         """A checkpoint's position outside the partition's log (it was truncated, or

@@ -89,13 +89,33 @@ def test_a_snapshot_write_goes_on_while_the_heartbeat_refreshes_ownership(
     assert all(r.get(f"hb-{i}") == b"x" * 4096 for i in range(20))
 
 
-def test_a_replaced_log_raises_the_seq_base_of_books_born_on_it() -> None:
-    checkpoint = recovery.Checkpoint(partition=1, offset=50, log_id="old", seq_base=7)
-    moved = checkpoint.rebased("new")
+def test_a_replaced_log_gives_a_floor_to_every_symbol_that_existed_and_none_to_new_ones() -> None:
+    jump = recovery.SEQ_JUMP_ON_REPLACED_LOG
+    checkpoint = recovery.Checkpoint(
+        partition=1,
+        offset=50,
+        books={
+            "SNAP": recovery.BookEntry("mem:1", 40, 12),  # restored and jumped by the caller
+            "BORN": recovery.BookEntry("", 45, 0),  # no snapshot yet
+        },
+        log_id="old",
+        seq_floors={"WAIT": 3},  # from an earlier replaced log, not born since
+    )
+    moved = checkpoint.rebased("new", routed=["SNAP", "BORN", "LATE"])
     assert (moved.log_id, moved.offset) == ("new", -1)
-    assert moved.seq_base == 7 + recovery.SEQ_JUMP_ON_REPLACED_LOG
+    assert moved.books["SNAP"] == recovery.BookEntry("mem:1", -1, 12)
+    assert moved.books["BORN"] == recovery.BookEntry("", -1, jump)
+    # LATE: born after the checkpoint, routed here; a symbol listed later is in neither
+    assert moved.seq_floors == {"WAIT": 3 + jump, "LATE": jump}
     assert recovery.Checkpoint.from_json(moved.to_json()) == moved
-    assert recovery.Checkpoint.from_json('{"partition": 1, "offset": 3}').seq_base == 0
+    assert recovery.Checkpoint.from_json('{"partition": 1, "offset": 3}').seq_floors == {}
+    # f0a8a11's one floor per partition applies to the books without a snapshot it named
+    legacy = recovery.Checkpoint.from_json(
+        '{"partition": 1, "offset": 3, "seq_base": 7, "books": {'
+        '"A": {"location": "", "offset": 2, "seq": 0}, '
+        '"B": {"location": "mem:b", "offset": 2, "seq": 4}}}'
+    )
+    assert (legacy.books["A"].seq, legacy.books["B"].seq) == (7, 4)
 
 
 def test_a_checkpoint_round_trips_and_resumes_after_its_oldest_entry() -> None:

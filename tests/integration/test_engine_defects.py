@@ -22,7 +22,7 @@ from engine.service import core, forked, operations
 from engine.service import loop as engine_loop
 from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
-from hotshard import kafka, names, recovery
+from hotshard import kafka, names, recovery, route
 from hotshard.domain import Side
 from hotshard.local.services.process import free_port
 from hotshard.local.traffic import EventReader, produce_orders, producer
@@ -389,6 +389,8 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
     # the new log's high watermark) passed the check and the engine sought to it in the new
     # log: the first 3 orders acknowledged there were silently never applied.
     r = redis_server.client()
+    for symbol in ("RELOG", "LATE"):  # listed before their first orders, as the router does
+        route.list_symbol_at(r, symbol, 0, "relog")
     engine = engines("0", "relog", "--snapshot-interval-s", "5")
     prod = producer(broker.bootstrap)
     before = [("RELOG", add(f"b{i}", "u", Side.BUY, 10 + i, 1)) for i in range(3)]
@@ -404,8 +406,9 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
         old = recovery.read_checkpoint(r, 0)
     assert old is not None and old.offset == 2 and old.log_id
     # LATE is born after that checkpoint and seen by readers (seqs 1, 2), and the engine is
-    # killed before the next one (5 s): the checkpoint has no snapshot of it. Before, LATE
-    # was born again on the new log at seq 1, 2, ... which readers drop as seen.
+    # killed before the next one (5 s): the checkpoint has no snapshot of it (mostly not
+    # even an entry; it is routed here). Before f0a8a11, LATE was born again on the new log
+    # at seq 1, 2, ... which readers drop as seen.
     late = [("LATE", add(f"l{i}", "u", Side.BUY, 10 + i, 1)) for i in range(2)]
     produce_orders(prod, late, lambda s: 0)
     prod.flush(10)
@@ -425,11 +428,16 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
     produce_orders(prod, after, lambda s: 0)
     prod.flush(10)
     engine = engines("0", "relog", "--snapshot-interval-s", "5")
+    # FRESH never existed before: listed on the new log, it starts at seq 1 (before: above
+    # the jump, like the symbols that existed, and readers saw a Gap from 0)
+    route.list_symbol_at(r, "FRESH", 0, "relog")
+    produce_orders(prod, [("FRESH", add("f-1", "u", Side.BUY, 10, 1))], lambda s: 0)
+    prod.flush(10)
     reader = EventReader(broker.bootstrap, PARTITIONS)
-    ids = {f"a{i}" for i in range(6)} | {"l-new"}
+    ids = {f"a{i}" for i in range(6)} | {"l-new", "f-1"}
 
     def all_after(rd: EventReader) -> bool:
-        seen = rd.events.get("RELOG", []) + rd.events.get("LATE", [])
+        seen = rd.events.get("RELOG", []) + rd.events.get("LATE", []) + rd.events.get("FRESH", [])
         return ids <= {e[2] for e in seen}
 
     try:
@@ -440,6 +448,7 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
         assert min(e[1] for e in reader.events["RELOG"]) == 3 + jump + 1
         # a book with no snapshot in the checkpoint starts above the jump too
         assert min(e[1] for e in reader.events["LATE"]) == jump + 1
+        assert min(e[1] for e in reader.events["FRESH"]) == 1
     finally:
         reader.close()
         prod.close()
@@ -454,6 +463,40 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
     stats = engine.stub().Stats(control_pb2.StatsRequest(), timeout=5)
     [relog] = [s for s in stats.symbols if s.symbol == "RELOG"]
     assert relog.resting_orders == 9  # 3 bids from the snapshot, 6 asks above them
+
+
+def test_a_log_replaced_before_the_first_periodic_checkpoint_is_noticed(
+    broker, redis_server, engines
+):
+    # Before: an engine with no checkpoint wrote none until its first periodic one (10 s by
+    # default), so a log replaced before then was not noticed: its books started at seq 1
+    # again on the new log, and readers dropped those events as ones they had seen.
+    r = redis_server.client()
+    route.list_symbol_at(r, "EARLY", 0, "early")
+    engine = engines("0", "early", "--snapshot-interval-s", "600")
+    prod = producer(broker.bootstrap)
+    first = [("EARLY", add(f"e{i}", "u", Side.BUY, 10 + i, 1)) for i in range(2)]
+    produce_orders(prod, first, lambda s: 0)
+    prod.flush(10)
+    reader = EventReader(broker.bootstrap, PARTITIONS)
+    assert reader.read_until(lambda rd: len(rd.events.get("EARLY", [])) >= 2, timeout=30)
+    reader.close()
+    engine.process.stop(signal.SIGKILL)  # long before its first periodic checkpoint
+    prod.close()
+    broker.restart()  # memory storage: every topic gone
+    kafka.create_topics(broker.admin(), PARTITIONS)
+    prod = producer(broker.bootstrap)
+    produce_orders(prod, [("EARLY", add("e-new", "u", Side.BUY, 10, 1))], lambda s: 0)
+    prod.flush(10)
+    engine = engines("0", "early", "--snapshot-interval-s", "600")
+    reader = EventReader(broker.bootstrap, PARTITIONS)
+    try:
+        assert reader.read_until(lambda rd: bool(rd.events.get("EARLY")), timeout=30)
+        assert min(e[1] for e in reader.events["EARLY"]) == recovery.SEQ_JUMP_ON_REPLACED_LOG + 1
+    finally:
+        reader.close()
+        prod.close()
+    assert "LOG_REPLACED" in engine.process.log_tail(60)
 
 
 class LowMarkAtTheEnd:

@@ -8,6 +8,7 @@ from engine.book import Book, Instrument, Market, add, cancel
 from engine.book.snapshot import dump, load
 from engine.service import core
 from engine.service.core import EngineState, Output, Record, restore_partition
+from hotshard import recovery
 from hotshard.dedupe import SequenceGuard
 from hotshard.domain import Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, Event
@@ -232,6 +233,30 @@ def test_a_book_whose_snapshot_is_ahead_of_the_others_skips_what_it_holds():
     assert [(e[1], e[4]) for e in got["A"]] == [(3, Status.CANCELLED)]
     assert [(e[1], e[4]) for e in got["B"]] == [(2, Status.ACCEPTED)]
     assert fresh.skip == {}
+
+
+def test_after_a_replaced_log_only_symbols_that_existed_start_above_the_jump():
+    # before: every book born on the partition after a replaced log started above the
+    # partition's seq_base, a symbol that never existed too (readers saw a Gap from 0)
+    jump = recovery.SEQ_JUMP_ON_REPLACED_LOG
+    old = EngineState(Market(open_listing=True))
+    old.log_id = "old"
+    old.apply_batch([_order(0, "BORN", "b1")])  # no snapshot of it yet
+    checkpoint = old.checkpoint(0, "e", 0).rebased("new", routed=["BORN", "LATE"])
+    state = EngineState(Market(open_listing=True))
+    assert restore_partition(state, checkpoint, 0, {}) == 0
+    out = state.apply_batch(
+        [_order(0, "BORN", "b2"), _order(1, "LATE", "l1"), _order(2, "NEW", "n1")]
+    )
+    seqs = {s: [e[1] for e in events] for s, events in collect(out.outputs).items()}
+    assert seqs == {"BORN": [jump + 1], "LATE": [jump + 1], "NEW": [1]}
+    # a restart before their first snapshots numbers them the same again
+    again = EngineState(Market(open_listing=True))
+    restore_partition(again, state.checkpoint(0, "e", 0), 0, {})
+    out = again.apply_batch(
+        [_order(0, "BORN", "b2"), _order(1, "LATE", "l1"), _order(2, "NEW", "n1")]
+    )
+    assert {s: [e[1] for e in events] for s, events in collect(out.outputs).items()} == seqs
 
 
 def test_no_checkpoint_means_consume_from_the_start():
