@@ -427,7 +427,27 @@ class Engine:
             self._turned = 0.0
             registry.deregister_engine(self.redis, self.settings.instance, self.partitions)
             self.consumer.close()
+            self.close_clients()
             log.info("engine stopped", extra={"instance": self.settings.instance})
+
+    def close_clients(self) -> None:
+        """Close the producer and let go of the log identity's AdminClient (it has no
+        close()); idempotent. The producer's delivery callback is a method of this engine:
+        a cycle through librdkafka's C object that garbage collection never frees, so an
+        engine stopped in a process that goes on (tests build engines in-process) kept both
+        clients, reconnecting to their stopped broker ("Connection refused"), for the rest
+        of the process. What is still undelivered is purged (its failure logged): the final
+        checkpoint covers only delivered events, and a restart makes the rest again."""
+        self.log_identity = None
+        producer = self.producer
+        if producer is None:
+            return
+        try:
+            if len(producer):
+                producer.purge()
+            producer.close()
+        except RuntimeError:  # closed already
+            pass
 
     def _deliver_all(self, limit_s: float) -> None:
         """Flush until every event is delivered (or `limit_s`): a stop right after a big

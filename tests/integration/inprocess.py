@@ -81,7 +81,4 @@ def engine_in_process(
         server.stop(0)
         with contextlib.suppress(Exception):
             engine.shutdown()
-        engine.producer.flush(5)
-        # the producer's delivery callback is a method of the engine: drop the cycle, so the
-        # producer is freed (closed) now, not at some later collection
-        engine.producer = None
+        engine.close_clients()  # (shutdown does, unless it failed before)

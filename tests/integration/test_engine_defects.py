@@ -550,3 +550,27 @@ def test_a_low_watermark_above_a_readable_position_does_not_stop_the_engine(
         again.stopping.set()
     finally:
         again.shutdown()
+
+
+def test_a_stopped_engine_closes_its_kafka_clients(broker, redis_server):
+    # Before: shutdown closed the consumer only. The producer (its delivery callback is a
+    # method of the engine: a cycle garbage collection never frees) and the log identity's
+    # AdminClient lived on for the rest of the process, reconnecting to their broker once it
+    # stopped: the "rdkafka#producer-N ... Connection refused" lines of a full test run.
+    settings = EngineSettings(
+        kafka_brokers=broker.bootstrap,
+        redis_port=redis_server.port,
+        partitions=(1,),
+        instance_id="closing",
+        grpc_port=free_port(),
+    )
+    engine = build(settings)
+    producer = engine.producer
+    try:
+        engine.start()
+        engine.stopping.set()
+    finally:
+        engine.shutdown()
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.poll(0)
+    assert engine.log_identity is None
