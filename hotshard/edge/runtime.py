@@ -1,6 +1,11 @@
 """What the edge's Lambda handlers apply to their process once per cold start."""
 
 import gc
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 YOUNG_GENERATION = 50_000
 """Allocations between two young collections (CPython's default: 700). A request allocates
@@ -28,3 +33,34 @@ def metrics_enabled() -> bool:
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled  # noqa: PLC0415
 
     return not is_metrics_disabled()
+
+
+class ColdStart(Generic[T]):
+    """A handler's cold-start object (what functools.cache gave), built once even when the
+    first calls come at once. In Lambda a container serves one request at a time; the
+    local gateway calls the handler from its threads, and functools.cache let each
+    concurrent first call build its own: the extra EdgeApis' producers were never closed
+    (and tune_gc's freeze keeps them from the collector: alive for good, reconnecting to
+    their broker after it stopped)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+    def built(self) -> bool:
+        return self._value is not None
+
+    def cache_clear(self) -> None:
+        """Forget it (the caller closed it): the next call builds a new one."""
+        with self._lock:
+            self._value = None

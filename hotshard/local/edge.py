@@ -103,7 +103,7 @@ def local_edge(
 def close_handlers() -> None:
     """Close what the handlers' cold starts opened (the router's producer, the pusher's
     threads), so no Kafka client outlives the edge."""
-    if order_router.api.cache_info().currsize:
+    if order_router.api.built():
         order_router.api().close()
     if stream_handler.pusher.cache_info().currsize:
         stream_handler.pusher().close()

@@ -5,7 +5,6 @@ every request is one call into EdgeApi, which turns refusals into 4xx / error fr
 """
 
 import os
-from functools import cache
 from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hotshard.edge.api import EdgeApi, build
-from hotshard.edge.runtime import metrics_enabled, tune_gc
+from hotshard.edge.runtime import ColdStart, metrics_enabled, tune_gc
 from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
@@ -32,12 +31,15 @@ def _uncounted(_name: str) -> None:
     return
 
 
-@cache
-def api() -> EdgeApi:
+def _cold_start() -> EdgeApi:
     counter = count if metrics_enabled() else _uncounted
     built = build(EdgeSettings.from_env(os.environ), logger=logger, count=counter)
     tune_gc()
     return built
+
+
+api = ColdStart(_cold_start)
+"""The container's EdgeApi, built on the first request (once, however many come at once)."""
 
 
 def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

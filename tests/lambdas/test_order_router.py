@@ -44,7 +44,7 @@ def handler(monkeypatch, r, broker):
         monkeypatch.setenv(key, value)
     module.api.cache_clear()
     yield module.handler
-    if module.api.cache_info().currsize:
+    if module.api.built():
         module.api().close()
     module.api.cache_clear()
 

@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 
 from hotshard import kafka, names, route
 from hotshard.codec import decode_order
+from hotshard.edge import api as edge_api
 from hotshard.edge.router import PossiblyWrittenError, produce_confirmed
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
@@ -165,6 +166,29 @@ def test_concurrent_http_requests_each_get_their_own_answer(edge):
         sys.setswitchinterval(switch)
     wrong = [(sent, got) for sent, got in answers if sent != got]
     assert not wrong, f"{len(wrong)} of {len(answers)}: {wrong[:5]}"
+
+
+def test_concurrent_first_requests_build_one_edge_api(edge, monkeypatch):
+    # Before: functools.cache let every first request that came at once build its own
+    # EdgeApi; the extra ones' producers were never closed (and tune_gc froze them out of
+    # the collector's view: alive for good, "Connection refused" once the broker stopped)
+    built: list[Any] = []
+    real = edge_api.build
+
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # a cold start under load: the other requests come meanwhile
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr("lambdas.order_router.handler.build", slow_build)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(lambda k: http(edge, "GET", "/orders")[0], range(6)))
+        assert statuses == [200] * 6
+        assert len(built) == 1, f"{len(built)} EdgeApis built"
+    finally:
+        for extra in built[1:]:  # (the old code's: closed here, not leaked into the run)
+            extra.close()
 
 
 # ---------------------------------------------------------------- a fatal producer
