@@ -221,6 +221,31 @@ def log_times(path: Path) -> dict[str, tuple[float, dict[str, Any]]]:
     return out
 
 
+def phase_timeline(
+    logs: dict[str, tuple[float, dict[str, Any]]],
+    kill_ns: int,
+    spawned_ns: int,
+    hit: tuple[int, int],
+) -> list[tuple[str, float]]:
+    """(phase, seconds after the kill at which it ended), in order: the engine's own phases
+    (its "engine started" and "caught up" lines: wall times relative to its package's
+    import), then the first probe's send and read as the prober saw them."""
+    kill_s = kill_ns / 1e9
+    out = [("killed; new engine spawned", spawned_ns / 1e9 - kill_s)]
+    started = logs.get("engine started")
+    if started is not None and "started_at" in started[1]:
+        base = float(started[1]["started_at"]) - kill_s
+        out.append(("interpreter up (engine package imported)", base))
+        phases: dict[str, float] = dict(started[1].get("phases", {}))
+        caught = logs.get("caught up")
+        if caught is not None:
+            phases.update(caught[1].get("phases", {}))
+        out += [(name, base + float(at)) for name, at in phases.items()]
+    out.append(("first probe after the kill sent", hit[0] / 1e9 - kill_s))
+    out.append(("its status read: back to matching", hit[1] / 1e9 - kill_s))
+    return sorted(out, key=lambda item: item[1])
+
+
 def engine_argv(bootstrap: str, redis_port: int, port: int) -> list[str]:
     return [
         sys.executable, "-m", "engine", "--kafka-brokers", bootstrap, "--redis-host",
@@ -415,10 +440,16 @@ def main(argv: list[str] | None = None) -> int:
                 row["load_cpu_s"] = float(recovered[1].get("load_cpu_s", math.nan))
             # CPU of the engine process until the first probe was read (within ~2 ms)
             row["cpu_to_matching_s"] = cpu_at_hit
+            timeline = phase_timeline(logs, kill_ns, spawned_ns, hit)
             row["probe_p50_before_ms"] = statistics.median(before) if before else float("nan")
             results.append(row)
             parts = ", ".join(f"{k} {v:.3f}" for k, v in row.items())
             print(f"run {run + 1}: back to matching {back_s:.3f} s after kill -9 ({parts})")
+            print("  phases (s after the kill, each phase's end; + its own length):")
+            previous = 0.0
+            for name, at in timeline:
+                print(f"    {at:7.3f}  +{at - previous:6.3f}  {name}")
+                previous = at
             if args.profile is not None:
                 # SIGTERM the engine (py-spy's child); py-spy writes its file once it exits
                 spy_pid = engine.process.popen.pid

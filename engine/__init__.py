@@ -1,8 +1,13 @@
 """The matching engine: the pure book (engine.book) and the shells around it."""
 
 import os
+import time
 
-from engine.native import choose_build
+STARTED_AT = time.time()
+"""Wall time this package was first imported: the interpreter is up, nothing heavy is
+imported yet (the start of an engine's recorded phases, engine.service.loop.Engine.mark)."""
+
+from engine.native import choose_build  # noqa: E402
 
 choose_build()
 

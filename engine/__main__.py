@@ -85,6 +85,7 @@ def build(settings: EngineSettings) -> Engine:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    entered = time.time()  # the imports are done
     settings = parse_args(argv)
     configure_logging(settings.log_level, settings.instance)
     log = logging.getLogger("hotshard.engine")
@@ -93,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DedupBudgetError as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 2
+    engine.mark("imported", entered)
+    engine.mark("clients built")
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})

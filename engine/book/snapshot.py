@@ -143,11 +143,11 @@ def load(data: bytes, *, index_later: bool = True) -> tuple[Book, SnapshotInfo]:
                 _ints(state.price_le, state.price),
                 _ints(state.leaves_le, state.leaves),
                 _ints(state.filled_le, state.filled),
-                list(map(bool, state.post_only)),
+                _bools(state.post_only),
                 _ids(state.order_ids_nul, state.order_id, count),
                 _users(state.users, state.user_index_le, state.user_id),
             ),
-            (list(state.display), list(state.peak), [bool(b) for b in state.all_or_none]),
+            (list(state.display), list(state.peak), _bools(state.all_or_none)),
             _rank(state.order_rank_le) if index_later and _ranked(envelope, state) else None,
         )
         book.restore_stops(
@@ -235,6 +235,14 @@ def _unpack(code: str, data: bytes) -> list[int]:
     if _SWAP:
         packed.byteswap()
     return packed.tolist()
+
+
+def _bools(column: bytes) -> list[bool]:
+    """A column of one byte per order: usually all zero (a million post_only flags: one
+    count in C, not a million bool() calls: ~1 ms instead of ~16)."""
+    if column.count(0) == len(column):
+        return [False] * len(column)
+    return list(map(bool, column))
 
 
 def _ranked(envelope: snapshot_pb2.Snapshot, state: snapshot_pb2.BookState) -> bool:

@@ -74,6 +74,12 @@ SHUTDOWN_DELIVERY_S = 120.0
 checkpoint (one flush is capped at TTL/3; a stop after a big backlog needs several)."""
 
 
+def _package_started_at() -> float:
+    import engine  # noqa: PLC0415
+
+    return engine.STARTED_AT
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotResult:
     partition: int
@@ -101,7 +107,8 @@ class Engine:
     partitions: list[int] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     caught_up: threading.Event = field(default_factory=threading.Event)
-    """Set when a consume first finds nothing waiting (the start's backlog is applied)."""
+    """Set when a consume first finds nothing waiting with the owned partitions read to
+    their high watermarks (the start's backlog is applied)."""
     serving: bool = False
     _controls: "queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]]" = field(
         default_factory=queue.SimpleQueue
@@ -121,6 +128,8 @@ class Engine:
     """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _turned: float = 0.0
     _assigned: tuple[Any, ...] = ()
+    _assigned_at: tuple[tuple[str, int, int], ...] = ()
+    """The last assignment with its offsets, until the first consume (see `_assign`)."""
     _retire: list[str] = field(default_factory=list)
     _workers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="offload")
@@ -138,12 +147,27 @@ class Engine:
     """Partitions whose checkpoint named a replaced `orders` log (this start)."""
     _uncheckpointed: list[int] = field(default_factory=list)
     """Partitions with no checkpoint at this start: one is written before consuming."""
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    """The start's phases as they ended (name, wall time): logged with "engine started"
+    and "caught up", so a restart's wall time can be split (bench.recovery)."""
+    _first_batch: bool = True
+
+    def mark(self, phase: str, at: float | None = None) -> None:
+        """`phase` of the start ended now (or `at`, a wall time)."""
+        self.phases.append((phase, time.time() if at is None else at))
+
+    def _phases(self) -> dict[str, float]:
+        """The phases so far, as seconds since the engine package was imported."""
+        began = _package_started_at()
+        return {name: round(at - began, 4) for name, at in self.phases}
 
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
         """Claim the partitions, load their checkpoints, assign, register."""
         s = self.settings
+        # the broker's answer (a round trip on a client of its own) while Redis answers
+        log_id = self._workers.submit(self._read_log_id)
         # partitions adopted earlier (Restore with follow, Promote) are this engine's home
         # too: a restart reclaims them with their checkpoints
         self.partitions = sorted(
@@ -155,13 +179,24 @@ class Engine:
         if taken:
             raise EngineFailedError(f"partitions {taken} are owned by another live instance")
         registry.set_homes(self.redis, s.instance, self.partitions)
+        self.mark("claimed")
         began = time.monotonic()
-        self.state.log_id = self._read_log_id()
-        for partition in self.partitions:
-            self._recover(partition)
-        self._check_positions()
+        self.state.log_id = log_id.result()
+        self.mark("log id")
+        checkpoints = {p: self._read_checkpoint(p) for p in self.partitions}
+        resume = {p: c.resume_offset() if c else 0 for p, c in checkpoints.items()}
+        self._check_positions(resume)
+        self.mark("positions checked")
+        # Fetching starts now: the broker's records arrive (librdkafka's threads: another
+        # core) while this thread loads the snapshots; the assignment after them is the same
+        # and is kept, so the records fetched meanwhile are not fetched again.
+        self._assign([(TOPIC_ORDERS, p, o) for p, o in resume.items()])
+        self.mark("fetching")
+        for partition, checkpoint in checkpoints.items():
+            self._recover(partition, checkpoint)
         self.assign()
         self.register()
+        self.mark("assigned")
         if self._replaced and not self.final_checkpoint("orders log replaced", complete=True):
             # the jumped seqs must be durable before any event carries one
             raise EngineFailedError(f"cannot checkpoint the replaced log of {self._replaced}")
@@ -183,6 +218,8 @@ class Engine:
                 "cpu_s": round(time.process_time(), 3),
                 "thread_cpu_s": round(time.thread_time(), 3),
                 "positions": dict(self.state.position),
+                "phases": self._phases(),
+                "started_at": round(_package_started_at(), 4),
             },
         )
         now = time.monotonic()
@@ -192,15 +229,19 @@ class Engine:
         self._heart = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heart.start()
 
-    def _recover(self, partition: int) -> None:
+    def _read_checkpoint(self, partition: int) -> recovery.Checkpoint | None:
+        """The partition's checkpoint (moved to the broker's log if it names another)."""
         try:
             checkpoint = recovery.read_checkpoint(self.redis, partition)
         except (ValueError, recovery.CheckpointError) as exc:  # its reason is in the text
             raise EngineFailedError(f"checkpoint of partition {partition}: {exc}") from exc
-        if checkpoint is not None:
-            checkpoint = self._same_log(checkpoint)
-        else:
+        self.mark(f"checkpoint {partition} read")
+        if checkpoint is None:
             self._uncheckpointed.append(partition)
+            return None
+        return self._same_log(checkpoint)
+
+    def _recover(self, partition: int, checkpoint: recovery.Checkpoint | None) -> None:
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
         spent = {"fetch_s": 0.0, "fetch_cpu_s": 0.0, "load_s": 0.0, "load_cpu_s": 0.0}
         if checkpoint is not None:
@@ -212,10 +253,12 @@ class Engine:
                     data = self.store.fetch(entry.location)
                     spent["fetch_s"] += time.perf_counter() - wall
                     spent["fetch_cpu_s"] += time.thread_time() - cpu
+                    self.mark(f"{symbol} fetched")
                     wall, cpu = time.perf_counter(), time.thread_time()
                     books[symbol] = load(data)
                     spent["load_s"] += time.perf_counter() - wall
                     spent["load_cpu_s"] += time.thread_time() - cpu
+                    self.mark(f"{symbol} loaded")
                 except Exception as exc:
                     raise EngineFailedError(
                         f"checkpoint of partition {partition} names {entry.location} for "
@@ -277,7 +320,7 @@ class Engine:
         routed = route.symbols_routed_to(self.redis, checkpoint.partition)
         return checkpoint.rebased(current, routed)
 
-    def _check_positions(self) -> None:
+    def _check_positions(self, positions: dict[int, int]) -> None:
         """A checkpoint's position outside the partition's log (it was truncated, or
         replaced by an empty one) is never rewound or skipped silently: the engine stops
         and says so. On Tansu the high watermark is the first offset of the last batch + 1,
@@ -285,8 +328,7 @@ class Engine:
         the consumer's auto.offset.reset=error catches a position beyond it later too)."""
         from confluent_kafka import TopicPartition  # noqa: PLC0415
 
-        for p in self.partitions:
-            position = self.state.position.get(p, 0)
+        for p, position in positions.items():
             if position == 0:
                 continue
             try:
@@ -338,8 +380,6 @@ class Engine:
         """Read the owned partitions from their positions, and what shadows and replays
         need. Reassigning from the positions the state holds loses nothing: every record
         consumed before is either applied or held."""
-        from confluent_kafka import TopicPartition  # noqa: PLC0415
-
         state = self.state
         wanted = [(TOPIC_ORDERS, p, state.position.get(p, 0)) for p in self.partitions]
         wanted += [
@@ -348,8 +388,18 @@ class Engine:
             if p not in self.partitions
         ]
         wanted += [(t, p, o) for (t, p), o in sorted(state.pending_partitions().items())]
+        self._assign(wanted)
+
+    def _assign(self, wanted: list[tuple[str, int, int]]) -> None:
+        """Read `wanted` (topic, partition, offset); an assignment the same as the last
+        one made with offsets (nothing consumed since) is kept as it is."""
+        from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+        if tuple(wanted) == self._assigned_at:
+            return
         self.consumer.assign([TopicPartition(t, p, o) for t, p, o in wanted])
         self._assigned = tuple((t, p) for t, p, _ in wanted)
+        self._assigned_at = tuple(wanted)
 
     def reassign_if_needed(self) -> None:
         state = self.state
@@ -389,9 +439,15 @@ class Engine:
             self._run_controls()
             messages = consume(s.batch_size, timeout)
             if messages:
+                if self._first_batch:
+                    self._first_batch = False
+                    self._assigned_at = ()  # consumed: positions are the state's now
+                    self.mark("first records")
                 self._process(messages)
-            elif not self.caught_up.is_set():
+            elif not self.caught_up.is_set() and self._read_to_the_end():
                 self.caught_up.set()
+                self.mark("caught up")
+                log.info("caught up", extra={"phases": self._phases()})
             if self.state.shadows:
                 self.state.release_shadows(time.monotonic(), s.shadow_hold_ms / 1000)
             if self._next_turn:
@@ -868,6 +924,17 @@ class Engine:
         for p in self.partitions:
             backlog += max(0, self.high_watermark(p) - self.state.position.get(p, 0))
         return backlog + len(self.producer)
+
+    def _read_to_the_end(self) -> bool:
+        """Every owned partition read up to the high watermark of its last fetch response
+        (none yet: not). A consume that returns nothing is no proof: the first one after a
+        restart returns before the first fetch does, and the gRPC server started then
+        (its imports: ~0.3 s of the interpreter) competed with the replay."""
+        for p in self.partitions:
+            high = self.high_watermark(p)
+            if high < 0 or self.state.position.get(p, 0) < high:
+                return False
+        return True
 
     def high_watermark(self, partition: int) -> int:
         from confluent_kafka import TopicPartition  # noqa: PLC0415
