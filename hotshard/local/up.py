@@ -49,6 +49,13 @@ from hotshard.migration.settings import MigrationSettings
 DEFAULT_STATE_FILE = Path(".hotshard") / "cluster.json"
 DEFAULT_SYMBOLS = ("HOT", "AAA", "BBB", "CCC", "DDD", "EEE")
 SUPERVISE_S = 0.5
+ENGINE_CHECK_S = 0.05
+"""How often the supervisor looks for an exited engine (a poll of its process, no I/O): a
+crashed engine is restarted within this, not within SUPERVISE_S (the rest of supervision:
+Redis, routes, the warm pool's reconcile through moto)."""
+RESTART_BACKOFF_S = 1.0
+"""An engine that exits again within this of its restart waits this long for the next one
+(a start that keeps failing is not spun 20 times a second; systemd's RestartSec=1 in AWS)."""
 REBUILD_WINDOW_S = 30.0
 """After a Redis restart, how long the supervisor keeps rebuilding lost routes."""
 ENGINE_ARGS = ("--fetch-wait-max-ms", "10")
@@ -84,6 +91,12 @@ def split(partitions: int, engines: int) -> list[list[int]]:
     return out
 
 
+def restart_due(now: float, restarted_at: float) -> bool:
+    """May an exited engine last restarted at `restarted_at` (monotonic; 0: never) start
+    again now? At once, unless that restart was less than RESTART_BACKOFF_S ago."""
+    return not restarted_at or now - restarted_at >= RESTART_BACKOFF_S
+
+
 @dataclass
 class Slot:
     """One engine process the supervisor keeps running."""
@@ -95,6 +108,7 @@ class Slot:
     engine: EngineProcess | None = None
     restarts: int = 0
     stopping: bool = False
+    restarted_at: float = 0.0
 
     @property
     def address(self) -> str:
@@ -188,13 +202,27 @@ class Cluster:
                     client.close()
             except Exception as exc:  # Redis still loading: next round
                 done.append(f"routes not rebuilt yet: {type(exc).__name__}")
+        done += self.restart_exited()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                done += self.pool.reconcile()
+        return done
+
+    def restart_exited(self) -> list[str]:
+        """Start again every engine that exited (same id, port and partitions), at once
+        unless it was restarted less than RESTART_BACKOFF_S ago."""
+        done: list[str] = []
         with self.lock:
             slots = list(self.slots.values())
+        now = time.monotonic()
         for slot in slots:
             engine = slot.engine
             if engine is None or engine.process.alive() or slot.stopping:
                 continue
+            if not restart_due(now, slot.restarted_at):
+                continue
             code = engine.process.popen.returncode
+            slot.restarted_at = now
             try:
                 self.start_slot(slot)
             except ServiceError as exc:
@@ -203,9 +231,6 @@ class Cluster:
             slot.restarts += 1
             self.write_state()
             done.append(f"engine {slot.instance} exited ({code}); restarted on {slot.address}")
-        if self.pool is not None:
-            with contextlib.suppress(Exception):
-                done += self.pool.reconcile()
         return done
 
     # ------------------------------------------------------------------ state
@@ -354,9 +379,15 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
                 cluster.write_state()
 
                 def supervise() -> None:
-                    while not stop.wait(SUPERVISE_S):
+                    last = time.monotonic()
+                    while not stop.wait(ENGINE_CHECK_S):
                         try:
-                            for line in cluster.supervise_once():
+                            if time.monotonic() - last >= SUPERVISE_S:
+                                last = time.monotonic()
+                                lines = cluster.supervise_once()
+                            else:
+                                lines = cluster.restart_exited()
+                            for line in lines:
                                 say(line)
                         except Exception as exc:
                             say(f"supervisor: {type(exc).__name__}: {exc}")

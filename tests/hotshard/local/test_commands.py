@@ -22,7 +22,7 @@ from hotshard.local.commands import (
     pool_summary,
     why_nothing,
 )
-from hotshard.local.up import split
+from hotshard.local.up import RESTART_BACKOFF_S, restart_due, split
 
 
 def test_partitions_are_split_evenly_and_contiguously() -> None:
@@ -196,3 +196,9 @@ def test_a_redis_given_by_hand_that_does_not_answer_is_named(
     address = f"127.0.0.1:{_closed_port()}"
     assert main(["routes", "--redis", address]) == EXIT_FAILED
     assert capsys.readouterr().err.startswith(f"no answer from --redis {address}: ConnectionError")
+
+
+def test_a_crashed_engine_restarts_at_once_and_a_crash_loop_backs_off() -> None:
+    assert restart_due(1000.0, 0.0)  # never restarted: at once
+    assert not restart_due(1000.0 + RESTART_BACKOFF_S / 2, 1000.0)  # crashed again at once
+    assert restart_due(1000.0 + RESTART_BACKOFF_S, 1000.0)
