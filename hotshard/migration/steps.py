@@ -45,6 +45,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+FAULT_POINTS = ("SwitchRouting:moved", "SwitchRouting:promoted", "Rollback:routed")
+"""Every Context.fault point of the steps (the local control plane reads which are armed
+once per task, hotshard.local.control.point_faults)."""
+
+
 def no_fault(_point: str) -> None:
     """Context.fault in AWS: no fault is ever injected."""
 
@@ -377,13 +382,14 @@ def switch_routing(ctx: Context, state: State) -> Result:
     promoted = ctx.client(target.address).promote(
         _promote_request(move, target, fence, pending, wait_durable=False)
     )
+    resumed_ms = ctx.clock_ms()  # matching resumed: the fault point below is not the pause's
     ctx.fault("SwitchRouting:promoted")
     return {
         "epoch": move.next_epoch,
         "switched_ms": int(kept.get("switched_ms", ctx.clock_ms())),
         "moved_ms": moved_ms,  # the route changed (None: an earlier attempt changed it)
         "target_from": kept.get("target_from"),
-        "resumed_ms": ctx.clock_ms(),
+        "resumed_ms": resumed_ms,
         "fence": fence,
         "promote": _promote_result(promoted),
     }

@@ -18,9 +18,11 @@ from hotshard.local.control import (
     HELD_KEY,
     RELEASE_KEY,
     ControlPlane,
+    InjectedFault,
     LambdaDispatch,
     control_plane,
     execution_name,
+    point_faults,
     redis_faults,
     redis_holds,
     task_handlers,
@@ -104,6 +106,28 @@ def test_a_hold_waits_until_the_test_releases_it(r: Any) -> None:
     began = time.monotonic()
     redis_holds(r, timeout_s=0.3)(function)  # never released: it gives up, it never hangs
     assert 0.3 <= time.monotonic() - began < 3
+
+
+def _getdels(r: Any) -> int:
+    return int(r.info("commandstats").get("cmdstat_getdel", {}).get("calls", 0))
+
+
+@pytest.mark.integration
+def test_a_fault_point_with_nothing_armed_costs_no_round_trip(r: Any) -> None:
+    """Two points are inside SwitchRouting's pause: reaching them must not ask Redis
+    (before, each was a GETDEL there: a round trip in the pause the benchmark measures)."""
+    r.set(FAULT_KEY.format("switch_routing@promoted"), "fatal")
+    fault = point_faults(r)  # the task's context is made: one MGET
+    r.config_resetstat()
+    fault("SwitchRouting:moved")
+    assert _getdels(r) == 0
+    with pytest.raises(InjectedFault, match="SwitchRouting at promoted"):
+        fault("SwitchRouting:promoted")
+    fault("SwitchRouting:promoted")  # taken once
+    assert _getdels(r) == 1 and not r.exists(FAULT_KEY.format("switch_routing@promoted"))
+    r.set(FAULT_KEY.format("cleanup@somewhere"), "fatal")  # not a known point: asked
+    with pytest.raises(InjectedFault):
+        fault("Cleanup:somewhere")
 
 
 def test_a_redis_that_does_not_answer_holds_no_fault_and_no_task() -> None:
