@@ -1285,12 +1285,13 @@ def _client_ts(value: Any, symbol: str, order_id: str) -> int:
 
 def _close(producer: Any, flush_s: float = 0.0) -> None:
     """Close a confluent-kafka producer (its threads and connections stop now, not at
-    garbage collection); anything without close() is left alone."""
+    garbage collection); anything without close() is left alone. What `flush_s` did not
+    deliver is purged first: close() waits for every queued record's message.timeout.ms
+    (measured: > 20 s, against a broker that never answers), so a router's close hung."""
     try:
         if flush_s > 0:
             producer.flush(flush_s)
-        else:
-            producer.purge()
+        producer.purge()
         close = getattr(producer, "close", None)
         if callable(close):
             close()

@@ -4,6 +4,7 @@ the edges each still accepts. The checks in submit run against a real Redis and 
 (what they refuse never reaches the producer; what they let through is read back from the
 `orders` topic). Also the mutation target of hotshard/edge/router.py (docs/MUTATION.md)."""
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,14 @@ from hotshard import route
 from hotshard.codec import InvalidOrderError
 from hotshard.domain import MAX_TIMESTAMP_NS, Action, Side
 from hotshard.edge.limits import PreTradeLimits
-from hotshard.edge.router import MAX_PAGE, RefusedError, _client_ts, _cursor, _page_size
+from hotshard.edge.router import (
+    MAX_PAGE,
+    RETRY_AFTER_MS,
+    RefusedError,
+    _client_ts,
+    _cursor,
+    _page_size,
+)
 from hotshard.reasons import HotshardError, Reason
 from tests.hotshard.edge.kit import Edge, close_producers, edge, read_record
 
@@ -186,3 +194,41 @@ def test_an_own_order_on_a_symbol_no_longer_listed_is_refused_unknown_symbol(rou
     gone = refused(router.cancel, "alice", "v-1", "AAPL")
     assert gone.reason == Reason.UNKNOWN_SYMBOL
     assert isinstance(gone, RefusedError) and (gone.symbol, gone.order_id) == ("AAPL", "v-1")
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A bootstrap address whose port takes connections (the kernel's backlog) and never
+    answers one: a broker that confirms nothing, so every delivery times out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_cancel_or_replace_the_broker_does_not_confirm_in_time_is_in_doubt_with_a_retry_hint(
+    router_edge, r, silent_broker
+):
+    # the order is placed through the real broker; a second router (same Redis) whose
+    # producer's broker never answers then cancels and replaces it: each may yet be
+    # written, so NOT_DELIVERED with the order named and a retry hint (the same request
+    # again is safe: the book ignores a second cancel, a second replace changes nothing)
+    router_edge.router.submit("alice", ORDER)
+    stalled = edge(r, silent_broker, limits=LIMITS, clock_ns=lambda: NOW_NS)
+    stalled.router.delivery_timeout_s = 0.3
+    try:
+        for call, args in (
+            (stalled.router.cancel, ("alice", "v-1", "AAPL")),
+            (stalled.router.submit, ("alice", {**ORDER, "quantity": 3}, Action.REPLACE)),
+        ):
+            in_doubt = refused(call, *args)
+            assert isinstance(in_doubt, RefusedError)
+            assert (in_doubt.reason, in_doubt.detail) == (
+                Reason.NOT_DELIVERED,
+                "no acknowledgement within 0.3 s",
+            )
+            assert (in_doubt.symbol, in_doubt.order_id) == ("AAPL", "v-1")
+            assert in_doubt.retry_after_ms == RETRY_AFTER_MS
+        assert stalled.producer.produced == 2
+    finally:
+        stalled.router.close()
