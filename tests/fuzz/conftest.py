@@ -1,7 +1,7 @@
 """The fuzz suites (`make fuzz` runs them at full size, `make test` a slice).
 
 HOTSHARD_FUZZ_EXAMPLES sets how many cases each fuzz test draws (default 150: the slice).
-`make fuzz` sets it so that the suites draw 100,000 cases together (docs/TESTING.md), with
+`make fuzz` sets it so that the suites draw 100,000 cases together (docs/FAULTS.md), with
 a deadline per case and no shrinking database, bounded in time by the make target."""
 
 import os

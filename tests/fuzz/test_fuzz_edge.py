@@ -22,6 +22,7 @@ from tests.hotshard.edge.kit import SECRET, RecordingProducer, recorded_edge, to
 pytestmark = pytest.mark.integration
 
 REPLY_TIMEOUT_S = 30
+HTTP_TIMEOUT_S = 15
 PING = json.dumps({"action": "ping"})
 
 
@@ -94,21 +95,56 @@ def _auth(kind: str) -> dict[str, str]:
     return {}
 
 
+class HttpLink:
+    """One HTTP/1.1 connection to the gateway, kept alive from case to case (a connection
+    per case spent much of a case on the TCP handshake, a server thread's start and the
+    client's setup). http.client opens a new one only after a response that said
+    `Connection: close`; one the server dropped without saying so fails the case that lost
+    it (each case ends with a probe request on the same connection), and the next case
+    starts on a new one."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT_S)
+        try:
+            self.conn.request(method, target, body=body, headers=headers)
+            reply = self.conn.getresponse()
+            return reply.status, reply.read()
+        except BaseException:
+            self.drop()  # lost (dropped, or no answer in time): the next case opens a new one
+            raise
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+@pytest.fixture(scope="module")
+def http_link(fuzz_edge: tuple[LocalEdge, RecordingProducer]) -> Iterator[HttpLink]:
+    link = HttpLink(fuzz_edge[0].gateway.http_port)
+    yield link
+    link.drop()
+
+
 @FUZZ
 @given(method=methods, path=paths, body=bodies, auth=auths)
-def test_fuzzed_http_requests_answer_4xx_or_2xx(fuzz_edge, method, path, body, auth):
-    edge, recording = fuzz_edge
-    conn = http.client.HTTPConnection("127.0.0.1", edge.gateway.http_port, timeout=15)
-    try:
-        target = urllib.parse.quote(path, safe="/?&=%#")  # what a client can put on the wire
-        conn.request(method, target, body=body, headers=_auth(auth))
-        reply = conn.getresponse()
-        data = reply.read()
-    finally:
-        conn.close()
-    assert reply.status < 500, (method, path, reply.status, data[:300])
-    if reply.status == 202 and method == "POST":
+def test_fuzzed_http_requests_answer_4xx_or_2xx(fuzz_edge, http_link, method, path, body, auth):
+    recording = fuzz_edge[1]
+    target = urllib.parse.quote(path, safe="/?&=%#")  # what a client can put on the wire
+    status, data = http_link.request(method, target, body, _auth(auth))
+    assert status < 500, (method, path, status, data[:300])
+    if status == 202 and method == "POST":
         assert json.loads(data)["type"] in ("ack", "cancel_all")
+    # the connection is still open and in step (the request's body read to its end): an
+    # unauthenticated request the gateway's authorizer answers without a handler
+    assert http_link.request("GET", "/instruments", None, {})[0] == 401
     recording.assert_all_valid()
 
 
