@@ -342,3 +342,32 @@ def test_a_batch_after_earlier_ones_states_its_seq_range_and_depth_carries_no_ti
         assert (batch.after_seq, batch.through_seq) == (7, 8)
     raw = encode_depth("S", DepthUpdate(1, [(10, 1)], []), 0)
     assert decode_depth_stamped(raw)[0][3] == 0
+
+
+def test_a_rejection_in_a_batch_keeps_its_reason_and_nothing_is_stamped_unasked():
+    book = Book(Instrument("S"))
+    ends: list[int] = []
+    commands = [add("m", "u", Side.SELL, 100, 5), add("bad", "u", Side.BUY, 100, -1)]
+    events = book.apply_all(commands, ends)
+    depth = book.depth_update()
+    assert depth is not None
+    no_stamps: tuple[dict[int, int] | None, ...] = (None, {})
+    for stamps in no_stamps:  # no receive times: no event and no depth update has one
+        records = encode_symbol_batch("S", 0, book.seq, events, ends, [3, 4], depth, 4, stamps)
+        statuses = events_pb2.OrderStatusBatch.FromString(records.order_status).events
+        assert [event_tuple(STATUS, s) for s in statuses] == [
+            (event, offset) for event, offset in zip(events, [3, 4], strict=True)
+        ]
+        assert int(statuses[1].reason) == Reason.NON_POSITIVE_QUANTITY
+        assert [s.ts_ns for s in statuses] == [0, 0]
+        assert records.depth is not None and decode_depth_stamped(records.depth)[0][3] == 0
+
+
+def test_a_batch_whose_offsets_and_ends_disagree_is_refused_not_cut_short():
+    book = Book(Instrument("S"))
+    ends: list[int] = []
+    events = book.apply_all([add("a", "u", Side.BUY, 10, 1), add("b", "u", Side.BUY, 9, 1)], ends)
+    with pytest.raises(ValueError, match="zip"):
+        encode_symbol_batch("S", 0, 2, events, ends, [0], None, 0)  # one offset, two commands
+    with pytest.raises(ValueError, match="zip"):
+        encode_symbol_batch("S", 0, 2, events, ends[:1], [0, 1], None, 0)
