@@ -10,8 +10,8 @@ read (order records, latest depth).
   depth is the levels changed (absolute quantities, 0 = gone) and also updates the latest
   depth kept in Redis (hotshard.edge.depth).
 - A connection that answers 410 (GoneException) is forgotten (hotshard.edge.sessions).
-- Per batch of records: the Redis writes go out in one pipeline (one round trip); the
-  connections are looked up in one more; each connection's pushes are posted in order,
+- Per batch of records: the Redis writes go out in one pipeline (one round trip), the
+  connections to post to looked up at its end; each connection's pushes are posted in order,
   connections side by side, and a connection that opted in (`?pushes=batch`) gets them
   coalesced into BATCH frames (docs/asyncapi.yaml): one post instead of one per push.
 - Each push names the seq of the push before it on its stream, `prev_seq`
@@ -221,17 +221,31 @@ class Pusher:
                 owned.append((user_id, own, push))
         stats.dropped = self.guard.dropped + self.depth_guard.dropped - dropped_before
         links = [link for group in (owned, public) for _, link, _ in group if link is not None]
-        self.streams.chain(links, pipe=writes, token=token)  # last: its replies are last
+        self.streams.chain(links, pipe=writes, token=token)  # its replies after the writes'
+        # The connections to post to, read in the same round trip (after the writes, as
+        # before in a round trip of its own): of every owner with a push, even one the
+        # chain will drop as pushed already.
+        lookup = None
+        if self.sessions.r is self.records.r and (owned or public):
+            lookup = self.sessions.queue_targets(
+                writes, (u for u, _, _ in owned), (s for s, _, _ in public)
+            )
         replies = writes.execute()
         if depth_writes is not writes:
             depth_writes.execute()
-        n = calls(len(links))
-        prevs = [prev for reply in replies[len(replies) - n :] for prev in answers(reply)]
+        n, looked = calls(len(links)), lookup.count if lookup is not None else 0
+        chained = replies[len(replies) - looked - n : len(replies) - looked]
+        prevs = [prev for reply in chained for prev in answers(reply)]
         to_users = self._encode(owned, prevs, 0, stats)
         to_symbols = self._encode(public, prevs, sum(1 for _, k, _ in owned if k), stats)
         if not to_users and not to_symbols:
             return stats
-        users, subs = self.sessions.targets((u for u, _ in to_users), (s for s, _ in to_symbols))
+        if lookup is not None:
+            users, subs = lookup.read(replies)
+        else:
+            users, subs = self.sessions.targets(
+                (u for u, _ in to_users), (s for s, _ in to_symbols)
+            )
         # Each connection's pushes in order (per user and per symbol, as the events came),
         # connections side by side: one post is an HTTP round trip to the Management API.
         queues: dict[str, list[str]] = {}

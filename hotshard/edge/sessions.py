@@ -226,25 +226,21 @@ class Sessions:
         self, users: Iterable[str], symbols: Iterable[str]
     ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         """(user -> connection ids, symbol -> subscribed connection ids) in one round trip."""
-        wanted_users = sorted(set(users))
-        wanted_symbols = sorted(set(symbols))
-        if not wanted_users and not wanted_symbols:
-            return {}, {}
         pipe = RawPipeline(self.r)  # raw replies: each SMEMBERS a list
-        for user in wanted_users:
+        lookup = self.queue_targets(pipe, users, symbols)
+        return lookup.read(pipe.execute()) if lookup.count else ({}, {})
+
+    def queue_targets(
+        self, pipe: RawPipeline, users: Iterable[str], symbols: Iterable[str]
+    ) -> "TargetLookup":
+        """`targets`' reads queued on `pipe` (a RawPipeline of this Redis): its last
+        `count` replies, read by the lookup's `read`."""
+        lookup = TargetLookup(sorted(set(users)), sorted(set(symbols)))
+        for user in lookup.users:
             pipe.command("SMEMBERS", names.REDIS_USER_CONNECTIONS.format(user))
-        for symbol in wanted_symbols:
+        for symbol in lookup.symbols:
             pipe.command("SMEMBERS", names.REDIS_SUBSCRIBERS.format(symbol))
-        replies = pipe.execute()
-        of_users = {
-            u: sorted(text(c) for c in ids)
-            for u, ids in zip(wanted_users, replies[: len(wanted_users)], strict=True)
-        }
-        of_symbols = {
-            s: sorted(text(c) for c in ids)
-            for s, ids in zip(wanted_symbols, replies[len(wanted_users) :], strict=True)
-        }
-        return of_users, of_symbols
+        return lookup
 
     def batching(self, connections: Iterable[str]) -> set[str]:
         """The connections that opted in to BATCH frames (cached: a mode never changes)."""
@@ -260,3 +256,27 @@ class Sessions:
             for conn, mode in zip(unknown, modes, strict=True):
                 self._batching[conn] = mode is not None and text(mode) == BATCH
         return {c for c in connections if self._batching.get(c)}
+
+
+class TargetLookup:
+    """Connections of users and subscribers of symbols, as queued by Sessions.queue_targets."""
+
+    def __init__(self, users: list[str], symbols: list[str]) -> None:
+        self.users = users
+        self.symbols = symbols
+        self.count = len(users) + len(symbols)
+        """How many replies it reads (the pipeline's last)."""
+
+    def read(self, replies: list[Any]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(user -> connection ids, symbol -> subscribed connection ids) from the last
+        `count` replies of the pipeline (each SMEMBERS a list)."""
+        mine = replies[len(replies) - self.count :] if self.count else []
+        of_users = {
+            u: sorted(text(c) for c in ids)
+            for u, ids in zip(self.users, mine[: len(self.users)], strict=True)
+        }
+        of_symbols = {
+            s: sorted(text(c) for c in ids)
+            for s, ids in zip(self.symbols, mine[len(self.users) :], strict=True)
+        }
+        return of_users, of_symbols

@@ -176,16 +176,18 @@ def test_a_batch_retried_after_redis_failed_it_is_pushed_whole(r):
             (1, add("a-2", "ann", Side.SELL, 101, 5)),
         ]
     )[len(outputs([(0, add("a-1", "ann", Side.SELL, 100, 5))])) :]
-    targets = sessions.targets
+    # (the connections are looked up in the batch's own pipeline: the first Redis call
+    # after it is the connections' push modes)
+    batching = sessions.batching
     failures = {"left": 1}
 
     def flaky(*args: Any) -> Any:
         if failures["left"]:
             failures["left"] -= 1
             raise redis.ConnectionError("restarting")
-        return targets(*args)
+        return batching(*args)
 
-    sessions.targets = flaky  # type: ignore[method-assign,assignment]
+    sessions.batching = flaky  # type: ignore[method-assign,assignment]
     with pytest.raises(redis.ConnectionError):
         pusher.handle(batch)
     assert len(posted) == before
@@ -196,3 +198,44 @@ def test_a_batch_retried_after_redis_failed_it_is_pushed_whole(r):
     assert (status["data"]["seq"], status["prev_seq"]) == (2, 1)
     # once it succeeded, the same records again are repeats (another delivery)
     assert pusher.handle(batch).pushes == 0
+
+
+def test_a_batch_costs_one_redis_round_trip_with_its_connections_looked_up(r, monkeypatch):
+    from hotshard import rawpipe  # noqa: PLC0415
+
+    sessions = Sessions(r)
+    sessions.connect("c-ann", "ann", 0)
+    sessions.connect("c-ben", "ben", 0)
+    sessions.connect("c-sub", "sub", 0)
+    sessions.subscribe("c-sub", ["AAPL"])
+    posted: list[tuple[str, str]] = []
+
+    def post(conn: str, data: bytes) -> bool:
+        posted.append((conn, json.loads(data)["type"]))
+        return True
+
+    records = OrderRecords(r)
+    pusher = Pusher(sessions, records, DepthStore(r), post, StreamSeqs(r))
+    both = outputs(
+        [
+            (0, add("a-1", "ann", Side.SELL, 100, 5)),
+            (1, add("b-1", "ben", Side.BUY, 100, 7)),
+        ]
+    )
+    pusher.handle(outputs_of(both, 0))  # connection modes cached
+    for script in (records._status, records._fill):  # no NOSCRIPT retry to count
+        r.script_load(script.script)
+    sends: list[int] = []
+    real = rawpipe.RawPipeline._send
+
+    def counted(self: Any, commands: Any) -> Any:
+        sends.append(len(commands))
+        return real(self, commands)
+
+    monkeypatch.setattr(rawpipe.RawPipeline, "_send", counted)
+    posted.clear()
+    stats = pusher.handle(outputs_of(both, 1))
+    assert len(sends) == 1, sends  # writes, chain and connection lookups in one
+    kinds = {(conn, kind) for conn, kind in posted}
+    assert {("c-ann", "FILL"), ("c-ben", "FILL"), ("c-sub", "TRADE")} <= kinds, posted
+    assert ("c-ben", "ORDER_STATUS") in kinds and stats.gone == 0
