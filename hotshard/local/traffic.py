@@ -158,5 +158,27 @@ class EventReader:
                 return True
         return done(self)
 
+    def read_to_end(self, timeout: float) -> bool:
+        """Read every assigned partition up to its end as of now (its high watermark): the
+        order statuses being all there says nothing of the trades, fills and depth topics,
+        which one consumer fetches at their own pace. False if `timeout` passed first."""
+        assigned = self._consumer.assignment()
+        ends = {
+            (tp.topic, tp.partition): self._consumer.get_watermark_offsets(tp, timeout=10)[1]
+            for tp in assigned
+        }
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [
+                tp
+                for tp in self._consumer.position(assigned)
+                if ends[(tp.topic, tp.partition)] > max(tp.offset, 0)
+            ]
+            if not behind:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            self.poll(0.1)
+
     def close(self) -> None:
         self._consumer.close()
