@@ -3,6 +3,8 @@ gateway does with the order frames that arrive while it is busy) are answered ex
 each one alone is (submit, handle), against real Redis and Tansu."""
 
 import json
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,11 +13,11 @@ import redis
 from hotshard import route
 from hotshard.domain import Action
 from hotshard.edge.limits import PreTradeLimits
-from hotshard.edge.router import Ack
+from hotshard.edge.router import Ack, RefusedError
 from hotshard.local.shapes import websocket_event
 from hotshard.rawpipe import RawPipeline
 from hotshard.reasons import HotshardError
-from tests.hotshard.edge.kit import edge
+from tests.hotshard.edge.kit import CountingProducer, edge
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +143,59 @@ def test_handle_many_answers_every_frame_as_handle_does(r: redis.Redis, broker: 
     together = e.api.handle_many([ws_event("c-bob", f) for f in frames], None)
     assert [comparable(reply) for reply in together] == alone
     assert [status for status, _ in alone] == [200, 400, 200, 200, 200, 400, 404]
+
+
+def test_a_batch_through_a_closed_producer_is_refused_whole_and_may_be_sent_again(
+    r: redis.Redis, broker: Any
+) -> None:
+    e = edge(r, broker.bootstrap, new_producer=lambda: CountingProducer(broker.bootstrap))
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    e.router.submit("al", order("placed"))
+    e.router.producer.close()
+    batch: list[tuple[str, Any, Action | None]] = [
+        ("al", order("x-1"), None),
+        ("al", order("x-2", side="SELL"), None),
+        ("al", {"symbol": "AAPL", "order_id": "placed"}, Action.CANCEL),
+    ]
+    refused = e.router.submit_many(batch)
+    for answer, (_, payload, _) in zip(refused, batch, strict=True):
+        assert isinstance(answer, RefusedError) and answer.reason.name == "NOT_DELIVERED"
+        assert answer.retry_after_ms > 0 and answer.order_id == payload["order_id"]
+    assert e.router.producer_replacements == 1
+    # nothing was written: the claims were dropped, so the same orders go through now
+    again = e.router.submit_many(batch)
+    assert all(isinstance(a, Ack) and not a.duplicate for a in again), again
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A port that takes connections and never answers: nothing is ever confirmed."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_batch_the_broker_does_not_confirm_in_time_is_in_doubt_and_keeps_its_claims(
+    r: redis.Redis, broker: Any, silent_broker: str
+) -> None:
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    stalled = edge(r, silent_broker)
+    stalled.router.delivery_timeout_s = 0.3
+    try:
+        answers = stalled.router.submit_many(
+            [("al", order("d-1"), None), ("al", order("d-2"), None)]
+        )
+    finally:
+        stalled.router.close()
+    for answer, order_id in zip(answers, ("d-1", "d-2"), strict=True):
+        assert isinstance(answer, RefusedError), answer
+        assert (answer.reason.name, answer.detail) == (
+            "NOT_DELIVERED",
+            "no acknowledgement within 0.3 s",
+        )
+        assert answer.order_id == order_id and answer.retry_after_ms > 0
+    # may yet be written: the claims stay (a resend meanwhile is told to wait)
+    working = edge(r, broker.bootstrap)
+    resent = working.router.submit_many([("al", order("d-1"), None)])
+    assert isinstance(resent[0], RefusedError) and resent[0].reason.name == "ORDER_IN_FLIGHT"
