@@ -20,7 +20,9 @@ connection per symbol subscribes to it (TRADE, DEPTH). Phases, each with fresh o
 Measured per phase: acks/s (acknowledged orders from the phase's first send to its last
 ack, at least the sending time), pushes/s (pushes
 received by all connections from the phase's first send to its last push), order sent ->
-ack p50/p99, order sent -> its first ORDER_STATUS push p50/p99/max (ADDs only), and what
+ack p50/p99, order sent -> its first ORDER_STATUS push p50/p99/max (ADDs only; in the
+JSON also from the router's receive time, the ts_ns it stamps, to the ack and to the first
+status: how much of each was the frame waiting before the router had it), and what
 was lost: acknowledged orders whose status never came, pushes seen twice or out of seq
 order on one connection; and per process (all its threads, /proc) the CPU time and the
 context switches per acknowledged order. A phase ends when every acknowledged order's first
@@ -152,6 +154,12 @@ class Phase:
     kinds: Counter[str] = field(default_factory=Counter)
     ack_ms: list[float] = field(default_factory=list)
     first_ms: list[float] = field(default_factory=list)
+    router_ack_ms: list[float] = field(default_factory=list)
+    """The router's receive time (the ack's ts_ns) -> the ack read here: with ack_ms, what
+    the frame waited before the router had it (wall clocks of one machine)."""
+    router_first_ms: list[float] = field(default_factory=list)
+    """The router's receive time (the ORDER_STATUS push's ts_ns) -> its first status read
+    here: the engine and push path's share of first_ms."""
     acked_adds: set[tuple[str, str]] = field(default_factory=set)
     first_seen: set[tuple[str, str]] = field(default_factory=set)
     per_second_acks: Counter[int] = field(default_factory=Counter)
@@ -188,6 +196,10 @@ class Phase:
             "first_status_p50_ms": round(percentile(self.first_ms, 0.5), 1),
             "first_status_p99_ms": round(percentile(self.first_ms, 0.99), 1),
             "first_status_max_ms": round(max(self.first_ms, default=float("nan")), 1),
+            "router_to_ack_p50_ms": round(percentile(self.router_ack_ms, 0.5), 1),
+            "router_to_ack_p99_ms": round(percentile(self.router_ack_ms, 0.99), 1),
+            "router_to_first_status_p50_ms": round(percentile(self.router_first_ms, 0.5), 1),
+            "router_to_first_status_p99_ms": round(percentile(self.router_first_ms, 0.99), 1),
             "status_missing": self.waiting,
             "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()},
             "cpu_ms_per_order": {
@@ -285,6 +297,9 @@ class Conn:
             return
         began, order_id, is_add, phase = sent
         if message.get("type") == "ack":
+            stamped = message.get("ts_ns")
+            if isinstance(stamped, int) and stamped > 0:
+                phase.router_ack_ms.append((time.time_ns() - stamped) / 1e6)
             phase.acks += 1
             phase.last_ack = now
             phase.ack_ms.append((now - began) * 1000)
@@ -316,6 +331,9 @@ class Conn:
             began = self.sent_at.pop(order_id, None)
             if began is not None:
                 phase.first_ms.append((now - began) * 1000)
+                stamped = data.get("ts_ns")
+                if isinstance(stamped, int) and stamped > 0:
+                    phase.router_first_ms.append((time.time_ns() - stamped) / 1e6)
                 phase.first_seen.add((self.user, order_id))
 
     async def close(self) -> None:
