@@ -144,3 +144,100 @@ def test_depth_records_are_protobufs():
             for symbol in ("S", "", "x" * 200):
                 got = encode_depth(symbol, update, offset, ts)
                 assert got == wire.encode_depth(symbol, update, offset, ts)
+
+
+def test_a_consumed_batch_is_split_by_where_each_record_goes():
+    from confluent_kafka import KafkaError, Message  # noqa: PLC0415
+
+    from engine.fastwire import split_messages  # noqa: PLC0415
+
+    def msg(topic: str, partition: int, offset: int) -> Message:
+        return Message(topic=topic, partition=partition, offset=offset, key=b"K", value=b"V")
+
+    eof = KafkaError(KafkaError._PARTITION_EOF)
+    messages = [
+        msg("orders", 0, 5),  # owned
+        msg("orders", 3, 9),  # followed (a shadow), not being replayed
+        msg("pending-orders", 0, 2),  # a replay of buffered orders
+        Message(topic="orders", partition=1, error=eof),
+        msg("orders", 2, 7),  # followed and being replayed: a shadow and a move-back
+        msg("pending-orders", 3, 4),  # the pending topic, whatever its partition
+        msg("orders", 1, 6),  # owned
+    ]
+    records, shadowed, pending, moved_back, errors = split_messages(
+        messages, [0, 1], "pending-orders", {2}
+    )
+    assert records == [(0, 5, b"K", b"V"), (1, 6, b"K", b"V")]
+    assert shadowed == [(3, 9, b"K", b"V"), (2, 7, b"K", b"V")]
+    assert pending == [(0, 2, b"K", b"V"), (3, 4, b"K", b"V")]
+    assert moved_back == [(2, 7, b"K", b"V")]
+    assert [e.code() for e in errors] == [KafkaError._PARTITION_EOF]
+    assert split_messages([], [0], "pending-orders", set()) == ([], [], [], [], [])
+
+
+def _varint(v: int) -> bytes:
+    v &= (1 << 64) - 1  # a negative int64 as protobuf writes it: 10 bytes
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return _varint(number << 3 | 2) + _varint(len(value)) + value
+    return _varint(number << 3) + _varint(value)
+
+
+def _order(
+    *extra: bytes, symbol: bytes = b"S", order_id: bytes = b"o", user_id: bytes = b"u"
+) -> bytes:
+    """An ADD's bytes written field by field (protobuf's writer never writes some of these
+    shapes: empty strings, a known field with another wire type, enums beyond int32)."""
+    head = _field(1, 1)
+    head += _field(2, symbol) + _field(3, order_id) + _field(4, user_id)
+    return head + _field(10, 5) + b"".join(extra)
+
+
+def test_hand_written_records_read_as_the_reference_reads_them():
+    from engine.fastwire import decode_plain  # noqa: PLC0415
+
+    cases = {
+        "an empty order id": _order(order_id=b""),
+        "an empty symbol": _order(symbol=b""),
+        "no symbol field": _field(1, 1) + _field(3, b"o") + _field(4, b"u"),
+        "the action as a string": _order(_field(1, b"x")),
+        "the side as a string": _order(_field(5, b"x")),
+        "a string in field 6": _order(_field(6, b"x")),
+        "tif 2^31": _order(_field(7, 1 << 31)),
+        "tif 2^32 + 1": _order(_field(7, (1 << 32) + 1)),
+        "side 2^31": _order(_field(5, 1 << 31)),
+        "tif 2^31 - 1": _order(_field(7, (1 << 31) - 1)),
+        "post_only 2^40": _order(_field(8, 1 << 40)),
+        "a negative price": _order(_field(9, -(1 << 40))),
+    }
+    for name, value in cases.items():
+        for key in (None, b"S"):
+            assert decode_order(value, key) == wire.decode_order(value, key), name
+    assert decode_order(None) == wire.decode_order(None)
+    assert decode_order(None, b"S") == wire.decode_order(None, b"S")
+    # the longest ids an order may have are still read on the fast path
+    longest = _order(symbol=b"S" * 64, order_id=b"o" * 64, user_id=b"u" * 64)
+    read = decode_plain(longest)
+    assert read is not None and read[1][1:3] == ("o" * 64, "u" * 64)
+    assert decode_order(longest) == wire.decode_order(longest)
+
+
+def test_big_negative_values_and_an_empty_symbol_are_protobufs():
+    # in the int64 fields (filled, leaves, prices, quantities, offsets, times): two's
+    # complement in 10 bytes, every 7 bits of them
+    events = [
+        (1, 1, "o", "u", 3, 0, -(1 << 40), -(1 << 62)),
+        (2, 2, "o", "u", -(1 << 33), -(1 << 63), 1, 3),
+        (3, 3, "m", "t", -(1 << 45), -(1 << 50), 2, 0),
+    ]
+    for symbol in ("", "S"):
+        args = (symbol, 0, 3, events, [3], [-(1 << 41)], None, 0, {-(1 << 41): -(1 << 55)})
+        assert encode_symbol_batch(*args) == wire.encode_symbol_batch(*args), symbol
