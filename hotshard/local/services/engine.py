@@ -63,9 +63,12 @@ def start_engine(
     env: dict[str, str] | None = None,
     grpc_port: int | None = None,
     wait: bool = True,
+    wrapper: Sequence[str] = (),
 ) -> EngineProcess:
+    """`wrapper`: a command the engine runs under (e.g. valgrind and its options)."""
     port = grpc_port or free_port()
     argv = [
+        *wrapper,
         sys.executable,
         "-m",
         "engine",
