@@ -40,8 +40,10 @@ def records(orders: int, seed: int, symbols: int, cache: Path | None = None) -> 
 
 def _generate(orders: int, seed: int, symbols: int) -> list[Record]:
     stream = zipf_stream(orders, seed=seed, symbols=symbols)
+    stamp = 1_800_000_000_000_000_000  # a client timestamp of 2027 (fixed: same records)
     return [
-        (0, i, s.encode(), encode_order(s, c, client_ts_ns=1)) for i, (s, c) in enumerate(stream)
+        (0, i, s.encode(), encode_order(s, c, client_ts_ns=stamp))
+        for i, (s, c) in enumerate(stream)
     ]
 
 
