@@ -36,7 +36,7 @@ class EngineSettings:
     snapshot_bucket: str = ""
     s3_endpoint_url: str = ""
     snapshot_dir: str = ""
-    batch_size: int = 1000
+    batch_size: int = 4000
     poll_timeout_ms: int = 5
     fetch_wait_max_ms: int = 20
     linger_ms: float = 2.0
@@ -253,7 +253,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         "a local cluster's bucket: snapshots above --snapshot-s3-threshold are files here "
         "(file:// locations) instead of Redis values; empty: Redis (or the bucket)",
     )
-    opt("--batch-size", "records per consume() call (500-1000 is best)", type=int)
+    opt(
+        "--batch-size",
+        "most records one consume() call takes (it returns sooner at --poll-timeout-ms): "
+        "under a backlog, larger batches mean fewer records per (symbol, batch) to write "
+        "and produce (docs/BENCHMARKS.md, issue 15 fourth pass)",
+        type=int,
+    )
     opt("--poll-timeout-ms", "longest wait of one consume() call", type=int)
     opt(
         "--fetch-wait-max-ms",
