@@ -241,3 +241,80 @@ def test_big_negative_values_and_an_empty_symbol_are_protobufs():
     for symbol in ("", "S"):
         args = (symbol, 0, 3, events, [3], [-(1 << 41)], None, 0, {-(1 << 41): -(1 << 55)})
         assert encode_symbol_batch(*args) == wire.encode_symbol_batch(*args), symbol
+
+
+def _split_reference(
+    messages: list[Any], owned: list[int], pending_topic: str, replayed: set[int]
+) -> tuple[list[Any], ...]:
+    """split_messages as a plain loop of method calls by name (what it replaced)."""
+    out: tuple[list[Any], ...] = ([], [], [], [], [])
+    for m in messages:
+        if m.error() is not None:
+            out[4].append(m.error())
+            continue
+        record = (m.partition(), m.offset(), m.key(), m.value())
+        if m.topic() == pending_topic:
+            out[2].append(record)
+        elif m.partition() in owned:
+            out[0].append(record)
+        else:
+            out[1].append(record)
+            if m.partition() in replayed:
+                out[3].append(record)
+    return out
+
+
+class _OtherMessage:
+    """A message of another class than confluent_kafka's (split_messages reads it by name)."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+    def key(self) -> bytes:
+        return b"K"
+
+    def value(self) -> bytes:
+        return b"V"
+
+
+def test_consumed_messages_are_split_by_where_they_go() -> None:
+    from confluent_kafka import KafkaError, Message  # noqa: PLC0415
+
+    from engine.fastwire import split_messages  # noqa: PLC0415
+
+    rng = random.Random(5)
+    messages: list[Any] = []
+    for offset in range(400):
+        if rng.random() < 0.05:
+            messages.append(Message(error=KafkaError(KafkaError._TRANSPORT)))
+            continue
+        topic = "pending-orders" if rng.random() < 0.2 else "orders"
+        key = rng.choice([b"S1", b"S2", None])
+        value = rng.choice([b"\x08\x01", b"", None])
+        messages.append(
+            Message(topic=topic, partition=rng.randrange(4), offset=offset, key=key, value=value)
+        )
+    owned, replayed = [0, 2], {3}
+    got = split_messages(messages, owned, "pending-orders", replayed)
+    assert tuple(got[:4]) == _split_reference(messages, owned, "pending-orders", replayed)[:4]
+    assert [e.code() for e in got[4]] == [KafkaError._TRANSPORT] * len(got[4])
+    assert all(got) and len(got[4]) > 0  # every kind of message was there
+    assert split_messages([], owned, "pending-orders", replayed) == ([], [], [], [], [])
+    # messages of two classes: the same split
+    mixed = [*messages[:50], _OtherMessage("orders", 3, 999), *messages[50:]]
+    assert (
+        tuple(split_messages(mixed, owned, "pending-orders", replayed)[:4])
+        == (_split_reference(mixed, owned, "pending-orders", replayed)[:4])
+    )

@@ -2,6 +2,7 @@
 aggregate across instances (Values/Counts), not a percentile computed in-process."""
 
 import json
+import random
 from collections.abc import Callable
 
 from engine.service.metrics import (
@@ -64,7 +65,17 @@ def test_observed_latencies_count_as_the_plain_formula_says():
     # the per-order loop is compiled (engine.fastwire.count_latencies): it must count what
     # max(now - ts, 0) per order gives, across observes, future stamps included
     metrics = Metrics()
-    batches = [(10**9, [10**9 - 5, 10**9 - 30_000, 10**9 + 7]), (2 * 10**9, [1, 10**9, 3])]
+    rng = random.Random(1)
+    now = 3 * 10**9
+    # runs of one bucket broken by others, back to an earlier bucket (counted as runs)
+    clustered = [
+        now - rng.choice((5_000_000, 9_000_000, 40_000)) - rng.randrange(9) for _ in range(500)
+    ]
+    batches = [
+        (10**9, [10**9 - 5, 10**9 - 30_000, 10**9 + 7]),
+        (2 * 10**9, [1, 10**9, 3]),
+        (now, clustered),
+    ]
     expected: dict[int, int] = {}
     latencies = []
     for now, stamps in batches:
