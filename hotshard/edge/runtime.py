@@ -3,7 +3,7 @@
 import gc
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -33,6 +33,25 @@ def metrics_enabled() -> bool:
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled  # noqa: PLC0415
 
     return not is_metrics_disabled()
+
+
+EMF_VALUES_MAX = 100
+"""Values one metric takes in one EMF document."""
+
+
+def add_values(metrics: Any, name: str, unit: Any, values: list[float]) -> None:
+    """`values` (at most EMF_VALUES_MAX) as one metric of the invocation's EMF document, in
+    one add_metric call: Powertools' add_metric formats the metric's whole value list into
+    a debug message on every call (whatever the log level), so 99 calls cost ~42 ms a
+    batch at load 15 (quadratic), this ~0.04 ms. The first value goes through add_metric
+    (its name and unit checks, the entry); the rest join that entry's list, which is what
+    99 more calls would have built, so CloudWatch computes the same statistics."""
+    if not values:
+        return
+    if len(values) > EMF_VALUES_MAX:
+        raise ValueError(f"{len(values)} values for {name}: EMF takes {EMF_VALUES_MAX}")
+    metrics.add_metric(name=name, unit=unit, value=values[0])
+    metrics.metric_set[name]["Value"].extend(float(v) for v in values[1:])
 
 
 class ColdStart(Generic[T]):

@@ -21,7 +21,7 @@ from hotshard.edge.depth import DepthStore
 from hotshard.edge.management import ManagementClient, static_credentials
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, push_latencies_ms
-from hotshard.edge.runtime import metrics_enabled, tune_gc
+from hotshard.edge.runtime import add_values, metrics_enabled, tune_gc
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.edge.streams import StreamSeqs
@@ -59,10 +59,8 @@ def handler(event: KafkaEvent, context: LambdaContext) -> dict[str, Any]:
     if metrics_enabled():
         if stats.pushes:  # event (its record's Kafka timestamp) -> its pushes posted
             stamps = [rec.timestamp for rec in received]
-            for value in push_latencies_ms(stamps, time.time_ns() // 1_000_000):
-                metrics.add_metric(
-                    name=METRIC_PUSH_LATENCY, unit=MetricUnit.Milliseconds, value=value
-                )
+            latencies = push_latencies_ms(stamps, time.time_ns() // 1_000_000)
+            add_values(metrics, METRIC_PUSH_LATENCY, MetricUnit.Milliseconds, latencies)
         metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=stats.pushes)
         metrics.add_metric(name="Posts", unit=MetricUnit.Count, value=stats.posts)
         metrics.add_metric(name="GoneConnections", unit=MetricUnit.Count, value=stats.gone)

@@ -178,3 +178,44 @@ def test_engine_records_in_the_captured_shape_reach_the_right_websockets(edge, r
     asyncio.run(go())
     depth = {k.decode(): int(v) for k, v in r.hgetall("depth:AAPL:asks").items()}
     assert depth == {"100": 3}  # the latest depth kept for polling clients
+
+
+def test_a_batchs_push_latencies_are_one_metric_added_in_one_call(edge, monkeypatch, capsys):
+    """Every sampled latency still reaches the EMF document (the dashboard's p50/p99 are
+    CloudWatch statistics over them), added in one call: Powertools formats a metric's whole
+    value list on each add_metric, so a call per value was quadratic in the batch."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    added: list[str] = []
+    real_add = stream_handler.metrics.add_metric
+
+    def counting_add(**kw: Any) -> None:
+        added.append(kw["name"])
+        real_add(**kw)
+
+    monkeypatch.setattr(stream_handler.metrics, "add_metric", counting_add)
+    outputs = engine_outputs()
+
+    async def go() -> dict[str, Any]:
+        url = edge.gateway.ws_url
+        async with connect(f"{url}?token={token('ann')}", open_timeout=5) as ann:
+            await ann.send(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}))
+            assert (await received(ann, 1))[0]["type"] == "subscribed"
+            capsys.readouterr()
+            stats = await asyncio.to_thread(invoke, as_captured(outputs))
+            await received(ann, len(pushes_for(outputs, "ann", subscribed=True)))
+            return stats
+
+    stats = asyncio.run(go())
+    assert stats["pushes"] > 0
+    # before: one add_metric per sampled latency (len(outputs) of them), then the counts
+    assert added == ["PushLatency", "Pushes", "Posts", "GoneConnections"]
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    assert len(documents) == 1
+    (doc,) = documents
+    assert len(doc["PushLatency"]) == len(outputs)
+    assert all(value >= 0 for value in doc["PushLatency"])
+    assert doc["Pushes"] == [stats["pushes"]]
+    names = {m["Name"]: m["Unit"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names["PushLatency"] == "Milliseconds"
