@@ -192,6 +192,10 @@ class EngineState:
     """Symbols with no book yet that may have had events readers saw (Checkpoint.seq_floors,
     and books a checkpoint names without a snapshot): (partition, the seq a book born for
     it numbers after). A symbol not here starts at 1."""
+    handoffs_owed: set[str] = field(default_factory=set)
+    """Fenced books restored from a checkpoint: their handoff marker is published again once
+    the book is through its fence (a Fence's checkpoint does not wait for the marker's
+    delivery, so a restart cannot know it was delivered)."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -473,6 +477,21 @@ class EngineState:
             value = encode_depth(symbol, book.depth_snapshot(levels), self.applied_offset(symbol))
             outputs.append((TOPIC_DEPTH, partition, self._key(symbol), value))
         return outputs
+
+    def owed_handoffs(self) -> list[Output]:
+        """The handoff markers owed by restored fenced books now through their fence (a
+        marker published twice is harmless: a reader drops it as seen); a fence lifted or
+        a book removed meanwhile owes nothing."""
+        out: list[Output] = []
+        for symbol in sorted(self.handoffs_owed):
+            fence = self.fences.get(symbol)
+            if fence is None or symbol not in self.market.books:
+                self.handoffs_owed.discard(symbol)
+            elif self.through_fence(symbol):
+                self.handoffs_owed.discard(symbol)
+                home = self.home.get(symbol, fence.partition)
+                out += self.handoff(symbol, home, fence.seq, fence.to_partition, fence.epoch)
+        return out
 
     def handoff(
         self, symbol: str, partition: int, final_seq: int, to: int, epoch: int
@@ -763,6 +782,8 @@ def restore_partition(
             state.skip[symbol] = entry.offset
     for symbol, fence in checkpoint.fences.items():
         state.fences[symbol] = fence
+        if symbol in state.market.books:
+            state.handoffs_owed.add(symbol)
     for symbol, left in checkpoint.gone.items():
         if symbol not in state.market.books and symbol not in state.fences:
             state.gone[symbol] = (partition, left)

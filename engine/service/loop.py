@@ -20,6 +20,7 @@ by a heartbeat thread while the loop keeps turning (a loop stuck longer than the
 TTL loses it), and a flush never waits longer than a third of that TTL.
 """
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -147,6 +148,9 @@ class Engine:
     """Partitions whose checkpoint named a replaced `orders` log (this start)."""
     _uncheckpointed: list[int] = field(default_factory=list)
     """Partitions with no checkpoint at this start: one is written before consuming."""
+    _written: dict[int, recovery.Checkpoint] = field(default_factory=dict)
+    """Per partition, the last checkpoint known durable in Redis (written, or read at
+    start): what a Fence adds its fence to (`write_fence_checkpoint`)."""
     phases: list[tuple[str, float]] = field(default_factory=list)
     """The start's phases as they ended (name, wall time): logged with "engine started"
     and "caught up", so a restart's wall time can be split (bench.recovery)."""
@@ -194,6 +198,8 @@ class Engine:
         self.mark("fetching")
         for partition, checkpoint in checkpoints.items():
             self._recover(partition, checkpoint)
+        if self.state.handoffs_owed:  # books restored at their fence already
+            self._publish(self.state.owed_handoffs())
         self.assign()
         self.register()
         self.mark("assigned")
@@ -239,7 +245,10 @@ class Engine:
         if checkpoint is None:
             self._uncheckpointed.append(partition)
             return None
-        return self._same_log(checkpoint)
+        moved = self._same_log(checkpoint)
+        if moved is checkpoint:  # (a replaced log's is no longer what Redis holds)
+            self._written[partition] = checkpoint
+        return moved
 
     def _recover(self, partition: int, checkpoint: recovery.Checkpoint | None) -> None:
         books: dict[str, tuple[Book, SnapshotInfo]] = {}
@@ -535,6 +544,8 @@ class Engine:
             self._replays_done()
         if records:
             self._apply(state.apply_batch(records))
+            if state.handoffs_owed:
+                self._publish(state.owed_handoffs())
         if pending or moved_back:
             # only now: a reassignment in the middle of a batch would read again what the
             # rest of the batch holds
@@ -869,9 +880,7 @@ class Engine:
         resume: dict[int, int] = {}
         for partition in self.partitions if only is None else (only,):
             checkpoint = self.state.checkpoint(partition, self.settings.instance, taken_ms)
-            if not recovery.write_checkpoint(self.redis, checkpoint):
-                self._failure = f"partition {partition} is no longer owned here"
-                log.error("checkpoint refused: ownership lost", extra={"partition": partition})
+            if not self._write(checkpoint):
                 return False
             resume[partition] = checkpoint.resume_offset()
         if only is not None:
@@ -880,6 +889,35 @@ class Engine:
             self.store.retire(location)
         self._retire.clear()
         self._prune_fences(resume)
+        return True
+
+    def write_fence_checkpoint(self, partition: int, symbol: str) -> bool | None:
+        """The fence of `symbol` made durable without a flush: the last durable checkpoint
+        of its home `partition` with the fence added (its positions and snapshots as they
+        were, so no event after them needs delivering first; a restart replays the symbol
+        through the fence from its snapshot there, publishing its events again and then its
+        handoff marker, EngineState.owed_handoffs). None when that checkpoint does not
+        hold the symbol's book (born or moved here since): the caller flushes and writes
+        the partition's checkpoint as it is now. False: ownership lost."""
+        last = self._written.get(partition)
+        fence = self.state.fences.get(symbol)
+        if last is None or fence is None or symbol not in last.books:
+            return None
+        checkpoint = dataclasses.replace(
+            last,
+            fences={**last.fences, symbol: fence},
+            instance=self.settings.instance,
+            taken_ms=int(time.time() * 1000),
+        )
+        return self._write(checkpoint)
+
+    def _write(self, checkpoint: recovery.Checkpoint) -> bool:
+        partition = checkpoint.partition
+        if not recovery.write_checkpoint(self.redis, checkpoint):
+            self._failure = f"partition {partition} is no longer owned here"
+            log.error("checkpoint refused: ownership lost", extra={"partition": partition})
+            return False
+        self._written[partition] = checkpoint
         return True
 
     def _prune_fences(self, resume: dict[int, int]) -> None:

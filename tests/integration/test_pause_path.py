@@ -89,23 +89,41 @@ def fail_the_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recovery, "write_checkpoint", flaky)
 
 
-def test_a_fence_flushes_once_and_writes_only_its_home_partitions_checkpoint(engine):
+def test_a_fence_adds_itself_to_the_last_checkpoint_without_a_flush(engine):
+    # before: the Fence flushed (waiting for every event in flight on the engine: 100-180
+    # ms with a big book's backlog going out) to write the checkpoint as of now
     state = engine.state
     engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
     engine.call(lambda: state.add_book(big_book("B", 1_000), 1, 49))
     assert engine.call(engine.write_checkpoints)
     before = taken(engine, 1)
+    engine.call(lambda: state.position.__setitem__(0, 120))  # consumed since: 100..119
     time.sleep(0.01)  # a checkpoint written now would be a later taken_ms
     producer = engine.producer
     assert isinstance(producer, CountingProducer)
     flushes = producer.flushes
     replies: list[Any] = []
     fenced = Operations(engine).fence("A", 1, 2, after_reply=replies.append)
+    assert producer.flushes == flushes and fenced.fence_offset == 119
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None and checkpoint.fences["A"].offset == 119
+    assert checkpoint.offset == 99  # the last durable position: nothing to deliver first
+    assert taken(engine, 1) == before  # B's partition: nothing of A there, not rewritten
+    assert len(replies) == 1  # the fence snapshot starts once the reply is sent
+
+
+def test_a_fence_of_a_book_no_checkpoint_holds_yet_flushes_and_writes_it_now(engine):
+    state = engine.state
+    assert engine.call(engine.write_checkpoints)
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))  # since that one
+    producer = engine.producer
+    assert isinstance(producer, CountingProducer)
+    flushes = producer.flushes
+    fenced = Operations(engine).fence("A", 1, 2)
     assert producer.flushes - flushes == 1
     checkpoint = recovery.read_checkpoint(engine.redis, 0)
     assert checkpoint is not None and checkpoint.fences["A"].offset == fenced.fence_offset
-    assert taken(engine, 1) == before  # B's partition: nothing of A there, not rewritten
-    assert len(replies) == 1  # the fence snapshot starts once the reply is sent
+    assert "A" in checkpoint.books
 
 
 def test_a_fence_whose_checkpoint_failed_is_made_durable_by_its_retry(engine, monkeypatch):

@@ -1,5 +1,6 @@
 """The engine's functional core: records in -> the same events the books give, as records."""
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -457,3 +458,35 @@ def test_reading_orders_without_a_decoded_order_changes_no_record(monkeypatch, m
     plain = run(fastwire.decode_plain)
     assert len(plain) > 100
     assert plain == run(None)
+
+
+def test_a_restart_through_a_fence_publishes_its_handoff_marker_again_after_its_events():
+    # a Fence adds its fence to the last durable checkpoint without waiting for its events
+    # and marker to be delivered: a restart replays the book to the fence and owes them
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([_order(0, "A", "1")])
+    snap = load(dump(state.market.books["A"], input_offset=0, partition=0))
+    state.stored("A", "mem:A0", 0, 1)
+    last = state.checkpoint(0, "e", 0)
+    state.apply_batch([_order(1, "A", "2"), _order(2, "A", "3")])
+    final = state.market.books["A"].seq
+    fence = FenceEntry(2, 2, final, 5, "", 1, 0, "")
+    checkpoint = dataclasses.replace(last, fences={"A": fence})
+
+    restarted = EngineState(Market(open_listing=True))
+    assert restore_partition(restarted, checkpoint, 0, {"A": snap}) == 1
+    assert restarted.handoffs_owed == {"A"} and restarted.owed_handoffs() == []
+    replayed = restarted.apply_batch([_order(1, "A", "2")]).outputs
+    assert restarted.owed_handoffs() == [] and replayed
+    restarted.apply_batch([_order(2, "A", "3"), _order(3, "A", "late")])
+    markers = restarted.owed_handoffs()
+    assert [(topic, partition) for topic, partition, _, _ in markers] == [
+        (TOPIC_ORDER_STATUS, 0),
+        (TOPIC_FILLS, 0),
+        (TOPIC_TRADES, 0),
+    ]
+    marker = events_pb2.OrderStatusBatch.FromString(markers[0][3])
+    assert (marker.after_seq, marker.through_seq) == (final, final)
+    assert (marker.handoff.partition, marker.handoff.epoch) == (5, 2)
+    assert restarted.market.books["A"].seq == final
+    assert restarted.owed_handoffs() == [] and not restarted.handoffs_owed  # once
