@@ -63,6 +63,12 @@ class Producer:
     def __len__(self) -> int:
         return 0
 
+    def purge(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Engine.shutdown closes its producer (close_clients)."""
+
 
 def record(offset: int, symbol: str, oid: str) -> tuple[int, int, bytes, bytes]:
     value = encode_order(symbol, add(oid, "u", Side.BUY, 90, 1), route_epoch=0)
