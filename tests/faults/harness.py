@@ -362,18 +362,6 @@ def internal_errors(log: str) -> list[str]:
     return [line[:4000] for line in log.splitlines() if "request failed" in line]
 
 
-def read_through(reader: EventReader) -> bool:
-    """Every symbol's events read with no hole between its first and last seq. An order's
-    status can be read before the fills and trades of the same batch (records of other
-    topics, fetched on their own): judged then, those seqs counted as missing (measured on
-    the durable broker: "seqs missing [5, 11, 19, ...]", every 4th-8th seq, no order lost)."""
-    for events in reader.events.values():
-        seqs = {e[1] for e in events if e[1]}
-        if seqs and max(seqs) - min(seqs) + 1 != len(seqs):
-            return False
-    return True
-
-
 def as_pushes(reader: EventReader) -> list[tuple[int, dict[str, Any]]]:
     """The de-duplicated events as the pushes judge() reads (one watcher of everything)."""
     return [
@@ -492,11 +480,12 @@ def run_case(
 
         def decided(rd: EventReader) -> bool:
             ids = {e[2] for evs in rd.events.values() for e in evs if e[0] == STATUS}
-            return all(o in ids for o in load.acks) and read_through(rd)
+            return all(o in ids for o in load.acks)
 
         reader.read_until(decided, timeout=DRAIN_S)
-        # every topic to its end: the statuses all read, the trades were not always (the
-        # judge then found "seqs missing": the TRADE events not read yet, 1 run in 2)
+        # every topic to its end: with the statuses all read, the fills and trades of the
+        # same batches (other topics, fetched at their own pace) were not always, and the
+        # judge found their seqs missing (1 run in 2 of redis-restart-aof-full)
         assert reader.read_to_end(DRAIN_S), "the events topics were not read to their end"
         load.pushes = as_pushes(reader)
         verdict = judge(load, resent=frozenset(timing.resent))
