@@ -1,8 +1,9 @@
 """The fuzz suites (`make fuzz` runs them at full size, `make test` a slice).
 
 HOTSHARD_FUZZ_EXAMPLES sets how many cases each fuzz test draws (default 150: the slice).
-`make fuzz` sets it so that the suites draw 100,000 cases together (docs/FAULTS.md), with
-a deadline per case and no shrinking database, bounded in time by the make target."""
+`make fuzz` sets it so that the suites draw 100,000 cases together (25,000 each; times in
+docs/FAULTS.md), with no deadline per case (a loaded machine's stall is not an input's
+fault) and no example database, bounded in time by the make target."""
 
 import os
 
