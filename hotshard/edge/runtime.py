@@ -83,3 +83,37 @@ class ColdStart(Generic[T]):
         """Forget it (the caller closed it): the next call builds a new one."""
         with self._lock:
             self._value = None
+
+
+class PerThread(Generic[T]):
+    """A handler's cold-start object, one per calling thread. In Lambda a container runs one
+    invocation at a time, on one thread, so this is one object per container; the local
+    feeder invokes the stream handler from one thread per topic, as AWS invokes it from
+    each topic's event source mapping in a container of its own, so each gets its own
+    (its in-memory sequence guards and its clients are never shared between topics)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._all: list[T] = []
+
+    def __call__(self) -> T:
+        value: T | None = getattr(self._local, "value", None)
+        if value is None:
+            value = self._build()
+            self._local.value = value
+            with self._lock:
+                self._all.append(value)
+        return value
+
+    def built(self) -> list[T]:
+        """Every thread's, in the order they were built."""
+        with self._lock:
+            return list(self._all)
+
+    def cache_clear(self) -> None:
+        """Forget them all (the caller closed them): each thread's next call builds anew."""
+        with self._lock:
+            self._all = []
+            self._local = threading.local()

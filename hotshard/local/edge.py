@@ -25,7 +25,7 @@ from typing import Any
 from hotshard.clients import kafka_base
 from hotshard.edge.auth import TokenVerifier
 from hotshard.edge.settings import EdgeSettings
-from hotshard.local.feeder import Feeder
+from hotshard.local.feeder import TopicFeeders
 from hotshard.local.gateway import BATCH_WORKERS, LocalGateway, environment
 from lambdas.order_router import handler as order_router
 from lambdas.stream_handler import handler as stream_handler
@@ -44,7 +44,7 @@ LOCAL_AWS = {  # boto3 signs requests even to a local endpoint
 @dataclass
 class LocalEdge:
     gateway: LocalGateway
-    feeder: Feeder | None
+    feeder: TopicFeeders | None
 
 
 @contextlib.contextmanager
@@ -90,7 +90,7 @@ def local_edge(
             order_router.api.cache_clear()
             stream_handler.pusher.cache_clear()
             if feed:
-                feeder = Feeder(kafka_base(settings), stream_handler.handler)
+                feeder = TopicFeeders(kafka_base(settings), stream_handler.handler)
                 feeder.start()
             yield LocalEdge(gateway, feeder)
     finally:
@@ -105,8 +105,8 @@ def close_handlers() -> None:
     threads), so no Kafka client outlives the edge."""
     if order_router.api.built():
         order_router.api().close()
-    if stream_handler.pusher.cache_info().currsize:
-        stream_handler.pusher().close()
+    for pusher in stream_handler.pusher.built():
+        pusher.close()
     order_router.api.cache_clear()
     stream_handler.pusher.cache_clear()
 

@@ -1,6 +1,9 @@
 """The local MSK event source mapping: reads fills, trades, depth and order_status from the
 broker and invokes the stream handler with MSK-shaped batches (hotshard.local.shapes),
-one topic per invocation like one event source mapping per topic in AWS, up to
+one topic per invocation like one event source mapping per topic in AWS (TopicFeeders: a
+Feeder, its consumer and its thread per topic, so the topics are invoked side by side as
+their event source mappings are: an order's status never waits behind a batch of depth
+or trades; each topic's records stay in their order), up to
 `batch_size` records or `window_s` of waiting: by default what the event source mapping in
 infra/ is configured with (hotshard.names.STREAM_BATCH_SIZE, STREAM_BATCH_WINDOW_S = 0:
 invoke with whatever has arrived, waiting only while nothing has). Offsets are committed (group
@@ -149,7 +152,8 @@ class Feeder:
 
     def start(self) -> None:
         self._assign()
-        self._thread = threading.Thread(target=self.run, name="feeder", daemon=True)
+        name = "feeder-" + "-".join(self.topics)
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -182,7 +186,8 @@ class Feeder:
                 msk_record(topic, m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value())
                 for m in batch
             ]
-            self._invoke(msk_event(records, bootstrap=self.base["bootstrap.servers"]))
+            if not self._invoke(msk_event(records, bootstrap=self.base["bootstrap.servers"])):
+                return delivered  # stopping with it unhandled: not committed, read again
             delivered += len(batch)
         if by_topic:
             from confluent_kafka import TopicPartition  # noqa: PLC0415
@@ -207,30 +212,81 @@ class Feeder:
                 messages += self.consumer.consume(self.batch_size - 1, 0)
         return messages
 
-    def _invoke(self, event: dict[str, Any]) -> None:
+    def _invoke(self, event: dict[str, Any]) -> bool:
         """Invoke until the handler succeeds. A Redis that is down (restarting, failing
         over) is waited out, as the MSK event source retries a failed batch until it
         succeeds: the batch is not skipped, so no push and no order update is lost. Any
-        other failure is retried ATTEMPTS times, then the batch is skipped (logged)."""
+        other failure is retried ATTEMPTS times, then the batch is skipped (logged).
+        False: stopping with the batch not handled (its offsets must not be committed)."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 self.invocations += 1
                 self.handler(event, LambdaContext("stream_handler"))
-                return
+                return True
             except (redis.ConnectionError, redis.TimeoutError):
                 self.failures += 1
                 if attempt == 1:
                     log.warning("redis unreachable: the batch waits for it")
                 if self.stopping.is_set():
                     log.error("stopping with a batch not handled (redis unreachable)")
-                    return
+                    return False
                 time.sleep(min(REDIS_WAIT_MAX_S, 0.05 * 2 ** min(attempt, 6)))
             except Exception:
                 self.failures += 1
                 log.exception("stream handler failed", extra={"attempt": attempt})
                 if attempt >= ATTEMPTS:
                     log.error("batch skipped after %d attempts", ATTEMPTS)
-                    return
+                    return True
                 time.sleep(0.05 * attempt)
+
+
+class TopicFeeders:
+    """One Feeder per topic, each with its own consumer (same group, its topic's partitions
+    assigned: the committed offsets are those a single Feeder kept) and its own thread, as
+    each topic's event source mapping in AWS invokes the stream handler independently.
+    Before, one thread handled the topics of a read one after another, so a status waited
+    behind the read's fills, trades and depth batches (and their posts)."""
+
+    def __init__(
+        self,
+        base: dict[str, Any],
+        handler: Handler,
+        *,
+        topics: tuple[str, ...] = STREAM_TOPICS,
+        **options: Any,
+    ) -> None:
+        self.feeders = [Feeder(base, handler, topics=(topic,), **options) for topic in topics]
+
+    def start(self) -> None:
+        started: list[Feeder] = []
+        try:
+            for feeder in self.feeders:
+                feeder.start()
+                started.append(feeder)
+        except Exception:
+            self._stop(started)
+            raise
+
+    def stop(self) -> None:
+        self._stop(self.feeders)
+
+    @staticmethod
+    def _stop(feeders: list[Feeder]) -> None:
+        for feeder in feeders:  # all asked first: their waits end together
+            feeder.stopping.set()
+        for feeder in feeders:
+            feeder.stop()
+
+    @property
+    def invocations(self) -> int:
+        return sum(f.invocations for f in self.feeders)
+
+    @property
+    def failures(self) -> int:
+        return sum(f.failures for f in self.feeders)
+
+    @property
+    def replaced(self) -> int:
+        return sum(f.replaced for f in self.feeders)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from hotshard.clients import kafka_base
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LOCAL_AWS
-from hotshard.local.feeder import Feeder
+from hotshard.local.feeder import TopicFeeders
 from hotshard.local.gateway import environment
 from lambdas.stream_handler import handler as stream_handler
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {**{k: v for k, v in LOCAL_AWS.items() if k not in os.environ}, **settings.env()}
     with environment(env):
         stream_handler.pusher.cache_clear()
-        feeder = Feeder(kafka_base(settings), stream_handler.handler)
+        feeder = TopicFeeders(kafka_base(settings), stream_handler.handler)
         feeder.start()
         try:
             print(json.dumps({"stream": "reading"}), flush=True)

@@ -8,7 +8,6 @@ hotshard.edge.management (SigV4-signed, kept-alive; boto3's client costs ~1 ms a
 
 import os
 import time
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -21,7 +20,7 @@ from hotshard.edge.depth import DepthStore
 from hotshard.edge.management import ManagementClient, static_credentials
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, push_latencies_ms
-from hotshard.edge.runtime import add_values, metrics_enabled, tune_gc
+from hotshard.edge.runtime import PerThread, add_values, metrics_enabled, tune_gc
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.edge.streams import StreamSeqs
@@ -34,8 +33,7 @@ tracer = Tracer(service="stream_handler", patch_modules=("botocore",))
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="stream_handler")
 
 
-@cache
-def pusher() -> Pusher:
+def build_pusher() -> Pusher:
     settings = EdgeSettings.from_env(os.environ)
     r = redis_client(settings)
     management = ManagementClient(
@@ -47,6 +45,9 @@ def pusher() -> Pusher:
     built = Pusher(Sessions(r), OrderRecords(r), DepthStore(r), management.post, StreamSeqs(r))
     tune_gc()
     return built
+
+
+pusher = PerThread(build_pusher)
 
 
 @tracer.capture_lambda_handler(capture_response=False)

@@ -4,25 +4,26 @@ their start instead of from its old positions, which would skip the new log's fi
 records once it had grown past them."""
 
 import base64
+import threading
 import time
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from hotshard import kafka
 from hotshard.local import feeder as feeder_module
-from hotshard.local.feeder import Feeder
+from hotshard.local.feeder import Feeder, TopicFeeders
 from hotshard.local.services.broker import tansu
-from hotshard.names import TOPIC_ORDER_STATUS
+from hotshard.names import TOPIC_DEPTH, TOPIC_ORDER_STATUS
 
 pytestmark = pytest.mark.integration
 
 
-def produce(bootstrap: str, values: list[bytes]) -> None:
+def produce(bootstrap: str, values: list[bytes], topic: str = TOPIC_ORDER_STATUS) -> None:
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
     for value in values:
-        p.produce(TOPIC_ORDER_STATUS, value, partition=0)
+        p.produce(topic, value, partition=0)
     p.flush(10)
     p.close()
 
@@ -58,3 +59,61 @@ def test_a_replaced_event_topic_is_read_again_from_its_start(monkeypatch):
             assert feeder.replaced == 1
         finally:
             feeder.stop()  # its consumer and its AdminClient, before the broker stops
+
+
+def committed(bootstrap: str, topic: str) -> int:
+    config = kafka.consumer_config({"bootstrap.servers": bootstrap}, group_id=feeder_module.GROUP)
+    c = Consumer(config)
+    try:
+        (tp,) = c.committed([TopicPartition(topic, 0)], timeout=10)
+        return int(tp.offset)
+    finally:
+        c.close()
+
+
+def test_a_status_is_handed_over_while_a_depth_batch_is_still_being_pushed():
+    """Each topic is invoked on its own, as each topic's event source mapping in AWS: with
+    the depth batch's invocation stuck (posting, say), the order_status records still go
+    to the handler, and are committed; the depth batch is committed only once it returned.
+    Before, one thread invoked the topics of a read one after another: the status waited."""
+    release = threading.Event()
+    seen: dict[str, list[bytes]] = {TOPIC_ORDER_STATUS: [], TOPIC_DEPTH: []}
+
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        for records in event["records"].values():
+            topic = records[0]["topic"]
+            if topic == TOPIC_DEPTH:
+                assert release.wait(30)
+            seen[topic].extend(base64.b64decode(r["value"]) for r in records)
+
+    with tansu() as broker:
+        kafka.create_topics(broker.admin(), 1)
+        produce(broker.bootstrap, [b"depth-0"], topic=TOPIC_DEPTH)
+        feeders = TopicFeeders(kafka.client_config(broker.bootstrap), handler,
+                               topics=(TOPIC_DEPTH, TOPIC_ORDER_STATUS))  # fmt: skip
+        feeders.start()
+        try:
+            time.sleep(0.5)  # the depth batch is in its handler by now
+            produce(broker.bootstrap, [b"status-0", b"status-1"])
+            deadline = time.monotonic() + 10
+            while len(seen[TOPIC_ORDER_STATUS]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert seen[TOPIC_ORDER_STATUS] == [b"status-0", b"status-1"]
+            assert seen[TOPIC_DEPTH] == []
+            assert wait_until(lambda: committed(broker.bootstrap, TOPIC_ORDER_STATUS) == 2)
+            assert committed(broker.bootstrap, TOPIC_DEPTH) < 1  # not pushed yet
+            release.set()
+            assert wait_until(lambda: committed(broker.bootstrap, TOPIC_DEPTH) == 1)
+            assert seen[TOPIC_DEPTH] == [b"depth-0"]
+        finally:
+            release.set()
+            feeders.stop()
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
