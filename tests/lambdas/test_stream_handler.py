@@ -9,6 +9,7 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -136,6 +137,15 @@ def invoke(evt: dict[str, Any]) -> dict[str, Any]:
     return stream_handler.handler(evt, LambdaContext("stream_handler"))  # type: ignore[no-any-return]
 
 
+CONTAINER = ThreadPoolExecutor(1, thread_name_prefix="container")
+"""One warm Lambda container: its invocations on one thread, so one Pusher (the handler
+keeps one per thread: hotshard.edge.runtime.PerThread) and its in-memory guards."""
+
+
+async def in_container(evt: dict[str, Any]) -> dict[str, Any]:
+    return await asyncio.get_running_loop().run_in_executor(CONTAINER, invoke, evt)
+
+
 def test_the_captured_event_as_aws_sent_it_pushes_nothing_and_fails_nothing(edge):
     # its one order_status record has an empty value: a batch of no events
     assert invoke(event("mskEvent")) == {"records": 1, "events": 0, "pushes": 0, "posts": 0}
@@ -157,7 +167,7 @@ def test_engine_records_in_the_captured_shape_reach_the_right_websockets(edge, r
             await ann.send(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}))
             assert (await received(ann, 1))[0]["type"] == "subscribed"
 
-            stats = await asyncio.to_thread(invoke, as_captured(outputs))
+            stats = await in_container(as_captured(outputs))
             assert stats["records"] == len(outputs)
             assert stats["pushes"] == len(want_ann) + len(want_ben)
             got_ann = await received(ann, len(want_ann))
@@ -171,7 +181,7 @@ def test_engine_records_in_the_captured_shape_reach_the_right_websockets(edge, r
                 assert len(got) == len(want)
 
             # the same records again (an engine restart re-publishes them): nothing new
-            again = await asyncio.to_thread(invoke, as_captured(outputs))
+            again = await in_container(as_captured(outputs))
             assert again["pushes"] == 0 and again["events"] == 0
             assert await silent(ann) and await silent(ben)
 
