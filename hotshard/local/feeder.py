@@ -6,9 +6,9 @@ their event source mappings are: an order's status never waits behind a batch of
 or trades; each topic's records stay in their order), up to
 `batch_size` records or `window_s` of waiting: by default what the event source mapping in
 infra/ is configured with (hotshard.names.STREAM_BATCH_SIZE, STREAM_BATCH_WINDOW_S = 0:
-invoke with whatever has arrived, waiting only while nothing has). Offsets are committed (group
-hotshard-stream-{topic}) after the handler returned; a failing batch is retried, then
-skipped with an error log, so one poison record cannot stall the stream.
+invoke with whatever has arrived, waiting only while nothing has). Offsets are committed (one
+group, hotshard-stream, for every topic) after the handler returned; a failing batch is
+retried, then skipped with an error log, so one poison record cannot stall the stream.
 """
 
 import logging
@@ -39,9 +39,9 @@ GROUP = KAFKA_GROUP_PREFIX + "stream"
 ATTEMPTS = 3
 REDIS_WAIT_MAX_S = 1.0
 IDLE_WAIT_S = 0.1
+"""With window 0: how long one read waits while nothing has arrived."""
 LOG_CHECK_S = 1.0
 """How often the feeder compares its topics' ids with the broker's (a replaced log)."""
-"""With window 0: how long one read waits while nothing has arrived."""
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
