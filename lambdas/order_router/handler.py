@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hotshard.edge.api import EdgeApi, build
-from hotshard.edge.runtime import ColdStart, metrics_enabled, tune_gc
+from hotshard.edge.runtime import ColdStart, metrics_enabled, quiet_empty_flush, tune_gc
 from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
@@ -21,6 +21,7 @@ logger = Logger(service="order_router")
 # off outside Lambda (Powertools detects it), so tests and the local gateway trace nothing.
 tracer = Tracer(service="order_router", patch_modules=("botocore",))
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="order_router")
+quiet_empty_flush()
 
 
 def count(name: str) -> None:

@@ -20,7 +20,13 @@ from hotshard.edge.depth import DepthStore
 from hotshard.edge.management import ManagementClient, static_credentials
 from hotshard.edge.orders import OrderRecords
 from hotshard.edge.push import Pusher, push_latencies_ms
-from hotshard.edge.runtime import PerThread, add_values, metrics_enabled, tune_gc
+from hotshard.edge.runtime import (
+    PerThread,
+    add_values,
+    metrics_enabled,
+    quiet_empty_flush,
+    tune_gc,
+)
 from hotshard.edge.sessions import Sessions
 from hotshard.edge.settings import EdgeSettings
 from hotshard.edge.streams import StreamSeqs
@@ -31,6 +37,7 @@ logger = Logger(service="stream_handler")
 # off outside Lambda (Powertools detects it), so tests and the local gateway trace nothing.
 tracer = Tracer(service="stream_handler", patch_modules=("botocore",))
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="stream_handler")
+quiet_empty_flush()
 
 
 def build_pusher() -> Pusher:

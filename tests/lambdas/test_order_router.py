@@ -3,6 +3,7 @@ captured API Gateway events, then the order path's rules through EdgeApi."""
 
 import json
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from hotshard import names, route
 from hotshard.domain import Action, Side
+from hotshard.edge import runtime
 from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import RefusedError
 from hotshard.reasons import Reason
@@ -102,6 +104,21 @@ def test_metrics_are_added_only_where_powertools_publishes_them(handler, r, monk
     assert handler(connect, FakeContext())["statusCode"] == 200
     assert ws(handler, "apiGatewayWebSocketOrder")["statusCode"] == 200
     assert added == ([] if disabled == "true" else ["Accepted"])
+
+
+def test_a_request_with_metrics_disabled_warns_nothing(handler, r, monkeypatch):
+    # with nothing added, Powertools' log_metrics warned "No application metrics to publish"
+    # at the end of every request
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    route.list_symbol_at(r, "AAPL", 2, "e1")
+    connect = event("apiGatewayWebSocketConnect")
+    connect["headers"]["Authorization"] = f"Bearer {token('alice')}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.quiet_empty_flush()  # the handler module did at import: after "always"
+        assert handler(connect, FakeContext())["statusCode"] == 200
+        assert ws(handler, "apiGatewayWebSocketOrder")["statusCode"] == 200
+    assert [str(w.message) for w in caught] == []
 
 
 def test_handler_many_answers_each_event_as_the_handler_would(handler, r, broker):
