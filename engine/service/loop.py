@@ -897,11 +897,22 @@ class Engine:
         were, so no event after them needs delivering first; a restart replays the symbol
         through the fence from its snapshot there, publishing its events again and then its
         handoff marker, EngineState.owed_handoffs). None when that checkpoint does not
-        hold the symbol's book (born or moved here since): the caller flushes and writes
-        the partition's checkpoint as it is now. False: ownership lost."""
+        hold this book's lineage (born or moved here since; rolled back since, its route
+        epoch raised by an Unfence that applied records of other partitions; a snapshot
+        stored since): the caller flushes and writes the partition's checkpoint as it is
+        now. False: ownership lost."""
         last = self._written.get(partition)
         fence = self.state.fences.get(symbol)
-        if last is None or fence is None or symbol not in last.books:
+        entry = None if last is None else last.books.get(symbol)
+        current = self.state.snaps.get(symbol)
+        if (
+            last is None
+            or fence is None
+            or entry is None
+            or current is None
+            or entry.location != current.location
+            or entry.epoch != self.state.epoch.get(symbol, 0)
+        ):
             return None
         checkpoint = dataclasses.replace(
             last,

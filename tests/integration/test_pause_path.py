@@ -126,6 +126,28 @@ def test_a_fence_of_a_book_no_checkpoint_holds_yet_flushes_and_writes_it_now(eng
     assert "A" in checkpoint.books
 
 
+@pytest.mark.parametrize("since", ["rolled back", "snapshot stored"])
+def test_a_fence_of_a_book_changed_since_the_last_checkpoint_flushes(engine, since):
+    # review of 95e5679: the checkpoint held the symbol, but not this book's lineage (a
+    # Rollback's Unfence applied pending records at a higher epoch, whose checkpoint did
+    # not land): a restart from it would have lost those records
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    assert engine.call(engine.write_checkpoints)
+    if since == "rolled back":
+        engine.call(lambda: state.epoch.__setitem__("A", 3))
+    else:
+        engine.call(lambda: state.stored("A", "redis:elsewhere", 99, state.market.books["A"].seq))
+    producer = engine.producer
+    assert isinstance(producer, CountingProducer)
+    flushes = producer.flushes
+    fenced = Operations(engine).fence("A", 4, 2)
+    assert producer.flushes - flushes == 1  # the checkpoint as it is now, after a flush
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None and checkpoint.fences["A"].offset == fenced.fence_offset
+    assert checkpoint.books["A"] == state.checkpoint(0, INSTANCE, 0).books["A"]
+
+
 def test_a_fence_whose_checkpoint_failed_is_made_durable_by_its_retry(engine, monkeypatch):
     # before: the retry found the fence set and answered it, never written to Redis: a
     # restart of the source would have applied the symbol's records after f again
