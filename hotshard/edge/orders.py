@@ -2,7 +2,8 @@
 a balance reservation, and keeps the order's latest status for GET /orders/{id}.
 
 One hash per (user, order_id), written by two parties, each step one Lua script:
-- the router: `claim` (route lookup + idempotency + reservation in ONE round trip), then
+- the router: the claim (`queue_claim`, then `claim_of` its reply: route lookup + idempotency +
+  reservation in ONE round trip, beside others of a batch), then
   `confirm` once the broker acknowledged the record, or `abandon` if it definitely failed;
 - the stream handler: `apply_status` and `apply_fill` as events arrive (at least once, in
   any interleaving of the two topics: each keeps its own per-order sequence guard).
@@ -172,7 +173,7 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What `claim` found. outcome: GO (produce to `route`), ACCEPTED (already acknowledged:
+    """What a claim found. outcome: GO (produce to `route`), ACCEPTED (already acknowledged:
     answer with topic/partition/offset/epoch again), NO_ROUTE, DUPLICATE, IN_FLIGHT,
     INSUFFICIENT (have/need in `detail`)."""
 
@@ -235,40 +236,6 @@ class OrderRecords:
         self._status = r.register_script(_STATUS)
         self._fill = r.register_script(_FILL)
 
-    def claim(
-        self,
-        *,
-        symbol: str,
-        user_id: str,
-        order_id: str,
-        fingerprint: str,
-        now_ms: int,
-        inflight_ms: int,
-        side: int,
-        price: int,
-        quantity: int,
-        order_type: int,
-        reserve_asset: str = "",
-        reserve_unit: int = 0,
-    ) -> Claim:
-        pipe = RawPipeline(self.r)  # this thread's connection
-        self.queue_claim(
-            pipe,
-            symbol=symbol,
-            user_id=user_id,
-            order_id=order_id,
-            fingerprint=fingerprint,
-            now_ms=now_ms,
-            inflight_ms=inflight_ms,
-            side=side,
-            price=price,
-            quantity=quantity,
-            order_type=order_type,
-            reserve_asset=reserve_asset,
-            reserve_unit=reserve_unit,
-        )
-        return claim_of(symbol, pipe.execute()[0])
-
     def queue_claim(
         self,
         pipe: RawPipeline,
@@ -286,7 +253,7 @@ class OrderRecords:
         reserve_asset: str = "",
         reserve_unit: int = 0,
     ) -> None:
-        """`claim`'s script call queued on `pipe`; its reply -> `claim_of`."""
+        """The claim's script call queued on `pipe`; its reply -> `claim_of`."""
         pipe.script(
             self._claim,
             [
