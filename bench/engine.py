@@ -52,15 +52,21 @@ from hotshard.v1 import events_pb2
 from hotshard.wire import encode_order
 
 
-def _reader(bootstrap: str, partition: int, fetch_wait_ms: int) -> Consumer:
+def _reader(
+    bootstrap: str,
+    partition: int,
+    fetch_wait_ms: int,
+    *,
+    topic: str = TOPIC_ORDER_STATUS,
+    group: str = "hotshard-bench",
+) -> Consumer:
+    """A consumer of `topic`'s `partition` from its start, with the engine's settings."""
     c = Consumer(
         kafka.consumer_config(
-            {"bootstrap.servers": bootstrap},
-            group_id="hotshard-bench",
-            fetch_wait_max_ms=fetch_wait_ms,
+            {"bootstrap.servers": bootstrap}, group_id=group, fetch_wait_max_ms=fetch_wait_ms
         )
     )
-    c.assign([TopicPartition(TOPIC_ORDER_STATUS, partition, 0)])
+    c.assign([TopicPartition(topic, partition, 0)])
     return c
 
 
@@ -121,14 +127,13 @@ def _relay(bootstrap: str, fetch_wait_ms: int, batch_size: int, stop: Any) -> No
     clients take; the engine's minus it is the engine's (an upper bound: the relay
     writes fewer records than the engine)."""
     settings = EngineSettings()
-    consumer = Consumer(
-        kafka.consumer_config(
-            {"bootstrap.servers": bootstrap},
-            group_id="hotshard-bench-relay",
-            fetch_wait_max_ms=fetch_wait_ms,
-        )
+    consumer = _reader(
+        bootstrap,
+        RELAY_PARTITION,
+        fetch_wait_ms,
+        topic=TOPIC_ORDERS,
+        group="hotshard-bench-relay",
     )
-    consumer.assign([TopicPartition(TOPIC_ORDERS, RELAY_PARTITION, 0)])
     prod = Producer(
         kafka.producer_config({"bootstrap.servers": bootstrap}, linger_ms=settings.linger_ms)
     )
@@ -375,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
             # so they are not counted (counting them overstates the rate by a whole batch).
             first_ns, last_ns = min(arrived), max(arrived)
             counted = sum(1 for a in arrived if a > first_ns)
+            if not counted:
+                raise SystemExit(
+                    f"all {args.orders:,} orders' statuses came in one read: too few to time "
+                    "(give --orders a few batches' worth, e.g. 200000)"
+                )
             rate = counted / ((last_ns - first_ns) / 1e9)
             print(
                 f"throughput: {args.orders:,} pre-loaded orders, {args.symbols} symbols: "
