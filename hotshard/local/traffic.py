@@ -167,18 +167,14 @@ class EventReader:
             (tp.topic, tp.partition): self._consumer.get_watermark_offsets(tp, timeout=10)[1]
             for tp in assigned
         }
-        deadline = time.monotonic() + timeout
-        while True:
-            behind = [
-                tp
-                for tp in self._consumer.position(assigned)
-                if ends[(tp.topic, tp.partition)] > max(tp.offset, 0)
-            ]
-            if not behind:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            self.poll(0.1)
+
+        def at_end(reader: "EventReader") -> bool:
+            return all(
+                ends[(tp.topic, tp.partition)] <= max(tp.offset, 0)
+                for tp in reader._consumer.position(assigned)
+            )
+
+        return at_end(self) or self.read_until(at_end, timeout)
 
     def close(self) -> None:
         self._consumer.close()
