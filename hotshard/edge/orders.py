@@ -186,9 +186,16 @@ class Claim:
     detail: str = ""
 
 
+def claim_outcome(reply: Any) -> str:
+    """The outcome the claim script's reply names ('' for anything else, e.g. an error
+    reply). GO: this request took the claim (the record is PENDING under its fingerprint),
+    whatever the rest of the reply holds; whoever then fails to send it must abandon it."""
+    return text(reply[0]) if isinstance(reply, list | tuple) and reply else ""
+
+
 def claim_of(symbol: str, reply: Any) -> Claim:
     """The claim script's reply as a Claim."""
-    outcome = text(reply[0])
+    outcome = claim_outcome(reply)
     if outcome == "GO":
         return Claim(outcome, route_from_fields(symbol, list(reply[1:])))
     if outcome == "ACCEPTED":

@@ -35,7 +35,15 @@ from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
 from hotshard.domain import MAX_TIMESTAMP_NS, Action, Liquidity, OrderType, Side
 from hotshard.edge.limits import PreTradeLimits, instrument_json
-from hotshard.edge.orders import CASH, Claim, OrderRecords, balances, claim_of, order_key
+from hotshard.edge.orders import (
+    CASH,
+    Claim,
+    OrderRecords,
+    balances,
+    claim_of,
+    claim_outcome,
+    order_key,
+)
 from hotshard.names import TOPIC_PENDING_ORDERS
 from hotshard.rawpipe import RawPipeline, hash_items
 from hotshard.reasons import HotshardError, Reason
@@ -318,6 +326,9 @@ def produce_record(
             raise ProducerFailedError(str(exc), fatal=fatal) from exc
         except RuntimeError as exc:  # closed already ("Producer has been closed"): unusable
             raise ProducerFailedError(str(exc), fatal=True) from exc
+        except Exception as exc:  # any other: produce() raises before it takes the record
+            log.error("the producer refused a record", exc_info=exc)
+            raise ProducerFailedError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def delivered(delivery: Delivery, timeout_s: float) -> tuple[int, int]:
@@ -530,8 +541,11 @@ class OrderRouter:
                 flights.append(
                     self._flight(item, found, symbol, command, item.client_ts, item.received)
                 )
-            except Exception as exc:
-                out[item.index] = exc
+            except Exception as exc:  # nothing produced: a claim it took is dropped
+                answer = _unsent(exc, symbol, command[1])
+                if item.fp and claim_outcome(mine[0]) == "GO":
+                    answer = self._abandoned(command[2], command[1], item.fp, answer)
+                out[item.index] = answer
         return flights
 
     def _fly(self, flights: list["_Flight"], out: list[Ack | Exception | None]) -> None:
@@ -588,12 +602,9 @@ class OrderRouter:
             out[flight.index] = doubt
             return
         except Exception as exc:  # not written: a resend must not find the claim PENDING
-            out[flight.index] = exc
-            if flight.fp:
-                try:
-                    self.records.abandon(user_id, order_id, flight.fp)
-                except Exception as failed:
-                    out[flight.index] = failed
+            out[flight.index] = (
+                self._abandoned(user_id, order_id, flight.fp, exc) if flight.fp else exc
+            )
             return
         out[flight.index] = ack
         if flight.fp:
@@ -601,6 +612,14 @@ class OrderRouter:
                 confirms, user_id, order_id, ack.topic, ack.partition, ack.offset, ack.route_epoch
             )
             confirmed.append(flight.index)
+
+    def _abandoned(self, user_id: str, order_id: str, fp: str, answer: Exception) -> Exception:
+        """A claim of a record never written dropped: `answer`, or how dropping it failed."""
+        try:
+            self.records.abandon(user_id, order_id, fp)
+        except Exception as failed:
+            return failed
+        return answer
 
     def _prepare(
         self, user_id: str, payload: Any, action: Action | None
@@ -850,26 +869,30 @@ class OrderRouter:
     def _add(self, symbol: str, command: Command, client_ts: int, received: int) -> Ack:
         order_id, user_id = command[1], command[2]
         fp = fingerprint(symbol, command)
-        claim = None
+        reply: Any = None
         for _ in range(2):
             pipe = RawPipeline(self.r)  # this thread's connection
             self._queue_claim(pipe, symbol, command, fp)
-            claim = claim_of(symbol, pipe.execute()[0])
-            if claim.outcome != "NO_ROUTE" or not self.auto_list:
+            reply = pipe.execute()[0]
+            if claim_outcome(reply) != "NO_ROUTE" or not self.auto_list:
                 break
             self._list(symbol, order_id)
-        assert claim is not None
-        duplicate = self._claimed(symbol, command, claim, received)
-        if duplicate is not None:
-            return duplicate
-        assert claim.route is not None
         try:
+            claim = claim_of(symbol, reply)
+            duplicate = self._claimed(symbol, command, claim, received)
+            if duplicate is not None:
+                return duplicate
+            assert claim.route is not None
             ack = self._send(symbol, command, client_ts, claim.route, received)
         except TimeoutError as exc:  # may yet be written: keep the claim until it lapses
             raise _in_doubt(exc, symbol, order_id) from exc
-        except BaseException:  # not written: a resend must not find the claim PENDING
-            self.records.abandon(user_id, order_id, fp)
-            raise
+        except Exception as exc:  # not written: a resend must not find the claim PENDING
+            if claim_outcome(reply) == "GO":
+                self.records.abandon(user_id, order_id, fp)
+            refusal = _unsent(exc, symbol, order_id)
+            if refusal is exc:
+                raise
+            raise refusal from exc
         self.records.confirm(
             user_id, order_id, ack.topic, ack.partition, ack.offset, ack.route_epoch
         )
@@ -939,7 +962,12 @@ class OrderRouter:
         with self._producer_lock:
             if self.producer is not failed:
                 return  # another request replaced it already
-            self.producer = self.new_producer()
+            try:
+                fresh = self.new_producer()
+            except Exception:  # kept: the next request that finds it failed tries again
+                log.exception("no new producer (the failed one stays): %s", why)
+                return
+            self.producer = fresh
             self.producer_replacements += 1
             self._acked_at = time.monotonic()  # the new one's first chance
             reaper = threading.Thread(
@@ -979,6 +1007,20 @@ class OrderRouter:
             reaper.join(10)
         _close(self.producer, flush_s=1.0)
         self.pump.join(self.pump.idle_s + 1)
+
+    def _pending_ended(self, symbol: str, epoch: int, offset: int) -> bool:
+        """route.pending_ended for a record written at `offset`; a Redis that fails the
+        check leaves it in doubt (PendingEndUnknownError), never "not written"."""
+        try:
+            return route.pending_ended(
+                self.r, symbol, epoch, offset, wait_s=self.delivery_timeout_s
+            )
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            raise route.PendingEndUnknownError(
+                f"{symbol}: the move's PENDING_END marker could not be read ({exc})"
+            ) from exc
 
     def _reservation(self, symbol: str, command: Command) -> tuple[str, int]:
         """(asset, amount per lot) an ADD reserves."""
@@ -1038,15 +1080,19 @@ class OrderRouter:
         client_ts: int,
         received: int,
     ) -> "_Flight":
-        """The record of an order on its way to `found`, with the producer it goes by."""
+        """The record of an order on its way to `found`, with the producer it goes by (a
+        record that cannot be built: NOT_DELIVERED, see _unsent)."""
         topic, epoch = route.destination(found)
-        value = encode_order(
-            symbol,
-            command,
-            route_epoch=epoch,
-            client_ts_ns=client_ts or received,
-            received_ts_ns=received,
-        )
+        try:
+            value = encode_order(
+                symbol,
+                command,
+                route_epoch=epoch,
+                client_ts_ns=client_ts or received,
+                received_ts_ns=received,
+            )
+        except Exception as exc:
+            raise _unsent(exc, symbol, command[1]) from exc
         return _Flight(
             item.index if item is not None else -1,
             item.fp if item is not None else "",
@@ -1063,7 +1109,9 @@ class OrderRouter:
 
     def _landed(self, flight: "_Flight", outcome: Callable[[], tuple[int, int]]) -> Ack:
         """The acknowledgement of a record `outcome` gives (it raises what produce_confirmed
-        raises), checked against a move's end marker: the Ack, or the refusal."""
+        raises), checked against a move's end marker: the Ack, or the refusal. Raises only
+        RefusedError (not written, or written after the move's end: never applied) or a
+        TimeoutError (may be written: in doubt), so the caller knows which claims to drop."""
         symbol, topic, epoch = flight.symbol, flight.topic, flight.epoch
         action, order_id, user_id = flight.command[0], flight.command[1], flight.command[2]
         try:
@@ -1088,10 +1136,13 @@ class OrderRouter:
                 order_id=order_id,
                 retry_after_ms=RETRY_AFTER_MS,
             ) from exc
+        except Exception as exc:  # the router's own failure once the producer had the record
+            log.error("delivery of %s %s not known", symbol, order_id, exc_info=exc)
+            raise PossiblyWrittenError(
+                f"outcome unknown ({type(exc).__name__})", fatal=False
+            ) from exc
         self._acked_at = time.monotonic()
-        if topic == TOPIC_PENDING_ORDERS and route.pending_ended(
-            self.r, symbol, epoch, offset, wait_s=self.delivery_timeout_s
-        ):
+        if topic == TOPIC_PENDING_ORDERS and self._pending_ended(symbol, epoch, offset):
             # The race closure (HANDOVER.md): the migration's PENDING_END marker for this
             # epoch is before this record, so nobody replays it: refused, and it never
             # takes effect. (Marker still being written: pending_ended waits for its offset;
@@ -1171,6 +1222,24 @@ def _in_doubt(exc: TimeoutError, symbol: str, order_id: str) -> RefusedError:
     return RefusedError(
         Reason.NOT_DELIVERED,
         str(exc),
+        symbol=symbol,
+        order_id=order_id,
+        retry_after_ms=RETRY_AFTER_MS,
+    )
+
+
+def _unsent(exc: Exception, symbol: str, order_id: str) -> Exception:
+    """What answers an order that failed before its record reached the producer (nothing
+    was written): a refusal or a Redis error as it is; anything else, the router's own
+    failure (a claim reply or record it cannot read or build from what Redis holds, a bug),
+    logged and answered NOT_DELIVERED with a retry hint like a produce the producer
+    refused, never a 500."""
+    if isinstance(exc, HotshardError | redis.RedisError):
+        return exc
+    log.error("order %s on %s not sent", order_id, symbol, exc_info=exc)
+    return RefusedError(
+        Reason.NOT_DELIVERED,
+        f"not sent ({type(exc).__name__}); send the same order again",
         symbol=symbol,
         order_id=order_id,
         retry_after_ms=RETRY_AFTER_MS,

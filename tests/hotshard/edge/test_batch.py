@@ -199,3 +199,106 @@ def test_a_batch_the_broker_does_not_confirm_in_time_is_in_doubt_and_keeps_its_c
     working = edge(r, broker.bootstrap)
     resent = working.router.submit_many([("al", order("d-1"), None)])
     assert isinstance(resent[0], RefusedError) and resent[0].reason.name == "ORDER_IN_FLIGHT"
+
+
+def refused_to_retry(answer: Any, order_id: str) -> bool:
+    return (
+        isinstance(answer, RefusedError)
+        and answer.reason.name == "NOT_DELIVERED"
+        and answer.retry_after_ms > 0
+        and answer.order_id == order_id
+    )
+
+
+def test_an_order_whose_record_cannot_be_built_is_refused_alone_and_drops_its_claim(
+    r: redis.Redis, broker: Any
+) -> None:
+    # before: the ValueError of encoding (a route epoch out of range) was the answer (a 500),
+    # and in a batch the claim it had taken stayed PENDING: the resend got ORDER_IN_FLIGHT
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    r.hset("route:MSFT", "epoch", -1)  # no uint64: the record cannot be encoded
+    batch: list[tuple[str, Any, Action | None]] = [
+        ("al", order("a-1"), None),
+        ("al", order("m-1", symbol="MSFT"), None),
+        ("al", order("a-2"), None),
+    ]
+    answers = e.router.submit_many(batch)
+    assert isinstance(answers[0], Ack) and isinstance(answers[2], Ack), answers
+    assert refused_to_retry(answers[1], "m-1"), answers[1]
+    with pytest.raises(RefusedError) as alone:
+        e.router.submit("al", order("m-2", symbol="MSFT"))
+    assert refused_to_retry(alone.value, "m-2")
+    assert e.producer.produced == 2
+    r.hset("route:MSFT", "epoch", 1)
+    # nothing was written: the same orders are sent now, not answered ORDER_IN_FLIGHT
+    (resent,) = e.router.submit_many([batch[1]])
+    assert isinstance(resent, Ack) and not resent.duplicate, resent
+    assert not e.router.submit("al", order("m-2", symbol="MSFT")).duplicate
+
+
+class RaisesFor(CountingProducer):
+    """A real producer whose produce() raises what no handler expects for one key."""
+
+    def __init__(self, bootstrap: str, key: bytes) -> None:
+        super().__init__(bootstrap)
+        self.key = key
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        if args[2] == self.key:
+            raise TypeError("unexpected")
+        super().produce(*args, **kwargs)
+
+
+def test_an_unexpected_produce_failure_fails_only_its_request_of_the_batch(
+    r: redis.Redis, broker: Any
+) -> None:
+    # before: the TypeError escaped submit_many: every request of the batch failed (the
+    # local gateway answered each 502) and the claims taken stayed PENDING
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    e.router.producer = RaisesFor(broker.bootstrap, b"MSFT")
+    batch: list[tuple[str, Any, Action | None]] = [
+        ("al", order("a-1"), None),
+        ("al", order("m-1", symbol="MSFT"), None),
+        ("al", order("a-2"), None),
+    ]
+    answers = e.router.submit_many(batch)
+    assert isinstance(answers[0], Ack) and isinstance(answers[2], Ack), answers
+    assert refused_to_retry(answers[1], "m-1"), answers[1]
+    assert e.router.producer_replacements == 0  # not a broken producer
+    e.router.producer = CountingProducer(broker.bootstrap)
+    (resent,) = e.router.submit_many([batch[1]])
+    assert isinstance(resent, Ack) and not resent.duplicate, resent
+
+
+def test_a_redis_failure_after_the_broker_acknowledged_keeps_the_claim(
+    r: redis.Redis, broker: Any
+) -> None:
+    # before: a Redis error while checking a move's end marker (after the record was
+    # written) was taken for "not written": the claim was dropped and the resend written
+    # again, and the answer was the raw ResponseError (a 500)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    moving = route.begin_migration(r, route.list_symbol_at(r, "MSFT", 1, "e1"))
+    r.hset(f"pending-end:MSFT:{moving.epoch + 1}", "not", "a string")  # GET: WRONGTYPE
+    batch: list[tuple[str, Any, Action | None]] = [
+        ("al", order("a-1"), None),
+        ("al", order("m-1", symbol="MSFT"), None),
+    ]
+    answers = e.router.submit_many(batch)
+    assert isinstance(answers[0], Ack), answers
+    assert refused_to_retry(answers[1], "m-1"), answers[1]
+    with pytest.raises(RefusedError) as alone:
+        e.router.submit("al", order("m-2", symbol="MSFT"))
+    assert refused_to_retry(alone.value, "m-2")
+    assert e.producer.produced == 3
+    # written: the claims are kept, so the resends are not written a second time
+    (resent,) = e.router.submit_many([batch[1]])
+    assert isinstance(resent, RefusedError) and resent.reason.name == "ORDER_IN_FLIGHT"
+    with pytest.raises(RefusedError) as again:
+        e.router.submit("al", order("m-2", symbol="MSFT"))
+    assert again.value.reason.name == "ORDER_IN_FLIGHT"
+    assert e.producer.produced == 3
