@@ -464,7 +464,8 @@ class OrderRouter:
         to each other what concurrent requests are (the gateway puts a connection's next
         frame of one order in a later call, as it waited for the reply before). A request
         whose symbol is not listed yet (auto_list) or whose order's route is gone goes on
-        its own after the others."""
+        its own after the others. A record whose produce has the producer replaced (a
+        fatal error) is refused; the rest of the batch go by the new one."""
         out: list[Ack | Exception | None] = [None] * len(requests)
         staged: list[_Staged] = []
         pipe = RawPipeline(self.r)
@@ -556,6 +557,10 @@ class OrderRouter:
         confirmed: list[int] = []
         produced: list[_Flight] = []
         for flight in flights:
+            # the current producer, not the one of the staging: after an earlier record
+            # of this batch (or another request) had it replaced, the rest go by the new
+            # one, as a request alone would, instead of being refused by the failed one
+            flight.producer = self.producer
             try:
                 produce_record(
                     flight.producer,
@@ -1193,6 +1198,7 @@ class _Flight:
     epoch: int
     value: bytes
     producer: Any
+    """The producer the record is handed to (_fly: the current one as it is produced)."""
     delivery: Delivery
 
 
