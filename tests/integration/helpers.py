@@ -42,6 +42,23 @@ def retry(call: Any, attempts: int = 50) -> Any:
     return call()
 
 
+def wait_consumed(stub: Any, partition: int, offset: int, timeout: float = 30) -> None:
+    """Wait until the engine has consumed `partition` up to `offset` (its next offset): a
+    Fence sent before then refuses the records it has not consumed yet (STALE_ROUTE, as it
+    must), which a test expecting them applied before the fence would take for a loss."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = stub.Stats(control_pb2.StatsRequest(), timeout=5)
+        at = {p.partition: p.next_offset for p in stats.partitions}
+        if at.get(partition, 0) >= offset:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"partition {partition} consumed to {at.get(partition)}, not {offset}"
+            )
+        time.sleep(0.02)
+
+
 def shadow_from_snapshot(src: Any, dst: Any, symbol: str, partition: int) -> Any:
     """Pre-copy's first steps by hand: the source's Snapshot, then the target Follows the
     source's partition from just after it. Returns the SnapshotReply."""

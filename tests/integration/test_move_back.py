@@ -25,7 +25,12 @@ from hotshard.names import TOPIC_ORDERS
 from hotshard.v1 import control_pb2
 from hotshard.wire import PENDING_END, encode_order, encode_pending_marker
 from tests.integration.conftest import PARTITIONS
-from tests.integration.helpers import promote_request, retry, shadow_from_snapshot
+from tests.integration.helpers import (
+    promote_request,
+    retry,
+    shadow_from_snapshot,
+    wait_consumed,
+)
 from tests.integration.test_move import orders_on
 
 pytestmark = pytest.mark.integration
@@ -63,6 +68,7 @@ def test_a_move_back_replays_the_targets_partition_as_if_it_never_moved(broker, 
     send(Q, E, 20, symbol="BEE")  # Q is not empty: the replay starts where the move began
     shadow_from_snapshot(src, dst, "HOT", P)
     send(P, E, 100)  # the shadow follows these
+    wait_consumed(src, P, 300)  # all 300 applied before the fence (the expected replay's)
     target_from = _end_offset(broker.bootstrap, TOPIC_ORDERS, Q)  # SwitchRouting's record
     fenced = src.Fence(
         control_pb2.FenceRequest(symbol="HOT", epoch=E + 1, to_partition=Q), timeout=30
@@ -103,8 +109,15 @@ def test_a_move_back_replays_the_targets_partition_as_if_it_never_moved(broker, 
         reader.poll(0.5)
         got = [e for e in reader.sorted_events("HOT") if e[1] > 0]
         assert not reader.guard.gaps, reader.guard.gaps[:5]
+        held, waiting = reader.guard.held, reader.guard.pending()
     finally:
         reader.close()
-    assert len(got) == len(expected)
+    if len(got) != len(expected):
+        # which side fell short: the engine (its seq, what it still holds) or the reader
+        hot = list(src.Stats(control_pb2.StatsRequest(), timeout=10).symbols)
+        pytest.fail(
+            f"{len(got)} events read, {len(expected)} expected; engine: {hot}; reader held "
+            f"{held} records: {waiting}"
+        )
     assert got == expected  # seqs 1..N once, equal to a never-moved replay
     assert [e[1] for e in got] == list(range(1, len(got) + 1))

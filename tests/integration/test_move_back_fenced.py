@@ -38,7 +38,12 @@ from hotshard.route import ACTIVE, Route
 from hotshard.v1 import control_pb2
 from hotshard.wire import encode_order
 from tests.integration.conftest import PARTITIONS
-from tests.integration.helpers import promote_request, retry, shadow_from_snapshot
+from tests.integration.helpers import (
+    promote_request,
+    retry,
+    shadow_from_snapshot,
+    wait_consumed,
+)
 from tests.integration.test_move import orders_on
 from tests.integration.test_move_back import _end_offset
 
@@ -78,6 +83,7 @@ def test_a_move_back_fences_the_promoted_target_so_late_orders_are_refused_not_l
     send(P, E, 200)
     shadow_from_snapshot(src, dst, "HOT", P)
     send(P, E, 100)  # the shadow follows these
+    wait_consumed(src, P, 300)  # all 300 applied before the fence (the expected replay's)
     # SwitchRouting up to its Promote (then the task raised: the Rollback runs)
     target_from = _end_offset(broker.bootstrap, TOPIC_ORDERS, Q)
     r.set(names.REDIS_MOVE.format("HOT", E + 1), json.dumps({"target_from": target_from}))
