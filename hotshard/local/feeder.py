@@ -42,6 +42,8 @@ IDLE_WAIT_S = 0.1
 """With window 0: how long one read waits while nothing has arrived."""
 LOG_CHECK_S = 1.0
 """How often the feeder compares its topics' ids with the broker's (a replaced log)."""
+STOP_WAIT_S = 10.0
+"""How long stop() waits for the thread to finish the batch in progress."""
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -157,9 +159,25 @@ class Feeder:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the thread to stop and wait up to STOP_WAIT_S for it; it closes its consumer
+        as it ends. One still in a batch (a handler that has not returned) closes it when
+        the batch is done: closed from here, the consumer would be used after its close by
+        the batch's commit (RuntimeError: the thread died, the batch's offsets lost) or
+        by a consume() already under way in librdkafka."""
         self.stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        thread = self._thread
+        if thread is None:  # never started (or driven by step() from this thread)
+            self._close()
+            return
+        thread.join(STOP_WAIT_S)
+        if thread.is_alive():
+            log.warning(
+                "feeder still in a batch after %.0f s: its consumer closes when it is done",
+                STOP_WAIT_S,
+                extra={"topics": list(self.topics)},
+            )
+
+    def _close(self) -> None:
         self.consumer.close()
         # an AdminClient has no close(): dropped here it goes at once; kept, it lived on
         # (the thread's bound method ties this object in a cycle) and logged "Connection
@@ -167,8 +185,11 @@ class Feeder:
         self._admin = None
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            self.step()
+        try:
+            while not self.stopping.is_set():
+                self.step()
+        finally:
+            self._close()
 
     def step(self) -> int:
         """One read and the invocations it makes; returns records delivered."""

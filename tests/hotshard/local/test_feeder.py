@@ -117,3 +117,37 @@ def wait_until(condition: Any, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_feeder_stopped_mid_batch_commits_it_and_then_closes_its_consumer(monkeypatch):
+    # before: stop() closed the consumer after its 10 s join though the thread was still
+    # in the handler; the batch's commit then raised RuntimeError on the closed consumer:
+    # the thread died with a traceback and the batch's offsets were never committed
+    monkeypatch.setattr(feeder_module, "STOP_WAIT_S", 0.3, raising=False)  # (old: 10 s)
+    entered, release = threading.Event(), threading.Event()
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+
+    def handler(_event: dict[str, Any], _context: Any) -> None:
+        entered.set()
+        assert release.wait(30)
+
+    with tansu() as broker:
+        kafka.create_topics(broker.admin(), 1)
+        produce(broker.bootstrap, [b"status-0"])
+        feeder = Feeder(kafka.client_config(broker.bootstrap), handler,
+                        topics=(TOPIC_ORDER_STATUS,))  # fmt: skip
+        feeder.start()
+        thread = feeder._thread
+        assert thread is not None
+        try:
+            assert entered.wait(20)
+            feeder.stop()  # returns while the batch is still in its handler
+            assert thread.is_alive()
+            release.set()
+            thread.join(10)
+            assert not thread.is_alive() and died == []
+            assert committed(broker.bootstrap, TOPIC_ORDER_STATUS) == 1
+        finally:
+            release.set()
+            thread.join(10)
