@@ -268,7 +268,12 @@ class TopicFeeders:
     assigned: the committed offsets are those a single Feeder kept) and its own thread, as
     each topic's event source mapping in AWS invokes the stream handler independently.
     Before, one thread handled the topics of a read one after another, so a status waited
-    behind the read's fills, trades and depth batches (and their posts)."""
+    behind the read's fills, trades and depth batches (and their posts). The threads share
+    the handler module's Powertools objects, which Lambda uses one invocation at a time: the
+    handler keeps its log lines' request id per thread; its metrics are off here
+    (POWERTOOLS_METRICS_DISABLED, set by the local edge: it adds none), so the shared metric
+    set stays empty (forced on, side-by-side invocations share EMF documents on stdout,
+    which nothing reads here)."""
 
     def __init__(
         self,

@@ -62,6 +62,11 @@ pusher = PerThread(build_pusher)
 @metrics.log_metrics
 @event_source(data_class=KafkaEvent)
 def handler(event: KafkaEvent, context: LambdaContext) -> dict[str, Any]:
+    # The local feeder invokes this from a thread per topic at once, and the keys
+    # inject_lambda_context appends are the process's: the next invocation's request id
+    # replaced this one's on its lines. Kept per thread too, so each line names its own
+    # (in Lambda, one invocation at a time: the same value).
+    logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
     received = list(event.records)
     stats = pusher().handle((rec.topic, rec.partition, rec.decoded_value) for rec in received)
     if metrics_enabled():
