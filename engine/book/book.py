@@ -15,13 +15,13 @@ compiles to slow generic calls (enum members, closures, generators).
 """
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Final, final
 
 from mypy_extensions import i64
 
 from engine.book.ended import EndedOrders
-from engine.book.index import OrderIndex
+from engine.book.index import OrderIndex, rank_at
 from engine.book.instrument import Instrument
 from engine.book.level import COMPACT_SLACK, Level
 from engine.book.order import Order, Special
@@ -1279,13 +1279,14 @@ class Book:
         self,
         columns: OrderColumns,
         extras: OrderExtras | None = None,
-        rank: Sequence[int] | None = None,
+        rank: bytes | None = None,
     ) -> None:
         """Rebuild queues from `order_columns` (and `order_extras`) output. Raises
         ValueError naming the first order that makes no sense (checksums catch accident,
         not a wrong writer). `rank`: the orders' positions sorted by order id, ties by
-        position (sorted() is stable); with it the orders are not indexed here but later
-        (`build_index`), and `rank` is checked instead (one pass, no hashing)."""
+        position (sorted() is stable), packed as a snapshot's `order_rank_le` (`rank_at`);
+        with it the orders are not indexed here but later (`build_index`), and `rank` is
+        checked instead (one pass, no hashing)."""
         sides, prices, leaves, filled, post_only, order_ids, user_ids = columns
         deferred: list[Order] = []
         if rank is not None:
@@ -1361,30 +1362,30 @@ class Book:
             self.ended.add(order_id, user_id, done)
 
 
-def _check_rank(order_ids: list[str], user_ids: list[str], rank: Sequence[int]) -> None:
+def _check_rank(order_ids: list[str], user_ids: list[str], rank: bytes) -> None:
     """`rank` holds each position of `order_ids` once, sorted by id, ties by position, and
-    no user holds one id twice; else ValueError."""
+    no user holds one id twice; else ValueError. Strictly increasing (id, position) pairs
+    in range, one per order, are each position once: no table of the positions seen."""
     count: i64 = len(order_ids)
-    if len(rank) != count:
-        raise ValueError(f"{len(rank)} ranks for {count} orders")
-    seen = bytearray(count)
+    width: i64 = rank[0] if len(rank) else 0
+    if width not in (1, 2, 4, 8) or len(rank) - 1 != count * width:
+        raise ValueError(f"a rank of {len(rank)} bytes for {count} orders")
     previous: i64 = -1
     run: i64 = 0  # where the run of equal ids that `previous` ends began
+    before = ""
     for k in range(count):
-        position: i64 = rank[k]
-        if position < 0 or position >= count or seen[position]:
-            raise ValueError(f"rank {k} is not a position of a new order")
-        seen[position] = 1
-        if previous >= 0:
-            order_id = order_ids[position]
-            before = order_ids[previous]
-            if order_id < before or (order_id == before and position < previous):
+        position = rank_at(rank, k)
+        if position < 0 or position >= count:
+            raise ValueError(f"rank {k} is not a position of an order")
+        order_id = order_ids[position]
+        if previous >= 0 and order_id <= before:  # one comparison while the ids increase
+            if order_id != before or position <= previous:
                 raise ValueError(f"rank {k} is out of order")
-            if order_id == before:
-                user_id = user_ids[position]
-                for j in range(run, k):
-                    if user_ids[rank[j]] == user_id:
-                        raise ValueError(f"order {user_id}/{order_id} twice")
-            else:
-                run = k
+            user_id = user_ids[position]
+            for j in range(run, k):
+                if user_ids[rank_at(rank, j)] == user_id:
+                    raise ValueError(f"order {user_id}/{order_id} twice")
+        else:
+            run = k
         previous = position
+        before = order_id

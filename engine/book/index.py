@@ -11,7 +11,6 @@ id first indexes the restored orders holding it (found by bisection in the rank:
 so each answer is the one the fully built index would give, whenever the slices run.
 """
 
-from collections.abc import Sequence
 from typing import cast, final
 
 from mypy_extensions import i64
@@ -30,6 +29,20 @@ def _hashed_dict() -> dict[str, Order]:
     return cast(dict[str, Order], table)
 
 
+def rank_at(rank: bytes, k: i64) -> i64:
+    """Entry `k` of a packed rank (the snapshot's packing: one byte, the width 1, 2, 4 or 8,
+    then little-endian signed values). Read in place: a million positions need no array
+    and no int object each (the rank check reads them all, `_fault` a few)."""
+    width: i64 = rank[0]
+    at: i64 = 1 + k * width
+    value: i64 = rank[at + width - 1]
+    if value >= 128:  # the sign is the top byte's
+        value -= 256
+    for b in range(width - 2, -1, -1):
+        value = (value << 8) | rank[at + b]
+    return value
+
+
 @final
 class OrderIndex:
     __slots__ = ("_built", "_faulted", "_ids", "_orders", "_rank", "by_id", "clashes")
@@ -39,10 +52,11 @@ class OrderIndex:
         self.clashes: dict[tuple[str, str], Order] = {}
         # Restored orders not all indexed yet (see the module docstring): `_orders[:_built]`
         # are indexed, and so are the later ones whose id is in `_faulted`. `_ids[i]` is
-        # `_orders[i].order_id`; `_rank` their positions sorted by id (ties by position).
+        # `_orders[i].order_id`; `_rank` their positions sorted by id (ties by position),
+        # packed (`rank_at`).
         self._orders: list[Order] = []
         self._ids: list[str] = []
-        self._rank: Sequence[int] = ()
+        self._rank: bytes = b""
         self._built: i64 = 0
         self._faulted: set[str] = set()
 
@@ -50,7 +64,7 @@ class OrderIndex:
         self.build(len(self._orders))
         return len(self.by_id) + len(self.clashes)
 
-    def defer(self, orders: list[Order], ids: list[str], rank: Sequence[int]) -> None:
+    def defer(self, orders: list[Order], ids: list[str], rank: bytes) -> None:
         """Hold restored `orders` to index later (the index was empty). The caller has
         checked that `ids` are theirs and `rank` orders them by id, ties by position, and
         that no user holds an id twice among them."""
@@ -82,7 +96,7 @@ class OrderIndex:
             return True
         self._orders = []
         self._ids = []
-        self._rank = ()
+        self._rank = b""
         self._built = 0
         self._faulted = set()
         return False
@@ -94,18 +108,19 @@ class OrderIndex:
             return
         ids = self._ids
         rank = self._rank
+        count: i64 = len(ids)
         lo: i64 = 0
-        hi: i64 = len(rank)
+        hi: i64 = count
         while lo < hi:
             mid = (lo + hi) >> 1
-            if ids[rank[mid]] < order_id:
+            if ids[rank_at(rank, mid)] < order_id:
                 lo = mid + 1
             else:
                 hi = mid
         built = self._built
         found = False
-        while lo < len(rank):
-            position: i64 = rank[lo]
+        while lo < count:
+            position = rank_at(rank, lo)
             if ids[position] != order_id:
                 break
             if position >= built:

@@ -148,7 +148,7 @@ def load(data: bytes, *, index_later: bool = True) -> tuple[Book, SnapshotInfo]:
                 _users(state.users, state.user_index_le, state.user_id),
             ),
             (list(state.display), list(state.peak), _bools(state.all_or_none)),
-            _rank(state.order_rank_le) if index_later and _ranked(envelope, state) else None,
+            state.order_rank_le if index_later and _ranked(envelope, state) else None,
         )
         book.restore_stops(
             (
@@ -248,20 +248,6 @@ def _bools(column: bytes) -> list[bool]:
 def _ranked(envelope: snapshot_pb2.Snapshot, state: snapshot_pb2.BookState) -> bool:
     """A rank to restore by (version 3 on: an older writer knew no such field)."""
     return envelope.format_version >= 3 and bool(state.order_rank_le)
-
-
-def _rank(packed: bytes) -> "array[int]":
-    """The packed rank column as an array (a million positions: 4 MB, no int objects)."""
-    code = _CODES.get(packed[0])
-    if code is None:
-        raise ValueError(f"a packed column of width {packed[0]}")
-    rank = array(code)
-    if (len(packed) - 1) % rank.itemsize:
-        raise ValueError("a packed column is not a whole number of values")
-    rank.frombytes(packed[1:])
-    if _SWAP:
-        rank.byteswap()
-    return rank
 
 
 def _ints(packed: bytes, repeated: Sequence[int]) -> list[int]:

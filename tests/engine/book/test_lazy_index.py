@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.book import Book, Command, snapshot
+from engine.book import Book, Command, cancel, snapshot
 from engine.book.snapshot import SnapshotError
 from hotshard.reasons import Reason
 from hotshard.v1 import snapshot_pb2
@@ -76,8 +76,12 @@ def corrupt(data: bytes, change: Callable[[snapshot_pb2.BookState], None]) -> by
     return envelope.SerializeToString()
 
 
-def packed(values: list[int]) -> bytes:
-    return bytes((4,)) + b"".join(v.to_bytes(4, "little", signed=True) for v in values)
+def packed(values: list[int], width: int = 4) -> bytes:
+    """`values` packed as the snapshot's integers in `width` bytes each (a value too big
+    for it keeps its low bytes: what a wrong writer could do)."""
+    return bytes((width,)) + b"".join(
+        (v % (1 << (8 * width))).to_bytes(width, "little") for v in values
+    )
 
 
 def ranks(state: snapshot_pb2.BookState) -> list[int]:
@@ -112,6 +116,38 @@ def test_a_rank_that_is_not_the_orders_by_id_is_refused_at_load(why):
         snapshot.load(corrupt(data, change))
     assert caught.value.reason == Reason.CORRUPT_SNAPSHOT
     snapshot.load(corrupt(data, change), index_later=False)  # the rank is not read then
+
+
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_a_rank_packed_wider_than_it_needs_restores_the_same_book(width):
+    """The rank is read in place from its packed bytes (engine.book.index.rank_at): any
+    width the snapshot's integers use, the sign in the top byte."""
+    book = big_book("A", 300)  # positions up to 299: 2 bytes would do
+    wide = corrupt(
+        snapshot.dump(book),
+        lambda state: setattr(state, "order_rank_le", packed(ranks(state), width)),
+    )
+    lazy, _ = snapshot.load(wide)
+    eager, _ = snapshot.load(wide, index_later=False)
+    assert lazy.unindexed() == 300
+    for i in range(0, 300, 7):  # each cancel finds its order by bisection in the rank
+        command = cancel(f"r{i}", f"u{i % 7}")
+        assert lazy.apply(command) == eager.apply(command)
+    assert snapshot.dump(lazy) == snapshot.dump(eager)
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_a_rank_whose_positions_do_not_fit_its_width_is_refused(width):
+    """Width 1: positions 128-299 wrap to negative values; width 3: not a width the
+    snapshot's integers use."""
+    book = big_book("A", 300)
+    bad = corrupt(
+        snapshot.dump(book),
+        lambda state: setattr(state, "order_rank_le", packed(ranks(state), width)),
+    )
+    with pytest.raises(SnapshotError) as caught:
+        snapshot.load(bad)
+    assert caught.value.reason == Reason.CORRUPT_SNAPSHOT
 
 
 def test_one_user_holding_an_id_twice_is_refused_with_a_rank_as_without():
