@@ -40,6 +40,11 @@ MODULES: dict[str, tuple[str, ...]] = {
             "test_ids_that_differ_only_by_user_or_length_are_told_apart",
             "test_a_window_of_0_remembers_nothing",
             "test_many_orders_through_a_large_window",
+            "test_ids_whose_hashes_collide_are_told_apart",
+            "test_an_order_with_empty_ids_ended_first",
+            "test_ids_that_fill_the_arena_exactly_when_nothing_is_held",
+            "test_ids_that_end_where_the_oldest_held_ids_start",
+            "test_the_arena_stays_within_what_the_window_holds",
         )
     ),
     # the codec's tests, and the latency histogram's (bucket_of, count_latencies live here)

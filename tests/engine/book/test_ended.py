@@ -2,13 +2,14 @@
 `window` ended orders: what it finds, what it lists, through every wrap of its arena, its
 table's growth and deletions."""
 
+import itertools
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.book.ended import EndedOrders
+from engine.book.ended import EndedOrders, id_hash
 
 # ids of every length the book accepts: empty, one character, long, non-ASCII
 IDS = st.text(alphabet="ab1é\u4e2d\U0001f600", min_size=0, max_size=70)
@@ -99,3 +100,88 @@ def test_it_remembers_the_last_window_on_seeded_streams(window: int) -> None:
     # ring's mutants (the hypothesis property took ~65 s a mutant there, docs/MUTATION.md)
     for seed in range(4):
         check_against_the_reference(window, seeded_steps(seed * 10 + window, 400))
+
+
+def colliding_ids(length: int) -> tuple[str, str]:
+    """Two ids of `length` digits whose 32-bit hashes (this process's seed) are equal: a
+    birthday search, ~80,000 ids on average."""
+    seen: dict[int, str] = {}
+    for n in itertools.count():
+        order_id = str(n).zfill(length)
+        h = id_hash(order_id)
+        if h in seen:
+            return seen[h], order_id
+        seen[h] = order_id
+    raise AssertionError("unreachable")
+
+
+def test_ids_whose_hashes_collide_are_told_apart() -> None:
+    # _holds compares the ids only when the 32-bit hashes agree: mutant
+    # EndedOrders._holds 15 (an order id's character that differs -> True) took the
+    # second id of a colliding pair for the first
+    first, second = colliding_ids(12)
+    ended = EndedOrders(4)
+    ended.add(first, "u", 3)
+    assert ended.find(second, "u") == -1
+    ended.add(second, "u", 4)
+    assert ended.filled[ended.find(first, "u")] == 3
+    assert ended.filled[ended.find(second, "u")] == 4
+
+
+def test_an_order_with_empty_ids_ended_first() -> None:
+    # mutant __init__ 21 (`head = None`): the first ended order, if its ids take no code
+    # points, is written where `head` says before the arena ever grew
+    ended = EndedOrders(2)
+    ended.add("", "", 1)
+    ended.add("a", "u", 2)
+    assert ended.columns() == (["", "a"], ["", "u"], [1, 2])
+    assert ended.filled[ended.find("", "")] == 1
+
+
+def test_ids_that_fill_the_arena_exactly_when_nothing_is_held() -> None:
+    # mutant _space 6: with nothing held (the one held order's ids are empty) ids as long
+    # as the arena went at 1, not 0, and past its end
+    ended = EndedOrders(1)
+    ended.add("a", "u", 1)  # the arena's first size: 256 code points
+    ended.add("", "", 2)
+    ended.add("o" * 128, "u" * 128, 3)
+    assert ended.columns() == (["o" * 128], ["u" * 128], [3])
+
+
+def test_ids_that_end_where_the_oldest_held_ids_start() -> None:
+    """The arena of 256 code points: A at 0-99, B (empty ids) at 100, C at 100-199; D
+    (100, forgetting A) fits only at 0 and ends where B and C start; E (forgetting B)
+    finds `head` at the oldest held slot's start with every code point between held."""
+    # mutant _space 12 (the wrap writes at 1, not 0: D's last code point over C's
+    # first) and _space 8 (`head >= tail`: E written at head, over C)
+    ended = EndedOrders(3)
+    steps = [
+        ("a" * 50, "A" * 50, 1),
+        ("", "", 2),
+        ("c" * 50, "C" * 50, 3),
+        ("d" * 50, "D" * 50, 4),
+        ("e" * 5, "E" * 5, 5),
+    ]
+    held: list[tuple[str, str, int]] = []
+    for order_id, user_id, filled in steps:
+        ended.add(order_id, user_id, filled)
+        held = [*held, (order_id, user_id, filled)][-3:]
+        assert list(zip(*ended.columns(), strict=True)) == held
+        for o, u, f in held:
+            assert ended.filled[ended.find(o, u)] == f
+
+
+def test_the_arena_stays_within_what_the_window_holds() -> None:
+    # mutants add 47, 48, 50 (what a forgotten order's ids free miscounted: `used -=` ->
+    # `+=`, the two lengths subtracted, `>> 33`): `used` only grows, and the next growth of
+    # the arena (longer ids) sized it from every order ever ended, not the window's
+    window = 10
+    ended = EndedOrders(window)
+    for n in range(20_000):
+        ended.add(str(n % 10), "u", n)  # 2 code points each
+        ended.find(str(n % 10), "u")
+    for n in range(window):
+        ended.add(f"{n:064d}", "u" * 64, n)  # 128 each: the arena must grow
+    # a growth takes the smallest power of two >= twice the held code points and need
+    assert len(ended.arena) <= max(256, 4 * window * 128)
+    assert ended.columns()[0] == [f"{n:064d}" for n in range(window)]
