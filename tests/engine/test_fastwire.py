@@ -318,3 +318,36 @@ def test_consumed_messages_are_split_by_where_they_go() -> None:
         tuple(split_messages(mixed, owned, "pending-orders", replayed)[:4])
         == (_split_reference(mixed, owned, "pending-orders", replayed)[:4])
     )
+
+
+def test_a_depth_record_asked_without_a_time_carries_none():
+    # engine.service.core writes a book's depth snapshot with encode_depth's default time:
+    # mutant encode_depth 1 (`ts_ns: int = 1`) stamped it 1 ns
+    from engine.fastwire import encode_depth  # noqa: PLC0415
+
+    update = DepthUpdate(3, [(10, 5)], [(11, 2)], snapshot=True)
+    assert encode_depth("S", update, 7) == wire.encode_depth("S", update, 7)
+
+
+def test_a_consumed_batch_of_one_message_is_split() -> None:
+    # mutant split_messages 9 (the class taken from messages[1]: IndexError)
+    from confluent_kafka import Message  # noqa: PLC0415
+
+    from engine.fastwire import split_messages  # noqa: PLC0415
+
+    one = [Message(topic="orders", partition=0, offset=3, key=b"K", value=b"V")]
+    records, *others = split_messages(one, [0], "pending-orders", set())
+    assert records == [(0, 3, b"K", b"V")]
+    assert others == [[], [], [], []]
+
+
+def test_messages_of_two_classes_keep_their_errors() -> None:
+    # mutant _split_by_name 8 (an error appended as None)
+    from confluent_kafka import KafkaError, Message  # noqa: PLC0415
+
+    from engine.fastwire import split_messages  # noqa: PLC0415
+
+    failed = Message(error=KafkaError(KafkaError._TRANSPORT))
+    mixed = [_OtherMessage("orders", 0, 1), failed]
+    errors = split_messages(mixed, [0], "pending-orders", set())[4]
+    assert [e.code() for e in errors] == [KafkaError._TRANSPORT]

@@ -89,3 +89,26 @@ def test_observed_latencies_count_as_the_plain_formula_says():
     assert list(meter.latencies_ns) == latencies
     assert (meter.latency_min_ns, meter.latency_max_ns) == (min(latencies), max(latencies))
     assert meter.latency_sum_ns == sum(latencies)
+
+
+def test_latencies_next_to_both_ends_keep_a_bucket_per_quarter():
+    # mutants bucket_of 2 (`bits <= MIN_BITS`: 8-16 us all in the lowest bucket) and 4
+    # (`bits >= MAX_BITS`: 137-275 s all in the highest)
+    low, high = 1 << (HISTOGRAM_MIN_BITS - 1), 1 << (HISTOGRAM_MAX_BITS - 1)
+    for start in (low, high):
+        quarters = [start + k * (start // 4) for k in range(4)]
+        assert len({bucket_of(ns) for ns in quarters}) == 4
+        for ns in quarters:
+            assert abs(bucket_value_ms(bucket_of(ns)) * 1e6 - ns) <= ns / 8
+
+
+def test_a_first_stamp_after_now_counts_as_a_latency_of_0():
+    # mutants count_latencies 4 (`now_ns > stamps[0] or True`: a min of -5) and 9 (`else
+    # 1`: a max of 1 where every latency is 0)
+    now = 10**9
+    metrics = Metrics()
+    metrics.observe({"S": 2}, {"S": [now + 5, now - 100]}, now)
+    metrics.observe({"T": 1}, {"T": [now + 5]}, now)
+    s, t = metrics.symbols["S"], metrics.symbols["T"]
+    assert (s.latency_min_ns, s.latency_max_ns, s.latency_sum_ns) == (0, 100, 100)
+    assert (t.latency_min_ns, t.latency_max_ns, t.latency_sum_ns) == (0, 0, 0)
