@@ -25,6 +25,12 @@ saw for it, hands out that status as an ORDER_STATUS push marked `"resync": true
 latest status only: statuses in between, and fills, are not replayed; GET /fills has the
 fills). A live push that repeats what a catch-up already showed (same or an older seq) is
 not handed out again. Without `http_url` nothing is caught up.
+
+A user's ORDER_STATUS and FILL pushes of a symbol are handed out in seq order
+(hotshard.client.ordering): they come from two topics the stream handler reads side by
+side, so a FILL can arrive before the ACCEPTED of its own order; it is held until the
+status that follows it arrives, at most `order_hold_s` (ORDER_HOLD_S, 0.25 s; 0: hand
+pushes out as they arrive). TRADE and DEPTH pushes go out as they arrive.
 """
 
 import asyncio
@@ -43,6 +49,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from hotshard.client.errors import ClientError
 from hotshard.client.frames import ANSWERS, Message, is_stale
 from hotshard.client.http import HttpApi
+from hotshard.client.ordering import PushOrder
 from hotshard.client.retry import Outstanding, ReconnectPolicy, RetryPolicy, Sent
 from hotshard.edge.auth import mint_token
 
@@ -67,10 +74,16 @@ class ClientStats:
     """Live ORDER_STATUS pushes not handed out: a catch-up had shown them already."""
     catch_up_failures: int = 0
     """GET /orders/{id} calls of a catch-up that got no answer."""
+    held: int = 0
+    """ORDER_STATUS and FILL pushes held back to hand them out in seq order."""
+    hold_expired: int = 0
+    """Of those, handed out after `order_hold_s` without what they waited for."""
 
 
 CATCH_UP_CONCURRENCY = 8
 """GET /orders/{id} calls of a catch-up in flight at once."""
+ORDER_HOLD_S = 0.25
+"""The longest a push waits for one of its symbol with a lower seq (hotshard.client.ordering)."""
 ENDED_KEPT = 4096
 """Ended orders remembered (their last seq, so a late repeat of their push is known)."""
 
@@ -95,7 +108,8 @@ class Client:
     `unsubscribed`, or API Gateway's `{"message": "Forbidden", ...}`); they raise
     ClientError only when no reply can come (connection lost, timeout). Pushes go to
     `on_push` and, unless `queue_pushes` is False (a caller that only counts them), to
-    `pushes()`."""
+    `pushes()`; a user's ORDER_STATUS and FILL pushes of a symbol in seq order, each held
+    at most `order_hold_s` for that (0: as they arrive)."""
 
     def __init__(
         self,
@@ -109,6 +123,7 @@ class Client:
         dial: Callable[[], Awaitable[ClientConnection]] | None = None,
         reconnect: ReconnectPolicy | None = None,
         http: HttpApi | None = None,
+        order_hold_s: float = ORDER_HOLD_S,
     ) -> None:
         self.ws = ws
         self.http = http
@@ -135,6 +150,8 @@ class Client:
         self._waiting: dict[int, asyncio.Future[Message]] = {}
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._order = PushOrder(order_hold_s) if order_hold_s > 0 else None
+        self._timer: asyncio.TimerHandle | None = None
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -355,6 +372,7 @@ class Client:
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(ClientError("connection closed"))
+            self._flush()
             self._queue.put_nowait(None)
 
     def _receive(self, text: str | bytes) -> None:
@@ -438,7 +456,47 @@ class Client:
                     return
             else:
                 self.outstanding.answered(order_id, str(data.get("status")))
-        self._deliver(message)
+        self._hand_out(message)
+
+    def _hand_out(self, message: Message) -> None:
+        """Deliver a push in seq order among the user's pushes of its symbol: now, with
+        those it released, or later (`_expire`)."""
+        if self._order is None:
+            self._deliver(message)
+            return
+        loop = asyncio.get_running_loop()
+        for push in self._order.add(message, loop.time()):
+            self._deliver(push)
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._order is not None
+        self.stats.held, self.stats.hold_expired = self._order.held, self._order.expired
+        due = self._order.next_due()
+        timer = self._timer
+        if timer is not None:
+            if timer.when() == due:
+                return
+            timer.cancel()
+        self._timer = None if due is None else loop.call_at(due, self._expire, due)
+
+    def _expire(self, due: float) -> None:
+        assert self._order is not None
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        for push in self._order.due(max(loop.time(), due)):  # the loop may run it early
+            self._deliver(push)
+        self._arm(loop)
+
+    def _flush(self) -> None:
+        """The connection is done: hand out whatever is held."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._order is not None:
+            for push in self._order.flush():
+                self._deliver(push)
+            self.stats.held, self.stats.hold_expired = self._order.held, self._order.expired
 
     def _deliver(self, message: Message) -> None:
         self.stats.pushes[str(message.get("type", message.get("message", "?")))] += 1

@@ -4,7 +4,9 @@ missed something (docs/asyncapi.yaml, "Gaps and resynchronising").
 
 A stream is what one client can receive in order:
 - its own ORDER_STATUS pushes of one symbol, and its own FILL pushes of one symbol (two
-  streams: the topics are read side by side, so their pushes interleave freely);
+  streams: the topics are read side by side, one event source mapping each, so their
+  pushes interleave freely; a client compares `seq` to order them, as hotshard-client
+  does: hotshard.client.ordering);
 - the TRADE pushes of one symbol (every subscriber sees the same stream);
 - the DEPTH pushes of one symbol (a periodic snapshot may repeat the seq of the change
   before it: its prev_seq is then its own seq).
