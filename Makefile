@@ -14,7 +14,7 @@ setup: $(STAMP) $(GENERATED) native redis-server
 # The book compiled by mypyc from its own source (engine/native.py): extension files next to
 # the source, used by default; HOTSHARD_BOOK=python runs the source. Needs gcc and Python's
 # headers (python3.11-dev on Debian's own Python), installed where missing.
-NATIVE_FROM := engine/book/order.py engine/book/ended.py engine/book/index.py engine/book/level.py engine/book/book.py \
+NATIVE_FROM := engine/book/order.py engine/book/ended.py engine/book/index.py engine/book/packed.py engine/book/level.py engine/book/book.py \
 	engine/book/instrument.py hotshard/commands.py hotshard/events.py hotshard/domain.py \
 	hotshard/reasons.py hotshard/names.py engine/fastwire.py \
 	engine/service/batch.py engine/native.py engine/build.py

@@ -1,9 +1,9 @@
 """Which build of the book an import loads: the compiled one or the pure-Python source.
 
-The compiled build is the same source (engine/book/order.py, ended.py, index.py, level.py,
-book.py, engine/fastwire.py and engine/service/batch.py) compiled by mypyc (`python -m
-engine.build`, run by `make native` and `make setup`): extension files next to their source
-(`book.py` and `book.cpython-311-*.so`).
+The compiled build is the same source (engine/book/order.py, ended.py, index.py, packed.py,
+level.py, book.py, engine/fastwire.py and engine/service/batch.py) compiled by mypyc
+(`python -m engine.build`, run by `make native` and `make setup`): extension files next to
+their source (`book.py` and `book.cpython-311-*.so`).
 `HOTSHARD_BOOK` chooses:
 
 - unset or `auto`: compiled if built and newer than every file it is made from, else pure
@@ -29,6 +29,7 @@ COMPILED = (
     "engine.book.order",
     "engine.book.ended",
     "engine.book.index",
+    "engine.book.packed",
     "engine.book.level",
     "engine.book.book",
     "engine.fastwire",

@@ -21,10 +21,11 @@ from typing import Any, Final, final
 from mypy_extensions import i64
 
 from engine.book.ended import EndedOrders
-from engine.book.index import OrderIndex, rank_at
+from engine.book.index import OrderIndex
 from engine.book.instrument import Instrument
 from engine.book.level import COMPACT_SLACK, Level
 from engine.book.order import Order, Special
+from engine.book.packed import packed_at, packed_count
 from hotshard.commands import Command
 from hotshard.domain import MAX_PRICE, Action, Liquidity, OrderType, Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
@@ -1284,7 +1285,7 @@ class Book:
         """Rebuild queues from `order_columns` (and `order_extras`) output. Raises
         ValueError naming the first order that makes no sense (checksums catch accident,
         not a wrong writer). `rank`: the orders' positions sorted by order id, ties by
-        position (sorted() is stable), packed as a snapshot's `order_rank_le` (`rank_at`);
+        position (sorted() is stable), packed as a snapshot's `order_rank_le` (engine.book.packed);
         with it the orders are not indexed here but later (`build_index`), and `rank` is
         checked instead (one pass, no hashing)."""
         sides, prices, leaves, filled, post_only, order_ids, user_ids = columns
@@ -1367,14 +1368,13 @@ def _check_rank(order_ids: list[str], user_ids: list[str], rank: bytes) -> None:
     no user holds one id twice; else ValueError. Strictly increasing (id, position) pairs
     in range, one per order, are each position once: no table of the positions seen."""
     count: i64 = len(order_ids)
-    width: i64 = rank[0] if len(rank) else 0
-    if width not in (1, 2, 4, 8) or len(rank) - 1 != count * width:
-        raise ValueError(f"a rank of {len(rank)} bytes for {count} orders")
+    if packed_count(rank) != count:
+        raise ValueError(f"{packed_count(rank)} ranks for {count} orders")
     previous: i64 = -1
     run: i64 = 0  # where the run of equal ids that `previous` ends began
     before = ""
     for k in range(count):
-        position = rank_at(rank, k)
+        position = packed_at(rank, k)
         if position < 0 or position >= count:
             raise ValueError(f"rank {k} is not a position of an order")
         order_id = order_ids[position]
@@ -1383,7 +1383,7 @@ def _check_rank(order_ids: list[str], user_ids: list[str], rank: bytes) -> None:
                 raise ValueError(f"rank {k} is out of order")
             user_id = user_ids[position]
             for j in range(run, k):
-                if user_ids[rank_at(rank, j)] == user_id:
+                if user_ids[packed_at(rank, j)] == user_id:
                     raise ValueError(f"order {user_id}/{order_id} twice")
         else:
             run = k

@@ -16,6 +16,7 @@ from typing import cast, final
 from mypy_extensions import i64
 
 from engine.book.order import Order
+from engine.book.packed import packed_at
 
 
 def _hashed_dict() -> dict[str, Order]:
@@ -29,20 +30,6 @@ def _hashed_dict() -> dict[str, Order]:
     return cast(dict[str, Order], table)
 
 
-def rank_at(rank: bytes, k: i64) -> i64:
-    """Entry `k` of a packed rank (the snapshot's packing: one byte, the width 1, 2, 4 or 8,
-    then little-endian signed values). Read in place: a million positions need no array
-    and no int object each (the rank check reads them all, `_fault` a few)."""
-    width: i64 = rank[0]
-    at: i64 = 1 + k * width
-    value: i64 = rank[at + width - 1]
-    if value >= 128:  # the sign is the top byte's
-        value -= 256
-    for b in range(width - 2, -1, -1):
-        value = (value << 8) | rank[at + b]
-    return value
-
-
 @final
 class OrderIndex:
     __slots__ = ("_built", "_faulted", "_ids", "_orders", "_rank", "by_id", "clashes")
@@ -53,7 +40,7 @@ class OrderIndex:
         # Restored orders not all indexed yet (see the module docstring): `_orders[:_built]`
         # are indexed, and so are the later ones whose id is in `_faulted`. `_ids[i]` is
         # `_orders[i].order_id`; `_rank` their positions sorted by id (ties by position),
-        # packed (`rank_at`).
+        # packed as a snapshot's integers (engine.book.packed).
         self._orders: list[Order] = []
         self._ids: list[str] = []
         self._rank: bytes = b""
@@ -113,14 +100,14 @@ class OrderIndex:
         hi: i64 = count
         while lo < hi:
             mid = (lo + hi) >> 1
-            if ids[rank_at(rank, mid)] < order_id:
+            if ids[packed_at(rank, mid)] < order_id:
                 lo = mid + 1
             else:
                 hi = mid
         built = self._built
         found = False
         while lo < count:
-            position = rank_at(rank, lo)
+            position = packed_at(rank, lo)
             if ids[position] != order_id:
                 break
             if position >= built:

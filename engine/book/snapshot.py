@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from engine.book.book import BUY, SELL, Book
 from engine.book.instrument import Instrument
+from engine.book.packed import pick, unpack_ints
 from hotshard.reasons import HotshardError, Reason
 from hotshard.v1 import snapshot_pb2
 
@@ -213,7 +214,6 @@ def _open(data: bytes) -> tuple[snapshot_pb2.Snapshot, snapshot_pb2.BookState]:
 
 
 _WIDTHS = ((1, "b", 1 << 7), (2, "h", 1 << 15), (4, "i", 1 << 31), (8, "q", 1 << 63))
-_CODES = {width: code for width, code, _ in _WIDTHS}
 
 
 def _pack_i64(values: Sequence[int]) -> bytes:
@@ -225,16 +225,6 @@ def _pack_i64(values: Sequence[int]) -> bytes:
     if _SWAP:
         packed.byteswap()
     return bytes((width,)) + packed.tobytes()
-
-
-def _unpack(code: str, data: bytes) -> list[int]:
-    packed = array(code)
-    if len(data) % packed.itemsize:
-        raise ValueError("a packed column is not a whole number of values")
-    packed.frombytes(data)
-    if _SWAP:
-        packed.byteswap()
-    return packed.tolist()
 
 
 def _bools(column: bytes) -> list[bool]:
@@ -252,12 +242,7 @@ def _ranked(envelope: snapshot_pb2.Snapshot, state: snapshot_pb2.BookState) -> b
 
 def _ints(packed: bytes, repeated: Sequence[int]) -> list[int]:
     """A packed integer column, or (version 1, or written unpacked) its repeated field."""
-    if not packed:
-        return list(repeated)
-    code = _CODES.get(packed[0])
-    if code is None:
-        raise ValueError(f"a packed column of width {packed[0]}")
-    return _unpack(code, packed[1:])
+    return unpack_ints(packed) if packed else list(repeated)
 
 
 def _put_ids(state: snapshot_pb2.BookState, packed: str, repeated: str, ids: list[str]) -> None:
@@ -286,5 +271,4 @@ def _pack_users(table: dict[str, int], user_ids: list[str]) -> bytes:
 def _users(table: Sequence[str], packed: bytes, repeated: Sequence[str]) -> list[str]:
     if repeated or not packed:
         return list(repeated)
-    users = list(table)  # IndexError below: an index past the table
-    return list(map(users.__getitem__, _ints(packed, ())))
+    return pick(list(table), packed)  # IndexError: an index past the table

@@ -120,7 +120,7 @@ def test_a_rank_that_is_not_the_orders_by_id_is_refused_at_load(why):
 
 @pytest.mark.parametrize("width", [2, 4, 8])
 def test_a_rank_packed_wider_than_it_needs_restores_the_same_book(width):
-    """The rank is read in place from its packed bytes (engine.book.index.rank_at): any
+    """The rank is read in place from its packed bytes (engine.book.packed): any
     width the snapshot's integers use, the sign in the top byte."""
     book = big_book("A", 300)  # positions up to 299: 2 bytes would do
     wide = corrupt(
