@@ -18,7 +18,7 @@ from typing import Any
 from hotshard.client.frames import Message, StreamTracker, describe
 from hotshard.client.http import HttpApi
 from hotshard.client.retry import DEFAULT_POLICY, RetryPolicy
-from hotshard.client.session import Client, ClientError, local_token
+from hotshard.client.session import ORDER_HOLD_S, Client, ClientError, local_token
 
 ENV_URL = "HOTSHARD_WS_URL"
 ENV_HTTP_URL = "HOTSHARD_HTTP_URL"
@@ -115,6 +115,13 @@ def _options(q: argparse.ArgumentParser, *, suppress: bool) -> None:
         type=float,
         default=d(DEFAULT_POLICY.cap_s * 1000),
         help="longest delay between retries (1000)",
+    )
+    q.add_argument(
+        "--order-hold-ms",
+        type=float,
+        default=d(ORDER_HOLD_S * 1000),
+        help="your ORDER_STATUS and FILL pushes of a symbol are printed in seq order: the "
+        "longest one waits for one before it; 0: as they arrive (250)",
     )
     q.add_argument(
         "--json", action="store_true", default=d(False), help="print frames as raw JSON lines"
@@ -283,6 +290,7 @@ async def _run(args: argparse.Namespace, token: str) -> int:
         reply_timeout_s=args.timeout,
         on_retry=retrying,
         http_url=args.http_url or "",
+        order_hold_s=args.order_hold_ms / 1000,
     )
     refused = False
     async with client:

@@ -106,6 +106,8 @@ def test_help_explains_every_option():
         if a.dest not in ("help", "command") and not (a.help or "").strip()
     ]
     assert undocumented == [], undocumented
+    assert p.parse_args(["--order-hold-ms", "0", "ping"]).order_hold_ms == 0
+    assert p.parse_args(["ping"]).order_hold_ms == session.ORDER_HOLD_S * 1000
     for word in ("place", "replace", "cancel", "subscribe", "send", "STALE_ROUTE"):
         assert word in p.format_help()
     new = ("cancel-all", "ping", "orders", "fills", "instruments", "balance")
