@@ -534,14 +534,22 @@ def engines_command(args: argparse.Namespace) -> int:
                 "shadows": " ".join(
                     f"{s['symbol']}(lag {s['lag']})" for s in row.get("shadows", [])
                 ),
-                "fences": " ".join(
-                    f"{f['symbol']}@{f['fence_offset']}" for f in row.get("fences", [])
-                ),
+                "fences": " ".join(fence_label(f) for f in row.get("fences", [])),
             }
         )
     _print_table(list(flat[0]) if flat else ["engine"], flat)
     print(pool_summary(rows, cluster.get("warm_pool"), _group(cluster)))
     return 0
+
+
+def fence_label(fence: dict[str, Any]) -> str:
+    """A book that left (or is leaving) this engine: the partition it went to, its route
+    epoch there, and the last offset of its old partition it applied ("@" names a
+    partition in the symbols column, so the offset is not written that way)."""
+    return (
+        f"{fence['symbol']}->{fence['to_partition']}"
+        f"(e{fence['epoch']}, through {fence['fence_offset']})"
+    )
 
 
 def _print_table(columns: list[str], rows: list[dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from hotshard.local.commands import (
     EXIT_ROLLED_BACK,
     describe_event,
     engine_label,
+    fence_label,
     outcome,
     pool_state,
     pool_summary,
@@ -202,3 +203,8 @@ def test_a_crashed_engine_restarts_at_once_and_a_crash_loop_backs_off() -> None:
     assert restart_due(1000.0, 0.0)  # never restarted: at once
     assert not restart_due(1000.0 + RESTART_BACKOFF_S / 2, 1000.0)  # crashed again at once
     assert restart_due(1000.0 + RESTART_BACKOFF_S, 1000.0)
+
+
+def test_a_fence_names_where_the_book_went_not_an_offset_that_reads_as_a_partition() -> None:
+    fence = {"symbol": "HOT", "epoch": 2, "fence_offset": 1, "final_seq": 7, "to_partition": 4}
+    assert fence_label(fence) == "HOT->4(e2, through 1)"  # was "HOT@1": partition 1?
