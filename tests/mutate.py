@@ -57,16 +57,31 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/hotshard/edge/test_limits_boundaries.py",
     ),
     # the router's own checks before anything reaches Redis or Kafka (submit's user and
-    # limits checks, client_ts_ns, page sizes, cursors): run with --mutants naming them
-    "hotshard/edge/router.py": ("tests/hotshard/edge/test_router_validation.py",),
+    # limits checks, client_ts_ns, page sizes, cursors) and its batched path (submit_many):
+    # run with --mutants naming them (DEFAULT_ROUTER_MUTANTS)
+    "hotshard/edge/router.py": (
+        "tests/hotshard/edge/test_router_validation.py",
+        "tests/hotshard/edge/test_batch.py",
+    ),
 }
 """Each module mutmut may mutate, and the tests run against its mutants."""
+
+BATCH_ROUTER_MUTANTS = (
+    "hotshard.edge.router.*submit_many__mutmut*",
+    "hotshard.edge.router.*_staged_flights__mutmut*",
+    "hotshard.edge.router.*_fly__mutmut*",
+    "hotshard.edge.router.*_landed_into__mutmut*",
+    "hotshard.edge.router.x__raising__mutmut*",
+    "hotshard.edge.router.x__all_answered__mutmut*",
+)
+"""The router's batched path (submit_many and what only it calls)."""
 
 DEFAULT_ROUTER_MUTANTS = (
     "hotshard.edge.router.*submit__mutmut*",
     "hotshard.edge.router.x__client_ts__mutmut*",
     "hotshard.edge.router.x__page_size__mutmut*",
     "hotshard.edge.router.x__cursor__mutmut*",
+    *BATCH_ROUTER_MUTANTS,
 )
 
 
