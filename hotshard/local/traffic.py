@@ -161,7 +161,13 @@ class EventReader:
     def read_to_end(self, timeout: float) -> bool:
         """Read every assigned partition up to its end as of now (its high watermark): the
         order statuses being all there says nothing of the trades, fills and depth topics,
-        which one consumer fetches at their own pace. False if `timeout` passed first."""
+        which one consumer fetches at their own pace. Then on until a poll finds no record:
+        Tansu's high watermark is the first offset of a partition's last batch + 1, so the
+        position passes it once that batch's first record is consumed, while the rest of
+        the batch may still wait in the client's queue (seen: a symbol's fills from seq 34
+        on never read in a fault case, taken for lost events). False if `timeout` passed
+        first."""
+        deadline = time.monotonic() + timeout
         assigned = self._consumer.assignment()
         ends = {
             (tp.topic, tp.partition): self._consumer.get_watermark_offsets(tp, timeout=10)[1]
@@ -174,7 +180,14 @@ class EventReader:
                 for tp in reader._consumer.position(assigned)
             )
 
-        return at_end(self) or self.read_until(at_end, timeout)
+        if not (at_end(self) or self.read_until(at_end, timeout)):
+            return False
+        while time.monotonic() < deadline:
+            seen = self.records
+            self.poll(0.5)
+            if self.records == seen:
+                return True
+        return False
 
     def close(self) -> None:
         self._consumer.close()
