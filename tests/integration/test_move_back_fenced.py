@@ -64,6 +64,11 @@ def test_a_move_back_fences_the_promoted_target_so_late_orders_are_refused_not_l
     r = redis_client(settings)
     prod = producer(broker.bootstrap, **{"linger.ms": 1})
     n = iter(range(10**6))
+    ends: dict[int, int] = {}  # partition -> the next offset after the last record delivered
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
 
     def send(partition: int, epoch: int, count: int) -> list[str]:
         ids = []
@@ -72,10 +77,14 @@ def test_a_move_back_fences_the_promoted_target_so_late_orders_are_refused_not_l
             side = Side.BUY if i % 2 else Side.SELL
             command = add(f"HOT-{i}", f"u{i % 5}", side, 1000 + i % 7 - 3, 1 + i % 3)
             prod.produce(
-                TOPIC_ORDERS, encode_order("HOT", command, route_epoch=epoch), b"HOT", partition
+                TOPIC_ORDERS,
+                encode_order("HOT", command, route_epoch=epoch),
+                b"HOT",
+                partition,
+                on_delivery=delivered,
             )
             ids.append(f"HOT-{i}")
-        prod.flush(10)
+        assert prod.flush(10) == 0
         return ids
 
     listed = route.list_symbol_at(r, "HOT", P, "a")
@@ -94,7 +103,7 @@ def test_a_move_back_fences_the_promoted_target_so_late_orders_are_refused_not_l
     promote = promote_request("HOT", fenced, epoch=E + 1, partition=Q)
     retry(lambda: dst.Promote(promote, timeout=60))
     moved = send(Q, E + 1, 100)  # routed to the promoted target: it applies them
-    time.sleep(1.0)
+    wait_consumed(dst, Q, ends[Q])  # all 100 before the Rollback fences it (the expected's)
 
     late: list[str] = []
 
