@@ -252,10 +252,11 @@ class DeliveryPump:
 
     def wait(self, delivery: Delivery, deadline: float) -> None:
         with self._lock:
-            self._waiting += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+                thread.start()  # raises (no thread): nothing changed, the next wait retries
+                self._thread = thread
+            self._waiting += 1
         try:
             while not delivery.done:
                 remaining = deadline - time.monotonic()
@@ -539,9 +540,7 @@ class OrderRouter:
                         later.append((item.index, other))
                         continue
                 assert found is not None
-                flights.append(
-                    self._flight(item, found, symbol, command, item.client_ts, item.received)
-                )
+                flights.append(self._flight(item, found))
             except Exception as exc:  # nothing produced: a claim it took is dropped
                 answer = _unsent(exc, symbol, command[1])
                 if item.fp and claim_outcome(mine[0]) == "GO":
@@ -550,8 +549,9 @@ class OrderRouter:
         return flights
 
     def _fly(self, flights: list["_Flight"], out: list[Ack | Exception | None]) -> None:
-        """submit_many: produce every flight, wait for all their reports at once, answer
-        each as `_add` / `_other` would, and send the ADDs' confirms in one write."""
+        """submit_many, cancel_all: produce every flight, wait for all their reports at
+        once, answer each as `_add` / `_other` would, and send the ADDs' confirms in one
+        write."""
         deadline = time.monotonic() + self.delivery_timeout_s
         confirms = RawPipeline(self.r)
         confirmed: list[int] = []
@@ -575,11 +575,14 @@ class OrderRouter:
                 self._landed_into(flight, _raising(exc), out, confirms, confirmed)
                 continue
             produced.append(flight)
-        for flight in produced:
-            self.pump.wait(flight.delivery, deadline)
+        unwaited = [self._unwaited(flight.delivery, deadline) for flight in produced]
         timeout_s = self.delivery_timeout_s
-        for flight in produced:
-            outcome = functools.partial(delivered, flight.delivery, timeout_s)
+        for flight, failure in zip(produced, unwaited, strict=True):
+            outcome: Callable[[], tuple[int, int]] = functools.partial(
+                delivered, flight.delivery, timeout_s
+            )
+            if failure is not None and not flight.delivery.done:
+                outcome = _raising(failure)
             self._landed_into(flight, outcome, out, confirms, confirmed)
         if confirmed:
             try:
@@ -587,6 +590,19 @@ class OrderRouter:
             except Exception as exc:  # as a confirm of its own that failed
                 for i in confirmed:
                     out[i] = exc
+
+    def _unwaited(self, delivery: Delivery, deadline: float) -> PossiblyWrittenError | None:
+        """The pump's wait for a record the producer has (None), or how it failed (its
+        thread could not start): that record's outcome unknown, in doubt, not the batch's
+        failure."""
+        try:
+            self.pump.wait(delivery, deadline)
+        except Exception as exc:
+            log.error("a delivery report could not be waited for", exc_info=exc)
+            return PossiblyWrittenError(
+                f"delivery not waited for ({type(exc).__name__}: {exc})", fatal=False
+            )
+        return None
 
     def _landed_into(
         self,
@@ -711,9 +727,10 @@ class OrderRouter:
 
     def cancel_all(self, user_id: str, symbol: str = "") -> dict[str, Any]:
         """Cancel every open order of the user (of `symbol` only, if given): one CANCEL per
-        order, all produced before waiting for their acknowledgements. What the book did
-        arrives as ORDER_STATUS pushes; orders still being sent (routing PENDING) are
-        skipped and named."""
+        order, produced and answered as submit_many answers a batch of CANCELs (_fly). What
+        the book did arrives as ORDER_STATUS pushes; orders still being sent (routing
+        PENDING) are skipped and named; each cancel that failed is named with its refusal
+        (NOT_DELIVERED with retry_after_ms: not written, or in doubt)."""
         targets: list[tuple[str, str]] = []
         skipped: list[str] = []
         for order_id, record in self._open(user_id, symbol):
@@ -721,51 +738,15 @@ class OrderRouter:
                 skipped.append(order_id)
             else:
                 targets.append((record.get("symbol", ""), order_id))
-        routes: dict[str, Route] = {}
-        sent: list[tuple[str, str, Delivery, str, int]] = []
+        answers: list[Ack | Exception | None] = [None] * len(targets)
+        self._fly(self._cancel_flights(user_id, targets, answers), answers)
+        cancelled: list[str] = []
         failed: list[dict[str, Any]] = []
-        for sym, order_id in targets:
-            try:
-                found = routes.get(sym) or routes.setdefault(sym, self._route(sym, order_id))
-                command = decode_order(
-                    {"action": "CANCEL", "symbol": sym, "order_id": order_id, "user_id": user_id}
-                ).command
-                topic, epoch = route.destination(found)
-                now = self.clock_ns()
-                value = encode_order(
-                    sym, command, route_epoch=epoch, client_ts_ns=now, received_ts_ns=now
-                )
-                delivery = Delivery()
-                self._produce(topic, found.partition, sym.encode(), value, delivery)
-                sent.append((sym, order_id, delivery, topic, epoch))
-            except HotshardError as exc:
-                failed.append(_failure(order_id, exc.reason, exc.detail))
-        deadline = time.monotonic() + self.delivery_timeout_s
-        for _sym, _order_id, delivery, _topic, _epoch in sent:  # confirmed as they come
-            self.pump.wait(delivery, deadline)
-        cancelled = []
-        for sym, order_id, delivery, topic, epoch in sent:
-            if delivery.confirmed:
-                try:
-                    ended = topic == TOPIC_PENDING_ORDERS and route.pending_ended(
-                        self.r, sym, epoch, delivery.offset, wait_s=self.delivery_timeout_s
-                    )
-                except route.PendingEndUnknownError as exc:
-                    failed.append(_failure(order_id, Reason.NOT_DELIVERED, str(exc)))
-                    continue
-                if ended:  # after the move's PENDING_END marker: nobody applies it
-                    failed.append(_failure(order_id, Reason.STALE_ROUTE, f"{sym} moved: retry"))
-                else:
-                    cancelled.append(order_id)
+        for (_, order_id), answer in zip(targets, answers, strict=True):
+            if isinstance(answer, Ack):
+                cancelled.append(order_id)
             else:
-                detail = (
-                    str(delivery.error)
-                    if delivery.error is not None
-                    else "acknowledged without an offset"
-                    if delivery.no_offset
-                    else "no ack in time"
-                )
-                failed.append(_failure(order_id, Reason.NOT_DELIVERED, detail))
+                failed.append(_failure_of(order_id, answer))
         out: dict[str, Any] = {
             "type": "cancel_all",
             "user_id": user_id,
@@ -776,6 +757,25 @@ class OrderRouter:
         if symbol:
             out["symbol"] = symbol
         return out
+
+    def _cancel_flights(
+        self, user_id: str, targets: list[tuple[str, str]], answers: list[Ack | Exception | None]
+    ) -> list["_Flight"]:
+        """cancel_all: the CANCEL record of each (symbol, order_id) of `targets`, as flights
+        (index: its place in `targets`); one that cannot be sent is answered in `answers`."""
+        routes: dict[str, Route] = {}
+        flights: list[_Flight] = []
+        for i, (sym, order_id) in enumerate(targets):
+            try:
+                found = routes.get(sym) or routes.setdefault(sym, self._route(sym, order_id))
+                command = decode_order(
+                    {"action": "CANCEL", "symbol": sym, "order_id": order_id, "user_id": user_id}
+                ).command
+                now = self.clock_ns()
+                flights.append(self._flight(_Staged(i, sym, command, now, now, ""), found))
+            except Exception as exc:  # nothing produced
+                answers[i] = _unsent(exc, sym, order_id)
+        return flights
 
     def fills(
         self, user_id: str, symbol: str = "", limit: int = 100, before: str = ""
@@ -844,30 +844,6 @@ class OrderRouter:
                 elif not symbol or record.get("symbol") == symbol:
                     yield order_id, record
             self.records.forget_open(user_id, gone)
-
-    def _produce(
-        self, topic: str, partition: int, key: bytes, value: bytes, delivery: Delivery
-    ) -> None:
-        from confluent_kafka import KafkaException  # noqa: PLC0415 - keeps the module light
-
-        deadline = time.monotonic() + self.delivery_timeout_s
-        producer = self.producer
-        while True:
-            try:
-                producer.produce(topic, value, key, partition, on_delivery=delivery)
-                return
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise RefusedError(Reason.NOT_DELIVERED, "producer queue full") from None
-                try:
-                    _poll(producer, 0.01)
-                except ProducerFailedError as exc:
-                    self._replace_producer(producer, str(exc))
-                    raise _not_acknowledged(exc) from exc
-            except (KafkaException, RuntimeError) as exc:  # fatal, or closed already
-                if isinstance(exc, RuntimeError) or _fatal(exc.args[0] if exc.args else None):
-                    self._replace_producer(producer, str(exc))
-                raise _not_acknowledged(exc) from exc
 
     # ------------------------------------------------------------------ the path
 
@@ -1063,7 +1039,7 @@ class OrderRouter:
     def _send(
         self, symbol: str, command: Command, client_ts: int, found: Route, received: int
     ) -> Ack:
-        flight = self._flight(None, found, symbol, command, client_ts, received)
+        flight = self._flight(_Staged(-1, symbol, command, client_ts, received, ""), found)
         confirmed = functools.partial(
             produce_confirmed,
             flight.producer,
@@ -1076,34 +1052,27 @@ class OrderRouter:
         )
         return self._landed(flight, confirmed)
 
-    def _flight(
-        self,
-        item: "_Staged | None",
-        found: Route,
-        symbol: str,
-        command: Command,
-        client_ts: int,
-        received: int,
-    ) -> "_Flight":
+    def _flight(self, item: "_Staged", found: Route) -> "_Flight":
         """The record of an order on its way to `found`, with the producer it goes by (a
         record that cannot be built: NOT_DELIVERED, see _unsent)."""
+        symbol, command = item.symbol, item.command
         topic, epoch = route.destination(found)
         try:
             value = encode_order(
                 symbol,
                 command,
                 route_epoch=epoch,
-                client_ts_ns=client_ts or received,
-                received_ts_ns=received,
+                client_ts_ns=item.client_ts or item.received,
+                received_ts_ns=item.received,
             )
         except Exception as exc:
             raise _unsent(exc, symbol, command[1]) from exc
         return _Flight(
-            item.index if item is not None else -1,
-            item.fp if item is not None else "",
+            item.index,
+            item.fp,
             symbol,
             command,
-            received,
+            item.received,
             topic,
             found.partition,
             epoch,
@@ -1316,8 +1285,25 @@ def fill_json(user_id: str, entry_id: str, f: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _failure(order_id: str, reason: Reason, detail: str) -> dict[str, Any]:
-    return {"order_id": order_id, "reason": reason.name, "code": int(reason), "detail": detail}
+def _failure_of(order_id: str, answer: Exception | None) -> dict[str, Any]:
+    """cancel_all: one cancel's refusal as its `failed` entry. A Redis error (nothing was
+    sent) is NOT_DELIVERED with a retry hint, as the API answers one alone."""
+    if not isinstance(answer, HotshardError):
+        answer = RefusedError(
+            Reason.NOT_DELIVERED,
+            f"not sent ({type(answer).__name__}); cancel it again",
+            order_id=order_id,
+            retry_after_ms=RETRY_AFTER_MS,
+        )
+    out: dict[str, Any] = {
+        "order_id": order_id,
+        "reason": answer.reason.name,
+        "code": int(answer.reason),
+        "detail": answer.detail,
+    }
+    if isinstance(answer, RefusedError) and answer.retry_after_ms:
+        out["retry_after_ms"] = answer.retry_after_ms
+    return out
 
 
 def _cursor(text: str) -> str | None:
@@ -1390,12 +1376,3 @@ __all__ = [
     "PossiblyWrittenError",
     "record_json",
 ]
-
-
-def _not_acknowledged(exc: Exception) -> RefusedError:
-    """NOT_DELIVERED for a produce the producer refused: nothing was written, send it again."""
-    return RefusedError(
-        Reason.NOT_DELIVERED,
-        f"not acknowledged by the broker ({exc}); send it again",
-        retry_after_ms=RETRY_AFTER_MS,
-    )

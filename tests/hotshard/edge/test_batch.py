@@ -4,6 +4,7 @@ each one alone is (submit, handle), against real Redis and Tansu."""
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -306,3 +307,73 @@ def test_a_redis_failure_after_the_broker_acknowledged_keeps_the_claim(
         e.router.submit("al", order("m-2", symbol="MSFT"))
     assert again.value.reason.name == "ORDER_IN_FLIGHT"
     assert e.producer.produced == 3
+
+
+def test_cancel_all_answers_each_failure_as_the_batched_path_does(
+    r: redis.Redis, broker: Any
+) -> None:
+    # before: cancel_all had its own produce loop, which let a TypeError of produce(), an
+    # epoch out of range (ValueError of encoding) or a Redis error reading a move's end
+    # marker escape: the whole request answered 500 (the local gateway 502)
+    e = edge(r, broker.bootstrap)
+    for partition, symbol in enumerate(("AAPL", "MSFT", "IBM", "GOOG")):
+        route.list_symbol_at(r, symbol, partition, "e1")
+        e.router.submit("al", order(f"{symbol}-1", symbol=symbol))
+    raising = RaisesFor(broker.bootstrap, b"MSFT")
+    e.router.producer = raising
+    r.hset("route:IBM", "epoch", -1)  # no uint64: the record cannot be encoded
+    moving = route.begin_migration(r, route.lookup(r, "GOOG"))  # type: ignore[arg-type]
+    r.hset(f"pending-end:GOOG:{moving.epoch + 1}", "not", "a string")  # GET: WRONGTYPE
+    done = e.router.cancel_all("al")
+    assert done["cancelled"] == ["AAPL-1"], done
+    failed = {f["order_id"]: f for f in done["failed"]}
+    assert sorted(failed) == ["GOOG-1", "IBM-1", "MSFT-1"], done
+    for f in failed.values():
+        assert f["reason"] == "NOT_DELIVERED" and f["retry_after_ms"] > 0, f
+    assert "PENDING_END" in failed["GOOG-1"]["detail"]  # written, outcome in doubt
+    assert raising.produced == 2  # AAPL, GOOG: MSFT refused by produce(), IBM never built
+    assert e.router.producer_replacements == 0  # not a broken producer
+    r.hset("route:IBM", "epoch", 1)
+    e.router.producer = CountingProducer(broker.bootstrap)
+    again = e.router.cancel_all("al", "MSFT")
+    assert again["cancelled"] == ["MSFT-1"] and not again["failed"], again
+    assert e.router.cancel_all("al", "IBM")["cancelled"] == ["IBM-1"]
+
+
+def test_a_delivery_wait_that_fails_leaves_only_the_batchs_records_in_doubt(
+    r: redis.Redis, broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: a failure of the pump's wait (its thread could not start) escaped submit_many
+    # for the whole batch, and the pump kept the thread that never started: every later
+    # wait timed out
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    e.router.submit("al", order("placed"))
+    e.router.pump.join(e.router.pump.idle_s + 2)  # idle: the next wait starts its thread
+    start = threading.Thread.start
+
+    def no_delivery_thread(thread: threading.Thread) -> None:
+        if thread.name == "delivery":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", no_delivery_thread)
+    answers = e.router.submit_many(
+        [
+            ("al", order("a-1"), None),
+            ("al", order("bad", side="SIDEWAYS"), None),
+            ("al", {"symbol": "AAPL", "order_id": "placed"}, Action.CANCEL),
+            ("al", order("placed"), None),
+        ]
+    )
+    assert refused_to_retry(answers[0], "a-1"), answers
+    assert isinstance(answers[1], HotshardError) and answers[1].reason.name == "BAD_SIDE"
+    assert refused_to_retry(answers[2], "placed"), answers
+    assert isinstance(answers[3], Ack) and answers[3].duplicate, answers
+    monkeypatch.undo()
+    # handed to the producer, so in doubt: a-1 keeps its claim and is never written twice
+    (resent,) = e.router.submit_many([("al", order("a-1"), None)])
+    assert isinstance(resent, RefusedError) and resent.reason.name == "ORDER_IN_FLIGHT"
+    assert e.producer.produced == 3
+    (fresh,) = e.router.submit_many([("al", order("a-2"), None)])
+    assert isinstance(fresh, Ack) and not fresh.duplicate, fresh
