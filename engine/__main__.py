@@ -77,7 +77,6 @@ def build(settings: EngineSettings) -> Engine:
     engine.producer = Producer(
         {
             **kafka.producer_config(base, linger_ms=settings.linger_ms),
-            "delivery.report.only.error": True,
             "on_delivery": engine.on_delivery,
         }
     )

@@ -589,10 +589,24 @@ class Engine:
         self._failure = why
 
     def on_delivery(self, error: Any, message: Any) -> None:
-        """Producer callback (configured to report failures only)."""
-        if error is not None:
-            self._failure = f"event not delivered to {message.topic()}: {error}"
-            log.error("delivery failed", extra={"error": str(error), "topic": message.topic()})
+        """Producer callback, for every record. A record acknowledged without an offset is
+        not known to be written: librdkafka's idempotent producer reports a retried batch
+        the broker answers DUPLICATE_SEQUENCE_NUMBER as delivered, with no offset, and
+        Tansu on durable storage answers so after a restart for a batch it does not have
+        (measured in the durable broker fault case: the one trades record reported so was
+        missing from the log, its seq a hole for every reader). Either way the engine stops
+        as for a failed delivery: flush() then says so, no checkpoint covers the record,
+        and the restart publishes it again (readers drop a second copy by its seqs)."""
+        if error is None:
+            offset = message.offset()
+            if offset is not None and offset >= 0:
+                return
+            error = "acknowledged without an offset: not known to be written"
+        self._failure = f"event not delivered to {message.topic()}: {error}"
+        log.error(
+            "delivery failed",
+            extra={"error": str(error), "topic": message.topic(), "partition": message.partition()},
+        )
 
     # ------------------------------------------------------------------ periodic work
 
