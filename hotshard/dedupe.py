@@ -41,6 +41,14 @@ beyond F proves nothing):
   symbol stop waiting (its lowest held record is delivered after a Gap), so memory stays
   bounded and `admit` only ever yields events of the record's own topic and symbol.
 `held` and `pending()` show what is waiting.
+A hole the guard found after events it delivered (`holes`: the missing seqs, as ranges) is
+filled if its events come later after all: an engine that stops because a record of its was
+acknowledged but maybe not written (engine.service.loop.on_delivery) publishes it again
+from its checkpoint, after records beyond it were delivered, so the copy covers seqs below
+`covered`: its events in a hole are delivered then (late, out of seq order, once), and a
+Gap whose seqs all came is taken off `gaps` (`healed` counts such events). A hole from 0 (a
+reader that joined mid-stream) is never filled: what came before it was another reader's.
+At most MAX_HOLES ranges are kept (the oldest key's go first; their Gaps stay).
 Events no book numbers (seq 0: unreadable input, unknown symbol, stale route) are
 de-duplicated on their input offset per (topic, partition): the engine replays a partition
 in offset order, so an offset not beyond the last one seen is a repeat.
@@ -69,6 +77,8 @@ AWAY = -1
 by position any more, only by seq."""
 MAX_HELD = 10_000
 """Records one guard holds at most (each is one parsed record, at most a few thousand events)."""
+MAX_HOLES = 10_000
+"""Ranges of missing seqs one guard remembers at most, to fill if their events come late."""
 
 Key = tuple[int, str]
 _Hold = tuple[int, int, int, int, EventBatch]
@@ -94,6 +104,10 @@ class SequenceGuard:
     expected: dict[Key, int] = field(default_factory=dict)
     unsequenced: dict[tuple[int, int], int] = field(default_factory=dict)
     gaps: list[Gap] = field(default_factory=list)
+    holes: dict[Key, list[list[int]]] = field(default_factory=dict)
+    """Per key, the seqs of its Gaps that have not come: [first, last] ranges, in order."""
+    healed: int = 0
+    """Events delivered late into a hole."""
     dropped: int = 0
     held: int = 0
     """Records held back, waiting for the records before them."""
@@ -107,7 +121,9 @@ class SequenceGuard:
             dict(self.covered),
             dict(self.expected),
             dict(self.unsequenced),
-            len(self.gaps),
+            list(self.gaps),
+            {k: [list(r) for r in v] for k, v in self.holes.items()},
+            self.healed,
             self.dropped,
             self.held,
             {k: list(v) for k, v in self._held.items()},
@@ -115,9 +131,9 @@ class SequenceGuard:
         )
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        covered, expected, unsequenced, gaps, dropped, held, holds, arrivals = state
+        covered, expected, unsequenced, gaps, holes, healed, dropped, held, holds, arrivals = state
         self.covered, self.expected, self.unsequenced = covered, expected, unsequenced
-        del self.gaps[gaps:]
+        self.gaps[:], self.holes, self.healed = gaps, holes, healed
         self.dropped, self.held, self._held, self._arrivals = dropped, held, holds, arrivals
 
     def pending(self) -> dict[Key, list[tuple[int, int, int]]]:
@@ -148,11 +164,7 @@ class SequenceGuard:
         # the hot path: the next record of the symbol (a marker never takes it: after == through)
         self.covered[key] = through
         self.expected[key] = partition
-        for msg in batch.events:
-            if msg.seq <= covered:
-                self.dropped += 1
-                continue
-            yield msg
+        yield from self._beyond(key, batch, covered)
         if self._held and key in self._held:
             yield from self._drain(key, None)
 
@@ -202,18 +214,77 @@ class SequenceGuard:
         after, through = batch.after_seq, batch.through_seq
         handoff = handoff_of(batch)
         if through < covered or (through == covered and handoff is None):
-            self.dropped += len(batch.events)
+            yield from self._late(key, batch)
             return
         kind, symbol = key
         if after > covered:
             self.gaps.append(Gap(kind, symbol, covered, after + 1))
+            if covered > 0:  # a hole from 0 is a reader joining mid-stream: never filled
+                self._open(key, covered + 1, after)
         self.covered[key] = through
         self.expected[key] = partition if handoff is None else AWAY
+        yield from self._beyond(key, batch, covered)
+
+    def _beyond(self, key: Key, batch: EventBatch, covered: int) -> Iterator[Any]:
+        """The record's events beyond `covered`, and those below it that fill a hole."""
+        late = key in self.holes
         for msg in batch.events:
-            if msg.seq <= covered:
+            if msg.seq > covered or (late and self._heal(key, msg.seq)):
+                yield msg
+            else:
                 self.dropped += 1
-                continue
-            yield msg
+
+    def _late(self, key: Key, batch: EventBatch) -> Iterator[Any]:
+        """A record wholly at or below `covered`: a repeat, except the events of a hole."""
+        if key not in self.holes:
+            self.dropped += len(batch.events)
+            return
+        for msg in batch.events:
+            if self._heal(key, msg.seq):
+                yield msg
+            else:
+                self.dropped += 1
+
+    def _open(self, key: Key, first: int, last: int) -> None:
+        self.holes.setdefault(key, []).append([first, last])
+        total = sum(len(v) for v in self.holes.values())
+        while total > MAX_HOLES:  # the oldest key's holes go: their Gaps stay reported
+            oldest = next(iter(self.holes))
+            total -= len(self.holes.pop(oldest))
+
+    def _heal(self, key: Key, seq: int) -> bool:
+        """True if `seq` was in one of `key`'s holes (it is taken out of it)."""
+        ranges = self.holes.get(key)
+        i = next((i for i, (f, t) in enumerate(ranges or ()) if f <= seq <= t), -1)
+        if ranges is None or i < 0:
+            return False
+        first, last = ranges[i]
+        if first == last:
+            del ranges[i]
+        elif seq == first:
+            ranges[i][0] = seq + 1
+        elif seq == last:
+            ranges[i][1] = seq - 1
+        else:
+            ranges[i : i + 1] = [[first, seq - 1], [seq + 1, last]]
+        self.healed += 1
+        self._close_gaps(key)
+        return True
+
+    def _close_gaps(self, key: Key) -> None:
+        """Take off `gaps` the key's Gaps none of whose seqs is missing any more."""
+        ranges = self.holes.get(key, [])
+        if not ranges:
+            self.holes.pop(key, None)
+        kind, symbol = key
+        self.gaps[:] = [
+            g
+            for g in self.gaps
+            if g.kind != kind
+            or g.symbol != symbol
+            or g.after == 0
+            or any(first < g.before and last > g.after for first, last in ranges)
+        ]
 
     def _admit_unsequenced(self, kind: int, partition: int, batch: EventBatch) -> Iterator[Any]:
         key = (kind, partition)
