@@ -1,12 +1,14 @@
 """What the edge's Lambda handlers apply to their process once per cold start."""
 
+import functools
 import gc
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 
 YOUNG_GENERATION = 50_000
 """Allocations between two young collections (CPython's default: 700). A request allocates
@@ -43,6 +45,37 @@ def quiet_empty_flush() -> None:
     warnings.filterwarnings(
         "ignore", message="No application metrics to publish", category=UserWarning
     )
+
+
+def _no_correlation_id(_event: Any) -> str | None:
+    return None
+
+
+def logs_own_request(
+    logger: Any, correlation_id: Callable[[Any], str | None] = _no_correlation_id
+) -> Callable[[H], H]:
+    """A Lambda handler whose log lines name its own invocation when it is invoked from
+    several threads at once (the local gateway's HTTP and WebSocket handler threads, the
+    local feeder's thread per topic). The keys Powertools' inject_lambda_context and
+    set_correlation_id append are the process's logger's, which Lambda uses one invocation
+    at a time: side by side, a line named whichever invocation had started last. Set per
+    thread first (Powertools' per-thread keys take precedence in its formatter), the
+    invocation's request id and `correlation_id(event)` (None: none) are on every line it
+    logs, the event line of inject_lambda_context's log_event too; in Lambda, the same
+    values."""
+
+    def wrap(handler: H) -> H:
+        @functools.wraps(handler)
+        def invoke(event: Any, context: Any) -> Any:
+            logger.thread_safe_append_keys(
+                function_request_id=context.aws_request_id,
+                correlation_id=correlation_id(event),
+            )
+            return handler(event, context)
+
+        return cast(H, invoke)
+
+    return wrap
 
 
 EMF_VALUES_MAX = 100

@@ -24,6 +24,11 @@ on 127.0.0.1, invoking the same Lambda handlers in-process with the event shapes
 Whatever a client sends, the answer is a 4xx or a 2xx, never a 5xx or a dropped
 connection (a body over MAX_BODY is refused 413, the documented size limit).
 
+The handlers run side by side on the gateway's threads (a thread per HTTP request, the
+WebSocket handler and batch threads), sharing their module's Powertools Logger, which
+Lambda uses one invocation at a time: each handler keeps its log lines' request id and
+correlation id per thread (hotshard.edge.runtime.logs_own_request).
+
 hotshard.local.edge runs it with the Lambda handlers and the feeder (hotshard.local.feeder)
 in one process (`python -m hotshard.local.edge`, what `hotshard demo` starts); tests start
 `LocalGateway` in-process or that process.

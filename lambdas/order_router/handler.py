@@ -12,7 +12,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hotshard.edge.api import EdgeApi, build
-from hotshard.edge.runtime import ColdStart, metrics_enabled, quiet_empty_flush, tune_gc
+from hotshard.edge.runtime import (
+    ColdStart,
+    logs_own_request,
+    metrics_enabled,
+    quiet_empty_flush,
+    tune_gc,
+)
 from hotshard.edge.settings import EdgeSettings
 from hotshard.names import METRICS_NAMESPACE
 
@@ -43,10 +49,14 @@ api = ColdStart(_cold_start)
 """The container's EdgeApi, built on the first request (once, however many come at once)."""
 
 
+def _request_id(event: dict[str, Any]) -> str | None:
+    """The request id as correlation id, read directly: correlation_id_path= would compile
+    and run a JMESPath query on every request (~5% of the router's CPU per order)."""
+    request_id = (event.get("requestContext") or {}).get("requestId")
+    return request_id if isinstance(request_id, str) else None
+
+
 def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # The request id as correlation id, read directly: correlation_id_path= would compile
-    # and run a JMESPath query on every request (~5% of the router's CPU per order).
-    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return api().handle(event, context)
 
 
@@ -55,6 +65,7 @@ _logged = logger.inject_lambda_context(metrics.log_metrics(_handle))
 _traced = tracer.capture_lambda_handler(capture_response=False)(_logged)
 
 
+@logs_own_request(logger, _request_id)  # the local gateway invokes it from many threads
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """One request, in an X-Ray subsegment where tracing is on (in Lambda, tracing ACTIVE).
     Where Powertools turned tracing off (outside Lambda: the local gateway, tests) its
@@ -65,7 +76,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _handle_many(events: list[dict[str, Any]], context: LambdaContext) -> list[dict[str, Any]]:
-    logger.set_correlation_id(None)  # several requests: each log line names its connection
     return api().handle_many(events, context)
 
 
@@ -73,6 +83,7 @@ _handle_many.__name__ = "handler_many"
 _logged_many = logger.inject_lambda_context(metrics.log_metrics(_handle_many))
 
 
+@logs_own_request(logger)  # several requests: no correlation id, each line names its connection
 def handler_many(events: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
     """Several requests at once, each answered as `handler` answers it (EdgeApi.handle_many):
     what the local gateway calls with the WebSocket frames that arrived together. API

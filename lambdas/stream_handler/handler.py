@@ -23,6 +23,7 @@ from hotshard.edge.push import Pusher, push_latencies_ms
 from hotshard.edge.runtime import (
     PerThread,
     add_values,
+    logs_own_request,
     metrics_enabled,
     quiet_empty_flush,
     tune_gc,
@@ -57,16 +58,12 @@ def build_pusher() -> Pusher:
 pusher = PerThread(build_pusher)
 
 
+@logs_own_request(logger)  # the local feeder invokes it from a thread per topic at once
 @tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context
 @metrics.log_metrics
 @event_source(data_class=KafkaEvent)
 def handler(event: KafkaEvent, context: LambdaContext) -> dict[str, Any]:
-    # The local feeder invokes this from a thread per topic at once, and the keys
-    # inject_lambda_context appends are the process's: the next invocation's request id
-    # replaced this one's on its lines. Kept per thread too, so each line names its own
-    # (in Lambda, one invocation at a time: the same value).
-    logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
     received = list(event.records)
     stats = pusher().handle((rec.topic, rec.partition, rec.decoded_value) for rec in received)
     if metrics_enabled():

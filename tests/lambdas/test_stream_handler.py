@@ -7,7 +7,6 @@ publishes for two crossing orders, laid out in the captured record's shape."""
 import asyncio
 import base64
 import json
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.gateway import LambdaContext
 from hotshard.wire import decode_depth, encode_order, event_tuple, parse_batch
 from lambdas.stream_handler import handler as stream_handler
-from tests.hotshard.edge.kit import SECRET, event, token
+from tests.hotshard.edge.kit import SECRET, LogLines, event, token
 
 pytestmark = pytest.mark.integration
 
@@ -232,34 +231,13 @@ def test_a_batchs_push_latencies_are_one_metric_added_in_one_call(edge, monkeypa
     assert names["PushLatency"] == "Milliseconds"
 
 
-class LogLines(logging.Handler):
-    """The stream handler's log lines, as its Powertools formatter writes them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(stream_handler.logger.registered_formatter)
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-
 def test_invocations_side_by_side_each_log_their_own_request_id(edge):
     # the local feeder invokes the handler from a thread per topic at once; before, the
     # request id inject_lambda_context appends was the process's, so a line named
     # whichever invocation had started last
-    lines = LogLines()
-    base = logging.getLogger("stream_handler")
-    level = base.level
-    base.addHandler(lines)
-    base.setLevel(logging.INFO)
     evt = as_captured(engine_outputs())
     contexts = [LambdaContext("stream_handler") for _ in range(40)]
-    try:
-        with ThreadPoolExecutor(4) as feeders:
-            list(feeders.map(lambda c: stream_handler.handler(evt, c), contexts))
-    finally:
-        base.removeHandler(lines)
-        base.setLevel(level)
+    with LogLines(stream_handler.logger) as lines, ThreadPoolExecutor(4) as feeders:
+        list(feeders.map(lambda c: stream_handler.handler(evt, c), contexts))
     logged = Counter(line["function_request_id"] for line in lines.lines)
     assert logged == Counter(c.aws_request_id for c in contexts)

@@ -1,9 +1,11 @@
 """Builders shared by the edge and Lambda tests: tokens, events from tests/events, a
-producer that counts what it sends, reading one record back from the broker."""
+producer that counts what it sends, reading one record back from the broker, a handler's
+log lines."""
 
 import contextlib
 import copy
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,31 @@ def event(name: str) -> dict[str, Any]:
 
 def token(user: str, **claims: Any) -> str:
     return mint_token(SECRET, user, **claims)
+
+
+class LogLines(logging.Handler):
+    """A Lambda handler's log lines, as its Powertools Logger's formatter writes them
+    (`lines`, parsed); `with LogLines(logger):` captures them at INFO and above."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__()
+        self.setFormatter(logger.registered_formatter)
+        self.base = logging.getLogger(logger.name)
+        self.lines: list[dict[str, Any]] = []
+        self._level_before = self.base.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+    def __enter__(self) -> "LogLines":
+        self._level_before = self.base.level
+        self.base.addHandler(self)
+        self.base.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.base.removeHandler(self)
+        self.base.setLevel(self._level_before)
 
 
 OPEN: list["CountingProducer"] = []

@@ -34,6 +34,7 @@ from tests.hotshard.edge.kit import (
     SECRET,
     ClosedAfterTaking,
     CountingProducer,
+    LogLines,
     token,
     ws_message,
 )
@@ -166,6 +167,42 @@ def test_concurrent_http_requests_each_get_their_own_answer(edge):
         sys.setswitchinterval(switch)
     wrong = [(sent, got) for sent, got in answers if sent != got]
     assert not wrong, f"{len(wrong)} of {len(answers)}: {wrong[:5]}"
+
+
+def test_concurrent_http_requests_each_log_their_own_request_id(edge, monkeypatch):
+    # the gateway answers each HTTP request on a thread of its own, all through
+    # order_router's one Powertools Logger; before, the request id (inject_lambda_context)
+    # and correlation id (set_correlation_id) were the process's keys, so a line logged
+    # while answering one request named whichever request had started last
+    api = order_router.api()
+    invocations: dict[str, tuple[str, str]] = {}  # order id -> (requestId, aws_request_id)
+    invoke = edge.gateway.router
+
+    def recorded(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ids = (event["requestContext"]["requestId"], context.aws_request_id)
+        invocations[event["pathParameters"]["id"]] = ids
+        answer: dict[str, Any] = invoke(event, context)
+        return answer
+
+    status = api.router.status
+
+    def logged_status(user_id: str, order_id: str) -> dict[str, Any]:
+        time.sleep(0.002)  # what any line logged while answering meets: others start
+        api.log.warning("status read", extra={"order_id": order_id})
+        return status(user_id, order_id)
+
+    monkeypatch.setattr(edge.gateway, "router", recorded)
+    monkeypatch.setattr(api.router, "status", logged_status)
+    order_ids = [f"log-{i}" for i in range(40)]
+    with LogLines(order_router.logger) as lines, ThreadPoolExecutor(8) as clients:
+        statuses = list(clients.map(lambda o: http(edge, "GET", f"/orders/{o}")[0], order_ids))
+    assert statuses == [404] * len(order_ids)
+    logged = {
+        line["order_id"]: (line.get("correlation_id"), line["function_request_id"])
+        for line in lines.lines
+        if line["message"] == "status read"
+    }
+    assert logged == invocations
 
 
 def test_concurrent_first_requests_build_one_edge_api(edge, monkeypatch):
