@@ -76,13 +76,14 @@ def test_a_status_is_handed_over_while_a_depth_batch_is_still_being_pushed():
     the depth batch's invocation stuck (posting, say), the order_status records still go
     to the handler, and are committed; the depth batch is committed only once it returned.
     Before, one thread invoked the topics of a read one after another: the status waited."""
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     seen: dict[str, list[bytes]] = {TOPIC_ORDER_STATUS: [], TOPIC_DEPTH: []}
 
     def handler(event: dict[str, Any], _context: Any) -> None:
         for records in event["records"].values():
             topic = records[0]["topic"]
             if topic == TOPIC_DEPTH:
+                entered.set()
                 assert release.wait(30)
             seen[topic].extend(base64.b64decode(r["value"]) for r in records)
 
@@ -93,7 +94,7 @@ def test_a_status_is_handed_over_while_a_depth_batch_is_still_being_pushed():
                                topics=(TOPIC_DEPTH, TOPIC_ORDER_STATUS))  # fmt: skip
         feeders.start()
         try:
-            time.sleep(0.5)  # the depth batch is in its handler by now
+            assert entered.wait(20), "the depth batch never reached its handler"
             produce(broker.bootstrap, [b"status-0", b"status-1"])
             deadline = time.monotonic() + 10
             while len(seen[TOPIC_ORDER_STATUS]) < 2 and time.monotonic() < deadline:
