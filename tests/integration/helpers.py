@@ -1,6 +1,7 @@
 """Shared steps of the integration tests."""
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -9,6 +10,7 @@ from engine.book import Market
 from hotshard.commands import Command
 from hotshard.events import Event
 from hotshard.local.traffic import partition_of
+from hotshard.recovery import Checkpoint, read_checkpoint
 from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS
 
@@ -57,6 +59,20 @@ def wait_consumed(stub: Any, partition: int, offset: int, timeout: float = 30) -
                 f"partition {partition} consumed to {at.get(partition)}, not {offset}"
             )
         time.sleep(0.02)
+
+
+def wait_checkpoint(
+    r: Any, partition: int, done: Callable[[Checkpoint], bool], timeout: float = 20
+) -> Checkpoint | None:
+    """The partition's checkpoint once `done` holds for it (or the last one read, None if
+    none, at the deadline): a periodic checkpoint is written on the engine's own clock,
+    later than its interval on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    checkpoint = read_checkpoint(r, partition)
+    while (checkpoint is None or not done(checkpoint)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        checkpoint = read_checkpoint(r, partition)
+    return checkpoint
 
 
 def shadow_from_snapshot(src: Any, dst: Any, symbol: str, partition: int) -> Any:

@@ -29,6 +29,7 @@ from hotshard.local.traffic import EventReader, produce_orders, producer
 from hotshard.reasons import Reason
 from hotshard.v1 import control_pb2
 from tests.integration.conftest import PARTITIONS
+from tests.integration.helpers import wait_checkpoint
 from tests.integration.inprocess import engine_in_process
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def test_an_adopted_partition_is_reclaimed_after_a_restart_and_restore_is_idempo
     prod.flush(10)
     reader = EventReader(broker.bootstrap, PARTITIONS)
     assert reader.read_until(lambda rd: len(rd.events.get("ADOPT", [])) >= 1, timeout=30)
-    time.sleep(1.5)  # a periodic checkpoint of partition 2
+    assert wait_checkpoint(r, 2, lambda c: c.offset >= 0)  # a periodic one through n1
     engine.process.stop(signal.SIGKILL)
     engine = engines("1", "adopter")  # started with its configured partitions only
     health = engine.stub().Health(control_pb2.HealthRequest(), timeout=5)
@@ -104,9 +105,8 @@ def test_a_restart_loads_the_snapshot_its_checkpoint_names_not_a_later_one_of_an
     prod.flush(10)
     reader = EventReader(broker.bootstrap, PARTITIONS)
     assert reader.read_until(lambda rd: len(rd.events.get("OWN", [])) >= 3, timeout=30)
-    time.sleep(1.5)
+    checkpoint = wait_checkpoint(r, 0, lambda c: "OWN" in c.books and c.books["OWN"].seq == 3)
     engine.process.stop(signal.SIGKILL)
-    checkpoint = recovery.read_checkpoint(r, 0)
     assert checkpoint is not None and checkpoint.books["OWN"].seq == 3
     # another engine (a move's target) stores a later snapshot of OWN and records it under
     # the name the old code looked up (`snapshot:{S}`)
@@ -377,8 +377,7 @@ def test_fences_of_removed_or_unfenced_symbols_leave_stats_and_the_checkpoint(br
         while fences() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert fences() == []
-        time.sleep(0.5)  # the checkpoint after the drop
-        checkpoint = recovery.read_checkpoint(redis_server.client(), 0)
+        checkpoint = wait_checkpoint(redis_server.client(), 0, lambda c: c.fences == {})
         assert checkpoint is not None and checkpoint.fences == {}
         assert list(checkpoint.books) == ["BACK"]
 
@@ -399,11 +398,7 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
     reader = EventReader(broker.bootstrap, PARTITIONS)
     assert reader.read_until(lambda rd: len(rd.events.get("RELOG", [])) >= 3, timeout=30)
     reader.close()
-    old = recovery.read_checkpoint(r, 0)
-    deadline = time.monotonic() + 10
-    while (old is None or old.offset < 2) and time.monotonic() < deadline:
-        time.sleep(0.2)  # the periodic checkpoint through the 3 orders
-        old = recovery.read_checkpoint(r, 0)
+    old = wait_checkpoint(r, 0, lambda c: c.offset >= 2)  # the periodic one through the 3
     assert old is not None and old.offset == 2 and old.log_id
     # LATE is born after that checkpoint and seen by readers (seqs 1, 2), and the engine is
     # killed before the next one (5 s): the checkpoint has no snapshot of it (mostly not
@@ -454,11 +449,7 @@ def test_a_replaced_log_resumes_from_its_start_and_reports_the_loss(broker, redi
         prod.close()
     log = engine.process.log_tail(60)
     assert "LOG_REPLACED" in log and "orders log replaced" in log, log
-    new = recovery.read_checkpoint(r, 0)
-    deadline = time.monotonic() + 10
-    while (new is None or new.log_id == old.log_id) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        new = recovery.read_checkpoint(r, 0)
+    new = wait_checkpoint(r, 0, lambda c: c.log_id != old.log_id)
     assert new is not None and new.log_id and new.log_id != old.log_id
     stats = engine.stub().Stats(control_pb2.StatsRequest(), timeout=5)
     [relog] = [s for s in stats.symbols if s.symbol == "RELOG"]
@@ -526,11 +517,7 @@ def test_a_low_watermark_above_a_readable_position_does_not_stop_the_engine(
     produce_orders(prod, [("LOW", add(f"o{i}", "u", Side.BUY, 10 + i, 1)) for i in range(4)],
                    lambda s: 0)  # fmt: skip
     prod.flush(10)
-    deadline = time.monotonic() + 20
-    checkpoint = recovery.read_checkpoint(r, 0)
-    while (checkpoint is None or checkpoint.offset < 3) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        checkpoint = recovery.read_checkpoint(r, 0)
+    checkpoint = wait_checkpoint(r, 0, lambda c: c.offset >= 3)
     assert checkpoint is not None and checkpoint.offset == 3
     engine.process.stop(signal.SIGKILL)
     produce_orders(prod, [("LOW", add("late", "u", Side.SELL, 50, 1))], lambda s: 0)
