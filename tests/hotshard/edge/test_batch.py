@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 import redis
 
-from hotshard import route
+from hotshard import names, rawpipe, route
 from hotshard.domain import Action
 from hotshard.edge.limits import PreTradeLimits
+from hotshard.edge.orders import order_key
 from hotshard.edge.router import Ack, RefusedError
 from hotshard.local.shapes import websocket_event
 from hotshard.rawpipe import RawPipeline
 from hotshard.reasons import HotshardError
-from tests.hotshard.edge.kit import CountingProducer, edge
+from hotshard.registry import EngineRecord, register_engine
+from tests.hotshard.edge.kit import CountingProducer, edge, read_record
 
 pytestmark = pytest.mark.integration
 
@@ -377,3 +379,212 @@ def test_a_delivery_wait_that_fails_leaves_only_the_batchs_records_in_doubt(
     assert e.producer.produced == 3
     (fresh,) = e.router.submit_many([("al", order("a-2"), None)])
     assert isinstance(fresh, Ack) and not fresh.duplicate, fresh
+
+
+def test_an_auto_listing_batch_lists_a_new_symbol_and_produces_in_request_order(
+    r: redis.Redis, broker: Any
+) -> None:
+    # the batched path's mutation run (docs/MUTATION.md): no test sent a batch through an
+    # auto-listing router or checked the order records are produced in. Killed here:
+    # _staged_flights 25-40 (the unlisted ADD refused, its later call broken, its client
+    # or receive time lost, the rest of the batch left unanswered), 24 (`or
+    # self.auto_list`: every ADD sent alone after the CANCEL/REPLACE flights), 58 and 67
+    # (every CANCEL/REPLACE sent alone, after the ADDs), 68 (every REPLACE alone), 45
+    # (a duplicate's ts_ns None), 92 and 93 (a flight's client or receive time lost) and
+    # _fly 12 (a flight's record produced with no value)
+    register_engine(r, EngineRecord("e1", "127.0.0.1:1", (0, 1), 1), 60_000)
+    e = edge(r, broker.bootstrap, limits=LIMITS, auto_list=True)
+    route.list_symbol_at(r, "AAPL", 1, "e1")
+    for order_id in ("p-1", "p-2", "acked"):
+        e.router.submit("al", order(order_id))
+    batch: list[tuple[str, Any, Action | None]] = [
+        ("al", order("a-1", client_ts_ns=456), None),
+        ("al", {"symbol": "AAPL", "order_id": "p-1"}, Action.CANCEL),
+        ("al", order("p-2", price=99, quantity=3), Action.REPLACE),
+        ("al", order("n-1", symbol="NEW", client_ts_ns=123), None),
+        ("al", order("acked"), None),
+        ("al", order("a-2"), None),
+    ]
+    answers = e.router.submit_many(batch)
+    assert all(isinstance(a, Ack) for a in answers), answers
+    a_1, cancel, replace, new, acked, a_2 = (a for a in answers if isinstance(a, Ack))
+    # produced in the order asked: the CANCEL and REPLACE between the two ADDs
+    assert [a.partition for a in (a_1, cancel, replace, a_2)] == [1] * 4
+    assert a_1.offset < cancel.offset < replace.offset < a_2.offset
+    assert (new.route_epoch, route.lookup(r, "NEW") is not None) == (1, True)
+    for ack, symbol, client_ts in ((new, "NEW", 123), (a_1, "AAPL", 456)):
+        record = read_record(broker.bootstrap, ack.topic, ack.partition, ack.offset)
+        assert (record.symbol, record.order_id) == (symbol, ack.order_id)
+        assert (record.client_ts_ns, record.received_ts_ns) == (client_ts, ack.ts_ns)
+    assert acked.duplicate and isinstance(acked.ts_ns, int) and acked.ts_ns > 0
+
+
+def test_a_cancel_whose_symbol_lost_its_route_is_refused_as_alone(
+    r: redis.Redis, broker: Any
+) -> None:
+    # mutants _staged_flights 66, 67 (a CANCEL with no route taken to the producer:
+    # AssertionError), 71-74 and 78-84 (its later call broken), 85 (`break`: the requests
+    # after it never answered)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    e.router.submit("al", order("p-1"))
+    e.router.submit("al", order("p-2"))
+    r.delete(names.REDIS_ROUTE.format("AAPL"))
+    cancel = {"symbol": "AAPL", "order_id": "p-1"}
+    with pytest.raises(RefusedError) as alone:
+        e.router.submit("al", cancel, Action.CANCEL)
+    together, after = e.router.submit_many(
+        [
+            ("al", {**cancel, "order_id": "p-2"}, Action.CANCEL),
+            ("al", order("m", symbol="MSFT"), None),
+        ]
+    )
+    assert isinstance(after, Ack), after
+    assert isinstance(together, RefusedError), together
+    assert (together.reason, together.detail) == (alone.value.reason, alone.value.detail)
+    assert together.reason.name == "UNKNOWN_SYMBOL"
+
+
+def test_a_replace_with_balance_checks_is_refused_in_a_batch_as_alone(
+    r: redis.Redis, broker: Any
+) -> None:
+    # mutants _staged_flights 69 and 70 (the REPLACE taken to the producer: acknowledged)
+    e = edge(r, broker.bootstrap, balance_check=True)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    r.hset("balance:al", mapping={"CASH": 10_000})
+    e.router.submit("al", order("p-1"))
+    e.router.submit("al", order("p-2"))
+    produced = e.producer.produced
+    answers = e.router.submit_many(
+        [
+            ("al", order("p-1", price=99), Action.REPLACE),
+            ("al", {"symbol": "AAPL", "order_id": "p-2"}, Action.CANCEL),
+        ]
+    )
+    refused, cancelled = answers
+    assert isinstance(refused, RefusedError), refused
+    assert refused.reason.name == "INSUFFICIENT_BALANCE"
+    assert isinstance(cancelled, Ack) and cancelled.action == "CANCEL", cancelled
+    assert e.producer.produced == produced + 1
+
+
+def test_a_redis_error_reply_in_a_batch_is_that_request_s_answer(
+    r: redis.Redis, broker: Any
+) -> None:
+    # mutant _staged_flights 13 (an error reply not raised: read as the order's record)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    r.set(order_key("al", "w-1"), "not a hash")  # HGETALL: WRONGTYPE
+    cancel = {"symbol": "AAPL", "order_id": "w-1"}
+    with pytest.raises(redis.ResponseError):
+        e.router.submit("al", cancel, Action.CANCEL)
+    answers = e.router.submit_many([("al", cancel, Action.CANCEL), ("al", order("a-1"), None)])
+    assert isinstance(answers[0], redis.ResponseError), answers[0]
+    assert isinstance(answers[1], Ack), answers[1]
+
+
+def test_a_cancel_whose_route_is_gone_is_listed_again_and_keeps_its_times(
+    r: redis.Redis, broker: Any
+) -> None:
+    # mutants _staged_flights 75 and 77 (the later CANCEL's client or receive time lost)
+    register_engine(r, EngineRecord("e1", "127.0.0.1:1", (0, 1), 1), 60_000)
+    e = edge(r, broker.bootstrap, auto_list=True)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    e.router.submit("al", order("p-1"))
+    r.delete(names.REDIS_ROUTE.format("AAPL"))
+    cancel = {"symbol": "AAPL", "order_id": "p-1", "client_ts_ns": 789}
+    (ack,) = e.router.submit_many([("al", cancel, Action.CANCEL)])
+    assert isinstance(ack, Ack) and ack.action == "CANCEL", ack
+    record = read_record(broker.bootstrap, ack.topic, ack.partition, ack.offset)
+    assert (record.client_ts_ns, record.received_ts_ns) == (789, ack.ts_ns)
+
+
+class FullOnce(CountingProducer):
+    """A real producer whose queue is full at the first produce() (BufferError)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.full = True
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        if self.full:
+            self.full = False
+            raise BufferError("queue full")
+        super().produce(*args, **kwargs)
+
+
+def test_a_batch_waits_out_a_full_producer_queue(r: redis.Redis, broker: Any) -> None:
+    # mutant _fly 14 (no deadline: TypeError out of submit_many for the whole batch)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    e.router.producer = FullOnce(broker.bootstrap)
+    answers = e.router.submit_many([("al", order("q-1"), None), ("al", order("q-2"), None)])
+    assert all(isinstance(a, Ack) for a in answers), answers
+
+
+def test_an_order_whose_route_cannot_be_read_is_refused_by_name_and_drops_its_claim(
+    r: redis.Redis, broker: Any
+) -> None:
+    # mutants _staged_flights 102, 103, 107 (the NOT_DELIVERED refusal naming no symbol,
+    # no order id, or the user id for the order id)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    r.hset(names.REDIS_ROUTE.format("MSFT"), "partition", "x")  # int("x"): ValueError
+    (answer,) = e.router.submit_many([("al", order("m-1", symbol="MSFT"), None)])
+    assert refused_to_retry(answer, "m-1"), answer
+    assert isinstance(answer, RefusedError) and answer.symbol == "MSFT"
+    r.hset(names.REDIS_ROUTE.format("MSFT"), "partition", 1)
+    (resent,) = e.router.submit_many([("al", order("m-1", symbol="MSFT"), None)])
+    assert isinstance(resent, Ack) and not resent.duplicate, resent
+
+
+def test_an_add_another_request_is_sending_keeps_that_request_s_claim(
+    r: redis.Redis, broker: Any, silent_broker: str
+) -> None:
+    # mutant _staged_flights 108 (`item.fp or ...`: every ADD refused in staging dropped
+    # the claim, here the in-flight request's own, so the second resend went through)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    stalled = edge(r, silent_broker)
+    stalled.router.delivery_timeout_s = 0.3
+    try:
+        (doubt,) = stalled.router.submit_many([("al", order("d-1"), None)])
+    finally:
+        stalled.router.close()
+    # and the in-doubt answer names its symbol and keeps the timeout as its cause
+    # (_landed_into 11 and 16)
+    assert isinstance(doubt, RefusedError) and doubt.symbol == "AAPL", doubt
+    assert isinstance(doubt.__cause__, TimeoutError), doubt.__cause__
+    working = edge(r, broker.bootstrap)
+    for _ in range(2):
+        (resent,) = working.router.submit_many([("al", order("d-1"), None)])
+        assert isinstance(resent, RefusedError), resent
+        assert resent.reason.name == "ORDER_IN_FLIGHT"
+    assert working.producer.produced == 0
+
+
+class LosesRedisAfter(CountingProducer):
+    """A real producer that, once it took a record, leaves this thread's Redis connection
+    (the one the batch's confirms are written on) pointing at a port nothing listens on."""
+
+    def __init__(self, bootstrap: str, r: redis.Redis) -> None:
+        super().__init__(bootstrap)
+        self.r = r
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        super().produce(*args, **kwargs)
+        dead = redis.Redis(host="127.0.0.1", port=1)  # nothing listens there
+        rawpipe._thread_local(self.r).conn = rawpipe.thread_connection(dead)
+
+
+def test_confirms_that_cannot_be_written_answer_their_requests(r: redis.Redis, broker: Any) -> None:
+    # mutants _fly 57 (the failed confirm write answered None) and _landed_into 44 (the
+    # confirm queued under index None): AssertionError / TypeError out of submit_many
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    e.router.producer = LosesRedisAfter(broker.bootstrap, e.router.r)
+    try:
+        answers = e.router.submit_many([("al", order("c-1"), None), ("al", order("c-2"), None)])
+    finally:
+        del rawpipe._thread_local(e.router.r).conn
+    assert all(isinstance(a, redis.ConnectionError) for a in answers), answers
