@@ -7,7 +7,9 @@ from typing import Any
 import grpc
 
 from engine.book import Market
+from hotshard import route
 from hotshard.commands import Command
+from hotshard.edge.settings import EdgeSettings
 from hotshard.events import Event
 from hotshard.local.traffic import partition_of
 from hotshard.recovery import Checkpoint, read_checkpoint
@@ -42,6 +44,17 @@ def retry(call: Any, attempts: int = 50) -> Any:
                 raise
             time.sleep(0.1)
     return call()
+
+
+def listed_edge(broker: Any, redis_server: Any, symbols: Any, secret: str) -> Any:
+    """The symbols listed in Redis and the local edge's settings against these services."""
+
+    r = redis_server.client()
+    for symbol in symbols:
+        route.list_symbol(r, symbol)
+    return EdgeSettings(
+        kafka_brokers=broker.bootstrap, redis_port=redis_server.port, jwt_secret=secret
+    )
 
 
 def wait_consumed(stub: Any, partition: int, offset: int, timeout: float = 30) -> None:

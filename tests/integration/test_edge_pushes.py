@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
-from hotshard import route
 from hotshard.client.session import Client, local_token
-from hotshard.edge.settings import EdgeSettings
 from hotshard.events import FILL, STATUS, TRADE
 from hotshard.local.edge import local_edge
 from hotshard.local.traffic import EventReader
 from lambdas.stream_handler import handler as stream_handler
 from tests.integration.conftest import PARTITIONS
+from tests.integration.helpers import listed_edge
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +91,7 @@ async def send_all(client: Client, frames: list[dict[str, Any]]) -> None:
 def test_every_push_once_in_order_across_an_engine_kill_9(broker, redis_server, engines):
     extra = ("--snapshot-interval-s", "60")  # the restart replays everything from the start
     engine = engines("0-3", "edge", *extra)
-    r = redis_server.client()
-    for symbol in SYMBOLS:
-        route.list_symbol(r, symbol)
-    settings = EdgeSettings(
-        kafka_brokers=broker.bootstrap, redis_port=redis_server.port, jwt_secret=SECRET
-    )
+    settings = listed_edge(broker, redis_server, SYMBOLS, SECRET)
     reader = EventReader(broker.bootstrap, PARTITIONS, group="push-once-truth")
     pushes: dict[str, list[dict[str, Any]]] = {
         n: [] for n in ("alice", "alice-batch", "bob", "watch-all", "watch-pa")

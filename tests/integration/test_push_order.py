@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from hotshard import route
 from hotshard.client.session import Client, local_token
-from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import local_edge
 from hotshard.local.traffic import EventReader
 from tests.integration.conftest import PARTITIONS
+from tests.integration.helpers import listed_edge
 from tests.integration.test_edge_pushes import SECRET, Key, owed, received, send_all, wait_for
 
 pytestmark = pytest.mark.integration
@@ -116,12 +115,7 @@ async def raw(url: str, user: str, on_push: Any) -> ClientConnection:
 
 def test_a_users_pushes_of_a_symbol_in_seq_order(broker, redis_server, engines):
     engines("0-3", "edge")
-    r = redis_server.client()
-    for symbol in SYMBOLS:
-        route.list_symbol(r, symbol)
-    settings = EdgeSettings(
-        kafka_brokers=broker.bootstrap, redis_port=redis_server.port, jwt_secret=SECRET
-    )
+    settings = listed_edge(broker, redis_server, SYMBOLS, SECRET)
     reader = EventReader(broker.bootstrap, PARTITIONS, group="push-order-truth")
     shown: dict[str, list[dict[str, Any]]] = {u: [] for u in USERS}
     raws: dict[str, list[dict[str, Any]]] = {u: [] for u in USERS}

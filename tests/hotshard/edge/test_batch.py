@@ -192,18 +192,23 @@ def silent_broker() -> Iterator[str]:
         yield f"127.0.0.1:{listener.getsockname()[1]}"
 
 
-def test_a_batch_the_broker_does_not_confirm_in_time_is_in_doubt_and_keeps_its_claims(
-    r: redis.Redis, broker: Any, silent_broker: str
-) -> None:
+def stalled_submit(r: redis.Redis, silent_broker: str, requests: list[Any]) -> list[Any]:
+    """AAPL listed, `requests` through a router whose broker never confirms (0.3 s wait)."""
     route.list_symbol_at(r, "AAPL", 0, "e1")
     stalled = edge(r, silent_broker)
     stalled.router.delivery_timeout_s = 0.3
     try:
-        answers = stalled.router.submit_many(
-            [("al", order("d-1"), None), ("al", order("d-2"), None)]
-        )
+        return list(stalled.router.submit_many(requests))
     finally:
         stalled.router.close()
+
+
+def test_a_batch_the_broker_does_not_confirm_in_time_is_in_doubt_and_keeps_its_claims(
+    r: redis.Redis, broker: Any, silent_broker: str
+) -> None:
+    answers = stalled_submit(
+        r, silent_broker, [("al", order("d-1"), None), ("al", order("d-2"), None)]
+    )
     for answer, order_id in zip(answers, ("d-1", "d-2"), strict=True):
         assert isinstance(answer, RefusedError), answer
         assert (answer.reason.name, answer.detail) == (
@@ -544,13 +549,7 @@ def test_an_add_another_request_is_sending_keeps_that_request_s_claim(
 ) -> None:
     # mutant _staged_flights 108 (`item.fp or ...`: every ADD refused in staging dropped
     # the claim, here the in-flight request's own, so the second resend went through)
-    route.list_symbol_at(r, "AAPL", 0, "e1")
-    stalled = edge(r, silent_broker)
-    stalled.router.delivery_timeout_s = 0.3
-    try:
-        (doubt,) = stalled.router.submit_many([("al", order("d-1"), None)])
-    finally:
-        stalled.router.close()
+    (doubt,) = stalled_submit(r, silent_broker, [("al", order("d-1"), None)])
     # and the in-doubt answer names its symbol and keeps the timeout as its cause
     # (_landed_into 11 and 16)
     assert isinstance(doubt, RefusedError) and doubt.symbol == "AAPL", doubt
