@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
 from hotshard import kafka, route
 from hotshard.client.http import HttpApi
 from hotshard.client.session import Client, ClientError, local_token
@@ -48,6 +50,8 @@ from hotshard.local.services.engine import EngineProcess, start_engine
 from hotshard.local.services.gateway import GatewayProcess, start_gateway
 from hotshard.local.services.redis import RedisServer, redis_server
 from hotshard.local.traffic import EventReader
+from hotshard.names import TOPIC_ORDERS
+from hotshard.wire import decode_order
 from tests.migration.harness import HOT, OTHERS, SYMBOLS, Load, Verdict, judge, order_frame
 
 PARTITIONS = 4
@@ -218,6 +222,7 @@ def redis_down_for(seconds: float) -> Callable[[Rig], float]:
 class Timing:
     sent_at: dict[str, float] = field(default_factory=dict)  # first attempt
     acked_at: dict[str, float] = field(default_factory=dict)
+    ack_replies: dict[str, dict[str, Any]] = field(default_factory=dict)
     pushed_at: dict[str, float] = field(default_factory=dict)  # first status push
     attempts: int = 0
     gave_up: int = 0
@@ -321,6 +326,7 @@ async def trade(
             if reply is not None and reply.get("type") == "ack":
                 load.acks[oid] = (symbol, frame)
                 timing.acked_at[oid] = time.monotonic()
+                timing.ack_replies[oid] = reply
             elif reply is not None:
                 load.refused.append(reply)
             await asyncio.sleep(rng.uniform(0.01, 0.04))
@@ -333,6 +339,30 @@ async def trade(
     finally:
         for client in clients:
             await client.close()
+
+
+def where_is(bootstrap: str, problem: str, acks: dict[str, dict[str, Any]]) -> str:
+    """An acknowledged order that never took effect: its ack, and where its record is on
+    `orders` (offset, route epoch), to tell a record the broker lost from one the engine
+    did not apply."""
+    if "never took effect" not in problem:
+        return problem
+    oid = problem.split()[1]
+    ack = {k: v for k, v in acks.get(oid, {}).items() if k != "type"}
+    found = []
+    config = kafka.consumer_config({"bootstrap.servers": bootstrap}, group_id="fault-where")
+    with contextlib.closing(Consumer(config)) as consumer:
+        consumer.assign([TopicPartition(TOPIC_ORDERS, p, 0) for p in range(PARTITIONS)])
+        idle = 0
+        while idle < 3:
+            batch = consumer.consume(1000, 0.5)
+            idle = 0 if batch else idle + 1
+            for m in batch:
+                if m.error() is None and oid.encode() in (m.value() or b""):
+                    d = decode_order(m.value(), m.key())
+                    if d.order_id == oid:
+                        found.append((m.partition(), m.offset(), d.route_epoch))
+    return f"{problem} (ack {ack}; in orders at (partition, offset, epoch) {found})"
 
 
 def resynchronised(http_url: str, secret: str, unpushed: list[str], timing: Timing) -> list[str]:
@@ -489,6 +519,9 @@ def run_case(
         assert reader.read_to_end(DRAIN_S), "the events topics were not read to their end"
         load.pushes = as_pushes(reader)
         verdict = judge(load, resent=frozenset(timing.resent))
+        verdict.problems[:] = [
+            where_is(the.broker.bootstrap, p, timing.ack_replies) for p in verdict.problems
+        ]
         gaps = list(reader.guard.gaps)
         events = {symbol: list(evs) for symbol, evs in reader.events.items()}
     finally:
