@@ -90,7 +90,10 @@ class Client:
 
 
 def orders_on(bootstrap: str, topic: str, partition: int, symbol: str) -> list[tuple[int, Any]]:
-    """(offset, decoded) of the symbol's records on a topic partition, up to its end."""
+    """(offset, decoded) of the symbol's records on a topic partition, up to its end: past
+    its high watermark (Tansu's: the first offset of the last batch + 1), then on until a
+    read finds nothing. Before, three empty reads in a row (1.5 s) ended it wherever it
+    stood: a first fetch slower than that read nothing."""
     from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
 
     consumer = Consumer(
@@ -100,18 +103,26 @@ def orders_on(bootstrap: str, topic: str, partition: int, symbol: str) -> list[t
             "enable.auto.commit": False,
         }
     )
-    consumer.assign([TopicPartition(topic, partition, 0)])
+    tp = TopicPartition(topic, partition, 0)
     out = []
-    idle = 0
-    while idle < 3:
-        batch = consumer.consume(1000, 0.5)
-        idle = 0 if batch else idle + 1
-        for m in batch:
-            if m.error() is None:
-                decoded = decode_order(m.value(), m.key())
-                if decoded.symbol == symbol:
-                    out.append((m.offset() or 0, decoded))
-    consumer.close()
+    try:
+        end = consumer.get_watermark_offsets(tp, timeout=10)[1]
+        consumer.assign([tp])
+        deadline = time.monotonic() + 60
+        at = 0  # the next offset to read
+        while True:
+            batch = consumer.consume(1000, 0.5)
+            if not batch and at >= end:
+                break
+            assert time.monotonic() < deadline, f"{topic}/{partition}: read to {at}, not {end}"
+            for m in batch:
+                if m.error() is None:
+                    at = max(at, (m.offset() or 0) + 1)
+                    decoded = decode_order(m.value(), m.key())
+                    if decoded.symbol == symbol:
+                        out.append((m.offset() or 0, decoded))
+    finally:
+        consumer.close()
     return out
 
 
