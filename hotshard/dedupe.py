@@ -45,10 +45,12 @@ A hole the guard found after events it delivered (`holes`: the missing seqs, as 
 filled if its events come later after all: an engine that stops because a record of its was
 acknowledged but maybe not written (engine.service.loop.on_delivery) publishes it again
 from its checkpoint, after records beyond it were delivered, so the copy covers seqs below
-`covered`: its events in a hole are delivered then (late, out of seq order, once), and a
-Gap whose seqs all came is taken off `gaps` (`healed` counts such events). A hole from 0 (a
-reader that joined mid-stream) is never filled: what came before it was another reader's.
-At most MAX_HOLES ranges are kept (the oldest key's go first; their Gaps stay).
+`covered`: its events in a hole are delivered then (late, out of seq order, once), its
+whole range leaves the hole (a record holds all of its topic's events of its range; the
+other seqs are other kinds'), and a Gap with nothing left missing is taken off `gaps`
+(`healed` counts the late events). A hole from 0 (a reader that joined mid-stream) is never
+filled: what came before it was another reader's. At most MAX_HOLES ranges are kept (the
+oldest key's go first; their Gaps stay).
 Events no book numbers (seq 0: unreadable input, unknown symbol, stale route) are
 de-duplicated on their input offset per (topic, partition): the engine replays a partition
 in offset order, so an offset not beyond the last one seen is a repeat.
@@ -104,8 +106,8 @@ class SequenceGuard:
     expected: dict[Key, int] = field(default_factory=dict)
     unsequenced: dict[tuple[int, int], int] = field(default_factory=dict)
     gaps: list[Gap] = field(default_factory=list)
-    holes: dict[Key, list[list[int]]] = field(default_factory=dict)
-    """Per key, the seqs of its Gaps that have not come: [first, last] ranges, in order."""
+    holes: dict[Key, list[list[Any]]] = field(default_factory=dict)
+    """Per key, the seqs of its Gaps not covered by a record since: [first, last, Gap]."""
     healed: int = 0
     """Events delivered late into a hole."""
     dropped: int = 0
@@ -218,18 +220,21 @@ class SequenceGuard:
             return
         kind, symbol = key
         if after > covered:
-            self.gaps.append(Gap(kind, symbol, covered, after + 1))
+            gap = Gap(kind, symbol, covered, after + 1)
+            self.gaps.append(gap)
             if covered > 0:  # a hole from 0 is a reader joining mid-stream: never filled
-                self._open(key, covered + 1, after)
+                self._open(key, gap)
         self.covered[key] = through
         self.expected[key] = partition if handoff is None else AWAY
         yield from self._beyond(key, batch, covered)
 
     def _beyond(self, key: Key, batch: EventBatch, covered: int) -> Iterator[Any]:
         """The record's events beyond `covered`, and those below it that fill a hole."""
-        late = key in self.holes
+        if key in self.holes and batch.after_seq < covered:
+            yield from self._fill(key, batch, covered)
+            return
         for msg in batch.events:
-            if msg.seq > covered or (late and self._heal(key, msg.seq)):
+            if msg.seq > covered:
                 yield msg
             else:
                 self.dropped += 1
@@ -239,52 +244,54 @@ class SequenceGuard:
         if key not in self.holes:
             self.dropped += len(batch.events)
             return
+        yield from self._fill(key, batch, self.covered.get(key, 0))
+
+    def _fill(self, key: Key, batch: EventBatch, covered: int) -> Iterator[Any]:
+        """A record reaching below `covered` into the key's holes: its events in them are
+        delivered, and its whole range (after, through] leaves the holes - the record is
+        all its topic has there (the other seqs are other kinds' events). A Gap none of
+        whose seqs is still missing is taken off `gaps`."""
+        first, last = batch.after_seq + 1, min(batch.through_seq, covered)
+        holes = self.holes[key]
+        hit = [h for h in holes if h[0] <= last and h[1] >= first]
         for msg in batch.events:
-            if self._heal(key, msg.seq):
+            seq = msg.seq
+            if seq > covered:
+                yield msg
+            elif any(h[0] <= seq <= h[1] for h in hit):
+                self.healed += 1
                 yield msg
             else:
                 self.dropped += 1
-
-    def _open(self, key: Key, first: int, last: int) -> None:
-        self.holes.setdefault(key, []).append([first, last])
-        total = sum(len(v) for v in self.holes.values())
-        while total > MAX_HOLES:  # the oldest key's holes go: their Gaps stay reported
-            oldest = next(iter(self.holes))
-            total -= len(self.holes.pop(oldest))
-
-    def _heal(self, key: Key, seq: int) -> bool:
-        """True if `seq` was in one of `key`'s holes (it is taken out of it)."""
-        ranges = self.holes.get(key)
-        i = next((i for i, (f, t) in enumerate(ranges or ()) if f <= seq <= t), -1)
-        if ranges is None or i < 0:
-            return False
-        first, last = ranges[i]
-        if first == last:
-            del ranges[i]
-        elif seq == first:
-            ranges[i][0] = seq + 1
-        elif seq == last:
-            ranges[i][1] = seq - 1
+        if not hit:
+            return
+        kept: list[list[Any]] = []
+        for h in holes:
+            if h[0] > last or h[1] < first:
+                kept.append(h)
+                continue
+            if h[0] < first:
+                kept.append([h[0], first - 1, h[2]])
+            if h[1] > last:
+                kept.append([last + 1, h[1], h[2]])
+        if kept:
+            self.holes[key] = kept
         else:
-            ranges[i : i + 1] = [[first, seq - 1], [seq + 1, last]]
-        self.healed += 1
-        self._close_gaps(key)
-        return True
+            del self.holes[key]
+        closed = {id(h[2]) for h in hit} - {id(h[2]) for h in kept}
+        if closed:
+            self.gaps[:] = [g for g in self.gaps if id(g) not in closed]
+        self._bound_holes()
 
-    def _close_gaps(self, key: Key) -> None:
-        """Take off `gaps` the key's Gaps none of whose seqs is missing any more."""
-        ranges = self.holes.get(key, [])
-        if not ranges:
-            self.holes.pop(key, None)
-        kind, symbol = key
-        self.gaps[:] = [
-            g
-            for g in self.gaps
-            if g.kind != kind
-            or g.symbol != symbol
-            or g.after == 0
-            or any(first < g.before and last > g.after for first, last in ranges)
-        ]
+    def _open(self, key: Key, gap: Gap) -> None:
+        self.holes.setdefault(key, []).append([gap.after + 1, gap.before - 1, gap])
+        self._bound_holes()
+
+    def _bound_holes(self) -> None:
+        """At most MAX_HOLES ranges: the oldest key's go first (their Gaps stay reported)."""
+        total = sum(len(v) for v in self.holes.values())
+        while total > MAX_HOLES:
+            total -= len(self.holes.pop(next(iter(self.holes))))
 
     def _admit_unsequenced(self, kind: int, partition: int, batch: EventBatch) -> Iterator[Any]:
         key = (kind, partition)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hotshard import dedupe
 from hotshard.dedupe import AWAY, DepthGuard, Gap, SequenceGuard
 from hotshard.events import FILL, STATUS, TRADE, DepthUpdate, Event
 from hotshard.v1 import events_pb2
@@ -552,3 +553,39 @@ def test_a_retried_batch_restores_the_holes_as_they_were():
     assert guard.gaps == [Gap(STATUS, "S", 2, 5)] and guard.holes
     assert feed(guard, P, record(STATUS, "S", 2, 4)) == [3, 4]
     assert guard.gaps == []
+
+
+def test_a_late_record_fills_its_whole_range_though_it_holds_only_its_own_kind():
+    # review of the first version: holes were taken out seq by seq, so the fill and trade
+    # seqs of a status record's range stayed missing and its Gap was never taken off
+    guard = SequenceGuard()
+    feed(guard, P, record(STATUS, "S", 0, 8, "s" * 8))
+    assert feed(guard, P, record(STATUS, "S", 12, 14, "st")) == [13]
+    assert guard.gaps == [Gap(STATUS, "S", 8, 13)]
+    assert feed(guard, P, record(STATUS, "S", 8, 12, "sfts")) == [9, 12]
+    assert guard.gaps == [] and guard.holes == {} and guard.healed == 2
+
+
+def test_one_late_record_over_a_long_hole_leaves_no_ranges_behind():
+    # the first version split the hole at every healed seq: 20,000 ranges from one record
+    guard = SequenceGuard()
+    feed(guard, P, record(STATUS, "S", 0, 1))
+    feed(guard, P, record(STATUS, "S", 40_001, 40_002))
+    assert guard.gaps == [Gap(STATUS, "S", 1, 40_002)]
+    late = record(STATUS, "S", 1, 40_001, "sf" * 20_000)
+    assert len(feed(guard, P, late)) == 20_000
+    assert guard.holes == {} and guard.gaps == []
+
+
+def test_a_gap_whose_holes_were_dropped_stays_reported(monkeypatch):
+    # the first version took every older Gap of the key off the list when a newer hole of
+    # it was filled after the older ones were dropped at the bound: a real loss unreported
+    monkeypatch.setattr(dedupe, "MAX_HOLES", 1)
+    guard = SequenceGuard()
+    feed(guard, P, record(STATUS, "S", 0, 8))
+    feed(guard, P, record(STATUS, "S", 9, 10))  # 9 lost: Gap(8, 10)
+    feed(guard, P, record(STATUS, "T", 0, 1))
+    feed(guard, P, record(STATUS, "T", 2, 3))  # T's hole [2, 2] drops S's
+    feed(guard, P, record(STATUS, "S", 11, 12))  # 11 lost: S's hole [11, 11] drops T's
+    assert feed(guard, P, record(STATUS, "S", 10, 11)) == [11]
+    assert Gap(STATUS, "S", 8, 10) in guard.gaps and Gap(STATUS, "S", 10, 12) not in guard.gaps
