@@ -38,7 +38,7 @@ DURABLE_BROKER_XFAIL = (
     "tests/integration/test_broker_restart.py); two causes of this case's failures are fixed "
     "(a reader that stopped inside the last batch; an event record Tansu answered "
     "DUPLICATE_SEQUENCE_NUMBER for after the restart without having it: the engine now "
-    "stops and publishes it again, and readers fill the hole); 23 of 24 runs passed after "
+    "stops and publishes it again, and readers fill the hole); 29 of 30 runs passed after "
     "them, but one full-size run had an acknowledged order that never took effect (cause "
     "not found; docs/FAULTS.md)"
 )
