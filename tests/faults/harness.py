@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from hotshard import kafka, route
 from hotshard.client.http import HttpApi
 from hotshard.client.session import Client, ClientError, local_token
@@ -51,7 +49,7 @@ from hotshard.local.services.gateway import GatewayProcess, start_gateway
 from hotshard.local.services.redis import RedisServer, redis_server
 from hotshard.local.traffic import EventReader
 from hotshard.names import TOPIC_ORDERS
-from hotshard.wire import decode_order
+from tests.integration.test_move import orders_on
 from tests.migration.harness import HOT, OTHERS, SYMBOLS, Load, Verdict, judge, order_frame
 
 PARTITIONS = 4
@@ -347,21 +345,14 @@ def where_is(bootstrap: str, problem: str, acks: dict[str, dict[str, Any]]) -> s
     did not apply."""
     if "never took effect" not in problem:
         return problem
-    oid = problem.split()[1]
+    oid, symbol = problem.split()[1], problem.split()[2].strip("()")
     ack = {k: v for k, v in acks.get(oid, {}).items() if k != "type"}
-    found = []
-    config = kafka.consumer_config({"bootstrap.servers": bootstrap}, group_id="fault-where")
-    with contextlib.closing(Consumer(config)) as consumer:
-        consumer.assign([TopicPartition(TOPIC_ORDERS, p, 0) for p in range(PARTITIONS)])
-        idle = 0
-        while idle < 3:
-            batch = consumer.consume(1000, 0.5)
-            idle = 0 if batch else idle + 1
-            for m in batch:
-                if m.error() is None and oid.encode() in (m.value() or b""):
-                    d = decode_order(m.value(), m.key())
-                    if d.order_id == oid:
-                        found.append((m.partition(), m.offset(), d.route_epoch))
+    found = [
+        (p, offset, d.route_epoch)
+        for p in range(PARTITIONS)
+        for offset, d in orders_on(bootstrap, TOPIC_ORDERS, p, symbol)
+        if d.order_id == oid
+    ]
     return f"{problem} (ack {ack}; in orders at (partition, offset, epoch) {found})"
 
 
