@@ -207,20 +207,32 @@ class Operations:
                     raise NotHereError(exc.reason, exc.detail) from exc
                 time.sleep(0.02)
 
-    def _wait_job(self, symbol: str) -> int:
+    def _wait_job(self, symbol: str, *, failed_ok: bool = False) -> int:
         """Wait for the symbol's fence snapshot to be stored; its size (0: no job here, e.g.
-        the fence was restored from a checkpoint after a restart)."""
+        the fence was restored from a checkpoint after a restart). A job that failed (its
+        store met a restarting Redis, say) is let go of, so the caller's retry stores the
+        snapshot again instead of being answered the same failure for good; `failed_ok`:
+        such a job answers 0 (an Unfence needs no fence snapshot, only none stored later)."""
         job = self._jobs.get(symbol)
-        if job is not None:
-            try:
-                return job.result(self.step_timeout_s)
-            except TimeoutError as exc:
-                raise NotDurableError(Reason.NOT_DURABLE, "fence snapshot not stored yet") from exc
-            except ControlError:
+        if job is None:
+            return 0
+        try:
+            return job.result(self.step_timeout_s)
+        except TimeoutError as exc:
+            raise NotDurableError(Reason.NOT_DURABLE, "fence snapshot not stored yet") from exc
+        except Exception as exc:
+            self._loop(lambda: self._forget_job(symbol, job))
+            if failed_ok:
+                log.warning("fence snapshot failed", extra={"symbol": symbol, "error": str(exc)})
+                return 0
+            if isinstance(exc, ControlError):
                 raise
-            except Exception as exc:
-                raise NotDurableError(Reason.NOT_DURABLE, f"fence snapshot failed: {exc}") from exc
-        return 0
+            raise NotDurableError(Reason.NOT_DURABLE, f"fence snapshot failed: {exc}") from exc
+
+    def _forget_job(self, symbol: str, job: "Future[int]") -> None:
+        """On the loop: drop a finished job (not one a retry started since)."""
+        if self._jobs.get(symbol) is job:
+            del self._jobs[symbol]
 
     def _publish_depth(self, symbol: str) -> None:
         """First thing after a symbol becomes active here: its whole top of book, so a
@@ -776,7 +788,7 @@ class Operations:
         replays = (() if pending is None else ((*pending, None),)) + then
         engine = self.engine
         state = engine.state
-        self._wait_job(symbol)
+        self._wait_job(symbol, failed_ok=True)
 
         def lift() -> bool:
             handover.held_book(state.market.books, symbol)
@@ -852,13 +864,7 @@ class Operations:
         if removed is not None:
             return removed
         assert fence is not None
-        try:
-            self._wait_job(symbol)
-        except Exception:
-            job = self._jobs.get(symbol)
-            if job is not None and job.done():  # failed: a retry stores it again
-                self._loop(lambda: self._jobs.pop(symbol, None))
-            raise
+        self._wait_job(symbol)  # a failed store: a retry stores it again
 
         def finish() -> Removed:
             book = state.market.books.get(symbol)

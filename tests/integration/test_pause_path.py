@@ -16,6 +16,7 @@ from engine.book import Market, snapshot
 from engine.service import handover
 from engine.service import loop as engine_loop
 from engine.service.core import EngineState, Shadow
+from engine.service.errors import NotDurableError
 from engine.service.loop import Engine
 from engine.service.operations import Operations, PromoteRequest
 from engine.service.settings import EngineSettings
@@ -166,6 +167,50 @@ def test_a_fence_whose_checkpoint_failed_is_made_durable_by_its_retry(engine, mo
     assert len(replies) == 1  # and its snapshot is started, once
     ops.fence("A", 1, 2, after_reply=replies.append)
     assert len(replies) == 1
+
+
+def fail_the_next_snapshot_store(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next snapshot stored raises as a restarting Redis would; later ones go through."""
+    put = SnapshotStore.put
+    failures = [redis.ConnectionError("Error 111 connecting: Connection refused")]
+
+    def flaky(self: SnapshotStore, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(SnapshotStore, "put", flaky)
+
+
+def test_a_fence_snapshot_whose_store_failed_is_stored_by_the_retry(engine, monkeypatch):
+    # before: the failed store's job stayed, so every retried Snapshot (TransferSnapshot's)
+    # was answered the same "fence snapshot failed" until the engine restarted (the fault
+    # matrix's stop-and-copy Redis restart at WaitForDrain / TransferSnapshot)
+    engine.call(lambda: engine.state.add_book(big_book("A", 1_000), 0, 99))
+    fail_the_next_snapshot_store(engine, monkeypatch)
+    ops = Operations(engine)
+    fenced = ops.fence("A", 1, 2)
+    with pytest.raises(NotDurableError, match="fence snapshot failed"):
+        ops.snapshot("A")
+    taken = ops.snapshot("A")  # the task's retry
+    assert taken.location == fenced.location and taken.size > 0
+    book, _ = snapshot.load(engine.store.fetch(taken.location))
+    assert handover.state_hash(book) == taken.state_hash
+
+
+def test_an_unfence_after_a_failed_fence_snapshot_lifts_the_fence(engine, monkeypatch):
+    # before: the Rollback's Unfence was answered the failed store's error on every retry,
+    # leaving the symbol fenced (MigrationRollbackFailed)
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    fail_the_next_snapshot_store(engine, monkeypatch)
+    ops = Operations(engine)
+    ops.fence("A", 1, 2)
+    with pytest.raises(NotDurableError):
+        ops.snapshot("A")  # the job is done (failed) before the Unfence
+    ops.fence("A", 1, 2)
+    ops.unfence("A", 0, None)
+    assert "A" not in state.fences and "A" in state.market.books
 
 
 def test_a_promote_of_a_shadow_through_the_fence_takes_one_loop_turn(engine, monkeypatch):
