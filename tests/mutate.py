@@ -33,6 +33,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     # last `window` ended orders): the same comparison on seeded streams instead. Every
     # book test calls the ring (~40 s a mutant at load ~25), the property's 300 examples
     # ~65 s a mutant; these ~2 s
+    # the packed snapshot columns (compiled with the book): their own unit tests
+    "engine/book/packed.py": ("tests/engine/book/test_packed.py",),
     "engine/book/ended.py": tuple(
         f"tests/engine/book/test_ended.py::{name}"
         for name in (

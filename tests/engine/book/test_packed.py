@@ -1,6 +1,8 @@
 """engine.book.packed reads the snapshot's packed integer columns in place, as the
 array-based decode it replaced did (docs/FORMATS.md): every width, the sign, the runs."""
 
+import re
+
 import pytest
 
 from engine.book.packed import packed_at, packed_count, pick, unpack_ints
@@ -30,12 +32,22 @@ def test_equal_neighbours_share_one_int_object():
     assert len({id(v) for v in out}) == 2
 
 
+NOT_WHOLE = "a packed column is not a whole number of values"
+
+
 @pytest.mark.parametrize(
-    "packed",
-    [b"", bytes((3, 0, 0, 0)), bytes((0,)), bytes((4, 1, 0, 0)), bytes((2, 1, 0, 0))],
+    ("packed", "message"),
+    [
+        (b"", "a packed column of width 0"),
+        (bytes((3, 0, 0, 0)), "a packed column of width 3"),
+        (bytes((0,)), "a packed column of width 0"),
+        (bytes((4, 1, 0, 0)), NOT_WHOLE),
+        (bytes((2, 1, 0, 0)), NOT_WHOLE),
+    ],
 )
-def test_what_is_not_a_packed_column_is_refused(packed):
-    with pytest.raises(ValueError, match="packed column"):
+def test_what_is_not_a_packed_column_is_refused(packed, message):
+    # the message is the CORRUPT_SNAPSHOT detail an operator reads (snapshot.load)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         unpack_ints(packed)
 
 
