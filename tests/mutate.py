@@ -58,9 +58,9 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/hotshard/edge/test_limits.py",
         "tests/hotshard/edge/test_limits_boundaries.py",
     ),
-    # the router's own checks before anything reaches Redis or Kafka (submit's user and
-    # limits checks, client_ts_ns, page sizes, cursors) and its batched path (submit_many):
-    # run with --mutants naming them (DEFAULT_ROUTER_MUTANTS)
+    # the router's own checks before anything reaches Redis or Kafka (_prepare's user and
+    # limits checks, client_ts_ns, page sizes, cursors), its batched path (submit_many) and
+    # cancel_all: run with --mutants naming them (DEFAULT_ROUTER_MUTANTS)
     "hotshard/edge/router.py": (
         "tests/hotshard/edge/test_router_validation.py",
         "tests/hotshard/edge/test_batch.py",
@@ -78,12 +78,31 @@ BATCH_ROUTER_MUTANTS = (
 )
 """The router's batched path (submit_many and what only it calls)."""
 
-DEFAULT_ROUTER_MUTANTS = (
-    "hotshard.edge.router.*submit__mutmut*",
+CANCEL_ALL_ROUTER_MUTANTS = (
+    "hotshard.edge.router.*ǁcancel_all__mutmut*",
+    "hotshard.edge.router.*ǁ_cancel_flights__mutmut*",
+    "hotshard.edge.router.*ǁ_unwaited__mutmut*",
+    "hotshard.edge.router.*ǁ_flight__mutmut*",
+    "hotshard.edge.router.*ǁ_send__mutmut*",
+    "hotshard.edge.router.xǁDeliveryPumpǁwait__mutmut*",
+    "hotshard.edge.router.x__failure_of__mutmut*",
+)
+"""cancel_all through the batched path (b5d3cbc) and what it added or changed beside _fly."""
+
+OWN_CHECK_ROUTER_MUTANTS = (
+    "hotshard.edge.router.*ǁsubmit__mutmut*",
+    # the user and limits checks moved from submit to _prepare (50bd853)
+    "hotshard.edge.router.*ǁ_prepare__mutmut*",
     "hotshard.edge.router.x__client_ts__mutmut*",
     "hotshard.edge.router.x__page_size__mutmut*",
     "hotshard.edge.router.x__cursor__mutmut*",
+)
+"""The router's own checks before anything reaches Redis or Kafka."""
+
+DEFAULT_ROUTER_MUTANTS = (
+    *OWN_CHECK_ROUTER_MUTANTS,
     *BATCH_ROUTER_MUTANTS,
+    *CANCEL_ALL_ROUTER_MUTANTS,
 )
 
 
