@@ -112,6 +112,33 @@ def consumer_config(
     }
 
 
+def consume_batch(
+    consumer: Any, max_records: int, timeout_s: float, batch_wait_s: float = 0.0
+) -> list[Any]:
+    """Up to `max_records` messages, returned as soon as the first one is there.
+
+    librdkafka's `consume(n, timeout)` waits the whole timeout unless n records come: a loop
+    that calls it with a 5 ms timeout holds every record that arrives early in the wait
+    for the rest of it (at 75,000 orders/s, ~375 records per turn, each waiting up to 5 ms).
+    Here: take what is buffered without waiting; if nothing is, wait up to `timeout_s` for
+    ONE record; then take what else is buffered, waiting at most `batch_wait_s` more for
+    the batch to fill (0: only what is already there). Under a backlog the first call
+    returns a full batch, as before. Error messages are returned like records (the
+    caller's `m.error()`). Only `consumer.consume` is called (a Consumer or a stand-in)."""
+    messages: list[Any] = consumer.consume(max_records, 0)
+    if not messages:
+        if timeout_s <= 0:
+            return []
+        messages = consumer.consume(1, timeout_s)
+        if not messages:
+            return []
+    if len(messages) < max_records:
+        more = consumer.consume(max_records - len(messages), batch_wait_s)
+        if more:
+            messages.extend(more)
+    return messages
+
+
 def producer_config(base: dict[str, Any], *, linger_ms: float = 2.0) -> dict[str, Any]:
     """Idempotent, acks=all, ordered per partition: what the engine's events need."""
     return {

@@ -42,9 +42,9 @@ from engine.service.core import EngineState, Output, restore_partition
 from engine.service.errors import EngineFailedError
 from engine.service.forked import DumpChild, DumpSpec
 from engine.service.metrics import Metrics
-from engine.service.settings import EngineSettings
+from engine.service.settings import LEGACY_CONSUME, EngineSettings
 from engine.service.store import SnapshotStore
-from hotshard import recovery, registry, route
+from hotshard import kafka, recovery, registry, route
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import Reason
 from hotshard.recovery import SEQ_JUMP_ON_REPLACED_LOG
@@ -441,12 +441,19 @@ class Engine:
     def run(self) -> None:
         """Consume until `stopping` is set; raises EngineFailedError when it must not go on."""
         s = self.settings
-        consume = self.consumer.consume
+        consumer = self.consumer
         timeout = s.poll_timeout_ms / 1000
+        wait = s.batch_wait_ms / 1000
+        legacy = s.batch_wait_ms == LEGACY_CONSUME
         while not self.stopping.is_set():
             self._turned = time.monotonic()
             self._run_controls()
-            messages = consume(s.batch_size, timeout)
+            # the turn starts on the first record, not at the end of the poll timeout
+            messages = (
+                consumer.consume(s.batch_size, timeout)
+                if legacy
+                else kafka.consume_batch(consumer, s.batch_size, timeout, wait)
+            )
             if messages:
                 if self._first_batch:
                     self._first_batch = False

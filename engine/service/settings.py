@@ -14,6 +14,9 @@ from engine.book.market import DEFAULT_DEDUP_IDS, DedupBudget, Market
 from hotshard import clients, names
 from hotshard.kafka import AUTH_MODES, AUTH_NONE
 
+LEGACY_CONSUME = -1.0
+"""--batch-wait-ms of the old consume (consume(batch, poll timeout): the whole timeout)."""
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -38,6 +41,7 @@ class EngineSettings:
     snapshot_dir: str = ""
     batch_size: int = 4000
     poll_timeout_ms: int = 5
+    batch_wait_ms: float = 0.0
     fetch_wait_max_ms: int = 20
     linger_ms: float = 2.0
     metrics_interval_s: float = 10.0
@@ -260,7 +264,19 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         "and produce (docs/BENCHMARKS.md, issue 15 fourth pass)",
         type=int,
     )
-    opt("--poll-timeout-ms", "longest wait of one consume() call", type=int)
+    opt(
+        "--poll-timeout-ms",
+        "longest wait of one loop turn for its first record (the turn starts on it)",
+        type=int,
+    )
+    opt(
+        "--batch-wait-ms",
+        "once a turn's first record is there, how much longer it waits for the batch to "
+        "fill (hotshard.kafka.consume_batch); 0: only what is buffered already. -1: the "
+        "old consume, consume(--batch-size, --poll-timeout-ms), which holds every record "
+        "until the whole timeout passed or the batch is full (kept to measure against)",
+        type=float,
+    )
     opt(
         "--fetch-wait-max-ms",
         "broker fetch wait; on Tansu latency ~ this / 4 (it does not wake waiting fetches)",
@@ -329,6 +345,8 @@ def _check(p: argparse.ArgumentParser, s: EngineSettings) -> None:
         p.error(f"--kafka-auth must be one of {', '.join(AUTH_MODES)}")
     if not 1 <= s.batch_size <= 100_000:
         p.error("--batch-size must be 1..100000")
+    if s.batch_wait_ms != LEGACY_CONSUME and not 0 <= s.batch_wait_ms <= 1000:
+        p.error("--batch-wait-ms must be 0..1000, or -1 (the old consume)")
     intervals = (
         s.snapshot_interval_s,
         s.metrics_interval_s,

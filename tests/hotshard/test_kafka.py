@@ -1,5 +1,7 @@
 """One Kafka configuration builder; MSK IAM is a switch whose token expiry is in seconds."""
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -84,3 +86,98 @@ def test_a_failed_topic_id_leaves_no_cycle_that_keeps_the_admin_client(broker: A
         assert gone() is None, "the AdminClient outlives its last reference"
     finally:
         gc.enable()
+
+
+def _topic_consumer(broker: Any, topic: str) -> Any:
+    """A consumer of a fresh one-partition `topic`, assigned from its start, that has
+    completed a fetch already (its first consume found the empty partition)."""
+    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+
+    kafka.create_topics(broker.admin(), 1, (topic,))
+    consumer = Consumer(
+        kafka.consumer_config(
+            {"bootstrap.servers": broker.bootstrap}, group_id=f"g-{topic}", fetch_wait_max_ms=10
+        )
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.consume(1, 0.5)
+    return consumer
+
+
+def _produce(broker: Any, topic: str, count: int, first: int = 0) -> None:
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    for i in range(first, first + count):
+        producer.produce(topic, str(i).encode(), partition=0)
+    assert producer.flush(10) == 0
+
+
+def _timed(call: Any) -> tuple[list[Any], float]:
+    began = time.monotonic()
+    messages = call()
+    return messages, time.monotonic() - began
+
+
+@pytest.mark.integration
+def test_consume_batch_returns_on_the_first_record_not_at_the_end_of_the_timeout(
+    broker: Any,
+) -> None:
+    # librdkafka's consume(n, timeout) holds the record until the timeout passes (n not
+    # reached): the engine's turn, and every record in it, waited the whole poll timeout
+    consumer = _topic_consumer(broker, "batch-first")
+    try:
+        for i in range(3):
+            _produce(broker, "batch-first", 1, first=i)
+            messages, took = _timed(lambda: kafka.consume_batch(consumer, 1000, 6.0))
+            assert [m.value() for m in messages] == [str(i).encode()]
+            assert took < 3.0, f"record {i} came after {took:.2f} s of a 6 s timeout"
+        # nothing there: the whole timeout, then nothing
+        messages, took = _timed(lambda: kafka.consume_batch(consumer, 1000, 0.3))
+        assert messages == [] and took >= 0.25
+    finally:
+        consumer.close()
+
+
+@pytest.mark.integration
+def test_consume_batch_takes_what_is_buffered_up_to_the_batch_size_without_waiting(
+    broker: Any,
+) -> None:
+    consumer = _topic_consumer(broker, "batch-buffered")
+    try:
+        _produce(broker, "batch-buffered", 50)
+        time.sleep(1.0)  # the fetcher has all 50 (fetch wait 10 ms) by now
+        got: list[Any] = []
+        took = 0.0
+        for size in (20, 20, 10):
+            messages, spent = _timed(lambda: kafka.consume_batch(consumer, 20, 6.0))
+            assert len(messages) == size
+            got += messages
+            took += spent
+        # the last batch is short (10 of 20) and nothing more comes: returned at once
+        assert took < 3.0, f"three batches of buffered records took {took:.2f} s"
+        assert [int(m.value()) for m in got] == list(range(50))
+    finally:
+        consumer.close()
+
+
+@pytest.mark.integration
+def test_consume_batch_waits_batch_wait_for_more_once_the_first_record_is_there(
+    broker: Any,
+) -> None:
+    consumer = _topic_consumer(broker, "batch-wait")
+    try:
+        for wait, expected in ((2.5, 6), (0.0, 1)):
+            _produce(broker, "batch-wait", 1)
+            later = threading.Timer(0.4, _produce, (broker, "batch-wait", 5))
+            later.start()
+            messages, took = _timed(lambda w=wait: kafka.consume_batch(consumer, 100, 6.0, w))
+            later.join()
+            assert len(messages) == expected, (wait, took)
+            # the batch did not fill: it ends after the batch wait, not the 6 s timeout
+            assert took < 5.0
+            if expected == 1:  # drain the five for the next round
+                while len(messages) < 6:
+                    messages += kafka.consume_batch(consumer, 100, 6.0)
+    finally:
+        consumer.close()

@@ -8,7 +8,14 @@ import pytest
 
 from engine.book import DedupBudgetError, add
 from engine.service.core import EngineState
-from engine.service.settings import ENV, EngineSettings, market_for, parse_args, parse_partitions
+from engine.service.settings import (
+    ENV,
+    LEGACY_CONSUME,
+    EngineSettings,
+    market_for,
+    parse_args,
+    parse_partitions,
+)
 from hotshard.domain import Side, Status
 from hotshard.events import REASON, SEQ, STATUS, STATUS_CODE
 from hotshard.names import TOPIC_ORDER_STATUS
@@ -85,6 +92,15 @@ def test_bad_values_are_refused(capsys):
         parse_args(["--batch-size", "0"], {})
     with pytest.raises(SystemExit):
         parse_args(["--kafka-auth", "scram"], {})
+    for wait in ("-0.5", "-2", "1001"):
+        with pytest.raises(SystemExit):
+            parse_args(["--batch-wait-ms", wait], {})
+
+
+def test_the_batch_wait_defaults_to_what_is_buffered_and_minus_one_is_the_old_consume():
+    assert parse_args([], {}).batch_wait_ms == 0.0
+    assert parse_args(["--batch-wait-ms", "1.5"], {}).batch_wait_ms == 1.5
+    assert parse_args([], {"ENGINE_BATCH_WAIT_MS": "-1"}).batch_wait_ms == LEGACY_CONSUME
 
 
 def test_every_option_has_an_environment_variable(capsys):
