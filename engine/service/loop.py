@@ -151,6 +151,9 @@ class Engine:
     _written: dict[int, recovery.Checkpoint] = field(default_factory=dict)
     """Per partition, the last checkpoint known durable in Redis (written, or read at
     start): what a Fence adds its fence to (`write_fence_checkpoint`)."""
+    _continued: dict[str, str] = field(default_factory=dict)
+    """Per book, the location of its last stored snapshot if that one continues the book's
+    lineage (`stored(continues=True)`: the live book's own snapshot, e.g. a pre-copy's)."""
     phases: list[tuple[str, float]] = field(default_factory=list)
     """The start's phases as they ended (name, wall time): logged with "engine started"
     and "caught up", so a restart's wall time can be split (bench.recovery)."""
@@ -920,20 +923,37 @@ class Engine:
         handoff marker, EngineState.owed_handoffs). None when that checkpoint does not
         hold this book's lineage (born or moved here since; rolled back since, its route
         epoch raised by an Unfence that applied records of other partitions; a snapshot
-        stored since): the caller flushes and writes the partition's checkpoint as it is
-        now. False: ownership lost."""
+        stored since, unless it continues the lineage: `stored(continues=True)`, which the
+        checkpoint then names instead): the caller flushes and writes the partition's
+        checkpoint as it is now. False: ownership lost."""
         last = self._written.get(partition)
         fence = self.state.fences.get(symbol)
         entry = None if last is None else last.books.get(symbol)
         current = self.state.snaps.get(symbol)
+        epoch = self.state.epoch.get(symbol, 0)
+        if last is None or fence is None or current is None:
+            return None
         if (
-            last is None
-            or fence is None
-            or entry is None
-            or current is None
-            or entry.location != current.location
-            or entry.epoch != self.state.epoch.get(symbol, 0)
+            current.location
+            and self._continued.get(symbol) == current.location
+            and current.epoch == epoch
         ):
+            # the book's own snapshot stored since (a pre-copy's: its events delivered
+            # before it was taken): the checkpoint names it, whatever it held of the symbol
+            # before (another snapshot, none: born or moved here since); a restart loads it
+            # and applies the partition's records after it, through the fence
+            checkpoint = dataclasses.replace(
+                last,
+                books={**last.books, symbol: current},
+                fences={**last.fences, symbol: fence},
+                expect={s: e for s, e in last.expect.items() if s != symbol},
+                gone={s: g for s, g in last.gone.items() if s != symbol},
+                seq_floors={s: f for s, f in last.seq_floors.items() if s != symbol},
+                instance=self.settings.instance,
+                taken_ms=int(time.time() * 1000),
+            )
+            return self._write(checkpoint)
+        if entry is None or entry.location != current.location or entry.epoch != epoch:
             return None
         checkpoint = dataclasses.replace(
             last,
@@ -968,9 +988,18 @@ class Engine:
                 del seen[symbol]
                 log.info("fence buried", extra={"symbol": symbol})
 
-    def stored(self, symbol: str, location: str, offset: int, seq: int) -> None:
+    def stored(
+        self, symbol: str, location: str, offset: int, seq: int, *, continues: bool = False
+    ) -> None:
         """A snapshot of the symbol's book at `offset` is durable at `location` (on the
-        loop): the next checkpoint names it."""
+        loop): the next checkpoint names it. `continues`: it is the live book as it was at
+        `offset`, taken with its events up to there delivered, and the book has applied only
+        its home partition's records since (a Snapshot of an active book): a Fence's
+        checkpoint may name it without a flush (`write_fence_checkpoint`)."""
+        if continues and symbol in self.state.market.books:
+            self._continued[symbol] = location
+        else:
+            self._continued.pop(symbol, None)
         retired = self.state.stored(symbol, location, offset, seq)
         if retired:
             self._retire.append(retired)

@@ -307,7 +307,9 @@ class Operations:
 
         def keep() -> None:
             if state.market.books.get(symbol) is spec.book:  # not removed (and back) since
-                engine.stored(symbol, record.location, spec.input_offset, taken.seq)
+                # the live book's own snapshot, its events out before it was taken: a Fence
+                # next (pre-copy's) names it in its checkpoint without a flush
+                engine.stored(symbol, record.location, spec.input_offset, taken.seq, continues=True)
 
         self._loop(keep)
         return SnapshotResult(

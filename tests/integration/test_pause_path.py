@@ -149,6 +149,34 @@ def test_a_fence_of_a_book_changed_since_the_last_checkpoint_flushes(engine, sin
     assert checkpoint.books["A"] == state.checkpoint(0, INSTANCE, 0).books["A"]
 
 
+@pytest.mark.parametrize("since", ["checkpointed before", "born since"])
+def test_a_fence_after_a_pre_copy_snapshot_names_it_without_a_flush(engine, since):
+    # before: the pre-copy's Snapshot (stored since the last checkpoint) made the Fence
+    # flush and write the checkpoint as of now (run 8: flush 6-45 ms inside the pause); a
+    # book born (or moved here) since the last checkpoint paid the same
+    state = engine.state
+    if since == "born since":
+        assert engine.call(engine.write_checkpoints)
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    if since == "checkpointed before":
+        assert engine.call(engine.write_checkpoints)
+    ops = Operations(engine)
+    engine.call(lambda: state.position.__setitem__(0, 110))  # consumed since: 100..109
+    taken = ops.snapshot("A")  # the pre-copy's (it flushes: its events out first)
+    engine.call(lambda: state.position.__setitem__(0, 120))  # and 110..119 after it
+    producer = engine.producer
+    assert isinstance(producer, CountingProducer)
+    flushes = producer.flushes
+    fenced = ops.fence("A", 1, 2)
+    assert producer.flushes == flushes and fenced.fence_offset == 119
+    checkpoint = recovery.read_checkpoint(engine.redis, 0)
+    assert checkpoint is not None and checkpoint.fences["A"].offset == 119
+    assert checkpoint.offset == 99  # the last durable position
+    entry = checkpoint.books["A"]  # the pre-copy snapshot: a restart applies 110..119 on it
+    assert (entry.location, entry.offset, entry.seq) == (taken.location, 109, taken.seq)
+    assert checkpoint.resume_offset() == 100
+
+
 def test_a_fence_whose_checkpoint_failed_is_made_durable_by_its_retry(engine, monkeypatch):
     # before: the retry found the fence set and answered it, never written to Redis: a
     # restart of the source would have applied the symbol's records after f again
