@@ -68,6 +68,13 @@ INDEX_SCAN_S = 0.2
 INDEX_EVERY_S = 0.05
 """While records wait (a restart's replay, a busy partition) a slice at most this often:
 indexing yields to matching, so a restart's catch-up does not carry the index."""
+MOVE_POLL_S = 0.001
+"""The longest a consume waits for a record while a move of a symbol here is under way (a
+shadow here, or a move step asked within MOVE_WINDOW_S): with nothing to read, a Fence or
+Promote queued for the loop waits for the consume's timeout (--poll-timeout-ms, 5 ms)."""
+MOVE_WINDOW_S = 30.0
+"""How long after a move's step (Snapshot, Follow, Fence, Promote, ...) the loop turns at
+MOVE_POLL_S: the next step of the same move comes within it (the step timeout)."""
 REDIS_RETRY_MAX_S = 5.0
 """While Redis is unreachable, the loop tries its Redis work at most this far apart."""
 SHUTDOWN_DELIVERY_S = 120.0
@@ -158,6 +165,8 @@ class Engine:
     """The start's phases as they ended (name, wall time): logged with "engine started"
     and "caught up", so a restart's wall time can be split (bench.recovery)."""
     _first_batch: bool = True
+    _moving_until: float = 0.0
+    """Until when (monotonic) the loop turns at MOVE_POLL_S (`moving`)."""
 
     def mark(self, phase: str, at: float | None = None) -> None:
         """`phase` of the start ended now (or `at`, a wall time)."""
@@ -448,14 +457,17 @@ class Engine:
         timeout = s.poll_timeout_ms / 1000
         wait = s.batch_wait_ms / 1000
         legacy = s.batch_wait_ms == LEGACY_CONSUME
+        brisk = min(timeout, MOVE_POLL_S)
         while not self.stopping.is_set():
-            self._turned = time.monotonic()
+            self._turned = now = time.monotonic()
             self._run_controls()
-            # the turn starts on the first record, not at the end of the poll timeout
+            # the turn starts on the first record, not at the end of the poll timeout;
+            # during a move it waits at most MOVE_POLL_S for one
+            waited = brisk if self.state.shadows or now < self._moving_until else timeout
             messages = (
-                consumer.consume(s.batch_size, timeout)
+                consumer.consume(s.batch_size, waited)
                 if legacy
-                else kafka.consume_batch(consumer, s.batch_size, timeout, wait)
+                else kafka.consume_batch(consumer, s.batch_size, waited, wait)
             )
             if messages:
                 if self._first_batch:
@@ -887,6 +899,12 @@ class Engine:
             extra={"symbols": len(specs), "fork_ms": round(child.fork_s * 1000, 1)},
         )
         return child
+
+    def moving(self) -> None:
+        """A step of a move of a symbol here was asked (from any thread): for MOVE_WINDOW_S
+        the loop turns at MOVE_POLL_S, so the move's next step queued for it (a Fence, a
+        Promote) waits ~1 ms for its turn, not a whole poll timeout."""
+        self._moving_until = time.monotonic() + MOVE_WINDOW_S
 
     def next_turn(self, fn: Callable[[], Any]) -> None:
         """On the loop: run `fn` on the loop's next turn, after its next consume (which

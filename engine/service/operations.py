@@ -248,6 +248,7 @@ class Operations:
         """Store a snapshot of the book as it is now: a child forked on the loop dumps it
         (engine.service.forked) while the book goes on matching, and this thread stores
         what the child wrote. A fenced book's answer is its fence snapshot."""
+        self.engine.moving()
         engine = self.engine
         state = engine.state
 
@@ -338,6 +339,7 @@ class Operations:
         starts only then: forking holds the loop for the whole process's page tables
         (100-240 ms at 2 million orders), which must not delay the answer the move's pause
         waits for."""
+        self.engine.moving()
         engine = self.engine
         state = engine.state
         asked = time.perf_counter()
@@ -491,6 +493,7 @@ class Operations:
 
     def follow(self, symbol: str, location: str, source: int, from_offset: int) -> Followed:
         """Restore the symbol as a shadow of partition `source` from `from_offset`."""
+        self.engine.moving()
         engine = self.engine
         state = engine.state
 
@@ -554,6 +557,7 @@ class Operations:
 
     def promote(self, req: PromoteRequest) -> Promoted:
         """Make the shadow (or the fallback snapshot) the owner of the symbol here."""
+        self.engine.moving()
         engine = self.engine
         state = engine.state
         symbol = req.symbol
@@ -787,6 +791,7 @@ class Operations:
         """Roll a move back: the fenced book applies what it held, after `pending`'s records
         and then each of `then`'s (a move-back: the target partition's, through the target's
         fence)."""
+        self.engine.moving()
         replays = (() if pending is None else ((*pending, None),)) + then
         engine = self.engine
         state = engine.state
@@ -899,6 +904,7 @@ class Operations:
         With `follow`, it is fed from `partition` starting at `from_offset`; without, from
         its snapshot's partition at the current position (handover.plan_restore). The same
         Restore again (same snapshot, book unchanged) answers as the first did."""
+        self.engine.moving()
         engine = self.engine
         state = engine.state
         if data is None:

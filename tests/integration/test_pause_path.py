@@ -6,6 +6,7 @@ turns (begin, activate, answer), each waiting for a batch or a poll timeout."""
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,17 @@ class CountingProducer(Producer):
         return 0
 
 
+class TimedConsumer(Consumer):
+    """The stand-in consumer, keeping the last waits the loop asked of it."""
+
+    def __init__(self) -> None:
+        self.waits: deque[float] = deque(maxlen=20)
+
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        self.waits.append(timeout)
+        return super().consume(n, timeout)
+
+
 @pytest.fixture
 def engine(redis_server: RedisServer) -> Iterator[Engine]:
     client = redis.Redis(port=redis_server.port)
@@ -55,7 +67,7 @@ def engine(redis_server: RedisServer) -> Iterator[Engine]:
     engine = Engine(
         EngineSettings(instance_id=INSTANCE, partitions=(0, 1), snapshot_interval_s=3600),
         state,
-        Consumer(),
+        TimedConsumer(),
         CountingProducer(),
         client,
         SnapshotStore(client, instance=INSTANCE),
@@ -286,3 +298,32 @@ def test_a_fence_lifted_before_its_retry_leaves_nothing_to_finish(engine, monkey
     assert "A" in ops._unfinished
     ops.unfence("A", 1, None)
     assert "A" not in state.fences and ops._unfinished == {}
+
+
+def waits(engine: Engine) -> set[float]:
+    """The loop's consume waits of its next few turns."""
+    consumer = engine.consumer
+    assert isinstance(consumer, TimedConsumer)
+    engine.call(consumer.waits.clear)
+    deadline = time.monotonic() + 10
+    while len(consumer.waits) < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # the first: the turn that cleared them; 0: a consume of what is buffered only
+    return {w for w in list(consumer.waits)[1:] if w}
+
+
+def test_the_loop_turns_at_1_ms_while_a_move_is_under_way(engine):
+    # before: with nothing to read, every turn's consume waited the poll timeout (5 ms) for
+    # a record, and a Fence or Promote queued for the loop waited for it
+    state = engine.state
+    assert waits(engine) == {0.005}
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    Operations(engine).snapshot("A")  # a pre-copy's first step: the Fence comes next
+    assert waits(engine) == {0.001}
+    engine.call(lambda: setattr(engine, "_moving_until", 0.0))  # the window over
+    assert waits(engine) == {0.005}
+    book = big_book("Q", 10)
+    shadow = Shadow(book, 9, 71, 1, 0, "loc", snapshot_seq=book.seq)
+    engine.call(lambda: state.shadows.__setitem__("Q", shadow))  # a move's target
+    assert waits(engine) == {0.001}
