@@ -10,7 +10,18 @@
    order_status of each input offset arrives: order-to-event latency p50/p99/max
    (client send -> event read, so it includes both Kafka hops and the reader).
 3. `--baseline`: the same offered load again, through a relay with the engine's Kafka
-   settings that does no matching (partition 2): the broker's and the clients' share.
+   settings that does no matching: the broker's and the clients' share. `--relay-only`:
+   only that (no engine).
+
+Per hop: `--engine-fetch-wait-ms` (hop 1: the engine's, or the relay's, fetch of `orders`),
+`--reader-fetch-wait-ms` (hop 2: the reader's fetch of order_status), `--linger-ms` (the
+engine's producer), `--batch-wait-ms` (the engine's consume_batch). Every consumer here
+(the engine, the relay, the reader) takes a batch with hotshard.kafka.consume_batch: its
+turn starts on the first record. `--legacy-consume` runs everything twice in one run, first
+with the old consume (librdkafka's consume(n, timeout), which holds a batch for the whole
+timeout unless it fills: the engine's --batch-wait-ms -1, the relay's and the reader's
+consume(n, 5 ms)), then with the new one: a before/after on the same machine, each with an
+engine process and partitions of its own. `--json`: the results as one JSON line at the end.
 
 `--engine-wrapper 'valgrind --tool=cachegrind ...'` runs the engine under a tool: two runs
 of different --orders give the instructions per order end to end (the Kafka client's
@@ -25,6 +36,7 @@ one run, not absolute numbers across machines.
 """
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import shlex
@@ -39,7 +51,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.edge import thread_times
-from engine.service.settings import EngineSettings
+from engine.service.settings import LEGACY_CONSUME, EngineSettings
 from hotshard import kafka
 from hotshard.local.flow import zipf_stream
 from hotshard.local.services.broker import tansu
@@ -50,6 +62,13 @@ from hotshard.local.traffic import producer
 from hotshard.names import TOPIC_ORDER_STATUS, TOPIC_ORDERS
 from hotshard.v1 import events_pb2
 from hotshard.wire import encode_order
+
+
+def _take(consumer: Consumer, size: int, legacy: bool, batch_wait_ms: float = 0.0) -> list[Any]:
+    """A batch: the old consume (the whole 5 ms unless `size` came) or consume_batch."""
+    if legacy:
+        return list(consumer.consume(size, 0.005))
+    return kafka.consume_batch(consumer, size, 0.1, batch_wait_ms / 1000)
 
 
 def _reader(
@@ -70,12 +89,12 @@ def _reader(
     return c
 
 
-def _preload(bootstrap: str, values: list[bytes], keys: list[bytes]) -> None:
+def _preload(bootstrap: str, values: list[bytes], keys: list[bytes], partition: int) -> None:
     prod = producer(bootstrap, **{"linger.ms": 20})
     for key, value in zip(keys, values, strict=True):
         while True:
             try:
-                prod.produce(TOPIC_ORDERS, value, key, 0)
+                prod.produce(TOPIC_ORDERS, value, key, partition)
                 break
             except BufferError:
                 prod.poll(0.05)
@@ -87,14 +106,21 @@ WARMUP_TOPIC = "bench-warmup"
 
 
 def _offer(
-    bootstrap: str, count: int, rate: float, seed: int, symbols: int, out: str, partition: int
+    bootstrap: str,
+    count: int,
+    rate: float,
+    seed: int,
+    symbols: int,
+    out: str,
+    partition: int,
+    linger_ms: float,
 ) -> None:
     """Producer process: send `count` orders at `rate`/s to `partition`, write send times
     (ns) to `out`."""
     stream = zipf_stream(count, seed=seed, symbols=symbols)
     values = [encode_order(s, c) for s, c in stream]
     keys = [s.encode() for s, _ in stream]
-    prod = producer(bootstrap, **{"linger.ms": 1})
+    prod = producer(bootstrap, **{"linger.ms": linger_ms})
     # An idempotent producer's first records wait ~0.5 s for its producer id (Tansu):
     # acquire it before the clock starts, or the first half second of orders carries it.
     prod.produce(WARMUP_TOPIC, b"warm-up")
@@ -115,13 +141,18 @@ def _offer(
     Path(out).write_bytes(sent.tobytes())
 
 
-RELAY_PARTITION = 2
-
-
-def _relay(bootstrap: str, fetch_wait_ms: int, batch_size: int, stop: Any) -> None:
+def _relay(
+    bootstrap: str,
+    partition: int,
+    fetch_wait_ms: int,
+    batch_size: int,
+    linger_ms: float,
+    batch_wait_ms: float,
+    stop: Any,
+) -> None:
     """The Kafka floor of the latency run (--baseline): a process with the engine's client
     settings (engine/__main__.py, engine.service.settings defaults) that consumes `orders`
-    partition RELAY_PARTITION and publishes, per consumed batch and symbol, one
+    `partition` and publishes, per consumed batch and symbol, one
     OrderStatusBatch with one event per order (its input offset) and nothing else: no
     book, no fills, trades or depth. Its send -> read latency is what the broker and the
     clients take; the engine's minus it is the engine's (an upper bound: the relay
@@ -129,28 +160,36 @@ def _relay(bootstrap: str, fetch_wait_ms: int, batch_size: int, stop: Any) -> No
     settings = EngineSettings()
     consumer = _reader(
         bootstrap,
-        RELAY_PARTITION,
+        partition,
         fetch_wait_ms,
         topic=TOPIC_ORDERS,
-        group="hotshard-bench-relay",
+        group=f"hotshard-bench-relay-{partition}",
     )
     prod = Producer(
-        kafka.producer_config({"bootstrap.servers": bootstrap}, linger_ms=settings.linger_ms)
+        kafka.producer_config(
+            {"bootstrap.servers": bootstrap}, linger_ms=linger_ms or settings.linger_ms
+        )
     )
     size = batch_size or settings.batch_size
     timeout = settings.poll_timeout_ms / 1000
+    legacy = batch_wait_ms == LEGACY_CONSUME
     try:
         while not stop.is_set():
             by_symbol: dict[bytes, list[int]] = {}
-            for m in consumer.consume(size, timeout):
+            batch = (
+                consumer.consume(size, timeout)
+                if legacy
+                else kafka.consume_batch(consumer, size, timeout, batch_wait_ms / 1000)
+            )
+            for m in batch:
                 offset = m.offset()
                 if m.error() is None and offset is not None:
                     by_symbol.setdefault(m.key() or b"", []).append(offset)
             for key, offsets in by_symbol.items():
-                batch = events_pb2.OrderStatusBatch(symbol=key.decode())
+                out = events_pb2.OrderStatusBatch(symbol=key.decode())
                 for offset in offsets:
-                    batch.events.add(input_offset=offset, status=1)
-                prod.produce(TOPIC_ORDER_STATUS, batch.SerializeToString(), key, RELAY_PARTITION)
+                    out.events.add(input_offset=offset, status=1)
+                prod.produce(TOPIC_ORDER_STATUS, out.SerializeToString(), key, partition)
             prod.poll(0)
     finally:
         prod.flush(10)
@@ -179,7 +218,13 @@ class Reads:
 
 
 def _read_statuses(
-    consumer: Consumer, first_offset: int, count: int, timeout: float, pid: int = 0
+    consumer: Consumer,
+    first_offset: int,
+    count: int,
+    timeout: float,
+    pid: int = 0,
+    *,
+    legacy: bool = False,
 ) -> Reads:
     """Read order_status until every input offset in [first_offset, +count) has one."""
     arrived = array("q", [0]) * count
@@ -191,7 +236,7 @@ def _read_statuses(
     deadline = time.monotonic() + timeout
     parse = events_pb2.OrderStatusBatch.FromString
     while seen < count and time.monotonic() < deadline:
-        msgs = consumer.consume(1000, 0.005)
+        msgs = _take(consumer, 1000, legacy)
         if not msgs:
             continue
         now_ns = time.time_ns()
@@ -236,9 +281,11 @@ def _stop_profiles(spies: list["subprocess.Popen[bytes]"], out: Path | None) -> 
     Console(width=140).print(profile_table(out / "engine.txt", 24, ("hotshard/", "engine/")))
 
 
-def _latency(bootstrap: str, args: Any, partition: int, wd: Path, who: str) -> Consumer:
+def _latency(
+    bootstrap: str, args: Any, partition: int, wd: Path, who: str, legacy: bool
+) -> dict[str, Any]:
     """Offer --latency-orders at --rate to `partition` and read their first statuses there;
-    prints the latency and its split. Returns the reader (to close)."""
+    prints the latency and its split, returns them."""
     out = wd / f"sent-{partition}.bin"
     offer = mp.get_context("spawn").Process(
         target=_offer,
@@ -250,21 +297,28 @@ def _latency(bootstrap: str, args: Any, partition: int, wd: Path, who: str) -> C
             args.symbols,
             str(out),
             partition,
+            args.offer_linger_ms,
         ),
     )
-    consumer = _reader(bootstrap, partition, args.fetch_wait_ms)
-    offer.start()
-    reads = _read_statuses(consumer, 0, args.latency_orders, timeout=args.timeout_s)
-    offer.join(60)
+    consumer = _reader(bootstrap, partition, args.reader_fetch_wait_ms)
+    load_before = _load()
+    try:
+        offer.start()
+        reads = _read_statuses(
+            consumer, 0, args.latency_orders, timeout=args.timeout_s, legacy=legacy
+        )
+        offer.join(60)
+    finally:
+        consumer.close()
     sent = array("q")
     sent.frombytes(out.read_bytes())
     lat = sorted((a - s) / 1e6 for a, s in zip(reads.arrived, sent, strict=True))
+    achieved = args.latency_orders / max(reads.last - reads.first, 1e-9)
     print(
         f"latency through the {who} at {args.rate:,.0f} orders/s offered "
-        f"({args.latency_orders:,} orders; achieved "
-        f"{args.latency_orders / max(reads.last - reads.first, 1e-9):,.0f}/s): "
+        f"({args.latency_orders:,} orders; achieved {achieved:,.0f}/s): "
         f"p50 {_pct(lat, 0.5):.2f} ms, p99 {_pct(lat, 0.99):.2f} ms, "
-        f"max {lat[-1]:.2f} ms (send -> first order_status read); load {_load()}"
+        f"max {lat[-1]:.2f} ms (send -> first order_status read); load {load_before} -> {_load()}"
     )
     # Split at the event record's timestamp (set by the producer when the engine or relay
     # publishes): before it, hop 1 (the broker holding the order until the fetch returns)
@@ -272,12 +326,33 @@ def _latency(bootstrap: str, args: Any, partition: int, wd: Path, who: str) -> C
     # reader's fetch returns). ms resolution.
     into = sorted((p - s) / 1e6 for p, s in zip(reads.produced, sent, strict=True))
     out_of = sorted((a - p) / 1e6 for a, p in zip(reads.arrived, reads.produced, strict=True))
-    for name, part in ((f"send -> {who} publishes", into), ("publish -> read", out_of)):
+    result: dict[str, Any] = {
+        "achieved": round(achieved),
+        "p50_ms": round(_pct(lat, 0.5), 2),
+        "p90_ms": round(_pct(lat, 0.9), 2),
+        "p99_ms": round(_pct(lat, 0.99), 2),
+        "max_ms": round(lat[-1], 2),
+        "load_before": load_before,
+        "load_after": _load(),
+    }
+    waits = (
+        f"fetch wait {args.engine_fetch_wait_ms} ms",
+        f"linger + fetch wait {args.reader_fetch_wait_ms} ms",
+    )
+    for (name, key), part, wait in zip(
+        ((f"send -> {who} publishes", "hop1"), ("publish -> read", "hop2")),
+        (into, out_of),
+        waits,
+        strict=True,
+    ):
         print(
-            f"  {name}: p50 {_pct(part, 0.5):.1f} ms, p99 {_pct(part, 0.99):.1f} ms "
-            f"(fetch wait {args.fetch_wait_ms} ms)"
+            f"  {name}: p50 {_pct(part, 0.5):.1f} ms, p90 {_pct(part, 0.9):.1f} ms, "
+            f"p99 {_pct(part, 0.99):.1f} ms ({wait})"
         )
-    return consumer
+        result[f"{key}_p50_ms"] = round(_pct(part, 0.5), 1)
+        result[f"{key}_p90_ms"] = round(_pct(part, 0.9), 1)
+        result[f"{key}_p99_ms"] = round(_pct(part, 0.99), 1)
+    return result
 
 
 def _load() -> str:
@@ -286,6 +361,130 @@ def _load() -> str:
 
 def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+PARTITIONS_PER_RUN = 3
+"""Per variant (old consume, new): the pre-loaded throughput partition, the paced latency
+partition and the relay's (fresh partitions: Tansu fetches slow down as a partition's batch
+count grows)."""
+
+
+def _throughput(args: Any, reads: Reads) -> dict[str, Any]:
+    # The orders of the first read share its arrival time; the clock starts there, so they
+    # are not counted (counting them overstates the rate by a whole batch).
+    arrived, cpu = reads.arrived, reads.cpu
+    first_ns, last_ns = min(arrived), max(arrived)
+    counted = sum(1 for a in arrived if a > first_ns)
+    if not counted:
+        raise SystemExit(
+            f"all {args.orders:,} orders' statuses came in one read: too few to time "
+            "(give --orders a few batches' worth, e.g. 200000)"
+        )
+    rate = counted / ((last_ns - first_ns) / 1e9)
+    print(
+        f"throughput: {args.orders:,} pre-loaded orders, {args.symbols} symbols: "
+        f"{rate:,.0f} orders/s end to end ({counted:,} orders in "
+        f"{(last_ns - first_ns) / 1e9:.2f} s after the first events were read)"
+    )
+    # the engine's own CPU time over the same span: what an order costs it whatever else
+    # the machine runs (the broker, the reader and other users share the cores)
+    print(
+        f"engine CPU: {cpu:.2f} s for those orders, {cpu / max(counted, 1) * 1e6:.1f} us "
+        f"per order ({counted / max(cpu, 1e-9):,.0f} orders per engine CPU-second); "
+        f"load average {_load()}"
+    )
+    per_thread = {
+        kind: round(spent / max(counted, 1) * 1e6, 2)
+        for kind, spent in sorted(reads.threads.items(), key=lambda kv: -kv[1])
+        if spent > 0
+    }
+    print(
+        "  by thread, us per order: "
+        + ", ".join(f"{kind} {us:.2f}" for kind, us in per_thread.items())
+    )
+    return {
+        "orders_per_s": round(rate),
+        "engine_cpu_us_per_order": round(cpu / max(counted, 1) * 1e6, 2),
+        "by_thread_us_per_order": per_thread,
+        "load_after": _load(),
+    }
+
+
+def _engine_args(args: Any, legacy: bool) -> list[str]:
+    return [
+        "--snapshot-interval-s",
+        "3600",
+        "--fetch-wait-max-ms",
+        str(args.engine_fetch_wait_ms),
+        "--batch-wait-ms",
+        str(LEGACY_CONSUME if legacy else args.batch_wait_ms),
+        *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
+        *(["--linger-ms", str(args.linger_ms)] if args.linger_ms else []),
+    ]
+
+
+def _run_engine(
+    args: Any, broker: Any, redis_port: int, wd: Path, base: int, name: str, legacy: bool
+) -> dict[str, Any]:
+    """One engine process: the throughput run on partition `base` (pre-loaded), then the
+    latency run on `base` + 1."""
+    result: dict[str, Any] = {}
+    reader = _reader(broker.bootstrap, base, args.reader_fetch_wait_ms)
+    consumer: Consumer | None = reader
+    engine = start_engine(
+        workdir=wd,
+        brokers=broker.bootstrap,
+        redis_port=redis_port,
+        partitions=f"{base}-{base + 1}",
+        instance=f"bench-{name}",
+        extra_args=_engine_args(args, legacy),
+        wait=False,  # read from the first event on
+        wrapper=shlex.split(args.engine_wrapper),
+    )
+    spies = []
+    if args.profile:
+        from bench.edge import start_profiles  # noqa: PLC0415
+
+        spies = start_profiles({"engine": engine.process.popen.pid}, 600, args.profile)
+    try:
+        pid = engine.process.popen.pid
+        reads = _read_statuses(
+            reader, 0, args.orders, timeout=args.timeout_s, pid=pid, legacy=legacy
+        )
+        _stop_profiles(spies, args.profile)
+        result["throughput"] = _throughput(args, reads)
+        reader.close()
+        consumer = None
+        if not args.skip_latency:
+            result["latency"] = _latency(broker.bootstrap, args, base + 1, wd, "engine", legacy)
+    finally:
+        engine.process.stop()
+        if consumer is not None:
+            consumer.close()
+    return result
+
+
+def _run_relay(args: Any, broker: Any, wd: Path, base: int, legacy: bool) -> dict[str, Any]:
+    partition = base + 2
+    stop = mp.get_context("spawn").Event()
+    relay = mp.get_context("spawn").Process(
+        target=_relay,
+        args=(
+            broker.bootstrap,
+            partition,
+            args.engine_fetch_wait_ms,
+            args.batch_size,
+            args.linger_ms,
+            LEGACY_CONSUME if legacy else args.batch_wait_ms,
+            stop,
+        ),
+    )
+    relay.start()
+    try:
+        return _latency(broker.bootstrap, args, partition, wd, "relay (Kafka floor)", legacy)
+    finally:
+        stop.set()
+        relay.join(30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +503,35 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=10,
         help="fetch.wait.max.ms of the engine and the reader (Tansu holds a fetch about a "
-        "quarter of it: the broker's share of each hop)",
+        "quarter of it: the broker's share of each hop); the two below override it per hop",
+    )
+    p.add_argument(
+        "--engine-fetch-wait-ms",
+        type=int,
+        default=None,
+        help="hop 1: the engine's (and the relay's) fetch wait on `orders`",
+    )
+    p.add_argument(
+        "--reader-fetch-wait-ms",
+        type=int,
+        default=None,
+        help="hop 2: the reader's fetch wait on order_status",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="the engine's (and the relay's) --batch-wait-ms: how long a batch may wait "
+        "to fill once its first record is there",
+    )
+    p.add_argument(
+        "--linger-ms",
+        type=float,
+        default=0.0,
+        help="the engine's (and the relay's) producer linger.ms (0: the engine's default)",
+    )
+    p.add_argument(
+        "--offer-linger-ms", type=float, default=1.0, help="the paced order producer's linger.ms"
     )
     p.add_argument(
         "--batch-size", type=int, default=0, help="the engine's --batch-size (0: its default)"
@@ -323,6 +550,18 @@ def main(argv: list[str] | None = None) -> int:
         "engine's Kafka settings and no matching: the broker's and clients' share",
     )
     p.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="only the relay's latency run (the broker hops alone, no engine)",
+    )
+    p.add_argument(
+        "--legacy-consume",
+        action="store_true",
+        help="first everything with the old consume (the engine's --batch-wait-ms -1, the "
+        "relay's and the reader's consume(n, 5 ms)), then with consume_batch: before/after",
+    )
+    p.add_argument("--json", action="store_true", help="the results as one JSON line at the end")
+    p.add_argument(
         "--timeout-s", type=float, default=300, help="longest wait for each run's events"
     )
     p.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
@@ -330,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-latency", action="store_true", help="only the throughput run (e.g. to profile)"
     )
     args = p.parse_args(argv)
+    if args.engine_fetch_wait_ms is None:
+        args.engine_fetch_wait_ms = args.fetch_wait_ms
+    if args.reader_fetch_wait_ms is None:
+        args.reader_fetch_wait_ms = args.fetch_wait_ms
+    variants = [("old-consume", True), ("consume-batch", False)]
+    if not args.legacy_consume:
+        variants = variants[1:]
 
     stream = zipf_stream(args.orders, seed=args.seed, symbols=args.symbols)
     # stamped as a router would (its clock when the order came): the engine's latency
@@ -338,95 +584,33 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.time_ns()
     values = [encode_order(s, c, client_ts_ns=stamp) for s, c in stream]
     keys = [s.encode() for s, _ in stream]
+    results: dict[str, Any] = {
+        "bench": "engine",
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "load_before": _load(),
+    }
     with (
         tansu() as broker,
         redis_server() as redis_srv,
         workdir("hotshard-bench-") as wd,
     ):
-        # Partition 0: the pre-loaded throughput run; partition 1: the paced latency run;
-        # partition 2: the relay's (--baseline) (fresh partitions: Tansu fetches slow down
-        # as a partition's batch count grows).
-        kafka.create_topics(broker.admin(), 3)
+        kafka.create_topics(broker.admin(), PARTITIONS_PER_RUN * len(variants))
         kafka.create_topics(broker.admin(), 1, (WARMUP_TOPIC,))
-        _preload(broker.bootstrap, values, keys)
-        consumer = _reader(broker.bootstrap, 0, args.fetch_wait_ms)
-        engine = start_engine(
-            workdir=wd,
-            brokers=broker.bootstrap,
-            redis_port=redis_srv.port,
-            partitions="0-1",
-            instance="bench",
-            extra_args=[
-                "--snapshot-interval-s",
-                "3600",
-                "--fetch-wait-max-ms",
-                str(args.fetch_wait_ms),
-                *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
-            ],
-            wait=False,  # read from the first event on
-            wrapper=shlex.split(args.engine_wrapper),
-        )
-        spies = []
-        if args.profile:
-            from bench.edge import start_profiles  # noqa: PLC0415
-
-            spies = start_profiles({"engine": engine.process.popen.pid}, 600, args.profile)
-        try:
-            pid = engine.process.popen.pid
-            reads = _read_statuses(consumer, 0, args.orders, timeout=args.timeout_s, pid=pid)
-            arrived, cpu = reads.arrived, reads.cpu
-            _stop_profiles(spies, args.profile)
-            # The orders of the first read share its arrival time; the clock starts there,
-            # so they are not counted (counting them overstates the rate by a whole batch).
-            first_ns, last_ns = min(arrived), max(arrived)
-            counted = sum(1 for a in arrived if a > first_ns)
-            if not counted:
-                raise SystemExit(
-                    f"all {args.orders:,} orders' statuses came in one read: too few to time "
-                    "(give --orders a few batches' worth, e.g. 200000)"
-                )
-            rate = counted / ((last_ns - first_ns) / 1e9)
-            print(
-                f"throughput: {args.orders:,} pre-loaded orders, {args.symbols} symbols: "
-                f"{rate:,.0f} orders/s end to end ({counted:,} orders in "
-                f"{(last_ns - first_ns) / 1e9:.2f} s after the first events were read)"
-            )
-            # the engine's own CPU time over the same span: what an order costs it whatever
-            # else the machine runs (the broker, the reader and other users share the cores)
-            print(
-                f"engine CPU: {cpu:.2f} s for those orders, {cpu / max(counted, 1) * 1e6:.1f} us "
-                f"per order ({counted / max(cpu, 1e-9):,.0f} orders per engine CPU-second); "
-                f"load average {_load()}"
-            )
-            per_thread = ", ".join(
-                f"{kind} {spent / max(counted, 1) * 1e6:.2f}"
-                for kind, spent in sorted(reads.threads.items(), key=lambda kv: -kv[1])
-                if spent > 0
-            )
-            print(f"  by thread, us per order: {per_thread}")
-            if args.skip_latency:
-                return 0
-
-            consumer.close()
-            consumer = _latency(broker.bootstrap, args, 1, wd, "engine")
-            if args.baseline:
-                stop = mp.get_context("spawn").Event()
-                relay = mp.get_context("spawn").Process(
-                    target=_relay,
-                    args=(broker.bootstrap, args.fetch_wait_ms, args.batch_size, stop),
-                )
-                relay.start()
-                try:
-                    consumer.close()
-                    consumer = _latency(
-                        broker.bootstrap, args, RELAY_PARTITION, wd, "relay (Kafka floor)"
-                    )
-                finally:
-                    stop.set()
-                    relay.join(30)
-        finally:
-            engine.process.stop()
-            consumer.close()
+        if not args.relay_only:
+            for i in range(len(variants)):
+                _preload(broker.bootstrap, values, keys, PARTITIONS_PER_RUN * i)
+        for i, (name, legacy) in enumerate(variants):
+            base = PARTITIONS_PER_RUN * i
+            print(f"--- {name} (partitions {base}-{base + 2}) ---")
+            run: dict[str, Any] = {}
+            if not args.relay_only:
+                run.update(_run_engine(args, broker, redis_srv.port, wd, base, name, legacy))
+            if (args.baseline or args.relay_only) and not args.skip_latency:
+                run["relay"] = _run_relay(args, broker, wd, base, legacy)
+            results[name] = run
+    results["load_after"] = _load()
+    if args.json:
+        print(json.dumps(results))
     return 0
 
 
