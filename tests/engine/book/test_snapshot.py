@@ -1,11 +1,12 @@
 """Snapshots: versioned, checksummed, and the restored book behaves as the original."""
 
+import tracemalloc
 import zlib
 from collections.abc import Callable
 
 import pytest
 
-from engine.book import add, snapshot
+from engine.book import Book, add, snapshot
 from engine.book.snapshot import SnapshotError
 from hotshard.domain import OrderType, Side
 from hotshard.local.flow import zipf_stream
@@ -195,3 +196,108 @@ def test_a_state_that_makes_no_sense_is_corrupt_even_with_a_good_checksum(change
     with pytest.raises(SnapshotError) as caught:
         snapshot.load(corrupted(change))
     assert caught.value.reason == Reason.CORRUPT_SNAPSHOT
+
+
+# ------------------------------------------------- the state read in place (not copied)
+
+
+def _wire(number: int, wire: int, payload: bytes) -> bytes:
+    """One protobuf field: its key, then (length-delimited) its length and payload."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    key = varint(number << 3 | wire)
+    return key + (varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def _resealed(envelope: snapshot_pb2.Snapshot, state_bytes: bytes) -> bytes:
+    envelope.state = state_bytes
+    envelope.crc32 = zlib.crc32(state_bytes)
+    return envelope.SerializeToString()
+
+
+def _ordered_book() -> Book:
+    b = book()
+    for i in range(40):
+        b.apply(
+            add(
+                f"o{i}",
+                f"u{i % 3}",
+                Side.BUY if i % 2 else Side.SELL,
+                90 + i % 5 if i % 2 else 110 + i % 5,
+                1 + i,
+            )
+        )
+    return b
+
+
+def _as_protobuf_reads_it(data: bytes) -> snapshot_pb2.BookState:
+    envelope = snapshot_pb2.Snapshot.FromString(data)
+    return snapshot_pb2.BookState.FromString(envelope.state)
+
+
+def _as_load_reads_it(data: bytes) -> snapshot_pb2.BookState:
+    _, state, big = snapshot._open(data)
+    for name, view in big.items():
+        setattr(state, name, bytes(view))
+    return state
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"",
+        _wire(40, 2, b"\x01\x05\x06"),  # price_le again: the last one counts (proto3)
+        _wire(43, 0, b"\x07"),  # order_ids_nul with a varint's wire type: an unknown field
+        _wire(999, 2, b"whatever") + _wire(998, 5, b"abcd") + _wire(997, 1, b"12345678"),
+        _wire(4, 2, b"\x01"),  # side again
+    ],
+    ids=["as written", "a column twice", "a wrong wire type", "unknown fields", "side twice"],
+)
+def test_the_state_read_in_place_is_the_state_protobuf_reads(extra):
+    envelope = snapshot_pb2.Snapshot.FromString(snapshot.dump(_ordered_book()))
+    data = _resealed(envelope, envelope.state + extra)
+    assert _as_load_reads_it(data) == _as_protobuf_reads_it(data)
+    assert snapshot.info(data).symbol == "TEST"
+
+
+def test_a_version_1_state_of_a_field_per_order_is_left_to_protobuf_and_loads_the_same():
+    b = book()
+    b.apply_all([add(f"o{i}", f"u{i % 3}", Side.BUY, 50 + i % 9, 1) for i in range(3000)])
+    data = rewritten(b, lambda s: None, v1=True)  # 6,000 string fields: more than scanned
+    _, _, big = snapshot._open(data)
+    assert big == {}
+    assert _as_load_reads_it(data) == _as_protobuf_reads_it(data)
+    restored, _ = snapshot.load(data)
+    assert restored.depth(10) == b.depth(10)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 50])
+def test_a_truncated_snapshot_is_corrupt_not_a_crash(cut):
+    data = snapshot.dump(_ordered_book())
+    with pytest.raises(SnapshotError) as caught:
+        snapshot.load(data[:-cut])
+    assert caught.value.reason == Reason.CORRUPT_SNAPSHOT
+
+
+def test_reading_a_snapshot_copies_nothing_the_size_of_its_state():
+    """The envelope's `state` and the state's columns are read as slices of the fetched
+    bytes: before, `envelope.state` alone was a copy of nearly the whole snapshot."""
+    b = book()
+    b.apply_all(
+        [add(f"order-{i:06d}", f"u{i % 7}", Side.BUY, 50 + i % 30, 1) for i in range(20_000)]
+    )
+    data = snapshot.dump(b)
+    tracemalloc.start()
+    try:
+        snapshot.info(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(data) // 4, (peak, len(data))
