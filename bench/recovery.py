@@ -438,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
                 row["fetch_cpu_s"] = float(recovered[1].get("fetch_cpu_s", math.nan))
                 row["load_s"] = float(recovered[1].get("load_s", math.nan))
                 row["load_cpu_s"] = float(recovered[1].get("load_cpu_s", math.nan))
+            caught = logs.get("caught up")
+            if caught is not None and "index_slices" in caught[1]:
+                # the restored book's index slices the loop ran before it caught up
+                row["index_slices_to_caught_up"] = float(caught[1]["index_slices"])
+                row["index_cpu_to_caught_up_s"] = float(caught[1]["index_cpu_s"])
             # CPU of the engine process until the first probe was read (within ~2 ms)
             row["cpu_to_matching_s"] = cpu_at_hit
             timeline = phase_timeline(logs, kill_ns, spawned_ns, hit)

@@ -66,8 +66,14 @@ before its order index is built, engine.book.index): a few ms of the loop at a t
 INDEX_SCAN_S = 0.2
 """How often the loop looks for books with orders not indexed yet."""
 INDEX_EVERY_S = 0.05
-"""While records wait (a restart's replay, a busy partition) a slice at most this often:
-indexing yields to matching, so a restart's catch-up does not carry the index."""
+"""While records wait (a busy partition) a slice at most this often: indexing yields to
+matching."""
+INDEX_BEHIND_S = 0.25
+"""Until the loop has caught up (every owned partition read to its high watermark: a
+restart's replay of its tail), a slice at most this often, idle turns included: an idle turn
+then is a wait for the broker's next fetch, and a slice in it delays the records that fetch
+brings, so a restart's way back to matching would carry the index (a slice of 20,000 orders:
+~10 ms)."""
 MOVE_POLL_S = 0.001
 """The longest a consume waits for a record while a move of a symbol here is under way (a
 shadow here, or a move step asked within MOVE_WINDOW_S): with nothing to read, a Fence or
@@ -132,6 +138,8 @@ class Engine:
     _last_depth: float = 0.0
     _last_index_scan: float = 0.0
     _last_index: float = 0.0
+    _index_slices: int = 0  # slices indexed so far, and their CPU (logged at "caught up")
+    _index_cpu_s: float = 0.0
     _unindexed: list[Book] = field(default_factory=list)
     """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _turned: float = 0.0
@@ -242,7 +250,7 @@ class Engine:
         )
         now = time.monotonic()
         self._last_snapshot = self._last_heartbeat = self._last_metrics = now
-        self._last_depth = self._turned = now
+        self._last_depth = self._turned = self._last_index = now
         self._redis_run_id = str(self.redis.info("server").get("run_id", ""))
         self._heart = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heart.start()
@@ -478,7 +486,14 @@ class Engine:
             elif not self.caught_up.is_set() and self._read_to_the_end():
                 self.caught_up.set()
                 self.mark("caught up")
-                log.info("caught up", extra={"phases": self._phases()})
+                log.info(
+                    "caught up",
+                    extra={
+                        "phases": self._phases(),
+                        "index_slices": self._index_slices,
+                        "index_cpu_s": round(self._index_cpu_s, 4),
+                    },
+                )
             if self.state.shadows:
                 self.state.release_shadows(time.monotonic(), s.shadow_hold_ms / 1000)
             if self._next_turn:
@@ -489,9 +504,7 @@ class Engine:
             if self._failure:
                 raise EngineFailedError(self._failure)
             self._housekeeping()
-            if self._unindexed and (
-                not messages or time.monotonic() - self._last_index >= INDEX_EVERY_S
-            ):
+            if self._unindexed and self._index_due(bool(messages)):
                 self._index_some()
 
     def shutdown(self) -> None:
@@ -654,12 +667,22 @@ class Engine:
             for line in self.metrics.emf(s.instance, self.lag(), int(time.time() * 1000)):
                 self.emit(line)
 
+    def _index_due(self, busy: bool) -> bool:
+        """Whether this turn indexes a slice: every idle turn once caught up, else paced."""
+        since = time.monotonic() - self._last_index
+        if not self.caught_up.is_set():
+            return since >= INDEX_BEHIND_S
+        return not busy or since >= INDEX_EVERY_S
+
     def _index_some(self) -> None:
         """Index one slice of a restored book's orders (it answers the same before)."""
         self._last_index = time.monotonic()
+        began = time.thread_time()
         book = self._unindexed[-1]
         if not book.build_index(INDEX_SLICE):
             self._unindexed.pop()
+        self._index_slices += 1
+        self._index_cpu_s += time.thread_time() - began
 
     def _beat(self) -> None:
         """The heartbeat thread: refresh ownership while the loop keeps turning (a loop

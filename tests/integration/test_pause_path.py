@@ -286,6 +286,33 @@ def test_a_book_restored_unindexed_is_indexed_by_the_loop_a_slice_a_turn(engine,
     assert engine.call(lambda: book.index.get("r1", "u1")) is not None
 
 
+class Behind(Consumer):
+    """A partition whose high watermark is far ahead: the loop is not caught up."""
+
+    def get_watermark_offsets(self, *a: Any, **kw: Any) -> tuple[int, int]:
+        return 0, 10**9
+
+
+def test_until_caught_up_the_loop_indexes_a_slice_only_every_index_behind_s(engine, monkeypatch):
+    # a restart's replay: an idle turn then is a wait for the broker's next fetch, and a
+    # slice in it would delay what that fetch brings (before: a slice on every idle turn)
+    monkeypatch.setattr(engine_loop, "INDEX_SLICE", 1_000)
+    monkeypatch.setattr(engine_loop, "INDEX_BEHIND_S", 0.6)
+    engine.consumer = Behind()
+    engine.caught_up.clear()
+    book, _ = snapshot.load(snapshot.dump(big_book("A", 10_000)))
+    engine.call(lambda: engine.state.add_book(book, 0, 99))
+    began = time.monotonic()
+    time.sleep(0.5)
+    left = engine.call(book.unindexed)
+    assert left >= 8_000 or time.monotonic() - began > 1.1, left  # a slice, two at most
+    engine.caught_up.set()  # then on every idle turn
+    deadline = time.monotonic() + 30
+    while engine.call(book.unindexed):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def test_a_fence_lifted_before_its_retry_leaves_nothing_to_finish(engine, monkeypatch):
     # before: the unfinished entry of a fence whose checkpoint failed outlived its Unfence
     # (and a Remove): one FenceEntry per symbol kept for the engine's life
