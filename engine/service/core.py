@@ -196,6 +196,11 @@ class EngineState:
     """Fenced books restored from a checkpoint: their handoff marker is published again once
     the book is through its fence (a Fence's checkpoint does not wait for the marker's
     delivery, so a restart cannot know it was delivered)."""
+    fence_snapshots_owed: set[str] = field(default_factory=set)
+    """Fenced books restored from a checkpoint that names no fence snapshot of theirs (the
+    engine died before storing it: its fork comes a while after the Fence's reply): stored
+    once the book is back at its fence (`fence_snapshots_due`), for a Promote's fallback or a
+    Remove that asks for it."""
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the batch
@@ -493,6 +498,18 @@ class EngineState:
                 out += self.handoff(symbol, home, fence.seq, fence.to_partition, fence.epoch)
         return out
 
+    def fence_snapshots_due(self) -> list[str]:
+        """The fenced books owing their fence snapshot (`fence_snapshots_owed`) that are
+        now through their fence; a fence lifted or a book removed meanwhile owes nothing."""
+        due: list[str] = []
+        for symbol in sorted(self.fence_snapshots_owed):
+            if symbol not in self.fences or symbol not in self.market.books:
+                self.fence_snapshots_owed.discard(symbol)
+            elif self.through_fence(symbol):
+                self.fence_snapshots_owed.discard(symbol)
+                due.append(symbol)
+        return due
+
     def handoff(
         self, symbol: str, partition: int, final_seq: int, to: int, epoch: int
     ) -> list[Output]:
@@ -784,6 +801,9 @@ def restore_partition(
         state.fences[symbol] = fence
         if symbol in state.market.books:
             state.handoffs_owed.add(symbol)
+            snap = state.snaps.get(symbol)
+            if snap is None or snap.location != fence.location:
+                state.fence_snapshots_owed.add(symbol)
     for symbol, left in checkpoint.gone.items():
         if symbol not in state.market.books and symbol not in state.fences:
             state.gone[symbol] = (partition, left)

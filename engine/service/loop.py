@@ -159,6 +159,12 @@ class Engine:
     _periodic: DumpChild | None = None
     """The periodic checkpoint's snapshot child while it runs."""
     _next_turn: list[Callable[[], Any]] = field(default_factory=list)
+    _timers: list[tuple[float, Callable[[], Any]]] = field(default_factory=list)
+    """What `later` was given: (monotonic time due, fn), run by the loop once due."""
+    on_fence_snapshot_owed: Callable[[str], None] | None = None
+    """Called on the loop with a fenced book restored from a checkpoint that names no fence
+    snapshot (the engine died before storing it) once the book is back at its fence: it
+    stores that snapshot (engine.service.operations)."""
     _replaced: list[int] = field(default_factory=list)
     """Partitions whose checkpoint named a replaced `orders` log (this start)."""
     _uncheckpointed: list[int] = field(default_factory=list)
@@ -500,6 +506,11 @@ class Engine:
                 later, self._next_turn = self._next_turn, []
                 for fn in later:
                     fn()
+            if self._timers:
+                self._run_timers()
+            if self.state.fence_snapshots_owed and self.on_fence_snapshot_owed is not None:
+                for symbol in self.state.fence_snapshots_due():
+                    self.on_fence_snapshot_owed(symbol)
             self.producer.poll(0)
             if self._failure:
                 raise EngineFailedError(self._failure)
@@ -875,7 +886,8 @@ class Engine:
         def keep(symbol: str, location: str) -> None:
             spec, seq = captured[symbol]
             if state.market.books.get(symbol) is spec.book:  # not removed (and back) since
-                self.stored(symbol, location, spec.input_offset, seq)
+                # an active book captured after a flush: it continues the book's lineage
+                self.stored(symbol, location, spec.input_offset, seq, continues=True)
                 stored.append(symbol)
 
         try:
@@ -928,6 +940,18 @@ class Engine:
         the loop turns at MOVE_POLL_S, so the move's next step queued for it (a Fence, a
         Promote) waits ~1 ms for its turn, not a whole poll timeout."""
         self._moving_until = time.monotonic() + MOVE_WINDOW_S
+
+    def later(self, delay_s: float, fn: Callable[[], Any]) -> None:
+        """On the loop: run `fn` on the loop's first turn `delay_s` from now or later."""
+        self._timers.append((time.monotonic() + delay_s, fn))
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        due = [fn for at, fn in self._timers if at <= now]
+        if due:
+            self._timers = [(at, fn) for at, fn in self._timers if at > now]
+            for fn in due:
+                fn()
 
     def next_turn(self, fn: Callable[[], Any]) -> None:
         """On the loop: run `fn` on the loop's next turn, after its next consume (which

@@ -45,6 +45,13 @@ STEP_TIMEOUT_S = 30.0
 """How long a call waits for a busy symbol, a catch-up or a replay before SHADOW_BEHIND /
 NOT_DURABLE (the caller retries: every call is idempotent)."""
 POLL_S = 0.002
+FENCE_FORK_DELAY_S = 1.0
+"""How long after a Fence's reply its fence snapshot's child is forked, unless something
+waits for that snapshot first (a Snapshot of the fenced book: stop-and-copy's
+TransferSnapshot; a Remove; an Unfence), which forks it at once. A fork holds the whole
+process while it copies the page tables (5-240 ms, growing with the books): right after the
+reply it held the source's delivery of the events up to the fence and its handoff marker,
+which the target's shadow and readers wait for; a pre-copy's Promote never needs it."""
 FENCE_SNAPSHOT_ATTEMPTS = 3
 """A fenced book's snapshot child that fails (not its store) is forked again, up to this
 many times."""
@@ -143,10 +150,16 @@ class Operations:
     _jobs: dict[str, "Future[int]"] = field(default_factory=dict)
     """Fence snapshots being stored (or stored) by symbol; each answers its size in bytes."""
     """Off-loop fence snapshots in progress or done, per symbol."""
+    _forks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    """Fence snapshots whose child is not forked yet (FENCE_FORK_DELAY_S), per symbol: the
+    call that forks it (`_fork_now`)."""
     _activations: dict[str, _Activation] = field(default_factory=dict)
     _unfinished: dict[str, FenceEntry] = field(default_factory=dict)
     """Fences set whose checkpoint is not written yet (or whose snapshot is not started):
     the same Fence again finishes them before it answers."""
+
+    def __post_init__(self) -> None:
+        self.engine.on_fence_snapshot_owed = self._store_owed
 
     # ------------------------------------------------------------------ helpers
 
@@ -216,6 +229,8 @@ class Operations:
         job = self._jobs.get(symbol)
         if job is None:
             return 0
+        if symbol in self._forks:  # waited for: forked now, not FENCE_FORK_DELAY_S after
+            self._loop(lambda: self._fork_now(symbol))
         try:
             return job.result(self.step_timeout_s)
         except TimeoutError as exc:
@@ -228,6 +243,30 @@ class Operations:
             if isinstance(exc, ControlError):
                 raise
             raise NotDurableError(Reason.NOT_DURABLE, f"fence snapshot failed: {exc}") from exc
+
+    def _fork_now(self, symbol: str, start: Callable[[], None] | None = None) -> None:
+        """On the loop: fork the symbol's fence snapshot child if it is not forked yet
+        (`start`: only if it is still that one's, not a later fence's)."""
+        waiting = self._forks.get(symbol)
+        if waiting is not None and (start is None or waiting is start):
+            del self._forks[symbol]
+            waiting()
+
+    def _store_owed(self, symbol: str) -> None:
+        """On the loop: a fenced book restored from a checkpoint naming no fence snapshot
+        (the engine died before storing it), now back at its fence: store it now (a
+        Promote's fallback polls its location; before, only a Snapshot or a Remove asked
+        here stored it)."""
+        state = self.engine.state
+        fence = state.fences.get(symbol)
+        book = state.market.books.get(symbol)
+        snap = state.snaps.get(symbol)
+        if symbol in self._jobs or fence is None or book is None:
+            return
+        if snap is not None and snap.location == fence.location:
+            return
+        log.info("fence snapshot owed", extra={"symbol": symbol, "seq": fence.seq})
+        self._store_fence_snapshot(symbol, book, fence)
 
     def _forget_job(self, symbol: str, job: "Future[int]") -> None:
         """On the loop: drop a finished job (not one a retry started since)."""
@@ -394,7 +433,13 @@ class Operations:
         fenced, new = self._until(self._timed(do, timing), Reason.NOT_DURABLE, f"{symbol} is busy")
         if after_reply is not None:
             for start in deferred:
-                after_reply(functools.partial(engine.post, start))
+                # FENCE_FORK_DELAY_S after the reply, unless waited for first (_wait_job)
+                fork = functools.partial(self._fork_now, symbol, start)
+                after_reply(
+                    functools.partial(
+                        engine.post, functools.partial(engine.later, FENCE_FORK_DELAY_S, fork)
+                    )
+                )
         if new:
             log.info(
                 "fence",
@@ -485,7 +530,10 @@ class Operations:
             job.set_result(done.result())
 
         if deferred:
-            return lambda: begin(1)
+            start = functools.partial(begin, 1)
+            self._forks[symbol] = start
+            return start
+        self._forks.pop(symbol, None)
         engine.next_turn(lambda: begin(1))
         return None
 

@@ -490,3 +490,35 @@ def test_a_restart_through_a_fence_publishes_its_handoff_marker_again_after_its_
     assert (marker.handoff.partition, marker.handoff.epoch) == (5, 2)
     assert restarted.market.books["A"].seq == final
     assert restarted.owed_handoffs() == [] and not restarted.handoffs_owed  # once
+
+
+def test_a_restart_owes_the_fence_snapshot_its_checkpoint_does_not_name():
+    # the fence snapshot's fork comes a while after the Fence's reply: an engine that died
+    # before storing it comes back with the fence and the book's older snapshot, and stores
+    # the fence snapshot itself once the book is back at its fence (a Promote's fallback
+    # polls its location); before, nothing did unless a Snapshot or a Remove asked
+    state = EngineState(Market(open_listing=True))
+    state.apply_batch([_order(0, "A", "1")])
+    snap = load(dump(state.market.books["A"], input_offset=0, partition=0))
+    state.stored("A", "mem:A0", 0, 1)
+    last = state.checkpoint(0, "e", 0)
+    state.apply_batch([_order(1, "A", "2"), _order(2, "A", "3")])
+    final = state.market.books["A"].seq
+    fence = FenceEntry(2, 2, final, 5, "mem:fence", 1, 0, "")
+    owing = dataclasses.replace(last, fences={"A": fence})
+    stored = dataclasses.replace(
+        last, books={"A": BookEntry("mem:fence", 2, final, 1)}, fences={"A": fence}
+    )
+
+    restarted = EngineState(Market(open_listing=True))
+    restore_partition(restarted, owing, 0, {"A": snap})
+    assert restarted.fence_snapshots_owed == {"A"} and restarted.fence_snapshots_due() == []
+    restarted.apply_batch([_order(1, "A", "2")])
+    assert restarted.fence_snapshots_due() == []
+    restarted.apply_batch([_order(2, "A", "3")])
+    assert restarted.fence_snapshots_due() == ["A"]
+    assert restarted.fence_snapshots_due() == [] and not restarted.fence_snapshots_owed  # once
+
+    again = EngineState(Market(open_listing=True))
+    restore_partition(again, stored, 0, {"A": load(dump(state.market.books["A"]))})
+    assert not again.fence_snapshots_owed  # its checkpoint names the fence snapshot
