@@ -255,6 +255,22 @@ class Move:
     logs: list[dict[str, Any]] = field(default_factory=list)
     engine_lost: int = 0
     """Acknowledged orders of the symbol whose status never reached the engines' output."""
+    worst_step: str = ""
+    """The state machine's step the worst order at the engines' output was sent in."""
+
+
+def worst_step(recorded: report.Recorded) -> str:
+    """The step (the last one entered at or before its send) that the highest-latency order
+    sent during the move was sent in ("" none)."""
+    span = report.window(recorded)
+    if span is None:
+        return ""
+    during = [x for x in recorded.samples if span[0] <= x[0] <= span[1]]
+    if not during:
+        return ""
+    sent, _latency = max(during, key=lambda x: x[1])
+    entered = [step for step in recorded.steps if step.entered_s <= sent]
+    return max(entered, key=lambda step: step.entered_s).name if entered else ""
 
 
 def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -> Move:
@@ -342,6 +358,7 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
             for user, oid, _ in tally.sent_log
             if (user, oid) in tally.acked_ids and oid not in engine_side.seen
         ),
+        worst_step=worst_step(at_engines),
     )
 
 
@@ -351,7 +368,7 @@ def table(moves: list[Move]) -> list[str]:
         f"{'buffered':>8} {'p50/p99 before':>15} {'p50/p99 during':>15} "
         f"{'p50/p99 after':>15} {'worst':>7} {'lost':>4} status | at the engines' output: "
         f"{'p50/p99 before':>15} {'p50/p99 during':>15} {'worst':>7} {'stall/p99':>9} "
-        f"{'lost':>4}"
+        f"{'lost':>4} worst sent in"
     )
     lines = [head]
     for m in moves:
@@ -367,7 +384,7 @@ def table(moves: list[Move]) -> list[str]:
             f"{s.orders_buffered:>8,} {pair('before'):>15} {pair('during'):>15} "
             f"{pair('after'):>15} {s.latency['during'].worst:>7.0f} {s.lost:>4} {s.status}"
             + engine_columns(m.engine_side)
-            + f" {m.engine_lost:>4}"
+            + f" {m.engine_lost:>4} {m.worst_step or '-'}"
         )
     return lines
 
@@ -541,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                         **m.recorded.__dict__,
                         "engine_samples": m.engine_side and m.engine_side.latency,
                         "pause_steps": m.steps,
+                        "worst_step": m.worst_step,
                         "engine_logs": m.logs,
                     }
                     for m in moves
