@@ -196,6 +196,17 @@ class DeliveryInDoubtError(TimeoutError):
     request is answered as in doubt (like a timeout) and its claim kept until it lapses."""
 
 
+class StaleOffsetError(DeliveryInDoubtError):
+    """The broker acknowledged the record at an offset at or below one it had acknowledged
+    for another record of the partition before this one was even sent: an answer no log
+    can give (a record appended later gets a later offset), so it says nothing about
+    where, or whether, the record is. Measured on Tansu 0.6 on s3:// storage, restarted
+    while the record was on its way: the retried batch was acknowledged at offset 0,
+    whose record was another order's, and the record was nowhere in the log (the durable
+    broker fault case: the one acknowledged order that never took effect). In doubt, as a
+    timeout: the claim is kept until it lapses, and the resend then writes it."""
+
+
 class PossiblyWrittenError(TimeoutError):
     """The producer took the record and lost track of it before its delivery report: it
     was closed meanwhile (another request replaced it, the router is closing), purged
@@ -428,6 +439,9 @@ class OrderRouter:
         self._acked_at = time.monotonic()
         """When the broker last acknowledged a record of this router (or a producer was
         made): see _if_stalled."""
+        self._acked_through: dict[tuple[str, int], int] = {}
+        """Per (topic, partition), the highest offset the broker acknowledged to this
+        router: a record sent after that must land beyond it (see StaleOffsetError)."""
         self._producer_lock = threading.Lock()
         self._reapers: list[threading.Thread] = []  # each polls, then closes, a failed one
         self._closing = threading.Event()
@@ -989,6 +1003,31 @@ class OrderRouter:
         _close(self.producer, flush_s=1.0)
         self.pump.join(self.pump.idle_s + 1)
 
+    def _check_offset(self, flight: "_Flight", partition: int, offset: int) -> None:
+        """An acknowledgement at or below `flight.floor` cannot be true (StaleOffsetError,
+        in doubt); a true one raises the partition's mark. A stale one lowers the mark to
+        its offset: if the log was replaced (offsets from 0 again) the next records pass,
+        and records already on their way were made with the old floor, so a second stale
+        answer is caught as well. (Races between request threads only ever leave the mark
+        lower than it could be, which lets more through, never refuses a true answer.)"""
+        key = (flight.topic, partition)
+        if offset <= flight.floor:
+            self._acked_through[key] = offset
+            log.error(
+                "acknowledgement of %s at offset %d of %s[%d], already passed (%d): in doubt",
+                flight.command[1],
+                offset,
+                flight.topic,
+                partition,
+                flight.floor,
+            )
+            raise StaleOffsetError(
+                f"acknowledged at offset {offset} of {flight.topic}[{partition}], which was "
+                f"past {flight.floor} before this record was sent: not known to be written"
+            )
+        if offset > self._acked_through.get(key, -1):
+            self._acked_through[key] = offset
+
     def _pending_ended(self, symbol: str, epoch: int, offset: int) -> bool:
         """route.pending_ended for a record written at `offset`; a Redis that fails the
         check leaves it in doubt (PendingEndUnknownError), never "not written"."""
@@ -1079,6 +1118,7 @@ class OrderRouter:
             value,
             self.producer,
             Delivery(),
+            self._acked_through.get((topic, found.partition), -1),
         )
 
     def _landed(self, flight: "_Flight", outcome: Callable[[], tuple[int, int]]) -> Ack:
@@ -1116,6 +1156,7 @@ class OrderRouter:
                 f"outcome unknown ({type(exc).__name__})", fatal=False
             ) from exc
         self._acked_at = time.monotonic()
+        self._check_offset(flight, partition, offset)
         if topic == TOPIC_PENDING_ORDERS and self._pending_ended(symbol, epoch, offset):
             # The race closure (HANDOVER.md): the migration's PENDING_END marker for this
             # epoch is before this record, so nobody replays it: refused, and it never
@@ -1169,6 +1210,9 @@ class _Flight:
     producer: Any
     """The producer the record is handed to (_fly: the current one as it is produced)."""
     delivery: Delivery
+    floor: int = -1
+    """The highest offset of its partition acknowledged to the router before the record
+    was made (so before it was sent): its own offset must be above (StaleOffsetError)."""
 
 
 def _queue_own_order(pipe: RawPipeline, user_id: str, order_id: str, symbol: str) -> None:
@@ -1372,6 +1416,7 @@ __all__ = [
     "fingerprint",
     "produce_confirmed",
     "DeliveryInDoubtError",
+    "StaleOffsetError",
     "DeliveryPump",
     "PossiblyWrittenError",
     "record_json",

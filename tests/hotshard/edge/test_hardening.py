@@ -366,6 +366,53 @@ def test_an_ack_without_an_offset_is_answered_503_in_doubt_not_500(edge, broker)
     assert [f["reason"] for f in body["failed"]] == ["NOT_DELIVERED"], body
 
 
+class StaleOffset(NoOffset):
+    """What confluent-kafka hands the delivery callback for a record that Tansu 0.6 on
+    s3:// storage, restarted while the record was on its way, acknowledged at offset 0 of
+    a partition that had records before (the durable broker fault case: offset 0 was
+    another order's record, and this one was nowhere in the log)."""
+
+    def offset(self) -> int:  # type: ignore[override]
+        return 0
+
+
+class StaleAcks(CountingProducer):
+    """A real producer whose acknowledgements all say offset 0 (StaleOffset)."""
+
+    def produce(self, *args: Any, on_delivery: Any, **kwargs: Any) -> None:
+        def report(err: Any, msg: Any) -> None:
+            on_delivery(err, msg if err is not None else StaleOffset(msg))
+
+        super().produce(*args, on_delivery=report, **kwargs)
+
+
+def test_an_ack_at_an_offset_already_passed_is_in_doubt_not_acknowledged(edge, broker):
+    # the durable broker restart's lost order: acknowledged (202) at an offset the partition
+    # had passed before it was sent, never in the log; the client, told it was accepted,
+    # never sent it again. A record sent after an acknowledgement at offset N lands beyond N
+    router = order_router.api().router
+    status, _, first = http(edge, "POST", "/orders", order("s-1"))
+    assert status == 202 and first["offset"] >= 0, first
+    router.producer.close()
+    router.producer = stale = StaleAcks(broker.bootstrap)
+    status, headers, body = http(edge, "POST", "/orders", order("s-2"))
+    assert status == 503, body  # the old code: 202, acknowledged at offset 0
+    assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
+    assert int(headers["Retry-After"]) >= 1
+    # in doubt, so its claim is kept: the resend is not written until the claim lapses
+    status, _, body = http(edge, "POST", "/orders", order("s-2"))
+    assert (status, body["reason"]) == (409, "ORDER_IN_FLIGHT"), body
+    assert stale.produced == 1 and router.producer_replacements == 0
+    (reply,) = asyncio.run(ws_exchange(edge, [json.dumps({"action": "order", **order("s-3")})]))
+    assert reply["reason"] == "NOT_DELIVERED", reply
+    # a log replaced (offsets from 0 again) is not refused for good: a true answer above
+    # the stale one's offset is acknowledged
+    stale.close()
+    router.producer = CountingProducer(broker.bootstrap)
+    status, _, body = http(edge, "POST", "/orders", order("s-4"))
+    assert status == 202 and body["offset"] > 0, body
+
+
 class PurgedInFlight(CountingProducer):
     """A real producer whose records are written and reported purged in flight
     (_PURGE_INFLIGHT), as a producer closed by the router (purge, then close: a replaced
