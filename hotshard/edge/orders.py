@@ -90,6 +90,15 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 return 1
 """
 
+# A PENDING claim made to lapse at ARGV[2] (its claimed_ms moved back). KEYS: order.
+# ARGV: fp, claimed_ms.
+_LAPSE = """
+if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'PENDING' then return 0 end
+redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2])
+return 1
+"""
+
 # Release what no fill will consume once the order has ended (leaves 0). KEYS: order, balance.
 _RELEASE_FN = """
 local function release_rest(filled)
@@ -240,6 +249,7 @@ class OrderRecords:
         self.ttl_ms = ttl_ms
         self._claim = r.register_script(_CLAIM)
         self._abandon = r.register_script(_ABANDON)
+        self._lapse = r.register_script(_LAPSE)
         self._status = r.register_script(_STATUS)
         self._fill = r.register_script(_FILL)
 
@@ -326,6 +336,13 @@ class OrderRecords:
             keys=[order_key(user_id, order_id), balance_key(user_id), open_key(user_id)],
             args=[fingerprint, order_id],
         )
+        return bool(done)
+
+    def lapse_at(self, user_id: str, order_id: str, fingerprint: str, claimed_ms: int) -> bool:
+        """A PENDING claim (of these contents) dated `claimed_ms`, so it lapses `inflight_ms`
+        after that: a retry takes over sooner (the engine's DUPLICATE_ORDER_ID check stays
+        the backstop, as for any lapsed claim)."""
+        done = self._lapse(keys=[order_key(user_id, order_id)], args=[fingerprint, claimed_ms])
         return bool(done)
 
     def apply_status(

@@ -204,7 +204,8 @@ class StaleOffsetError(DeliveryInDoubtError):
     while the record was on its way: the retried batch was acknowledged at offset 0,
     whose record was another order's, and the record was nowhere in the log (the durable
     broker fault case: the one acknowledged order that never took effect). In doubt, as a
-    timeout: the claim is kept until it lapses, and the resend then writes it."""
+    timeout, but an ADD's claim lapses after RETRY_AFTER_MS (OrderRouter._lapse_soon), and
+    the resend then writes it."""
 
 
 class PossiblyWrittenError(TimeoutError):
@@ -632,6 +633,8 @@ class OrderRouter:
         try:
             ack = self._landed(flight, outcome)
         except TimeoutError as exc:  # may yet be written: an ADD keeps its claim
+            if flight.fp and isinstance(exc, StaleOffsetError):
+                self._lapse_soon(user_id, order_id, flight.fp)
             doubt = _in_doubt(exc, symbol, order_id)
             doubt.__cause__ = exc
             out[flight.index] = doubt
@@ -880,6 +883,8 @@ class OrderRouter:
             assert claim.route is not None
             ack = self._send(symbol, command, client_ts, claim.route, received)
         except TimeoutError as exc:  # may yet be written: keep the claim until it lapses
+            if isinstance(exc, StaleOffsetError):
+                self._lapse_soon(user_id, order_id, fp)
             raise _in_doubt(exc, symbol, order_id) from exc
         except Exception as exc:  # not written: a resend must not find the claim PENDING
             if claim_outcome(reply) == "GO":
@@ -1027,6 +1032,20 @@ class OrderRouter:
             )
         if offset > self._acked_through.get(key, -1):
             self._acked_through[key] = offset
+
+    def _lapse_soon(self, user_id: str, order_id: str, fp: str) -> None:
+        """An ADD answered StaleOffsetError keeps its claim for RETRY_AFTER_MS, not
+        `inflight_ms`: nothing says the record is anywhere (the durable broker's case) and
+        the same answer comes once per partition after a log was replaced (memory storage:
+        one order of each partition, so every trader, waited the whole 10 s). The resend
+        the retry hint asks for then writes it; if the first copy was written after all,
+        the engine rejects the second DUPLICATE_ORDER_ID, as for any lapsed claim. A
+        failure here leaves the claim to lapse as usual."""
+        claimed_ms = self.clock_ns() // 1_000_000 - self.inflight_ms + RETRY_AFTER_MS
+        try:
+            self.records.lapse_at(user_id, order_id, fp, claimed_ms)
+        except Exception:
+            log.exception("claim of %s left to lapse as usual", order_id)
 
     def _pending_ended(self, symbol: str, epoch: int, offset: int) -> bool:
         """route.pending_ended for a record written at `offset`; a Redis that fails the

@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 from hotshard import kafka, names, route
 from hotshard.codec import decode_order
 from hotshard.edge import api as edge_api
-from hotshard.edge.router import PossiblyWrittenError, produce_confirmed
+from hotshard.edge.router import RETRY_AFTER_MS, PossiblyWrittenError, produce_confirmed
 from hotshard.edge.settings import EdgeSettings
 from hotshard.local.edge import LocalEdge, local_edge
 from hotshard.local.services.broker import tansu
@@ -399,7 +399,8 @@ def test_an_ack_at_an_offset_already_passed_is_in_doubt_not_acknowledged(edge, b
     assert status == 503, body  # the old code: 202, acknowledged at offset 0
     assert body["reason"] == "NOT_DELIVERED" and body["retry_after_ms"] > 0
     assert int(headers["Retry-After"]) >= 1
-    # in doubt, so its claim is kept: the resend is not written until the claim lapses
+    # in doubt, so its claim is kept: the resend is not written until the claim lapses,
+    # which is after the retry hint (RETRY_AFTER_MS), not the whole in-flight time
     status, _, body = http(edge, "POST", "/orders", order("s-2"))
     assert (status, body["reason"]) == (409, "ORDER_IN_FLIGHT"), body
     assert stale.produced == 1 and router.producer_replacements == 0
@@ -408,9 +409,13 @@ def test_an_ack_at_an_offset_already_passed_is_in_doubt_not_acknowledged(edge, b
     # a log replaced (offsets from 0 again) is not refused for good: a true answer above
     # the stale one's offset is acknowledged
     stale.close()
-    router.producer = CountingProducer(broker.bootstrap)
+    router.producer = real = CountingProducer(broker.bootstrap)
     status, _, body = http(edge, "POST", "/orders", order("s-4"))
     assert status == 202 and body["offset"] > 0, body
+    time.sleep(RETRY_AFTER_MS / 1000 + 0.3)
+    status, _, body = http(edge, "POST", "/orders", order("s-2"))  # the resend, written
+    assert status == 202 and not body.get("duplicate"), body
+    assert real.produced == 2
 
 
 class PurgedInFlight(CountingProducer):
