@@ -7,9 +7,9 @@ then on pushed too. Each case reports its time to resume (docs/FAULTS.md).
 `make test` runs one case per kind of fault (engine, Redis, gateway) at a small size;
 `make faults` runs every case at both sizes (mark `faults`) and prints the table.
 
-One case is known to fail today and is marked so (xfail, not strict: the table still gets
-its numbers); docs/FAULTS.md says why. A broker on memory storage forgets its log on
-restart, so what it acknowledged is gone by definition: that case checks the honest
+A case known to fail would be marked so (xfail, not strict: the table still gets its
+numbers; docs/FAULTS.md says why); none is today. A broker on memory storage forgets its log
+on restart, so what it acknowledged is gone by definition: that case checks the honest
 outcome instead (the loss reported, nothing acknowledged after the restart lost or
 skipped).
 """
@@ -33,15 +33,6 @@ from tests.faults.harness import (
 
 pytestmark = pytest.mark.integration
 
-DURABLE_BROKER_XFAIL = (
-    "Tansu on moto's S3 keeps every acknowledged order across a restart (test_tansu.py, "
-    "tests/integration/test_broker_restart.py); two causes of this case's failures are fixed "
-    "(a reader that stopped inside the last batch; an event record Tansu answered "
-    "DUPLICATE_SEQUENCE_NUMBER for after the restart without having it: the engine now "
-    "stops and publishes it again, and readers fill the hole); 29 of 30 runs passed after "
-    "them, but one full-size run had an acknowledged order that never took effect (cause "
-    "not found; docs/FAULTS.md)"
-)
 
 # case -> (the fault, rig options, known failure or None)
 CASES: dict[str, tuple[Any, dict[str, bool], str | None]] = {
@@ -49,7 +40,7 @@ CASES: dict[str, tuple[Any, dict[str, bool], str | None]] = {
     "redis-restart-aof": (redis_down_for(3.0), {"aof": True}, None),
     "redis-restart-empty": (redis_down_for(3.0), {"aof": False}, None),
     "gateway-restart": (restart_gateway, {}, None),
-    "broker-restart-durable": (restart_broker, {"durable_broker": True}, DURABLE_BROKER_XFAIL),
+    "broker-restart-durable": (restart_broker, {"durable_broker": True}, None),
 }
 SIZES: dict[str, dict[str, Any]] = {
     "small": {"traders": 3, "after_s": 4.0},

@@ -11,8 +11,11 @@ An S3 that ignores the condition lets it overwrite: `rclone serve s3` (1.75) acc
 `If-None-Match: *` on an existing key and `If-Match` with a wrong ETag alike, so a broker
 on it restarts every partition at offset 0 over the records it acknowledged
 (tests/faults/test_tansu.py). moto's S3 refuses both (412), and Tansu on it keeps every
-acknowledged record across kill -9 and a clean stop. moto keeps its objects in its own
-memory: the log outlives the broker's process, not moto's.
+record it acknowledged before a kill -9 or a clean stop. moto keeps its objects in its own
+memory: the log outlives the broker's process, not moto's. One answer to distrust: a batch
+on its way when Tansu was killed may be acknowledged after the restart at offset 0 of a
+partition that has records, without being stored (the router takes such an answer as in
+doubt, StaleOffsetError; docs/FAULTS.md).
 """
 
 import contextlib
