@@ -560,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         help="first everything with the old consume (the engine's --batch-wait-ms -1, the "
         "relay's and the reader's consume(n, 5 ms)), then with consume_batch: before/after",
     )
+    p.add_argument(
+        "--new-first",
+        action="store_true",
+        help="with --legacy-consume: the new consume first (to see what the order does)",
+    )
     p.add_argument("--json", action="store_true", help="the results as one JSON line at the end")
     p.add_argument(
         "--timeout-s", type=float, default=300, help="longest wait for each run's events"
@@ -576,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("old-consume", True), ("consume-batch", False)]
     if not args.legacy_consume:
         variants = variants[1:]
+    elif args.new_first:
+        variants.reverse()
 
     stream = zipf_stream(args.orders, seed=args.seed, symbols=args.symbols)
     # stamped as a router would (its clock when the order came): the engine's latency
