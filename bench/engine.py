@@ -282,7 +282,7 @@ def _stop_profiles(spies: list["subprocess.Popen[bytes]"], out: Path | None) -> 
 
 
 def _latency(
-    bootstrap: str, args: Any, partition: int, wd: Path, who: str, legacy: bool
+    bootstrap: str, args: Any, partition: int, wd: Path, who: str, legacy: bool, pid: int = 0
 ) -> dict[str, Any]:
     """Offer --latency-orders at --rate to `partition` and read their first statuses there;
     prints the latency and its split, returns them."""
@@ -305,7 +305,7 @@ def _latency(
     try:
         offer.start()
         reads = _read_statuses(
-            consumer, 0, args.latency_orders, timeout=args.timeout_s, legacy=legacy
+            consumer, 0, args.latency_orders, timeout=args.timeout_s, pid=pid, legacy=legacy
         )
         offer.join(60)
     finally:
@@ -339,6 +339,12 @@ def _latency(
         f"fetch wait {args.engine_fetch_wait_ms} ms",
         f"linger + fetch wait {args.reader_fetch_wait_ms} ms",
     )
+    if pid:  # the engine's CPU per order of a paced stream (turns of a fetch's records)
+        result["engine_cpu_us_per_order"] = round(reads.cpu / args.latency_orders * 1e6, 2)
+        print(
+            f"  engine CPU: {reads.cpu:.2f} s, {result['engine_cpu_us_per_order']:.1f} us per "
+            f"order (from the first read to the last)"
+        )
     for (name, key), part, wait in zip(
         ((f"send -> {who} publishes", "hop1"), ("publish -> read", "hop2")),
         (into, out_of),
@@ -456,7 +462,9 @@ def _run_engine(
         reader.close()
         consumer = None
         if not args.skip_latency:
-            result["latency"] = _latency(broker.bootstrap, args, base + 1, wd, "engine", legacy)
+            result["latency"] = _latency(
+                broker.bootstrap, args, base + 1, wd, "engine", legacy, pid
+            )
     finally:
         engine.process.stop()
         if consumer is not None:
