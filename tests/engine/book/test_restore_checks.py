@@ -163,6 +163,17 @@ def test_restored_ended_orders_fill_the_window_and_answer_as_ended():
     assert statuses(b.apply(cancel("a", "v"))) == [("a", "REJECTED", "UNKNOWN_ORDER")]
 
 
+def test_ended_orders_read_back_with_their_ids_and_filled_and_no_leaves():
+    """An ended order has nothing left: `ended_orders` builds it with leaves 0 (mutants
+    `ended_orders` 2 and 16 built it with None or 1)."""
+    b = book(dedup_window=3)
+    b.restore_ended(["a", "b"], ["u", "v"], [0, 7])
+    assert [(o.order_id, o.user_id, o.filled, o.leaves) for o in b.ended_orders()] == [
+        ("a", "u", 0, 0),
+        ("b", "v", 7, 0),
+    ]
+
+
 def test_marked_prices_are_in_the_next_depth_update_on_their_side():
     b = book()
     b.restore_orders(orders((BUY, 100, 5, 0, "b"), (SELL, 105, 3, 0, "s")))
