@@ -203,3 +203,19 @@ def test_a_version_2_snapshot_has_no_rank_and_is_indexed_at_load():
     restored, _ = snapshot.load(envelope.SerializeToString())
     assert restored.unindexed() == 0
     assert snapshot.dump(restored) == snapshot.dump(book)
+
+
+def test_orders_restored_with_a_rank_into_a_book_that_has_some_are_refused():
+    """A rank restore only fills an empty book: one whose orders are not indexed yet (an
+    earlier rank restore) or indexed (an ADD) refuses it by name (mutants `restore_orders`
+    4-7: the guard's `or` as `and`, its message changed)."""
+    columns = ([int(Side.BUY)], [100], [5], [0], [False], ["a"], ["u"])
+    unindexed = Book(Instrument("A"))
+    unindexed.restore_orders(columns, rank=packed([0]))
+    assert unindexed.unindexed() == 1
+    added = Book(Instrument("A"))
+    added.apply(add("b", "u", Side.BUY, 99, 5))
+    assert added.unindexed() == 0
+    for book in (unindexed, added):
+        with pytest.raises(ValueError, match="^orders restored into a book that has some$"):
+            book.restore_orders(columns, rank=packed([0]))
