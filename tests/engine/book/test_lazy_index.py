@@ -217,5 +217,5 @@ def test_orders_restored_with_a_rank_into_a_book_that_has_some_are_refused():
     added.apply(add("b", "u", Side.BUY, 99, 5))
     assert added.unindexed() == 0
     for book in (unindexed, added):
-        with pytest.raises(ValueError, match="^orders restored into a book that has some$"):
+        with pytest.raises(ValueError, match=r"^orders restored into a book that has some$"):
             book.restore_orders(columns, rank=packed([0]))
