@@ -15,6 +15,7 @@ paused or zombie owner can never replace what the new owner recovers from.
 """
 
 import json
+import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
@@ -42,7 +43,7 @@ class SnapshotRecord:
 
 
 PARTIAL_TTL_S = 600
-"""A snapshot's bytes written aside (`KEY.partial.INSTANCE`) expire by then if the writer
+"""A snapshot's bytes written aside (`KEY.partial.INSTANCE.TOKEN`) expire by then if the writer
 dies before they are kept or dropped."""
 
 _KEEP_IF_OWNER = """
@@ -74,7 +75,10 @@ def write_snapshot_data(
     if not data_key:
         owner = r.get(owner_key)
         return owner is not None and _text(owner) == instance
-    partial = f"{data_key}.partial.{instance}"  # a zombie's never meets the owner's
+    # One key aside per write: a zombie's never meets the owner's, and two writes of the same
+    # snapshot at once (a fence snapshot's child and an Unfence's snapshot at the same seq)
+    # each rename their own (a shared one was renamed by the first, the second's RENAME failed)
+    partial = f"{data_key}.partial.{instance}.{secrets.token_hex(4)}"
     r.set(partial, data, ex=PARTIAL_TTL_S)
     kept = r.eval(_KEEP_IF_OWNER, 3, owner_key, partial, data_key, instance)
     return bool(kept)

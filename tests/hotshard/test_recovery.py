@@ -89,6 +89,37 @@ def test_a_snapshot_write_goes_on_while_the_heartbeat_refreshes_ownership(
     assert all(r.get(f"hb-{i}") == b"x" * 4096 for i in range(20))
 
 
+class _SecondWriterInside:
+    """A Redis client whose first EVAL lets a second write of the same snapshot run
+    whole first: the interleaving of a fence snapshot's child and an Unfence's snapshot
+    of the same seq storing at once (CI on f7b453b: the second RENAME met no key)."""
+
+    def __init__(self, client: redis.Redis, second: object) -> None:
+        self._client = client
+        self._second = second
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def eval(self, *args: object) -> object:
+        second, self._second = self._second, None
+        if callable(second):
+            second()
+        return self._client.eval(*args)  # type: ignore[arg-type]
+
+
+def test_two_writes_of_the_same_snapshot_at_once_both_land(r: redis.Redis) -> None:
+    assert registry.claim_partitions(r, "owner", [10], ttl_ms=10_000) == []
+
+    def second() -> None:
+        assert recovery.write_snapshot_data(r, "owner", 10, data_key="same", data=b"second")
+
+    client = _SecondWriterInside(r, second)
+    assert recovery.write_snapshot_data(client, "owner", 10, data_key="same", data=b"first")  # type: ignore[arg-type]
+    assert r.get("same") == b"first"
+    assert r.keys("same.partial*") == []
+
+
 def test_a_replaced_log_gives_a_floor_to_every_symbol_that_existed_and_none_to_new_ones() -> None:
     jump = recovery.SEQ_JUMP_ON_REPLACED_LOG
     checkpoint = recovery.Checkpoint(
