@@ -15,7 +15,7 @@ from hotshard import names, rawpipe, route
 from hotshard.domain import Action
 from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.orders import order_key
-from hotshard.edge.router import Ack, RefusedError
+from hotshard.edge.router import Ack, RefusedError, log
 from hotshard.local.shapes import websocket_event
 from hotshard.rawpipe import RawPipeline
 from hotshard.reasons import HotshardError
@@ -348,12 +348,12 @@ def test_cancel_all_answers_each_failure_as_the_batched_path_does(
 
 
 def test_a_delivery_wait_that_fails_leaves_only_the_batchs_records_in_doubt(
-    r: redis.Redis, broker: Any, monkeypatch: pytest.MonkeyPatch
+    r: redis.Redis, broker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # before: a failure of the pump's wait (its thread could not start) escaped submit_many
     # for the whole batch, and the pump kept the thread that never started: every later
     # wait timed out
-    e = edge(r, broker.bootstrap)
+    e = edge(r, broker.bootstrap, new_producer=lambda: CountingProducer(broker.bootstrap))
     route.list_symbol_at(r, "AAPL", 0, "e1")
     e.router.submit("al", order("placed"))
     e.router.pump.join(e.router.pump.idle_s + 2)  # idle: the next wait starts its thread
@@ -377,6 +377,16 @@ def test_a_delivery_wait_that_fails_leaves_only_the_batchs_records_in_doubt(
     assert isinstance(answers[1], HotshardError) and answers[1].reason.name == "BAD_SIDE"
     assert refused_to_retry(answers[2], "placed"), answers
     assert isinstance(answers[3], Ack) and answers[3].duplicate, answers
+    # in doubt by the wait's own failure, named (_unwaited 11, 15), not a broken producer
+    # (16: fatal, the producer replaced); each failed wait logged with its cause (5, 6,
+    # 8-10: the message or the traceback lost)
+    for answer in (answers[0], answers[2]):
+        assert isinstance(answer, RefusedError), answer
+        assert answer.detail == "delivery not waited for (RuntimeError: can't start new thread)"
+    assert e.router.producer_replacements == 0
+    waits = [(rec.getMessage(), rec.exc_info) for rec in caplog.records if rec.name == log.name]
+    assert [m for m, _ in waits] == ["a delivery report could not be waited for"] * 2, waits
+    assert all(x is not None and isinstance(x[1], RuntimeError) for _, x in waits), waits
     monkeypatch.undo()
     # handed to the producer, so in doubt: a-1 keeps its claim and is never written twice
     (resent,) = e.router.submit_many([("al", order("a-1"), None)])
