@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from engine.book import Book, Instrument, Market, add, cancel
-from engine.book.snapshot import dump, load
+from engine.book.snapshot import SnapshotInfo, dump, load
 from engine.service import core
 from engine.service.core import EngineState, Output, Record, restore_partition
 from hotshard import recovery
@@ -460,16 +460,25 @@ def test_reading_orders_without_a_decoded_order_changes_no_record(monkeypatch, m
     assert plain == run(None)
 
 
-def test_a_restart_through_a_fence_publishes_its_handoff_marker_again_after_its_events():
-    # a Fence adds its fence to the last durable checkpoint without waiting for its events
-    # and marker to be delivered: a restart replays the book to the fence and owes them
+Restored = tuple[Book, SnapshotInfo]
+
+
+def _fenced_after_its_checkpoint() -> tuple[EngineState, Restored, Checkpoint, int]:
+    """A's book with its snapshot in the last checkpoint (offset 0), then two more orders:
+    (state, that snapshot loaded, that checkpoint, the book's seq now, where a Fence puts it)."""
     state = EngineState(Market(open_listing=True))
     state.apply_batch([_order(0, "A", "1")])
     snap = load(dump(state.market.books["A"], input_offset=0, partition=0))
     state.stored("A", "mem:A0", 0, 1)
     last = state.checkpoint(0, "e", 0)
     state.apply_batch([_order(1, "A", "2"), _order(2, "A", "3")])
-    final = state.market.books["A"].seq
+    return state, snap, last, state.market.books["A"].seq
+
+
+def test_a_restart_through_a_fence_publishes_its_handoff_marker_again_after_its_events():
+    # a Fence adds its fence to the last durable checkpoint without waiting for its events
+    # and marker to be delivered: a restart replays the book to the fence and owes them
+    _, snap, last, final = _fenced_after_its_checkpoint()
     fence = FenceEntry(2, 2, final, 5, "", 1, 0, "")
     checkpoint = dataclasses.replace(last, fences={"A": fence})
 
@@ -497,13 +506,7 @@ def test_a_restart_owes_the_fence_snapshot_its_checkpoint_does_not_name():
     # before storing it comes back with the fence and the book's older snapshot, and stores
     # the fence snapshot itself once the book is back at its fence (a Promote's fallback
     # polls its location); before, nothing did unless a Snapshot or a Remove asked
-    state = EngineState(Market(open_listing=True))
-    state.apply_batch([_order(0, "A", "1")])
-    snap = load(dump(state.market.books["A"], input_offset=0, partition=0))
-    state.stored("A", "mem:A0", 0, 1)
-    last = state.checkpoint(0, "e", 0)
-    state.apply_batch([_order(1, "A", "2"), _order(2, "A", "3")])
-    final = state.market.books["A"].seq
+    state, snap, last, final = _fenced_after_its_checkpoint()
     fence = FenceEntry(2, 2, final, 5, "mem:fence", 1, 0, "")
     owing = dataclasses.replace(last, fences={"A": fence})
     stored = dataclasses.replace(
