@@ -51,6 +51,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.edge import thread_times
+from engine.book.instrument import DEFAULT_DEDUP_WINDOW
 from engine.service.settings import LEGACY_CONSUME, EngineSettings
 from hotshard import kafka
 from hotshard.local.flow import zipf_stream
@@ -117,7 +118,10 @@ def _offer(
 ) -> None:
     """Producer process: send `count` orders at `rate`/s to `partition`, write send times
     (ns) to `out`."""
-    stream = zipf_stream(count, seed=seed, symbols=symbols)
+    # Symbols of their own ("L000"...): the throughput run's symbols already live on its
+    # partition, so the same names here would all be refused STALE_ROUTE (a symbol is
+    # matched from one partition only) and the run would time rejections, not matching.
+    stream = [("L" + s[1:], c) for s, c in zipf_stream(count, seed=seed, symbols=symbols)]
     values = [encode_order(s, c) for s, c in stream]
     keys = [s.encode() for s, _ in stream]
     prod = producer(bootstrap, **{"linger.ms": linger_ms})
@@ -229,7 +233,7 @@ def _read_statuses(
     """Read order_status until every input offset in [first_offset, +count) has one."""
     arrived = array("q", [0]) * count
     produced = array("q", [0]) * count
-    seen = 0
+    seen = refused = 0
     first = last = 0.0
     cpu_first = cpu_last = 0.0
     threads_first: dict[tuple[str, str], float] = {}
@@ -257,6 +261,7 @@ def _read_statuses(
                     arrived[i] = now_ns
                     produced[i] = made_ns
                     seen += 1
+                    refused += not ev.seq
         last = now
     threads: dict[str, float] = {}
     if pid:
@@ -264,6 +269,10 @@ def _read_statuses(
             threads[kind] = spent - threads_first.get(("engine", kind), 0.0)
     if seen < count:
         raise SystemExit(f"only {seen:,} of {count:,} orders produced events in {timeout} s")
+    if refused:
+        # seq 0: refused outside any book (no route, no budget): the run would time
+        # refusals, not matching
+        raise SystemExit(f"{refused:,} of {count:,} orders were refused outside any book")
     return Reads(arrived, produced, first, last, cpu_last - cpu_first, threads)
 
 
@@ -418,6 +427,10 @@ def _throughput(args: Any, reads: Reads) -> dict[str, Any]:
 
 def _engine_args(args: Any, legacy: bool) -> list[str]:
     return [
+        # room for both runs' symbols (the latency run's are its own): at the default
+        # budget the second 100 symbols are refused DEDUP_BUDGET_FULL
+        "--dedup-ids",
+        str(2 * args.symbols * DEFAULT_DEDUP_WINDOW),
         "--snapshot-interval-s",
         "3600",
         "--fetch-wait-max-ms",
