@@ -128,6 +128,9 @@ class Engine:
         default_factory=queue.SimpleQueue
     )
     _failure: str = ""
+    _acked_through: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Per (topic, partition), the offset of the last event the broker acknowledged: the
+    floor of the next one's (see on_delivery)."""
     _last_snapshot: float = 0.0
     _last_heartbeat: float = 0.0
     _redis_lost: float = 0.0
@@ -642,12 +645,27 @@ class Engine:
         (measured in the durable broker fault case: the one trades record reported so was
         missing from the log, its seq a hole for every reader). Either way the engine stops
         as for a failed delivery: flush() then says so, no checkpoint covers the record,
-        and the restart publishes it again (readers drop a second copy by its seqs)."""
+        and the restart publishes it again (readers drop a second copy by its seqs).
+        So does one acknowledged at an offset its partition had passed (kafka.stale_ack:
+        Tansu on durable storage, restarted with a batch on its way, acknowledged a retry
+        at an offset long passed and never stored it). The producer is idempotent, so its
+        reports of a partition come in the order of its records: the last one's offset is
+        a floor for the next."""
         if error is None:
             offset = message.offset()
             if offset is not None and offset >= 0:
-                return
-            error = "acknowledged without an offset: not known to be written"
+                key = (message.topic(), message.partition())
+                marks = self._acked_through
+                floor = marks.get(key, -1)
+                marks[key] = kafka.ack_mark(floor, offset, floor)
+                if not kafka.stale_ack(offset, floor):
+                    return
+                error = (
+                    f"acknowledged at offset {offset} of partition {key[1]}, which was past "
+                    f"{floor} before: not known to be written"
+                )
+            else:
+                error = "acknowledged without an offset: not known to be written"
         self._failure = f"event not delivered to {message.topic()}: {error}"
         log.error(
             "delivery failed",

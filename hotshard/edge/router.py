@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from hotshard import names, route
+from hotshard import kafka, names, route
 from hotshard.clients import text
 from hotshard.codec import InvalidOrderError, decode_order
 from hotshard.commands import Command
@@ -1016,8 +1016,9 @@ class OrderRouter:
         answer is caught as well. (Races between request threads only ever leave the mark
         lower than it could be, which lets more through, never refuses a true answer.)"""
         key = (flight.topic, partition)
-        if offset <= flight.floor:
-            self._acked_through[key] = offset
+        marks = self._acked_through
+        marks[key] = kafka.ack_mark(marks.get(key, -1), offset, flight.floor)
+        if kafka.stale_ack(offset, flight.floor):
             log.error(
                 "acknowledgement of %s at offset %d of %s[%d], already passed (%d): in doubt",
                 flight.command[1],
@@ -1030,8 +1031,6 @@ class OrderRouter:
                 f"acknowledged at offset {offset} of {flight.topic}[{partition}], which was "
                 f"past {flight.floor} before this record was sent: not known to be written"
             )
-        if offset > self._acked_through.get(key, -1):
-            self._acked_through[key] = offset
 
     def _lapse_soon(self, user_id: str, order_id: str, fp: str) -> None:
         """An ADD answered StaleOffsetError keeps its claim for RETRY_AFTER_MS, not

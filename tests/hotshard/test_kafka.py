@@ -45,6 +45,27 @@ def test_role_configs_build_on_the_shared_one():
     assert producer["enable.idempotence"] is True and producer["acks"] == "all"
 
 
+@pytest.mark.parametrize(
+    ("mark", "offset", "floor", "stale", "after"),
+    [
+        (-1, 0, -1, False, 0),  # the partition's first acknowledgement
+        (41, 42, 41, False, 42),  # the next record's
+        (45, 43, 41, False, 45),  # made before 44, 45 were acknowledged: never lowers it
+        (97, 0, 97, True, 0),  # Tansu on s3:// after a restart: offset 0, long passed
+        (97, 97, 97, True, 97),  # the floor's own offset is another record's
+        (97, 5, 30, True, 5),  # stale: lowered, so a replaced log's next records pass
+        (5, 6, 30, True, 6),  # made before the first stale answer: still caught
+    ],
+)
+def test_an_ack_at_or_below_its_floor_is_stale_and_moves_the_mark_to_it(
+    mark: int, offset: int, floor: int, stale: bool, after: int
+) -> None:
+    # a record handed to the producer after offset `floor` of its partition was
+    # acknowledged lands beyond it on any log (docs/FAULTS.md, the durable broker)
+    assert kafka.stale_ack(offset, floor) is stale
+    assert kafka.ack_mark(mark, offset, floor) == after
+
+
 def test_a_fetch_wait_floor_raises_every_consumer_wait_for_its_block_only() -> None:
     # Tansu on s3:// gives a partition up once the fetch wait passed, listed records or not:
     # a durable broker's consumers need a longer wait than the project's 10-20 ms

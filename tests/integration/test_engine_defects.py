@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+import confluent_kafka
 import grpc
 import pytest
 import redis
@@ -561,3 +562,78 @@ def test_a_stopped_engine_closes_its_kafka_clients(broker, redis_server):
     with pytest.raises(RuntimeError, match="closed"):
         producer.poll(0)
     assert engine.log_identity is None
+
+
+class _StaleAck:
+    """What Tansu 0.6 on s3:// storage, restarted with a batch on its way, answered the
+    producer's retry: acknowledged at offset 0 of a partition long past it."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self._topic, self._partition = topic, partition
+
+    def offset(self) -> int:
+        return 0
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+
+class _AckedUnstored(confluent_kafka.Producer):
+    """A real producer, except that once armed it answers the next order_status record as
+    that broker did: acknowledged (at offset 0), never stored."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.report: Any = config.get("on_delivery")  # the engine's; None for others
+        self.armed = False
+        self.unstored: list[bytes] = []
+
+    def produce(self, topic: str, value: Any = None, key: Any = None, partition: int = -1) -> None:  # type: ignore[override]
+        if self.armed and topic == names.TOPIC_ORDER_STATUS:
+            self.armed = False
+            self.unstored.append(value)
+            self.report(None, _StaleAck(topic, partition))
+            return
+        super().produce(topic, value, key, partition)
+
+
+def test_an_event_acknowledged_at_an_offset_already_passed_is_published_again_by_the_restart(
+    broker, redis_server, monkeypatch
+):
+    # before: the engine checked only that a delivered event had an offset, so an order
+    # status acknowledged at offset 0 of a partition long past it (and never stored) was
+    # taken as written, the next checkpoint covered it, and its seqs stayed a hole for
+    # every reader. Now the engine stops as for a failed delivery (no checkpoint covers
+    # the record) and its restart from the checkpoint publishes the events again.
+    prod = producer(broker.bootstrap)
+    monkeypatch.setattr(confluent_kafka, "Producer", _AckedUnstored)  # what build() makes
+    reader = EventReader(broker.bootstrap, PARTITIONS)
+    first = [("STALE", add(f"a{i}", "u", Side.BUY, 10 + i, 1)) for i in range(5)]
+    with engine_in_process(broker, redis_server, "0", "stale") as running:
+        produce_orders(prod, first, lambda s: 0)
+        assert prod.flush(10) == 0
+        assert reader.read_until(lambda rd: len(rd.events.get("STALE", [])) >= 5, timeout=30)
+        made = running.engine.producer
+        assert isinstance(made, _AckedUnstored)
+        running.on_loop(lambda: setattr(made, "armed", True))
+        produce_orders(prod, [("STALE", add("b0", "u", Side.BUY, 20, 1))], lambda s: 0)
+        assert prod.flush(10) == 0
+        running.thread.join(20)
+        assert made.unstored, "the order status of b0 was never produced"
+        assert running.failure, "an acknowledgement at an offset long passed taken as written"
+        assert "acknowledged at offset 0 of partition 0, which was past" in str(running.failure[0])
+    checkpoint = recovery.read_checkpoint(redis_server.client(), 0)
+    assert checkpoint is not None and checkpoint.offset < 5  # b0 (offset 5) not covered
+    with engine_in_process(broker, redis_server, "0", "stale") as running:
+        assert reader.read_until(
+            lambda rd: any(e[2] == "b0" for e in rd.events.get("STALE", [])), timeout=30
+        )
+        reader.poll(0.5)
+        assert not running.failure
+    seqs = [e[1] for e in reader.events["STALE"]]
+    assert seqs == list(range(1, 7)) and not reader.guard.gaps, seqs
+    reader.close()
+    prod.close()
