@@ -493,12 +493,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repeat", type=int, default=1, help="moves per (size, strategy), one symbol each"
     )
+    p.add_argument(
+        "--tasks",
+        choices=("processes", "in-process"),
+        default="processes",
+        help="the state machine's tasks each in a worker process of its own (as Lambdas in "
+        "AWS), or on threads of this process beside the trading clients (as before)",
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     sizes = [int(s) for s in args.sizes.split(",")]
     strategies = [s for s in args.strategies.split(",") if s]
     load_before = os.getloadavg()
-    print(f"load before: {load_before}", flush=True)
+    print(f"load before: {load_before}; tasks: {args.tasks}", flush=True)
     moves: list[Move] = []
     options = UpOptions(
         engines=2,
@@ -508,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         monitor=False,
         spare=len(sizes) * len(strategies) * args.repeat + 2,
         state_file=Path(".hotshard") / "bench-migration.json",
+        task_processes=args.tasks == "processes",
     )
     with up(options, say=lambda line: print(line, flush=True)) as cluster:
         r = cluster.redis.client()
@@ -547,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     title = (
         f"hotshard migration through the state machine, {args.rate:.0f} orders/s on the moved "
-        f"symbol through the edge; load {load_before[0]:.1f} -> {load_after[0]:.1f} on 2 cores"
+        f"symbol through the edge, tasks {args.tasks}; load {load_before[0]:.1f} -> "
+        f"{load_after[0]:.1f} on 2 cores"
     )
     if args.json is not None:
         args.json.write_text(

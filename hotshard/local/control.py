@@ -36,12 +36,14 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import redis
 
 import statemachine
 from hotshard import clients
+from hotshard.local.lambdas import TaskError, TaskProcesses
 from hotshard.local.services.process import free_port
 from hotshard.migration import runtime, steps
 from hotshard.migration.errors import StoreUnavailable
@@ -124,6 +126,10 @@ class LambdaDispatch:
             elif injected:
                 raise InjectedFault(f"injected into {name}: {injected}")
             result = handler(event, context)
+        except TaskError as exc:  # raised in the task's own process
+            response_headers["x-amz-function-error"] = "Unhandled"
+            self.calls.append((name, exc.error_type))
+            return _error(exc.error_type, exc.message, exc.trace)
         except Exception as exc:
             response_headers["x-amz-function-error"] = "Unhandled"
             self.calls.append((name, type(exc).__name__))
@@ -402,10 +408,18 @@ def deploy(make: Callable[[str], Any], settings: MigrationSettings) -> str:
 
 
 @contextlib.contextmanager
-def control_plane(settings: MigrationSettings, region: str = REGION) -> Iterator[ControlPlane]:
+def control_plane(
+    settings: MigrationSettings,
+    region: str = REGION,
+    *,
+    task_processes: bool = False,
+    log_dir: Path | None = None,
+) -> Iterator[ControlPlane]:
     """moto in this process with the state machine deployed and Lambda dispatched to the
     task handlers; the tasks use `settings` (the cluster's Redis, broker, spare partitions,
-    moto's Auto Scaling group)."""
+    moto's Auto Scaling group). `task_processes`: each task runs in a warm worker process
+    of its own (hotshard.local.lambdas), as a Lambda does, not on a thread of this one
+    (their output in `log_dir`)."""
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -427,11 +441,16 @@ def control_plane(settings: MigrationSettings, region: str = REGION) -> Iterator
     try:
         _configure(url)
         make = boto_client(url, region)
-        dispatch = LambdaDispatch(task_handlers())
         runtime.use_context(local_context(settings, lambda: make("autoscaling")))
-        with dispatching(dispatch):
-            arn = deploy(make, settings)
-            yield ControlPlane(url, region, arn, dispatch, make)
+        with contextlib.ExitStack() as stack:
+            handlers = task_handlers()
+            if task_processes:
+                workers = stack.enter_context(TaskProcesses(settings, url, log_dir=log_dir))
+                handlers = workers.handlers(list(handlers))
+            dispatch = LambdaDispatch(handlers)
+            with dispatching(dispatch):
+                arn = deploy(make, settings)
+                yield ControlPlane(url, region, arn, dispatch, make)
     finally:
         sys.setswitchinterval(switch_interval)
         runtime.use_context(None)

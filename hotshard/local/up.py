@@ -76,6 +76,9 @@ class UpOptions:
     broker_storage: str = "memory"
     """memory (the log is lost when the broker stops) or s3 (durable_tansu: a broker restart
     keeps every acknowledged record)."""
+    task_processes: bool = False
+    """Each migration task in a worker process of its own, as a Lambda (hotshard.local.lambdas),
+    not on a thread of this process."""
 
 
 def split(partitions: int, engines: int) -> list[list[int]]:
@@ -322,7 +325,9 @@ def up(options: UpOptions, say: Callable[[str], None] = lambda _line: None) -> I
             cpu_alarm_threshold=options.cpu_threshold or thresholds()[0],
             rate_alarm_threshold=options.rate_threshold or thresholds()[1],
         )
-        with control_plane(settings, REGION) as plane:
+        with control_plane(
+            settings, REGION, task_processes=options.task_processes, log_dir=wd
+        ) as plane:
             say(f"control plane: moto {plane.url}, state machine {plane.state_machine_arn}")
             cluster = Cluster(
                 options, broker, redis_srv, wd, secrets.token_urlsafe(32), spare, plane, say=say

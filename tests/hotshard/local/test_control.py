@@ -28,6 +28,7 @@ from hotshard.local.control import (
     task_handlers,
 )
 from hotshard.local.services.redis import RedisServer
+from hotshard.migration import runtime
 from hotshard.migration.errors import NoHotSymbol
 from hotshard.migration.settings import MigrationSettings
 
@@ -203,3 +204,44 @@ def test_a_symbol_already_on_its_target_is_nothing_to_move(plane: ControlPlane, 
         if e["type"].endswith("StateEntered")
     ]
     assert entered == ["DetectHotSymbol", "NothingToMove"]
+
+
+@pytest.fixture(scope="module")
+def isolated(redis_server: RedisServer, tmp_path_factory: Any) -> Iterator[ControlPlane]:
+    settings = MigrationSettings(redis_port=redis_server.port, spare_partitions=(4,))
+    logs = tmp_path_factory.mktemp("task-workers")
+    with control_plane(settings, task_processes=True, log_dir=logs) as p:
+        yield p
+
+
+@pytest.mark.integration
+def test_tasks_in_their_own_processes_answer_as_lambdas(isolated: ControlPlane, r: Any) -> None:
+    """The dispatch forwards each task to a worker process (hotshard.local.lambdas): its
+    refusal comes back with its own errorType, which the ASL's Catch matches; a result
+    comes back as the step's. A task that ran in this process would meet a Context that
+    refuses to be made."""
+
+    def not_here(_execution: str) -> Any:
+        raise AssertionError("a task ran in the dispatching process")
+
+    runtime.use_context(not_here)
+    try:
+        _through_the_workers(isolated, r)
+    finally:
+        runtime.use_context(None)
+
+
+def _through_the_workers(isolated: ControlPlane, r: Any) -> None:
+    arn = isolated.start_execution({"strategy": "teleport", "symbol": "X"})
+    final = isolated.wait(arn, 60)
+    assert (final["status"], final["error"]) == ("FAILED", names.MIGRATION_NOT_STARTED)
+    failed = [e for e in _events(isolated, arn) if e["type"] == "LambdaFunctionFailed"]
+    assert failed[0]["lambdaFunctionFailedEventDetails"]["error"] == "BadInput"
+    route.list_symbol_at(r, "HOT2", 0, "engine-0")
+    r.hset(
+        names.REDIS_ENGINE.format("engine-0"), mapping={"address": "127.0.0.1:1", "partitions": "0"}
+    )
+    r.sadd(names.REDIS_ENGINES, "engine-0")
+    arn = isolated.start_execution({"symbol": "HOT2", "target": "engine-0"})
+    assert isolated.wait(arn, 60)["status"] == "SUCCEEDED"
+    assert ("hotshard-migration-detect_hot_symbol", "BadInput") in isolated.dispatch.calls
