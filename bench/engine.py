@@ -269,9 +269,9 @@ def _read_statuses(
             threads[kind] = spent - threads_first.get(("engine", kind), 0.0)
     if seen < count:
         raise SystemExit(f"only {seen:,} of {count:,} orders produced events in {timeout} s")
-    if refused:
-        # seq 0: refused outside any book (no route, no budget): the run would time
-        # refusals, not matching
+    if refused and pid:
+        # seq 0 from the engine: refused outside any book (no route, no budget): the run
+        # would time refusals, not matching (the relay's events have no seq: pid 0)
         raise SystemExit(f"{refused:,} of {count:,} orders were refused outside any book")
     return Reads(arrived, produced, first, last, cpu_last - cpu_first, threads)
 
@@ -353,6 +353,16 @@ def _latency(
         print(
             f"  engine CPU: {reads.cpu:.2f} s, {result['engine_cpu_us_per_order']:.1f} us per "
             f"order (from the first read to the last)"
+        )
+        per_thread = {
+            kind: round(spent / args.latency_orders * 1e6, 2)
+            for kind, spent in sorted(reads.threads.items(), key=lambda kv: -kv[1])
+            if spent > 0
+        }
+        result["engine_by_thread_us_per_order"] = per_thread
+        print(
+            "    by thread, us per order: "
+            + ", ".join(f"{kind} {us:.2f}" for kind, us in per_thread.items())
         )
     for (name, key), part, wait in zip(
         ((f"send -> {who} publishes", "hop1"), ("publish -> read", "hop2")),
