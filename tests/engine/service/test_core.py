@@ -5,11 +5,12 @@ from typing import Any
 
 import pytest
 
-from engine.book import Book, Instrument, Market, add, cancel
+from engine import fastwire
+from engine.book import BUILD, Book, Instrument, Market, add, cancel
 from engine.book.snapshot import SnapshotInfo, dump, load
 from engine.service import core
 from engine.service.core import EngineState, Output, Record, restore_partition
-from hotshard import recovery
+from hotshard import recovery, wire
 from hotshard.dedupe import SequenceGuard
 from hotshard.domain import Side, Status, TimeInForce
 from hotshard.events import FILL, STATUS, TRADE, Event
@@ -389,6 +390,22 @@ def test_depth_snapshots_give_every_book_its_top_levels_on_its_partition():
     ((symbol, update, offset),) = decode_depth(outputs[0][3])
     assert (symbol, update.snapshot, update.seq) == ("A", True, 3)
     assert (update.bids, update.asks, offset) == ([(10, 1)], [(12, 3)], 2)
+
+
+def test_depth_snapshots_are_the_reference_bytes_written_by_the_build_s_own_writer():
+    # the periodic snapshot of every book is a stall of the loop: the compiled build writes
+    # it by hand (engine.fastwire), with the protobuf runtime's exact bytes
+    state = EngineState(Market(open_listing=True))
+    recs = records([(s, c) for s, c in zipf_stream(2_000, seed=5, symbols=4)], partitions=2)
+    state.apply_batch(recs)
+    outputs = state.depth_snapshots(levels=5)
+    assert len(outputs) == 4
+    for _, _, key, value in outputs:
+        symbol = key.decode()
+        book = state.market.books[symbol]
+        offset = state.applied_offset(symbol)
+        assert value == wire.encode_depth(symbol, book.depth_snapshot(5), offset)
+    assert core.encode_depth is (fastwire.encode_depth if BUILD == "native" else wire.encode_depth)
 
 
 def test_events_carry_the_receive_time_stamped_on_their_order_never_a_clock():
