@@ -495,7 +495,8 @@ def edge_lines(tally: Tally, offered: float, lost: int) -> list[str]:
 def run(options: DemoOptions, console: Console) -> int:
     """The whole demo; 0 when HOT moved, trading went on and nothing was lost."""
     say = console.print
-    # The task handlers run in this process: their step logs stay out of the live view.
+    # The task handlers' step logs stay out of the live view (their worker processes
+    # inherit this).
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     symbols = (HOT, *COLD)
     up_options = UpOptions(
@@ -505,6 +506,9 @@ def run(options: DemoOptions, console: Console) -> int:
         symbols=symbols,
         monitor=False,  # the demo's own monitor below: one execution, the demo's strategy
         state_file=options.out / "demo-cluster.json",
+        # each task in a process of its own, as a Lambda: on a thread of this process its
+        # round trips inside the pause waited for the GIL behind the demo's clients and view
+        task_processes=True,
     )
     tally = Tally()
     view = View()
