@@ -36,6 +36,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from hotshard import kafka, route
+from hotshard.clients import text
 from hotshard.commands import add
 from hotshard.domain import Side
 from hotshard.local.demo import report
@@ -59,6 +60,7 @@ AFTER_S = 5.0
 WARM_UP_S = 0.0
 CATCH_UP_S = 120.0  # then measure anyway (a 1M book may never be prompt: see BENCHMARKS)
 READY_MS = 500.0
+REDIS_LATENCY_MS = 5
 
 
 def name_of(size: int, strategy: str, run: int = 0) -> str:
@@ -197,9 +199,10 @@ class EngineSide:
             self.thread.join(10)
 
 
-def engine_logs(workdir: Path, symbol: str) -> list[dict[str, Any]]:
+def engine_logs(workdir: Path, symbol: str, since: float = 0.0) -> list[dict[str, Any]]:
     """The engines' own log lines about the move's steps on `symbol` (fence, fence
-    snapshot, promote, snapshot), oldest first."""
+    snapshot, promote, snapshot), and their long cyclic collections ("gc") since `since`
+    (epoch s), oldest first."""
     wanted = {"fence", "fence snapshot", "promote", "snapshot"}
     out: list[tuple[float, dict[str, Any]]] = []
     for path in sorted(workdir.glob("engine-*.log")):
@@ -211,7 +214,8 @@ def engine_logs(workdir: Path, symbol: str) -> list[dict[str, Any]]:
                 stamp = datetime.strptime(record["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z")
             except (ValueError, KeyError, TypeError):
                 continue
-            if record.get("message") in wanted and record.get("symbol") == symbol:
+            ours = record.get("message") in wanted and record.get("symbol") == symbol
+            if ours or (record.get("message") == "gc" and stamp.timestamp() >= since):
                 record["engine"] = path.stem
                 out.append((stamp.timestamp(), record))
     return [r for _, r in sorted(out, key=lambda x: x[0])]
@@ -257,6 +261,11 @@ class Move:
     """Acknowledged orders of the symbol whose status never reached the engines' output."""
     worst_step: str = ""
     """The state machine's step the worst order at the engines' output was sent in."""
+    marks: dict[str, int] = field(default_factory=dict)
+    """The switch's own timestamps (epoch ms): moved, fenced, resumed."""
+    redis_latency: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Redis's own latency monitor over the move: event -> (when it last happened, its
+    longest ms), events of at least REDIS_LATENCY_MS (LATENCY LATEST, reset per move)."""
 
 
 def worst_step(recorded: report.Recorded) -> str:
@@ -298,6 +307,7 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
             )
         )
 
+    cluster.redis.client().execute_command("LATENCY", "RESET")
     engine_side = EngineSide(cluster.broker.bootstrap, tally)
     engine_side.start()
     trader = threading.Thread(target=load, daemon=True)
@@ -323,6 +333,7 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
     engine_side.close()
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     output = json.loads(described.get("output") or "{}")
+    latest = cluster.redis.client().execute_command("LATENCY", "LATEST")
     lost = tally.no_reply + sum(1 for key in tally.waiting if key in tally.acked_ids)
     migration = migration_of(output, str(described["status"]))
     if not migration.get("snapshot_bytes"):
@@ -352,13 +363,26 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
         report.summarize(recorded),
         report.summarize(at_engines),
         pause_steps(output),
-        engine_logs(cluster.workdir, symbol),
+        engine_logs(cluster.workdir, symbol, since=began),
         engine_lost=sum(
             1
             for user, oid, _ in tally.sent_log
             if (user, oid) in tally.acked_ids and oid not in engine_side.seen
         ),
         worst_step=worst_step(at_engines),
+        marks={
+            k: int(v)
+            for k, v in {
+                "moved": (output.get("switch") or {}).get("moved_ms"),
+                "fenced": ((output.get("switch") or {}).get("fence") or {}).get("fenced_ms"),
+                "resumed": (output.get("switch") or {}).get("resumed_ms"),
+            }.items()
+            if v
+        },
+        redis_latency={
+            text(event): (datetime.fromtimestamp(int(at)).strftime("%H:%M:%S"), int(longest))
+            for event, at, _last, longest, *_ in latest
+        },
     )
 
 
@@ -409,8 +433,41 @@ def breakdown(m: Move) -> list[str]:
     ]
     for record in m.logs:
         timings = {k: v for k, v in record.items() if k.endswith("_ms") or k == "ms"}
+        if record["message"] == "gc":
+            timings = {"at": record["timestamp"], "generation": record.get("generation"),
+                       **timings}  # fmt: skip
         lines.append(f"    {record['engine']}: {record['message']} {timings}")
+    split = call_split(m)
+    if split:
+        lines.append("    to the engine / on it / back to the task (ms): " + split)
+    if m.redis_latency:
+        lines.append(f"    redis latency (event: last at, max ms): {m.redis_latency}")
+    if m.marks:
+        lines.append(
+            "    marks: "
+            + ", ".join(
+                f"{k} {datetime.fromtimestamp(v / 1e3).strftime('%H:%M:%S.%f')[:-3]}"
+                for k, v in m.marks.items()
+            )
+        )
     return lines
+
+
+def call_split(m: Move) -> str:
+    """Each gRPC call of the pause split by the engine's own wall clock (`at_ms`, when its
+    handler began; `ms`, how long it took): the task's send -> the engine's handler, the
+    engine's part, its answer -> the task (the task's marks are whole ms)."""
+    calls = (("fence", "moved", "fenced"), ("promote", "fenced", "resumed"))
+    parts = []
+    for message, sent, answered in calls:
+        record = next((r for r in m.logs if r["message"] == message and "at_ms" in r), None)
+        if record is None or sent not in m.marks or answered not in m.marks:
+            continue
+        at, took = float(record["at_ms"]), float(record["ms"])
+        parts.append(
+            f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / {m.marks[answered] - at - took:.1f}"
+        )
+    return ", ".join(parts)
 
 
 def pauses(moves: list[Move]) -> list[str]:
@@ -519,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with up(options, say=lambda line: print(line, flush=True)) as cluster:
         r = cluster.redis.client()
+        r.config_set("latency-monitor-threshold", REDIS_LATENCY_MS)
         wanted: dict[str, int] = {}
         runs = [
             (size, strategy, run)
@@ -569,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
                         "pause_steps": m.steps,
                         "worst_step": m.worst_step,
                         "engine_logs": m.logs,
+                        "redis_latency": m.redis_latency,
+                        "marks": m.marks,
                     }
                     for m in moves
                 ],

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import IO, Any
 
 from engine.book import DedupBudgetError
-from engine.runtime import tune_gc
+from engine.runtime import tune_gc, watch_gc
 from engine.service.core import EngineState
 from engine.service.errors import EngineFailedError
 from engine.service.logs import JsonLines
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # before the books load, with no full collection first: it would pass over every object
     # the imports made (~20 ms of CPU on the way back to matching) to free ~200 of them
     tune_gc(collect=False)
+    watch_gc(log)
     try:
         engine.start()
     except EngineFailedError as exc:

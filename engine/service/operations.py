@@ -381,7 +381,7 @@ class Operations:
         self.engine.moving()
         engine = self.engine
         state = engine.state
-        asked = time.perf_counter()
+        asked, asked_at = time.perf_counter(), time.time()
         timing: dict[str, float] = {}
         deferred: list[Callable[[], None]] = []
 
@@ -447,6 +447,7 @@ class Operations:
                     "symbol": symbol,
                     "offset": fenced.fence_offset,
                     "ms": round((time.perf_counter() - asked) * 1e3, 1),
+                    "at_ms": round(asked_at * 1e3, 1),
                     **{f"{k}_ms": round(v * 1e3, 1) for k, v in timing.items()},
                 },
             )
@@ -610,7 +611,7 @@ class Operations:
         state = engine.state
         symbol = req.symbol
         f = req.through_offset
-        asked = time.perf_counter()
+        asked, asked_at = time.perf_counter(), time.time()
         timing: dict[str, float] = {}
 
         def begin() -> str:
@@ -751,6 +752,7 @@ class Operations:
                 "through": f,
                 "source": source,
                 "ms": round((time.perf_counter() - asked) * 1e3, 1),
+                "at_ms": round(asked_at * 1e3, 1),  # wall clock: the caller's send compares
                 **{f"{k}_ms": round(v * 1e3, 1) for k, v in timing.items()},
             },
         )
