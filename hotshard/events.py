@@ -41,7 +41,9 @@ Level = tuple[int, int]
 """(price, total quantity); quantity 0 in a DepthUpdate means the level is gone."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: the book makes one per symbol and consumed batch, and a frozen dataclass's
+# __init__ sets each field through object.__setattr__ (~570 ns here against ~150).
+@dataclass(slots=True)
 class DepthUpdate:
     seq: int
     bids: list[Level]

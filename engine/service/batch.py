@@ -35,13 +35,16 @@ Encode = Callable[..., SymbolRecords]
 
 class Touched:
     """One symbol's share of a batch: commands wait here and go to the book in one
-    Book.apply_all call (in order; an in-sequence rejection applies what waits first)."""
+    Book.apply_all call (in order; an in-sequence rejection applies what waits first).
+    `offsets` has each command's and rejection's input offset in order, `ends` the position
+    just past each one's events once applied. A paced stream touches most symbols with a
+    few records each turn, so what one costs is paid every few orders: no list here is
+    made only to be copied into another."""
 
     def __init__(self, book: Book, after_seq: int) -> None:
         self.book = book
         self.after_seq = after_seq
         self.commands: list[Command] = []
-        self.pending_offsets: list[int] = []
         self.events: list[Event] = []
         self.ends: list[int] = []
         self.offsets: list[int] = []
@@ -50,16 +53,22 @@ class Touched:
         """Input offset -> the order's received_ts_ns (only orders that carry one)."""
         self.last_offset = -1
 
+    def add(self, offset: int, command: Command) -> None:
+        self.commands.append(command)
+        self.offsets.append(offset)
+
     def apply_pending(self) -> None:
-        if not self.commands:
+        commands = self.commands
+        if not commands:
             return
-        base = len(self.events)
-        ends: list[int] = []
-        self.events.extend(self.book.apply_all(self.commands, ends))
-        self.ends.extend([base + e for e in ends] if base else ends)
-        self.offsets.extend(self.pending_offsets)
-        self.commands = []
-        self.pending_offsets = []
+        if self.ends:  # applied before (a rejection came between): the ends count on
+            base = len(self.events)
+            ends: list[int] = []
+            self.events.extend(self.book.apply_all(commands, ends))
+            self.ends.extend([base + e for e in ends])
+        else:
+            self.events = self.book.apply_all(commands, self.ends)
+        commands.clear()
 
     def reject(self, offset: int, order_id: str, user_id: str, reason: Reason) -> None:
         self.apply_pending()
@@ -131,8 +140,7 @@ def gather(
             assert decoded is not None
             entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
         else:
-            entry.commands.append(command)
-            entry.pending_offsets.append(offset)
+            entry.add(offset, command)
         entry.last_offset = offset
         if received:
             entry.stamps[offset] = received
@@ -165,31 +173,50 @@ def emit(
             key_bytes = symbol.encode()
             keys[symbol] = key_bytes
         depth = book.depth_update()
-        chunks = split_events(entry.events, entry.ends, entry.offsets, limit)
-        last = len(chunks) - 1
-        for i in range(len(chunks)):
-            events, ends, offsets = chunks[i]
+        events = entry.events
+        if len(events) <= limit:  # one piece: the usual case, no split made
             out = encode(
                 symbol,
                 events[0][1] - 1,
                 events[-1][1],
                 events,
-                ends,
-                offsets,
-                depth if i == last else None,
+                entry.ends,
+                entry.offsets,
+                depth,
                 entry.last_offset,
                 entry.stamps,
             )
-            outputs.append((TOPIC_ORDER_STATUS, partition, key_bytes, out.order_status))
-            outputs.append((TOPIC_FILLS, partition, key_bytes, out.fills))
-            outputs.append((TOPIC_TRADES, partition, key_bytes, out.trades))
-            if out.depth is not None:
-                outputs.append((TOPIC_DEPTH, partition, key_bytes, out.depth))
+            _append(outputs, partition, key_bytes, out)
+        else:
+            chunks = split_events(events, entry.ends, entry.offsets, limit)
+            last = len(chunks) - 1
+            for i in range(len(chunks)):
+                piece, ends, offsets = chunks[i]
+                out = encode(
+                    symbol,
+                    piece[0][1] - 1,
+                    piece[-1][1],
+                    piece,
+                    ends,
+                    offsets,
+                    depth if i == last else None,
+                    entry.last_offset,
+                    entry.stamps,
+                )
+                _append(outputs, partition, key_bytes, out)
         orders[symbol] = orders.get(symbol, 0) + len(entry.offsets)
         if entry.client_ts:
             client_ts.setdefault(symbol, []).extend(entry.client_ts)
         dirty.add(symbol)
     return outputs, orders, client_ts
+
+
+def _append(outputs: list[Output], partition: int, key: bytes, out: SymbolRecords) -> None:
+    outputs.append((TOPIC_ORDER_STATUS, partition, key, out.order_status))
+    outputs.append((TOPIC_FILLS, partition, key, out.fills))
+    outputs.append((TOPIC_TRADES, partition, key, out.trades))
+    if out.depth is not None:
+        outputs.append((TOPIC_DEPTH, partition, key, out.depth))
 
 
 def split_events(

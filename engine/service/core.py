@@ -431,8 +431,7 @@ class EngineState:
                 if decoded.command is None:
                     entry.reject(offset, decoded.order_id, decoded.user_id, decoded.reason)
                 else:
-                    entry.commands.append(decoded.command)
-                    entry.pending_offsets.append(offset)
+                    entry.add(offset, decoded.command)
                 entry.last_offset = offset
                 if decoded.received_ts_ns:
                     entry.stamps[offset] = decoded.received_ts_ns

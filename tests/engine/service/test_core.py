@@ -99,6 +99,34 @@ def test_garbage_with_a_known_symbol_key_is_rejected_in_that_symbols_sequence():
     assert (event[1], event[4], event[5], offset) == (2, Status.REJECTED, Reason.MALFORMED, 1)
 
 
+def test_a_rejection_between_commands_of_one_batch_keeps_every_event_at_its_input_offset():
+    state = EngineState(Market(open_listing=True))
+    first, later = (
+        add("1", "u", Side.SELL, 10, 5),
+        [
+            add("2", "v", Side.BUY, 10, 2),
+            add("3", "v", Side.BUY, 10, 1),
+        ],
+    )
+    batch: list[Record] = [(0, 0, b"A", encode_order("A", first)), (0, 1, b"A", b"\xff junk")]
+    batch += [(0, 2 + i, b"A", encode_order("A", c)) for i, c in enumerate(later)]
+    result = state.apply_batch(batch)
+    book = Book(Instrument("A"))
+    expected = [(e, 0) for e in book.apply_all([first])]
+    rejected: list[Event] = []
+    book.reject("", "", Reason.MALFORMED, rejected)
+    expected += [(e, 1) for e in rejected]
+    for i, command in enumerate(later):
+        expected += [(e, 2 + i) for e in book.apply_all([command])]
+    got = [
+        (e, offset)
+        for t, p, _, v in result.outputs
+        if t in KINDS
+        for e, offset in SequenceGuard().admit(KINDS[t], p, parse_batch(KINDS[t], v))
+    ]
+    assert sorted(got) == sorted(expected)
+
+
 def test_unknown_symbol_and_keyless_garbage_get_unsequenced_rejections():
     state = EngineState(Market({"A": Instrument("A")}))
     result = state.apply_batch(
