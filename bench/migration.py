@@ -263,6 +263,8 @@ class Move:
     """The state machine's step the worst order at the engines' output was sent in."""
     marks: dict[str, int] = field(default_factory=dict)
     """The switch's own timestamps (epoch ms): moved, fenced, resumed."""
+    redis_slow: list[tuple[str, float, str]] = field(default_factory=list)
+    """Redis's SLOWLOG over the move (>= 10 ms): when, ms, the command and its first key."""
     redis_latency: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Redis's own latency monitor over the move: event -> (when it last happened, its
     longest ms), events of at least REDIS_LATENCY_MS (LATENCY LATEST, reset per move)."""
@@ -308,6 +310,7 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
         )
 
     cluster.redis.client().execute_command("LATENCY", "RESET")
+    cluster.redis.client().slowlog_reset()
     engine_side = EngineSide(cluster.broker.bootstrap, tally)
     engine_side.start()
     trader = threading.Thread(target=load, daemon=True)
@@ -334,6 +337,7 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     output = json.loads(described.get("output") or "{}")
     latest = cluster.redis.client().execute_command("LATENCY", "LATEST")
+    slow = cluster.redis.client().slowlog_get(8)
     lost = tally.no_reply + sum(1 for key in tally.waiting if key in tally.acked_ids)
     migration = migration_of(output, str(described["status"]))
     if not migration.get("snapshot_bytes"):
@@ -379,6 +383,14 @@ def move_one(cluster: Any, symbol: str, size: int, strategy: str, rate: float) -
             }.items()
             if v
         },
+        redis_slow=[
+            (
+                datetime.fromtimestamp(int(e["start_time"])).strftime("%H:%M:%S"),
+                round(int(e["duration"]) / 1e3, 1),
+                " ".join(text(a) for a in (e.get("command") or b"").split()[:2])[:60],
+            )
+            for e in slow
+        ],
         redis_latency={
             text(event): (datetime.fromtimestamp(int(at)).strftime("%H:%M:%S"), int(longest))
             for event, at, _last, longest, *_ in latest
@@ -440,6 +452,8 @@ def breakdown(m: Move) -> list[str]:
     split = call_split(m)
     if split:
         lines.append("    to the engine / on it / back to the task (ms): " + split)
+    if m.redis_slow:
+        lines.append(f"    redis slowlog (at, ms, command): {m.redis_slow}")
     if m.redis_latency:
         lines.append(f"    redis latency (event: last at, max ms): {m.redis_latency}")
     if m.marks:
@@ -458,7 +472,9 @@ def call_split(m: Move) -> str:
     handler began; `ms`, how long it took): the task's send -> the engine's handler, the
     engine's part, its answer -> the task (the task's marks are whole ms)."""
     calls = (("fence", "moved", "fenced"), ("promote", "fenced", "resumed"))
-    parts = []
+    parts: list[str] = []
+    if m.strategy != "pre-copy":  # its Fence is WaitForDrain's, before the switch
+        return ""
     for message, sent, answered in calls:
         record = next((r for r in m.logs if r["message"] == message and "at_ms" in r), None)
         if record is None or sent not in m.marks or answered not in m.marks:
@@ -628,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
                         "worst_step": m.worst_step,
                         "engine_logs": m.logs,
                         "redis_latency": m.redis_latency,
+                        "redis_slow": m.redis_slow,
                         "marks": m.marks,
                     }
                     for m in moves
