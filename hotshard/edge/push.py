@@ -259,10 +259,7 @@ class Pusher:
             for conn, payloads in queues.items()
         ]
         gone: list[str] = []
-        results = (
-            self._pool.map(self._deliver, posts) if len(posts) > 1 else map(self._deliver, posts)
-        )
-        for (conn, _), (posted, sent, alive) in zip(posts, results, strict=True):
+        for (conn, _), (posted, sent, alive) in zip(posts, self._deliver_all(posts), strict=True):
             stats.pushes += posted
             stats.posts += sent
             if not alive:
@@ -299,6 +296,16 @@ class Pusher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+    def _deliver_all(self, posts: list[tuple[str, list[Frame]]]) -> list[tuple[int, int, bool]]:
+        """Every connection's posts, connections side by side: all but the first on the
+        pool, the first in this thread, which would otherwise only wait (one thread
+        hand-off less per batch, none for a batch with one connection)."""
+        if not posts:
+            return []
+        rest = [self._pool.submit(self._deliver, post) for post in posts[1:]]
+        first = self._deliver(posts[0])
+        return [first, *(future.result() for future in rest)]
 
     def _deliver(self, post: tuple[str, list[Frame]]) -> tuple[int, int, bool]:
         """Post a connection's frames in order; stop at the first 'gone'. Returns (pushes

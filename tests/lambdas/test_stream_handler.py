@@ -134,7 +134,7 @@ async def silent(ws: ClientConnection, seconds: float = 0.5) -> bool:
 
 
 def invoke(evt: dict[str, Any]) -> dict[str, Any]:
-    return stream_handler.handler(evt, LambdaContext("stream_handler"))  # type: ignore[no-any-return]
+    return stream_handler.handler(evt, LambdaContext("stream_handler"))
 
 
 CONTAINER = ThreadPoolExecutor(1, thread_name_prefix="container")

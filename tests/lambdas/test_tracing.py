@@ -11,7 +11,9 @@ import aws_xray_sdk
 from aws_lambda_powertools import Tracer
 
 import statemachine.tasks
+from hotshard.edge.push import PushStats
 from lambdas.order_router import handler as order_router
+from lambdas.stream_handler import handler as stream_handler
 
 
 @dataclass
@@ -68,6 +70,32 @@ def test_the_router_handler_runs_in_an_xray_subsegment(monkeypatch):
     monkeypatch.setattr(order_router.tracer, "disabled", True)
     assert order_router.handler({"unknown": "shape"}, FakeContext())["statusCode"] == 400
     assert len(provider.opened) == 1
+
+
+def test_the_stream_handler_runs_in_an_xray_subsegment_where_tracing_is_on(monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    provider = Provider()
+    monkeypatch.setattr(stream_handler.tracer, "provider", provider)
+    monkeypatch.setattr(stream_handler.tracer, "disabled", False)  # as in Lambda
+    batches: list[list[tuple[str, int, bytes]]] = []
+
+    class Pusher:  # the handler's work itself is tested in test_stream_handler.py
+        def handle(self, records):
+            batches.append(list(records))
+            return PushStats(records=len(batches[-1]))
+
+    monkeypatch.setattr(stream_handler, "pusher", Pusher)
+    event = {"eventSource": "aws:kafka", "records": {}}
+    context = FakeContext(function_name="stream_handler")
+    assert stream_handler.handler(event, context)["records"] == 0
+    ((name, segment),) = provider.opened
+    assert name == "## handler"
+    assert segment.annotations["Service"] == "stream_handler"
+    # where Powertools turned tracing off (outside Lambda), no subsegment per batch
+    monkeypatch.setattr(stream_handler.tracer, "disabled", True)
+    assert stream_handler.handler(event, context)["records"] == 0
+    assert len(provider.opened) == 1
+    assert len(batches) == 2
 
 
 def test_every_python_lambda_handler_has_a_tracer():
