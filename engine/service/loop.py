@@ -45,6 +45,7 @@ from engine.service.metrics import Metrics
 from engine.service.settings import LEGACY_CONSUME, EngineSettings
 from engine.service.store import SnapshotStore
 from hotshard import kafka, recovery, registry, route
+from hotshard.kafka import stale_ack
 from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS
 from hotshard.reasons import Reason
 from hotshard.recovery import SEQ_JUMP_ON_REPLACED_LOG
@@ -657,8 +658,8 @@ class Engine:
                 key = (message.topic(), message.partition())
                 marks = self._acked_through
                 floor = marks.get(key, -1)
-                marks[key] = kafka.ack_mark(floor, offset, floor)
-                if not kafka.stale_ack(offset, floor):
+                marks[key] = offset  # kafka.ack_mark with the mark as floor, one call less
+                if not stale_ack(offset, floor):
                     return
                 error = (
                     f"acknowledged at offset {offset} of partition {key[1]}, which was past "

@@ -64,6 +64,8 @@ def test_an_ack_at_or_below_its_floor_is_stale_and_moves_the_mark_to_it(
     # acknowledged lands beyond it on any log (docs/FAULTS.md, the durable broker)
     assert kafka.stale_ack(offset, floor) is stale
     assert kafka.ack_mark(mark, offset, floor) == after
+    # the engine's floor is its mark (its reports come in order): the mark is the offset
+    assert kafka.ack_mark(floor, offset, floor) == offset
 
 
 def test_a_fetch_wait_floor_raises_every_consumer_wait_for_its_block_only() -> None:
