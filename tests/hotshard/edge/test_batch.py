@@ -5,9 +5,11 @@ each one alone is (submit, handle), against real Redis and Tansu."""
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import confluent_kafka
 import pytest
 import redis
 
@@ -15,10 +17,10 @@ from hotshard import names, rawpipe, route
 from hotshard.domain import Action
 from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.orders import order_key
-from hotshard.edge.router import Ack, RefusedError, log
+from hotshard.edge.router import RETRY_AFTER_MS, Ack, Delivery, DeliveryPump, RefusedError, log
 from hotshard.local.shapes import websocket_event
 from hotshard.rawpipe import RawPipeline
-from hotshard.reasons import HotshardError
+from hotshard.reasons import HotshardError, Reason
 from hotshard.registry import EngineRecord, register_engine
 from tests.hotshard.edge.kit import CountingProducer, edge, read_record
 
@@ -597,3 +599,172 @@ def test_confirms_that_cannot_be_written_answer_their_requests(r: redis.Redis, b
     finally:
         del rawpipe._thread_local(e.router.r).conn
     assert all(isinstance(a, redis.ConnectionError) for a in answers), answers
+
+
+def test_cancel_all_names_what_it_skipped_and_each_failure_by_reason_code_and_hint(
+    r: redis.Redis, broker: Any, silent_broker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # cancel_all's answer as documented: the orders still being sent named in `pending`
+    # (not cancelled), each failure with its reason, code, detail and (only when there is
+    # one) retry hint, `symbol` when asked for one; each CANCEL record stamped with the
+    # router's clock and keyed by its symbol. Against mutmut's survivors of cancel_all,
+    # _cancel_flights and _failure_of (docs/MUTATION.md)
+    e = edge(r, broker.bootstrap)
+    acks = {}
+    for partition, symbol in enumerate(("AAPL", "MSFT", "WRT", "BADR")):
+        route.list_symbol_at(r, symbol, partition, "e1")
+        acks[symbol] = e.router.submit("al", order(f"{symbol}-1", symbol=symbol))
+    for symbol in ("GONE", "EPO"):
+        route.list_symbol_at(r, symbol, 3, "e1")
+        e.router.submit("al", order(f"{symbol}-1", symbol=symbol))
+    (doubt,) = stalled_submit(r, silent_broker, [("al", order("p-1"), None)])
+    assert refused_to_retry(doubt, "p-1")  # in doubt: its claim stays PENDING
+    r.delete("route:WRT")
+    r.set("route:WRT", "not a hash")  # reading the route: a Redis error (WRONGTYPE)
+    r.hset("route:BADR", "partition", "abc")  # a route that cannot be read (ValueError)
+    r.delete("route:GONE")  # no longer listed
+    r.hset("route:EPO", "epoch", -1)  # no uint64: the record cannot be built (ValueError)
+    now = 1_750_000_000_123_456_789
+    e.router.clock_ns = lambda: now
+    done = e.router.cancel_all("al")
+    failed = sorted(done.pop("failed"), key=lambda f: f["order_id"])
+    done["cancelled"].sort()  # oldest first: claims of the same millisecond by id
+    assert done == {
+        "type": "cancel_all",
+        "user_id": "al",
+        "cancelled": ["AAPL-1", "MSFT-1"],
+        "pending": ["p-1"],
+    }, done
+    not_delivered = {"reason": "NOT_DELIVERED", "code": int(Reason.NOT_DELIVERED)}
+    assert failed == [
+        {"order_id": "BADR-1", **not_delivered, "retry_after_ms": RETRY_AFTER_MS,
+         "detail": "not sent (ValueError); send the same order again"},
+        {"order_id": "EPO-1", **not_delivered, "retry_after_ms": RETRY_AFTER_MS,
+         "detail": "not sent (ValueError); send the same order again"},
+        {"order_id": "GONE-1", "reason": "UNKNOWN_SYMBOL", "code": int(Reason.UNKNOWN_SYMBOL),
+         "detail": "GONE is not listed"},
+        {"order_id": "WRT-1", **not_delivered, "retry_after_ms": RETRY_AFTER_MS,
+         "detail": "not sent (ResponseError); cancel it again"},
+    ]  # fmt: skip
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == log.name]
+    assert {"order BADR-1 on BADR not sent", "order EPO-1 on EPO not sent"} <= set(logged), logged
+    ack = acks["AAPL"]
+    cancel = read_record(broker.bootstrap, ack.topic, ack.partition, ack.offset + 1)
+    assert cancel.command is not None and cancel.command[:3] == (Action.CANCEL, "AAPL-1", "al")
+    assert (cancel.symbol, cancel.client_ts_ns, cancel.received_ts_ns) == ("AAPL", now, now)
+    # a CANCEL confirms no claim: the order's record still names its own record's place
+    again = e.router.submit("al", order("AAPL-1", symbol="AAPL"))
+    assert again.duplicate and (again.partition, again.offset) == (ack.partition, ack.offset)
+    one = e.router.cancel_all("al", "MSFT")
+    assert one == {
+        "type": "cancel_all",
+        "user_id": "al",
+        "cancelled": ["MSFT-1"],
+        "pending": [],
+        "failed": [],
+        "symbol": "MSFT",
+    }, one
+
+
+def test_a_request_alone_is_keyed_by_its_symbol_and_waited_for_by_the_pump(
+    r: redis.Redis, broker: Any
+) -> None:
+    # submit's own path (_send) keys the record by its symbol as a batch does (RaisesFor
+    # refuses by key), and its report is served by the router's pump on a daemon thread
+    # (one thread polls for every waiting request; it never holds the process's exit)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    e.router.producer = RaisesFor(broker.bootstrap, b"MSFT")
+    with pytest.raises(RefusedError) as refused:
+        e.router.submit("al", order("m-1", symbol="MSFT"))
+    assert refused_to_retry(refused.value, "m-1")
+    assert e.router.pump._thread is None  # nothing handed to the producer, nothing waited
+    assert not e.router.submit("al", order("a-1")).duplicate
+    pump = e.router.pump._thread
+    assert pump is not None and pump.name == "delivery" and pump.daemon, pump
+
+
+class _At0:
+    """A delivered record's report with its offset said to be 0."""
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+    def partition(self) -> int:
+        return int(self.msg.partition())
+
+    def offset(self) -> int:
+        return 0
+
+
+class StaleAt0(CountingProducer):
+    """A real producer whose acknowledgements all say offset 0: what Tansu 0.6 on s3://
+    storage, restarted with a batch on its way, answered a retry (docs/FAULTS.md)."""
+
+    def produce(self, *args: Any, on_delivery: Any, **kwargs: Any) -> None:
+        def report(err: Any, msg: Any) -> None:
+            on_delivery(err, msg if err is not None else _At0(msg))
+
+        super().produce(*args, on_delivery=report, **kwargs)
+
+
+def test_cancels_acknowledged_at_an_offset_already_passed_are_in_doubt_not_cancelled(
+    r: redis.Redis, broker: Any
+) -> None:
+    # each flight of cancel_all carries its partition's mark as it was when it was made
+    # (_flight): an answer at or below it is no answer (StaleOffsetError), for the second
+    # cancel of the batch too (made before the first one's stale answer lowered the mark)
+    e = edge(r, broker.bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    for order_id in ("a-1", "a-2"):
+        assert e.router.submit("al", order(order_id)).offset >= 0
+    e.router.producer = StaleAt0(broker.bootstrap)
+    done = e.router.cancel_all("al")
+    assert done["cancelled"] == [] and len(done["failed"]) == 2, done
+    for failed in done["failed"]:
+        assert failed["reason"] == "NOT_DELIVERED" and failed["retry_after_ms"] > 0, failed
+        assert failed["detail"].startswith("acknowledged at offset 0 of orders[0], which was")
+
+
+class _Reports:
+    """A stand-in for a producer's poll(): each report is served once its time has come."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[float, Delivery]] = []
+
+    def poll(self, timeout: float) -> int:
+        time.sleep(min(timeout, 0.005))
+        now = time.monotonic()
+        for item in [d for d in self.due if d[0] <= now]:
+            self.due.remove(item)
+            item[1](None, confluent_kafka.Message(topic="orders", partition=0, offset=7))
+        return 0
+
+
+def test_the_pump_serves_every_waiter_until_its_deadline() -> None:
+    # DeliveryPump.wait: a report that comes before the deadline is waited for, however
+    # close the deadline (mutmut's `remaining <= 1`: a wait of under 1 s returned at once),
+    # and the pump polls while anyone waits (`_waiting = 1` for `+= 1`: of two waiters, the
+    # first one's end left none counted, the thread stopped after idle_s and the second
+    # report was never served)
+    reports = _Reports()
+    pump = DeliveryPump(lambda: reports, poll_s=0.005, idle_s=0.05)
+    began = time.monotonic()
+    soon = Delivery()
+    reports.due = [(began + 0.1, soon)]
+    pump.wait(soon, began + 0.5)
+    assert soon.done, "a report due 0.1 s before the deadline was not waited for"
+    began = time.monotonic()
+    first, second = Delivery(), Delivery()
+    reports.due = [(began + 0.1, first), (began + 0.6, second)]
+    waiters = [
+        threading.Thread(target=pump.wait, args=(delivery, began + 3.0))
+        for delivery in (first, second)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join(5)
+    assert first.done and second.done, "a waiter was left unserved"
+    assert time.monotonic() - began < 2.0
