@@ -201,8 +201,8 @@ class EngineSide:
 
 def engine_logs(workdir: Path, symbol: str, since: float = 0.0) -> list[dict[str, Any]]:
     """The engines' own log lines about the move's steps on `symbol` (fence, fence
-    snapshot, promote, snapshot), and their long cyclic collections ("gc") since `since`
-    (epoch s), oldest first."""
+    snapshot, promote, snapshot), and their long cyclic collections ("gc") and checkpoints
+    (of every symbol) since `since` (epoch s), oldest first."""
     wanted = {"fence", "fence snapshot", "promote", "snapshot"}
     out: list[tuple[float, dict[str, Any]]] = []
     for path in sorted(workdir.glob("engine-*.log")):
@@ -215,7 +215,8 @@ def engine_logs(workdir: Path, symbol: str, since: float = 0.0) -> list[dict[str
             except (ValueError, KeyError, TypeError):
                 continue
             ours = record.get("message") in wanted and record.get("symbol") == symbol
-            if ours or (record.get("message") == "gc" and stamp.timestamp() >= since):
+            other = record.get("message") in ("gc", "checkpoint")
+            if ours or (other and stamp.timestamp() >= since):
                 record["engine"] = path.stem
                 out.append((stamp.timestamp(), record))
     return [r for _, r in sorted(out, key=lambda x: x[0])]
@@ -444,10 +445,12 @@ def breakdown(m: Move) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in m.steps.items())
     ]
     for record in m.logs:
+        if record["message"] == "checkpoint" and not near_pause(m, record):
+            continue
         timings = {k: v for k, v in record.items() if k.endswith("_ms") or k == "ms"}
-        if record["message"] == "gc":
-            timings = {"at": record["timestamp"], "generation": record.get("generation"),
-                       **timings}  # fmt: skip
+        if record["message"] in ("gc", "checkpoint"):
+            extra = ("generation",) if record["message"] == "gc" else ("why", "seconds")
+            timings = {"at": record["timestamp"], **{k: record.get(k) for k in extra}, **timings}
         lines.append(f"    {record['engine']}: {record['message']} {timings}")
     split = call_split(m)
     if split:
@@ -465,6 +468,19 @@ def breakdown(m: Move) -> list[str]:
             )
         )
     return lines
+
+
+def near_pause(m: Move, record: dict[str, Any], margin_s: float = 0.5) -> bool:
+    """Whether an engine's log line was written within `margin_s` of the pause (the
+    switch's marks), e.g. a periodic checkpoint whose fork or flush the pause met."""
+    if not m.marks:
+        return False
+    try:
+        stamp = datetime.strptime(record["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z").timestamp()
+    except (ValueError, KeyError):
+        return False
+    first, last = min(m.marks.values()) / 1e3, max(m.marks.values()) / 1e3
+    return first - margin_s <= stamp <= last + margin_s
 
 
 def call_split(m: Move) -> str:
