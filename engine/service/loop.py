@@ -79,6 +79,8 @@ MOVE_POLL_S = 0.001
 """The longest a consume waits for a record while a move of a symbol here is under way (a
 shadow here, or a move step asked within MOVE_WINDOW_S): with nothing to read, a Fence or
 Promote queued for the loop waits for the consume's timeout (--poll-timeout-ms, 5 ms)."""
+CHECKPOINT_HOLD_S = 20.0
+"""How long past due a periodic checkpoint waits for a move's pause here (`hold_checkpoints`)."""
 MOVE_WINDOW_S = 30.0
 """How long after a move's step (Snapshot, Follow, Fence, Promote, ...) the loop turns at
 MOVE_POLL_S: the next step of the same move comes within it (the step timeout)."""
@@ -104,6 +106,15 @@ class SnapshotResult:
     owner_epoch: int = 0
     size: int = 0
     state_hash: str = ""
+
+
+def checkpoint_due(now: float, last: float, interval_s: float, hold_until: float) -> bool:
+    """Whether the periodic checkpoint runs now: `interval_s` since the `last` one, unless a
+    move holds it (`hold_until`, Engine.hold_checkpoints), which it waits for at most
+    CHECKPOINT_HOLD_S past due."""
+    if now - last < interval_s:
+        return False
+    return now >= hold_until or now - last >= interval_s + CHECKPOINT_HOLD_S
 
 
 @dataclass(slots=True)
@@ -185,6 +196,8 @@ class Engine:
     _first_batch: bool = True
     _moving_until: float = 0.0
     """Until when (monotonic) the loop turns at MOVE_POLL_S (`moving`)."""
+    _hold_until: float = 0.0
+    """Until when (monotonic) periodic checkpoints wait for a move's pause (`hold_checkpoints`)."""
 
     def mark(self, phase: str, at: float | None = None) -> None:
         """`phase` of the start ended now (or `at`, a wall time)."""
@@ -680,7 +693,9 @@ class Engine:
         now = time.monotonic()
         if self._redis_lost and now < self._redis_retry_at:
             pass  # Redis is down: matching goes on, the checkpoint waits for the next try
-        elif now - self._last_snapshot >= s.snapshot_interval_s and self._periodic is None:
+        elif self._periodic is None and checkpoint_due(
+            now, self._last_snapshot, s.snapshot_interval_s, self._hold_until
+        ):
             self._last_snapshot = now
             self._redis_step(now, self.periodic_checkpoint)
         if now - self._last_index_scan >= INDEX_SCAN_S:
@@ -959,6 +974,18 @@ class Engine:
         the loop turns at MOVE_POLL_S, so the move's next step queued for it (a Fence, a
         Promote) waits ~1 ms for its turn, not a whole poll timeout."""
         self._moving_until = time.monotonic() + MOVE_WINDOW_S
+
+    def hold_checkpoints(self) -> None:
+        """A move's pause will need this engine soon (a pre-copy Snapshot of a book here, a
+        shadow installed here): the periodic checkpoint (a fork that stalls the whole
+        process for its page tables, 40-140 ms at 3 million orders, then its stores and
+        checkpoint writes competing for the loop) waits until `release_checkpoints`, at
+        most CHECKPOINT_HOLD_S past due, so the Fence or the Promote does not meet it."""
+        self._hold_until = time.monotonic() + CHECKPOINT_HOLD_S
+
+    def release_checkpoints(self) -> None:
+        """The move's step that the pause waited for here is done (Fence, Promote)."""
+        self._hold_until = 0.0
 
     def later(self, delay_s: float, fn: Callable[[], Any]) -> None:
         """On the loop: run `fn` on the loop's first turn `delay_s` from now or later."""

@@ -306,6 +306,7 @@ class Operations:
             if symbol in state.frozen or symbol in state.replays:
                 raise _BusyError  # being restored, or ahead of its partition's offsets
             self._flushed()  # a snapshot is stored only once its events are out
+            engine.hold_checkpoints()  # a pre-copy's: its Fence comes next
             spec = DumpSpec(
                 book, state.applied_offset(symbol), state.home[symbol], state.epoch.get(symbol, 0)
             )
@@ -431,6 +432,7 @@ class Operations:
             return _fenced(entry), True
 
         fenced, new = self._until(self._timed(do, timing), Reason.NOT_DURABLE, f"{symbol} is busy")
+        engine.release_checkpoints()
         if after_reply is not None:
             for start in deferred:
                 # FENCE_FORK_DELAY_S after the reply, unless waited for first (_wait_job)
@@ -591,6 +593,7 @@ class Operations:
             )
             state.expect[symbol] = max(state.expect.get(symbol, 0), info.owner_epoch)
             engine.reassign_if_needed()
+            engine.hold_checkpoints()  # its Promote comes next
             try:
                 self._durable()
             except NotDurableError:
@@ -741,6 +744,7 @@ class Operations:
                 f"{symbol}: shadow not through {f} yet",
             )
         timing["catch_up"] = time.perf_counter() - began
+        engine.release_checkpoints()
         if req.wait_durable:
             return self._make_durable(symbol)
         if answer is None:  # not reached: settle answers unless waiting for durability

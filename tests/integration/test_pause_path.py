@@ -415,3 +415,22 @@ def test_a_restarted_engine_stores_the_fence_snapshot_it_owes(engine):
     loaded, info = snapshot.load(data)
     assert (info.input_offset, loaded.seq) == (99, book.seq)
     assert ops._wait_job("A") == len(data)
+
+
+def test_a_periodic_checkpoint_waits_for_the_move_between_its_snapshot_and_its_fence(engine):
+    # run 11: at 1M a periodic checkpoint's fork (40-140 ms: the page tables of millions of
+    # orders) and its stores met the Fence (107.5 ms on the engine) or the Promote
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 1_000), 0, 99))
+    now = time.monotonic()
+    assert engine_loop.checkpoint_due(now, now - 11, 10, 0.0)
+    ops = Operations(engine)
+    ops.snapshot("A")  # the pre-copy's
+    held = engine._hold_until
+    assert held > now
+    assert not engine_loop.checkpoint_due(now, now - 11, 10, held)  # due, but held
+    late = now + engine_loop.CHECKPOINT_HOLD_S + 10
+    assert engine_loop.checkpoint_due(late, now - 11, 10, late + 1)  # never held for good
+    ops.fence("A", 1, 2)
+    assert engine._hold_until == 0.0  # the pause's step here is done: due again
+    assert engine_loop.checkpoint_due(now, now - 11, 10, engine._hold_until)
