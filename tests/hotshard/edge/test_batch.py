@@ -22,7 +22,7 @@ from hotshard.local.shapes import websocket_event
 from hotshard.rawpipe import RawPipeline
 from hotshard.reasons import HotshardError, Reason
 from hotshard.registry import EngineRecord, register_engine
-from tests.hotshard.edge.kit import CountingProducer, edge, read_record
+from tests.hotshard.edge.kit import CountingProducer, Edge, edge, read_record
 
 pytestmark = pytest.mark.integration
 
@@ -265,15 +265,21 @@ class RaisesFor(CountingProducer):
         super().produce(*args, **kwargs)
 
 
+def edge_refusing_msft(r: redis.Redis, bootstrap: str) -> Edge:
+    """An edge with AAPL on partition 0 and MSFT on 1 whose producer raises for MSFT."""
+    e = edge(r, bootstrap)
+    route.list_symbol_at(r, "AAPL", 0, "e1")
+    route.list_symbol_at(r, "MSFT", 1, "e1")
+    e.router.producer = RaisesFor(bootstrap, b"MSFT")
+    return e
+
+
 def test_an_unexpected_produce_failure_fails_only_its_request_of_the_batch(
     r: redis.Redis, broker: Any
 ) -> None:
     # before: the TypeError escaped submit_many: every request of the batch failed (the
     # local gateway answered each 502) and the claims taken stayed PENDING
-    e = edge(r, broker.bootstrap)
-    route.list_symbol_at(r, "AAPL", 0, "e1")
-    route.list_symbol_at(r, "MSFT", 1, "e1")
-    e.router.producer = RaisesFor(broker.bootstrap, b"MSFT")
+    e = edge_refusing_msft(r, broker.bootstrap)
     batch: list[tuple[str, Any, Action | None]] = [
         ("al", order("a-1"), None),
         ("al", order("m-1", symbol="MSFT"), None),
@@ -672,10 +678,7 @@ def test_a_request_alone_is_keyed_by_its_symbol_and_waited_for_by_the_pump(
     # submit's own path (_send) keys the record by its symbol as a batch does (RaisesFor
     # refuses by key), and its report is served by the router's pump on a daemon thread
     # (one thread polls for every waiting request; it never holds the process's exit)
-    e = edge(r, broker.bootstrap)
-    route.list_symbol_at(r, "AAPL", 0, "e1")
-    route.list_symbol_at(r, "MSFT", 1, "e1")
-    e.router.producer = RaisesFor(broker.bootstrap, b"MSFT")
+    e = edge_refusing_msft(r, broker.bootstrap)
     with pytest.raises(RefusedError) as refused:
         e.router.submit("al", order("m-1", symbol="MSFT"))
     assert refused_to_retry(refused.value, "m-1")
