@@ -962,6 +962,8 @@ class OrderRouter:
         with self._producer_lock:
             if self.producer is not failed:
                 return  # another request replaced it already
+            if self._closing.is_set():
+                return  # close() took the lock first: it has closed, or closes, `failed`
             try:
                 fresh = self.new_producer()
             except Exception:  # kept: the next request that finds it failed tries again
@@ -973,9 +975,12 @@ class OrderRouter:
             reaper = threading.Thread(
                 target=self._reap, args=(failed,), name="producer-reaper", daemon=True
             )
+            # started under the lock: a close() waiting for it joins a started reaper and
+            # then closes `fresh` (started after, close() met an unstarted thread, raised,
+            # and the fresh producer outlived it)
+            reaper.start()
             self._reapers.append(reaper)
         log.warning("producer replaced (fatal error or stalled): %s", why)
-        reaper.start()
 
     def _if_stalled(self, producer: Any) -> None:
         """A request timed out and nothing at all was acknowledged for STALL_TIMEOUTS
