@@ -77,6 +77,7 @@ def build(settings: EngineSettings) -> Engine:
     engine.producer = Producer(
         {
             **kafka.producer_config(base, linger_ms=settings.linger_ms),
+            "client.id": f"engine-{settings.instance}",  # names it in librdkafka's log lines
             "on_delivery": engine.on_delivery,
         }
     )

@@ -81,4 +81,5 @@ def order_producer(settings: EdgeSettings) -> Any:
     the broker's fetch cost grows with the number of batches)."""
     from confluent_kafka import Producer  # noqa: PLC0415
 
-    return Producer(kafka.producer_config(kafka_base(settings), linger_ms=ROUTER_LINGER_MS))
+    config = kafka.producer_config(kafka_base(settings), linger_ms=ROUTER_LINGER_MS)
+    return Producer({**config, "client.id": "order-router"})  # names it in librdkafka's logs
