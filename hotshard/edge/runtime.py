@@ -78,6 +78,20 @@ def logs_own_request(
     return wrap
 
 
+def traced_where_on(tracer: Any, handler: H) -> H:
+    """`handler` in an X-Ray subsegment where tracing is on (in Lambda, tracing ACTIVE).
+    Where Powertools turned tracing off (outside Lambda: the local gateway and feeder,
+    tests) its decorator still opened and annotated a dummy subsegment per invocation,
+    ~6% of the router's CPU per order in the local gateway: there `handler` runs bare."""
+    traced = tracer.capture_lambda_handler(capture_response=False)(handler)
+
+    @functools.wraps(handler)
+    def invoke(event: Any, context: Any) -> Any:
+        return handler(event, context) if tracer.disabled else traced(event, context)
+
+    return cast(H, invoke)
+
+
 EMF_VALUES_MAX = 100
 """Values one metric takes in one EMF document."""
 

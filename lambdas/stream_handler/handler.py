@@ -26,6 +26,7 @@ from hotshard.edge.runtime import (
     logs_own_request,
     metrics_enabled,
     quiet_empty_flush,
+    traced_where_on,
     tune_gc,
 )
 from hotshard.edge.sessions import Sessions
@@ -85,14 +86,10 @@ _handle.__name__ = "handler"  # the X-Ray subsegment keeps its name, "## handler
 _logged = logger.inject_lambda_context(
     metrics.log_metrics(event_source(data_class=KafkaEvent)(_handle))
 )
-_traced = tracer.capture_lambda_handler(capture_response=False)(_logged)
+_traced = traced_where_on(tracer, _logged)
 
 
 @logs_own_request(logger)  # the local feeder invokes it from a thread per topic at once
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """One batch, in an X-Ray subsegment where tracing is on (in Lambda, tracing ACTIVE).
-    Where Powertools turned tracing off (outside Lambda: the local feeder, tests) its
-    decorator still opened and annotated a dummy subsegment per invocation (as the
-    order_router's did): skipped."""
-    answer = _logged(event, context) if tracer.disabled else _traced(event, context)
-    return cast(dict[str, Any], answer)
+    """One batch (in an X-Ray subsegment where tracing is on: traced_where_on)."""
+    return cast(dict[str, Any], _traced(event, context))
