@@ -89,6 +89,10 @@ def local_edge(
         with environment(env):
             order_router.api.cache_clear()
             stream_handler.pusher.cache_clear()
+            # built before the first request, as a Lambda container's init phase builds what
+            # the module sets up: the idempotent producer fetches its producer id (~0.5 s on
+            # the local broker) now, not while the first orders wait for their acks
+            order_router.api()
             if feed:
                 feeder = TopicFeeders(kafka_base(settings), stream_handler.handler)
                 feeder.start()
