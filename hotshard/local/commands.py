@@ -29,6 +29,7 @@ from typing import Any
 from hotshard import names, route
 from hotshard.clients import text
 from hotshard.local.control import boto_client, start_execution
+from hotshard.local.fleet import engine_label, pool_state
 from hotshard.local.up import DEFAULT_STATE_FILE, UpOptions, read_state
 from hotshard.migration import plan
 
@@ -460,19 +461,6 @@ def engine_rows(cluster: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def pool_state(row: dict[str, Any]) -> str | None:
-    """A warm-pool engine's place: "idle" (in the pool, a migration may take it), "taken"
-    (a migration claimed it, or the pool is giving it back), "in use" (it carries a symbol
-    or a shadow); None for the regular engines."""
-    if not row.get("warm"):
-        return None
-    if row.get("symbols") or row.get("shadows"):
-        return "in use"
-    if row.get("claimed_by"):
-        return "taken"
-    return "idle" if "error" not in row else None
-
-
 def pool_summary(rows: list[dict[str, Any]], warm: int | None, group: dict[str, Any]) -> str:
     """One line under `hotshard engines`: the pool against its size and the group behind it."""
     idle = sum(1 for row in rows if row.get("pool") == "idle")
@@ -503,13 +491,6 @@ def _group(cluster: dict[str, Any]) -> dict[str, Any]:
         return found
     except Exception:
         return {}
-
-
-def engine_label(row: dict[str, Any]) -> str:
-    """An engine's name in the table: a warm-pool engine is marked (warm) while it is idle;
-    once a migration gave it a symbol (or a shadow) it is an engine like the others."""
-    state = row.get("pool", pool_state(row))
-    return str(row["id"]) + {"idle": " (warm)", "taken": " (warm, taken)"}.get(state or "", "")
 
 
 def engines_command(args: argparse.Namespace) -> int:

@@ -175,5 +175,25 @@ class WarmPool:
         return [f"warm engine {instance}: one idle engine more than --warm, back to the pool"]
 
 
+def pool_state(row: dict[str, Any]) -> str | None:
+    """A warm-pool engine's place: "idle" (in the pool, a migration may take it), "taken"
+    (a migration claimed it, or the pool is giving it back), "in use" (it carries a symbol
+    or a shadow); None for the regular engines."""
+    if not row.get("warm"):
+        return None
+    if row.get("symbols") or row.get("shadows"):
+        return "in use"
+    if row.get("claimed_by"):
+        return "taken"
+    return "idle" if "error" not in row else None
+
+
+def engine_label(row: dict[str, Any]) -> str:
+    """An engine's name in the table: a warm-pool engine is marked (warm) while it is idle;
+    once a migration gave it a symbol (or a shadow) it is an engine like the others."""
+    state = row.get("pool", pool_state(row))
+    return str(row["id"]) + {"idle": " (warm)", "taken": " (warm, taken)"}.get(state or "", "")
+
+
 def spare_partitions(r: redis.Redis) -> tuple[int, ...]:
     return tuple(sorted(int(text(p)) for p in r.smembers(names.REDIS_SPARE_PARTITIONS)))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from hotshard import names, route
-from hotshard.local.commands import EXIT_NOTHING, engine_label, engine_rows
+from hotshard.local.commands import EXIT_NOTHING, engine_rows
+from hotshard.local.fleet import engine_label
 from hotshard.local.up import UpOptions, up
 from tests.migration.harness import HOT, SYMBOLS, migrate
 

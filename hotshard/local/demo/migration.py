@@ -43,6 +43,7 @@ from hotshard.client.retry import RetryPolicy
 from hotshard.client.session import Client, ClientError, local_token
 from hotshard.local.demo import report
 from hotshard.local.demo.cluster import latency_table
+from hotshard.local.fleet import engine_label
 from hotshard.local.monitor import Monitor
 from hotshard.local.up import UpOptions, up
 
@@ -213,13 +214,12 @@ def migration_of(output: dict[str, Any], status: str) -> dict[str, Any]:
 
 def engines_table(view: View) -> Table:
     table = Table(title="engines (their Stats)", title_justify="left")
-    for column in ("engine", "partitions", "warm", "CPU %", "orders/s", "symbols", "shadows"):
+    for column in ("engine", "partitions", "CPU %", "orders/s", "symbols", "shadows"):
         table.add_column(column, justify="left" if column == "engine" else "right")
     for e in view.engines:
         table.add_row(
-            e["id"],
+            engine_label(e),  # (warm) while idle in the pool: the moved symbol's target is not
             ",".join(str(p) for p in e["partitions"]),
-            "warm" if e["warm"] else "",
             f"{e['cpu']:.0f}",
             f"{e['rate']:,.0f}",
             str(e["symbols"]),

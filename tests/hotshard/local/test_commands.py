@@ -16,13 +16,12 @@ from hotshard.local.commands import (
     EXIT_NOTHING,
     EXIT_ROLLED_BACK,
     describe_event,
-    engine_label,
     fence_label,
     outcome,
-    pool_state,
     pool_summary,
     why_nothing,
 )
+from hotshard.local.fleet import engine_label, pool_state
 from hotshard.local.up import RESTART_BACKOFF_S, restart_due, split
 
 
