@@ -203,7 +203,7 @@ def engine_logs(workdir: Path, symbol: str, since: float = 0.0) -> list[dict[str
     """The engines' own log lines about the move's steps on `symbol` (fence, fence
     snapshot, promote, snapshot), and their long cyclic collections ("gc") and checkpoints
     (of every symbol) since `since` (epoch s), oldest first."""
-    wanted = {"fence", "fence snapshot", "promote", "snapshot"}
+    wanted = {"fence", "fence snapshot", "promote", "snapshot", "replied", "index built"}
     out: list[tuple[float, dict[str, Any]]] = []
     for path in sorted(workdir.glob("engine-*.log")):
         for line in path.read_text(errors="replace").splitlines():
@@ -454,7 +454,9 @@ def breakdown(m: Move) -> list[str]:
         lines.append(f"    {record['engine']}: {record['message']} {timings}")
     split = call_split(m)
     if split:
-        lines.append("    to the engine / on it / back to the task (ms): " + split)
+        lines.append(
+            "    to the engine / on it / [its reply sent /] back to the task (ms): " + split
+        )
     if m.redis_slow:
         lines.append(f"    redis slowlog (at, ms, command): {m.redis_slow}")
     if m.redis_latency:
@@ -485,20 +487,36 @@ def near_pause(m: Move, record: dict[str, Any], margin_s: float = 0.5) -> bool:
 
 def call_split(m: Move) -> str:
     """Each gRPC call of the pause split by the engine's own wall clock (`at_ms`, when its
-    handler began; `ms`, how long it took): the task's send -> the engine's handler, the
-    engine's part, its answer -> the task (the task's marks are whole ms)."""
-    calls = (("fence", "moved", "fenced"), ("promote", "fenced", "resumed"))
+    handler began; `ms`, how long it took; "replied": when the RPC was over on the engine):
+    the task's send -> the engine's handler, the engine's part, its reply sent, the reply
+    -> the task (the task's marks are whole ms)."""
+    calls = (("fence", "Fence", "moved", "fenced"), ("promote", "Promote", "fenced", "resumed"))
     parts: list[str] = []
     if m.strategy != "pre-copy":  # its Fence is WaitForDrain's, before the switch
         return ""
-    for message, sent, answered in calls:
+    for message, rpc, sent, answered in calls:
         record = next((r for r in m.logs if r["message"] == message and "at_ms" in r), None)
         if record is None or sent not in m.marks or answered not in m.marks:
             continue
         at, took = float(record["at_ms"]), float(record["ms"])
-        parts.append(
-            f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / {m.marks[answered] - at - took:.1f}"
+        replied = next(
+            (
+                float(r["at_ms"])
+                for r in m.logs
+                if r["message"] == "replied" and r.get("rpc") == rpc and "at_ms" in r
+            ),
+            None,
         )
+        if replied is None:
+            parts.append(
+                f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / "
+                f"{m.marks[answered] - at - took:.1f}"
+            )
+        else:
+            parts.append(
+                f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / {replied - at - took:.1f} / "
+                f"{m.marks[answered] - replied:.1f}"
+            )
     return ", ".join(parts)
 
 

@@ -17,6 +17,7 @@ grpcurl work without the project's protos.
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
@@ -41,6 +42,19 @@ def _after_reply(context: grpc.ServicerContext, fn: Callable[[], None]) -> None:
     """`fn` once the RPC is over (its reply sent), or now if it is over already."""
     if not context.add_callback(fn):
         fn()
+
+
+def _log_replied(context: grpc.ServicerContext, rpc: str, symbol: str) -> None:
+    """Log ("replied") when the RPC is over: its reply sent and the server's thread told so
+    (`at_ms`, wall clock). A move's pause steps (Fence, Promote) are split at it: the
+    engine's part up to its reply on the wire, then the way to the caller."""
+
+    def done() -> None:
+        log.info(
+            "replied", extra={"rpc": rpc, "symbol": symbol, "at_ms": round(time.time() * 1e3, 1)}
+        )
+
+    _after_reply(context, done)
 
 
 class EngineControl(control_pb2_grpc.EngineControlServicer):
@@ -135,6 +149,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
     def Fence(  # noqa: N802
         self, request: control_pb2.FenceRequest, context: grpc.ServicerContext
     ) -> control_pb2.FenceReply:
+        _log_replied(context, "Fence", request.symbol)
         fenced = self._op(
             context,
             lambda: self.operations.fence(
@@ -167,6 +182,8 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
             _pending(request.pending) if request.HasField("pending") else None,
             request.wait_durable,
         )
+        if not request.wait_durable:  # the switch's Promote: the pause ends at its answer
+            _log_replied(context, "Promote", request.symbol)
         promoted = self._op(context, lambda: self.operations.promote(req))
         return control_pb2.PromoteReply(
             seq=promoted.seq,

@@ -156,6 +156,8 @@ class Engine:
     _index_slices: int = 0  # slices indexed so far, and their CPU (logged at "caught up")
     _index_cpu_s: float = 0.0
     _unindexed: list[Book] = field(default_factory=list)
+    _indexing: dict[str, list[float]] = field(default_factory=dict)
+    """Per book being indexed: [first slice (monotonic), slices, CPU s, longest slice s]."""
     """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _turned: float = 0.0
     _assigned: tuple[Any, ...] = ()
@@ -703,6 +705,9 @@ class Engine:
             state = self.state
             books = [*state.market.books.values(), *(w.book for w in state.shadows.values())]
             self._unindexed = [book for book in books if book.unindexed()]
+            if self._indexing:  # books dropped before their index was built
+                left = {book.symbol for book in self._unindexed}
+                self._indexing = {s: v for s, v in self._indexing.items() if s in left}
         if now - self._last_depth >= s.depth_snapshot_interval_s:
             self._last_depth = now
             self._publish(self.state.depth_snapshots(s.depth_levels))
@@ -721,13 +726,31 @@ class Engine:
 
     def _index_some(self) -> None:
         """Index one slice of a restored book's orders (it answers the same before)."""
-        self._last_index = time.monotonic()
+        self._last_index = start = time.monotonic()
         began = time.thread_time()
         book = self._unindexed[-1]
-        if not book.build_index(INDEX_SLICE):
-            self._unindexed.pop()
+        more = book.build_index(INDEX_SLICE)
+        cpu = time.thread_time() - began
         self._index_slices += 1
-        self._index_cpu_s += time.thread_time() - began
+        self._index_cpu_s += cpu
+        took = time.monotonic() - start
+        done = self._indexing.setdefault(book.symbol, [start, 0, 0.0, 0.0])
+        done[1] += 1
+        done[2] += cpu
+        done[3] = max(done[3], took)
+        if not more:
+            self._unindexed.pop()
+            first, slices, cpu_s, longest = self._indexing.pop(book.symbol)
+            log.info(
+                "index built",
+                extra={
+                    "symbol": book.symbol,
+                    "slices": int(slices),
+                    "cpu_ms": round(cpu_s * 1e3, 1),
+                    "wall_ms": round((time.monotonic() - first) * 1e3, 1),
+                    "longest_ms": round(longest * 1e3, 1),
+                },
+            )
 
     def _beat(self) -> None:
         """The heartbeat thread: refresh ownership while the loop keeps turning (a loop
