@@ -265,6 +265,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
                     next_offset=shadow.read,
                     seq=shadow.book.seq,
                     lag=max(0, high - shadow.read) if high >= 0 else -1,
+                    unindexed=shadow.book.unindexed(),
                 )
             for symbol, fence in sorted(state.fences.items()):
                 reply.fences.add(

@@ -258,6 +258,18 @@ def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
     return 0 <= lag <= threshold
 
 
+def ready_to_switch(
+    lag: int, unindexed: int, *, overdue: bool, threshold: int = CATCH_UP_LAG
+) -> bool:
+    """Whether WaitForCatchUp ends: the shadow caught up (`caught_up`) and its restored
+    orders all indexed. The target's loop indexes a restored book a slice at a time (20,000
+    orders, 10-120 ms each holding the loop and the GIL: a million orders take ~50); a
+    Promote that came while slices remained waited behind them (48-59 ms measured at 1M).
+    Once `overdue` (the step's wait is over) the index is not waited for: a Promote on a
+    book still indexing is as correct, only slower."""
+    return caught_up(lag, threshold) and (unindexed <= 0 or overdue)
+
+
 # ---------------------------------------------------------------------- rollback
 
 

@@ -279,7 +279,9 @@ def transfer_snapshot(ctx: Context, state: State) -> Result:
 
 
 def wait_for_catch_up(ctx: Context, state: State) -> Result:
-    """pre-copy: the shadow's lag on p, polled until small (else NotCaughtUp, retried)."""
+    """pre-copy: the shadow's lag on p, polled until small (else NotCaughtUp, retried), and
+    its restored orders indexed on the target (plan.ready_to_switch: not waited for past
+    the step's wait), so that the pause's Promote does not queue behind index slices."""
     move, target = Move.of(state), target_of(state)
     deadline = time.monotonic() + ctx.settings.catch_up_wait_s
     lag = -1
@@ -288,10 +290,14 @@ def wait_for_catch_up(ctx: Context, state: State) -> Result:
         shadows = [s for s in stats.shadows if s.symbol == move.symbol]
         if not shadows:
             raise EngineCallFailed("Stats", Reason.NONE, f"{target.instance}: no shadow of S")
-        lag = shadows[0].lag
-        if plan.caught_up(lag, ctx.settings.catch_up_lag):
-            return {"lag": lag, "next_offset": shadows[0].next_offset}
-        if time.monotonic() > deadline:
+        shadow = shadows[0]
+        lag = shadow.lag
+        overdue = time.monotonic() > deadline
+        if plan.ready_to_switch(
+            lag, shadow.unindexed, overdue=overdue, threshold=ctx.settings.catch_up_lag
+        ):
+            return {"lag": lag, "next_offset": shadow.next_offset, "unindexed": shadow.unindexed}
+        if overdue and not plan.caught_up(lag, ctx.settings.catch_up_lag):
             raise NotCaughtUp(f"{move.symbol} on {target.instance}: lag {lag}")
         ctx.sleep(0.05)
 

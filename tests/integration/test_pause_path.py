@@ -16,6 +16,7 @@ import redis
 from engine.book import Market, snapshot
 from engine.service import handover
 from engine.service import loop as engine_loop
+from engine.service.control import EngineControl
 from engine.service.core import EngineState, Shadow
 from engine.service.errors import NotDurableError, SnapshotMissingError
 from engine.service.loop import Engine
@@ -24,6 +25,7 @@ from engine.service.settings import EngineSettings
 from engine.service.store import SnapshotStore
 from hotshard import recovery, registry
 from hotshard.local.services.redis import RedisServer
+from hotshard.v1 import control_pb2
 from tests.builders import big_book
 from tests.integration.test_snapshot_child import Consumer, Producer
 
@@ -311,6 +313,29 @@ def test_until_caught_up_the_loop_indexes_a_slice_only_every_index_behind_s(engi
     while engine.call(book.unindexed):
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_stats_shows_a_shadows_orders_not_indexed_until_the_loop_has_built_them(
+    engine, monkeypatch
+):
+    # WaitForCatchUp waits for 0 (run 15: a 1M Promote queued 48-59 ms behind the slices)
+    monkeypatch.setattr(engine_loop, "INDEX_SLICE", 1_000)
+    monkeypatch.setattr(engine_loop, "INDEX_BEHIND_S", 3600.0)
+    engine.consumer = Behind()
+    engine.caught_up.clear()  # not caught up: no slice for now
+    engine.serving = True
+    book, _ = snapshot.load(snapshot.dump(big_book("Q", 10_000)))
+    shadow = Shadow(book, 9, 71, 1, 0, "loc", snapshot_seq=book.seq)
+    engine.call(lambda: engine.state.shadows.__setitem__("Q", shadow))
+    control = EngineControl(engine)
+    request = control_pb2.StatsRequest()
+    assert [s.unindexed for s in control.Stats(request, None).shadows] == [10_000]
+    engine.caught_up.set()  # then a slice on every idle turn
+    deadline = time.monotonic() + 30
+    while control.Stats(request, None).shadows[0].unindexed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert engine.call(lambda: book.index.get("r1", "u1")) is not None
 
 
 def test_a_fence_lifted_before_its_retry_leaves_nothing_to_finish(engine, monkeypatch):

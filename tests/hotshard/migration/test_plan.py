@@ -179,6 +179,15 @@ def test_caught_up_below_the_threshold() -> None:
     assert not plan.caught_up(65) and not plan.caught_up(-1)
 
 
+def test_the_switch_waits_for_the_shadows_index_until_the_wait_is_over() -> None:
+    # run 15: a 1M Promote queued 48-59 ms on the target's loop behind its index slices
+    assert plan.ready_to_switch(0, 0, overdue=False)
+    assert not plan.ready_to_switch(0, 20_000, overdue=False)
+    assert plan.ready_to_switch(0, 20_000, overdue=True)  # correct as it is, only slower
+    assert not plan.ready_to_switch(65, 0, overdue=False)
+    assert not plan.ready_to_switch(65, 0, overdue=True)  # the lag decides: NotCaughtUp
+
+
 def _plan(
     current: Route | None, strategy: str = "stop-and-copy", **kw: object
 ) -> plan.RollbackPlan:

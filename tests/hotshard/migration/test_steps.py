@@ -86,6 +86,47 @@ def _context(
     )
 
 
+@dataclass
+class Shadowing:
+    """A target whose Stats shows the shadow of HOT caught up (lag 0), its restored orders
+    indexed as `unindexed` says, one answer per poll (the last one again after)."""
+
+    unindexed: list[int]
+    polls: int = 0
+
+    def stats(self) -> control_pb2.StatsReply:
+        left = self.unindexed[min(self.polls, len(self.unindexed) - 1)]
+        self.polls += 1
+        reply = control_pb2.StatsReply()
+        reply.shadows.add(symbol="HOT", source_partition=0, next_offset=10, lag=0, unindexed=left)
+        return reply
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_the_catch_up_waits_for_the_shadows_index(r: redis.Redis) -> None:
+    # run 15 (issue 11): at 1M the switch's Promote queued 48-59 ms on the target's loop,
+    # behind the slices indexing the shadow's million restored orders (10-120 ms each);
+    # before, the step ended on the first poll with the lag small
+    target = Shadowing([40_000, 20_000, 0])
+    ctx = _context(r, Engine(control_pb2.UnfenceReply()), target)
+    ctx.sleep = lambda _s: None
+    done = steps.wait_for_catch_up(ctx, _state())
+    assert target.polls == 3 and done["unindexed"] == 0 and done["lag"] == 0
+
+
+@pytest.mark.integration
+def test_the_catch_up_does_not_wait_for_the_index_past_its_wait(r: redis.Redis) -> None:
+    target = Shadowing([40_000])  # never indexed: the switch goes on, a slower Promote
+    ctx = _context(
+        r, Engine(control_pb2.UnfenceReply()), target, MigrationSettings(catch_up_wait_s=0.0)
+    )
+    ctx.sleep = lambda _s: None
+    assert steps.wait_for_catch_up(ctx, _state())["unindexed"] == 40_000
+
+
 @pytest.mark.integration
 def test_a_source_without_the_book_has_nothing_to_unfence(r: redis.Redis) -> None:
     no_book = EngineCallFailed("Unfence", Reason.UNKNOWN_SYMBOL, "no book for HOT", "NOT_FOUND")
