@@ -238,6 +238,7 @@ class EngineControl(control_pb2_grpc.EngineControlServicer):
             )
             state = engine.state
             reply.instance_id = engine.settings.instance
+            reply.checkpointing = engine.checkpointing
             for symbol, book in sorted(state.market.books.items()):
                 meter = metrics.symbols.get(symbol)
                 reply.symbols.add(

@@ -992,6 +992,12 @@ class Engine:
         )
         return child
 
+    @property
+    def checkpointing(self) -> bool:
+        """A periodic checkpoint is under way (its child forked, its snapshots not all
+        stored and named yet)."""
+        return self._periodic is not None
+
     def moving(self) -> None:
         """A step of a move of a symbol here was asked (from any thread): for MOVE_WINDOW_S
         the loop turns at MOVE_POLL_S, so the move's next step queued for it (a Fence, a

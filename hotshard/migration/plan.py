@@ -259,15 +259,25 @@ def caught_up(lag: int, threshold: int = CATCH_UP_LAG) -> bool:
 
 
 def ready_to_switch(
-    lag: int, unindexed: int, *, overdue: bool, threshold: int = CATCH_UP_LAG
+    lag: int,
+    unindexed: int,
+    *,
+    checkpointing: bool = False,
+    overdue: bool,
+    threshold: int = CATCH_UP_LAG,
 ) -> bool:
-    """Whether WaitForCatchUp ends: the shadow caught up (`caught_up`) and its restored
-    orders all indexed. The target's loop indexes a restored book a slice at a time (20,000
-    orders, 10-120 ms each holding the loop and the GIL: a million orders take ~50); a
-    Promote that came while slices remained waited behind them (48-59 ms measured at 1M).
-    Once `overdue` (the step's wait is over) the index is not waited for: a Promote on a
-    book still indexing is as correct, only slower."""
-    return caught_up(lag, threshold) and (unindexed <= 0 or overdue)
+    """Whether WaitForCatchUp ends: the shadow caught up (`caught_up`), its restored orders
+    all indexed, and no periodic checkpoint under way on the source or the target.
+    - The target's loop indexes a restored book a slice at a time (20,000 orders, 10-480 ms
+      each holding the loop and the GIL: a million orders take ~50); a Promote that came
+      while slices remained waited behind them (48-59 ms measured at 1M).
+    - A periodic checkpoint of an engine holding million-order books runs for seconds (its
+      child dumping a book takes a core, its stores the GIL's share); the move holds new
+      ones from its Snapshot and Follow (Engine.hold_checkpoints), not one begun before,
+      which a 1M pause met (Fence 82 ms on the engine, 156 ms pause).
+    Once `overdue` (the step's wait is over) neither is waited for: the switch is as
+    correct then, only slower."""
+    return caught_up(lag, threshold) and (overdue or (unindexed <= 0 and not checkpointing))
 
 
 # ---------------------------------------------------------------------- rollback

@@ -278,10 +278,20 @@ def transfer_snapshot(ctx: Context, state: State) -> Result:
     }
 
 
+def _checkpointing(ctx: Context, address: str) -> bool:
+    """Whether the engine at `address` is in a periodic checkpoint; an engine that does not
+    answer is not waited for here (the switch's Fence finds it, as it did before)."""
+    try:
+        return ctx.client(address).stats().checkpointing
+    except (EngineUnavailable, EngineCallFailed):
+        return False
+
+
 def wait_for_catch_up(ctx: Context, state: State) -> Result:
-    """pre-copy: the shadow's lag on p, polled until small (else NotCaughtUp, retried), and
-    its restored orders indexed on the target (plan.ready_to_switch: not waited for past
-    the step's wait), so that the pause's Promote does not queue behind index slices."""
+    """pre-copy: the shadow's lag on p, polled until small (else NotCaughtUp, retried),
+    its restored orders indexed on the target and no periodic checkpoint under way on the
+    source or the target (plan.ready_to_switch: those two not waited for past the step's
+    wait), so that the pause's Fence and Promote meet neither."""
     move, target = Move.of(state), target_of(state)
     deadline = time.monotonic() + ctx.settings.catch_up_wait_s
     lag = -1
@@ -293,10 +303,22 @@ def wait_for_catch_up(ctx: Context, state: State) -> Result:
         shadow = shadows[0]
         lag = shadow.lag
         overdue = time.monotonic() > deadline
+        checkpointing = stats.checkpointing
+        if plan.caught_up(lag, ctx.settings.catch_up_lag) and not checkpointing:
+            checkpointing = _checkpointing(ctx, move.source_address)
         if plan.ready_to_switch(
-            lag, shadow.unindexed, overdue=overdue, threshold=ctx.settings.catch_up_lag
+            lag,
+            shadow.unindexed,
+            checkpointing=checkpointing,
+            overdue=overdue,
+            threshold=ctx.settings.catch_up_lag,
         ):
-            return {"lag": lag, "next_offset": shadow.next_offset, "unindexed": shadow.unindexed}
+            return {
+                "lag": lag,
+                "next_offset": shadow.next_offset,
+                "unindexed": shadow.unindexed,
+                "checkpointing": checkpointing,
+            }
         if overdue and not plan.caught_up(lag, ctx.settings.catch_up_lag):
             raise NotCaughtUp(f"{move.symbol} on {target.instance}: lag {lag}")
         ctx.sleep(0.05)

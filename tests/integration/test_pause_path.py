@@ -338,6 +338,24 @@ def test_stats_shows_a_shadows_orders_not_indexed_until_the_loop_has_built_them(
     assert engine.call(lambda: book.index.get("r1", "u1")) is not None
 
 
+def test_stats_shows_a_periodic_checkpoint_under_way_until_its_snapshots_are_named(engine):
+    # WaitForCatchUp waits for none on the source and the target (run 15: a 1M pause met
+    # one begun before the move's Snapshot held new ones)
+    engine.serving = True
+    state = engine.state
+    engine.call(lambda: state.add_book(big_book("A", 100_000), 0, 99))
+    control = EngineControl(engine)
+    request, context = control_pb2.StatsRequest(), cast(Any, None)
+    assert not control.Stats(request, context).checkpointing
+    engine.call(engine.periodic_checkpoint)  # forks, then stores off the loop
+    assert control.Stats(request, context).checkpointing
+    deadline = time.monotonic() + 60
+    while control.Stats(request, context).checkpointing:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert recovery.read_checkpoint(engine.redis, 0) is not None
+
+
 def test_a_fence_lifted_before_its_retry_leaves_nothing_to_finish(engine, monkeypatch):
     # before: the unfinished entry of a fence whose checkpoint failed outlived its Unfence
     # (and a Remove): one FenceEntry per symbol kept for the engine's life

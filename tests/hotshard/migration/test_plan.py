@@ -188,6 +188,13 @@ def test_the_switch_waits_for_the_shadows_index_until_the_wait_is_over() -> None
     assert not plan.ready_to_switch(65, 0, overdue=True)  # the lag decides: NotCaughtUp
 
 
+def test_the_switch_waits_for_a_periodic_checkpoint_under_way_until_the_wait_is_over() -> None:
+    # run 15: a 1M pause met the source's periodic checkpoint begun before the move's hold
+    assert not plan.ready_to_switch(0, 0, checkpointing=True, overdue=False)
+    assert plan.ready_to_switch(0, 0, checkpointing=True, overdue=True)
+    assert not plan.ready_to_switch(65, 0, checkpointing=True, overdue=True)
+
+
 def _plan(
     current: Route | None, strategy: str = "stop-and-copy", **kw: object
 ) -> plan.RollbackPlan:

@@ -14,7 +14,7 @@ import redis
 
 from hotshard import names, route
 from hotshard.migration import steps
-from hotshard.migration.errors import EngineCallFailed, NoHotSymbol
+from hotshard.migration.errors import EngineCallFailed, EngineUnavailable, NoHotSymbol
 from hotshard.migration.fleet import AutoScalingFleet
 from hotshard.migration.settings import MigrationSettings
 from hotshard.reasons import Reason
@@ -105,26 +105,66 @@ class Shadowing:
         pass
 
 
+@dataclass
+class Checkpointing(Engine):
+    """A source whose Stats says a periodic checkpoint is under way as `busy` says, one
+    answer per poll (the last one again after); an Exception: it does not answer."""
+
+    busy: list[bool | Exception] = field(default_factory=list)
+    polls: int = 0
+
+    def stats(self) -> control_pb2.StatsReply:
+        answer = self.busy[min(self.polls, len(self.busy) - 1)]
+        self.polls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return control_pb2.StatsReply(checkpointing=answer)
+
+
 @pytest.mark.integration
 def test_the_catch_up_waits_for_the_shadows_index(r: redis.Redis) -> None:
     # run 15 (issue 11): at 1M the switch's Promote queued 48-59 ms on the target's loop,
     # behind the slices indexing the shadow's million restored orders (10-120 ms each);
     # before, the step ended on the first poll with the lag small
     target = Shadowing([40_000, 20_000, 0])
-    ctx = _context(r, Engine(control_pb2.UnfenceReply()), target)
+    ctx = _context(r, Checkpointing(control_pb2.UnfenceReply(), busy=[False]), target)
     ctx.sleep = lambda _s: None
     done = steps.wait_for_catch_up(ctx, _state())
     assert target.polls == 3 and done["unindexed"] == 0 and done["lag"] == 0
 
 
 @pytest.mark.integration
-def test_the_catch_up_does_not_wait_for_the_index_past_its_wait(r: redis.Redis) -> None:
-    target = Shadowing([40_000])  # never indexed: the switch goes on, a slower Promote
-    ctx = _context(
-        r, Engine(control_pb2.UnfenceReply()), target, MigrationSettings(catch_up_wait_s=0.0)
-    )
+def test_the_catch_up_does_not_wait_for_the_index_or_a_checkpoint_past_its_wait(
+    r: redis.Redis,
+) -> None:
+    # never indexed, never done checkpointing: the switch goes on, only slower
+    source = Checkpointing(control_pb2.UnfenceReply(), busy=[True])
+    target = Shadowing([40_000])
+    ctx = _context(r, source, target, MigrationSettings(catch_up_wait_s=0.0))
     ctx.sleep = lambda _s: None
-    assert steps.wait_for_catch_up(ctx, _state())["unindexed"] == 40_000
+    done = steps.wait_for_catch_up(ctx, _state())
+    assert done["unindexed"] == 40_000 and target.polls <= 2
+
+
+@pytest.mark.integration
+def test_the_catch_up_waits_for_the_sources_periodic_checkpoint(r: redis.Redis) -> None:
+    # run 15: a 1M pause (156 ms, the Fence 82 ms on the engine) met the source's periodic
+    # checkpoint, begun before the move's Snapshot held new ones; before, no wait for it
+    source = Checkpointing(control_pb2.UnfenceReply(), busy=[True, True, False])
+    target = Shadowing([0])
+    ctx = _context(r, source, target)
+    ctx.sleep = lambda _s: None
+    done = steps.wait_for_catch_up(ctx, _state())
+    assert source.polls == 3 and target.polls == 3 and not done["checkpointing"]
+
+
+@pytest.mark.integration
+def test_the_catch_up_does_not_wait_for_a_source_that_does_not_answer(r: redis.Redis) -> None:
+    source = Checkpointing(
+        control_pb2.UnfenceReply(), busy=[EngineUnavailable("Stats on src:1: UNAVAILABLE")]
+    )
+    ctx = _context(r, source, Shadowing([0]))
+    assert not steps.wait_for_catch_up(ctx, _state())["checkpointing"]  # the Fence finds out
 
 
 @pytest.mark.integration
