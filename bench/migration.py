@@ -455,7 +455,7 @@ def breakdown(m: Move) -> list[str]:
     split = call_split(m)
     if split:
         lines.append(
-            "    to the engine / on it / [its reply sent /] back to the task (ms): " + split
+            "    to the engine / on it / [RPC over on the engine /] back to the task (ms): " + split
         )
     if m.redis_slow:
         lines.append(f"    redis slowlog (at, ms, command): {m.redis_slow}")
@@ -487,9 +487,10 @@ def near_pause(m: Move, record: dict[str, Any], margin_s: float = 0.5) -> bool:
 
 def call_split(m: Move) -> str:
     """Each gRPC call of the pause split by the engine's own wall clock (`at_ms`, when its
-    handler began; `ms`, how long it took; "replied": when the RPC was over on the engine):
-    the task's send -> the engine's handler, the engine's part, its reply sent, the reply
-    -> the task (the task's marks are whole ms)."""
+    handler began; `ms`, how long it took; "replied": when the RPC was over as the engine's
+    server thread saw it, an upper bound of its reply's send, at times after the task had
+    it): the task's send -> the engine's handler, the engine's part, -> the RPC over, -> the
+    task (the task's marks are whole ms)."""
     calls = (("fence", "Fence", "moved", "fenced"), ("promote", "Promote", "fenced", "resumed"))
     parts: list[str] = []
     if m.strategy != "pre-copy":  # its Fence is WaitForDrain's, before the switch

@@ -45,9 +45,9 @@ def _after_reply(context: grpc.ServicerContext, fn: Callable[[], None]) -> None:
 
 
 def _log_replied(context: grpc.ServicerContext, rpc: str, symbol: str) -> None:
-    """Log ("replied") when the RPC is over: its reply sent and the server's thread told so
-    (`at_ms`, wall clock). A move's pause steps (Fence, Promote) are split at it: the
-    engine's part up to its reply on the wire, then the way to the caller."""
+    """Log ("replied") when the RPC is over as the server's thread sees it (`at_ms`, wall
+    clock): an upper bound of when its reply left (the caller may have it first). A move's
+    pause steps (Fence, Promote) are split at it in bench.migration."""
 
     def done() -> None:
         log.info(
