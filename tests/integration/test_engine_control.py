@@ -1,6 +1,8 @@
 """gRPC control on running engines: Snapshot, Remove, Restore (from bytes and from S3),
 Health, Stats, and the status codes of bad requests."""
 
+import gc
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,12 +34,51 @@ def moto() -> Iterator[AwsEndpoint]:
 
 
 def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    """The status code and the `reason` trailing metadata of a failing call."""
+    """The status code and the `reason` trailing metadata of a failing call. The error is
+    let go before returning: kept in this frame, its traceback (which holds this frame, and
+    through f_back the test's) made a cycle that kept the test's locals, its producer too,
+    alive until a full collection, long after the test's broker stopped (issue 13)."""
     with pytest.raises(grpc.RpcError) as info:
         call()
     err: Any = info.value
-    reason = {str(k): str(v) for k, v in err.trailing_metadata() or ()}.get("reason", "")
-    return err.code(), reason
+    try:
+        reason = {str(k): str(v) for k, v in err.trailing_metadata() or ()}.get("reason", "")
+        return err.code(), reason
+    finally:
+        del info, err
+
+
+def test_code_of_lets_go_of_its_callers_frame():
+    """Before, code_of's caught error stayed in a cycle with its frame, and the frame's
+    f_back kept the calling test's locals (its producer among them) until a collection:
+    minutes after the test's broker stopped once an earlier test's cold start (tune_gc)
+    had raised the collector's young generation to 50,000 (issue 13)."""
+
+    class Refused(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.NOT_FOUND
+
+        def trailing_metadata(self) -> Any:
+            return (("reason", "UNKNOWN_SYMBOL"),)
+
+    def refuse() -> None:
+        raise Refused
+
+    class Local:
+        pass
+
+    def caller() -> "weakref.ref[Local]":
+        local = Local()
+        assert code_of(refuse) == (grpc.StatusCode.NOT_FOUND, "UNKNOWN_SYMBOL")
+        return weakref.ref(local)
+
+    enabled = gc.isenabled()
+    gc.disable()  # only reference counting: what a cycle keeps stays
+    try:
+        assert caller()() is None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def test_snapshot_remove_restore_move_a_symbol_between_running_engines(
