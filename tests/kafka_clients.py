@@ -140,6 +140,28 @@ def _collection(phase: str, _info: dict[str, Any]) -> None:
     REGISTRY.collecting = threading.get_ident() if phase == "start" else None
 
 
+def _recording(real: Any, kind: str, rdtype: str) -> Any:
+    """A subclass of confluent_kafka's `real` client class that records each client made."""
+
+    class Recorded(real):  # type: ignore[misc]
+        __doc__ = real.__doc__
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            args, kwargs = _track(self, kind, rdtype, args, kwargs)
+            super().__init__(*args, **kwargs)
+
+        def close(self, *args: Any, **kwargs: Any) -> Any:
+            closed = super().close(*args, **kwargs)
+            made = self.__dict__.get("_hotshard_made")
+            if made is not None:
+                made.closed = True
+            return closed
+
+    Recorded.__name__ = Recorded.__qualname__ = kind
+    Recorded.__module__ = "confluent_kafka"
+    return Recorded
+
+
 def install() -> None:
     """Put the recording subclasses in confluent_kafka's namespace (idempotent)."""
     import confluent_kafka  # noqa: PLC0415
@@ -147,40 +169,11 @@ def install() -> None:
 
     if getattr(confluent_kafka, "_hotshard_tracked", False):
         return
-    real_producer, real_consumer = cimpl.Producer, cimpl.Consumer
-
-    class Producer(real_producer):  # type: ignore[misc, valid-type]
-        __doc__ = real_producer.__doc__
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            args, kwargs = _track(self, "Producer", "producer", args, kwargs)
-            super().__init__(*args, **kwargs)
-
-        def close(self, *args: Any, **kwargs: Any) -> Any:
-            closed = super().close(*args, **kwargs)
-            made = self.__dict__.get("_hotshard_made")
-            if made is not None:
-                made.closed = True
-            return closed
-
-    class Consumer(real_consumer):  # type: ignore[misc, valid-type]
-        __doc__ = real_consumer.__doc__
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            args, kwargs = _track(self, "Consumer", "consumer", args, kwargs)
-            super().__init__(*args, **kwargs)
-
-        def close(self, *args: Any, **kwargs: Any) -> Any:
-            closed = super().close(*args, **kwargs)
-            made = self.__dict__.get("_hotshard_made")
-            if made is not None:
-                made.closed = True
-            return closed
-
-    Producer.__module__ = Consumer.__module__ = "confluent_kafka"
+    producer = _recording(cimpl.Producer, "Producer", "producer")
+    consumer = _recording(cimpl.Consumer, "Consumer", "consumer")
     for module in (confluent_kafka, cimpl):
-        setattr(module, "Producer", Producer)  # noqa: B010 - (mypy: cimpl's are final)
-        setattr(module, "Consumer", Consumer)  # noqa: B010
+        setattr(module, "Producer", producer)  # noqa: B010 - (mypy: cimpl's are final)
+        setattr(module, "Consumer", consumer)  # noqa: B010
 
     admin_init = admin.AdminClient.__init__
 
