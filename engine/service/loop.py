@@ -156,9 +156,9 @@ class Engine:
     _index_slices: int = 0  # slices indexed so far, and their CPU (logged at "caught up")
     _index_cpu_s: float = 0.0
     _unindexed: list[Book] = field(default_factory=list)
+    """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _indexing: dict[str, list[float]] = field(default_factory=dict)
     """Per book being indexed: [first slice (monotonic), slices, CPU s, longest slice s]."""
-    """Books (owned or shadows) whose restored orders are not all indexed yet."""
     _turned: float = 0.0
     _assigned: tuple[Any, ...] = ()
     _assigned_at: tuple[tuple[str, int, int], ...] = ()
