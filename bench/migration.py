@@ -508,16 +508,10 @@ def call_split(m: Move) -> str:
             ),
             None,
         )
-        if replied is None:
-            parts.append(
-                f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / "
-                f"{m.marks[answered] - at - took:.1f}"
-            )
-        else:
-            parts.append(
-                f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / {replied - at - took:.1f} / "
-                f"{m.marks[answered] - replied:.1f}"
-            )
+        back = f"{m.marks[answered] - at - took:.1f}"
+        if replied is not None:
+            back = f"{replied - at - took:.1f} / {m.marks[answered] - replied:.1f}"
+        parts.append(f"{message} {at - m.marks[sent]:.1f} / {took:.1f} / {back}")
     return ", ".join(parts)
 
 
