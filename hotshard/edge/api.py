@@ -36,6 +36,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
+from hotshard import kafka
 from hotshard.clients import redis_client
 from hotshard.codec import InvalidOrderError
 from hotshard.domain import Action, is_id
@@ -45,7 +46,7 @@ from hotshard.edge.limits import PreTradeLimits
 from hotshard.edge.router import MAX_PAGE, RETRY_AFTER_MS, Ack, OrderRouter, RefusedError
 from hotshard.edge.sessions import BATCH, Sessions
 from hotshard.edge.settings import EdgeSettings, order_producer
-from hotshard.names import WEBSOCKET_ROUTES
+from hotshard.names import TOPIC_ORDERS, TOPIC_PENDING_ORDERS, WEBSOCKET_ROUTES
 from hotshard.reasons import HotshardError, Reason
 
 JSON = "application/json"
@@ -482,9 +483,13 @@ def build(
 ) -> EdgeApi:
     """Everything order_router needs, from its settings (once per cold start)."""
     r = redis_client(settings)
+    producer = order_producer(settings)
+    if not kafka.warm_producer(producer, (TOPIC_ORDERS, TOPIC_PENDING_ORDERS)):
+        log = logger or Logger(service="order_router")
+        log.warning("the broker did not answer the router's new producer: its first orders wait")
     router = OrderRouter(
         r,
-        order_producer(settings),
+        producer,
         new_producer=lambda: order_producer(settings),
         limits=PreTradeLimits.load(settings.limits_path),
         balance_check=settings.balance_check,
