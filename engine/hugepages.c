@@ -10,9 +10,7 @@ where the kernel's transparent huge pages are "madvise" or "always" one page-tab
 2 MiB and the fork copies ~1/512 of the entries for them. Requests of any other size (each
 thread's 16 KiB frame-stack chunks use the same allocator), and the arenas made before
 `install()`, go to and come back from CPython's own allocator. Called with the
-GIL held (pymalloc's contract), so no lock of its own; the one call that may come without it,
-a thread state's deletion freeing its frame-stack chunks, frees chunks of 16 KiB and up,
-which reach this state only at exactly 1 MiB (not seen: a frame stack that deep). */
+GIL held (pymalloc's contract), so no lock of its own. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -21,7 +19,6 @@ which reach this state only at exactly 1 MiB (not seen: a frame stack that deep)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define REGION ((size_t)64 << 20)
 #define FREE_MAX 65536
-#define REGIONS_MAX 4096 /* 256 GiB of arenas; past it, CPython's own allocator */
 
 static PyObjectArenaAllocator previous;
 static int installed = 0;
@@ -29,15 +26,12 @@ static int installed = 0;
 users of the arena allocator (each thread's 16 KiB frame stack chunks) go to CPython's own. */
 static const size_t arena_size = (size_t)1 << 20;
 static char *next_free = NULL, *region_end = NULL;
-static char *region_starts[REGIONS_MAX];
+static uintptr_t lowest = UINTPTR_MAX, highest = 0;
 static void *freed[FREE_MAX]; /* arenas given back, kept mapped (their pages dropped) */
 static size_t n_freed = 0;
 static size_t regions = 0;
 
 static char *new_region(void) {
-    if (regions == REGIONS_MAX) {
-        return NULL;
-    }
     size_t length = REGION + HUGE_PAGE;
     char *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
@@ -52,7 +46,13 @@ static char *new_region(void) {
         munmap(end, (size_t)(p + length - end));
     }
     madvise(start, REGION, MADV_HUGEPAGE); /* a kernel without THP: plain pages, as before */
-    region_starts[regions++] = start;
+    regions++;
+    if ((uintptr_t)start < lowest) {
+        lowest = (uintptr_t)start;
+    }
+    if ((uintptr_t)end > highest) {
+        highest = (uintptr_t)end;
+    }
     return start;
 }
 
@@ -77,18 +77,11 @@ static void *arena_alloc(void *ctx, size_t size) {
     return arena;
 }
 
-/* Exactly the arenas carved from a region (freed rarely: a loop over the regions costs
-nothing); everything else was the previous allocator's and goes back to it. */
+/* An arena of the previous allocator that lies between two regions counts as ours: it is a
+mapping of the same size, so keeping it for reuse (or unmapping it) is what its own free
+would allow. */
 static int ours(void *ptr, size_t size) {
-    if (size != arena_size) {
-        return 0;
-    }
-    for (size_t i = 0; i < regions; i++) {
-        if ((char *)ptr >= region_starts[i] && (char *)ptr < region_starts[i] + REGION) {
-            return 1;
-        }
-    }
-    return 0;
+    return size == arena_size && (uintptr_t)ptr >= lowest && (uintptr_t)ptr < highest;
 }
 
 static void arena_free(void *ctx, void *ptr, size_t size) {
