@@ -17,7 +17,7 @@ setup: $(STAMP) $(GENERATED) native redis-server
 NATIVE_FROM := engine/book/order.py engine/book/ended.py engine/book/index.py engine/book/packed.py engine/book/level.py engine/book/book.py \
 	engine/book/instrument.py hotshard/commands.py hotshard/events.py hotshard/domain.py \
 	hotshard/reasons.py hotshard/names.py engine/fastwire.py \
-	engine/service/batch.py engine/native.py engine/build.py engine/hugepages.c
+	engine/service/batch.py engine/native.py engine/build.py
 NATIVE_STAMP := engine/book/book$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 
 native: $(NATIVE_STAMP)

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import IO, Any
 
 from engine.book import DedupBudgetError
-from engine.runtime import huge_pages, tune_gc, watch_gc
+from engine.runtime import tune_gc, watch_gc
 from engine.service.core import EngineState
 from engine.service.errors import EngineFailedError
 from engine.service.logs import JsonLines
@@ -89,8 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     configure_logging(settings.log_level, settings.instance)
     log = logging.getLogger("hotshard.engine")
-    if settings.huge_pages:  # before the books: their memory is what a fork copies the map of
-        log.info("huge pages", extra=huge_pages())
     try:
         engine = build(settings)
     except DedupBudgetError as exc:

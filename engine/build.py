@@ -1,5 +1,4 @@
-"""Build the book's compiled build in place: engine/book compiled by mypyc, and the engine's
-huge-page arena allocator (engine/hugepages.c, engine.runtime.huge_pages).
+"""Build the book's compiled build in place: engine/book compiled by mypyc.
 
     python -m engine.build [--check]
 
@@ -18,23 +17,20 @@ from engine.native import COMPILED, GROUP, ROOT, compiled_files, stale_reason
 
 def build(verbose: bool = False) -> None:
     from mypyc.build import mypycify  # noqa: PLC0415 - only the build needs mypyc
-    from setuptools import Extension, setup  # noqa: PLC0415
+    from setuptools import setup  # noqa: PLC0415
 
     os.chdir(ROOT)
     paths = [str(Path(*name.split(".")).with_suffix(".py")) for name in COMPILED]
     setup(
         name="hotshard-book-native",
-        ext_modules=[
-            Extension("engine._hugepages", ["engine/hugepages.c"], extra_compile_args=["-O2"]),
-            *mypycify(
-                # a note about config sections for other modules would count as an error
-                ["--no-warn-unused-configs", *paths],
-                opt_level="3",
-                group_name=GROUP,
-                target_dir="build/native",
-                verbose=verbose,
-            ),
-        ],
+        ext_modules=mypycify(
+            # a note about config sections for other modules would count as an error
+            ["--no-warn-unused-configs", *paths],
+            opt_level="3",
+            group_name=GROUP,
+            target_dir="build/native",
+            verbose=verbose,
+        ),
         script_args=[
             *([] if verbose else ["-q"]),
             "build_ext",

@@ -3,7 +3,6 @@
 import gc
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 # The book's objects form no reference cycles, so reference counting frees them; the cyclic
@@ -23,33 +22,6 @@ def tune_gc(*, collect: bool = True) -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION, older, oldest)
-
-
-def huge_pages() -> dict[str, Any]:
-    """From now on pymalloc takes its arenas (where nearly all of a book's memory lives) from
-    2 MiB-aligned regions marked MADV_HUGEPAGE (engine/hugepages.c). The fork that stores
-    a snapshot stops the whole process for the copy of its page tables; on huge pages there
-    are ~1/512 as many entries to copy for what lies there (a probe process holding a
-    million resting orders: fork 14 -> 4 ms; an engine holding one, where about half of its
-    memory is pymalloc's: median 25 -> 14 ms; docs/BENCHMARKS.md run 17). Returns the
-    allocator's stats and the kernel's THP mode; {"installed": False, ...} where the
-    extension is not built (the pure-Python build without a compiler)."""
-    try:
-        from engine import _hugepages  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        return {"installed": False, "thp": _thp_mode()}
-    _hugepages.install()
-    return {**_hugepages.stats(), "thp": _thp_mode()}
-
-
-def _thp_mode() -> str:
-    """The kernel's transparent huge page mode ("always", "madvise", "never"; "" unknown)."""
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return ""
-    chosen = [word.strip("[]") for word in text.split() if word.startswith("[")]
-    return chosen[0] if chosen else ""
 
 
 GC_LOG_MS = 5.0

@@ -53,7 +53,6 @@ class EngineSettings:
     shadow_hold_ms: float = 500.0
     dedup_ids: int = DEFAULT_DEDUP_IDS
     dedup_window: int = DEFAULT_DEDUP_WINDOW
-    huge_pages: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "EngineSettings":
@@ -284,14 +283,6 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str] | None = None)
         type=int,
     )
     opt("--linger-ms", "producer linger: events wait this long to share a request", type=float)
-    opt(
-        "--huge-pages",
-        "keep pymalloc's arenas (most of the books' memory) on transparent huge pages "
-        "(engine.runtime.huge_pages): a snapshot's fork, which stops the loop for the copy "
-        "of the page tables, gets shorter (~2x for an engine holding 1M orders); off, or "
-        "where THP is 'never', 4 KiB pages as before",
-        action=argparse.BooleanOptionalAction,
-    )
     opt("--metrics-interval-s", "seconds between metric reports (EMF lines on stdout)", type=float)
     opt(
         "--depth-snapshot-interval-s",

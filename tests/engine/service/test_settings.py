@@ -123,8 +123,6 @@ def test_every_option_has_an_environment_variable(capsys):
         )
         if name == "log_level":
             raw = "debug"
-        if value is True:
-            raw = "false"
         if name == "ownership_ttl_s":
             raw = "30"
         got = getattr(EngineSettings.from_env({ENV[name]: raw}), name)
